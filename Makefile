@@ -1,0 +1,37 @@
+# raytrade: the two commands a newcomer needs are `make demo` and `make test`.
+# Both create .venv if missing and install what they need into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.raytrade-installed
+# torch: on CPU-only machines like our CI a local CPU build of 2.13.0 is preinstalled into
+# pip's reach, so pin it first; on a GPU cluster `pip install -e .` takes the normal CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=75' wheel
+	$(PY) -m pip install -q '$(TORCH_SPEC)'
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check envs algos actors dashboard scripts tests
+	$(VENV)/bin/mypy
+
+demo: $(STAMP)
+	$(VENV)/bin/raytrade demo
+
+bench: $(STAMP)
+	$(PY) scripts/bench_features.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The raytrade exception hierarchy, in one place.
+
+The class decides control flow (Freqtrade style): a ``TemporaryError`` may be retried,
+an ``OperationalError`` stops and asks a human, and a ``DataError`` means the input is wrong
+and nothing was done with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RaytradeError(Exception):
+    """Base class of every error raytrade raises on purpose."""
+
+
+class DataError(RaytradeError, ValueError):
+    """Input data is wrong; nothing was written or traded on it."""
+
+
+class DataFormatError(DataError):
+    """A file could not be read as market data (not CSV/Parquet, empty, unknown columns).
+
+    Attributes:
+        source: the file (or stream) that was being read.
+    """
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}")
+
+
+class DataValidationError(DataError):
+    """A validation rule failed for some rows of a file.
+
+    Attributes:
+        source: the file that broke the rule.
+        rule: the short name of the broken rule (for example ``"high_ge_open_close"``).
+        rows: the offending row locations as reported to the user (file line numbers for
+            CSV, 0-based row positions otherwise).
+    """
+
+    def __init__(self, source: str, rule: str, rows: Sequence[int], detail: str) -> None:
+        self.source = source
+        self.rule = rule
+        self.rows = list(rows)
+        shown = ", ".join(str(r) for r in self.rows[:5])
+        more = f" and {len(self.rows) - 5} more" if len(self.rows) > 5 else ""
+        super().__init__(f"{source}: rule '{rule}' broken at {shown}{more}: {detail}")
+
+
+class FeatureError(DataError):
+    """A bar given to the feature pipeline cannot be used (out of order, gap, bad value)."""
+
+
+class ConfigError(RaytradeError, ValueError):
+    """A configuration or specification is invalid."""
+
+
+class TemporaryError(RaytradeError):
+    """A transient failure (network, throttling); the caller may retry with backoff."""
+
+
+class OperationalError(RaytradeError):
+    """A failure that needs a human (credentials, corrupt state); do not retry blindly."""
+
+
+class FetchError(OperationalError):
+    """Downloading market data failed in a way retrying will not fix by itself."""

@@ -1,0 +1,68 @@
+"""Load validated bar tables from files and write them back, atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from raytrade.envs.bars import BarTable
+from raytrade.envs.loaders import load_raw
+from raytrade.envs.validation import RepairReport, repair_raw, validate_raw
+
+
+def load_bars(path: str | Path, *, interval_ms: int | None = None) -> BarTable:
+    """Read and validate one OHLCV file (CSV, ``.csv.gz`` or Parquet); raise on any broken rule."""
+    return validate_raw(load_raw(path), interval_ms)
+
+
+def load_bars_repaired(path: str | Path, *,
+                       interval_ms: int | None = None) -> tuple[BarTable, RepairReport]:
+    """Read a file in repair mode: exact duplicates dropped, gaps filled, all reported."""
+    return repair_raw(load_raw(path), interval_ms)
+
+
+def write_bars(table: BarTable, path: str | Path) -> Path:
+    """Write a table as headed CSV (``.csv``/``.csv.gz``) or Parquet (``.parquet``).
+
+    The file is written to a temporary name beside the target, flushed to disk and renamed,
+    so a reader never sees half a file and a failure leaves nothing behind. A ``filled``
+    column (0/1) is added when the table holds bars synthesized by the repair mode.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame = table.to_frame()
+    if table.filled.any():
+        frame["filled"] = table.filled.astype(int)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if target.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            compression = "gzip" if target.name.endswith(".gz") else None
+            frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S+00:00")
+            frame.to_csv(tmp, index=False, compression=compression, float_format="%.10g")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def describe(table: BarTable) -> dict[str, object]:
+    """A short summary: symbol, interval, bar count, first and last open time (ISO UTC)."""
+    return {
+        "file": table.source,
+        "symbol": table.symbol or None,
+        "interval": table.interval,
+        "bars": len(table),
+        "first": pd.Timestamp(table.start_ms, unit="ms", tz="UTC").isoformat(),
+        "last": pd.Timestamp(int(table.ts[-1]), unit="ms", tz="UTC").isoformat(),
+        "filled_bars": int(table.filled.sum()),
+    }

@@ -1,0 +1,156 @@
+"""Causal resampling to higher timeframes and aligning several symbols on one clock.
+
+A higher-timeframe (HTF) bar covers the base bars whose open time falls in
+``[k * htf_ms, (k + 1) * htf_ms)`` (buckets aligned to the Unix epoch, so ``1d`` bars open
+at 00:00 UTC and ``4h`` bars at 00:00, 04:00, ... UTC). It becomes visible only when its
+last base bar has closed, never earlier; buckets missing any base bar (the partial first
+bucket of a file, or a gap) are dropped, never emitted half-built.
+
+The aggregation is one numba kernel with explicit state, so the batch resampler here and
+the streaming feature pipeline (``features/pipeline.py``) run exactly the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from raytrade.envs.bars import BarTable, FloatArray, IntArray
+from raytrade.envs.errors import ConfigError, DataError
+from raytrade.envs.intervals import interval_to_ms, ms_to_interval
+
+AGG_STATE_SIZE = 8  # bucket start, open, high, low, close, volume, bar count, has bucket
+
+
+def new_aggregator_state() -> FloatArray:
+    """Fresh state for :func:`aggregate_kernel`."""
+    return np.zeros(AGG_STATE_SIZE, dtype=np.float64)
+
+
+@numba.njit(cache=True)
+def aggregate_kernel(state: FloatArray, ts: IntArray, ohlcv: FloatArray, base_ms: int,
+                     htf_ms: int, out_ts: IntArray, out_ohlcv: FloatArray,
+                     out_at: IntArray) -> int:  # pragma: no cover - compiled
+    """Feed base bars into the bucket state; write each completed HTF bar to the outputs.
+
+    Returns the number K of HTF bars written: ``out_ts[:K]`` their open times,
+    ``out_ohlcv[:K]`` their OHLCV and ``out_at[:K]`` the index (into ``ts``) of the base bar
+    whose close completed each one. Output arrays must hold at least ``len(ts)`` rows.
+    """
+    need = htf_ms // base_ms
+    k = 0
+    for t in range(ts.shape[0]):
+        bucket = (ts[t] // htf_ms) * htf_ms
+        if state[7] != 0.0 and state[0] != bucket:
+            state[7] = 0.0  # the open bucket lost its last bar (gap): drop it
+        if state[7] == 0.0:
+            state[0] = bucket
+            state[1] = ohlcv[t, 0]
+            state[2] = ohlcv[t, 1]
+            state[3] = ohlcv[t, 2]
+            state[4] = ohlcv[t, 3]
+            state[5] = ohlcv[t, 4]
+            state[6] = 1.0
+            state[7] = 1.0
+        else:
+            if ohlcv[t, 1] > state[2]:
+                state[2] = ohlcv[t, 1]
+            if ohlcv[t, 2] < state[3]:
+                state[3] = ohlcv[t, 2]
+            state[4] = ohlcv[t, 3]
+            state[5] += ohlcv[t, 4]
+            state[6] += 1.0
+        if (ts[t] + base_ms) % htf_ms == 0:
+            if state[6] == need:
+                out_ts[k] = bucket
+                for j in range(5):
+                    out_ohlcv[k, j] = state[1 + j]
+                out_at[k] = t
+                k += 1
+            state[7] = 0.0
+    return k
+
+
+def check_higher(base_ms: int, htf_ms: int) -> None:
+    """Raise unless ``htf_ms`` is a whole multiple of ``base_ms`` that divides one day."""
+    if htf_ms <= base_ms or htf_ms % base_ms != 0:
+        raise ConfigError(f"cannot resample {ms_to_interval(base_ms)} bars to "
+                          f"{ms_to_interval(htf_ms)}: the target must be a larger whole multiple")
+    if 86_400_000 % htf_ms != 0:
+        raise ConfigError(f"resampling to {ms_to_interval(htf_ms)} is not supported: the target "
+                          "must divide one day (epoch-aligned buckets)")
+
+
+def aggregate(state: FloatArray, ts: IntArray, ohlcv: FloatArray, base_ms: int,
+              htf_ms: int) -> tuple[IntArray, FloatArray, IntArray]:
+    """Python face of :func:`aggregate_kernel`: completed HTF bars and where they closed."""
+    n = len(ts)
+    out_ts = np.empty(n, dtype=np.int64)
+    out_x = np.empty((n, 5), dtype=np.float64)
+    out_at = np.empty(n, dtype=np.int64)
+    k = aggregate_kernel(state, ts, ohlcv, base_ms, htf_ms, out_ts, out_x, out_at)
+    return out_ts[:k], out_x[:k], out_at[:k]
+
+
+def resample(table: BarTable, to: str) -> BarTable:
+    """The completed higher-timeframe bars of ``table`` (partial buckets dropped)."""
+    htf_ms = interval_to_ms(to)
+    check_higher(table.interval_ms, htf_ms)
+    ts, x, _ = aggregate(new_aggregator_state(), table.ts, np.ascontiguousarray(table.ohlcv()),
+                         table.interval_ms, htf_ms)
+    if len(ts) == 0:
+        raise DataError(f"{table.source or table.symbol}: no complete {to} bar in "
+                        f"{len(table)} {table.interval} bars")
+    return BarTable.from_arrays(ts, x, interval_ms=htf_ms, symbol=table.symbol,
+                                source=f"{table.source}@{to}")
+
+
+def visible_higher(table: BarTable, to: str) -> tuple[BarTable, IntArray]:
+    """Higher-timeframe bars and, per base bar, the index of the last one visible.
+
+    ``index[t]`` is the newest HTF bar that had closed when base bar ``t`` closed, or -1
+    when none had: a model deciding at the close of bar ``t`` may use exactly those.
+    """
+    htf_ms = interval_to_ms(to)
+    check_higher(table.interval_ms, htf_ms)
+    ts, x, at = aggregate(new_aggregator_state(), table.ts, np.ascontiguousarray(table.ohlcv()),
+                          table.interval_ms, htf_ms)
+    marks = np.full(len(table), -1, dtype=np.int64)
+    marks[at] = np.arange(len(at))
+    index = np.maximum.accumulate(marks) if len(marks) else marks
+    htf = BarTable.from_arrays(ts, x, interval_ms=htf_ms, symbol=table.symbol,
+                               source=f"{table.source}@{to}")
+    return htf, index
+
+
+def align(tables: Sequence[BarTable]) -> list[BarTable]:
+    """Restrict several same-interval tables to the open times they all share.
+
+    Used to put an asset and its reference asset (BTC for ETH) on one clock. Raises when
+    intervals differ or no time is shared.
+    """
+    if not tables:
+        return []
+    intervals = {t.interval_ms for t in tables}
+    if len(intervals) != 1:
+        raise DataError("cannot align tables of different intervals: "
+                        + ", ".join(f"{t.symbol or t.source}={t.interval}" for t in tables))
+    common: npt.NDArray[np.int64] = tables[0].ts
+    for t in tables[1:]:
+        common = np.intersect1d(common, t.ts, assume_unique=True)
+    if len(common) == 0:
+        raise DataError("tables share no open time: "
+                        + ", ".join(f"{t.symbol or t.source}" for t in tables))
+    out = []
+    for t in tables:
+        keep = np.isin(t.ts, common, assume_unique=True)
+        idx = np.flatnonzero(keep)
+        # Shared times inside a regular series are contiguous only if nothing is missing;
+        # validate that the result is still regular so features never see a hidden gap.
+        if len(idx) > 1 and np.any(np.diff(t.ts[idx]) != t.interval_ms):
+            raise DataError(f"{t.symbol or t.source}: aligning leaves a gap; repair the inputs first")
+        out.append(t.slice(int(idx[0]), int(idx[-1]) + 1))
+    return out
