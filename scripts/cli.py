@@ -1,0 +1,144 @@
+"""The ``raytrade`` command line. Each subcommand parses arguments, calls the library, exits.
+
+Exit codes: 0 success, 1 the input was wrong or an operation failed (the message says
+which file, row and rule), 2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from raytrade.envs.errors import RaytradeError
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from raytrade.envs.intervals import interval_to_ms
+    from raytrade.envs.io import describe, load_bars, load_bars_repaired, write_bars
+
+    iv = interval_to_ms(args.interval) if args.interval else None
+    if args.repair:
+        if len(args.files) != 1:
+            print("error: --repair takes exactly one FILE", file=sys.stderr)
+            return 2
+        table, report = load_bars_repaired(args.files[0], interval_ms=iv)
+        for change in report.changes:
+            print(f"repaired: {change}")
+        out = write_bars(table, args.repair)
+        print(f"wrote {out}: {len(report.changes)} changes "
+              f"({report.dropped} duplicates dropped, {report.filled} bars filled)")
+        print(json.dumps(describe(table)))
+        return 0
+    for path in args.files:
+        print(json.dumps(describe(load_bars(path, interval_ms=iv))))
+    return 0
+
+
+def _cmd_resample(args: argparse.Namespace) -> int:
+    from raytrade.envs.io import describe, load_bars, write_bars
+    from raytrade.envs.resample import resample
+
+    table = resample(load_bars(args.file), args.to)
+    write_bars(table, args.out)
+    summary = describe(table)
+    summary["file"] = str(args.out)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from raytrade.envs.fetch import fetch_klines
+
+    report = fetch_klines(args.symbol, args.interval, args.start, args.end, args.data_dir,
+                          base_url=args.base_url, timeout=args.timeout, retries=args.retries)
+    print(json.dumps({"file": str(report.output), "bars": report.bars,
+                      "downloaded": report.downloaded, "resumed": report.resumed,
+                      "cached": report.cached, "unverified": report.unverified}))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from raytrade.envs.dataset import prepare_dataset
+    from raytrade.envs.io import describe, load_bars
+    from raytrade.envs.sample import sample_path
+
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    btc = load_bars(sample_path("BTCUSDT"))
+    eth = load_bars(sample_path("ETHUSDT"))
+    summary: dict[str, object] = {"data": [describe(btc), describe(eth)], "symbols": {}}
+    for table in (btc, eth):
+        started = time.perf_counter()
+        ds = prepare_dataset(table, reference=btc)
+        elapsed = time.perf_counter() - started
+        ds.normalizer.save(run_dir / f"{table.symbol}_normalizer.json")
+        summary["symbols"][table.symbol] = {  # type: ignore[index]
+            "features": ds.spec.n_features, "spec_hash": ds.spec.hash[:16],
+            "warmup_bars": ds.features.first_valid,
+            "splits": {s.name: len(s) for s in ds.splits},
+            "normalizer_fitted_rows": ds.normalizer.fitted_rows,
+            "seconds": round(elapsed, 3),
+        }
+    print(json.dumps(summary, indent=2))
+    print(f"normalizers written to {run_dir}/", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(prog="raytrade", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="validate, repair, resample and fetch OHLCV files")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    val = dsub.add_parser("validate", help="check files; print a summary line per file")
+    val.add_argument("files", nargs="+", metavar="FILE")
+    val.add_argument("--repair", metavar="OUT", help="repair mode: drop exact duplicates, "
+                     "fill gaps, report each change and write OUT")
+    val.add_argument("--interval", help="expected bar interval (default: from the file name "
+                     "or the most common step)")
+    val.set_defaults(func=_cmd_validate)
+    res = dsub.add_parser("resample", help="resample to a higher timeframe (complete bars only)")
+    res.add_argument("file", metavar="FILE")
+    res.add_argument("--to", required=True, help="target interval, e.g. 15m, 1h, 4h, 1d")
+    res.add_argument("--out", required=True, help="output file (.csv, .csv.gz or .parquet)")
+    res.set_defaults(func=_cmd_resample)
+    fet = dsub.add_parser("fetch", help="download Binance monthly kline archives")
+    fet.add_argument("--symbol", required=True, help="e.g. BTCUSDT")
+    fet.add_argument("--interval", default="5m", help="kline interval (default 5m)")
+    fet.add_argument("--start", required=True, help="first month, YYYY-MM")
+    fet.add_argument("--end", required=True, help="last month, YYYY-MM (inclusive)")
+    fet.add_argument("--data-dir", default="data", help="data folder (default ./data)")
+    fet.add_argument("--base-url", default="https://data.binance.vision",
+                     help="archive site or mirror")
+    fet.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    fet.add_argument("--retries", type=int, default=3, help="retries on transient errors")
+    fet.set_defaults(func=_cmd_fetch)
+
+    demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
+    demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``raytrade`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except RaytradeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
