@@ -1,0 +1,38 @@
+"""Shared fixtures: real bundled bars, and helpers to write deliberately broken copies."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from raytrade.envs.bars import BarTable
+from raytrade.envs.io import load_bars
+from raytrade.envs.sample import sample_path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def btc() -> BarTable:
+    """Real BTCUSDT 5m bars (bundled sample, 25,920 bars)."""
+    return load_bars(sample_path("BTCUSDT"))
+
+
+@pytest.fixture(scope="session")
+def eth() -> BarTable:
+    """Real ETHUSDT 5m bars (bundled sample, 25,920 bars)."""
+    return load_bars(sample_path("ETHUSDT"))
+
+
+@pytest.fixture(scope="session")
+def btc_lines() -> list[str]:
+    """The bundled BTC CSV as text lines (header first)."""
+    return gzip.decompress(sample_path("BTCUSDT").read_bytes()).decode().splitlines()
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    """Write CSV lines to ``path`` and return it."""
+    path.write_text("\n".join(lines) + "\n")
+    return path
