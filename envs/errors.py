@@ -27,6 +27,7 @@ class DataFormatError(DataError):
 
     def __init__(self, source: str, message: str) -> None:
         self.source = source
+        self.message = message
         super().__init__(f"{source}: {message}")
 
 
@@ -44,6 +45,7 @@ class DataValidationError(DataError):
         self.source = source
         self.rule = rule
         self.rows = list(rows)
+        self.detail = detail
         shown = ", ".join(str(r) for r in self.rows[:5])
         more = f" and {len(self.rows) - 5} more" if len(self.rows) > 5 else ""
         super().__init__(f"{source}: rule '{rule}' broken at {shown}{more}: {detail}")

@@ -32,7 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from raytrade.envs.bars import BarTable
-from raytrade.envs.errors import DataError, FetchError, TemporaryError
+from raytrade.envs.errors import (
+    DataError,
+    DataFormatError,
+    DataValidationError,
+    FetchError,
+    TemporaryError,
+)
 from raytrade.envs.intervals import interval_to_ms
 from raytrade.envs.io import load_bars, write_bars
 from raytrade.envs.validation import first_broken_rule
@@ -186,7 +192,13 @@ def _month_bars(archive: Path, interval_ms: int) -> BarTable:
                 raise FetchError(f"{archive}: expected one CSV inside, found {names}")
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(zf.extract(names[0], tmp))
-                table = load_bars(path, interval_ms=interval_ms)
+                try:
+                    table = load_bars(path, interval_ms=interval_ms)
+                except DataValidationError as exc:
+                    raise DataValidationError(f"{archive}!{names[0]}", exc.rule, exc.rows,
+                                              exc.detail) from exc
+                except DataFormatError as exc:
+                    raise DataFormatError(f"{archive}!{names[0]}", exc.message) from exc
     except zipfile.BadZipFile as exc:
         raise FetchError(f"{archive}: not a valid zip archive ({exc})") from exc
     return BarTable.from_arrays(table.ts, table.ohlcv(), interval_ms=interval_ms,
