@@ -25,6 +25,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check envs algos actors dashboard scripts tests
+	mkdir -p build/typecheck/raytrade
+	ln -sfn ../../../envs build/typecheck/raytrade/envs
+	ln -sfn ../../../scripts build/typecheck/raytrade/scripts
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)

@@ -1,1 +1,1 @@
-"""x"""
+"""The live side: websocket feeds, bar building, policy executor, paper broker, journal."""

@@ -1,1 +1,1 @@
-"""x"""
+"""Learning on Ray RLlib: experiment config, Ape-X parts, training driver, policy store."""

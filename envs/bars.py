@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-
 from raytrade.envs.errors import DataError
 from raytrade.envs.intervals import ms_to_interval
 
@@ -41,7 +40,7 @@ class Bar:
 
 
 def _frozen(array: npt.ArrayLike, dtype: type) -> npt.NDArray[np.generic]:
-    out = np.array(array, dtype=dtype, copy=True)
+    out: npt.NDArray[np.generic] = np.array(array, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import (
     DataError,

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.loaders import load_raw
 from raytrade.envs.validation import RepairReport, repair_raw, validate_raw
@@ -43,9 +42,9 @@ def write_bars(table: BarTable, path: str | Path) -> Path:
         if target.suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:
-            compression = "gzip" if target.name.endswith(".gz") else None
             frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S+00:00")
-            frame.to_csv(tmp, index=False, compression=compression, float_format="%.10g")
+            frame.to_csv(tmp, index=False, float_format="%.10g",
+                         compression="gzip" if target.name.endswith(".gz") else None)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

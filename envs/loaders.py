@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-
 from raytrade.envs.bars import OHLCV, FloatArray, IntArray
 from raytrade.envs.errors import DataFormatError, DataValidationError
 from raytrade.envs.intervals import interval_to_ms
@@ -156,7 +155,7 @@ def _read_parquet(p: Path, source: str) -> pd.DataFrame:
         raise DataFormatError(source, f"not a readable Parquet file ({exc})") from exc
     if frame.empty:
         raise DataFormatError(source, "file is empty")
-    if frame.index.name is not None and frame.index.name.lower() in TIME_COLUMNS:
+    if frame.index.name is not None and str(frame.index.name).lower() in TIME_COLUMNS:
         frame = frame.reset_index()
     return frame
 
@@ -235,8 +234,9 @@ def _datetimes_to_ms(parsed: pd.Series, name: str, source: str, kind: str,
             source, "timestamp", [int(locations[b]) for b in bad],
             f"column '{name}' holds a value that is not a time "
             f"({kind} {int(locations[bad[0]])}: {original.iloc[bad[0]]!r})")
-    ns = parsed.dt.as_unit("ns").astype("int64").to_numpy()
-    return (ns // 1_000_000).astype(np.int64)
+    ns: IntArray = parsed.dt.as_unit("ns").astype("int64").to_numpy()
+    out: IntArray = (ns // 1_000_000).astype(np.int64)
+    return out
 
 
 def _epoch_to_ms(values: FloatArray, name: str, source: str, locations: IntArray) -> IntArray:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 import numpy.typing as npt
-
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.intervals import interval_to_ms, ms_to_interval
@@ -151,6 +150,7 @@ def align(tables: Sequence[BarTable]) -> list[BarTable]:
         # Shared times inside a regular series are contiguous only if nothing is missing;
         # validate that the result is still regular so features never see a hidden gap.
         if len(idx) > 1 and np.any(np.diff(t.ts[idx]) != t.interval_ms):
-            raise DataError(f"{t.symbol or t.source}: aligning leaves a gap; repair the inputs first")
+            raise DataError(f"{t.symbol or t.source}: aligning leaves a gap; "
+                            "repair the inputs first")
         out.append(t.slice(int(idx[0]), int(idx[-1]) + 1))
     return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from raytrade.envs.bars import IntArray
 from raytrade.envs.errors import ConfigError
 
@@ -61,15 +60,16 @@ def split_by_fraction(ts: IntArray, interval_ms: int, *, train: float = 0.7,
     if embargo_bars < 0:
         raise ConfigError("embargo_bars must be >= 0")
     n = len(ts)
-    a = int(round(n * train))
-    b = int(round(n * (train + validation)))
+    a = round(n * train)
+    b = round(n * (train + validation))
     return _make(ts, interval_ms, [("train", 0, a), ("validation", a + embargo_bars, b),
                                    ("test", b + embargo_bars, n)])
 
 
 def split_by_time(ts: IntArray, interval_ms: int, *, validation_start_ms: int,
                   test_start_ms: int, embargo_bars: int = 0) -> Splits:
-    """Split at two open times: train before ``validation_start_ms``, test from ``test_start_ms``."""
+    """Split at two open times: train before ``validation_start_ms``, test from
+    ``test_start_ms``."""
     if not validation_start_ms < test_start_ms:
         raise ConfigError("validation must start before test")
     a = int(np.searchsorted(ts, validation_start_ms, side="left"))

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from raytrade.envs.bars import BarTable, FloatArray
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import interval_to_ms

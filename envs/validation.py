@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
 from raytrade.envs.errors import DataValidationError
 from raytrade.envs.intervals import ms_to_interval
@@ -70,7 +69,8 @@ def infer_interval(raw: RawBars) -> int:
     steps = np.diff(np.unique(raw.ts))
     if len(steps) == 0:
         raise DataValidationError(raw.source, "regular_interval", [],
-                                  "one bar and no interval in the file name: cannot tell the interval")
+                                  "one bar and no interval in the file name: "
+                                  "cannot tell the interval")
     values, counts = np.unique(steps, return_counts=True)
     return int(values[np.argmax(counts)])
 
@@ -187,4 +187,4 @@ def repair_raw(raw: RawBars, interval_ms: int | None = None) -> tuple[BarTable, 
 
 
 def _iso(ms: int) -> str:
-    return np.datetime64(ms, "ms").astype(str) + "Z"
+    return str(np.datetime64(ms, "ms")) + "Z"

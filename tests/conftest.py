@@ -6,7 +6,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path

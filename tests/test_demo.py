@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from raytrade.envs.features import Normalizer
 from raytrade.scripts.cli import main
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.errors import ConfigError, FeatureError
 from raytrade.envs.features import FeatureMatrix, FeaturePipeline, FeatureSpec

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import DataValidationError, FetchError
 from raytrade.envs.fetch import archive_url, fetch_klines
@@ -33,7 +32,7 @@ class ArchiveServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Range")))
                 body = server.files.get(self.path)
                 if body is None:
@@ -170,7 +169,7 @@ def test_bad_row_inside_an_archive_names_archive_and_line(btc: BarTable, tmp_pat
 
 
 def test_no_network_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match="cannot reach .* check the network"):
+    with pytest.raises(FetchError, match=r"cannot reach .* check the network"):
         fetch_klines("BTCUSDT", "5m", "2025-05", "2025-05", tmp_path,
                      base_url="http://127.0.0.1:9", timeout=2, retries=1)
 

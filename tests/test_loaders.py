@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import DataFormatError, DataValidationError
 from raytrade.envs.io import load_bars, write_bars
 from raytrade.envs.loaders import load_raw, parse_name
+
 from tests.conftest import write_lines
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.dataset import prepare_dataset
 from raytrade.envs.errors import ConfigError

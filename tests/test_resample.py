@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align, resample, visible_higher
 from raytrade.scripts.cli import main
+
 from tests.conftest import SHARED_DATA
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.splits import split_by_fraction, split_by_time
 

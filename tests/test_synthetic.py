@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.synthetic import planted_market
 from raytrade.envs.validation import first_broken_rule

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from raytrade.envs.errors import DataValidationError
 from raytrade.envs.io import load_bars, load_bars_repaired
 from raytrade.scripts.cli import main
+
 from tests.conftest import write_lines
 
 Edit = Callable[[list[str]], list[str]]

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.pipeline import F32Array, FeatureMatrix
 from raytrade.envs.features.spec import FeatureSpec

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from raytrade.envs.bars import Bar, BarTable, FloatArray, IntArray
 from raytrade.envs.errors import FeatureError
 from raytrade.envs.features.reference import reference_kernel, reference_state
@@ -113,7 +112,8 @@ class StreamingFeatures:
                                    f"the bar's {bar.ts}")
             ref_close = np.array([reference.close], dtype=np.float64)
         x = np.array([[bar.open, bar.high, bar.low, bar.close, bar.volume]], dtype=np.float64)
-        return self.update_many(np.array([bar.ts], dtype=np.int64), x, ref_close)[0]
+        row: F32Array = self.update_many(np.array([bar.ts], dtype=np.int64), x, ref_close)[0]
+        return row
 
     def update_many(self, ts: IntArray, ohlcv: FloatArray,
                     ref_close: FloatArray | None = None) -> F32Array:

@@ -13,7 +13,6 @@ import math
 
 import numba
 import numpy as np
-
 from raytrade.envs.bars import FloatArray, IntArray
 
 _HEADER = 3  # n, previous asset close, previous reference close

@@ -14,7 +14,6 @@ import math
 
 import numba
 import numpy as np
-
 from raytrade.envs.bars import FloatArray
 
 N_COLUMNS = 5
@@ -22,7 +21,7 @@ _HEADER = 2  # n, previous close
 
 
 def regime_state(window: int, vol_long: int) -> FloatArray:
-    """Fresh state: header, a ring of ``window + 1`` closes and one of ``vol_long`` squared returns."""
+    """Fresh state: header, a ring of ``window + 1`` closes, a ring of squared returns."""
     return np.zeros(_HEADER + window + 1 + vol_long, dtype=np.float64)
 
 

@@ -23,7 +23,6 @@ import math
 
 import numba
 import numpy as np
-
 from raytrade.envs.bars import FloatArray
 
 N_COLUMNS = 6
@@ -31,7 +30,7 @@ _HEADER = 10  # n, dir, broken high, broken low, ob side, ob top, ob bottom, pre
 
 
 def smc_state(lookback: int) -> FloatArray:
-    """Fresh state: a header and a ring of the last ``lookback`` candles (open, close, high, low)."""
+    """Fresh state: a header and a ring of the last ``lookback`` candles (o, c, h, l)."""
     state = np.zeros(_HEADER + 4 * lookback, dtype=np.float64)
     state[2] = np.nan
     state[3] = np.nan
@@ -93,9 +92,7 @@ def smc_kernel(state: FloatArray, x: FloatArray, swing_high: FloatArray,
                 state[4] = -1.0
                 state[5] = state[base + 2]
                 state[6] = state[base + 3]
-        if state[4] > 0.0 and c < state[6]:
-            state[4] = 0.0
-        elif state[4] < 0.0 and c > state[5]:
+        if (state[4] > 0.0 and c < state[6]) or (state[4] < 0.0 and c > state[5]):
             state[4] = 0.0
         engulf = 0.0
         if n > 0:

@@ -212,9 +212,12 @@ class FeatureSpec:
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(f"unknown FeatureSpec fields {unknown}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v
-                  for k, v in data.items() if k != "names"}
-        spec = cls(**kwargs)
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items() if k != "names"}
+        try:
+            spec = cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"bad FeatureSpec: {exc}") from exc
         if "names" in data and tuple(data["names"]) != spec.names:
             raise ConfigError("FeatureSpec names do not match its parameters "
                               "(written by another pipeline version?)")

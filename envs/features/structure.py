@@ -20,7 +20,6 @@ import math
 
 import numba
 import numpy as np
-
 from raytrade.envs.bars import FloatArray
 
 OUT_PER_LEVEL = 4  # last swing high price, last swing low price, trend, strength
@@ -51,10 +50,7 @@ def _push(state: FloatArray, levels: int, seq: int, value: float,
         state[base + 2] = count + 1.0
         if count < 2.0:
             return
-        if is_high:
-            swing = p1 > p2 and p1 > x
-        else:
-            swing = p1 < p2 and p1 < x
+        swing = (p1 > p2 and p1 > x) if is_high else (p1 < p2 and p1 < x)
         if not swing:
             return
         out = levels * _SEQ + level * _LVL + (0 if is_high else 2)

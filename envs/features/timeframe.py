@@ -28,7 +28,6 @@ import math
 import numba
 import numpy as np
 import numpy.typing as npt
-
 from raytrade.envs.bars import FloatArray, IntArray
 
 N_SCALAR_COLUMNS = 10  # rvol, rsi, macd, macd_hist, atr, bb_z, vol_z, body, upper, lower
