@@ -21,10 +21,9 @@ import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
-from raytrade.envs.features import FeaturePipeline, FeatureSpec  # noqa: E402
-from raytrade.envs.synthetic import planted_market  # noqa: E402
+import numpy as np
+from raytrade.envs.features import FeaturePipeline, FeatureSpec
+from raytrade.envs.synthetic import planted_market
 
 
 def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
@@ -87,7 +86,8 @@ def main() -> None:
         "batch": {"bars": args.bars, "seconds": round(batch, 3),
                   "bars_per_second": round(args.bars / batch),
                   "first_call_seconds_incl_jit_or_cache_load": round(first_call, 3)},
-        "streaming_update_us": {"bars": len(lat_us), "p50": round(float(np.percentile(lat_us, 50)), 1),
+        "streaming_update_us": {"bars": len(lat_us),
+                                "p50": round(float(np.percentile(lat_us, 50)), 1),
                                 "p99": round(float(np.percentile(lat_us, 99)), 1),
                                 "max": round(float(lat_us.max()), 1)},
         "reference_talib_rsi_atr_bbands_macd": {"bars": args.bars,
