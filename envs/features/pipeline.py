@@ -123,38 +123,41 @@ class StreamingFeatures:
         spec = self.spec
         self._check(ts, x, ref_close)
         t_len = len(ts)
-        blocks: list[FloatArray] = []
-        base = np.empty((t_len, n_columns(self._base_h)))
-        timeframe_kernel(self._base_state, x, self._base_h, self._base_p, base)
-        blocks.append(base)
+        # Every kernel writes straight into its columns of one float32 matrix (numba rounds
+        # float64 results to float32 on store, as astype would) to spare copies of T x F.
+        out = np.empty((t_len, spec.n_features), dtype=np.float32)
+        col = n_columns(self._base_h)
+        timeframe_kernel(self._base_state, x, self._base_h, self._base_p, out[:, :col])
+        width = n_columns(self._htf_h)
         for i, htf_ms in enumerate(self._htf_ms):
-            blocks.append(self._higher(i, htf_ms, ts, x))
+            out[:, col:col + width] = self._higher(i, htf_ms, ts, x)
+            col += width
         if spec.reference_symbol:
             assert ref_close is not None
-            ref = np.empty((t_len, len(self._ref_h) + 2))
+            width = len(self._ref_h) + 2
             reference_kernel(self._ref, x[:, 3], np.ascontiguousarray(ref_close, np.float64),
-                             self._ref_h, spec.corr_window, ref)
-            blocks.append(ref)
+                             self._ref_h, spec.corr_window, out[:, col:col + width])
+            col += width
         if spec.pivot_levels:
-            raw = np.empty((t_len, spec.pivot_levels * OUT_PER_LEVEL))
+            width = spec.pivot_levels * OUT_PER_LEVEL
+            raw = np.empty((t_len, width))  # swing prices stay float64: SMC compares closes
             structure_kernel(self._structure, x, spec.pivot_levels, raw)
-            blocks.append(self._structure_columns(raw, x[:, 3]))
-            smc = np.empty((t_len, N_SMC))
-            col = (spec.smc_level - 1) * OUT_PER_LEVEL
-            smc_kernel(self._smc, x, np.ascontiguousarray(raw[:, col]),
-                       np.ascontiguousarray(raw[:, col + 1]), spec.ob_lookback, smc)
-            blocks.append(smc)
-        regime = np.empty((t_len, N_REGIME))
+            self._structure_columns(raw, x[:, 3], out[:, col:col + width])
+            col += width
+            level = (spec.smc_level - 1) * OUT_PER_LEVEL
+            smc_kernel(self._smc, x, np.ascontiguousarray(raw[:, level]),
+                       np.ascontiguousarray(raw[:, level + 1]), spec.ob_lookback,
+                       out[:, col:col + N_SMC])
+            col += N_SMC
         regime_kernel(self._regime, np.ascontiguousarray(x[:, 3]), spec.regime_window,
                       spec.regime_vol_short, spec.regime_vol_long, spec.er_threshold,
-                      spec.vol_ratio_threshold, regime)
-        blocks.append(regime)
+                      spec.vol_ratio_threshold, out[:, col:col + N_REGIME])
+        col += N_REGIME
+        if col != spec.n_features:  # pragma: no cover - guards spec/kernel drift
+            raise AssertionError(f"pipeline produced {col} columns, spec names "
+                                 f"{spec.n_features}")
         if t_len:
             self.last_ts = int(ts[-1])
-        out = np.concatenate(blocks, axis=1).astype(np.float32)
-        if out.shape[1] != spec.n_features:  # pragma: no cover - guards spec/kernel drift
-            raise AssertionError(f"pipeline produced {out.shape[1]} columns, spec names "
-                                 f"{spec.n_features}")
         return out
 
     def _check(self, ts: IntArray, x: FloatArray, ref_close: FloatArray | None) -> None:
@@ -198,14 +201,13 @@ class StreamingFeatures:
             self._htf_last[i] = rows[-1].copy()
         return filled
 
-    def _structure_columns(self, raw: FloatArray, close: FloatArray) -> FloatArray:
+    def _structure_columns(self, raw: FloatArray, close: FloatArray, out: F32Array) -> None:
         """Swing prices to log distances of the close; trend and strength pass through."""
-        out = raw.copy()
+        out[:] = raw
         for level in range(self.spec.pivot_levels):
             col = level * OUT_PER_LEVEL
             out[:, col] = np.log(close / raw[:, col])
             out[:, col + 1] = np.log(close / raw[:, col + 1])
-        return out
 
 
 class FeaturePipeline:
