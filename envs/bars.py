@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ from raytrade.envs.intervals import ms_to_interval
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+OutArray = npt.NDArray[np.floating[Any]]  # kernel outputs: float64 scratch or float32 features
 
 OHLCV = ("open", "high", "low", "close", "volume")
 

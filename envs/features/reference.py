@@ -13,7 +13,7 @@ import math
 
 import numba
 import numpy as np
-from raytrade.envs.bars import FloatArray, IntArray
+from raytrade.envs.bars import FloatArray, IntArray, OutArray
 
 _HEADER = 3  # n, previous asset close, previous reference close
 
@@ -27,7 +27,7 @@ def reference_state(horizons: IntArray, window: int) -> FloatArray:
 @numba.njit(cache=True)
 def reference_kernel(state: FloatArray, close: FloatArray, ref_close: FloatArray,
                      horizons: IntArray, window: int,
-                     out: FloatArray) -> None:  # pragma: no cover - compiled
+                     out: OutArray) -> None:  # pragma: no cover - compiled
     """Advance over aligned closes; write ``out[T, len(horizons) + 2]``."""
     ring = horizons.max() + 1
     off_b = _HEADER

@@ -14,7 +14,7 @@ import math
 
 import numba
 import numpy as np
-from raytrade.envs.bars import FloatArray
+from raytrade.envs.bars import FloatArray, OutArray
 
 N_COLUMNS = 5
 _HEADER = 2  # n, previous close
@@ -28,7 +28,7 @@ def regime_state(window: int, vol_long: int) -> FloatArray:
 @numba.njit(cache=True)
 def regime_kernel(state: FloatArray, close: FloatArray, window: int, vol_short: int,
                   vol_long: int, er_threshold: float, vol_threshold: float,
-                  out: FloatArray) -> None:  # pragma: no cover - compiled
+                  out: OutArray) -> None:  # pragma: no cover - compiled
     """Advance over closes; write ``out[T, 5]``."""
     ring = window + 1
     off_c = _HEADER

@@ -23,7 +23,7 @@ import math
 
 import numba
 import numpy as np
-from raytrade.envs.bars import FloatArray
+from raytrade.envs.bars import FloatArray, OutArray
 
 N_COLUMNS = 6
 _HEADER = 10  # n, dir, broken high, broken low, ob side, ob top, ob bottom, prev o, prev c, spare
@@ -54,7 +54,7 @@ def _last_candle(state: FloatArray, lookback: int, n: int,
 @numba.njit(cache=True)
 def smc_kernel(state: FloatArray, x: FloatArray, swing_high: FloatArray,
                swing_low: FloatArray, lookback: int,
-               out: FloatArray) -> None:  # pragma: no cover - compiled
+               out: OutArray) -> None:  # pragma: no cover - compiled
     """Advance over OHLCV rows ``x[T, 5]`` with the swing levels known at each row."""
     for t in range(x.shape[0]):
         o = x[t, 0]

@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 import numpy.typing as npt
-from raytrade.envs.bars import FloatArray, IntArray
+from raytrade.envs.bars import FloatArray, IntArray, OutArray
 
 N_SCALAR_COLUMNS = 10  # rvol, rsi, macd, macd_hist, atr, bb_z, vol_z, body, upper, lower
 _HEADER = 8  # n, prev close, ema fast, ema slow, ema signal, rsi gain, rsi loss, atr
@@ -57,7 +57,7 @@ def n_columns(horizons: npt.NDArray[np.int64]) -> int:
 
 @numba.njit(cache=True)
 def timeframe_kernel(state: FloatArray, x: FloatArray, horizons: IntArray, params: IntArray,
-                     out: FloatArray) -> None:  # pragma: no cover - compiled
+                     out: OutArray) -> None:  # pragma: no cover - compiled
     """Advance the state over OHLCV rows ``x[T, 5]``, writing ``out[T, n_columns]``."""
     vol_w = params[0]
     rsi_n = params[1]
