@@ -62,6 +62,24 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from raytrade.envs.costs import CostModel
+    from raytrade.envs.io import load_bars
+    from raytrade.envs.signals import simulate_signal_file
+
+    fixed = 0.0 if args.no_slippage else args.slippage_bps
+    costs = CostModel(fee_bps=args.fee_bps, fixed_slippage_bps=fixed,
+                      borrow_bps_per_bar=args.borrow_bps_per_bar)
+    summary = simulate_signal_file(load_bars(args.data), args.signals, costs,
+                                   latency_bars=args.latency_bars,
+                                   initial_equity=args.initial_equity)
+    text = json.dumps(summary, indent=2)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from raytrade.envs.dataset import prepare_dataset
     from raytrade.envs.io import describe, load_bars
@@ -120,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     fet.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     fet.add_argument("--retries", type=int, default=3, help="retries on transient errors")
     fet.set_defaults(func=_cmd_fetch)
+
+    sim = sub.add_parser("simulate", help="backtest a target-position signal file")
+    sim.add_argument("--data", required=True, help="OHLCV file")
+    sim.add_argument("--signals", required=True,
+                     help="CSV with a time column and a 'position' column, one row per bar")
+    sim.add_argument("--json", required=True, help="where to write the summary JSON")
+    sim.add_argument("--fee-bps", type=float, default=10.0, help="taker fee, bps (default 10)")
+    slip = sim.add_mutually_exclusive_group()
+    slip.add_argument("--slippage-bps", type=float, default=None,
+                      help="fixed slippage in bps instead of the spread+impact model")
+    slip.add_argument("--no-slippage", action="store_true", help="no slippage at all")
+    sim.add_argument("--borrow-bps-per-bar", type=float, default=0.0,
+                     help="borrow/funding cost per bar on shorts and borrowed cash, bps")
+    sim.add_argument("--latency-bars", type=int, default=1,
+                     help="bars between decision (at a close) and fill (at an open)")
+    sim.add_argument("--initial-equity", type=float, default=10_000.0,
+                     help="starting equity, quote currency")
+    sim.set_defaults(func=_cmd_simulate)
 
     demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
     demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")

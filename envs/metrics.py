@@ -1,0 +1,190 @@
+"""Performance metrics, one definition for env callbacks, backtests, paper actors, dashboard.
+
+Inputs are per-bar simple returns of equity (or an equity curve) and the bar interval;
+annualization assumes markets open around the clock (crypto): ``bars_per_year =
+365 * 24 h / interval``. Conventions follow empyrical (checked against it in tests):
+
+- Sharpe: ``mean(r) / std(r, ddof=1) * sqrt(bars_per_year)`` (risk-free 0);
+- Sortino: ``mean(r) * bars_per_year / (sqrt(mean(min(r, 0)^2)) * sqrt(bars_per_year))``;
+- max drawdown: the worst peak-to-trough fall of equity, as a negative fraction; its
+  duration: the longest run of bars spent below a previous peak;
+- annual return (CAGR): ``(prod(1 + r)) ** (bars_per_year / n) - 1`` (NaN when a short
+  sample makes it overflow);
+- Calmar: annual return / |max drawdown|;
+- turnover: traded notional / mean equity, per year; exposure: share of bars with a
+  position; win rate and profit factor over closed trades (a trade is a run of bars with a
+  position of one sign; its PnL is the change of marked equity across it, costs included).
+Undefined ratios (no variance, no loss, no drawdown) are NaN, never inf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+MS_PER_YEAR = 365 * 24 * 3600 * 1000
+
+
+def bars_per_year(interval_ms: int) -> float:
+    """Bars in a 365-day year of round-the-clock trading."""
+    return MS_PER_YEAR / interval_ms
+
+
+def returns_from_equity(equity: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Simple per-bar returns of an equity curve (NaN entries dropped)."""
+    e = np.asarray(equity, dtype=np.float64)
+    e = e[np.isfinite(e)]
+    if len(e) < 2:
+        return np.zeros(0)
+    return e[1:] / e[:-1] - 1.0
+
+
+def sharpe(returns: npt.ArrayLike, periods: float) -> float:
+    """Annualized Sharpe ratio (risk-free 0); NaN with fewer than 2 returns or no variance."""
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < 2:
+        return math.nan
+    sd = r.std(ddof=1)
+    if sd == 0:
+        return math.nan
+    return float(r.mean() / sd * math.sqrt(periods))
+
+
+def sortino(returns: npt.ArrayLike, periods: float) -> float:
+    """Annualized Sortino ratio (target 0); NaN without downside."""
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < 2:
+        return math.nan
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) * math.sqrt(periods)
+    if downside == 0:
+        return math.nan
+    return float(r.mean() * periods / downside)
+
+
+def drawdown_curve(equity: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Drawdown at each bar as a fraction of the running peak (<= 0)."""
+    e = np.asarray(equity, dtype=np.float64)
+    peak = np.maximum.accumulate(e)
+    out: npt.NDArray[np.float64] = e / peak - 1.0
+    return out
+
+
+def max_drawdown(equity: npt.ArrayLike) -> float:
+    """Worst drawdown as a negative fraction (0 if equity never fell)."""
+    e = np.asarray(equity, dtype=np.float64)
+    if len(e) == 0:
+        return 0.0
+    return float(min(0.0, drawdown_curve(e).min()))
+
+
+def max_drawdown_duration(equity: npt.ArrayLike) -> int:
+    """Longest run of consecutive bars below a previous peak."""
+    under = drawdown_curve(equity) < 0
+    longest = run = 0
+    for flag in under:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    return longest
+
+
+def annual_return(returns: npt.ArrayLike, periods: float) -> float:
+    """Compound annual growth rate implied by the returns."""
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) == 0:
+        return math.nan
+    if np.any(1.0 + r <= 0):
+        return -1.0
+    exponent = float(np.sum(np.log1p(r))) * periods / len(r)
+    if exponent > 700:  # a short, violent sample: the annual figure is not representable
+        return math.nan
+    return math.expm1(exponent)
+
+
+def calmar(returns: npt.ArrayLike, periods: float) -> float:
+    """Annual return over |max drawdown|; NaN without drawdown."""
+    r = np.asarray(returns, dtype=np.float64)
+    mdd = max_drawdown(np.concatenate([[1.0], np.cumprod(1.0 + r)]))
+    if mdd == 0:
+        return math.nan
+    return annual_return(r, periods) / abs(mdd)
+
+
+def trade_pnls(equity: npt.ArrayLike, position: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """PnL of each closed trade: equity change over each run of same-sign positions.
+
+    ``position[t]`` is the position held after the close of bar t and ``equity[t]`` the
+    equity marked then; a trade opened between closes ``a - 1`` and ``a`` and closed
+    between ``b - 1`` and ``b`` earns ``equity[b] - equity[a - 1]``. A trade still open at
+    the end is not counted.
+    """
+    e = np.asarray(equity, dtype=np.float64)
+    side = np.sign(np.nan_to_num(np.asarray(position, dtype=np.float64)))
+    pnls = []
+    start = None
+    for t in range(1, len(side)):
+        if side[t] != side[t - 1]:
+            if side[t - 1] != 0 and start is not None:
+                pnls.append(e[t] - e[start])
+            start = t - 1 if side[t] != 0 else None
+    return np.asarray(pnls, dtype=np.float64)
+
+
+def win_rate(pnls: npt.ArrayLike) -> float:
+    """Share of closed trades with a positive PnL; NaN without trades."""
+    p = np.asarray(pnls, dtype=np.float64)
+    return float(np.mean(p > 0)) if len(p) else math.nan
+
+
+def profit_factor(pnls: npt.ArrayLike) -> float:
+    """Gross profit over gross loss of closed trades; NaN without a losing trade."""
+    p = np.asarray(pnls, dtype=np.float64)
+    loss = -p[p < 0].sum()
+    return float(p[p > 0].sum() / loss) if loss > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Performance:
+    """The standard metric set of one equity curve. Ratios annualized; fractions not %."""
+
+    total_return: float
+    annual_return: float
+    sharpe: float
+    sortino: float
+    max_drawdown: float
+    max_drawdown_bars: int
+    calmar: float
+    turnover_per_year: float
+    exposure: float
+    trades: int
+    win_rate: float
+    profit_factor: float
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-friendly dict (NaN becomes None)."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in asdict(self).items()}
+
+
+def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int, *,
+                traded_notional: float = 0.0, fills: int = 0) -> Performance:
+    """All metrics of an equity curve and the positions held along it."""
+    e = np.asarray(equity, dtype=np.float64)
+    pos = np.asarray(position, dtype=np.float64)
+    keep = np.isfinite(e)
+    e, pos = e[keep], pos[keep]
+    periods = bars_per_year(interval_ms)
+    r = returns_from_equity(e)
+    pnls = trade_pnls(e, pos)
+    years = max(len(r), 1) / periods
+    mean_equity = float(e.mean()) if len(e) else math.nan
+    return Performance(
+        total_return=float(e[-1] / e[0] - 1.0) if len(e) else math.nan,
+        annual_return=annual_return(r, periods), sharpe=sharpe(r, periods),
+        sortino=sortino(r, periods), max_drawdown=max_drawdown(e),
+        max_drawdown_bars=max_drawdown_duration(e), calmar=calmar(r, periods),
+        turnover_per_year=traded_notional / mean_equity / years if mean_equity else math.nan,
+        exposure=float(np.mean(np.nan_to_num(pos) != 0)) if len(pos) else math.nan,
+        trades=int(fills), win_rate=win_rate(pnls), profit_factor=profit_factor(pnls))
