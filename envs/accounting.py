@@ -46,7 +46,8 @@ HALTED = 14          # 1 once the drawdown halt fired
 PREV_EQUITY = 15     # equity marked at the close before the last one
 STOPS = 16           # number of stop-losses fired
 INITIAL = 17         # starting equity
-ACCOUNT_SIZE = 18
+DECIDED = 18         # the last target decided by the risk rules (may not be filled yet)
+ACCOUNT_SIZE = 19
 
 
 def new_account(initial_equity: float = 10_000.0) -> FloatArray:

@@ -22,11 +22,11 @@ import numba
 import numpy as np
 from raytrade.envs.accounting import (
     COOLDOWN,
+    DECIDED,
     EQUITY,
     HALTED,
     REQUESTED,
     STOPS,
-    TARGET,
     UNITS,
     drawdown,
     unrealized_return,
@@ -70,30 +70,34 @@ class RiskConfig:
 @numba.njit(cache=True)
 def risk_target(acct: FloatArray, requested: float, close: float,
                 rp: FloatArray) -> tuple[float, int]:  # pragma: no cover - compiled
-    """The target allowed for ``requested`` at this close, and the risk event that fired."""
+    """The target allowed for ``requested`` at this close, and the risk event that fired.
+
+    Compares with the last *decided* target, not the filled one: with a latency above one
+    bar the fill lags the decision, and an unchanged request must keep its decision.
+    """
+    target = 0.0
+    event = EVENT_NONE
+    acct_requested = acct[REQUESTED]
+    acct[REQUESTED] = requested
     if acct[HALTED] == 0.0 and drawdown(acct) >= rp[R_MAX_DD]:
         acct[HALTED] = 1.0
-        acct[REQUESTED] = requested
-        return 0.0, EVENT_HALT
-    if acct[HALTED] != 0.0:
-        acct[REQUESTED] = requested
-        return 0.0, EVENT_NONE
-    if rp[R_STOP] > 0.0 and acct[UNITS] != 0.0 and \
+        event = EVENT_HALT
+    elif acct[HALTED] != 0.0:
+        pass
+    elif rp[R_STOP] > 0.0 and acct[UNITS] != 0.0 and \
             unrealized_return(acct, close) <= -rp[R_STOP]:
         acct[COOLDOWN] = rp[R_COOLDOWN]
         acct[STOPS] += 1.0
-        acct[REQUESTED] = requested
-        return 0.0, EVENT_STOP
-    if acct[COOLDOWN] > 0.0:
+        event = EVENT_STOP
+    elif acct[COOLDOWN] > 0.0:
         acct[COOLDOWN] -= 1.0
-        acct[REQUESTED] = requested
-        return 0.0, EVENT_NONE
-    if requested == acct[REQUESTED] and acct[TARGET] != 0.0:
-        return acct[TARGET], EVENT_NONE
-    acct[REQUESTED] = requested
-    target = requested * rp[R_FRACTION]
-    equity = acct[EQUITY]
-    if equity > 0.0 and abs(target) * equity > rp[R_MAX_NOTIONAL]:
-        cap = rp[R_MAX_NOTIONAL] / equity
-        target = cap if target > 0.0 else -cap
-    return target, EVENT_NONE
+    elif requested == acct_requested and acct[DECIDED] != 0.0:
+        target = acct[DECIDED]
+    else:
+        target = requested * rp[R_FRACTION]
+        equity = acct[EQUITY]
+        if equity > 0.0 and abs(target) * equity > rp[R_MAX_NOTIONAL]:
+            cap = rp[R_MAX_NOTIONAL] / equity
+            target = cap if target > 0.0 else -cap
+    acct[DECIDED] = target
+    return target, event

@@ -158,3 +158,16 @@ def test_bad_cost_parameters_are_rejected() -> None:
         CostModel(fee_bps=-1)
     with pytest.raises(ConfigError):
         CostModel(fixed_slippage_bps=float("nan"))
+
+
+@pytest.mark.parametrize("latency", [1, 2, 5])
+def test_latency_shifts_the_held_target_without_extra_trades(btc: BarTable,
+                                                             latency: int) -> None:
+    bars = btc.slice(0, 3000)
+    rng = np.random.default_rng(latency)
+    requested = np.repeat(rng.choice([-1.0, 0.0, 1.0], size=300), 10)
+    r = simulate(bars, requested, costs=CostModel.free(), latency_bars=latency)
+    changes = int(np.sum(np.diff(np.concatenate([[0.0], requested[:-latency]])) != 0))
+    assert r.trades[-1] == changes
+    # the target held after close t is the one requested at close t - latency
+    np.testing.assert_array_equal(r.target[latency:], requested[:-latency])
