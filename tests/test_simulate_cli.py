@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from raytrade.envs.bars import BarTable
 from raytrade.envs.costs import CostModel
 from raytrade.envs.execution import simulate
