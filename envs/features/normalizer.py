@@ -40,23 +40,37 @@ class Normalizer:
     def fit(cls, features: FeatureMatrix, spec: FeatureSpec, *, start: int = 0,
             stop: int | None = None, clip: float = 10.0) -> Normalizer:
         """Fit on rows ``start:stop`` of ``features`` (the training split, nothing later)."""
-        if features.spec_hash != spec.hash:
-            raise ConfigError("features were computed with another FeatureSpec")
-        rows = features.values[start:stop].astype(np.float64)
-        ok = np.isfinite(rows).all(axis=1)
-        if ok.sum() < 2:
-            raise DataError(f"cannot fit a normalizer on {int(ok.sum())} complete rows "
-                            f"(rows {start}:{stop}); use a longer training split")
-        used = rows[ok]
+        return cls.fit_pooled([(features, start, stop)], spec, clip=clip)
+
+    @classmethod
+    def fit_pooled(cls, parts: list[tuple[FeatureMatrix, int, int | None]], spec: FeatureSpec,
+                   *, clip: float = 10.0) -> Normalizer:
+        """Fit one normalizer on the training rows of several datasets together.
+
+        A policy trained on several symbols serves each of them with the same statistics,
+        so the live actor needs one normalizer per policy, whatever the symbol.
+        """
+        used_parts, ts_parts = [], []
+        for features, start, stop in parts:
+            if features.spec_hash != spec.hash:
+                raise ConfigError("features were computed with another FeatureSpec")
+            rows = features.values[start:stop].astype(np.float64)
+            ok = np.isfinite(rows).all(axis=1)
+            used_parts.append(rows[ok])
+            ts_parts.append(features.ts[start:stop][ok])
+        used = np.concatenate(used_parts) if used_parts else np.zeros((0, spec.n_features))
+        if len(used) < 2:
+            raise DataError(f"cannot fit a normalizer on {len(used)} complete training rows; "
+                            "use a longer training split")
         mean = used.mean(axis=0)
         std = used.std(axis=0)
         std = np.where(std > 1e-12, std, 1.0)
         discrete = np.array([spec.is_discrete(n) for n in spec.names])
         mean[discrete] = 0.0
         std[discrete] = 1.0
-        ts = features.ts[start:stop][ok]
+        ts = np.concatenate(ts_parts)
         return cls(names=spec.names, spec_hash=spec.hash, mean=mean, std=std, clip=float(clip),
-                   fitted_rows=int(ok.sum()), fit_start_ts=int(ts[0]), fit_end_ts=int(ts[-1]))
+                   fitted_rows=len(used), fit_start_ts=int(ts.min()), fit_end_ts=int(ts.max()))
 
     def transform(self, values: npt.ArrayLike) -> F32Array:
         """Standardize rows (``[..., F]``) to float32; NaN stays NaN."""

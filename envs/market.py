@@ -1,0 +1,161 @@
+"""Market data prepared for the environments: normalized features and execution inputs.
+
+``load_markets`` turns data sources into :class:`MarketData`: bars are loaded and
+validated, aligned with the reference asset, turned into features by the shared pipeline,
+split by time, and normalized with statistics pooled over the *training* splits only. The
+episode range is then restricted to the requested split (features before it are still
+computed from real history, which is causal and avoids losing the window to warm-up).
+
+Sources are file paths, glob patterns, or ``"sample:SYMBOL"`` for the bundled data.
+Results are cached per process, so many envs on one runner share one copy.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from raytrade.envs.bars import BarTable, FloatArray, IntArray
+from raytrade.envs.costs import CostModel, cost_inputs
+from raytrade.envs.errors import ConfigError, DataError
+from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.features.pipeline import FeaturePipeline
+from raytrade.envs.features.spec import FeatureSpec
+from raytrade.envs.io import load_bars
+from raytrade.envs.resample import align
+from raytrade.envs.sample import sample_path
+from raytrade.envs.splits import split_by_fraction
+
+SPLITS = ("train", "validation", "test", "all")
+M_OPEN, M_CLOSE, M_QUOTE_VOLUME, M_SIGMA = range(4)
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """One symbol, ready for episodes.
+
+    Attributes:
+        name: symbol (or source) name.
+        ts: bar open times (ms UTC), the whole series.
+        z: float32 ``[T, F]`` normalized features (NaN during warm-up).
+        market: float64 ``[4, T]``: open, close, quote volume, volatility (``M_*`` rows).
+        first: first bar index at which a decision may be taken (its window is complete
+            and it lies in the split).
+        last: last decision index (its fill bar ``last + 1`` still lies in the split).
+        split: which split the episode range covers.
+    """
+
+    name: str
+    ts: IntArray
+    z: npt.NDArray[np.float32]
+    market: FloatArray
+    first: int
+    last: int
+    split: str
+
+    @property
+    def n_decisions(self) -> int:
+        """Decisions available in the episode range."""
+        return self.last - self.first + 1
+
+
+def resolve_sources(sources: tuple[str, ...]) -> list[str]:
+    """Expand globs and ``sample:`` names into file paths (sorted within each glob)."""
+    out: list[str] = []
+    for src in sources:
+        if src.startswith("sample:"):
+            out.append(str(sample_path(src.split(":", 1)[1])))
+        elif any(ch in src for ch in "*?["):
+            matches = sorted(glob.glob(src))
+            if not matches:
+                raise DataError(f"no file matches {src!r}")
+            out.extend(matches)
+        else:
+            out.append(src)
+    if not out:
+        raise ConfigError("no data sources given")
+    return out
+
+
+def _reference_for(tables: list[BarTable], spec: FeatureSpec,
+                   reference: str | None) -> BarTable | None:
+    if not spec.reference_symbol:
+        return None
+    if reference:
+        return load_bars(resolve_sources((reference,))[0])
+    for t in tables:
+        if t.symbol == spec.reference_symbol:
+            return t
+    try:
+        return load_bars(sample_path(spec.reference_symbol))
+    except DataError as exc:
+        raise DataError(f"the FeatureSpec needs {spec.reference_symbol} bars: pass "
+                        f"reference=PATH or include its file in the sources") from exc
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(sources: tuple[str, ...], reference: str | None, spec_json: str,
+                 split: str, train: float, validation: float, window: int,
+                 costs_key: tuple[float, ...], normalizer_json: str | None
+                 ) -> tuple[tuple[MarketData, ...], Normalizer]:
+    spec = FeatureSpec.from_json(spec_json)
+    costs = CostModel(sigma_span=int(costs_key[0]))
+    tables = [load_bars(p) for p in resolve_sources(sources)]
+    ref = _reference_for(tables, spec, reference)
+    prepared = []
+    for table in tables:
+        bars, ref_bars = (align([table, ref]) if ref is not None else (table, None))
+        features = FeaturePipeline(spec).compute(bars, ref_bars)
+        splits = split_by_fraction(bars.ts, bars.interval_ms, train=train,
+                                   validation=validation)
+        prepared.append((bars, features, splits))
+    if normalizer_json is None:
+        normalizer = Normalizer.fit_pooled(
+            [(f, s.train.start, s.train.stop) for _, f, s in prepared], spec)
+    else:
+        normalizer = Normalizer.from_dict(json.loads(normalizer_json))
+        normalizer.check_spec(spec)
+    markets = []
+    for bars, features, splits in prepared:
+        z = normalizer.transform(features.values)
+        qv, sigma = cost_inputs(bars, costs)
+        lo, hi = (0, len(bars)) if split == "all" else (
+            getattr(splits, split).start, getattr(splits, split).stop)
+        first = max(lo, features.first_valid + window - 1)
+        last = hi - 2
+        if last < first:
+            raise DataError(f"{bars.symbol or bars.source}: the {split} split has no bar "
+                            f"with a complete {window}-row window and a next bar "
+                            f"({hi - lo} bars, warm-up ends at {features.first_valid})")
+        market = np.ascontiguousarray(np.stack([bars.open, bars.close, qv, sigma]))
+        z.setflags(write=False)
+        market.setflags(write=False)
+        markets.append(MarketData(name=bars.symbol or Path(bars.source).name, ts=bars.ts,
+                                  z=np.ascontiguousarray(z), market=market, first=first,
+                                  last=last, split=split))
+    return tuple(markets), normalizer
+
+
+def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = None,
+                 split: str = "train", reference: str | None = None, train: float = 0.7,
+                 validation: float = 0.15, window: int = 16, costs: CostModel | None = None,
+                 normalizer: Normalizer | None = None) -> tuple[list[MarketData], Normalizer]:
+    """Prepare every source for episodes on ``split``; return the markets and the normalizer.
+
+    The normalizer is fitted on the training splits of all sources together unless one is
+    given (for example the one stored in a policy bundle).
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    spec = spec or FeatureSpec()
+    src = (sources,) if isinstance(sources, str) else tuple(sources)
+    norm_json = None if normalizer is None else json.dumps(normalizer.to_dict())
+    markets, norm = _load_cached(src, reference, spec.to_json(), split, train, validation,
+                                 window, (float((costs or CostModel()).sigma_span),), norm_json)
+    return list(markets), norm

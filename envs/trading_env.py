@@ -1,0 +1,177 @@
+"""TradingEnv: one symbol, target-position actions, costs and risk rules of the real broker.
+
+## Description
+Each step is one closed bar. The agent sees the recent normalized features and its own
+position state, and picks a target position. The decision fills at the next bar's open
+(plus the configured latency) through the same accounting, cost model and risk rules the
+backtest and the live paper broker use; the account is marked at that bar's close.
+
+## Action Space
+``Discrete(len(positions))``: action ``i`` means target position ``positions[i]`` as a
+fraction of equity (default ``[-1, 0, 1]``: short, flat, long). A target is reached by one
+trade when it changes; an unchanged target holds the units (no rebalancing).
+
+## Observation Space
+``Box(float32, window * F + 4)``: the last ``window`` rows of normalized features (oldest
+first, row by row, clipped to +/- the normalizer's clip), then position, unrealized return
+(%), bars in position (log-scaled) and drawdown (see ``observation.py``).
+
+## Rewards
+``log_return`` (default) ``log(E_t / E_{t-1})`` of marked equity, net of every cost;
+``differential_sharpe``; ``drawdown_penalized``; ``turnover_penalty`` (see ``rewards.py``).
+
+## Episode End
+``terminated``: equity gone (ruin) or the drawdown halt fired (the account is flattened
+first). ``truncated``: no next bar in the split, or ``max_episode_steps`` reached.
+
+## Arguments
+``markets`` (prepared data, see ``market.py``) or ``data`` (paths, globs or
+``"sample:SYMBOL"``) with ``split`` and ``reference``; ``config`` an :class:`EnvConfig`
+or a dict of its fields; ``spec`` the FeatureSpec. ``reset(options={"start": t})`` starts
+at bar ``t`` (evaluation).
+
+## Info
+``equity``, ``position``, ``fees``, ``trades``, ``drawdown``, ``bar`` (index of the bar
+just closed) and ``ts`` (its open time).
+
+## Version History
+- v0: initial version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+from raytrade.envs.accounting import (
+    EQUITY,
+    FEES,
+    PEAK,
+    TARGET,
+    TRADES,
+    new_account,
+)
+from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.env_kernel import DONE_TERMINATED, pack_params, scalar_step
+from raytrade.envs.episodes import draw_start
+from raytrade.envs.errors import ConfigError
+from raytrade.envs.features.spec import FeatureSpec
+from raytrade.envs.market import M_CLOSE, MarketData, load_markets
+from raytrade.envs.observation import observation_space, write_observation
+from raytrade.envs.rewards import REWARD_STATE_SIZE
+
+
+def build_markets(markets: Sequence[MarketData] | None, data: Sequence[str] | str | None,
+                  split: str, reference: str | None, config: EnvConfig,
+                  spec: FeatureSpec | None) -> tuple[list[MarketData], float]:
+    """The markets an env plays on, and the normalizer clip that bounds its features."""
+    if markets is not None:
+        if not markets:
+            raise ConfigError("markets is empty")
+        return list(markets), 10.0
+    if data is None:
+        raise ConfigError("give markets= or data=")
+    loaded, norm = load_markets(data, spec=spec, split=split, reference=reference,
+                                window=config.window, costs=config.costs)
+    return loaded, norm.clip
+
+
+def as_config(config: EnvConfig | Mapping[str, Any] | None) -> EnvConfig:
+    """An EnvConfig from an EnvConfig, a dict of its fields, or None (defaults)."""
+    if config is None:
+        return EnvConfig()
+    if isinstance(config, EnvConfig):
+        return config
+    return EnvConfig.from_dict(config)
+
+
+class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
+    """A single-symbol trading environment (full spec in the module docstring)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium API
+    multi_dataset = False
+
+    def __init__(self, markets: Sequence[MarketData] | None = None, *,
+                 data: Sequence[str] | str | None = None, split: str = "train",
+                 reference: str | None = None,
+                 config: EnvConfig | Mapping[str, Any] | None = None,
+                 spec: FeatureSpec | None = None) -> None:
+        self.config = as_config(config)
+        self.markets, clip = build_markets(markets, data, split, reference, self.config, spec)
+        self._check_markets(self.markets)
+        cfg = self.config
+        n_features = self.markets[0].z.shape[1]
+        self.action_space = gym.spaces.Discrete(len(cfg.positions))
+        self.observation_space = observation_space(cfg.window, n_features, clip,
+                                                   cfg.positions, cfg.risk.position_fraction)
+        self._positions = np.asarray(cfg.positions, dtype=np.float64)
+        self._params = pack_params(cfg)
+        self._obs_dim = int(self.observation_space.shape[0])
+        self._acct = new_account(cfg.initial_equity)
+        self._pending = np.zeros(cfg.latency_bars)
+        self._rstate = np.zeros(REWARD_STATE_SIZE)
+        self._market = self.markets[0]
+        self._t = self._market.first
+        self._steps = 0
+
+    def _check_markets(self, markets: list[MarketData]) -> None:
+        if len(markets) > 1 and not self.multi_dataset:
+            raise ConfigError(f"TradingEnv plays one dataset, got {len(markets)}: use "
+                              "MultiDatasetTradingEnv")
+        widths = {m.z.shape[1] for m in markets}
+        if len(widths) != 1:
+            raise ConfigError(f"markets have different feature counts {sorted(widths)}")
+        for m in markets:
+            if m.first < self.config.window - 1:
+                raise ConfigError(f"{m.name}: first decision {m.first} leaves no room for a "
+                                  f"{self.config.window}-row window")
+
+    def _choose_dataset(self, options: dict[str, Any] | None) -> int | None:
+        return None if options is None else options.get("dataset")
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None
+              ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        start = None if options is None else options.get("start")
+        d, t0 = draw_start(self.np_random, self.markets, self.config,
+                           self._choose_dataset(options), start)
+        self._market = self.markets[d]
+        self._t = t0
+        self._steps = 0
+        self._acct = new_account(self.config.initial_equity)
+        self._pending[:] = 0.0
+        self._rstate[:] = 0.0
+        obs = np.empty(self._obs_dim, dtype=np.float32)
+        write_observation(self._market.z, t0, self.config.window, self._acct,
+                          self._market.market[M_CLOSE, t0], obs)
+        return obs, self._info()
+
+    def step(self, action: np.int64 | int
+             ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        a = int(action)
+        if not 0 <= a < len(self._positions):
+            raise ValueError(f"action {action!r} outside Discrete({len(self._positions)})")
+        m = self._market
+        obs = np.empty(self._obs_dim, dtype=np.float32)
+        reward, done = scalar_step(self._acct, self._pending, self._rstate, m.market, m.z,
+                                   self._params, self._positions[a], self._t,
+                                   self.config.window, obs)
+        self._t += 1
+        self._steps += 1
+        terminated = done == DONE_TERMINATED
+        limit = self.config.max_episode_steps
+        truncated = not terminated and (self._t > m.last or
+                                        (limit is not None and self._steps >= limit))
+        return obs, float(reward), terminated, truncated, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        acct = self._acct
+        peak = acct[PEAK]
+        return {"equity": float(acct[EQUITY]), "position": float(acct[TARGET]),
+                "fees": float(acct[FEES]), "trades": int(acct[TRADES]),
+                "drawdown": float(max(0.0, (peak - acct[EQUITY]) / peak)) if peak > 0 else 1.0,
+                "bar": self._t, "ts": int(self._market.ts[self._t])}
