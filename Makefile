@@ -34,7 +34,9 @@ demo: $(STAMP)
 	$(VENV)/bin/raytrade demo
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) scripts/bench_features.py
+	$(PY) scripts/bench_envs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

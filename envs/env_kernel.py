@@ -14,14 +14,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 import numpy.typing as npt
-from raytrade.envs.accounting import EQUITY
+from raytrade.envs.accounting import ACCOUNT_SIZE, EQUITY, FEES, TARGET, TRADES, drawdown
 from raytrade.envs.bars import FloatArray, IntArray
 from raytrade.envs.costs import N_COST_PARAMS
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.execution import advance
 from raytrade.envs.market import M_CLOSE, M_OPEN, M_QUOTE_VOLUME, M_SIGMA
 from raytrade.envs.observation import write_observation
-from raytrade.envs.rewards import REWARD_CODES, reward_step
+from raytrade.envs.rewards import REWARD_CODES, REWARD_STATE_SIZE, reward_step
 from raytrade.envs.risk import EVENT_HALT
 
 F32Array = npt.NDArray[np.float32]
@@ -57,25 +57,80 @@ def env_step_one(acct: FloatArray, pending: FloatArray, rstate: FloatArray, mark
     return reward, done
 
 
+def scalar_state(latency_bars: int) -> FloatArray:
+    """One float64 vector holding an env's account, reward state and pending targets.
+
+    Fewer array arguments make each call from Python cheaper (numba checks every array
+    argument's type on every call); ``scalar_step`` slices it back into its parts.
+    """
+    return np.zeros(ACCOUNT_SIZE + REWARD_STATE_SIZE + latency_bars)
+
+
 @numba.njit(cache=True)
-def scalar_step(acct: FloatArray, pending: FloatArray, rstate: FloatArray, market: FloatArray,
-                z: npt.NDArray[np.float32], params: FloatArray, target: float, t: int,
-                window: int, obs: npt.NDArray[np.float32]) -> tuple[float, int]:  # pragma: no cover
-    """One step of one env (a direct call keeps the scalar env's overhead minimal)."""
+def scalar_step(state: FloatArray, market: FloatArray, z: F32Array, params: FloatArray,
+                target: float, t: int, window: int,
+                obs: F32Array) -> tuple[float, int]:  # pragma: no cover - compiled
+    """One step of one env whose parts live in one ``scalar_state`` vector."""
+    acct = state[:ACCOUNT_SIZE]
+    rstate = state[ACCOUNT_SIZE:ACCOUNT_SIZE + REWARD_STATE_SIZE]
+    pending = state[ACCOUNT_SIZE + REWARD_STATE_SIZE:]
     return env_step_one(acct, pending, rstate, market, z, params, target, t, window, obs)
+
+
+# Columns of the per-env info matrix written by ``fill_infos``.
+I_EQUITY, I_POSITION, I_FEES, I_TRADES, I_DRAWDOWN = range(5)
+N_INFO = 5
+
+
+@numba.njit(cache=True)
+def fill_infos(acct: FloatArray, info: FloatArray) -> None:  # pragma: no cover - compiled
+    """Equity, position, fees, trades and drawdown of every env into ``info[N, 5]``."""
+    for i in range(acct.shape[0]):
+        info[i, I_EQUITY] = acct[i, EQUITY]
+        info[i, I_POSITION] = acct[i, TARGET]
+        info[i, I_FEES] = acct[i, FEES]
+        info[i, I_TRADES] = acct[i, TRADES]
+        info[i, I_DRAWDOWN] = drawdown(acct[i])
 
 
 @numba.njit(cache=True)
 def vector_step(acct: FloatArray, pending: FloatArray, rstate: FloatArray, market: FloatArray,
-                z: npt.NDArray[np.float32], params: FloatArray, targets: FloatArray,
-                t: IntArray, active: npt.NDArray[np.bool_], window: int,
-                obs: F32Array, rewards: FloatArray,
-                done: npt.NDArray[np.int8]) -> None:  # pragma: no cover
-    """Step every active sub-environment ``i`` at its bar ``t[i]`` (global market indices)."""
-    for i in range(targets.shape[0]):
-        if not active[i]:
+                z: F32Array, params: FloatArray, positions: FloatArray, actions: IntArray,
+                t: IntArray, steps: IntArray, last: IntArray, max_steps: int,
+                needs_reset: npt.NDArray[np.bool_], window: int, obs: F32Array,
+                rewards: FloatArray, terminated: npt.NDArray[np.bool_],
+                truncated: npt.NDArray[np.bool_], restart: IntArray) -> int:  # pragma: no cover
+    """Step every sub-environment once; return how many must be reset (NEXT_STEP autoreset).
+
+    Sub-envs flagged in ``needs_reset`` are not stepped (their action is ignored): their
+    indices go to ``restart`` for the caller to reset, with reward 0 and both flags False.
+    The others play ``positions[actions[i]]`` at their bar ``t[i]`` (global index), advance
+    ``t`` and ``steps``, and are flagged for reset when they terminate or are truncated
+    (past ``last[i]`` or at ``max_steps``; 0 means no step limit). Returns -1 - i when
+    ``actions[i]`` is invalid, before anything changed.
+    """
+    n = actions.shape[0]
+    k = positions.shape[0]
+    for i in range(n):
+        if actions[i] < 0 or actions[i] >= k:
+            return -1 - i
+    count = 0
+    for i in range(n):
+        if needs_reset[i]:
+            restart[count] = i
+            count += 1
+            rewards[i] = 0.0
+            terminated[i] = False
+            truncated[i] = False
             continue
-        r, d = env_step_one(acct[i], pending[i], rstate[i], market, z, params, targets[i],
-                            t[i], window, obs[i])
+        r, d = env_step_one(acct[i], pending[i], rstate[i], market, z, params,
+                            positions[actions[i]], t[i], window, obs[i])
+        t[i] += 1
+        steps[i] += 1
+        term = d == DONE_TERMINATED
+        trunc = (not term) and (t[i] > last[i] or (max_steps > 0 and steps[i] >= max_steps))
         rewards[i] = r
-        done[i] = d
+        terminated[i] = term
+        truncated[i] = trunc
+        needs_reset[i] = term or trunc
+    return count

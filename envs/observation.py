@@ -29,11 +29,9 @@ def write_observation(z: npt.NDArray[np.float32], t: int, window: int, acct: Flo
                       close: float, out: npt.NDArray[np.float32]) -> None:  # pragma: no cover
     """Write the observation at decision bar ``t`` into ``out``."""
     f = z.shape[1]
-    k = 0
-    for row in range(t - window + 1, t + 1):
-        for j in range(f):
-            out[k] = z[row, j]
-            k += 1
+    k = window * f
+    # the window's rows are contiguous in z (C order): one block copy
+    out[:k] = z[t - window + 1:t + 1].reshape(k)
     out[k] = acct[TARGET]
     out[k + 1] = min(10.0, max(-10.0, unrealized_return(acct, close) * 100.0))
     out[k + 2] = min(2.0, math.log1p(acct[BARS_IN_POS]) / 7.0)

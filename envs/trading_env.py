@@ -47,6 +47,7 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 from raytrade.envs.accounting import (
+    ACCOUNT_SIZE,
     EQUITY,
     FEES,
     PEAK,
@@ -55,13 +56,12 @@ from raytrade.envs.accounting import (
     new_account,
 )
 from raytrade.envs.env_config import EnvConfig
-from raytrade.envs.env_kernel import DONE_TERMINATED, pack_params, scalar_step
+from raytrade.envs.env_kernel import DONE_TERMINATED, pack_params, scalar_state, scalar_step
 from raytrade.envs.episodes import draw_start
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.market import M_CLOSE, MarketData, load_markets
 from raytrade.envs.observation import observation_space, write_observation
-from raytrade.envs.rewards import REWARD_STATE_SIZE
 
 
 def build_markets(markets: Sequence[MarketData] | None, data: Sequence[str] | str | None,
@@ -88,6 +88,9 @@ def as_config(config: EnvConfig | Mapping[str, Any] | None) -> EnvConfig:
     return EnvConfig.from_dict(config)
 
 
+_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES, PEAK])
+
+
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     """A single-symbol trading environment (full spec in the module docstring)."""
 
@@ -107,12 +110,13 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self.action_space = gym.spaces.Discrete(len(cfg.positions))
         self.observation_space = observation_space(cfg.window, n_features, clip,
                                                    cfg.positions, cfg.risk.position_fraction)
-        self._positions = np.asarray(cfg.positions, dtype=np.float64)
         self._params = pack_params(cfg)
         self._obs_dim = int(self.observation_space.shape[0])
-        self._acct = new_account(cfg.initial_equity)
-        self._pending = np.zeros(cfg.latency_bars)
-        self._rstate = np.zeros(REWARD_STATE_SIZE)
+        self._state = scalar_state(cfg.latency_bars)
+        self._acct = self._state[:ACCOUNT_SIZE]  # views into the one state vector
+        self._position_list = [float(p) for p in cfg.positions]
+        self._window = cfg.window
+        self._limit = cfg.max_episode_steps
         self._market = self.markets[0]
         self._t = self._market.first
         self._steps = 0
@@ -142,9 +146,8 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._market = self.markets[d]
         self._t = t0
         self._steps = 0
-        self._acct = new_account(self.config.initial_equity)
-        self._pending[:] = 0.0
-        self._rstate[:] = 0.0
+        self._state[:] = 0.0
+        self._acct[:] = new_account(self.config.initial_equity)
         obs = np.empty(self._obs_dim, dtype=np.float32)
         write_observation(self._market.z, t0, self.config.window, self._acct,
                           self._market.market[M_CLOSE, t0], obs)
@@ -153,25 +156,21 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     def step(self, action: np.int64 | int
              ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         a = int(action)
-        if not 0 <= a < len(self._positions):
-            raise ValueError(f"action {action!r} outside Discrete({len(self._positions)})")
+        if not 0 <= a < len(self._position_list):
+            raise ValueError(f"action {action!r} outside Discrete({len(self._position_list)})")
         m = self._market
         obs = np.empty(self._obs_dim, dtype=np.float32)
-        reward, done = scalar_step(self._acct, self._pending, self._rstate, m.market, m.z,
-                                   self._params, self._positions[a], self._t,
-                                   self.config.window, obs)
+        reward, done = scalar_step(self._state, m.market, m.z, self._params,
+                                   self._position_list[a], self._t, self._window, obs)
         self._t += 1
         self._steps += 1
         terminated = done == DONE_TERMINATED
-        limit = self.config.max_episode_steps
-        truncated = not terminated and (self._t > m.last or
-                                        (limit is not None and self._steps >= limit))
-        return obs, float(reward), terminated, truncated, self._info()
+        truncated = not terminated and (self._t > m.last or (
+            self._limit is not None and self._steps >= self._limit))
+        return obs, reward, terminated, truncated, self._info()
 
     def _info(self) -> dict[str, Any]:
-        acct = self._acct
-        peak = acct[PEAK]
-        return {"equity": float(acct[EQUITY]), "position": float(acct[TARGET]),
-                "fees": float(acct[FEES]), "trades": int(acct[TRADES]),
-                "drawdown": float(max(0.0, (peak - acct[EQUITY]) / peak)) if peak > 0 else 1.0,
+        equity, position, fees, trades, peak = self._acct[_INFO_FIELDS].tolist()
+        return {"equity": equity, "position": position, "fees": fees, "trades": int(trades),
+                "drawdown": max(0.0, (peak - equity) / peak) if peak > 0 else 1.0,
                 "bar": self._t, "ts": int(self._market.ts[self._t])}

@@ -36,17 +36,19 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
-from raytrade.envs.accounting import (
-    ACCOUNT_SIZE,
-    EQUITY,
-    FEES,
-    PEAK,
-    TARGET,
-    TRADES,
-    new_account,
-)
+from raytrade.envs.accounting import ACCOUNT_SIZE, new_account
 from raytrade.envs.env_config import EnvConfig
-from raytrade.envs.env_kernel import DONE_TERMINATED, pack_params, vector_step
+from raytrade.envs.env_kernel import (
+    I_DRAWDOWN,
+    I_EQUITY,
+    I_FEES,
+    I_POSITION,
+    I_TRADES,
+    N_INFO,
+    fill_infos,
+    pack_params,
+    vector_step,
+)
 from raytrade.envs.episodes import draw_start
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.spec import FeatureSpec
@@ -101,8 +103,11 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
         self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in
                                                  range(num_envs)]
         self._obs = np.zeros((num_envs, self._dim), dtype=np.float32)
+        self._restart = np.zeros(num_envs, dtype=np.int64)
 
-    def _reset_one(self, i: int, options: dict[str, Any] | None) -> None:
+    def _reset_one(self, i: int, options: dict[str, Any] | None,
+                   out: npt.NDArray[np.float32]) -> None:
+        """Start a new episode in sub-env ``i``; write its first observation into ``out``."""
         dataset = None if options is None else options.get("dataset")
         start = None if options is None else options.get("start")
         d, t0 = draw_start(self._rngs[i], self.markets, self.config, dataset, start)
@@ -115,7 +120,7 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
         self._pending[i] = 0.0
         self._rstate[i] = 0.0
         write_observation(self._z, int(self._t[i]), self.config.window, self._acct[i],
-                          self._market[M_CLOSE, self._t[i]], self._obs[i])
+                          self._market[M_CLOSE, self._t[i]], out)
         self._needs_reset[i] = False
 
     def reset(self, *, seed: int | list[int | None] | None = None,
@@ -132,41 +137,46 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
         mask = np.ones(self.num_envs, dtype=bool)
         if options is not None and "reset_mask" in options:
             mask = np.asarray(options["reset_mask"], dtype=bool)
+        # never write into an array already returned: it belongs to the caller now
+        obs = self._obs.copy()
         for j in np.flatnonzero(mask):
-            self._reset_one(int(j), options)
-        return self._obs.copy(), self._infos()
+            self._reset_one(int(j), options, obs[j])
+        self._obs = obs
+        return obs, self._infos()
 
     def step(self, actions: npt.ArrayLike
              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any], npt.NDArray[Any],
                         npt.NDArray[Any], dict[str, Any]]:
-        a = np.asarray(actions, dtype=np.int64).reshape(-1)
-        if a.shape != (self.num_envs,) or a.min() < 0 or a.max() >= len(self._positions):
-            raise ValueError(f"actions must be {self.num_envs} ints in "
-                             f"0..{len(self._positions) - 1}, got {actions!r}")
-        restart = self._needs_reset.copy()
-        active = ~restart
-        rewards = np.zeros(self.num_envs)
-        done = np.zeros(self.num_envs, dtype=np.int8)
-        vector_step(self._acct, self._pending, self._rstate, self._market, self._z,
-                    self._params, self._positions[a], self._t, active, self.config.window,
-                    self._obs, rewards, done)
-        self._t[active] += 1
-        self._steps[active] += 1
-        terminated = active & (done == DONE_TERMINATED)
-        limit = self.config.max_episode_steps
-        over = (self._t > self._last) | ((self._steps >= limit) if limit is not None else False)
-        truncated = active & ~terminated & over
-        for j in np.flatnonzero(restart):
-            self._reset_one(int(j), None)
-        self._needs_reset = terminated | truncated
-        return self._obs.copy(), rewards, terminated, truncated, self._infos()
+        n = self.num_envs
+        a = np.asarray(actions)
+        if a.dtype != np.int64:
+            a = a.astype(np.int64)
+        a = a.reshape(-1)
+        if a.shape[0] != n:
+            raise ValueError(f"need {n} actions, got {a.shape[0]}")
+        obs = np.empty((n, self._dim), dtype=np.float32)
+        rewards = np.empty(n)
+        terminated = np.empty(n, dtype=bool)
+        truncated = np.empty(n, dtype=bool)
+        limit = self.config.max_episode_steps or 0
+        count = vector_step(self._acct, self._pending, self._rstate, self._market, self._z,
+                            self._params, self._positions, a, self._t, self._steps,
+                            self._last, limit, self._needs_reset, self.config.window, obs,
+                            rewards, terminated, truncated, self._restart)
+        if count < 0:
+            raise ValueError(f"action {a[-1 - count]!r} of sub-env {-1 - count} outside "
+                             f"Discrete({len(self._positions)})")
+        for j in self._restart[:count]:
+            self._reset_one(int(j), None, obs[j])
+        self._obs = obs
+        return obs, rewards, terminated, truncated, self._infos()
 
     def _infos(self) -> dict[str, Any]:
-        acct = self._acct
-        peak = acct[:, PEAK]
-        return {"equity": acct[:, EQUITY].copy(), "position": acct[:, TARGET].copy(),
-                "fees": acct[:, FEES].copy(), "trades": acct[:, TRADES].astype(np.int64),
-                "drawdown": np.maximum(0.0, (peak - acct[:, EQUITY]) / peak),
+        info = np.empty((self.num_envs, N_INFO))
+        fill_infos(self._acct, info)
+        return {"equity": info[:, I_EQUITY], "position": info[:, I_POSITION],
+                "fees": info[:, I_FEES], "trades": info[:, I_TRADES].astype(np.int64),
+                "drawdown": info[:, I_DRAWDOWN],
                 "bar": self._t - self._offsets[self._dataset], "ts": self._ts[self._t]}
 
     @property
