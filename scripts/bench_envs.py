@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from raytrade.envs.market import MarketData, load_markets
+
 WINDOW = 16
 
 
@@ -39,8 +41,7 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-def _features():  # type: ignore[no-untyped-def]
-    from raytrade.envs.market import load_markets
+def _features() -> list[MarketData]:
 
     markets, _ = load_markets("sample:BTCUSDT", window=WINDOW)
     return markets
