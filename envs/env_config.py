@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raytrade.envs.costs import CostModel
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, reject_unknown_fields
 from raytrade.envs.risk import RiskConfig
 
 REWARDS = ("log_return", "differential_sharpe", "drawdown_penalized", "turnover_penalty")
@@ -62,10 +62,7 @@ class EnvConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
         """Build from plain values (nested ``costs`` and ``risk`` dicts allowed)."""
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ConfigError(f"unknown EnvConfig fields {unknown}; allowed: {sorted(allowed)}")
+        reject_unknown_fields("EnvConfig", data, (f.name for f in dataclasses.fields(cls)))
         kwargs = dict(data)
         for name, kind in (("costs", CostModel), ("risk", RiskConfig)):
             value = kwargs.get(name)

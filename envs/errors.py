@@ -7,7 +7,7 @@ and nothing was done with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 class RaytradeError(Exception):
@@ -69,3 +69,15 @@ class OperationalError(RaytradeError):
 
 class FetchError(OperationalError):
     """Downloading market data failed in a way retrying will not fix by itself."""
+
+
+def reject_unknown_fields(kind: str, data: Mapping[str, object], allowed: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` naming every key of ``data`` not in ``allowed``.
+
+    Configs are frozen and reject unknown fields at every boundary: a misspelt key must
+    fail loudly, never be silently ignored.
+    """
+    allowed_set = set(allowed)
+    unknown = sorted(set(data) - allowed_set)
+    if unknown:
+        raise ConfigError(f"unknown {kind} fields {unknown}; allowed: {sorted(allowed_set)}")

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, reject_unknown_fields
 from raytrade.envs.intervals import interval_to_ms
 
 PIPELINE_VERSION = 1
@@ -208,10 +208,7 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         """Rebuild a spec; unknown fields and names that disagree with the parameters raise."""
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ConfigError(f"unknown FeatureSpec fields {unknown}")
+        reject_unknown_fields("FeatureSpec", data, (f.name for f in dataclasses.fields(cls)))
         kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                   for k, v in data.items() if k != "names"}
         try:
