@@ -47,7 +47,8 @@ PREV_EQUITY = 15     # equity marked at the close before the last one
 STOPS = 16           # number of stop-losses fired
 INITIAL = 17         # starting equity
 DECIDED = 18         # the last target decided by the risk rules (may not be filled yet)
-ACCOUNT_SIZE = 19
+REALIZED = 19        # realized PnL of closed units at fill prices, before fees and borrow
+ACCOUNT_SIZE = 20
 
 
 def new_account(initial_equity: float = 10_000.0) -> FloatArray:
@@ -90,6 +91,11 @@ def execute_target(acct: FloatArray, target: float, price: float, bar_quote_volu
     acct[TURNOVER] += notional
     if delta != 0.0:
         acct[TRADES] += 1.0
+    # realized PnL on the part of the position this trade closes
+    if units != 0.0 and (delta > 0.0) != (units > 0.0):
+        closed = min(abs(units), abs(delta))
+        side = 1.0 if units > 0.0 else -1.0
+        acct[REALIZED] += closed * (fill - acct[ENTRY]) * side
     # average entry price of the remaining position
     if want == 0.0:
         acct[ENTRY] = 0.0
@@ -132,6 +138,14 @@ def unrealized_return(acct: FloatArray, price: float) -> float:  # pragma: no co
         return 0.0
     side = 1.0 if acct[UNITS] > 0.0 else -1.0
     return side * (price / acct[ENTRY] - 1.0)
+
+
+@numba.njit(cache=True)
+def unrealized_pnl(acct: FloatArray, price: float) -> float:  # pragma: no cover - compiled
+    """PnL of the open position at ``price`` against its average entry (quote currency)."""
+    if acct[UNITS] == 0.0:
+        return 0.0
+    return acct[UNITS] * (price - acct[ENTRY])
 
 
 @numba.njit(cache=True)

@@ -19,6 +19,7 @@ from raytrade.envs.accounting import (
     BORROW,
     EQUITY,
     FEES,
+    REALIZED,
     SLIPPAGE,
     TARGET,
     TRADES,
@@ -27,6 +28,7 @@ from raytrade.envs.accounting import (
     execute_target,
     mark_close,
     new_account,
+    unrealized_pnl,
 )
 from raytrade.envs.bars import BarTable, FloatArray
 from raytrade.envs.costs import CostModel, cost_inputs
@@ -55,8 +57,8 @@ def advance(acct: FloatArray, requested: float, t: int, opens: FloatArray, close
 
 # Columns of the per-bar record written by ``simulate_kernel``.
 REC_EQUITY, REC_UNITS, REC_TARGET, REC_FEES, REC_SLIPPAGE, REC_BORROW, REC_TURNOVER, \
-    REC_TRADES, REC_EVENT = range(9)
-N_RECORD = 9
+    REC_TRADES, REC_EVENT, REC_REALIZED, REC_UNREALIZED = range(11)
+N_RECORD = 11
 
 
 @numba.njit(cache=True)
@@ -84,6 +86,8 @@ def simulate_kernel(acct: FloatArray, targets: FloatArray, start: int, opens: Fl
         record[t, REC_TURNOVER] = acct[TURNOVER]
         record[t, REC_TRADES] = acct[TRADES]
         record[t, REC_EVENT] = event
+        record[t, REC_REALIZED] = acct[REALIZED]
+        record[t, REC_UNREALIZED] = unrealized_pnl(acct, closes[t])
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class SimulationResult:
         equity, units, target: marked equity, units held and target held after each close.
         fees, slippage, borrow, turnover: cumulative costs and traded notional (quote).
         trades: cumulative fill count.
+        realized: cumulative realized PnL at fill prices, before fees and borrow (quote).
+        unrealized: PnL of the open position at each close against its average entry.
         events: risk event decided at the previous close (0 none, 1 stop, 2 halt).
         bars_in_position: closes held in the final position.
         start: first bar of the simulation.
@@ -110,6 +116,8 @@ class SimulationResult:
     turnover: FloatArray
     trades: FloatArray
     events: FloatArray
+    realized: FloatArray
+    unrealized: FloatArray
     bars_in_position: int
     start: int
 
@@ -145,4 +153,5 @@ def simulate(bars: BarTable, targets: npt.ArrayLike, *, costs: CostModel | None 
         target=record[:, REC_TARGET], fees=record[:, REC_FEES],
         slippage=record[:, REC_SLIPPAGE], borrow=record[:, REC_BORROW],
         turnover=record[:, REC_TURNOVER], trades=record[:, REC_TRADES],
-        events=record[:, REC_EVENT], bars_in_position=int(acct[BARS_IN_POS]), start=start)
+        events=record[:, REC_EVENT], realized=record[:, REC_REALIZED],
+        unrealized=record[:, REC_UNREALIZED], bars_in_position=int(acct[BARS_IN_POS]), start=start)

@@ -87,6 +87,8 @@ def summarize(result: SimulationResult, bars: BarTable) -> dict[str, Any]:
         "slippage": clean(result.slippage[-1]),
         "borrow": clean(result.borrow[-1]),
         "turnover": clean(result.turnover[-1]),
+        "realized_pnl": clean(result.realized[-1]),
+        "unrealized_pnl": clean(result.unrealized[-1]),
         "metrics": perf.to_dict(),
     }
 

@@ -57,6 +57,22 @@ def test_equity_is_conserved_with_zero_costs(case) -> None:  # type: ignore[no-u
             + held_in_bar * (bars.close[t] - bars.open[t])
         assert r.equity[t] == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert r.fees[-1] == r.slippage[-1] == r.borrow[-1] == 0.0
+    # every unit of PnL is either realized or still open
+    np.testing.assert_allclose(r.equity - 10_000.0, r.realized + r.unrealized,
+                               rtol=1e-9, atol=1e-7)
+
+
+@settings(max_examples=100, deadline=None)
+@given(market, st.floats(0, 30), st.floats(0, 3))
+def test_pnl_decomposes_into_realized_unrealized_and_costs(case, fee, borrow) -> None:  # type: ignore[no-untyped-def]
+    returns, gaps, actions, positions = case
+    bars = make_bars(returns, gaps, volume=5.0)
+    targets = np.array([positions[a % len(positions)] for a in actions])
+    r = simulate(bars, targets, costs=CostModel(fee_bps=fee, borrow_bps_per_bar=borrow))
+    # slippage is already inside fill prices, hence inside realized and unrealized PnL
+    np.testing.assert_allclose(r.equity - 10_000.0,
+                               r.realized + r.unrealized - r.fees - r.borrow,
+                               rtol=1e-9, atol=1e-7)
 
 
 @settings(max_examples=150, deadline=None)
