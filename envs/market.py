@@ -6,7 +6,9 @@ split by time, and normalized with statistics pooled over the *training* splits 
 episode range is then restricted to the requested split (features before it are still
 computed from real history, which is causal and avoids losing the window to warm-up).
 
-Sources are file paths, glob patterns, or ``"sample:SYMBOL"`` for the bundled data.
+Sources are file paths, glob patterns, ``"sample:SYMBOL"`` for the bundled data, or
+``"synthetic:KIND[:seed=S][:n=N]"`` for a planted-signal market (``synthetic.py``), which
+has no reference asset (use a FeatureSpec with ``reference_symbol=None``).
 Results are cached per process, so many envs on one runner share one copy.
 """
 
@@ -31,6 +33,7 @@ from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
 from raytrade.envs.splits import split_by_fraction
+from raytrade.envs.synthetic import planted_market
 
 SPLITS = ("train", "validation", "test", "all")
 M_OPEN, M_CLOSE, M_QUOTE_VOLUME, M_SIGMA = range(4)
@@ -65,11 +68,30 @@ class MarketData:
         return self.last - self.first + 1
 
 
+def load_source(src: str) -> BarTable:
+    """Bars of one resolved source: a file, or a ``synthetic:`` market."""
+    if not src.startswith("synthetic:"):
+        return load_bars(src)
+    parts = src.split(":")
+    kind = parts[1] if len(parts) > 1 else "regime"
+    options: dict[str, int] = {}
+    for part in parts[2:]:
+        key, _, value = part.partition("=")
+        if key not in ("seed", "n") or not value.isdigit():
+            raise ConfigError(f"bad synthetic source {src!r}: expected "
+                              "synthetic:KIND[:seed=S][:n=N]")
+        options[key] = int(value)
+    market = planted_market(options.get("n", 20_000), kind=kind, seed=options.get("seed", 0))
+    return market.bars
+
+
 def resolve_sources(sources: tuple[str, ...]) -> list[str]:
     """Expand globs and ``sample:`` names into file paths (sorted within each glob)."""
     out: list[str] = []
     for src in sources:
-        if src.startswith("sample:"):
+        if src.startswith("synthetic:"):
+            out.append(src)
+        elif src.startswith("sample:"):
             out.append(str(sample_path(src.split(":", 1)[1])))
         elif any(ch in src for ch in "*?["):
             matches = sorted(glob.glob(src))
@@ -106,7 +128,7 @@ def _load_cached(sources: tuple[str, ...], reference: str | None, spec_json: str
                  ) -> tuple[tuple[MarketData, ...], Normalizer]:
     spec = FeatureSpec.from_json(spec_json)
     costs = CostModel(sigma_span=int(costs_key[0]))
-    tables = [load_bars(p) for p in resolve_sources(sources)]
+    tables = [load_source(p) for p in resolve_sources(sources)]
     ref = _reference_for(tables, spec, reference)
     prepared = []
     for table in tables:

@@ -198,3 +198,19 @@ def test_make_env_builds_the_right_env_for_rllib() -> None:
     vec = gym.make_vec(TRADING_ID, num_envs=3, vectorization_mode="vector_entry_point",
                        data=ETH, config=SMALL)
     assert vec.unwrapped.num_envs == 3
+
+
+def test_synthetic_source_plays_the_planted_market() -> None:
+    from raytrade.envs.features.spec import FeatureSpec
+    from raytrade.envs.synthetic import planted_market
+
+    spec = FeatureSpec(reference_symbol=None)
+    markets, _ = load_markets("synthetic:regime:seed=4:n=6000", spec=spec, window=8,
+                              split="all")
+    bars = planted_market(6000, kind="regime", seed=4).bars
+    np.testing.assert_array_equal(markets[0].market[M_CLOSE], bars.close)
+    env = TradingEnv(markets, config=SMALL, spec=spec)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    with pytest.raises(ConfigError, match="synthetic"):
+        load_markets("synthetic:regime:colour=3", spec=spec)
