@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 from raytrade.envs.accounting import ENTRY, EQUITY
 from raytrade.envs.costs import CostModel
 from raytrade.envs.env_config import EnvConfig
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.execution import simulate
 from raytrade.envs.io import load_bars
 from raytrade.envs.market import M_CLOSE, load_markets
@@ -205,9 +205,11 @@ def test_synthetic_source_plays_the_planted_market() -> None:
     from raytrade.envs.synthetic import planted_market
 
     spec = FeatureSpec(reference_symbol=None)
-    markets, _ = load_markets("synthetic:regime:seed=4:n=6000", spec=spec, window=8,
+    with pytest.raises(DataError, match="warm-up ends at row"):
+        load_markets("synthetic:regime:seed=4:n=3000", spec=spec, window=8)
+    markets, _ = load_markets("synthetic:regime:seed=4:n=20000", spec=spec, window=8,
                               split="all")
-    bars = planted_market(6000, kind="regime", seed=4).bars
+    bars = planted_market(20_000, kind="regime", seed=4).bars
     np.testing.assert_array_equal(markets[0].market[M_CLOSE], bars.close)
     env = TradingEnv(markets, config=SMALL, spec=spec)
     obs, _ = env.reset(seed=0)

@@ -60,8 +60,12 @@ class Normalizer:
             ts_parts.append(features.ts[start:stop][ok])
         used = np.concatenate(used_parts) if used_parts else np.zeros((0, spec.n_features))
         if len(used) < 2:
-            raise DataError(f"cannot fit a normalizer on {len(used)} complete training rows; "
-                            "use a longer training split")
+            warmups = ", ".join(f"{f.first_valid}" for f, _, _ in parts)
+            ends = ", ".join(f"{len(f.values) if stop is None else stop}" for f, _, stop in parts)
+            raise DataError(f"cannot fit a normalizer on {len(used)} complete training rows: "
+                            f"the features' warm-up ends at row(s) {warmups} but the training "
+                            f"split(s) end at {ends}; use more data or a FeatureSpec with "
+                            "shorter windows (fewer pivot levels, lower timeframes)")
         mean = used.mean(axis=0)
         std = used.std(axis=0)
         std = np.where(std > 1e-12, std, 1.0)
