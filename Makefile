@@ -28,6 +28,7 @@ lint: $(STAMP)
 	mkdir -p build/typecheck/raytrade
 	ln -sfn ../../../envs build/typecheck/raytrade/envs
 	ln -sfn ../../../scripts build/typecheck/raytrade/scripts
+	ln -sfn ../../../algos build/typecheck/raytrade/algos
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,21 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     """Write CSV lines to ``path`` and return it."""
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture()
+def local_ray() -> Iterator[None]:
+    """A private local Ray (never joins a running cluster), shut down afterwards.
+
+    Its temp dir is short because Ray's unix socket paths may not exceed 107 bytes.
+    """
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=tmp)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -110,6 +110,8 @@ class FeatureSpec:
     """Ordered feature names (derived from the parameters)."""
 
     def __post_init__(self) -> None:
+        if self.reference_symbol == "":  # TOML has no null: "" means no reference asset
+            object.__setattr__(self, "reference_symbol", None)
         self._check()
         object.__setattr__(self, "names", tuple(self._derive_names()))
 

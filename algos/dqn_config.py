@@ -1,0 +1,79 @@
+"""ExperimentConfig -> RLlib ``DQNConfig``: the one place our config meets RLlib's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.dqn import DQNConfig
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.tune.registry import register_env
+from raytrade.algos.apex_epsilon import ApeXEnvRunner
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.envs.registration import make_env
+
+ENV_NAME = "raytrade_trading"
+
+
+class ApeXDQNConfig(DQNConfig):
+    """DQNConfig plus the Ape-X epsilon ladder read by :class:`ApeXEnvRunner`."""
+
+    def __init__(self, algo_class: Any = None) -> None:
+        super().__init__(algo_class=algo_class)
+        self.apex_epsilon = 0.4
+        self.apex_alpha = 7.0
+        self.apex_decay_steps = 0
+        self.env_runners(env_runner_cls=ApeXEnvRunner)
+
+    def apex(self, *, epsilon: float, alpha: float, decay_steps: int) -> ApeXDQNConfig:
+        """Set the ladder (see ``apex_epsilon.py``)."""
+        self.apex_epsilon = epsilon
+        self.apex_alpha = alpha
+        self.apex_decay_steps = decay_steps
+        return self
+
+
+def env_config(exp: ExperimentConfig, split: str = "train") -> dict[str, Any]:
+    """The ``env_config`` dict ``registration.make_env`` receives on every runner."""
+    return {"data": list(exp.data.sources), "split": split, "reference": exp.data.reference,
+            "spec": exp.features.to_dict(), "config": _env_dict(exp)}
+
+
+def _env_dict(exp: ExperimentConfig) -> dict[str, Any]:
+    env = exp.env
+    out = {f: getattr(env, f) for f in ("positions", "window", "reward", "dsr_eta",
+                                        "drawdown_penalty", "turnover_penalty", "latency_bars",
+                                        "initial_equity", "max_episode_steps",
+                                        "random_start")}
+    out["positions"] = list(env.positions)
+    out["costs"] = dict(vars(env.costs))
+    out["risk"] = dict(vars(env.risk))
+    return out
+
+
+def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
+    """The DQN (double, dueling, n-step, prioritized replay, Ape-X ladder) of ``exp``."""
+    register_env(ENV_NAME, make_env)
+    res, dqn = exp.resources, exp.dqn
+    config = (
+        ApeXDQNConfig()
+        .environment(ENV_NAME, env_config=env_config(exp))
+        .env_runners(num_env_runners=res.num_env_runners,
+                     num_envs_per_env_runner=res.num_envs_per_env_runner,
+                     rollout_fragment_length=res.rollout_fragment_length,
+                     gym_env_vectorize_mode="vector_entry_point")
+        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
+        .training(gamma=dqn.gamma, lr=dqn.lr, train_batch_size_per_learner=dqn.train_batch_size,
+                  n_step=dqn.n_step, double_q=dqn.double_q, dueling=dqn.dueling,
+                  target_network_update_freq=dqn.target_update_freq,
+                  num_steps_sampled_before_learning_starts=dqn.learning_starts,
+                  training_intensity=dqn.replay_ratio,
+                  grad_clip=dqn.grad_clip,  # type: ignore[arg-type]  # RLlib says int; 40.0 is its default
+                  replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer",
+                                        "capacity": exp.replay.capacity,
+                                        "alpha": exp.replay.alpha, "beta": exp.replay.beta})
+        .rl_module(model_config=DefaultModelConfig(
+            fcnet_hiddens=list(exp.network.hidden), fcnet_activation=exp.network.activation))
+        .debugging(seed=exp.seed)
+    )
+    return config.apex(epsilon=exp.exploration.epsilon, alpha=exp.exploration.alpha,
+                       decay_steps=exp.exploration.decay_steps)

@@ -1,0 +1,183 @@
+"""A typed experiment: one TOML file, frozen dataclasses, every field documented with units.
+
+Sections: ``[data]``, ``[features]`` (FeatureSpec fields), ``[env]`` (EnvConfig fields,
+with ``[env.costs]`` and ``[env.risk]``), ``[network]``, ``[dqn]``, ``[replay]``,
+``[exploration]`` and ``[resources]``. Missing fields take the documented defaults;
+unknown sections or fields are errors. ``dqn_config.build_dqn_config`` turns it into an
+RLlib ``DQNConfig`` in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.errors import ConfigError, reject_unknown_fields
+from raytrade.envs.features.spec import FeatureSpec
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the bars come from and how they are split in time."""
+
+    sources: tuple[str, ...] = ("sample:ETHUSDT", "sample:BTCUSDT")
+    """Files, globs, ``sample:SYMBOL`` or ``synthetic:KIND[:seed=S][:n=N]``."""
+    reference: str | None = None
+    """Reference-asset file when the FeatureSpec uses one and no source is that symbol."""
+    train: float = 0.7
+    """Share of each series used for training (earliest bars)."""
+    validation: float = 0.15
+    """Share used for validation (after training); the rest is the test split."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The Q-network's MLP encoder."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Units of each hidden layer."""
+    activation: str = "relu"
+    """Activation of the hidden layers (``relu``, ``tanh``, ``silu``)."""
+
+
+@dataclass(frozen=True)
+class DQNSettings:
+    """Learning rule: double, dueling, n-step DQN."""
+
+    double_q: bool = True
+    """Double Q-learning targets."""
+    dueling: bool = True
+    """Dueling value/advantage heads."""
+    n_step: int = 3
+    """Steps of real reward before bootstrapping."""
+    gamma: float = 0.99
+    """Discount per bar."""
+    lr: float = 5e-4
+    """Adam learning rate."""
+    train_batch_size: int = 256
+    """Transitions per learner update (per learner)."""
+    replay_ratio: float = 4.0
+    """Transitions trained per transition sampled (RLlib's ``training_intensity``)."""
+    target_update_freq: int = 2000
+    """Env steps trained between target-network syncs."""
+    learning_starts: int = 2000
+    """Env steps sampled before the first update."""
+    grad_clip: float = 40.0
+    """Global gradient-norm clip."""
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Prioritized replay (RLlib's ``PrioritizedEpisodeReplayBuffer``)."""
+
+    capacity: int = 200_000
+    """Transitions kept."""
+    alpha: float = 0.6
+    """Priority exponent (0 = uniform)."""
+    beta: float = 0.4
+    """Importance-sampling exponent."""
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    """Ape-X epsilon ladder (``apex_epsilon.py``)."""
+
+    epsilon: float = 0.4
+    """Base epsilon of the ladder."""
+    alpha: float = 7.0
+    """Ladder exponent: runner i of N uses epsilon ** (1 + alpha * i / (N - 1))."""
+    decay_steps: int = 0
+    """Global env steps of a linear decay from 1 to each runner's rung (0 = none)."""
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """How much of the machine or cluster the run uses."""
+
+    num_env_runners: int = 2
+    """Remote env runners (0 samples in the driver)."""
+    num_envs_per_env_runner: int = 16
+    """Sub-envs stepped by each runner's VectorTradingEnv."""
+    rollout_fragment_length: int = 32
+    """Steps per sub-env per sample call."""
+    num_learners: int = 0
+    """Remote learners (0 trains in the driver)."""
+    num_gpus_per_learner: float = 0.0
+    """GPUs per learner (0 on CPU-only machines)."""
+
+
+SECTIONS = {"data": DataConfig, "network": NetworkConfig, "dqn": DQNSettings,
+            "replay": ReplayConfig, "exploration": ExplorationConfig,
+            "resources": ResourcesConfig}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one training run needs."""
+
+    name: str = "experiment"
+    """Run name (used for store paths and logs)."""
+    seed: int = 0
+    """Seed of RLlib, the envs and the random baselines."""
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    dqn: DQNSettings = field(default_factory=DQNSettings)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
+        """Build from parsed TOML; errors name the file and the section."""
+        reject_unknown_fields(f"{source}: experiment", data,
+                              (f.name for f in dataclasses.fields(cls)))
+        kwargs: dict[str, Any] = {k: data[k] for k in ("name", "seed") if k in data}
+        try:
+            for section, kind in SECTIONS.items():
+                values = dict(data.get(section, {}))
+                reject_unknown_fields(f"{source}: [{section}]", values,
+                                      (f.name for f in dataclasses.fields(kind)))
+                kwargs[section] = kind(**{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in values.items()})
+            kwargs["features"] = FeatureSpec.from_dict(dict(data.get("features", {})))
+            kwargs["env"] = EnvConfig.from_dict(dict(data.get("env", {})))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+        config = cls(**kwargs)
+        config.check()
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentConfig:
+        """Read a TOML experiment file."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such experiment file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        return cls.from_dict(data, source=str(path))
+
+    def check(self) -> None:
+        """Cross-field rules."""
+        if self.dqn.n_step < 1 or self.dqn.train_batch_size < 1 or self.dqn.replay_ratio <= 0:
+            raise ConfigError("dqn.n_step, train_batch_size must be >= 1 and replay_ratio > 0")
+        if not 0 < self.dqn.gamma <= 1 or self.dqn.lr <= 0:
+            raise ConfigError("dqn.gamma must be in (0, 1] and lr > 0")
+        if self.replay.capacity < self.dqn.train_batch_size:
+            raise ConfigError("replay.capacity must hold at least one training batch")
+        if self.resources.num_envs_per_env_runner < 1 or \
+                self.resources.rollout_fragment_length < 1:
+            raise ConfigError("resources.num_envs_per_env_runner and rollout_fragment_length "
+                              "must be >= 1")
+        if not self.network.hidden or any(h < 1 for h in self.network.hidden):
+            raise ConfigError("network.hidden needs at least one positive layer size")
+        if self.network.activation not in ("relu", "tanh", "silu"):
+            raise ConfigError("network.activation must be relu, tanh or silu")
