@@ -14,7 +14,6 @@ from raytrade.envs.registration import make_env
 from raytrade.envs.trading_env import TradingEnv
 from raytrade.envs.vector_env import VectorTradingEnv
 
-tune.register_env("raytrade_trading_test", make_env)
 
 
 @pytest.mark.parametrize(("data", "num_envs", "mode", "kind"), [
@@ -24,6 +23,8 @@ tune.register_env("raytrade_trading_test", make_env)
 ])
 def test_rllib_env_runner_builds_and_samples(data: object, num_envs: int, mode: str,
                                              kind: type) -> None:
+    # registered per test: a Ray init/shutdown elsewhere in the session resets the registry
+    tune.register_env("raytrade_trading_test", make_env)
     config = (DQNConfig()
               .environment("raytrade_trading_test",
                            env_config={"data": data,
