@@ -15,7 +15,6 @@ from raytrade.envs.trading_env import TradingEnv
 from raytrade.envs.vector_env import VectorTradingEnv
 
 
-
 @pytest.mark.parametrize(("data", "num_envs", "mode", "kind"), [
     ("sample:ETHUSDT", 1, "sync", TradingEnv),
     (["sample:ETHUSDT", "sample:BTCUSDT"], 2, "sync", MultiDatasetTradingEnv),
