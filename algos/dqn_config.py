@@ -41,7 +41,8 @@ def env_config(exp: ExperimentConfig, split: str = "train") -> dict[str, Any]:
 def _env_dict(exp: ExperimentConfig) -> dict[str, Any]:
     env = exp.env
     out = {f: getattr(env, f) for f in ("positions", "window", "reward", "dsr_eta",
-                                        "drawdown_penalty", "turnover_penalty", "latency_bars",
+                                        "drawdown_penalty", "turnover_penalty", "reward_scale",
+                                        "latency_bars",
                                         "initial_equity", "max_episode_steps",
                                         "random_start")}
     out["positions"] = list(env.positions)

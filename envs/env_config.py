@@ -32,6 +32,8 @@ class EnvConfig:
     """Weight of each increase in drawdown (fraction) in ``drawdown_penalized``."""
     turnover_penalty: float = 0.001
     """Penalty per unit change of the held target in ``turnover_penalty``."""
+    reward_scale: float = 1.0
+    """Multiplier on every reward (per-bar log returns are ~1e-3; learners like ~1)."""
     costs: CostModel = field(default_factory=CostModel)
     """Fees, slippage and borrow."""
     risk: RiskConfig = field(default_factory=RiskConfig)
@@ -56,6 +58,8 @@ class EnvConfig:
             raise ConfigError(f"EnvConfig.reward must be one of {REWARDS}, got {self.reward!r}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ConfigError("EnvConfig.max_episode_steps must be >= 1 or None")
+        if not self.reward_scale > 0:
+            raise ConfigError("EnvConfig.reward_scale must be > 0")
         if not 0 < self.dsr_eta < 1:
             raise ConfigError("EnvConfig.dsr_eta must be in (0, 1)")
 

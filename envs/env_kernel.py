@@ -27,7 +27,7 @@ from raytrade.envs.risk import EVENT_HALT
 F32Array = npt.NDArray[np.float32]
 N_RISK_PARAMS = 5
 P_REWARD = N_COST_PARAMS + N_RISK_PARAMS
-N_PARAMS = P_REWARD + 4  # reward kind, dsr eta, drawdown weight, turnover weight
+N_PARAMS = P_REWARD + 5  # reward kind, dsr eta, drawdown weight, turnover weight, scale
 
 # step outcome codes
 DONE_NO, DONE_TERMINATED = 0, 1
@@ -38,7 +38,7 @@ def pack_params(config: EnvConfig) -> FloatArray:
     return np.concatenate([
         config.costs.params(), config.risk.params(),
         [float(REWARD_CODES[config.reward]), config.dsr_eta, config.drawdown_penalty,
-         config.turnover_penalty]])
+         config.turnover_penalty, config.reward_scale]])
 
 
 @numba.njit(cache=True)
@@ -51,7 +51,7 @@ def env_step_one(acct: FloatArray, pending: FloatArray, rstate: FloatArray, mark
     event = advance(acct, target, t, market[M_OPEN], market[M_CLOSE], market[M_QUOTE_VOLUME],
                     market[M_SIGMA], cp, rp, pending)
     reward = reward_step(int(params[P_REWARD]), acct, rstate, params[P_REWARD + 1],
-                         params[P_REWARD + 2], params[P_REWARD + 3])
+                         params[P_REWARD + 2], params[P_REWARD + 3]) * params[P_REWARD + 4]
     write_observation(z, t + 1, window, acct, market[M_CLOSE, t + 1], obs)
     done = DONE_TERMINATED if (event == EVENT_HALT or acct[EQUITY] <= 0.0) else DONE_NO
     return reward, done

@@ -18,7 +18,8 @@ first, row by row, clipped to +/- the normalizer's clip), then position, unreali
 
 ## Rewards
 ``log_return`` (default) ``log(E_t / E_{t-1})`` of marked equity, net of every cost;
-``differential_sharpe``; ``drawdown_penalized``; ``turnover_penalty`` (see ``rewards.py``).
+``differential_sharpe``; ``drawdown_penalized``; ``turnover_penalty`` (see ``rewards.py``);
+all multiplied by ``reward_scale`` (default 1).
 
 ## Episode End
 ``terminated``: equity gone (ruin) or the drawdown halt fired (the account is flattened

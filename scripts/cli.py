@@ -80,6 +80,28 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from raytrade.algos.experiment import ExperimentConfig
+    from raytrade.algos.train import train
+
+    exp = ExperimentConfig.load(args.config)
+    store = args.store or f"runs/{exp.name}"
+    run_dir = store[len("file://"):] if store.startswith("file://") else store
+    if "://" in run_dir:
+        print(f"error: only file:// stores are supported so far, got {store}",
+              file=sys.stderr)
+        return 2
+    result = train(exp, run_dir, iterations=args.iterations, time_budget_s=args.time_budget,
+                   resume=args.resume, address=args.address, eval_every=args.eval_every,
+                   checkpoint_every=args.checkpoint_every)
+    print(json.dumps({"iterations": result.iterations,
+                      "env_steps_sampled": result.env_steps_sampled,
+                      "env_steps_trained": result.env_steps_trained,
+                      "wall_s": round(result.wall_s, 1),
+                      "checkpoint": str(result.checkpoint)}))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from raytrade.envs.dataset import prepare_dataset
     from raytrade.envs.io import describe, load_bars
@@ -156,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--initial-equity", type=float, default=10_000.0,
                      help="starting equity, quote currency")
     sim.set_defaults(func=_cmd_simulate)
+
+    tr = sub.add_parser("train", help="train a DQN (Ape-X style) on Ray RLlib")
+    tr.add_argument("--config", required=True, help="experiment TOML file")
+    tr.add_argument("--store", help="run store URI or folder (default runs/<name>)")
+    tr.add_argument("--address", help="Ray cluster address (e.g. auto); default: a "
+                    "private local Ray")
+    budget = tr.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--iterations", type=int, help="training iterations")
+    budget.add_argument("--time-budget", type=float, help="seconds of training")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    tr.add_argument("--eval-every", type=int, default=10, help="iterations between evaluations")
+    tr.add_argument("--checkpoint-every", type=int, default=10,
+                    help="iterations between checkpoints")
+    tr.set_defaults(func=_cmd_train)
 
     demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
     demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")

@@ -158,7 +158,8 @@ def test_rewards_follow_their_definitions(eth_markets) -> None:
     dd = TradingEnv(markets, config={**SMALL, "reward": "drawdown_penalized",
                                      "drawdown_penalty": 2.0})
     dsr = TradingEnv(markets, config={**SMALL, "reward": "differential_sharpe"})
-    for env in (base, turn, dd, dsr):
+    scaled = TradingEnv(markets, config={**SMALL, "reward_scale": 100.0})
+    for env in (base, turn, dd, dsr, scaled):
         env.reset(seed=9)
     prev_pos, prev_dd, prev_equity = 0.0, 0.0, 10_000.0
     for a in [2, 2, 0, 0, 1, 2, 2, 2, 0, 1] * 5:
@@ -170,6 +171,8 @@ def test_rewards_follow_their_definitions(eth_markets) -> None:
         assert r1 == pytest.approx(r0 - 0.01 * abs(info["position"] - prev_pos), rel=1e-12)
         assert r2 == pytest.approx(r0 - 2.0 * max(0.0, info["drawdown"] - prev_dd), rel=1e-12)
         assert math.isfinite(r3) and -10 <= r3 <= 10
+        _, r4, *_ = scaled.step(a)
+        assert r4 == pytest.approx(100.0 * r0, rel=1e-12)
         prev_pos, prev_dd, prev_equity = info["position"], info["drawdown"], info["equity"]
     assert base._acct[EQUITY] != 10_000.0
 

@@ -1,0 +1,206 @@
+"""The training driver: a thin loop over RLlib's ``Algorithm.train()``.
+
+Layout of a run folder (the ``file://`` run store; S3 arrives with the store issue)::
+
+    metrics/train.jsonl   one line per iteration (see ``iteration_metrics``)
+    metrics/eval.jsonl    one line per evaluation (greedy vs baselines, shared metrics)
+    checkpoints/iter_NNNNNN/   RLlib checkpoints; checkpoints/latest names the newest
+
+``resume=True`` restores the newest checkpoint: iteration number, env-step counters and
+learner state continue where they stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from raytrade.algos.dqn_config import build_dqn_config
+from raytrade.algos.evaluation import evaluate
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.envs.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    iterations: int = 0
+    env_steps_sampled: int = 0
+    env_steps_trained: int = 0
+    wall_s: float = 0.0
+    checkpoint: Path | None = None
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join ``address`` (e.g. ``"auto"`` on a cluster) or start a private local Ray.
+
+    A private Ray never joins a cluster that happens to run on this machine; its temp dir
+    is short because Ray's unix socket paths may not exceed 107 bytes.
+    """
+    import ray
+
+    tmp = None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False, _temp_dir=tmp)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _get(result: dict[str, Any], *path: str) -> float | None:
+    node: Any = result
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, int | float) else None
+
+
+def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    """The per-iteration record written to ``metrics/train.jsonl``."""
+    runners = result.get("env_runners", {})
+    learner = result.get("learners", {}).get("default_policy", {})
+    out: dict[str, Any] = {
+        "iteration": result.get("training_iteration"),
+        "time_s": round(elapsed_s, 3),
+        "env_steps_sampled": _get(result, "num_env_steps_sampled_lifetime"),
+        "env_steps_trained": _get(result, "learners", "__all_modules__",
+                                  "num_env_steps_trained_lifetime"),
+        "episode_return_mean": _get(runners, "episode_return_mean"),
+        "episode_len_mean": _get(runners, "episode_len_mean"),
+        "qf_loss": _get(learner, "qf_loss"),
+        "qf_mean": _get(learner, "qf_mean"),
+        "td_error_mean": _get(learner, "td_error_mean"),
+        "epsilon": {k.rsplit("_", 1)[-1]: v for k, v in runners.items()
+                    if k.startswith("apex_epsilon_runner_")},
+    }
+    return out
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, default=float) + "\n")
+
+
+def _q_function(algo: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    module = algo.get_module()
+
+    def q_values(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = module.forward_inference({"obs": torch.as_tensor(obs)})
+        if "qf_preds" in out:
+            return out["qf_preds"].cpu().numpy()
+        # forward_inference of DQN returns the argmax action; turn it into one-hot "Q"
+        actions = out["actions"].cpu().numpy()
+        q = np.zeros((len(actions), module.action_space.n))
+        q[np.arange(len(actions)), actions] = 1.0
+        return q
+
+    return q_values
+
+
+def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None = None,
+          time_budget_s: float | None = None, resume: bool = False,
+          address: str | None = None, eval_every: int = 10, checkpoint_every: int = 10,
+          final_splits: tuple[str, ...] = ("validation",),
+          progress: Callable[[str], None] = print) -> TrainResult:
+    """Train until ``iterations`` or ``time_budget_s`` (whichever comes first).
+
+    Evaluates greedily on the validation split every ``eval_every`` iterations, and on
+    every split in ``final_splits`` at the end (add ``"test"`` only for final reports).
+    """
+    if iterations is None and time_budget_s is None:
+        raise ConfigError("give iterations or a time budget")
+    run = Path(run_dir)
+    ckpt_root = run / "checkpoints"
+    result = TrainResult()
+    with ray_session(address):
+        algo = build_dqn_config(exp).build_algo()
+        try:
+            latest = ckpt_root / "latest"
+            if resume:
+                if not latest.exists():
+                    raise ConfigError(f"--resume: no checkpoint under {ckpt_root}")
+                path = ckpt_root / latest.read_text().strip()
+                algo.restore_from_path(str(path))
+                progress(f"resumed from {path} at iteration {algo.iteration}")
+            start = time.perf_counter()
+            done = 0
+            while True:
+                record = iteration_metrics(algo.train(), time.perf_counter() - start)
+                done += 1
+                _append(run / "metrics" / "train.jsonl", record)
+                progress(_progress_line(record))
+                last = (iterations is not None and done >= iterations) or (
+                    time_budget_s is not None and time.perf_counter() - start >= time_budget_s)
+                if done % eval_every == 0 or last:
+                    for split in final_splits if last else ("validation",):
+                        evaluation = evaluate(_q_function(algo), exp, split, seed=exp.seed)
+                        evaluation["iteration"] = algo.iteration
+                        _append(run / "metrics" / "eval.jsonl", evaluation)
+                        result.evaluations.append(evaluation)
+                        progress(_eval_line(evaluation))
+                if done % checkpoint_every == 0 or last:
+                    name = f"iter_{algo.iteration:06d}"
+                    algo.save_to_path(str(ckpt_root / name))
+                    tmp = ckpt_root / ".latest.tmp"
+                    tmp.write_text(name)
+                    os.replace(tmp, latest)
+                    result.checkpoint = ckpt_root / name
+                if last:
+                    break
+            result.iterations = algo.iteration
+            result.env_steps_sampled = int(record["env_steps_sampled"] or 0)
+            result.env_steps_trained = int(record["env_steps_trained"] or 0)
+            result.wall_s = time.perf_counter() - start
+        finally:
+            algo.stop()
+    return result
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _progress_line(r: dict[str, Any]) -> str:
+    eps = " ".join(f"{k}:{v:.3g}" for k, v in sorted(r["epsilon"].items()))
+    return (f"iter {r['iteration']:>4} | {r['time_s']:7.1f}s | sampled "
+            f"{_fmt(r['env_steps_sampled'], '.0f')} trained {_fmt(r['env_steps_trained'], '.0f')}"
+            f" | return {_fmt(r['episode_return_mean'], '.3f')} | loss "
+            f"{_fmt(r['qf_loss'], '.4g')} | q {_fmt(r['qf_mean'], '.3g')} | eps {eps}")
+
+
+def _eval_line(e: dict[str, Any]) -> str:
+    parts = []
+    for name, per in e["datasets"].items():
+        g = per["greedy"]
+        parts.append(f"{name}: greedy {g['final_equity']:.0f} (sharpe "
+                     f"{_fmt(g['sharpe'], '.2f')}) flat {per['flat']['final_equity']:.0f} "
+                     f"hold {per['buy_and_hold']['final_equity']:.0f} "
+                     f"random {per['random']['final_equity']:.0f}")
+    return f"eval @ iter {e['iteration']} ({e['split']}): " + "; ".join(parts)
