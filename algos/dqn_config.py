@@ -8,6 +8,7 @@ from ray.rllib.algorithms.dqn import DQNConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.tune.registry import register_env
 from raytrade.algos.apex_epsilon import ApeXEnvRunner
+from raytrade.algos.callbacks import TradingMetricsCallback
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.envs.registration import make_env
 
@@ -74,6 +75,7 @@ def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
                                         "alpha": exp.replay.alpha, "beta": exp.replay.beta})
         .rl_module(model_config=DefaultModelConfig(
             fcnet_hiddens=list(exp.network.hidden), fcnet_activation=exp.network.activation))
+        .callbacks(TradingMetricsCallback)
         .debugging(seed=exp.seed)
     )
     return config.apex(epsilon=exp.exploration.epsilon, alpha=exp.exploration.alpha,

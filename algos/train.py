@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -75,7 +77,9 @@ def _get(result: dict[str, Any], *path: str) -> float | None:
         if not isinstance(node, dict) or key not in node:
             return None
         node = node[key]
-    return float(node) if isinstance(node, int | float) else None
+    if not isinstance(node, numbers.Real) or not math.isfinite(float(node)):
+        return None  # absent, or NaN when no episode ended this iteration
+    return float(node)
 
 
 def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
@@ -93,6 +97,12 @@ def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any
         "qf_loss": _get(learner, "qf_loss"),
         "qf_mean": _get(learner, "qf_mean"),
         "td_error_mean": _get(learner, "td_error_mean"),
+        "episode_sharpe": _get(runners, "episode_sharpe"),
+        "episode_max_drawdown": _get(runners, "episode_max_drawdown"),
+        "episode_total_return": _get(runners, "episode_total_return"),
+        "episode_turnover": _get(runners, "episode_turnover"),
+        "episode_trades": _get(runners, "episode_trades"),
+        "sampled_per_s": _get(runners, "num_env_steps_sampled_lifetime_throughput"),
         "epsilon": {k.rsplit("_", 1)[-1]: v for k, v in runners.items()
                     if k.startswith("apex_epsilon_runner_")},
     }
