@@ -30,7 +30,9 @@ import numpy as np
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.export import rllib_tensors, write_bundle
 from raytrade.envs.errors import ConfigError
+from raytrade.envs.market import load_markets
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class TrainResult:
     env_steps_trained: int = 0
     wall_s: float = 0.0
     checkpoint: Path | None = None
+    bundle: Path | None = None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -184,6 +187,8 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                     result.checkpoint = ckpt_root / name
                 if last:
                     break
+            result.bundle = _export(algo, exp, run, record, result.evaluations)
+            progress(f"exported policy bundle {result.bundle}")
             result.iterations = algo.iteration
             result.env_steps_sampled = int(record["env_steps_sampled"] or 0)
             result.env_steps_trained = int(record["env_steps_trained"] or 0)
@@ -191,6 +196,25 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
         finally:
             algo.stop()
     return result
+
+
+def _export(algo: Any, exp: ExperimentConfig, run: Path, record: dict[str, Any],
+            evaluations: list[dict[str, Any]]) -> Path:
+    """Write the trained greedy policy as a bundle under ``export/iter_NNNNNN``."""
+    module = algo.get_module()
+    tensors = rllib_tensors(module.get_state(inference_only=True), exp.dqn.dueling)
+    _, normalizer = load_markets(list(exp.data.sources), spec=exp.features, split="train",
+                                 reference=exp.data.reference, train=exp.data.train,
+                                 validation=exp.data.validation, window=exp.env.window,
+                                 costs=exp.env.costs)
+    obs_dim = int(module.observation_space.shape[0])
+    validation = [e for e in evaluations if e["split"] == "validation"]
+    return write_bundle(run / "export" / f"iter_{algo.iteration:06d}", tensors, exp,
+                        normalizer, obs_dim,
+                        training={"iteration": algo.iteration,
+                                  "env_steps_sampled": record["env_steps_sampled"],
+                                  "env_steps_trained": record["env_steps_trained"]},
+                        evaluation=validation[-1] if validation else None)
 
 
 def _fmt(x: Any, spec: str) -> str:

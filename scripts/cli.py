@@ -98,7 +98,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       "env_steps_sampled": result.env_steps_sampled,
                       "env_steps_trained": result.env_steps_trained,
                       "wall_s": round(result.wall_s, 1),
-                      "checkpoint": str(result.checkpoint)}))
+                      "checkpoint": str(result.checkpoint),
+                      "bundle": str(result.bundle)}))
     return 0
 
 

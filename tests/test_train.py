@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
+from raytrade.algos.qnetwork import QNetwork
 from raytrade.algos.train import train
 from raytrade.envs.errors import ConfigError
+from safetensors.numpy import load_file
 
 
 @pytest.mark.slow
@@ -41,6 +44,15 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     assert greedy > 1.2 * result["flat"]["final_equity"]
     assert greedy > 1.2 * result["random"]["final_equity"]
     assert result["greedy"]["sharpe"] > 1.0
+    # the exported bundle alone (torch, no Ray) replays the final validation evaluation
+    assert resumed.bundle is not None
+    manifest = json.loads((resumed.bundle / "manifest.json").read_text())
+    assert manifest["training"]["iteration"] == 8
+    net = QNetwork(manifest["network"])
+    net.load_tensors(load_file(str(resumed.bundle / "weights.safetensors")))
+    replay = evaluate(net.q_values, exp, "validation", seed=exp.seed)
+    final = [e for e in resumed.evaluations if e["split"] == "validation"][-1]
+    assert replay["datasets"] == final["datasets"]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

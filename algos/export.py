@@ -1,0 +1,126 @@
+"""Export a trained RLlib DQN module as a policy bundle folder (DESIGN.md "Policy bundle").
+
+The folder holds ``weights.safetensors`` (our tensor names, see ``qnetwork.py``) and
+``manifest.json``, written last: the sha256 of every file, observation shape and dtype,
+action positions, FeatureSpec and its hash, the normalizer, the network architecture, the
+training step, evaluation metrics, the env's cost and risk settings, library versions.
+The folder is assembled under a temporary name and renamed into place, so a reader never
+sees a half-written bundle. Versioned publishing to a store is the store's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.envs.errors import ConfigError
+from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.observation import POSITION_STATE_NAMES
+from safetensors.numpy import save_file
+
+BUNDLE_FORMAT = "raytrade.policy/1"
+
+
+def rllib_tensors(state: dict[str, Any], dueling: bool) -> dict[str, np.ndarray]:
+    """Map an RLlib DQN module state dict to our tensor names (Linear layers in order)."""
+    out: dict[str, np.ndarray] = {}
+    parts = [("encoder", "encoder.net.mlp."), ("advantage", "af.net.mlp.")]
+    if dueling:
+        parts.append(("value", "vf.net.mlp."))
+    for ours, prefix in parts:
+        indices = sorted({int(k[len(prefix):].split(".")[0]) for k in state
+                          if k.startswith(prefix) and k.endswith(".weight")})
+        if not indices:
+            raise ConfigError(f"no Linear layers under {prefix!r} in the module state")
+        for i, idx in enumerate(indices):
+            for kind in ("weight", "bias"):
+                out[f"{ours}.{i}.{kind}"] = np.ascontiguousarray(
+                    np.asarray(state[f"{prefix}{idx}.{kind}"], dtype=np.float32))
+    return out
+
+
+def architecture(exp: ExperimentConfig, obs_dim: int, n_actions: int) -> dict[str, Any]:
+    """The manifest's network description for ``exp``."""
+    return {"type": "dueling_mlp" if exp.dqn.dueling else "mlp", "obs_dim": obs_dim,
+            "n_actions": n_actions, "hidden": list(exp.network.hidden),
+            "activation": exp.network.activation, "head_hidden": [],
+            "head_activation": "relu"}
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats (an uncapped ``max_notional`` is inf) with None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in ("raytrade", "numpy", "torch", "ray", "gymnasium", "safetensors"):
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = "unknown"
+    return out
+
+
+def write_bundle(folder: str | Path, tensors: dict[str, np.ndarray], exp: ExperimentConfig,
+                 normalizer: Normalizer, obs_dim: int, *, training: dict[str, Any],
+                 evaluation: dict[str, Any] | None = None) -> Path:
+    """Write a bundle folder atomically; refuse to replace an existing one."""
+    target = Path(folder)
+    if target.exists():
+        raise ConfigError(f"{target} exists: bundles are immutable")
+    normalizer.check_spec(exp.features)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        save_file(tensors, str(tmp / "weights.safetensors"))
+        env = exp.env
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": None,
+            "created_ms": int(time.time() * 1000),
+            "files": {"weights.safetensors": _sha256(tmp / "weights.safetensors")},
+            "observation": {"shape": [obs_dim], "dtype": "float32", "window": env.window,
+                            "position_state": list(POSITION_STATE_NAMES)},
+            "actions": {"positions": list(env.positions)},
+            "feature_spec": exp.features.to_dict(),
+            "feature_spec_hash": exp.features.hash,
+            "normalizer": normalizer.to_dict(),
+            "network": architecture(exp, obs_dim, len(env.positions)),
+            "env": {"costs": dict(vars(env.costs)), "risk": dict(vars(env.risk)),
+                    "latency_bars": env.latency_bars, "reward": env.reward},
+            "training": training,
+            "evaluation": evaluation,
+            "experiment": exp.name,
+            "libraries": _versions(),
+        }
+        text = json.dumps(json_safe(manifest), indent=1, default=float, allow_nan=False)
+        (tmp / "manifest.json").write_text(text)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

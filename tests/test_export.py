@@ -1,0 +1,81 @@
+"""The exported Q-network (torch only, no Ray) computes exactly RLlib's Q-values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from raytrade.algos.dqn_config import build_dqn_config, env_config
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
+from raytrade.algos.export import architecture, rllib_tensors, write_bundle
+from raytrade.algos.qnetwork import QNetwork
+from raytrade.envs.errors import ConfigError
+from raytrade.envs.market import load_markets
+from raytrade.envs.registration import make_env
+from safetensors.numpy import load_file
+
+
+def _rllib_module(exp: ExperimentConfig):  # type: ignore[no-untyped-def]
+    config = build_dqn_config(exp)
+    env = make_env(env_config(exp))
+    spec = config.get_default_rl_module_spec()
+    spec.observation_space = env.observation_space
+    spec.action_space = env.action_space
+    spec.model_config = config.model_config
+    torch.manual_seed(0)
+    return spec.build(), env
+
+
+@pytest.mark.parametrize("dueling", [True, False])
+@pytest.mark.parametrize("hidden", [(32,), (64, 32, 16)])
+def test_exported_network_reproduces_rllib_q_values(dueling: bool,
+                                                     hidden: tuple[int, ...]) -> None:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    exp = dataclasses.replace(exp, dqn=dataclasses.replace(exp.dqn, dueling=dueling),
+                              network=dataclasses.replace(exp.network, hidden=hidden,
+                                                          activation="tanh"))
+    module, env = _rllib_module(exp)
+    obs_dim = env.observation_space.shape[0]
+    net = QNetwork(architecture(exp, obs_dim, env.action_space.n))
+    net.load_tensors(rllib_tensors(module.get_state(inference_only=True), dueling))
+    obs = np.random.default_rng(1).normal(size=(64, obs_dim)).astype(np.float32)
+    with torch.no_grad():
+        expected = module.forward_inference({"obs": torch.as_tensor(obs)})
+        q_rllib = module.compute_q_values({"obs": torch.as_tensor(obs)})["qf_preds"].numpy()
+    np.testing.assert_allclose(net.q_values(obs), q_rllib, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(net.q_values(obs).argmax(axis=1),
+                                  expected["actions"].numpy())
+
+
+def test_bundle_is_written_once_with_checksums(tmp_path: Path) -> None:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    module, env = _rllib_module(exp)
+    tensors = rllib_tensors(module.get_state(inference_only=True), True)
+    _, normalizer = load_markets(list(exp.data.sources), spec=exp.features,
+                                 window=exp.env.window)
+    obs_dim = env.observation_space.shape[0]
+    folder = write_bundle(tmp_path / "b1", tensors, exp, normalizer, obs_dim,
+                          training={"iteration": 3})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    import hashlib
+    assert manifest["files"]["weights.safetensors"] == hashlib.sha256(
+        (folder / "weights.safetensors").read_bytes()).hexdigest()
+    assert manifest["feature_spec_hash"] == exp.features.hash
+    assert manifest["observation"] == {"shape": [obs_dim], "dtype": "float32", "window": 4,
+                                       "position_state": ["position", "unrealized",
+                                                          "bars_in_position", "drawdown"]}
+    assert manifest["env"]["risk"]["max_notional"] is None  # inf, written as null
+    net = QNetwork(manifest["network"])
+    net.load_tensors(load_file(str(folder / "weights.safetensors")))
+    with pytest.raises(ConfigError, match="immutable"):
+        write_bundle(folder, tensors, exp, normalizer, obs_dim, training={})
+    bad = dict(tensors)
+    bad.pop("value.0.bias")
+    with pytest.raises(ConfigError, match="missing"):
+        net.load_tensors(bad)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
