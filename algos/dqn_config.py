@@ -55,14 +55,18 @@ def _env_dict(exp: ExperimentConfig) -> dict[str, Any]:
 def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
     """The DQN (double, dueling, n-step, prioritized replay, Ape-X ladder) of ``exp``."""
     register_env(ENV_NAME, make_env)
-    res, dqn = exp.resources, exp.dqn
+    res, dqn, ft = exp.resources, exp.dqn, exp.fault_tolerance
     config = (
         ApeXDQNConfig()
         .environment(ENV_NAME, env_config=env_config(exp))
         .env_runners(num_env_runners=res.num_env_runners,
                      num_envs_per_env_runner=res.num_envs_per_env_runner,
                      rollout_fragment_length=res.rollout_fragment_length,
-                     gym_env_vectorize_mode="vector_entry_point")
+                     gym_env_vectorize_mode="vector_entry_point",
+                     sample_timeout_s=ft.sample_timeout_s)
+        .fault_tolerance(restart_failed_env_runners=ft.restart_failed_env_runners,
+                         max_num_env_runner_restarts=ft.max_env_runner_restarts,
+                         delay_between_env_runner_restarts_s=ft.restart_delay_s)
         .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
         .training(gamma=dqn.gamma, lr=dqn.lr, train_batch_size_per_learner=dqn.train_batch_size,
                   n_step=dqn.n_step, double_q=dqn.double_q, dueling=dqn.dueling,

@@ -2,9 +2,9 @@
 
 Sections: ``[data]``, ``[features]`` (FeatureSpec fields), ``[env]`` (EnvConfig fields,
 with ``[env.costs]`` and ``[env.risk]``), ``[network]``, ``[dqn]``, ``[replay]``,
-``[exploration]`` and ``[resources]``. Missing fields take the documented defaults;
-unknown sections or fields are errors. ``dqn_config.build_dqn_config`` turns it into an
-RLlib ``DQNConfig`` in one place.
+``[exploration]``, ``[resources]`` and ``[fault_tolerance]``. Missing fields take the
+documented defaults; unknown sections or fields are errors. ``dqn_config.build_dqn_config``
+turns it into an RLlib ``DQNConfig`` in one place.
 """
 
 from __future__ import annotations
@@ -111,7 +111,22 @@ class ResourcesConfig:
     """GPUs per learner (0 on CPU-only machines)."""
 
 
-SECTIONS = {"data": DataConfig, "network": NetworkConfig, "dqn": DQNSettings,
+@dataclass(frozen=True)
+class FaultToleranceConfig:
+    """What happens when env runners fail (RELIABILITY.md, training on Ray)."""
+
+    restart_failed_env_runners: bool = True
+    """Restart a crashed runner; it gets the current weights before it samples again."""
+    max_env_runner_restarts: int = 1000
+    """Restarts allowed over the whole run."""
+    restart_delay_s: float = 1.0
+    """Seconds between a failure and the restart (RLlib's default of 60 s is too slow)."""
+    sample_timeout_s: float = 60.0
+    """Seconds an iteration waits for samples before going on with what it has."""
+
+
+SECTIONS = {"data": DataConfig, "fault_tolerance": FaultToleranceConfig,
+            "network": NetworkConfig, "dqn": DQNSettings,
             "replay": ReplayConfig, "exploration": ExplorationConfig,
             "resources": ResourcesConfig}
 
@@ -132,6 +147,7 @@ class ExperimentConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> ExperimentConfig:

@@ -166,6 +166,9 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
             done = 0
             while True:
                 record = iteration_metrics(algo.train(), time.perf_counter() - start)
+                group = algo.env_runner_group
+                record["env_runner_restarts"] = (
+                    group.num_remote_worker_restarts() if group is not None else 0)
                 done += 1
                 _append(run / "metrics" / "train.jsonl", record)
                 progress(_progress_line(record))

@@ -1,0 +1,113 @@
+"""Training on Ray survives failing env runners (RELIABILITY.md, training on Ray)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray import tune
+from raytrade.algos.apex_epsilon import apex_epsilon
+from raytrade.algos.dqn_config import build_dqn_config, env_config
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
+
+
+def small_experiment(restart: bool) -> ExperimentConfig:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    return dataclasses.replace(
+        exp,
+        data=dataclasses.replace(exp.data, sources=("synthetic:regime:seed=1:n=8000",)),
+        dqn=dataclasses.replace(exp.dqn, learning_starts=64, train_batch_size=32,
+                                replay_ratio=1.0),
+        resources=dataclasses.replace(exp.resources, num_env_runners=2,
+                                      num_envs_per_env_runner=2, rollout_fragment_length=16),
+        fault_tolerance=dataclasses.replace(exp.fault_tolerance,
+                                            restart_failed_env_runners=restart,
+                                            restart_delay_s=0.1, sample_timeout_s=30.0),
+    )
+
+
+def register_failing_env(flag: Path, always: bool) -> str:
+    """A VectorTradingEnv that raises after 40 steps (once, or on every life)."""
+    from raytrade.envs.registration import make_env
+
+    def creator(cfg: dict[str, Any]) -> Any:
+        env = make_env(cfg)
+        original = env.step
+        state = {"steps": 0}
+
+        def step(actions: Any) -> Any:
+            state["steps"] += 1
+            if state["steps"] > 40 and (always or not flag.exists()):
+                flag.touch()
+                raise RuntimeError("injected env failure")
+            return original(actions)
+
+        env.step = step
+        return env
+
+    name = f"failing_trading_{'always' if always else 'once'}"
+    tune.register_env(name, creator)
+    return name
+
+
+@pytest.mark.slow
+def test_env_failure_restarts_the_runner_and_training_continues(local_ray: None,
+                                                                 tmp_path: Path) -> None:
+    exp = small_experiment(restart=True)
+    name = register_failing_env(tmp_path / "failed", always=False)
+    config = build_dqn_config(exp).environment(name, env_config=env_config(exp)) \
+        .reporting(min_sample_timesteps_per_iteration=64)
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(5)]
+        assert (tmp_path / "failed").exists()  # the failure really happened
+        assert algo.env_runner_group.num_remote_worker_restarts() >= 1
+        # training went on: samples and updates kept growing after the failure
+        sampled = [r["num_env_steps_sampled_lifetime"] for r in results]
+        assert sampled == sorted(sampled) and sampled[-1] > sampled[1]
+        # the restarted runner rebuilt its Ape-X rung and has the learner's weights
+        last = results[-1]["env_runners"]
+        assert last["apex_epsilon_runner_0"] == pytest.approx(apex_epsilon(0, 2))
+        assert last["apex_epsilon_runner_1"] == pytest.approx(apex_epsilon(1, 2))
+        learner_w = algo.get_module().get_state(inference_only=True)
+        for runner_w in algo.env_runner_group.foreach_env_runner(
+                lambda r: r.module.get_state(), local_env_runner=False):
+            for key, value in runner_w.items():
+                assert (value == learner_w[key]).all()
+
+        # a runner killed like a crashed process (Ray may restart it) is restarted
+        group = algo.env_runner_group
+        before = group.num_remote_worker_restarts()
+        ray.kill(group._worker_manager.actors()[1], no_restart=False)
+        for _ in range(2):
+            algo.train()
+        assert group.num_remote_worker_restarts() > before
+        assert group.num_healthy_remote_workers() == 2
+        # a runner removed for good (ray.kill's default) leaves training running on the rest
+        ray.kill(group._worker_manager.actors()[2])
+        sampled = algo.train()["num_env_steps_sampled_lifetime"]
+        after = algo.train()["num_env_steps_sampled_lifetime"]
+        assert after > sampled and group.num_healthy_remote_workers() == 1
+    finally:
+        algo.stop()
+
+
+@pytest.mark.slow
+def test_all_runners_failing_without_restarts_raises_instead_of_hanging(
+        local_ray: None, tmp_path: Path) -> None:
+    exp = small_experiment(restart=False)
+    name = register_failing_env(tmp_path / "failed", always=True)
+    config = build_dqn_config(exp).environment(name, env_config=env_config(exp)) \
+        .reporting(min_sample_timesteps_per_iteration=64)
+    algo = config.build_algo()
+    try:
+        # RLlib surfaces it as the runner actor dying (its process exits on the env error)
+        with pytest.raises(Exception, match=r"injected env failure|ApeXEnvRunner"):
+            for _ in range(10):
+                algo.train()
+    finally:
+        algo.stop()
