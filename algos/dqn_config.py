@@ -10,6 +10,7 @@ from ray.tune.registry import register_env
 from raytrade.algos.apex_epsilon import ApeXEnvRunner
 from raytrade.algos.callbacks import TradingMetricsCallback
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.live_experience import ApeXDQN
 from raytrade.envs.registration import make_env
 
 ENV_NAME = "raytrade_trading"
@@ -19,11 +20,19 @@ class ApeXDQNConfig(DQNConfig):
     """DQNConfig plus the Ape-X epsilon ladder read by :class:`ApeXEnvRunner`."""
 
     def __init__(self, algo_class: Any = None) -> None:
-        super().__init__(algo_class=algo_class)
+        super().__init__(algo_class=algo_class or ApeXDQN)
         self.apex_epsilon = 0.4
         self.apex_alpha = 7.0
         self.apex_decay_steps = 0
+        self.live_enabled = False
+        self.live_capacity = 100_000
         self.env_runners(env_runner_cls=ApeXEnvRunner)
+
+    def live(self, *, enabled: bool, capacity: int) -> ApeXDQNConfig:
+        """Drain paper-trading experience into replay (see ``live_experience.py``)."""
+        self.live_enabled = enabled
+        self.live_capacity = capacity
+        return self
 
     def apex(self, *, epsilon: float, alpha: float, decay_steps: int) -> ApeXDQNConfig:
         """Set the ladder (see ``apex_epsilon.py``)."""
@@ -83,4 +92,5 @@ def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
         .debugging(seed=exp.seed)
     )
     return config.apex(epsilon=exp.exploration.epsilon, alpha=exp.exploration.alpha,
-                       decay_steps=exp.exploration.decay_steps)
+                       decay_steps=exp.exploration.decay_steps) \
+        .live(enabled=exp.live.enabled, capacity=exp.live.capacity)

@@ -2,7 +2,7 @@
 
 Sections: ``[data]``, ``[features]`` (FeatureSpec fields), ``[env]`` (EnvConfig fields,
 with ``[env.costs]`` and ``[env.risk]``), ``[network]``, ``[dqn]``, ``[replay]``,
-``[exploration]``, ``[resources]`` and ``[fault_tolerance]``. Missing fields take the
+``[exploration]``, ``[resources]``, ``[fault_tolerance]`` and ``[live]``. Missing fields take the
 documented defaults; unknown sections or fields are errors. ``dqn_config.build_dqn_config``
 turns it into an RLlib ``DQNConfig`` in one place.
 """
@@ -125,7 +125,17 @@ class FaultToleranceConfig:
     """Seconds an iteration waits for samples before going on with what it has."""
 
 
-SECTIONS = {"data": DataConfig, "fault_tolerance": FaultToleranceConfig,
+@dataclass(frozen=True)
+class LiveConfig:
+    """Experience from paper-trading actors fed back to the learner."""
+
+    enabled: bool = False
+    """Drain the live-experience queue into replay every iteration."""
+    capacity: int = 100_000
+    """Transitions the queue holds before it drops the oldest."""
+
+
+SECTIONS = {"data": DataConfig, "fault_tolerance": FaultToleranceConfig, "live": LiveConfig,
             "network": NetworkConfig, "dqn": DQNSettings,
             "replay": ReplayConfig, "exploration": ExplorationConfig,
             "resources": ResourcesConfig}
@@ -148,6 +158,7 @@ class ExperimentConfig:
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> ExperimentConfig:

@@ -106,6 +106,7 @@ def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any
         "episode_turnover": _get(runners, "episode_turnover"),
         "episode_trades": _get(runners, "episode_trades"),
         "sampled_per_s": _get(runners, "num_env_steps_sampled_lifetime_throughput"),
+        "live_transitions_ingested": _get(result, "live_transitions_ingested_lifetime"),
         "epsilon": {k.rsplit("_", 1)[-1]: v for k, v in runners.items()
                     if k.startswith("apex_epsilon_runner_")},
     }
