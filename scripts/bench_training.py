@@ -1,0 +1,104 @@
+"""DQN training throughput, our trading env against CartPole-v1 under the same settings;
+prints JSON.
+
+For each configuration a private local Ray runs ``Algorithm.train()`` for ``--seconds``
+after a warm-up, and we report env steps sampled and trained per second plus where the
+training step spends its time (RLlib's own timers: env-runner sampling, replay add,
+replay sample, learner update, weight sync), as mean seconds per training step.
+
+Configurations, all with the same network (MLP 128x128), batch 256, n-step 3, replay
+ratio 1 and the Ape-X runner:
+- ``stock``: RLlib's defaults for DQN sampling (1 env per runner,
+  ``rollout_fragment_length="auto"``, which resolves to n_step);
+- ``tuned``: 16 envs per runner (our VectorTradingEnv, or gymnasium's SyncVectorEnv for
+  CartPole), fragments of 32 steps;
+with 0, 1 and 2 remote env runners.
+Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from typing import Any
+
+from raytrade.algos.dqn_config import build_dqn_config
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
+from raytrade.algos.train import ray_session
+
+TIMERS = ("env_runner_sampling_timer", "replay_buffer_add_data_timer",
+          "replay_buffer_sampling_timer", "learner_update_timer", "synch_weights")
+
+
+def _config(env: str, runners: int, tuned: bool) -> Any:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    exp = dataclasses.replace(
+        exp,
+        network=dataclasses.replace(exp.network, hidden=(128, 128)),
+        dqn=dataclasses.replace(exp.dqn, train_batch_size=256, replay_ratio=1.0, n_step=3,
+                                learning_starts=1000),
+        resources=dataclasses.replace(exp.resources, num_env_runners=runners,
+                                      num_envs_per_env_runner=16 if tuned else 1,
+                                      rollout_fragment_length=32))
+    config = build_dqn_config(exp)
+    if not tuned:
+        config = config.env_runners(rollout_fragment_length="auto")
+    if env == "cartpole":
+        config = config.environment("CartPole-v1", env_config={}) \
+            .env_runners(gym_env_vectorize_mode="sync")
+    return config.reporting(min_time_s_per_iteration=2)
+
+
+def measure(env: str, runners: int, tuned: bool, seconds: float) -> dict[str, Any]:
+    with ray_session(None):
+        algo = _config(env, runners, tuned).build_algo()
+        try:
+            for _ in range(2):  # warm up: compile, fill the replay buffer past learning start
+                result = algo.train()
+            s0 = result["num_env_steps_sampled_lifetime"]
+            t0_trained = result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"]
+            start = time.perf_counter()
+            steps = 0
+            timers: dict[str, float] = {k: 0.0 for k in TIMERS}
+            while time.perf_counter() - start < seconds:
+                result = algo.train()
+                steps += 1
+                for k in TIMERS:
+                    timers[k] += float(result.get("timers", {}).get(k, 0.0))
+            wall = time.perf_counter() - start
+            sampled = result["num_env_steps_sampled_lifetime"] - s0
+            trained = (result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"]
+                       - t0_trained)
+            return {"sampled_per_s": round(sampled / wall), "trained_per_s": round(trained / wall),
+                    "iterations": steps,
+                    "mean_timer_s": {k: round(v / max(steps, 1), 4) for k, v in timers.items()}}
+        finally:
+            algo.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--runners", default="0,1,2")
+    args = parser.parse_args()
+    runners = [int(r) for r in args.runners.split(",")]
+    results: dict[str, Any] = {}
+    for env in ("trading", "cartpole"):
+        for tuned in (False, True):
+            for n in runners:
+                key = f"{env}/{'tuned' if tuned else 'stock'}/runners={n}"
+                results[key] = measure(env, n, tuned, args.seconds)
+                print(json.dumps({key: results[key]}), flush=True)
+    print(json.dumps({"benchmark": "training",
+                      "machine": {"python": platform.python_version(),
+                                  "cpus": os.cpu_count()},
+                      "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
