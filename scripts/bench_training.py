@@ -13,7 +13,8 @@ ratio 1 and the Ape-X runner:
 - ``tuned``: 16 envs per runner (our VectorTradingEnv, or gymnasium's SyncVectorEnv for
   CartPole), fragments of 32 steps;
 with 0, 1 and 2 remote env runners.
-Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]``
+Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]
+[--envs trading,cartpole]``
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def _config(env: str, runners: int, tuned: bool) -> Any:
     if not tuned:
         config = config.env_runners(rollout_fragment_length="auto")
     if env == "cartpole":
-        config = config.environment("CartPole-v1", env_config={}) \
-            .env_runners(gym_env_vectorize_mode="sync")
+        config = config.environment("CartPole-v1").env_runners(gym_env_vectorize_mode="sync")
+        config.env_config = {}  # .environment() merges env_config; CartPole takes none
     return config.reporting(min_time_s_per_iteration=2)
 
 
@@ -85,10 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runners", default="0,1,2")
+    parser.add_argument("--envs", default="trading,cartpole")
     args = parser.parse_args()
     runners = [int(r) for r in args.runners.split(",")]
     results: dict[str, Any] = {}
-    for env in ("trading", "cartpole"):
+    for env in args.envs.split(","):
         for tuned in (False, True):
             for n in runners:
                 key = f"{env}/{'tuned' if tuned else 'stock'}/runners={n}"
