@@ -150,7 +150,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     """
     if iterations is None and time_budget_s is None:
         raise ConfigError("give iterations or a time budget")
-    run = Path(run_dir)
+    run = Path(run_dir).resolve()  # RLlib/pyarrow reject relative checkpoint paths
     ckpt_root = run / "checkpoints"
     result = TrainResult()
     with ray_session(address):

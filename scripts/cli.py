@@ -127,6 +127,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         }
     print(json.dumps(summary, indent=2))
     print(f"normalizers written to {run_dir}/", file=sys.stderr)
+    if args.time_budget <= 0:
+        return 0
+    from raytrade.algos.experiment import ExperimentConfig
+    from raytrade.algos.experiments import experiment_path
+    from raytrade.algos.train import train
+
+    exp = ExperimentConfig.load(args.config or experiment_path("eth_btc_5m"))
+    print(f"training {exp.name} for {args.time_budget:.0f} s on a private local Ray "
+          f"(metrics, checkpoints and the policy bundle go to {run_dir / 'train'})",
+          file=sys.stderr)
+    result = train(exp, run_dir / "train", time_budget_s=args.time_budget,
+                   eval_every=10**9, checkpoint_every=10**9,
+                   progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps({"iterations": result.iterations,
+                      "env_steps_sampled": result.env_steps_sampled,
+                      "bundle": str(result.bundle),
+                      "validation": result.evaluations[-1]["datasets"]}, indent=2))
     return 0
 
 
@@ -196,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
     demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")
+    demo.add_argument("--time-budget", type=float, default=180.0,
+                      help="seconds of training after data preparation (0: data only)")
+    demo.add_argument("--config", help="experiment TOML (default: the bundled ETH/BTC one)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -55,6 +55,22 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     assert replay["datasets"] == final["datasets"]
 
 
+@pytest.mark.slow
+def test_cli_train_with_a_relative_store_checkpoints_and_exports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from raytrade.scripts.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the default store runs/<name> is relative
+    assert main(["train", "--config", str(experiment_path("synthetic_regime")),
+                 "--iterations", "1"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["iterations"] == 1
+    assert (tmp_path / "runs" / "synthetic_regime" / "checkpoints" / "iter_000001").is_dir()
+    assert (tmp_path / "runs" / "synthetic_regime" / "export" / "iter_000001"
+            / "manifest.json").is_file()
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     with pytest.raises(ConfigError, match="no checkpoint"):
