@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ray.rllib.algorithms.dqn import DQNConfig
@@ -49,15 +50,15 @@ def env_config(exp: ExperimentConfig, split: str = "train") -> dict[str, Any]:
 
 
 def _env_dict(exp: ExperimentConfig) -> dict[str, Any]:
-    env = exp.env
-    out = {f: getattr(env, f) for f in ("positions", "window", "reward", "dsr_eta",
-                                        "drawdown_penalty", "turnover_penalty", "reward_scale",
-                                        "latency_bars",
-                                        "initial_equity", "max_episode_steps",
-                                        "random_start")}
-    out["positions"] = list(env.positions)
-    out["costs"] = dict(vars(env.costs))
-    out["risk"] = dict(vars(env.risk))
+    """EnvConfig as plain values, every field included (new fields cannot be forgotten)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(exp.env):
+        value = getattr(exp.env, f.name)
+        if dataclasses.is_dataclass(value):
+            value = dict(vars(value))
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
     return out
 
 

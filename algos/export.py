@@ -10,7 +10,6 @@ sees a half-written bundle. Versioned publishing to a store is the store's job.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ import numpy as np
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.io import sha256_file
 from raytrade.envs.observation import POSITION_STATE_NAMES
 from safetensors.numpy import save_file
 
@@ -67,10 +67,6 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for lib in ("raytrade", "numpy", "torch", "ray", "gymnasium", "safetensors"):
@@ -99,7 +95,7 @@ def write_bundle(folder: str | Path, tensors: dict[str, np.ndarray], exp: Experi
             "format": BUNDLE_FORMAT,
             "version": None,
             "created_ms": int(time.time() * 1000),
-            "files": {"weights.safetensors": _sha256(tmp / "weights.safetensors")},
+            "files": {"weights.safetensors": sha256_file(tmp / "weights.safetensors")},
             "observation": {"shape": [obs_dim], "dtype": "float32", "window": env.window,
                             "position_state": list(POSITION_STATE_NAMES)},
             "actions": {"positions": list(env.positions)},

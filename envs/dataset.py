@@ -28,15 +28,16 @@ class PreparedDataset:
     spec: FeatureSpec
 
 
-def prepare_dataset(bars: BarTable, *, reference: BarTable | None = None,
-                    spec: FeatureSpec | None = None, train: float = 0.7,
-                    validation: float = 0.15, embargo_bars: int = 0) -> PreparedDataset:
-    """Align ``bars`` with ``reference`` (when the spec uses one), compute features, split
-    by time and fit the normalizer on the training rows only."""
-    spec = spec or FeatureSpec()
+def prepare_features(bars: BarTable, reference: BarTable | None, spec: FeatureSpec, *,
+                     train: float = 0.7, validation: float = 0.15, embargo_bars: int = 0
+                     ) -> tuple[BarTable, FeatureMatrix, Splits]:
+    """Align with the reference (when the spec uses one), compute features, split by time.
+
+    The shared first half of every preparation: ``prepare_dataset`` here and the
+    environments' ``market.load_markets`` both call it, then fit the normalizer on the
+    training rows only (one dataset, or pooled over several).
+    """
     if spec.reference_symbol:
-        if reference is None:
-            reference = bars if bars.symbol == spec.reference_symbol else None
         if reference is None:
             raise FeatureError(f"{bars.symbol or bars.source}: the FeatureSpec needs "
                                f"{spec.reference_symbol} bars as reference")
@@ -44,6 +45,20 @@ def prepare_dataset(bars: BarTable, *, reference: BarTable | None = None,
     features = FeaturePipeline(spec).compute(bars, reference if spec.reference_symbol else None)
     splits = split_by_fraction(bars.ts, bars.interval_ms, train=train, validation=validation,
                                embargo_bars=embargo_bars)
+    return bars, features, splits
+
+
+def prepare_dataset(bars: BarTable, *, reference: BarTable | None = None,
+                    spec: FeatureSpec | None = None, train: float = 0.7,
+                    validation: float = 0.15, embargo_bars: int = 0) -> PreparedDataset:
+    """Align ``bars`` with ``reference`` (when the spec uses one), compute features, split
+    by time and fit the normalizer on the training rows only."""
+    spec = spec or FeatureSpec()
+    if reference is None and bars.symbol == spec.reference_symbol:
+        reference = bars
+    bars, features, splits = prepare_features(bars, reference, spec, train=train,
+                                              validation=validation,
+                                              embargo_bars=embargo_bars)
     normalizer = Normalizer.fit(features, spec, start=splits.train.start, stop=splits.train.stop)
     return PreparedDataset(bars=bars, features=features, splits=splits, normalizer=normalizer,
                            spec=spec)

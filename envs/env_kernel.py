@@ -27,7 +27,7 @@ from raytrade.envs.risk import EVENT_HALT
 F32Array = npt.NDArray[np.float32]
 N_RISK_PARAMS = 5
 P_REWARD = N_COST_PARAMS + N_RISK_PARAMS
-N_PARAMS = P_REWARD + 5  # reward kind, dsr eta, drawdown weight, turnover weight, scale
+# after P_REWARD: reward kind, dsr eta, drawdown weight, turnover weight, reward scale
 
 # step outcome codes
 DONE_NO, DONE_TERMINATED = 0, 1
@@ -69,12 +69,18 @@ def scalar_state(latency_bars: int) -> FloatArray:
 @numba.njit(cache=True)
 def scalar_step(state: FloatArray, market: FloatArray, z: F32Array, params: FloatArray,
                 target: float, t: int, window: int,
-                obs: F32Array) -> tuple[float, int]:  # pragma: no cover - compiled
-    """One step of one env whose parts live in one ``scalar_state`` vector."""
+                obs: F32Array) -> tuple[float, int, float]:  # pragma: no cover - compiled
+    """One step of one env whose parts live in one ``scalar_state`` vector.
+
+    Returns ``(reward, done, drawdown)``; the drawdown comes from ``accounting.drawdown``
+    here so the env's info never needs a copy of the formula.
+    """
     acct = state[:ACCOUNT_SIZE]
     rstate = state[ACCOUNT_SIZE:ACCOUNT_SIZE + REWARD_STATE_SIZE]
     pending = state[ACCOUNT_SIZE + REWARD_STATE_SIZE:]
-    return env_step_one(acct, pending, rstate, market, z, params, target, t, window, obs)
+    reward, done = env_step_one(acct, pending, rstate, market, z, params, target, t, window,
+                                obs)
+    return reward, done, drawdown(acct)
 
 
 # Columns of the per-env info matrix written by ``fill_infos``.

@@ -18,7 +18,6 @@ Written with the standard library's ``urllib`` so the downloader needs no extra 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -39,7 +38,7 @@ from raytrade.envs.errors import (
     TemporaryError,
 )
 from raytrade.envs.intervals import interval_to_ms
-from raytrade.envs.io import load_bars, write_bars
+from raytrade.envs.io import load_bars, sha256_file, write_bars
 from raytrade.envs.validation import first_broken_rule
 
 log = logging.getLogger(__name__)
@@ -123,14 +122,6 @@ def _checksum(url: str, timeout: float, retries: int) -> str | None:
     return result
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download(url: str, part: Path, timeout: float, retries: int) -> bool:
     """Download ``url`` into ``part``, resuming it; True if a partial file was resumed."""
     def get() -> bool:
@@ -164,13 +155,13 @@ def _fetch_month(base_url: str, symbol: str, interval: str, month: str, folder: 
     url = archive_url(base_url, symbol, interval, month)
     target = folder / f"{symbol}-{interval}-{month}.zip"
     expected = _checksum(url, timeout, retries)
-    if target.exists() and (expected is None or _sha256(target) == expected):
+    if target.exists() and (expected is None or sha256_file(target) == expected):
         report.cached.append(month)
         return target
     part = target.with_suffix(".zip.part")
     resumed = _download(url, part, timeout, retries)
     if expected is not None:
-        actual = _sha256(part)
+        actual = sha256_file(part)
         if actual != expected:
             part.unlink(missing_ok=True)
             raise FetchError(f"{url}: sha256 {actual} does not match the published "

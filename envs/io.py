@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,15 @@ def load_bars_repaired(path: str | Path, *,
                        interval_ms: int | None = None) -> tuple[BarTable, RepairReport]:
     """Read a file in repair mode: exact duplicates dropped, gaps filled, all reported."""
     return repair_raw(load_raw(path), interval_ms)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 64 KiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_bars(table: BarTable, path: str | Path) -> Path:

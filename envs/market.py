@@ -25,14 +25,12 @@ import numpy as np
 import numpy.typing as npt
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
 from raytrade.envs.costs import CostModel, cost_inputs
+from raytrade.envs.dataset import prepare_features
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.normalizer import Normalizer
-from raytrade.envs.features.pipeline import FeaturePipeline
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.io import load_bars
-from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
-from raytrade.envs.splits import split_by_fraction
 from raytrade.envs.synthetic import planted_market
 
 SPLITS = ("train", "validation", "test", "all")
@@ -130,13 +128,8 @@ def _load_cached(sources: tuple[str, ...], reference: str | None, spec_json: str
     costs = CostModel(sigma_span=int(costs_key[0]))
     tables = [load_source(p) for p in resolve_sources(sources)]
     ref = _reference_for(tables, spec, reference)
-    prepared = []
-    for table in tables:
-        bars, ref_bars = (align([table, ref]) if ref is not None else (table, None))
-        features = FeaturePipeline(spec).compute(bars, ref_bars)
-        splits = split_by_fraction(bars.ts, bars.interval_ms, train=train,
-                                   validation=validation)
-        prepared.append((bars, features, splits))
+    prepared = [prepare_features(table, ref, spec, train=train, validation=validation)
+                for table in tables]
     if normalizer_json is None:
         normalizer = Normalizer.fit_pooled(
             [(f, s.train.start, s.train.stop) for _, f, s in prepared], spec)

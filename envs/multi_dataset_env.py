@@ -33,7 +33,7 @@ class MultiDatasetTradingEnv(TradingEnv):
             return int(options["dataset"])
         return None
 
-    def _info(self) -> dict[str, Any]:
-        info = super()._info()
+    def _info(self, dd: float) -> dict[str, Any]:
+        info = super()._info(dd)
         info["dataset"] = self._market.name
         return info

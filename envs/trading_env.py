@@ -51,9 +51,9 @@ from raytrade.envs.accounting import (
     ACCOUNT_SIZE,
     EQUITY,
     FEES,
-    PEAK,
     TARGET,
     TRADES,
+    drawdown,
     new_account,
 )
 from raytrade.envs.env_config import EnvConfig
@@ -89,7 +89,7 @@ def as_config(config: EnvConfig | Mapping[str, Any] | None) -> EnvConfig:
     return EnvConfig.from_dict(config)
 
 
-_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES, PEAK])
+_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES])
 
 
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
@@ -152,7 +152,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         obs = np.empty(self._obs_dim, dtype=np.float32)
         write_observation(self._market.z, t0, self.config.window, self._acct,
                           self._market.market[M_CLOSE, t0], obs)
-        return obs, self._info()
+        return obs, self._info(drawdown(self._acct))
 
     def step(self, action: np.int64 | int
              ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
@@ -161,17 +161,17 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             raise ValueError(f"action {action!r} outside Discrete({len(self._position_list)})")
         m = self._market
         obs = np.empty(self._obs_dim, dtype=np.float32)
-        reward, done = scalar_step(self._state, m.market, m.z, self._params,
-                                   self._position_list[a], self._t, self._window, obs)
+        reward, done, dd = scalar_step(self._state, m.market, m.z, self._params,
+                                       self._position_list[a], self._t, self._window, obs)
         self._t += 1
         self._steps += 1
         terminated = done == DONE_TERMINATED
         truncated = not terminated and (self._t > m.last or (
             self._limit is not None and self._steps >= self._limit))
-        return obs, reward, terminated, truncated, self._info()
+        return obs, reward, terminated, truncated, self._info(dd)
 
-    def _info(self) -> dict[str, Any]:
-        equity, position, fees, trades, peak = self._acct[_INFO_FIELDS].tolist()
+    def _info(self, dd: float) -> dict[str, Any]:
+        """``dd`` is ``accounting.drawdown`` of the account, computed by the step kernel."""
+        equity, position, fees, trades = self._acct[_INFO_FIELDS].tolist()
         return {"equity": equity, "position": position, "fees": fees, "trades": int(trades),
-                "drawdown": max(0.0, (peak - equity) / peak) if peak > 0 else 1.0,
-                "bar": self._t, "ts": int(self._market.ts[self._t])}
+                "drawdown": dd, "bar": self._t, "ts": int(self._market.ts[self._t])}

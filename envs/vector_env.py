@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
-from raytrade.envs.accounting import ACCOUNT_SIZE, new_account
+from raytrade.envs.accounting import new_account
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_kernel import (
     I_DRAWDOWN,
@@ -178,8 +178,3 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
                 "fees": info[:, I_FEES], "trades": info[:, I_TRADES].astype(np.int64),
                 "drawdown": info[:, I_DRAWDOWN],
                 "bar": self._t - self._offsets[self._dataset], "ts": self._ts[self._t]}
-
-    @property
-    def account_size(self) -> int:
-        """Floats of account state per sub-environment."""
-        return ACCOUNT_SIZE

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,17 +40,8 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 
 @pytest.fixture()
 def local_ray() -> Iterator[None]:
-    """A private local Ray (never joins a running cluster), shut down afterwards.
+    """A private local Ray (never joins a running cluster), shut down afterwards."""
+    from raytrade.algos.train import ray_session
 
-    Its temp dir is short because Ray's unix socket paths may not exceed 107 bytes.
-    """
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=tmp)
-    try:
+    with ray_session(None):
         yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
