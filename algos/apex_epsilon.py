@@ -73,6 +73,24 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         setattr(self.module, "epsilon_schedule",  # noqa: B010
                 Scheduler(fixed_value_or_schedule=schedule, framework="torch"))
 
+    def apex_sample(self, state: dict[str, Any] | None = None,
+                    env_steps_sampled: int | None = None) -> tuple[list[Any], Any]:
+        """One asynchronous Ape-X request: take newer learner weights, sample, report.
+
+        ``state`` holds the RL module weights and their sequence number (skipped when
+        this runner's weights are as new); ``env_steps_sampled`` is the run's global env
+        step count, which drives epsilon decay (RLlib's iteration-end broadcast does this
+        in synchronous mode). Returns the episode chunks and the runner's metrics, as
+        ``synchronous_parallel_sample`` would gather them.
+        """
+        if state is not None:
+            self.set_state(state)
+        if env_steps_sampled is not None:
+            self.num_env_steps_sampled_lifetime = max(self.num_env_steps_sampled_lifetime,
+                                                      int(env_steps_sampled))
+        episodes = self.sample()
+        return episodes, self.get_metrics()
+
     def sample(self, *args: Any, **kwargs: Any) -> Any:
         episodes = super().sample(*args, **kwargs)
         if self.module is not None and hasattr(self.module, "epsilon_schedule"):

@@ -8,10 +8,10 @@ from typing import Any
 from ray.rllib.algorithms.dqn import DQNConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.tune.registry import register_env
+from raytrade.algos.apex_dqn import ApeXDQN
 from raytrade.algos.apex_epsilon import ApeXEnvRunner
 from raytrade.algos.callbacks import TradingMetricsCallback
 from raytrade.algos.experiment import ExperimentConfig
-from raytrade.algos.live_experience import ApeXDQN
 from raytrade.envs.registration import make_env
 
 ENV_NAME = "raytrade_trading"
@@ -27,6 +27,10 @@ class ApeXDQNConfig(DQNConfig):
         self.apex_decay_steps = 0
         self.live_enabled = False
         self.live_capacity = 100_000
+        self.apex_async = True
+        self.apex_max_updates_per_step = 16
+        self.apex_beta_final = 1.0
+        self.apex_beta_anneal_steps = 0
         self.env_runners(env_runner_cls=ApeXEnvRunner)
 
     def live(self, *, enabled: bool, capacity: int) -> ApeXDQNConfig:
@@ -40,6 +44,19 @@ class ApeXDQNConfig(DQNConfig):
         self.apex_epsilon = epsilon
         self.apex_alpha = alpha
         self.apex_decay_steps = decay_steps
+        return self
+
+    def apex_learning(self, *, async_sampling: bool, max_updates_per_step: int,
+                      beta_final: float, beta_anneal_steps: int) -> ApeXDQNConfig:
+        """Sampling mode, update cap per step and PER beta schedule (``apex_dqn.py``)."""
+        self.apex_async = async_sampling
+        # RLlib's end-of-iteration connector-state sync calls every runner synchronously,
+        # which queues behind a slow runner's sample and stalls the iteration. Our env
+        # connectors are stateless; the global step count travels with each request instead.
+        self._dont_auto_sync_env_runner_states = async_sampling
+        self.apex_max_updates_per_step = max_updates_per_step
+        self.apex_beta_final = beta_final
+        self.apex_beta_anneal_steps = beta_anneal_steps
         return self
 
 
@@ -78,7 +95,8 @@ def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
                          max_num_env_runner_restarts=ft.max_env_runner_restarts,
                          delay_between_env_runner_restarts_s=ft.restart_delay_s)
         .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
-        .training(gamma=dqn.gamma, lr=dqn.lr, train_batch_size_per_learner=dqn.train_batch_size,
+        .training(gamma=dqn.gamma, lr=dqn.lr_or_schedule(),
+                  train_batch_size_per_learner=dqn.train_batch_size,
                   n_step=dqn.n_step, double_q=dqn.double_q, dueling=dqn.dueling,
                   target_network_update_freq=dqn.target_update_freq,
                   num_steps_sampled_before_learning_starts=dqn.learning_starts,
@@ -94,4 +112,8 @@ def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
     )
     return config.apex(epsilon=exp.exploration.epsilon, alpha=exp.exploration.alpha,
                        decay_steps=exp.exploration.decay_steps) \
+        .apex_learning(async_sampling=res.async_sampling,
+                       max_updates_per_step=dqn.max_updates_per_step,
+                       beta_final=exp.replay.beta_final,
+                       beta_anneal_steps=exp.replay.beta_anneal_steps) \
         .live(enabled=exp.live.enabled, capacity=exp.live.capacity)

@@ -10,6 +10,7 @@ turns it into an RLlib ``DQNConfig`` in one place.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,10 @@ class DQNSettings:
     gamma: float = 0.99
     """Discount per bar."""
     lr: float = 5e-4
-    """Adam learning rate."""
+    """Adam learning rate (the constant one, when ``lr_schedule`` is empty)."""
+    lr_schedule: tuple[tuple[int, float], ...] = ()
+    """Piecewise-linear learning rate: ``[[env_step, lr], ...]`` starting at step 0
+    (RLlib's schedule format; constant after the last point). Empty = constant ``lr``."""
     train_batch_size: int = 256
     """Transitions per learner update (per learner)."""
     replay_ratio: float = 4.0
@@ -69,6 +73,14 @@ class DQNSettings:
     """Env steps sampled before the first update."""
     grad_clip: float = 40.0
     """Global gradient-norm clip."""
+    max_updates_per_step: int = 16
+    """Cap on learner updates per training step, so sampling results are collected often."""
+
+    def lr_or_schedule(self) -> float | list[list[float]]:
+        """What RLlib's ``lr`` takes: the constant, or the schedule as a list of pairs."""
+        if not self.lr_schedule:
+            return self.lr
+        return [[int(t), float(v)] for t, v in self.lr_schedule]
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,12 @@ class ReplayConfig:
     alpha: float = 0.6
     """Priority exponent (0 = uniform)."""
     beta: float = 0.4
-    """Importance-sampling exponent."""
+    """Importance-sampling exponent at the start."""
+    beta_final: float = 1.0
+    """Importance-sampling exponent at the end of the anneal (1 = full correction)."""
+    beta_anneal_steps: int = 0
+    """Env steps added to replay over which beta goes linearly to ``beta_final`` (0 = constant
+    ``beta``)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,9 @@ class ResourcesConfig:
 
     num_env_runners: int = 2
     """Remote env runners (0 samples in the driver)."""
+    async_sampling: bool = True
+    """Ape-X sampling: runners sample continuously and the learner never waits for the
+    slowest one (``apex_dqn.py``); false = RLlib's synchronous sampling. Needs remote runners."""
     num_envs_per_env_runner: int = 16
     """Sub-envs stepped by each runner's VectorTradingEnv."""
     rollout_fragment_length: int = 32
@@ -171,8 +191,7 @@ class ExperimentConfig:
                 values = dict(data.get(section, {}))
                 reject_unknown_fields(f"{source}: [{section}]", values,
                                       (f.name for f in dataclasses.fields(kind)))
-                kwargs[section] = kind(**{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in values.items()})
+                kwargs[section] = kind(**{k: _frozen(v) for k, v in values.items()})
             kwargs["features"] = FeatureSpec.from_dict(dict(data.get("features", {})))
             kwargs["env"] = EnvConfig.from_dict(dict(data.get("env", {})))
         except (TypeError, ValueError) as exc:
@@ -198,6 +217,18 @@ class ExperimentConfig:
             raise ConfigError("dqn.n_step, train_batch_size must be >= 1 and replay_ratio > 0")
         if not 0 < self.dqn.gamma <= 1 or self.dqn.lr <= 0:
             raise ConfigError("dqn.gamma must be in (0, 1] and lr > 0")
+        if self.dqn.max_updates_per_step < 1:
+            raise ConfigError("dqn.max_updates_per_step must be >= 1")
+        schedule = self.dqn.lr_schedule
+        if schedule and (any(len(p) != 2 or p[1] <= 0 for p in schedule)
+                         or schedule[0][0] != 0
+                         or any(b[0] <= a[0] for a, b in itertools.pairwise(schedule))):
+            raise ConfigError("dqn.lr_schedule must be [[0, lr0], [step1, lr1], ...] with "
+                              "increasing steps and positive rates")
+        if not 0 <= self.replay.beta <= 1 or not 0 <= self.replay.beta_final <= 1 \
+                or self.replay.beta_anneal_steps < 0 or not self.replay.alpha >= 0:
+            raise ConfigError("replay.beta and beta_final must be in [0, 1], alpha >= 0 and "
+                              "beta_anneal_steps >= 0")
         if self.replay.capacity < self.dqn.train_batch_size:
             raise ConfigError("replay.capacity must hold at least one training batch")
         if self.resources.num_envs_per_env_runner < 1 or \
@@ -208,3 +239,10 @@ class ExperimentConfig:
             raise ConfigError("network.hidden needs at least one positive layer size")
         if self.network.activation not in ("relu", "tanh", "silu"):
             raise ConfigError("network.activation must be relu, tanh or silu")
+
+
+def _frozen(value: Any) -> Any:
+    """TOML arrays (nested too) as tuples, so the frozen dataclasses stay hashable."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value

@@ -3,8 +3,8 @@
 ``LiveExperienceQueue`` is a Ray actor (named, so actors anywhere in the cluster find it
 with ``ray.get_actor(QUEUE_NAME)``) holding finished episode chunks, bounded by a number
 of transitions: when a push would overflow it, the oldest chunks are dropped and counted.
-:class:`ApeXDQN` drains it at the start of every training iteration into the prioritized
-replay buffer, next to the env runners' samples, and reports the count as the metric
+:class:`~raytrade.algos.apex_dqn.ApeXDQN` drains it at the start of every training step into
+the prioritized replay buffer, next to the env runners' samples, and reports the count as the metric
 ``live_transitions_ingested`` (this iteration) and
 ``live_transitions_ingested_lifetime``. Off unless ``[live] enabled = true``.
 """
@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import ray
-from ray.rllib.algorithms.dqn import DQN
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from raytrade.envs.errors import ConfigError
 
@@ -96,28 +95,3 @@ class LiveExperienceQueue:
         """Counters: transitions held, pushed, dropped (overflow) and drained."""
         return {"size": self.size, "pushed": self.pushed, "dropped": self.dropped,
                 "drained": self.drained}
-
-
-class ApeXDQN(DQN):
-    """RLlib's DQN plus live-experience ingestion (when ``config.live_enabled``)."""
-
-    def setup(self, config: Any) -> None:
-        super().setup(config)
-        self._live_queue: Any = None
-        self._live_capacity = int(getattr(self.config, "live_capacity", 100_000))
-        if getattr(self.config, "live_enabled", False):
-            queue_cls: Any = LiveExperienceQueue
-            self._live_queue = queue_cls.options(name=QUEUE_NAME, get_if_exists=True) \
-                .remote(self._live_capacity)
-
-    def training_step(self) -> None:
-        if self._live_queue is not None:
-            episodes = ray.get(self._live_queue.drain.remote(self._live_capacity))
-            count = sum(len(e) for e in episodes)
-            buffer: Any = self.local_replay_buffer
-            if episodes:
-                buffer.add(episodes)
-            metrics: Any = self.metrics
-            metrics.log_value(INGESTED, count, reduce="sum")
-            metrics.log_value(INGESTED_LIFETIME, count, reduce="lifetime_sum")
-        super().training_step()

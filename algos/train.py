@@ -106,6 +106,11 @@ def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any
         "episode_turnover": _get(runners, "episode_turnover"),
         "episode_trades": _get(runners, "episode_trades"),
         "sampled_per_s": _get(runners, "num_env_steps_sampled_lifetime_throughput"),
+        "trained_per_s": _get(result, "learners", "__all_modules__",
+                              "num_env_steps_trained_lifetime_throughput"),
+        "replay_size": _get(result, "replay_buffer", "num_env_steps_stored"),
+        "replay_ratio": _get(result, "replay_ratio"),
+        "per_beta": _get(result, "per_beta"),
         "live_transitions_ingested": _get(result, "live_transitions_ingested_lifetime"),
         "epsilon": {k.rsplit("_", 1)[-1]: v for k, v in runners.items()
                     if k.startswith("apex_epsilon_runner_")},
@@ -165,8 +170,13 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 progress(f"resumed from {path} at iteration {algo.iteration}")
             start = time.perf_counter()
             done = 0
+            epsilon: dict[str, float] = {}
             while True:
                 record = iteration_metrics(algo.train(), time.perf_counter() - start)
+                # asynchronous sampling: a runner whose samples did not arrive in this
+                # iteration keeps its last reported epsilon (it is fixed per runner)
+                epsilon.update(record["epsilon"])
+                record["epsilon"] = dict(epsilon)
                 group = algo.env_runner_group
                 record["env_runner_restarts"] = (
                     group.num_remote_worker_restarts() if group is not None else 0)

@@ -48,6 +48,11 @@ def test_shipped_experiments_load_and_build(name: str) -> None:
     ("[dqn]\ngamma = 1.5\n", "gamma"),
     ("[features]\nrsi_period = 1\n", "rsi_period"),
     ("[dqn\n", "not valid TOML"),
+    ("[dqn]\nlr_schedule = [[100, 1e-3]]\n", "lr_schedule"),
+    ("[dqn]\nlr_schedule = [[0, 1e-3], [0, 1e-4]]\n", "lr_schedule"),
+    ("[dqn]\nlr_schedule = [[0, -1e-3]]\n", "lr_schedule"),
+    ("[replay]\nbeta_final = 1.5\n", "beta"),
+    ("[dqn]\nmax_updates_per_step = 0\n", "max_updates_per_step"),
 ])
 def test_bad_experiment_files_name_file_and_field(tmp_path: Path, text: str,
                                                   message: str) -> None:
@@ -55,3 +60,18 @@ def test_bad_experiment_files_name_file_and_field(tmp_path: Path, text: str,
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         ExperimentConfig.load(path)
+
+
+def test_schedules_and_sampling_mode_reach_the_rllib_config(tmp_path: Path) -> None:
+    path = tmp_path / "sched.toml"
+    path.write_text("[dqn]\nlr_schedule = [[0, 1e-3], [50000, 1e-4]]\n"
+                    "[replay]\nbeta = 0.5\nbeta_final = 0.9\nbeta_anneal_steps = 1000\n"
+                    "[resources]\nasync_sampling = false\n")
+    exp = ExperimentConfig.load(path)
+    config = build_dqn_config(exp)
+    assert config.lr == [[0, 1e-3], [50000, 1e-4]]
+    assert config.replay_buffer_config["beta"] == 0.5
+    assert (config.apex_beta_final, config.apex_beta_anneal_steps) == (0.9, 1000)
+    assert config.apex_async is False and config._dont_auto_sync_env_runner_states is False
+    default = build_dqn_config(ExperimentConfig())
+    assert default.apex_async is True and default._dont_auto_sync_env_runner_states is True

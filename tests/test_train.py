@@ -77,3 +77,36 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         train(exp, tmp_path, iterations=1, resume=True)
     with pytest.raises(ConfigError, match="iterations or a time budget"):
         train(exp, tmp_path)
+
+
+@pytest.mark.slow
+def test_resume_continues_the_epsilon_decay(tmp_path: Path) -> None:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    decay = 40_000
+    exp = dataclasses.replace(
+        exp,
+        data=dataclasses.replace(exp.data, sources=("synthetic:regime:seed=1:n=8000",)),
+        exploration=dataclasses.replace(exp.exploration, decay_steps=decay),
+        dqn=dataclasses.replace(exp.dqn, learning_starts=256, train_batch_size=64,
+                                replay_ratio=0.5),
+        resources=dataclasses.replace(exp.resources, num_env_runners=1,
+                                      num_envs_per_env_runner=8))
+
+    def expected(steps: float) -> float:  # runner 0 of 1 decays from 1 to 0.4
+        return 1.0 - 0.6 * min(steps / decay, 1.0)
+
+    first = train(exp, tmp_path, iterations=3, eval_every=100, checkpoint_every=100,
+                  final_splits=())
+    resumed = train(exp, tmp_path, iterations=2, resume=True, eval_every=100,
+                    checkpoint_every=100, final_splits=())
+    records = [json.loads(x) for x in (tmp_path / "metrics" / "train.jsonl").read_text()
+               .splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5]
+    eps = [r["epsilon"]["0"] for r in records]
+    assert eps == sorted(eps, reverse=True) and eps[0] < 1.0 and eps[-1] > 0.4
+    # the resumed run decays from the restored global step count, not from 1.0 again;
+    # a runner reports epsilon at the end of its sample, up to one iteration of steps late
+    for r, e in zip(records, eps, strict=True):
+        assert expected(r["env_steps_sampled"]) <= e + 1e-6
+        assert e <= expected(r["env_steps_sampled"] - 2_000) + 1e-6
+    assert resumed.env_steps_sampled > first.env_steps_sampled > 2_000

@@ -1,0 +1,295 @@
+"""ApeXDQN: RLlib's new-stack DQN with Ape-X sampling, an exact replay ratio and live experience.
+
+Ray 2.60's DQN samples synchronously: every iteration waits for the slowest env runner
+(``synchronous_parallel_sample``), and it converts ``training_intensity`` into a fixed
+alternation of sample and train calls that counts the local runner as a sampler even when
+it does not sample. Ape-X (Horgan et al. 2018) decouples the two, and so does this class:
+
+- **Asynchronous sampling** (``apex_async``, on with remote runners): every healthy runner
+  always has one ``apex_sample`` request in flight (RLlib's async request machinery,
+  ``foreach_env_runner_async_fetch_ready``). Each training step collects whatever has
+  arrived, adds it to replay and immediately sends that runner its next request carrying
+  the newest learner weights, so a slow runner only delays its own samples.
+- **Exact replay ratio**: the learner trains ``floor(ratio * (added - learning_starts) -
+  replayed) / batch`` updates, where ``added`` counts env steps put into replay (runners and
+  live queue) and ``replayed`` counts env steps trained, both over the whole run (restored
+  on resume). So ``replayed / added`` stays at the configured ratio whether samples come in
+  steadily, in bursts or from one runner only; the metric ``replay_ratio`` reports it.
+- **Prioritized replay with a beta schedule**: importance-sampling exponent ``beta``
+  annealed linearly from ``replay.beta`` to ``replay.beta_final`` over
+  ``replay.beta_anneal_steps`` env steps added (Schaul et al. 2016); metric ``per_beta``.
+- **Live experience**: episodes pushed by paper-trading actors (``live_experience.py``) are
+  drained into the same buffer at the start of every step.
+
+The learner update itself (batch from replay, ``learner_group.update``, TD-error
+priorities) is the stock one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, TypeVar
+
+import numpy as np
+import ray
+from ray.rllib.algorithms.dqn import DQN
+from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+from ray.rllib.core.learner.learner_group import LearnerGroup
+from ray.rllib.env.env_runner_group import EnvRunnerGroup
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    REPLAY_BUFFER_RESULTS,
+    REPLAY_BUFFER_SAMPLE_TIMER,
+    REPLAY_BUFFER_UPDATE_PRIOS_TIMER,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TD_ERROR_KEY,
+    TIMERS,
+    WEIGHTS_SEQ_NO,
+)
+from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+from ray.rllib.utils.numpy import convert_to_numpy
+from ray.rllib.utils.replay_buffers.utils import update_priorities_in_episode_replay_buffer
+from raytrade.algos.live_experience import (
+    INGESTED,
+    INGESTED_LIFETIME,
+    QUEUE_NAME,
+    LiveExperienceQueue,
+)
+
+T = TypeVar("T")
+ADDED = "apex_env_steps_added_lifetime"
+REPLAYED = "apex_env_steps_replayed_lifetime"
+REPLAY_RATIO = "replay_ratio"
+RUNNER_STEPS = "apex_env_steps_from_runner_"
+"""Prefix of the per-runner lifetime count of env steps delivered (async mode; runner id)."""
+BETA = "per_beta"
+SAMPLE_TAG = "apex_sample"
+POLL_S = 0.002
+"""Seconds between polls for finished sample requests while waiting."""
+NO_TRAINING_WAIT_S = 0.5
+"""Seconds a step waits for samples when it has nothing to train (async mode)."""
+
+
+def _present(part: T | None, name: str) -> T:
+    if part is None:
+        raise RuntimeError(f"ApeXDQN used before setup: no {name}")
+    return part
+
+
+def per_beta(added: float, beta: float, beta_final: float, anneal_steps: int) -> float:
+    """Importance-sampling exponent after ``added`` env steps (linear, then constant)."""
+    if anneal_steps <= 0:
+        return beta
+    frac = min(max(added / anneal_steps, 0.0), 1.0)
+    return float(beta + frac * (beta_final - beta))
+
+
+def updates_due(added: float, replayed: float, ratio: float, learning_starts: int,
+                batch_size: int) -> int:
+    """Learner updates that keep ``replayed / (added - learning_starts)`` at ``ratio``."""
+    if added < learning_starts or batch_size < 1:
+        return 0
+    budget = ratio * (added - learning_starts) - replayed
+    return max(int(budget // batch_size), 0)
+
+
+class ApeXDQN(DQN):
+    """DQN trained the Ape-X way (see the module docstring)."""
+
+    def setup(self, config: Any) -> None:
+        super().setup(config)
+        self._live_queue: Any = None
+        self._live_capacity = int(getattr(self._cfg, "live_capacity", 100_000))
+        if getattr(self._cfg, "live_enabled", False):
+            queue_cls: Any = LiveExperienceQueue
+            self._live_queue = queue_cls.options(name=QUEUE_NAME, get_if_exists=True) \
+                .remote(self._live_capacity)
+        self._weights_ref: Any = None
+
+    # RLlib types these parts as optional; a set-up DQN has all of them
+    @property
+    def _log(self) -> MetricsLogger:
+        return _present(self.metrics, "metrics")
+
+    @property
+    def _cfg(self) -> Any:
+        return _present(self.config, "config")
+
+    @property
+    def _runners(self) -> EnvRunnerGroup:
+        return _present(self.env_runner_group, "env_runner_group")
+
+    @property
+    def _learners(self) -> LearnerGroup:
+        return _present(self.learner_group, "learner_group")
+
+    @property
+    def _replay(self) -> Any:
+        return _present(self.local_replay_buffer, "local_replay_buffer")
+
+    @property
+    def _async(self) -> bool:
+        return bool(getattr(self._cfg, "apex_async", True)) \
+            and self._runners.num_remote_env_runners() > 0
+
+    def training_step(self) -> None:
+        added = self._drain_live()
+        added += self._sample_async() if self._async else self._sample_sync()
+        self._log.log_value(ADDED, added, reduce="lifetime_sum")
+        updates = self._train_from_replay()
+        if updates:
+            self._publish_weights()
+
+    # -- experience in -------------------------------------------------------------------
+
+    def _drain_live(self) -> int:
+        if self._live_queue is None:
+            return 0
+        episodes = ray.get(self._live_queue.drain.remote(self._live_capacity))
+        count = sum(len(e) for e in episodes)
+        if episodes:
+            self._replay.add(episodes)
+        self._log.log_value(INGESTED, count, reduce="sum")
+        self._log.log_value(INGESTED_LIFETIME, count, reduce="lifetime_sum")
+        return count
+
+    def _sample_sync(self) -> int:
+        """All runners sample once and the step waits for the slowest (stock behaviour)."""
+        with self._log.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            sampled: Any = synchronous_parallel_sample(
+                worker_set=self._runners, concat=True,
+                sample_timeout_s=self._cfg.sample_timeout_s,
+                _uses_new_env_runners=True, _return_metrics=True)
+        episodes, runner_metrics = sampled
+        self._log.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        return self._add(episodes)
+
+    def _sample_async(self) -> int:
+        """Collect finished requests and re-arm every idle runner with the newest weights."""
+        group = self._runners
+        wait = 0.0 if self._can_train() else NO_TRAINING_WAIT_S
+        kwargs: dict[str, Any] = {"env_steps_sampled": int(self._log.peek(
+            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))}
+        if self._weights_ref is not None:
+            kwargs["state"] = self._weights_ref
+        deadline = time.monotonic() + wait
+        with self._log.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            # poll: RLlib's fetch with a timeout waits for *all* requests (ray.wait with
+            # num_returns = all), i.e. for the slowest runner, which is what we avoid
+            while True:
+                results: list[Any] = group.foreach_env_runner_async_fetch_ready(
+                    func=SAMPLE_TAG, tag=SAMPLE_TAG, kwargs=kwargs, timeout_seconds=0.0,
+                    return_actor_ids=True)
+                if results or time.monotonic() >= deadline:
+                    break
+                time.sleep(POLL_S)
+        episodes: list[Any] = []
+        runner_metrics: list[Any] = []
+        for runner_id, (chunk, metrics) in results:
+            episodes.extend(chunk)
+            runner_metrics.append(metrics)
+            self._log.log_value(f"{RUNNER_STEPS}{runner_id}", sum(len(e) for e in chunk),
+                                   reduce="lifetime_sum")
+        if runner_metrics:
+            self._log.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        return self._add(episodes)
+
+    def _add(self, episodes: list[Any]) -> int:
+        if not episodes:
+            return 0
+        with self._log.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+            self._replay.add(episodes)
+        return sum(len(e) for e in episodes)
+
+    # -- learning ------------------------------------------------------------------------
+
+    def _replay_counts(self) -> tuple[float, float]:
+        return (float(self._log.peek(ADDED, default=0.0)),
+                float(self._log.peek(REPLAYED, default=0.0)))
+
+    def _due(self) -> int:
+        added, replayed = self._replay_counts()
+        cfg = self._cfg
+        return updates_due(added, replayed, float(cfg.training_intensity or 1.0),
+                           int(cfg.num_steps_sampled_before_learning_starts),
+                           int(cfg.total_train_batch_size))
+
+    def _can_train(self) -> bool:
+        return self._due() > 0
+
+    def _train_from_replay(self) -> int:
+        """Run the updates the replay ratio allows (at most ``apex_max_updates_per_step``)."""
+        cfg = self._cfg
+        updates = min(self._due(), int(getattr(cfg, "apex_max_updates_per_step", 16)))
+        added, replayed = self._replay_counts()
+        beta = per_beta(added, float(cfg.replay_buffer_config.get("beta", 0.4)),
+                        float(getattr(cfg, "apex_beta_final", 1.0)),
+                        int(getattr(cfg, "apex_beta_anneal_steps", 0)))
+        self._log.log_value(BETA, beta, window=1)
+        for _ in range(updates):
+            self._update_once(beta)
+        if updates:
+            replayed += updates * cfg.total_train_batch_size
+            self._log.log_value(REPLAYED, updates * cfg.total_train_batch_size,
+                                   reduce="lifetime_sum")
+        learning_added = added - cfg.num_steps_sampled_before_learning_starts
+        if learning_added > 0:
+            self._log.log_value(REPLAY_RATIO, replayed / learning_added, window=1)
+        return updates
+
+    def _update_once(self, beta: float) -> None:
+        cfg = self._cfg
+        with self._log.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+            episodes = self._replay.sample(
+                num_items=cfg.total_train_batch_size, n_step=cfg.n_step, batch_length_T=0,
+                lookback=0, min_batch_length_T=0, gamma=cfg.gamma, beta=beta,
+                sample_episodes=True)
+            self._log.aggregate([self._replay.get_metrics()],
+                                   key=REPLAY_BUFFER_RESULTS)
+        with self._log.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self._learners.update(
+                episodes=episodes,
+                timesteps={
+                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self._log.peek(
+                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0),
+                    NUM_AGENT_STEPS_SAMPLED_LIFETIME: self._log.peek(
+                        (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}),
+                })
+            td_errors: dict[str, list[Any]] = defaultdict(list)
+            for res in learner_results:
+                for module_id, module_results in res.items():
+                    if TD_ERROR_KEY in module_results:
+                        td_errors[module_id].extend(
+                            convert_to_numpy(module_results.pop(TD_ERROR_KEY).peek()))
+            self._log.aggregate(learner_results, key=LEARNER_RESULTS)
+        with self._log.log_time((TIMERS, REPLAY_BUFFER_UPDATE_PRIOS_TIMER)):
+            update_priorities_in_episode_replay_buffer(
+                replay_buffer=self._replay,
+                td_errors={m: {TD_ERROR_KEY: np.concatenate(e, axis=0)}
+                           for m, e in td_errors.items()})
+
+    def _publish_weights(self) -> None:
+        """Make the learner's weights available to the runners.
+
+        Async: one object-store copy that every runner's next request carries (a runner
+        skips it when its weights are as new). Sync: RLlib's broadcast, as stock DQN.
+        """
+        group = self._runners
+        with self._log.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            if not self._async:
+                group.sync_weights(from_worker_or_learner_group=self._learners,
+                                   policies=None, global_vars=None, inference_only=True)
+                return
+            state = self._learners.get_state(
+                components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}",
+                inference_only=True)[COMPONENT_LEARNER]
+            self._weights_ref = ray.put({k: v for k, v in state.items()
+                                         if k in (COMPONENT_RL_MODULE, WEIGHTS_SEQ_NO)})
