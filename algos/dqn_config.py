@@ -11,7 +11,9 @@ from ray.tune.registry import register_env
 from raytrade.algos.apex_dqn import ApeXDQN
 from raytrade.algos.apex_epsilon import ApeXEnvRunner
 from raytrade.algos.callbacks import TradingMetricsCallback
+from raytrade.algos.conv_encoder import CONV_KEY, WindowConvDQNCatalog
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.envs.observation import POSITION_STATE_NAMES
 from raytrade.envs.registration import make_env
 
 ENV_NAME = "raytrade_trading"
@@ -32,6 +34,12 @@ class ApeXDQNConfig(DQNConfig):
         self.apex_beta_final = 1.0
         self.apex_beta_anneal_steps = 0
         self.env_runners(env_runner_cls=ApeXEnvRunner)
+
+    def get_default_rl_module_spec(self) -> Any:
+        """Stock DQN module, with a catalog that can build the window conv encoder."""
+        spec: Any = super().get_default_rl_module_spec()
+        spec.catalog_class = WindowConvDQNCatalog
+        return spec
 
     def live(self, *, enabled: bool, capacity: int) -> ApeXDQNConfig:
         """Drain paper-trading experience into replay (see ``live_experience.py``)."""
@@ -79,6 +87,18 @@ def _env_dict(exp: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
+def model_config(exp: ExperimentConfig) -> dict[str, Any]:
+    """RLlib's model config: its MLP settings, plus the window conv when asked for."""
+    net = exp.network
+    out = dataclasses.asdict(DefaultModelConfig(fcnet_hiddens=list(net.hidden),
+                                                fcnet_activation=net.activation))
+    if net.encoder == "conv1d":
+        out[CONV_KEY] = {"window": exp.env.window, "n_features": exp.features.n_features,
+                         "extra": len(POSITION_STATE_NAMES),
+                         "channels": list(net.conv_channels), "kernel": net.conv_kernel}
+    return out
+
+
 def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
     """The DQN (double, dueling, n-step, prioritized replay, Ape-X ladder) of ``exp``."""
     register_env(ENV_NAME, make_env)
@@ -105,8 +125,7 @@ def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
                   replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer",
                                         "capacity": exp.replay.capacity,
                                         "alpha": exp.replay.alpha, "beta": exp.replay.beta})
-        .rl_module(model_config=DefaultModelConfig(
-            fcnet_hiddens=list(exp.network.hidden), fcnet_activation=exp.network.activation))
+        .rl_module(model_config=model_config(exp))
         .callbacks(TradingMetricsCallback)
         .debugging(seed=exp.seed)
     )

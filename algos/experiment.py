@@ -44,6 +44,14 @@ class NetworkConfig:
     """Units of each hidden layer."""
     activation: str = "relu"
     """Activation of the hidden layers (``relu``, ``tanh``, ``silu``)."""
+    encoder: str = "mlp"
+    """``mlp``: the flat observation through the hidden layers. ``conv1d``: a 1-D
+    convolution over the feature window first (``window_conv.py``), then the hidden layers
+    with the position state."""
+    conv_channels: tuple[int, ...] = (32, 32)
+    """Output channels of each Conv1d layer (``conv1d`` encoder)."""
+    conv_kernel: int = 3
+    """Kernel length in bars of every Conv1d layer; odd ('same' padding)."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,13 @@ class ExperimentConfig:
             raise ConfigError("network.hidden needs at least one positive layer size")
         if self.network.activation not in ("relu", "tanh", "silu"):
             raise ConfigError("network.activation must be relu, tanh or silu")
+        if self.network.encoder not in ("mlp", "conv1d"):
+            raise ConfigError("network.encoder must be mlp or conv1d")
+        if self.network.encoder == "conv1d" and (
+                not self.network.conv_channels or min(self.network.conv_channels) < 1
+                or self.network.conv_kernel < 1 or self.network.conv_kernel % 2 == 0):
+            raise ConfigError("network.conv_channels must be positive and conv_kernel an "
+                              "odd number >= 1")
 
 
 def _frozen(value: Any) -> Any:

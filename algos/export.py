@@ -31,9 +31,15 @@ BUNDLE_FORMAT = "raytrade.policy/1"
 
 
 def rllib_tensors(state: dict[str, Any], dueling: bool) -> dict[str, np.ndarray]:
-    """Map an RLlib DQN module state dict to our tensor names (Linear layers in order)."""
+    """Map an RLlib DQN module state dict to our tensor names (Linear layers in order;
+    the window conv encoder keeps its own parameter names under ``encoder.``)."""
     out: dict[str, np.ndarray] = {}
     parts = [("encoder", "encoder.net.mlp."), ("advantage", "af.net.mlp.")]
+    if any(k.startswith("encoder.net.conv.") for k in state):  # window_conv.WindowConv
+        out.update({f"encoder.{k[len('encoder.net.'):]}": np.ascontiguousarray(
+            np.asarray(v, dtype=np.float32)) for k, v in state.items()
+            if k.startswith("encoder.net.")})
+        parts = parts[1:]
     if dueling:
         parts.append(("value", "vf.net.mlp."))
     for ours, prefix in parts:
@@ -50,10 +56,16 @@ def rllib_tensors(state: dict[str, Any], dueling: bool) -> dict[str, np.ndarray]
 
 def architecture(exp: ExperimentConfig, obs_dim: int, n_actions: int) -> dict[str, Any]:
     """The manifest's network description for ``exp``."""
+    net = exp.network
+    encoder: dict[str, Any] = {"kind": "mlp"}
+    if net.encoder == "conv1d":
+        encoder = {"kind": "conv1d", "window": exp.env.window,
+                   "n_features": exp.features.n_features,
+                   "extra": obs_dim - exp.env.window * exp.features.n_features,
+                   "channels": list(net.conv_channels), "kernel": net.conv_kernel}
     return {"type": "dueling_mlp" if exp.dqn.dueling else "mlp", "obs_dim": obs_dim,
-            "n_actions": n_actions, "hidden": list(exp.network.hidden),
-            "activation": exp.network.activation, "head_hidden": [],
-            "head_activation": "relu"}
+            "n_actions": n_actions, "hidden": list(net.hidden), "activation": net.activation,
+            "encoder": encoder, "head_hidden": [], "head_activation": "relu"}
 
 
 def json_safe(value: Any) -> Any:

@@ -5,7 +5,9 @@ each followed by the activation; an advantage head and (dueling) a value head, e
 stack of Linear layers with the head activation between them; then
 ``Q = V + A - mean(A)`` (dueling) or ``Q = A``. Tensor names in the weights file:
 ``encoder.{i}.weight|bias``, ``advantage.{j}.weight|bias``, ``value.{j}.weight|bias``.
-This is exactly RLlib 2.60's ``DefaultDQNTorchRLModule`` with an MLP encoder and
+With ``"encoder": {"kind": "conv1d", ...}`` the encoder is ``window_conv.WindowConv``
+instead (tensors ``encoder.conv.{i}.*`` and ``encoder.mlp.{i}.*``).
+This is exactly RLlib 2.60's ``DefaultDQNTorchRLModule`` with our encoder and
 expectation (non-distributional) Q-learning; tests check the two agree.
 """
 
@@ -17,10 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from raytrade.algos.window_conv import ACTIVATIONS, WindowConv
 from raytrade.envs.errors import ConfigError
 from torch import nn
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "linear": nn.Identity}
 
 
 def _stack(sizes: list[int], activation: str, final_activation: bool) -> nn.Sequential:
@@ -51,7 +52,23 @@ class QNetwork(nn.Module):
                 head_act not in ACTIVATIONS or not hidden:
             raise ConfigError(f"unsupported network architecture {dict(architecture)}")
         self.dueling = kind == "dueling_mlp"
-        self.encoder = _stack([obs_dim, *hidden], act, final_activation=True)
+        encoder = architecture.get("encoder") or {"kind": "mlp"}
+        self.encoder: nn.Module
+        if encoder.get("kind") == "conv1d":
+            try:
+                self.encoder = WindowConv(
+                    int(encoder["window"]), int(encoder["n_features"]),
+                    int(encoder["extra"]), [int(c) for c in encoder["channels"]],
+                    int(encoder["kernel"]), hidden, act)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"malformed conv1d encoder {encoder}: {exc}") from exc
+            if self.encoder.obs_dim != obs_dim:
+                raise ConfigError(f"conv1d encoder reads {self.encoder.obs_dim} values, "
+                                  f"the observation has {obs_dim}")
+        elif encoder.get("kind") == "mlp":
+            self.encoder = _stack([obs_dim, *hidden], act, final_activation=True)
+        else:
+            raise ConfigError(f"unsupported encoder {encoder}")
         self.advantage = _stack([hidden[-1], *head_hidden, n_actions], head_act, False)
         self.value = _stack([hidden[-1], *head_hidden, 1], head_act, False) \
             if self.dueling else None
@@ -65,11 +82,14 @@ class QNetwork(nn.Module):
         return v + a - a.mean(dim=-1, keepdim=True)
 
     def named_linear_tensors(self) -> dict[str, torch.Tensor]:
-        """Our tensor names (``encoder.{i}.weight`` ...), i counting Linear layers only."""
+        """Our tensor names (``encoder.{i}.weight`` ...), i counting Linear layers only
+        (the conv encoder's own parameter names under ``encoder.``)."""
         out: dict[str, torch.Tensor] = {}
+        if isinstance(self.encoder, WindowConv):
+            out.update({f"encoder.{k}": v for k, v in self.encoder.named_parameters()})
         for part in ("encoder", "advantage", "value"):
             seq = getattr(self, part)
-            if seq is None:
+            if seq is None or isinstance(seq, WindowConv):
                 continue
             linears = [m for m in seq if isinstance(m, nn.Linear)]
             for i, lin in enumerate(linears):

@@ -53,6 +53,8 @@ def test_shipped_experiments_load_and_build(name: str) -> None:
     ("[dqn]\nlr_schedule = [[0, -1e-3]]\n", "lr_schedule"),
     ("[replay]\nbeta_final = 1.5\n", "beta"),
     ("[dqn]\nmax_updates_per_step = 0\n", "max_updates_per_step"),
+    ("[network]\nencoder = \"lstm\"\n", "encoder"),
+    ("[network]\nencoder = \"conv1d\"\nconv_kernel = 2\n", "conv_kernel"),
 ])
 def test_bad_experiment_files_name_file_and_field(tmp_path: Path, text: str,
                                                   message: str) -> None:

@@ -32,14 +32,19 @@ def _rllib_module(exp: ExperimentConfig):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("dueling", [True, False])
-@pytest.mark.parametrize("hidden", [(32,), (64, 32, 16)])
-def test_exported_network_reproduces_rllib_q_values(dueling: bool,
-                                                     hidden: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(("hidden", "encoder"), [((32,), "mlp"), ((64, 32, 16), "mlp"),
+                                                 ((32,), "conv1d"), ((48, 16), "conv1d")])
+def test_exported_network_reproduces_rllib_q_values(dueling: bool, hidden: tuple[int, ...],
+                                                     encoder: str) -> None:
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     exp = dataclasses.replace(exp, dqn=dataclasses.replace(exp.dqn, dueling=dueling),
                               network=dataclasses.replace(exp.network, hidden=hidden,
-                                                          activation="tanh"))
+                                                          activation="tanh", encoder=encoder,
+                                                          conv_channels=(8, 4),
+                                                          conv_kernel=3))
     module, env = _rllib_module(exp)
+    if encoder == "conv1d":
+        assert type(module.encoder).__name__ == "TorchWindowConvEncoder"
     obs_dim = env.observation_space.shape[0]
     net = QNetwork(architecture(exp, obs_dim, env.action_space.n))
     net.load_tensors(rllib_tensors(module.get_state(inference_only=True), dueling))
@@ -79,3 +84,30 @@ def test_bundle_is_written_once_with_checksums(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing"):
         net.load_tensors(bad)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_conv_encoder_reads_the_window_as_a_time_sequence() -> None:
+    """Shifting the whole feature window by one bar in time moves the conv's response
+    by one position (translation equivariance), which a flat MLP would not show."""
+    from raytrade.algos.window_conv import WindowConv
+
+    torch.manual_seed(0)
+    conv = WindowConv(window=8, n_features=3, extra=4, channels=[5], kernel=3,
+                      hidden=[6], activation="linear")
+    rows = torch.zeros(1, 8, 3)
+    rows[0, 3] = torch.tensor([1.0, -2.0, 0.5])  # one event at bar 3
+    shifted = torch.roll(rows, shifts=1, dims=1)  # the same event at bar 4
+    with torch.no_grad():
+        def channels(x: torch.Tensor) -> torch.Tensor:
+            return conv.conv[0](x.transpose(1, 2)) - conv.conv[0].bias[None, :, None]
+        a, b = channels(rows), channels(shifted)
+    torch.testing.assert_close(b[..., 1:], a[..., :-1])
+    obs = torch.cat([rows.reshape(1, -1), torch.zeros(1, 4)], dim=1)
+    assert conv(obs).shape == (1, 6) and conv.obs_dim == 28
+    with pytest.raises(ConfigError, match="odd kernel"):
+        WindowConv(8, 3, 4, [5], 2, [6], "relu")
+    with pytest.raises(ConfigError, match="reads"):
+        QNetwork({"type": "mlp", "obs_dim": 30, "n_actions": 3, "hidden": [6],
+                  "activation": "relu", "encoder": {"kind": "conv1d", "window": 8,
+                                                    "n_features": 3, "extra": 4,
+                                                    "channels": [5], "kernel": 3}})
