@@ -110,11 +110,13 @@ def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
                      num_envs_per_env_runner=res.num_envs_per_env_runner,
                      rollout_fragment_length=res.rollout_fragment_length,
                      gym_env_vectorize_mode="vector_entry_point",
+                     custom_resources_per_env_runner=dict(res.env_runner_resources),
                      sample_timeout_s=ft.sample_timeout_s)
         .fault_tolerance(restart_failed_env_runners=ft.restart_failed_env_runners,
                          max_num_env_runner_restarts=ft.max_env_runner_restarts,
                          delay_between_env_runner_restarts_s=ft.restart_delay_s)
-        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
+        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner,
+                  custom_resources_per_learner=dict(res.learner_resources))
         .training(gamma=dqn.gamma, lr=dqn.lr_or_schedule(),
                   train_batch_size_per_learner=dqn.train_batch_size,
                   n_step=dqn.n_step, double_q=dqn.double_q, dueling=dqn.dueling,

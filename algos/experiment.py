@@ -137,6 +137,11 @@ class ResourcesConfig:
     """Remote learners (0 trains in the driver)."""
     num_gpus_per_learner: float = 0.0
     """GPUs per learner (0 on CPU-only machines)."""
+    env_runner_resources: Mapping[str, float] = field(default_factory=dict)
+    """Custom Ray resources each env runner asks for, e.g. ``{rollout = 1}`` to place
+    runners only on the cluster's ``cpu_rollout`` nodes (``cluster.yaml``)."""
+    learner_resources: Mapping[str, float] = field(default_factory=dict)
+    """Custom Ray resources each remote learner asks for."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,12 @@ class ExperimentConfig:
                 self.resources.rollout_fragment_length < 1:
             raise ConfigError("resources.num_envs_per_env_runner and rollout_fragment_length "
                               "must be >= 1")
+        for kind in ("env_runner_resources", "learner_resources"):
+            for name, amount in getattr(self.resources, kind).items():
+                if not isinstance(amount, int | float) or amount <= 0 or \
+                        name in ("CPU", "GPU", "memory", "object_store_memory"):
+                    raise ConfigError(f"resources.{kind}: {name} = {amount!r} must be a "
+                                      "custom resource with a positive amount")
         if not self.network.hidden or any(h < 1 for h in self.network.hidden):
             raise ConfigError("network.hidden needs at least one positive layer size")
         if self.network.activation not in ("relu", "tanh", "silu"):
