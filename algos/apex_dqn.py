@@ -280,7 +280,8 @@ class ApeXDQN(DQN):
         """Make the learner's weights available to the runners.
 
         Async: one object-store copy that every runner's next request carries (a runner
-        skips it when its weights are as new). Sync: RLlib's broadcast, as stock DQN.
+        skips it when its weights are as new), and the driver's local runner directly.
+        Sync: RLlib's broadcast (remote and local runners), as stock DQN.
         """
         group = self._runners
         with self._log.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
@@ -291,5 +292,10 @@ class ApeXDQN(DQN):
             state = self._learners.get_state(
                 components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}",
                 inference_only=True)[COMPONENT_LEARNER]
-            self._weights_ref = ray.put({k: v for k, v in state.items()
-                                         if k in (COMPONENT_RL_MODULE, WEIGHTS_SEQ_NO)})
+            weights = {k: v for k, v in state.items()
+                       if k in (COMPONENT_RL_MODULE, WEIGHTS_SEQ_NO)}
+            self._weights_ref = ray.put(weights)
+            # the driver's own runner serves ``Algorithm.get_module()`` (evaluation,
+            # export): keep it current too
+            if self.env_runner is not None:
+                self.env_runner.set_state(weights)

@@ -247,8 +247,10 @@ def _eval_line(e: dict[str, Any]) -> str:
     parts = []
     for name, per in e["datasets"].items():
         g = per["greedy"]
+        oracle = (f" oracle {per['oracle']['final_equity']:.0f} (captured "
+                  f"{_fmt(per.get('oracle_fraction'), '.0%')})" if "oracle" in per else "")
         parts.append(f"{name}: greedy {g['final_equity']:.0f} (sharpe "
                      f"{_fmt(g['sharpe'], '.2f')}) flat {per['flat']['final_equity']:.0f} "
                      f"hold {per['buy_and_hold']['final_equity']:.0f} "
-                     f"random {per['random']['final_equity']:.0f}")
+                     f"random {per['random']['final_equity']:.0f}{oracle}")
     return f"eval @ iter {e['iteration']} ({e['split']}): " + "; ".join(parts)

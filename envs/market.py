@@ -31,7 +31,7 @@ from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path
-from raytrade.envs.synthetic import planted_market
+from raytrade.envs.synthetic import SyntheticMarket, planted_market
 
 SPLITS = ("train", "validation", "test", "all")
 M_OPEN, M_CLOSE, M_QUOTE_VOLUME, M_SIGMA = range(4)
@@ -70,6 +70,12 @@ def load_source(src: str) -> BarTable:
     """Bars of one resolved source: a file, or a ``synthetic:`` market."""
     if not src.startswith("synthetic:"):
         return load_bars(src)
+    return synthetic_source(src).bars
+
+
+def synthetic_source(src: str) -> SyntheticMarket:
+    """The planted-signal market (bars and oracle) of a ``synthetic:KIND[:seed=S][:n=N]``
+    source."""
     parts = src.split(":")
     kind = parts[1] if len(parts) > 1 else "regime"
     options: dict[str, int] = {}
@@ -79,8 +85,7 @@ def load_source(src: str) -> BarTable:
             raise ConfigError(f"bad synthetic source {src!r}: expected "
                               "synthetic:KIND[:seed=S][:n=N]")
         options[key] = int(value)
-    market = planted_market(options.get("n", 20_000), kind=kind, seed=options.get("seed", 0))
-    return market.bars
+    return planted_market(options.get("n", 20_000), kind=kind, seed=options.get("seed", 0))
 
 
 def resolve_sources(sources: tuple[str, ...]) -> list[str]:

@@ -8,13 +8,16 @@ replay sample, learner update, weight sync), as mean seconds per training step.
 
 Configurations, all with the same network (MLP 128x128), batch 256, n-step 3, replay
 ratio 1 and the Ape-X runner:
-- ``stock``: RLlib's defaults for DQN sampling (1 env per runner,
+- ``stock``: RLlib's own DQN training step (synchronous sampling, its sample/train
+  alternation) with its sampling defaults (1 env per runner,
   ``rollout_fragment_length="auto"``, which resolves to n_step);
-- ``tuned``: 16 envs per runner (our VectorTradingEnv, or gymnasium's SyncVectorEnv for
-  CartPole), fragments of 32 steps;
+- ``tuned-sync``: our training step (``apex_dqn.py``) with synchronous sampling, 16 envs
+  per runner (our VectorTradingEnv, or gymnasium's SyncVectorEnv for CartPole), fragments
+  of 32 steps;
+- ``tuned-async``: the same with Ape-X asynchronous sampling (needs remote runners);
 with 0, 1 and 2 remote env runners.
 Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]
-[--envs trading,cartpole]``
+[--envs trading,cartpole] [--modes stock,tuned-sync,tuned-async]``
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ TIMERS = ("env_runner_sampling_timer", "replay_buffer_add_data_timer",
           "replay_buffer_sampling_timer", "learner_update_timer", "synch_weights")
 
 
-def _config(env: str, runners: int, tuned: bool) -> Any:
+def _config(env: str, runners: int, mode: str) -> Any:
+    tuned = mode != "stock"
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     exp = dataclasses.replace(
         exp,
@@ -45,9 +49,13 @@ def _config(env: str, runners: int, tuned: bool) -> Any:
                                 learning_starts=1000),
         resources=dataclasses.replace(exp.resources, num_env_runners=runners,
                                       num_envs_per_env_runner=16 if tuned else 1,
-                                      rollout_fragment_length=32))
+                                      rollout_fragment_length=32,
+                                      async_sampling=mode == "tuned-async"))
     config = build_dqn_config(exp)
     if not tuned:
+        from ray.rllib.algorithms.dqn import DQN
+
+        config.algo_class = DQN
         config = config.env_runners(rollout_fragment_length="auto")
     if env == "cartpole":
         config = config.environment("CartPole-v1").env_runners(gym_env_vectorize_mode="sync")
@@ -55,9 +63,9 @@ def _config(env: str, runners: int, tuned: bool) -> Any:
     return config.reporting(min_time_s_per_iteration=2)
 
 
-def measure(env: str, runners: int, tuned: bool, seconds: float) -> dict[str, Any]:
+def measure(env: str, runners: int, mode: str, seconds: float) -> dict[str, Any]:
     with ray_session(None):
-        algo = _config(env, runners, tuned).build_algo()
+        algo = _config(env, runners, mode).build_algo()
         try:
             for _ in range(2):  # warm up: compile, fill the replay buffer past learning start
                 result = algo.train()
@@ -87,14 +95,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runners", default="0,1,2")
     parser.add_argument("--envs", default="trading,cartpole")
+    parser.add_argument("--modes", default="stock,tuned-sync,tuned-async")
     args = parser.parse_args()
     runners = [int(r) for r in args.runners.split(",")]
     results: dict[str, Any] = {}
     for env in args.envs.split(","):
-        for tuned in (False, True):
+        for mode in args.modes.split(","):
             for n in runners:
-                key = f"{env}/{'tuned' if tuned else 'stock'}/runners={n}"
-                results[key] = measure(env, n, tuned, args.seconds)
+                if mode == "tuned-async" and n == 0:
+                    continue  # asynchronous sampling needs remote runners
+                key = f"{env}/{mode}/runners={n}"
+                results[key] = measure(env, n, mode, args.seconds)
                 print(json.dumps({key: results[key]}), flush=True)
     print(json.dumps({"benchmark": "training",
                       "machine": {"python": platform.python_version(),

@@ -71,6 +71,14 @@ def run_for(async_sampling: bool, seconds: float) -> dict[str, Any]:
         while time.monotonic() - start < seconds:
             last = algo.train()
         elapsed = time.monotonic() - start
+        # the module the driver evaluates and exports is the learner's, in both modes
+        learned = algo.learner_group.get_state(
+            components="learner/rl_module", inference_only=True
+        )["learner"]["rl_module"]["default_policy"]
+        served = algo.get_module().get_state(inference_only=True)
+        assert set(served) == set(learned)
+        for key, value in served.items():
+            assert (value == learned[key]).all(), key
         return {"first": first, "last": last, "elapsed": elapsed}
     finally:
         algo.stop()

@@ -1,0 +1,70 @@
+"""How much of the oracle's out-of-sample return the trained policy captures, against env
+steps and wall time, on the planted-signal market; prints JSON.
+
+Trains the ``synthetic_regime`` experiment (or ``--config``) on a private local Ray for
+``--seconds``, evaluating the greedy policy on the validation split every
+``--eval-every`` iterations and on validation and test at the end. Each evaluation
+reports the greedy, flat, buy-and-hold, random and oracle final equity (same env, costs
+and accounting) and ``oracle_fraction``: the greedy log growth as a share of the oracle's.
+Usage: ``python scripts/bench_learning.py [--seconds 600] [--eval-every 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from typing import Any
+
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
+from raytrade.algos.train import train
+
+
+def curve_point(evaluation: dict[str, Any], steps: dict[int, tuple[float, float]]
+                ) -> dict[str, Any]:
+    """One evaluation as a row of the learning curve."""
+    sampled, wall = steps.get(evaluation["iteration"], (float("nan"), float("nan")))
+    row: dict[str, Any] = {"iteration": evaluation["iteration"], "split": evaluation["split"],
+                           "env_steps_sampled": sampled, "wall_s": wall}
+    for name, per in evaluation["datasets"].items():
+        row[name] = {k: round(per[k]["final_equity"], 1)
+                     for k in ("greedy", "flat", "buy_and_hold", "random", "oracle")
+                     if k in per}
+        row[name]["greedy_sharpe"] = per["greedy"]["sharpe"]
+        row[name]["oracle_fraction"] = per.get("oracle_fraction")
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(experiment_path("synthetic_regime")))
+    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--eval-every", type=int, default=10)
+    args = parser.parse_args()
+    exp = ExperimentConfig.load(args.config)
+    steps: dict[int, tuple[float, float]] = {}
+
+    def progress(line: str) -> None:
+        print(line, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="rt-bench-") as run:
+        result = train(exp, run, time_budget_s=args.seconds, eval_every=args.eval_every,
+                       checkpoint_every=10**9, final_splits=("validation", "test"),
+                       progress=progress)
+        with open(os.path.join(run, "metrics", "train.jsonl")) as fh:
+            for line in fh:
+                record = json.loads(line)
+                steps[record["iteration"]] = (record["env_steps_sampled"], record["time_s"])
+    print(json.dumps({
+        "benchmark": "learning", "experiment": exp.name, "seconds": args.seconds,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "env_steps_sampled": result.env_steps_sampled,
+        "env_steps_trained": result.env_steps_trained,
+        "curve": [curve_point(e, steps) for e in result.evaluations]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
