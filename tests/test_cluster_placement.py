@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +152,27 @@ def learner_resources(config: Any) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_learner_on_gpu_node_and_runners_on_rollout_nodes(fake_cluster: str) -> None:
+    # Ray keeps a process's auth mode once it has connected somewhere; the fake cluster
+    # runs without a token, so the placement runs in its own (spawned) process
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        placed = pool.submit(place_cluster_experiment, fake_cluster).result(timeout=400)
+    nodes = placed["nodes"]
+    learner_id, runner_nodes = placed["learner"], placed["runners"]
+    assert nodes[learner_id].get("GPU", 0) >= 1  # a gpu_learner node, launched on demand
+    assert len(runner_nodes) == 2
+    for node in runner_nodes:  # cpu_rollout nodes, never the head
+        assert nodes[node].get("rollout", 0) >= 1 and "GPU" not in nodes[node]
+    assert FAKE_HEAD_ID not in {learner_id, *runner_nodes}
+
+
+def place_cluster_experiment(address: str) -> dict[str, Any]:
+    """In a fresh process: the nodes where the cluster experiment's learner and env
+    runners run, and every node's resources."""
     exp = ExperimentConfig.load(experiment_path("eth_btc_5m_cluster"))
     config = build_dqn_config(exp)
     assert config.num_learners == 1 and config.num_gpus_per_learner >= 1
     assert config.custom_resources_per_env_runner == {"rollout": 1}
-    ray.init(address=fake_cluster, log_to_driver=False)
+    ray.init(address=address, log_to_driver=False)
 
     # The learner: a fake GPU has no CUDA, so a real torch learner cannot start on it;
     # a task asking for exactly the learner's resources shows where it would run.
@@ -186,8 +204,5 @@ def test_learner_on_gpu_node_and_runners_on_rollout_nodes(fake_cluster: str) -> 
         algo.stop()
     learner_id = ray.get(learner_node, timeout=120)
     nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
-    assert nodes[learner_id].get("GPU", 0) >= 1  # a gpu_learner node, launched on demand
-    assert len(runner_nodes) == 2
-    for node in runner_nodes:  # cpu_rollout nodes, never the head
-        assert nodes[node].get("rollout", 0) >= 1 and "GPU" not in nodes[node]
-    assert FAKE_HEAD_ID not in {learner_id, *runner_nodes}
+    ray.shutdown()
+    return {"learner": learner_id, "runners": runner_nodes, "nodes": nodes}
