@@ -20,7 +20,7 @@ from ray.rllib.core.models.torch.base import TorchModel
 from raytrade.algos.window_conv import WindowConv
 
 CONV_KEY = "raytrade_conv"
-"""Model-config entry: ``{"window", "n_features", "extra", "channels", "kernel"}``."""
+"""Model-config entry: ``ExperimentConfig.encoder_spec()`` of a ``conv1d`` encoder."""
 
 
 @dataclass

@@ -13,7 +13,6 @@ from raytrade.algos.apex_epsilon import ApeXEnvRunner
 from raytrade.algos.callbacks import TradingMetricsCallback
 from raytrade.algos.conv_encoder import CONV_KEY, WindowConvDQNCatalog
 from raytrade.algos.experiment import ExperimentConfig
-from raytrade.envs.observation import POSITION_STATE_NAMES
 from raytrade.envs.registration import make_env
 
 ENV_NAME = "raytrade_trading"
@@ -92,10 +91,9 @@ def model_config(exp: ExperimentConfig) -> dict[str, Any]:
     net = exp.network
     out = dataclasses.asdict(DefaultModelConfig(fcnet_hiddens=list(net.hidden),
                                                 fcnet_activation=net.activation))
-    if net.encoder == "conv1d":
-        out[CONV_KEY] = {"window": exp.env.window, "n_features": exp.features.n_features,
-                         "extra": len(POSITION_STATE_NAMES),
-                         "channels": list(net.conv_channels), "kernel": net.conv_kernel}
+    encoder = exp.encoder_spec()
+    if encoder["kind"] == "conv1d":
+        out[CONV_KEY] = encoder
     return out
 
 

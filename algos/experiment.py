@@ -20,6 +20,7 @@ from typing import Any
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
 from raytrade.envs.features.spec import FeatureSpec
+from raytrade.envs.observation import POSITION_STATE_NAMES
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,16 @@ class ExperimentConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
         return cls.from_dict(data, source=str(path))
+
+    def encoder_spec(self) -> dict[str, Any]:
+        """The Q-network's encoder, as RLlib's catalog (``conv_encoder.py``) builds it and
+        as bundle manifests describe it (``qnetwork.py`` rebuilds it)."""
+        net = self.network
+        if net.encoder != "conv1d":
+            return {"kind": "mlp"}
+        return {"kind": "conv1d", "window": self.env.window,
+                "n_features": self.features.n_features, "extra": len(POSITION_STATE_NAMES),
+                "channels": list(net.conv_channels), "kernel": net.conv_kernel}
 
     def check(self) -> None:
         """Cross-field rules."""

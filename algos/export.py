@@ -57,15 +57,9 @@ def rllib_tensors(state: dict[str, Any], dueling: bool) -> dict[str, np.ndarray]
 def architecture(exp: ExperimentConfig, obs_dim: int, n_actions: int) -> dict[str, Any]:
     """The manifest's network description for ``exp``."""
     net = exp.network
-    encoder: dict[str, Any] = {"kind": "mlp"}
-    if net.encoder == "conv1d":
-        encoder = {"kind": "conv1d", "window": exp.env.window,
-                   "n_features": exp.features.n_features,
-                   "extra": obs_dim - exp.env.window * exp.features.n_features,
-                   "channels": list(net.conv_channels), "kernel": net.conv_kernel}
     return {"type": "dueling_mlp" if exp.dqn.dueling else "mlp", "obs_dim": obs_dim,
             "n_actions": n_actions, "hidden": list(net.hidden), "activation": net.activation,
-            "encoder": encoder, "head_hidden": [], "head_activation": "relu"}
+            "encoder": exp.encoder_spec(), "head_hidden": [], "head_activation": "relu"}
 
 
 def json_safe(value: Any) -> Any:
