@@ -4,8 +4,10 @@ The policy plays one episode over the whole split (no random start, no step limi
 same TradingEnv the learner trained in, so costs and risk rules are identical. Baselines
 on the same bars and costs: flat (never trades), buy-and-hold (long from the first bar)
 and random (seeded uniform actions). On planted-signal markets (``synthetic:`` sources)
-also the oracle, which knows the hidden signal, and ``oracle_fraction``: the greedy
-policy's log growth as a share of the oracle's (1 = all of it, 0 = none, < 0 = lost).
+also the oracle, which knows the hidden signal, and the Bayes filter, the best a policy
+that sees only past prices can do (``SyntheticMarket.causal_position``);
+``oracle_fraction`` and ``filter_fraction`` are the greedy policy's log growth as a share
+of theirs (1 = all of it, 0 = none, < 0 = lost).
 """
 
 from __future__ import annotations
@@ -69,14 +71,14 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         "buy_and_hold": lambda obs, _: longest,
         "random": lambda obs, _: int(rng.integers(len(positions))),
     }
-    oracles = oracle_actions(exp)
+    planted = planted_actions(exp)
     interval = int(markets[0].ts[1] - markets[0].ts[0])
     out: dict[str, Any] = {"split": split, "datasets": {}}
     for d, market in enumerate(markets):
         per: dict[str, Any] = {}
         chosen = dict(policies)
-        if oracles is not None:
-            chosen["oracle"] = _follow(oracles[d])
+        for name, actions in (planted or {}).items():
+            chosen[name] = _follow(actions[d])
         for name, choose in chosen.items():
             run = play(markets, config, d, choose)
             perf = performance(run["equity"], run["position"], interval,
@@ -84,10 +86,10 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
             perf["final_equity"] = float(run["equity"][-1])
             perf["fees"] = float(run["fees"])
             per[name] = perf
-        if "oracle" in per:
-            per["oracle_fraction"] = oracle_fraction(per["greedy"]["final_equity"],
-                                                     per["oracle"]["final_equity"],
-                                                     exp.env.initial_equity)
+        for name, key in (("oracle", "oracle_fraction"), ("bayes_filter", "filter_fraction")):
+            if name in per:
+                per[key] = oracle_fraction(per["greedy"]["final_equity"],
+                                           per[name]["final_equity"], exp.env.initial_equity)
         out["datasets"][market.name] = per
     return out
 
@@ -97,21 +99,24 @@ def _follow(actions: npt.NDArray[np.int64]) -> Policy:
     return lambda obs, bar: int(actions[bar])
 
 
-def oracle_actions(exp: ExperimentConfig) -> list[npt.NDArray[np.int64]] | None:
-    """Per dataset, the action index nearest the oracle's target at every bar; None
-    unless every source is a planted-signal market."""
+def planted_actions(exp: ExperimentConfig) -> dict[str, list[npt.NDArray[np.int64]]] | None:
+    """``{"oracle": ..., "bayes_filter": ...}``: per dataset, the action index nearest each
+    planted policy's target at every bar; None unless every source is a planted market."""
     if not all(src.startswith("synthetic:") for src in exp.data.sources):
         return None
     positions = np.asarray(exp.env.positions, dtype=np.float64)
-    out = []
+    out: dict[str, list[npt.NDArray[np.int64]]] = {"oracle": [], "bayes_filter": []}
     for src in exp.data.sources:
-        target = synthetic_source(src).oracle_position
-        out.append(np.abs(target[:, None] - positions[None, :]).argmin(axis=1))
+        market = synthetic_source(src)
+        for name, target in (("oracle", market.oracle_position),
+                             ("bayes_filter", market.causal_position())):
+            out[name].append(np.abs(target[:, None] - positions[None, :]).argmin(axis=1))
     return out
 
 
 def oracle_fraction(final: float, oracle_final: float, initial: float) -> float | None:
-    """Log growth of ``final`` as a share of the oracle's; None if the oracle did not grow."""
+    """Log growth of ``final`` as a share of ``oracle_final``'s (a planted policy's); None
+    if that did not grow."""
     if oracle_final <= initial or final <= 0:
         return None
     return float(np.log(final / initial) / np.log(oracle_final / initial))

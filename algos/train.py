@@ -247,8 +247,11 @@ def _eval_line(e: dict[str, Any]) -> str:
     parts = []
     for name, per in e["datasets"].items():
         g = per["greedy"]
-        oracle = (f" oracle {per['oracle']['final_equity']:.0f} (captured "
-                  f"{_fmt(per.get('oracle_fraction'), '.0%')})" if "oracle" in per else "")
+        oracle = (f" oracle {per['oracle']['final_equity']:.0f} filter "
+                  f"{per['bayes_filter']['final_equity']:.0f} (captured "
+                  f"{_fmt(per.get('oracle_fraction'), '.0%')} of oracle, "
+                  f"{_fmt(per.get('filter_fraction'), '.0%')} of filter)"
+                  if "oracle" in per else "")
         parts.append(f"{name}: greedy {g['final_equity']:.0f} (sharpe "
                      f"{_fmt(g['sharpe'], '.2f')}) flat {per['flat']['final_equity']:.0f} "
                      f"hold {per['buy_and_hold']['final_equity']:.0f} "

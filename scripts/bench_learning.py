@@ -5,7 +5,8 @@ Trains the ``synthetic_regime`` experiment (or ``--config``) on a private local 
 ``--seconds``, evaluating the greedy policy on the validation split every
 ``--eval-every`` iterations and on validation and test at the end. Each evaluation
 reports the greedy, flat, buy-and-hold, random and oracle final equity (same env, costs
-and accounting) and ``oracle_fraction``: the greedy log growth as a share of the oracle's.
+and accounting), the Bayes filter's (the best causal policy), ``oracle_fraction`` and
+``filter_fraction``: the greedy log growth as a share of the oracle's and the filter's.
 Usage: ``python scripts/bench_learning.py [--seconds 600] [--eval-every 10]``
 """
 
@@ -31,10 +32,12 @@ def curve_point(evaluation: dict[str, Any], steps: dict[int, tuple[float, float]
                            "env_steps_sampled": sampled, "wall_s": wall}
     for name, per in evaluation["datasets"].items():
         row[name] = {k: round(per[k]["final_equity"], 1)
-                     for k in ("greedy", "flat", "buy_and_hold", "random", "oracle")
+                     for k in ("greedy", "flat", "buy_and_hold", "random", "oracle",
+                               "bayes_filter")
                      if k in per}
         row[name]["greedy_sharpe"] = per["greedy"]["sharpe"]
         row[name]["oracle_fraction"] = per.get("oracle_fraction")
+        row[name]["filter_fraction"] = per.get("filter_fraction")
     return row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from raytrade.envs.errors import ConfigError
-from raytrade.envs.synthetic import planted_market
+from raytrade.envs.synthetic import planted_market, regime_filter_position
 from raytrade.envs.validation import first_broken_rule
 
 
@@ -39,3 +39,18 @@ def test_unknown_kind_and_bad_parameters_are_rejected() -> None:
         planted_market(100, kind="sine")
     with pytest.raises(ConfigError):
         planted_market(100, p_stay=1.0)
+
+
+def test_causal_filter_uses_only_the_past_and_gets_most_of_the_oracle() -> None:
+    m = planted_market(50_000, seed=3)
+    causal = m.causal_position()
+    nxt = np.log(m.bars.close[1:] / m.bars.close[:-1])
+    filt, oracle = (causal[:-1] * nxt).sum(), (m.oracle_position[:-1] * nxt).sum()
+    assert 0.6 * oracle < filt < oracle  # most of the oracle, never all of it
+    # causal: the decision at bar t is the same when the future is cut off
+    returns = np.diff(np.log(m.bars.close), prepend=np.log(m.bars.open[0]))
+    head = regime_filter_position(returns[:20_000], m.drift, m.vol, m.p_stay)
+    np.testing.assert_array_equal(head, causal[:20_000])
+    # mean reversion's oracle is causal already
+    mr = planted_market(1000, kind="mean_reversion", seed=3)
+    np.testing.assert_array_equal(mr.causal_position(), mr.oracle_position)
