@@ -29,6 +29,7 @@ lint: $(STAMP)
 	ln -sfn ../../../envs build/typecheck/raytrade/envs
 	ln -sfn ../../../scripts build/typecheck/raytrade/scripts
 	ln -sfn ../../../algos build/typecheck/raytrade/algos
+	ln -sfn ../../../actors build/typecheck/raytrade/actors
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)

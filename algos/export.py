@@ -10,24 +10,22 @@ sees a half-written bundle. Versioned publishing to a store is the store's job.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import platform
-import shutil
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from raytrade.algos.blobstore import LocalBlobStore, PreconditionFailedError
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.policy import BUNDLE_FORMAT, MANIFEST, WEIGHTS
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.normalizer import Normalizer
-from raytrade.envs.io import sha256_file
 from raytrade.envs.observation import POSITION_STATE_NAMES
-from safetensors.numpy import save_file
-
-BUNDLE_FORMAT = "raytrade.policy/1"
+from safetensors.numpy import save
 
 
 def rllib_tensors(state: dict[str, Any], dueling: bool) -> dict[str, np.ndarray]:
@@ -83,46 +81,71 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def bundle_files(tensors: dict[str, np.ndarray], exp: ExperimentConfig,
+                 normalizer: Normalizer, obs_dim: int, *, training: dict[str, Any],
+                 evaluation: dict[str, Any] | None = None,
+                 version: int | None = None) -> dict[str, bytes]:
+    """The bundle's files by name: ``weights.safetensors`` and its ``manifest.json``."""
+    normalizer.check_spec(exp.features)
+    weights = save(tensors)
+    env = exp.env
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "version": version,
+        "created_ms": int(time.time() * 1000),
+        "files": {WEIGHTS: hashlib.sha256(weights).hexdigest()},
+        "observation": {"shape": [obs_dim], "dtype": "float32", "window": env.window,
+                        "position_state": list(POSITION_STATE_NAMES)},
+        "actions": {"positions": list(env.positions)},
+        "feature_spec": exp.features.to_dict(),
+        "feature_spec_hash": exp.features.hash,
+        "normalizer": normalizer.to_dict(),
+        "network": architecture(exp, obs_dim, len(env.positions)),
+        "env": {"costs": dict(vars(env.costs)), "risk": dict(vars(env.risk)),
+                "latency_bars": env.latency_bars, "reward": env.reward,
+                "reward_scale": env.reward_scale},
+        "training": training,
+        "evaluation": evaluation,
+        "experiment": exp.name,
+        "libraries": _versions(),
+    }
+    text = json.dumps(json_safe(manifest), indent=1, default=float, allow_nan=False)
+    return {WEIGHTS: weights, MANIFEST: text.encode()}
+
+
 def write_bundle(folder: str | Path, tensors: dict[str, np.ndarray], exp: ExperimentConfig,
                  normalizer: Normalizer, obs_dim: int, *, training: dict[str, Any],
                  evaluation: dict[str, Any] | None = None) -> Path:
-    """Write a bundle folder atomically; refuse to replace an existing one."""
-    target = Path(folder)
-    if target.exists():
-        raise ConfigError(f"{target} exists: bundles are immutable")
-    normalizer.check_spec(exp.features)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Write a bundle folder atomically (temporary folder, fsync, rename); refuse to
+    replace an existing one."""
+    target = Path(folder).resolve()
+    files = bundle_files(tensors, exp, normalizer, obs_dim, training=training,
+                         evaluation=evaluation)
     try:
-        save_file(tensors, str(tmp / "weights.safetensors"))
-        env = exp.env
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "version": None,
-            "created_ms": int(time.time() * 1000),
-            "files": {"weights.safetensors": sha256_file(tmp / "weights.safetensors")},
-            "observation": {"shape": [obs_dim], "dtype": "float32", "window": env.window,
-                            "position_state": list(POSITION_STATE_NAMES)},
-            "actions": {"positions": list(env.positions)},
-            "feature_spec": exp.features.to_dict(),
-            "feature_spec_hash": exp.features.hash,
-            "normalizer": normalizer.to_dict(),
-            "network": architecture(exp, obs_dim, len(env.positions)),
-            "env": {"costs": dict(vars(env.costs)), "risk": dict(vars(env.risk)),
-                    "latency_bars": env.latency_bars, "reward": env.reward},
-            "training": training,
-            "evaluation": evaluation,
-            "experiment": exp.name,
-            "libraries": _versions(),
-        }
-        text = json.dumps(json_safe(manifest), indent=1, default=float, allow_nan=False)
-        (tmp / "manifest.json").write_text(text)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        LocalBlobStore(target.parent).put_tree(f"{target.name}/", files, last=MANIFEST)
+    except PreconditionFailedError as exc:
+        raise ConfigError(f"{target} exists: bundles are immutable") from exc
     return target
+
+
+def random_bundle(exp: ExperimentConfig, *, seed: int = 0,
+                  training: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """A randomly initialized policy bundle for ``exp`` with an identity normalizer: for
+    wiring and tests before a policy is trained (it trades noise)."""
+    from raytrade.algos.qnetwork import QNetwork
+    from raytrade.envs.observation import N_POSITION_STATE
+
+    spec = exp.features
+    obs_dim = exp.env.window * spec.n_features + N_POSITION_STATE
+    torch_seed = np.random.default_rng(seed).integers(2**31)
+    import torch
+
+    torch.manual_seed(int(torch_seed))
+    net = QNetwork(architecture(exp, obs_dim, len(exp.env.positions)))
+    tensors = {k: v.detach().numpy().copy() for k, v in net.named_linear_tensors().items()}
+    n = spec.n_features
+    normalizer = Normalizer(names=spec.names, spec_hash=spec.hash, mean=np.zeros(n),
+                            std=np.ones(n), clip=5.0, fitted_rows=0, fit_start_ts=0,
+                            fit_end_ts=0)
+    return bundle_files(tensors, exp, normalizer, obs_dim,
+                        training=training or {"iteration": 0, "random_init_seed": seed})

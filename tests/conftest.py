@@ -10,6 +10,7 @@ import pytest
 from raytrade.envs.bars import BarTable
 from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path
+from raytrade.scripts.s3_local import MotoServer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -45,3 +46,22 @@ def local_ray() -> Iterator[None]:
 
     with ray_session(None):
         yield
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's standalone S3 server on loopback, shared by the session."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["file", "s3"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URI on each backend: a local folder, and a bucket on moto's server
+    (its endpoint passed through RAYTRADE_S3_ENDPOINT_URL, as a user would)."""
+    if request.param == "file":
+        return (tmp_path / "store").as_uri()
+    server: MotoServer = request.getfixturevalue("moto_server")
+    mp = request.getfixturevalue("monkeypatch")
+    mp.setenv("RAYTRADE_S3_ENDPOINT_URL", server.endpoint_url)
+    return f"s3://{server.new_bucket()}/runs/x"

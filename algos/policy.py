@@ -1,0 +1,205 @@
+"""A trained policy loaded from a bundle with torch and numpy only: no Ray, no pickle.
+
+``verify_bundle`` checks a bundle's files against its manifest (DESIGN.md "Policy
+bundle"): the manifest parses and has every required field, every file it names is
+present with the sha256 it records. ``Policy`` then rebuilds the Q-network
+(``qnetwork.py``) from the manifest and loads the weights through safetensors, whose
+format holds only tensors: a pickle planted as weights fails to parse and is refused.
+
+Decision confidence: the probability of the greedy action under a Boltzmann (softmax)
+policy over the Q-values, ``exp(Q_a / tau) / sum_b exp(Q_b / tau)``, with temperature
+``tau`` in Q units (Q is in reward units: ``reward_scale`` times the discounted log-return
+sum, see the manifest's ``env``). It runs from ``1 / n_actions`` (Q-values tied: no
+preference) to 1 (one action far ahead). ``decide`` keeps the current position when the
+confidence is below ``min_confidence``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from raytrade.algos.qnetwork import QNetwork
+from raytrade.envs.errors import RaytradeError
+from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.features.spec import FeatureSpec
+
+BUNDLE_FORMAT = "raytrade.policy/1"
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+REQUIRED = ("format", "files", "observation", "actions", "feature_spec", "feature_spec_hash",
+            "normalizer", "network")
+
+
+class PolicyRejectedError(RaytradeError):
+    """A bundle failed validation; ``reason`` says which check and why."""
+
+    def __init__(self, reason: str, version: int | None = None) -> None:
+        self.reason = reason
+        self.version = version
+        where = f"policy v{version:06d}: " if version is not None else "policy bundle: "
+        super().__init__(where + reason)
+
+
+def verify_bundle(files: Mapping[str, bytes], version: int | None = None) -> dict[str, Any]:
+    """The parsed manifest, after checking it and every file's sha256; ``PolicyRejectedError``
+    naming the first problem otherwise."""
+    if MANIFEST not in files:
+        raise PolicyRejectedError("no manifest.json (an incomplete upload is invisible)", version)
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyRejectedError(f"manifest.json is malformed: {exc}", version) from exc
+    if not isinstance(manifest, dict):
+        raise PolicyRejectedError("manifest.json is not a JSON object", version)
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise PolicyRejectedError(f"manifest.json lacks {missing}", version)
+    if manifest["format"] != BUNDLE_FORMAT:
+        raise PolicyRejectedError(f"unsupported bundle format {manifest['format']!r} "
+                             f"(this reader knows {BUNDLE_FORMAT})", version)
+    listed = manifest["files"]
+    if not isinstance(listed, dict) or WEIGHTS not in listed:
+        raise PolicyRejectedError(f"manifest.json must list {WEIGHTS} with its sha256", version)
+    if version is not None and manifest.get("version") not in (None, version):
+        raise PolicyRejectedError(f"manifest says version {manifest.get('version')}, the "
+                             f"store folder says {version}", version)
+    for name, digest in listed.items():
+        if name not in files:
+            raise PolicyRejectedError(f"manifest names {name}, which is missing", version)
+        actual = hashlib.sha256(files[name]).hexdigest()
+        if actual != digest:
+            raise PolicyRejectedError(f"{name}: sha256 {actual[:12]}... does not match the "
+                                 f"manifest's {str(digest)[:12]}... (truncated or altered)",
+                                 version)
+    return manifest
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision: what the policy wants and what the caller should do.
+
+    ``action`` indexes ``positions``; it is the greedy action, or the current position's
+    action when ``held`` (confidence below the minimum). ``version`` made the decision.
+    """
+
+    version: int | None
+    action: int
+    position: float
+    greedy_action: int
+    q_values: tuple[float, ...]
+    confidence: float
+    held: bool
+
+
+def softmax_confidence(q: npt.NDArray[np.floating[Any]], temperature: float
+                       ) -> npt.NDArray[np.float64]:
+    """Per row, the Boltzmann probability of the greedy action (module docstring)."""
+    z = np.asarray(q, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    out: npt.NDArray[np.float64] = 1.0 / p.sum(axis=-1)  # the greedy term is exp(0) = 1
+    return out
+
+
+class Policy:
+    """A verified bundle, ready to act. Thread-safe for concurrent ``decide`` calls
+    (inference only, no state)."""
+
+    def __init__(self, files: Mapping[str, bytes], version: int | None = None, *,
+                 temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise ValueError("temperature must be > 0")
+        manifest = verify_bundle(files, version)
+        self.manifest = manifest
+        self.version = version if version is not None else manifest.get("version")
+        self.temperature = temperature
+        try:
+            self.positions = tuple(float(p) for p in manifest["actions"]["positions"])
+            self.obs_shape = tuple(int(s) for s in manifest["observation"]["shape"])
+            self.feature_spec = FeatureSpec.from_dict(manifest["feature_spec"])
+            self.feature_spec_hash = str(manifest["feature_spec_hash"])
+            self.normalizer = Normalizer.from_dict(manifest["normalizer"])
+            self.network = QNetwork(manifest["network"])
+        except (KeyError, TypeError, ValueError, RaytradeError) as exc:
+            raise PolicyRejectedError(f"manifest does not describe a usable policy: {exc}",
+                                 version) from exc
+        if self.feature_spec.hash != self.feature_spec_hash:
+            raise PolicyRejectedError("feature_spec does not hash to feature_spec_hash", version)
+        if manifest["network"].get("n_actions") != len(self.positions):
+            raise PolicyRejectedError("network outputs and action positions disagree", version)
+        try:
+            from safetensors import SafetensorError
+            from safetensors.numpy import load
+
+            tensors = load(bytes(files[WEIGHTS]))
+        except (SafetensorError, ValueError, OSError) as exc:
+            raise PolicyRejectedError(f"{WEIGHTS} is not a safetensors file ({exc}); weights "
+                                 "are never unpickled", version) from exc
+        try:
+            self.network.load_tensors(tensors)
+        except (RaytradeError, ValueError, TypeError) as exc:
+            raise PolicyRejectedError(str(exc), version) from exc
+        self.network.eval()
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, version: int | None = None, *,
+                    temperature: float = 1.0) -> Policy:
+        """Load a bundle folder (every regular file in it)."""
+        root = Path(folder)
+        if not root.is_dir():
+            raise PolicyRejectedError(f"{root} is not a bundle folder", version)
+        files = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+        return cls(files, version, temperature=temperature)
+
+    def q_values(self, obs: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Q-values ``[B, n_actions]`` for a ``[B, *obs_shape]`` batch (or one obs)."""
+        batch = np.asarray(obs, dtype=np.float32)
+        if batch.shape == self.obs_shape:
+            batch = batch[None]
+        if batch.shape[1:] != self.obs_shape:
+            raise ValueError(f"observation shape {batch.shape[1:]} != {self.obs_shape}")
+        with torch.inference_mode():
+            return self.network.q_values(batch)
+
+    def action_of(self, position: float) -> int:
+        """The action whose target position is nearest ``position``."""
+        return int(np.argmin(np.abs(np.asarray(self.positions) - position)))
+
+    def decide(self, obs: npt.ArrayLike, current_position: float | None = None,
+               min_confidence: float = 0.0) -> Decision:
+        """Greedy decision for one observation; holds ``current_position`` when the
+        confidence is below ``min_confidence`` (and a current position is given)."""
+        q = self.q_values(obs)[0]
+        greedy = int(np.argmax(q))
+        confidence = float(softmax_confidence(q[None], self.temperature)[0])
+        held = current_position is not None and confidence < min_confidence
+        action = self.action_of(current_position) if held and current_position is not None \
+            else greedy
+        return Decision(version=self.version, action=action, position=self.positions[action],
+                        greedy_action=greedy, q_values=tuple(float(v) for v in q),
+                        confidence=confidence, held=held)
+
+    def canned_observations(self, n: int = 64, seed: int = 0) -> npt.NDArray[np.float32]:
+        """Deterministic probe inputs: zeros, large values of both signs, and seeded
+        standard normals (normalized features are roughly N(0, 1))."""
+        rng = np.random.default_rng(seed)
+        rows = [np.zeros(self.obs_shape), np.full(self.obs_shape, 5.0),
+                np.full(self.obs_shape, -5.0)]
+        rows.extend(rng.standard_normal((n, *self.obs_shape)))
+        return np.asarray(rows, dtype=np.float32)
+
+    def check_finite(self) -> None:
+        """``PolicyRejectedError`` if any Q-value on the canned observations is NaN or inf."""
+        q = self.q_values(self.canned_observations())
+        if not np.all(np.isfinite(q)):
+            bad = int((~np.isfinite(q)).any(axis=1).sum())
+            raise PolicyRejectedError(f"non-finite Q-values on {bad} of {len(q)} canned "
+                                 "observations", self.version)

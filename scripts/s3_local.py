@@ -1,0 +1,97 @@
+"""A real S3-compatible server on loopback for tests and benchmarks: moto's standalone
+server in its own process, reached over HTTP by boto3 like any S3 endpoint.
+
+moto is a test dependency (``pip install -e .[test]``); nothing in the product needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from types import TracebackType
+from typing import Any
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class MotoServer:
+    """``with MotoServer() as s3: s3.endpoint_url``; ``s3.new_bucket()`` makes a bucket.
+
+    Sets dummy AWS credentials in this process's environment (boto3's standard chain
+    reads them) and restores the old values on exit.
+    """
+
+    def __init__(self, startup_timeout_s: float = 30.0) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._saved: dict[str, str | None] = {}
+
+    def start(self) -> MotoServer:
+        for k, v in CREDENTIALS.items():
+            self._saved[k] = os.environ.get(k)
+            os.environ[k] = v
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto server did not start on {self.endpoint_url}"
+                                       ) from None
+                time.sleep(0.1)
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+    def new_bucket(self, prefix: str = "rt") -> str:
+        """Create a fresh bucket and return its name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._proc = None
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved = {}
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
