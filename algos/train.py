@@ -1,13 +1,16 @@
 """The training driver: a thin loop over RLlib's ``Algorithm.train()``.
 
-Layout of a run folder (the ``file://`` run store; S3 arrives with the store issue)::
+Layout of a run store (``file://`` folder or ``s3://`` prefix)::
 
     metrics/train.jsonl   one line per iteration (see ``iteration_metrics``)
     metrics/eval.jsonl    one line per evaluation (greedy vs baselines, shared metrics)
     checkpoints/iter_NNNNNN/   RLlib checkpoints; checkpoints/latest names the newest
+    policies/vNNNNNN/, channels/   policy bundles published to ``candidate``
+                                   (``policy_store.py``)
 
-``resume=True`` restores the newest checkpoint: iteration number, env-step counters and
-learner state continue where they stopped.
+The driver works in a local run folder; when the store is elsewhere (S3) ``RunMirror``
+copies metrics and checkpoints there. ``resume=True`` restores the newest checkpoint:
+iteration number, env-step counters and learner state continue where they stopped.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from raytrade.algos.blobstore import LocalBlobStore
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
-from raytrade.algos.export import rllib_tensors, write_bundle
+from raytrade.algos.export import bundle_files, rllib_tensors
+from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.run_store import RunMirror
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.market import load_markets
 
@@ -46,7 +52,8 @@ class TrainResult:
     env_steps_trained: int = 0
     wall_s: float = 0.0
     checkpoint: Path | None = None
-    bundle: Path | None = None
+    published: list[int] = field(default_factory=list)
+    store_uri: str = ""
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -146,26 +153,36 @@ def _q_function(algo: Any) -> Callable[[np.ndarray], np.ndarray]:
 def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None = None,
           time_budget_s: float | None = None, resume: bool = False,
           address: str | None = None, eval_every: int = 10, checkpoint_every: int = 10,
-          final_splits: tuple[str, ...] = ("validation",),
-          progress: Callable[[str], None] = print) -> TrainResult:
+          final_splits: tuple[str, ...] = ("validation",), store: PolicyStore | None = None,
+          publish_every: int = 0, progress: Callable[[str], None] = print) -> TrainResult:
     """Train until ``iterations`` or ``time_budget_s`` (whichever comes first).
 
     Evaluates greedily on the validation split every ``eval_every`` iterations, and on
     every split in ``final_splits`` at the end (add ``"test"`` only for final reports).
+    Publishes the greedy policy to the store's ``candidate`` channel every
+    ``publish_every`` iterations (0: only at the end) and at the end. ``store`` defaults
+    to the run folder itself (``file://``); another store gets metrics and checkpoints
+    mirrored from the local ``run_dir``.
     """
     if iterations is None and time_budget_s is None:
         raise ConfigError("give iterations or a time budget")
+    if publish_every < 0:
+        raise ConfigError("publish_every must be >= 0")
     run = Path(run_dir).resolve()  # RLlib/pyarrow reject relative checkpoint paths
+    run.mkdir(parents=True, exist_ok=True)
+    store = store or PolicyStore(LocalBlobStore(run))
+    mirror = RunMirror(store.blobs, run)
     ckpt_root = run / "checkpoints"
-    result = TrainResult()
+    result = TrainResult(store_uri=store.uri)
+    publisher = _Publisher(exp, store)
     with ray_session(address):
         algo = build_dqn_config(exp).build_algo()
         try:
-            latest = ckpt_root / "latest"
             if resume:
-                if not latest.exists():
-                    raise ConfigError(f"--resume: no checkpoint under {ckpt_root}")
-                path = ckpt_root / latest.read_text().strip()
+                name = mirror.pull_latest()
+                if name is None:
+                    raise ConfigError(f"--resume: no checkpoint in {store.uri}/checkpoints")
+                path = ckpt_root / name
                 algo.restore_from_path(str(path))
                 progress(f"resumed from {path} at iteration {algo.iteration}")
             start = time.perf_counter()
@@ -192,17 +209,21 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                         _append(run / "metrics" / "eval.jsonl", evaluation)
                         result.evaluations.append(evaluation)
                         progress(_eval_line(evaluation))
+                mirror.metrics(force=last)
                 if done % checkpoint_every == 0 or last:
                     name = f"iter_{algo.iteration:06d}"
                     algo.save_to_path(str(ckpt_root / name))
                     tmp = ckpt_root / ".latest.tmp"
                     tmp.write_text(name)
-                    os.replace(tmp, latest)
+                    os.replace(tmp, ckpt_root / "latest")
+                    mirror.checkpoint(name)
                     result.checkpoint = ckpt_root / name
+                if last or (publish_every and done % publish_every == 0):
+                    version = publisher.publish(algo, record, result.evaluations)
+                    result.published.append(version)
+                    progress(f"published policy v{version:06d} to {store.uri} (candidate)")
                 if last:
                     break
-            result.bundle = _export(algo, exp, run, record, result.evaluations)
-            progress(f"exported policy bundle {result.bundle}")
             result.iterations = algo.iteration
             result.env_steps_sampled = int(record["env_steps_sampled"] or 0)
             result.env_steps_trained = int(record["env_steps_trained"] or 0)
@@ -212,23 +233,35 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     return result
 
 
-def _export(algo: Any, exp: ExperimentConfig, run: Path, record: dict[str, Any],
-            evaluations: list[dict[str, Any]]) -> Path:
-    """Write the trained greedy policy as a bundle under ``export/iter_NNNNNN``."""
-    module = algo.get_module()
-    tensors = rllib_tensors(module.get_state(inference_only=True), exp.dqn.dueling)
-    _, normalizer = load_markets(list(exp.data.sources), spec=exp.features, split="train",
-                                 reference=exp.data.reference, train=exp.data.train,
-                                 validation=exp.data.validation, window=exp.env.window,
-                                 costs=exp.env.costs)
-    obs_dim = int(module.observation_space.shape[0])
-    validation = [e for e in evaluations if e["split"] == "validation"]
-    return write_bundle(run / "export" / f"iter_{algo.iteration:06d}", tensors, exp,
-                        normalizer, obs_dim,
-                        training={"iteration": algo.iteration,
-                                  "env_steps_sampled": record["env_steps_sampled"],
-                                  "env_steps_trained": record["env_steps_trained"]},
-                        evaluation=validation[-1] if validation else None)
+class _Publisher:
+    """Builds bundles of the current greedy policy and publishes them to ``candidate``;
+    the normalizer (fitted on the training split) is computed once."""
+
+    def __init__(self, exp: ExperimentConfig, store: PolicyStore) -> None:
+        self.exp = exp
+        self.store = store
+        self._normalizer: Any = None
+
+    def publish(self, algo: Any, record: dict[str, Any],
+                evaluations: list[dict[str, Any]]) -> int:
+        exp = self.exp
+        if self._normalizer is None:
+            _, self._normalizer = load_markets(
+                list(exp.data.sources), spec=exp.features, split="train",
+                reference=exp.data.reference, train=exp.data.train,
+                validation=exp.data.validation, window=exp.env.window, costs=exp.env.costs)
+        module = algo.get_module()
+        tensors = rllib_tensors(module.get_state(inference_only=True), exp.dqn.dueling)
+        obs_dim = int(module.observation_space.shape[0])
+        validation = [e for e in evaluations
+                      if e["split"] == "validation" and e["iteration"] == algo.iteration]
+        files = bundle_files(tensors, exp, self._normalizer, obs_dim,
+                             training={"iteration": algo.iteration,
+                                       "env_steps_sampled": record["env_steps_sampled"],
+                                       "env_steps_trained": record["env_steps_trained"]},
+                             evaluation=validation[-1] if validation else None)
+        return self.store.publish(files, channel="candidate",
+                                  reason=f"training iteration {algo.iteration}")
 
 
 def _fmt(x: Any, spec: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from raytrade.envs.errors import RaytradeError
+from raytrade.scripts.store_cli import add_store_commands
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -81,25 +82,29 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from raytrade.algos.blobstore import LocalBlobStore, open_blobstore
     from raytrade.algos.experiment import ExperimentConfig
+    from raytrade.algos.policy_store import PolicyStore
     from raytrade.algos.train import train
 
     exp = ExperimentConfig.load(args.config)
-    store = args.store or f"runs/{exp.name}"
-    run_dir = store[len("file://"):] if store.startswith("file://") else store
-    if "://" in run_dir:
-        print(f"error: only file:// stores are supported so far, got {store}",
-              file=sys.stderr)
-        return 2
+    blobs = open_blobstore(args.store or f"runs/{exp.name}",
+                           endpoint_url=args.s3_endpoint_url)
+    if isinstance(blobs, LocalBlobStore):
+        run_dir = args.work_dir or blobs.root  # the folder is the store
+    else:
+        run_dir = args.work_dir or Path("runs") / exp.name
     result = train(exp, run_dir, iterations=args.iterations, time_budget_s=args.time_budget,
                    resume=args.resume, address=args.address, eval_every=args.eval_every,
-                   checkpoint_every=args.checkpoint_every)
+                   checkpoint_every=args.checkpoint_every, store=PolicyStore(blobs),
+                   publish_every=args.publish_every)
     print(json.dumps({"iterations": result.iterations,
                       "env_steps_sampled": result.env_steps_sampled,
                       "env_steps_trained": result.env_steps_trained,
                       "wall_s": round(result.wall_s, 1),
                       "checkpoint": str(result.checkpoint),
-                      "bundle": str(result.bundle)}))
+                      "store": result.store_uri,
+                      "published": [f"v{v:06d}" for v in result.published]}))
     return 0
 
 
@@ -135,14 +140,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     exp = ExperimentConfig.load(args.config or experiment_path("eth_btc_5m"))
     print(f"training {exp.name} for {args.time_budget:.0f} s on a private local Ray "
-          f"(metrics, checkpoints and the policy bundle go to {run_dir / 'train'})",
+          f"(metrics, checkpoints and policies go to the store {run_dir / 'train'})",
           file=sys.stderr)
     result = train(exp, run_dir / "train", time_budget_s=args.time_budget,
                    eval_every=10**9, checkpoint_every=10**9,
                    progress=lambda line: print(line, file=sys.stderr))
     print(json.dumps({"iterations": result.iterations,
                       "env_steps_sampled": result.env_steps_sampled,
-                      "bundle": str(result.bundle),
+                      "published": [f"v{v:06d}" for v in result.published],
                       "validation": result.evaluations[-1]["datasets"]}, indent=2))
     return 0
 
@@ -199,7 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a DQN (Ape-X style) on Ray RLlib")
     tr.add_argument("--config", required=True, help="experiment TOML file")
-    tr.add_argument("--store", help="run store URI or folder (default runs/<name>)")
+    tr.add_argument("--store", help="run store: file:///path, a folder, or "
+                    "s3://bucket/prefix (default runs/<name>)")
+    tr.add_argument("--work-dir", help="local folder for RLlib checkpoints when the store "
+                    "is S3 (default runs/<name>)")
+    tr.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or "
+                    "$RAYTRADE_S3_ENDPOINT_URL)")
+    tr.add_argument("--publish-every", type=int, default=10,
+                    help="iterations between policies published to candidate (0: at the "
+                    "end only)")
     tr.add_argument("--address", help="Ray cluster address (e.g. auto); default: a "
                     "private local Ray")
     budget = tr.add_mutually_exclusive_group(required=True)
@@ -210,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int, default=10,
                     help="iterations between checkpoints")
     tr.set_defaults(func=_cmd_train)
+
+    add_store_commands(sub)
 
     demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
     demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")

@@ -10,10 +10,11 @@ import pytest
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
-from raytrade.algos.qnetwork import QNetwork
+from raytrade.algos.policy import Policy
+from raytrade.algos.policy_store import PolicyStore
 from raytrade.algos.train import train
 from raytrade.envs.errors import ConfigError
-from safetensors.numpy import load_file
+from raytrade.scripts.s3_local import MotoServer
 
 
 @pytest.mark.slow
@@ -44,13 +45,14 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     assert greedy > 1.2 * result["flat"]["final_equity"]
     assert greedy > 1.2 * result["random"]["final_equity"]
     assert result["greedy"]["sharpe"] > 1.0
-    # the exported bundle alone (torch, no Ray) replays the final validation evaluation
-    assert resumed.bundle is not None
-    manifest = json.loads((resumed.bundle / "manifest.json").read_text())
-    assert manifest["training"]["iteration"] == 8
-    net = QNetwork(manifest["network"])
-    net.load_tensors(load_file(str(resumed.bundle / "weights.safetensors")))
-    replay = evaluate(net.q_values, exp, "validation", seed=exp.seed)
+    # the published bundle alone (torch, no Ray) replays the final validation evaluation
+    store = PolicyStore(tmp_path.as_uri())
+    assert first.published == [1] and resumed.published == [2]
+    pointer = store.channel("candidate")
+    assert pointer is not None and pointer.version == 2
+    policy = Policy(store.files(2), 2)
+    assert policy.manifest["training"]["iteration"] == 8
+    replay = evaluate(policy.q_values, exp, "validation", seed=exp.seed)
     final = [e for e in resumed.evaluations if e["split"] == "validation"][-1]
     assert replay["datasets"] == final["datasets"]
 
@@ -67,7 +69,8 @@ def test_cli_train_with_a_relative_store_checkpoints_and_exports(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["iterations"] == 1
     assert (tmp_path / "runs" / "synthetic_regime" / "checkpoints" / "iter_000001").is_dir()
-    assert (tmp_path / "runs" / "synthetic_regime" / "export" / "iter_000001"
+    assert out["published"] == ["v000001"]
+    assert (tmp_path / "runs" / "synthetic_regime" / "policies" / "v000001"
             / "manifest.json").is_file()
 
 
@@ -110,3 +113,27 @@ def test_resume_continues_the_epsilon_decay(tmp_path: Path) -> None:
         assert expected(r["env_steps_sampled"]) <= e + 1e-6
         assert e <= expected(r["env_steps_sampled"] - 2_000) + 1e-6
     assert resumed.env_steps_sampled > first.env_steps_sampled > 2_000
+
+
+@pytest.mark.slow
+def test_training_on_an_s3_store_publishes_mirrors_and_resumes_elsewhere(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    exp = dataclasses.replace(exp, resources=dataclasses.replace(
+        exp.resources, num_env_runners=1, num_envs_per_env_runner=4))
+    uri = f"s3://{moto_server.new_bucket()}/runs/synth"
+    store = PolicyStore(uri, endpoint_url=moto_server.endpoint_url)
+    first = train(exp, tmp_path / "machine_a", iterations=2, eval_every=100,
+                  checkpoint_every=2, store=store, publish_every=1, progress=lambda _: None)
+    assert first.published == [1, 2] and store.versions() == [1, 2]
+    assert store.channel("candidate").version == 2  # type: ignore[union-attr]
+    assert [m.reason for m in store.history("candidate")] == [
+        "training iteration 1", "training iteration 2"]
+    assert store.blobs.get("checkpoints/latest").data == b"iter_000002"
+    assert len(store.blobs.get("metrics/train.jsonl").data.splitlines()) == 2
+    # another machine, empty work folder: resume pulls the checkpoint from S3
+    again = train(exp, tmp_path / "machine_b", iterations=1, resume=True, eval_every=100,
+                  checkpoint_every=100, store=store, progress=lambda _: None)
+    assert again.iterations == 3 and again.published == [3]
+    lines = store.blobs.get("metrics/train.jsonl").data.splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [1, 2, 3]

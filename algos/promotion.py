@@ -1,0 +1,187 @@
+"""Promotion gates: a policy moves to ``paper`` on evaluation evidence and to ``live`` only
+on paper-trading evidence read from the store (DESIGN.md "Channels").
+
+Paper-trading record, written by the paper actors under ``paper/<actor>/``:
+
+- ``equity.jsonl``: one JSON object per closed bar, ``{"ts": open time ms UTC,
+  "equity": quote currency, "position": target position, "version": policy version}``;
+- ``health.json``: ``{"unresolved_faults": ["...", ...]}`` (feed down, halts, rejects not
+  yet cleared).
+
+The live gate takes the bars each actor traded with the version now on ``paper`` and
+computes the shared metrics (``envs/metrics.py``) per actor; it passes only if at least
+one actor traded it, every such actor traded at least ``min_bars`` bars with Sharpe at or
+above ``min_sharpe`` and maximum drawdown at most ``max_drawdown``, and no actor reports
+an unresolved fault. ``force`` skips the gate; the move is then logged as ``force`` with
+the verdict it overrode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from raytrade.algos.blobstore import NotFoundError
+from raytrade.algos.policy_store import ChannelPointer, PolicyStore, version_name
+from raytrade.envs.errors import ConfigError
+from raytrade.envs.metrics import performance
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """Live-gate thresholds. Units: bars of the paper actors' interval; Sharpe annualized
+    from that interval; drawdown as a fraction of the peak (0.2 = 20%)."""
+
+    min_bars: int = 288
+    min_sharpe: float = 0.0
+    max_drawdown: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.min_bars < 2 or not 0 < self.max_drawdown <= 1:
+            raise ConfigError("gate needs min_bars >= 2 and 0 < max_drawdown <= 1")
+
+
+@dataclass
+class Verdict:
+    """The gate's answer, with the evidence per actor."""
+
+    passed: bool
+    version: int | None
+    reasons: list[str] = field(default_factory=list)
+    actors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        head = "passed" if self.passed else "failed"
+        return f"gate {head}" + (": " + "; ".join(self.reasons) if self.reasons else "")
+
+
+def paper_actors(store: PolicyStore) -> list[str]:
+    """Actors that wrote a paper-trading record."""
+    return sorted({k.split("/")[1] for k in store.blobs.list("paper/")
+                   if len(k.split("/")) == 3})
+
+
+def read_equity(store: PolicyStore, actor: str) -> list[dict[str, Any]]:
+    """The actor's equity rows; ``ConfigError`` naming the line if one is malformed."""
+    try:
+        text = store.blobs.get(f"paper/{actor}/equity.jsonl").data.decode()
+    except NotFoundError:
+        return []
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({"ts": int(row["ts"]), "equity": float(row["equity"]),
+                         "position": float(row["position"]), "version": int(row["version"])})
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{store.uri}/paper/{actor}/equity.jsonl line {n}: {exc}") \
+                from exc
+    return rows
+
+
+def unresolved_faults(store: PolicyStore, actor: str) -> list[str]:
+    """The actor's unresolved faults (none if it wrote no health file)."""
+    try:
+        data = json.loads(store.blobs.get(f"paper/{actor}/health.json").data)
+    except NotFoundError:
+        return []
+    except json.JSONDecodeError as exc:
+        return [f"health.json is malformed: {exc}"]
+    return [str(f) for f in data.get("unresolved_faults", [])]
+
+
+def live_gate(store: PolicyStore, limits: GateLimits) -> Verdict:
+    """Judge the version on ``paper`` by its paper-trading record (module docstring)."""
+    pointer = store.channel("paper")
+    if pointer is None:
+        return Verdict(False, None, ["the paper channel is empty"])
+    version = pointer.version
+    verdict = Verdict(True, version)
+    for actor in paper_actors(store):
+        faults = unresolved_faults(store, actor)
+        if faults:
+            verdict.reasons.append(f"{actor}: unresolved faults {faults}")
+        rows = [r for r in read_equity(store, actor) if r["version"] == version]
+        if not rows:
+            continue
+        ts = np.array([r["ts"] for r in rows], dtype=np.int64)
+        interval = int(np.median(np.diff(ts))) if len(ts) > 1 else 0
+        stats: dict[str, Any] = {"bars": len(rows)}
+        if len(rows) >= 2 and interval > 0:
+            perf = performance(np.array([r["equity"] for r in rows]),
+                               np.array([r["position"] for r in rows]), interval)
+            stats.update(sharpe=perf.sharpe, max_drawdown=perf.max_drawdown,
+                         total_return=perf.total_return)
+        verdict.actors[actor] = stats
+        if len(rows) < limits.min_bars:
+            verdict.reasons.append(f"{actor}: {len(rows)} bars on {version_name(version)}, "
+                                   f"need {limits.min_bars}")
+            continue
+        if not stats.get("sharpe", -np.inf) >= limits.min_sharpe:
+            verdict.reasons.append(f"{actor}: Sharpe {stats.get('sharpe', float('nan')):.2f}"
+                                   f" < {limits.min_sharpe}")
+        if not stats.get("max_drawdown", np.inf) <= limits.max_drawdown:
+            verdict.reasons.append(f"{actor}: max drawdown "
+                                   f"{stats.get('max_drawdown', float('nan')):.1%} > "
+                                   f"{limits.max_drawdown:.1%}")
+    if not verdict.actors:
+        verdict.reasons.append(f"no paper-trading record for {version_name(version)}")
+    verdict.passed = not verdict.reasons
+    return verdict
+
+
+def paper_gate(store: PolicyStore, version: int) -> Verdict:
+    """Evaluation evidence for ``paper``: the manifest carries a finite validation
+    evaluation of the greedy policy (what the dashboard and operators judge it by)."""
+    manifest = store.manifest(version)
+    evaluation = manifest.get("evaluation")
+    verdict = Verdict(True, version)
+    if not isinstance(evaluation, dict) or not evaluation.get("datasets"):
+        verdict.reasons.append(f"{version_name(version)} has no validation evaluation")
+    else:
+        for name, per in evaluation["datasets"].items():
+            sharpe = per.get("greedy", {}).get("sharpe")
+            verdict.actors[name] = {"greedy_sharpe": sharpe,
+                                    "greedy_final_equity":
+                                        per.get("greedy", {}).get("final_equity")}
+            if not isinstance(sharpe, int | float) or not np.isfinite(sharpe):
+                verdict.reasons.append(f"{name}: no finite validation Sharpe")
+    verdict.passed = not verdict.reasons
+    return verdict
+
+
+def promote(store: PolicyStore, channel: str, *, reason: str, version: int | None = None,
+            limits: GateLimits | None = None, force: bool = False
+            ) -> tuple[Verdict, ChannelPointer | None]:
+    """Move ``candidate -> paper`` or ``paper -> live`` if the gate passes (or ``force``).
+
+    ``version`` defaults to the source channel's. Returns the verdict and the new pointer
+    (None when the gate failed and nothing moved).
+    """
+    if channel == "paper":
+        source = store.channel("candidate")
+        target = version if version is not None else (source.version if source else None)
+        if target is None:
+            raise ConfigError("nothing to promote: the candidate channel is empty")
+        verdict = paper_gate(store, target)
+    elif channel == "live":
+        verdict = live_gate(store, limits or GateLimits())
+        if version is not None and version != verdict.version:
+            verdict = Verdict(False, version, [f"{version_name(version)} is not the version "
+                                               "on paper; the live gate judges only that"])
+        target = verdict.version
+        if target is None:
+            if not force or version is None:
+                raise ConfigError("nothing to promote: the paper channel is empty")
+            target = version
+    else:
+        raise ConfigError(f"promote targets paper or live, not {channel!r}")
+    if not verdict.passed and not force:
+        return verdict, None
+    kind = "promote" if verdict.passed else "force"
+    note = reason if verdict.passed else f"{reason} [forced past: {verdict.summary()}]"
+    return verdict, store.move(channel, target, kind=kind, reason=note)
