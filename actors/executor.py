@@ -222,7 +222,10 @@ class PolicyExecutor:
             s.version, s.loaded_at = policy.version, now
             created = policy.manifest.get("created_ms")
             s.policy_created_ms = int(created) if isinstance(created, int) else None
-            self._emit("swapped", policy.version, f"now serving {version_name(version)}")
+            self._emit("swapped", policy.version,
+                       f"now serving {version_name(version)} (was "
+                       f"{version_name(current) if current is not None else 'none'}; "
+                       f"{pointer.kind} by {pointer.by}: {pointer.reason})")
             self._ok(now)
             return True
 

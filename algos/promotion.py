@@ -114,7 +114,8 @@ def live_gate(store: PolicyStore, limits: GateLimits) -> Verdict:
         if len(rows) >= 2 and interval > 0:
             perf = performance(np.array([r["equity"] for r in rows]),
                                np.array([r["position"] for r in rows]), interval)
-            stats.update(sharpe=perf.sharpe, max_drawdown=perf.max_drawdown,
+            # the shared metric is signed (-0.25 = 25% below the peak); limits are sizes
+            stats.update(sharpe=perf.sharpe, max_drawdown=abs(perf.max_drawdown),
                          total_return=perf.total_return)
         verdict.actors[actor] = stats
         if len(rows) < limits.min_bars:

@@ -87,7 +87,8 @@ def run_backend(store: PolicyStore, exp: ExperimentConfig, versions: int, poll_s
         if first is not None:
             swap.append(first - visible)
             windows.append((visible, first))
-    during, normal = [], []
+    during: list[float] = []
+    normal: list[float] = []
     for t, dt, _ in log:
         (during if any(a <= t <= b for a, b in windows) else normal).append(dt)
     return {"swap_ms": _pct(swap, 1e3),

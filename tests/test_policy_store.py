@@ -248,6 +248,10 @@ def test_older_version_is_ignored_unless_rolled_back(store_uri: str) -> None:
     store.rollback("candidate", to=1, reason="v2 misbehaves")
     clock.t += 5
     assert ex.poll() and ex.version == 1
+    # the version going down is reported with the reason (the paper journal records it)
+    assert ex.events[-1].kind == "swapped"
+    assert "was v000002; rollback" in ex.events[-1].reason
+    assert "v2 misbehaves" in ex.events[-1].reason
 
 
 def test_rollback_moves_back_and_is_logged(store_uri: str) -> None:
