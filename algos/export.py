@@ -4,8 +4,9 @@ The folder holds ``weights.safetensors`` (our tensor names, see ``qnetwork.py``)
 ``manifest.json``, written last: the sha256 of every file, observation shape and dtype,
 action positions, FeatureSpec and its hash, the normalizer, the network architecture, the
 training step, evaluation metrics, the env's cost and risk settings, library versions.
-The folder is assembled under a temporary name and renamed into place, so a reader never
-sees a half-written bundle. Versioned publishing to a store is the store's job.
+``write_bundle`` assembles a folder under a temporary name and renames it into place, so
+a reader never sees a half-written bundle; versioned publishing is ``policy_store.py``'s
+job (``bundle_files`` gives it the bytes).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from raytrade.algos.blobstore import LocalBlobStore, PreconditionFailedError
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.policy import BUNDLE_FORMAT, MANIFEST, WEIGHTS
+from raytrade.algos.qnetwork import QNetwork
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.normalizer import Normalizer
-from raytrade.envs.observation import POSITION_STATE_NAMES
+from raytrade.envs.observation import N_POSITION_STATE, POSITION_STATE_NAMES
 from safetensors.numpy import save
 
 
@@ -132,15 +135,9 @@ def random_bundle(exp: ExperimentConfig, *, seed: int = 0,
                   training: dict[str, Any] | None = None) -> dict[str, bytes]:
     """A randomly initialized policy bundle for ``exp`` with an identity normalizer: for
     wiring and tests before a policy is trained (it trades noise)."""
-    from raytrade.algos.qnetwork import QNetwork
-    from raytrade.envs.observation import N_POSITION_STATE
-
     spec = exp.features
     obs_dim = exp.env.window * spec.n_features + N_POSITION_STATE
-    torch_seed = np.random.default_rng(seed).integers(2**31)
-    import torch
-
-    torch.manual_seed(int(torch_seed))
+    torch.manual_seed(int(np.random.default_rng(seed).integers(2**31)))
     net = QNetwork(architecture(exp, obs_dim, len(exp.env.positions)))
     tensors = {k: v.detach().numpy().copy() for k, v in net.named_linear_tensors().items()}
     n = spec.n_features
