@@ -53,7 +53,8 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
         position.append(info["position"])
         done = terminated or truncated
     return {"equity": np.asarray(equity), "position": np.asarray(position),
-            "trades": info["trades"], "fees": info["fees"]}
+            "trades": info["trades"], "fees": info["fees"],
+            "traded_notional": info["traded_notional"]}
 
 
 def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validation",
@@ -82,6 +83,7 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         for name, choose in chosen.items():
             run = play(markets, config, d, choose)
             perf = performance(run["equity"], run["position"], interval,
+                               traded_notional=float(run["traded_notional"]),
                                fills=int(run["trades"])).to_dict()
             perf["final_equity"] = float(run["equity"][-1])
             perf["fees"] = float(run["fees"])

@@ -53,6 +53,7 @@ from raytrade.envs.accounting import (
     FEES,
     TARGET,
     TRADES,
+    TURNOVER,
     drawdown,
     new_account,
 )
@@ -89,7 +90,7 @@ def as_config(config: EnvConfig | Mapping[str, Any] | None) -> EnvConfig:
     return EnvConfig.from_dict(config)
 
 
-_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES])
+_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES, TURNOVER])
 
 
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
@@ -172,6 +173,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     def _info(self, dd: float) -> dict[str, Any]:
         """``dd`` is ``accounting.drawdown`` of the account, computed by the step kernel."""
-        equity, position, fees, trades = self._acct[_INFO_FIELDS].tolist()
+        equity, position, fees, trades, traded = self._acct[_INFO_FIELDS].tolist()
         return {"equity": equity, "position": position, "fees": fees, "trades": int(trades),
+                "traded_notional": traded,
                 "drawdown": dd, "bar": self._t, "ts": int(self._market.ts[self._t])}

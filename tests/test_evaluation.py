@@ -47,3 +47,14 @@ def test_planted_actions_only_for_planted_markets_and_fraction_edges() -> None:
     assert oracle_fraction(10_000 * 1.1, 10_000 * 1.21, 10_000) == pytest.approx(0.5)
     assert oracle_fraction(9_000, 12_000, 10_000) < 0
     assert oracle_fraction(11_000, 9_000, 10_000) is None
+
+
+def test_evaluation_reports_turnover_from_the_traded_notional() -> None:
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
+    exp = dataclasses.replace(exp, data=dataclasses.replace(
+        exp.data, sources=("synthetic:regime:seed=3:n=6000",)))
+    per = evaluate(lambda obs: np.tile([0.0, 0.0, 1.0], (len(obs), 1)), exp,
+                   "test")["datasets"]["SYNTHUSDT"]
+    assert per["flat"]["turnover_per_year"] == 0.0 and per["flat"]["trades"] == 0
+    # random trades constantly, buy-and-hold once: turnover says so
+    assert per["random"]["turnover_per_year"] > 50 * per["buy_and_hold"]["turnover_per_year"] > 0
