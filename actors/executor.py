@@ -218,6 +218,10 @@ class PolicyExecutor:
             except ConfigError as exc:  # a malformed channel pointer: retry later
                 self._backoff(now, str(exc), version)
                 return False
+            except Exception as exc:  # anything unforeseen: keep serving, back off
+                log.exception("executor %s: unexpected failure", self.channel)
+                self._backoff(now, f"unexpected {type(exc).__name__}: {exc}", version)
+                return False
             self._policy = policy  # the swap: one reference assignment
             s.version, s.loaded_at = policy.version, now
             created = policy.manifest.get("created_ms")

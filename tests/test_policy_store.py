@@ -458,3 +458,26 @@ def test_policy_loads_without_ray() -> None:
             "assert 'ray' not in sys.modules, 'ray imported'; "
             "assert 'pickle' not in {m.split('.')[0] for m in ()}")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_unforeseen_failure_while_loading_backs_off_and_keeps_serving(
+        tmp_path: Path) -> None:
+    store = PolicyStore(tmp_path.as_uri())
+    store.publish(_bundle(1))
+    ex, clock = _executor(store)
+    ex.poll()
+    store.publish(_bundle(2))
+    real_files = store.files
+
+    def broken(version: int) -> dict[str, bytes]:
+        raise RuntimeError("disk on fire")
+
+    store.files = broken  # type: ignore[method-assign]
+    clock.t += 5
+    assert not ex.poll() and ex.version == 1
+    status = ex.status()
+    assert status.consecutive_failures == 1 and "disk on fire" in (status.last_error or "")
+    assert status.next_check_at > clock.t
+    store.files = real_files  # type: ignore[method-assign]
+    clock.t = status.next_check_at
+    assert ex.poll() and ex.version == 2
