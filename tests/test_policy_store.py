@@ -455,8 +455,7 @@ def test_missing_bucket_is_a_clear_unavailable_error(moto_server: MotoServer) ->
 
 def test_policy_loads_without_ray() -> None:
     code = ("import sys; import raytrade.actors.executor, raytrade.algos.policy_store; "
-            "assert 'ray' not in sys.modules, 'ray imported'; "
-            "assert 'pickle' not in {m.split('.')[0] for m in ()}")
+            "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
