@@ -48,17 +48,23 @@ class PolicyRejectedError(RaytradeError):
         super().__init__(where + reason)
 
 
+def parse_manifest(data: bytes, version: int | None = None) -> dict[str, Any]:
+    """The manifest's JSON object; ``PolicyRejectedError`` if it does not parse to one."""
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyRejectedError(f"manifest.json is malformed: {exc}", version) from exc
+    if not isinstance(manifest, dict):
+        raise PolicyRejectedError("manifest.json is not a JSON object", version)
+    return manifest
+
+
 def verify_bundle(files: Mapping[str, bytes], version: int | None = None) -> dict[str, Any]:
     """The parsed manifest, after checking it and every file's sha256; ``PolicyRejectedError``
     naming the first problem otherwise."""
     if MANIFEST not in files:
         raise PolicyRejectedError("no manifest.json (an incomplete upload is invisible)", version)
-    try:
-        manifest = json.loads(files[MANIFEST])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PolicyRejectedError(f"manifest.json is malformed: {exc}", version) from exc
-    if not isinstance(manifest, dict):
-        raise PolicyRejectedError("manifest.json is not a JSON object", version)
+    manifest = parse_manifest(files[MANIFEST], version)
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise PolicyRejectedError(f"manifest.json lacks {missing}", version)

@@ -37,7 +37,7 @@ from raytrade.algos.blobstore import (
     PreconditionFailedError,
     open_blobstore,
 )
-from raytrade.algos.policy import MANIFEST, PolicyRejectedError, verify_bundle
+from raytrade.algos.policy import MANIFEST, PolicyRejectedError, parse_manifest, verify_bundle
 from raytrade.envs.errors import ConfigError
 
 CHANNELS = ("candidate", "paper", "live")
@@ -144,13 +144,7 @@ class PolicyStore:
         """The parsed manifest of ``version``; ``NotFoundError`` if it is not (or no longer)
         complete, ``PolicyRejectedError`` if it does not parse."""
         blob = self.blobs.get(f"policies/{version_name(version)}/{MANIFEST}")
-        try:
-            data = json.loads(blob.data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PolicyRejectedError(f"manifest.json is malformed: {exc}", version) from exc
-        if not isinstance(data, dict):
-            raise PolicyRejectedError("manifest.json is not a JSON object", version)
-        return data
+        return parse_manifest(blob.data, version)
 
     def files(self, version: int) -> dict[str, bytes]:
         """Every file of ``version`` the manifest names, plus the manifest; unverified

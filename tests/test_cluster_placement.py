@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import yaml
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
+from raytrade.scripts.s3_local import free_port
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
 FAKE_HEAD_ID = "f" * 51 + "00000"  # the node id the fake provider gives the head
@@ -73,9 +73,7 @@ def _ray_cli(*args: str, env: dict[str, str]) -> None:
 @pytest.fixture()
 def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fake autoscaling cluster on loopback (own port and temp dir); yields its address."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     address = f"127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="rtfk-", dir="/tmp"))
     (tmp / "autoscaler.json").write_text(json.dumps(fake_cluster_config(address)))

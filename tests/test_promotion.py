@@ -11,7 +11,7 @@ from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import MANIFEST
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.policy_store import PolicyStore, default_actor
 from raytrade.algos.promotion import GateLimits, live_gate, promote
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.metrics import performance
@@ -125,6 +125,7 @@ def test_cli_store_ls_promote_and_rollback(store: PolicyStore,
     assert [v["version"] for v in listing["versions"]] == ["v000001", "v000002"]
     assert listing["versions"][0]["channels"] == ["paper"]
     assert main(["store", "ls", *uri]) == 0
-    assert "rollback by ops" not in capsys.readouterr().out  # CLI moves are by this user
+    # the CLI records this user as the mover, with the reason given
+    assert f"rollback by {default_actor()}" in capsys.readouterr().out
     assert main(["rollback", *uri, "--channel", "live", "--reason", "x"]) == 1
     assert "never set" in capsys.readouterr().err
