@@ -132,17 +132,19 @@ def write_bundle(folder: str | Path, tensors: dict[str, np.ndarray], exp: Experi
 
 
 def random_bundle(exp: ExperimentConfig, *, seed: int = 0,
-                  training: dict[str, Any] | None = None) -> dict[str, bytes]:
-    """A randomly initialized policy bundle for ``exp`` with an identity normalizer: for
-    wiring and tests before a policy is trained (it trades noise)."""
+                  training: dict[str, Any] | None = None,
+                  normalizer: Normalizer | None = None) -> dict[str, bytes]:
+    """A randomly initialized policy bundle for ``exp``, with ``normalizer`` or an identity
+    one: for wiring and tests before a policy is trained (it trades noise)."""
     spec = exp.features
     obs_dim = exp.env.window * spec.n_features + N_POSITION_STATE
     torch.manual_seed(int(np.random.default_rng(seed).integers(2**31)))
     net = QNetwork(architecture(exp, obs_dim, len(exp.env.positions)))
     tensors = {k: v.detach().numpy().copy() for k, v in net.named_linear_tensors().items()}
     n = spec.n_features
-    normalizer = Normalizer(names=spec.names, spec_hash=spec.hash, mean=np.zeros(n),
-                            std=np.ones(n), clip=5.0, fitted_rows=0, fit_start_ts=0,
-                            fit_end_ts=0)
+    if normalizer is None:
+        normalizer = Normalizer(names=spec.names, spec_hash=spec.hash, mean=np.zeros(n),
+                                std=np.ones(n), clip=5.0, fitted_rows=0, fit_start_ts=0,
+                                fit_end_ts=0)
     return bundle_files(tensors, exp, normalizer, obs_dim,
                         training=training or {"iteration": 0, "random_init_seed": seed})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from raytrade.algos.qnetwork import QNetwork
+from raytrade.envs.costs import CostModel
 from raytrade.envs.errors import RaytradeError
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.spec import FeatureSpec
+from raytrade.envs.risk import RiskConfig
 
 BUNDLE_FORMAT = "raytrade.policy/1"
 MANIFEST = "manifest.json"
@@ -113,6 +116,35 @@ def softmax_confidence(q: npt.NDArray[np.floating[Any]], temperature: float
     p = np.exp(z)
     out: npt.NDArray[np.float64] = 1.0 / p.sum(axis=-1)  # the greedy term is exp(0) = 1
     return out
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """The trading rules a policy was trained under, from its manifest's ``env``."""
+
+    costs: CostModel
+    risk: RiskConfig
+    latency_bars: int
+    reward: str
+    reward_scale: float
+
+
+def manifest_env(manifest: Mapping[str, Any]) -> EnvSettings:
+    """The manifest's ``env`` as typed settings (defaults where a field is absent).
+
+    The manifest writes an uncapped ``max_notional`` (inf) as null; it is read back as inf.
+    """
+    env = manifest.get("env") or {}
+    try:
+        risk = {k: (math.inf if v is None else v) for k, v in dict(env.get("risk", {})).items()}
+        return EnvSettings(costs=CostModel(**dict(env.get("costs", {}))),
+                           risk=RiskConfig(**risk),
+                           latency_bars=int(env.get("latency_bars", 1)),
+                           reward=str(env.get("reward", "log_return")),
+                           reward_scale=float(env.get("reward_scale", 1.0)))
+    except (TypeError, ValueError) as exc:
+        raise PolicyRejectedError(f"manifest env settings unusable: {exc}",
+                                  manifest.get("version")) from exc
 
 
 class Policy:

@@ -37,6 +37,29 @@ from raytrade.envs.risk import RiskConfig, risk_target
 
 
 @numba.njit(cache=True)
+def decide(acct: FloatArray, requested: float, t: int, close: float, rp: FloatArray,
+           pending: FloatArray) -> int:  # pragma: no cover - compiled
+    """The decision half of a step: risk rules on ``requested`` at the close of bar ``t``;
+    the decided target joins ``pending``. Returns the risk event (see ``risk.py``)."""
+    target, event = risk_target(acct, requested, close, rp)
+    pending[t % pending.shape[0]] = target
+    return event
+
+
+@numba.njit(cache=True)
+def fill_and_mark(acct: FloatArray, t: int, open_next: float, close_next: float,
+                  quote_volume: float, sigma: float, cp: FloatArray,
+                  pending: FloatArray) -> float:  # pragma: no cover - compiled
+    """The fill half of a step: the target decided ``latency - 1`` decisions before bar
+    ``t``'s close fills at the open of bar ``t + 1`` (cost inputs of bar ``t``), then the
+    account is marked at that bar's close. Returns the traded notional."""
+    fill_target = pending[(t + 1) % pending.shape[0]]
+    notional = execute_target(acct, fill_target, open_next, quote_volume, sigma, cp)
+    mark_close(acct, close_next, cp)
+    return notional
+
+
+@numba.njit(cache=True)
 def advance(acct: FloatArray, requested: float, t: int, opens: FloatArray, closes: FloatArray,
             quote_volume: FloatArray, sigma: FloatArray, cp: FloatArray, rp: FloatArray,
             pending: FloatArray) -> int:  # pragma: no cover - compiled
@@ -44,14 +67,11 @@ def advance(acct: FloatArray, requested: float, t: int, opens: FloatArray, close
 
     ``pending`` holds the last ``latency`` decided targets (its length is the latency in
     bars, at least 1); the target filled now is the one decided ``latency - 1`` steps ago.
-    Returns the risk event of this decision (see ``risk.py``).
+    Returns the risk event of this decision (see ``risk.py``). The live paper broker calls
+    the two halves, ``decide`` and ``fill_and_mark``, as its bars arrive.
     """
-    target, event = risk_target(acct, requested, closes[t], rp)
-    lat = pending.shape[0]
-    pending[t % lat] = target
-    fill_target = pending[(t + 1) % lat]
-    execute_target(acct, fill_target, opens[t + 1], quote_volume[t], sigma[t], cp)
-    mark_close(acct, closes[t + 1], cp)
+    event = decide(acct, requested, t, closes[t], rp, pending)
+    fill_and_mark(acct, t, opens[t + 1], closes[t + 1], quote_volume[t], sigma[t], cp, pending)
     return event
 
 

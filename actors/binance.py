@@ -1,0 +1,180 @@
+"""Binance spot market streams: closed klines, trades and best bid/ask, plus REST klines.
+
+Connects to the combined endpoint (``<base>/stream``) and subscribes with
+``{"method": "SUBSCRIBE", "params": [...], "id": N}``, so every event arrives wrapped as
+``{"stream": NAME, "data": {...}}`` and ``bookTicker`` updates (which carry no ``e``
+field) are routed by stream name. Raw single-stream frames are parsed too. Message formats:
+``../shared/RELIABILITY.md`` "Exchange message formats" (from Binance's public docs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from raytrade.actors.events import (
+    FeedEvent,
+    Ignored,
+    KlineEvent,
+    MessageRejectedError,
+    QuoteEvent,
+    ServerShutdown,
+    SubscribeAck,
+    SubscribeFailed,
+    TradeEvent,
+)
+from raytrade.actors.schema import check_ohlc, field, integer, number, text
+from raytrade.actors.venue import Subscription
+from raytrade.envs.bars import Bar
+from raytrade.envs.intervals import interval_to_ms
+
+DEFAULT_WS = "wss://stream.binance.com:9443"
+DEFAULT_REST = "https://api.binance.com"
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """The JSON value of a frame; a rejection for truncated text, trailing commas, binary
+    garbage or anything else that is not JSON."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MessageRejectedError(f"malformed JSON ({exc.__class__.__name__})", raw) from None
+
+
+class BinanceSpot:
+    """Venue adapter for Binance spot (and any server speaking its protocol)."""
+
+    venue = "binance"
+    has_klines = True
+
+    def __init__(self, subscription: Subscription, ws_url: str | None = None) -> None:
+        self.subscription = subscription
+        self.interval_ms = interval_to_ms(subscription.interval)
+        self.base = (ws_url or DEFAULT_WS).rstrip("/")
+        for suffix in ("/stream", "/ws"):
+            if self.base.endswith(suffix):
+                self.base = self.base[: -len(suffix)]
+
+    def streams(self) -> list[str]:
+        """Lower-case stream names for the subscription."""
+        out = []
+        for sym in self.subscription.symbols:
+            s = sym.lower()
+            out.append(f"{s}@kline_{self.subscription.interval}")
+            if self.subscription.trades:
+                out.append(f"{s}@trade")
+            if self.subscription.quotes:
+                out.append(f"{s}@bookTicker")
+        return out
+
+    def url(self) -> str:
+        return f"{self.base}/stream"
+
+    def subscribe_requests(self, first_id: int) -> list[tuple[int | None, str]]:
+        # one request for all streams: Binance allows 5 incoming messages per second
+        msg = {"method": "SUBSCRIBE", "params": self.streams(), "id": first_id}
+        return [(first_id, json.dumps(msg))]
+
+    def parse(self, raw: str | bytes) -> list[FeedEvent]:
+        msg = parse_json(raw)
+        if not isinstance(msg, dict):
+            raise MessageRejectedError("message is not a JSON object", raw)
+        stream = ""
+        if "stream" in msg and "data" in msg:
+            stream = str(msg["stream"])
+            msg = msg["data"]
+            if not isinstance(msg, dict):
+                raise MessageRejectedError("'data' is not a JSON object", raw)
+        if "result" in msg and "id" in msg:
+            return [SubscribeAck(integer(msg, "id", raw))]
+        if "code" in msg and "msg" in msg:
+            rid = msg.get("id")
+            return [SubscribeFailed(rid if isinstance(rid, int) else None,
+                                    int(msg["code"]) if isinstance(msg["code"], int) else -1,
+                                    str(msg["msg"]))]
+        kind = msg.get("e")
+        if kind == "kline":
+            return [self._kline(msg, raw)]
+        if kind == "trade":
+            return [self._trade(msg, raw)]
+        if kind == "serverShutdown":
+            return [ServerShutdown(integer(msg, "E", raw))]
+        if kind is None and (stream.endswith("@bookTicker") or
+                             {"u", "s", "b", "B", "a", "A"} <= msg.keys()):
+            return [self._quote(msg, raw)]
+        return [Ignored(str(kind or stream or "unknown"))]
+
+    def _kline(self, msg: Mapping[str, Any], raw: str | bytes) -> KlineEvent:
+        k = field(msg, "k", raw)
+        if not isinstance(k, dict):
+            raise MessageRejectedError("field 'k' is not an object", raw)
+        interval = text(k, "i", raw)
+        if not _is_interval(interval) or interval_to_ms(interval) != self.interval_ms:
+            raise MessageRejectedError(f"kline interval {interval!r}, subscribed to "
+                                       f"{self.subscription.interval}", raw)
+        t = integer(k, "t", raw)
+        if t % self.interval_ms:
+            raise MessageRejectedError(f"kline open time {t} not aligned to {interval}", raw)
+        close_t = integer(k, "T", raw)
+        if close_t != t + self.interval_ms - 1:
+            raise MessageRejectedError(f"kline close time {close_t} != open {t} + interval "
+                                       "- 1", raw)
+        o = number(k, "o", raw, positive=True)
+        h = number(k, "h", raw, positive=True)
+        lo = number(k, "l", raw, positive=True)
+        c = number(k, "c", raw, positive=True)
+        v = number(k, "v", raw)
+        check_ohlc(o, h, lo, c, raw)
+        closed = field(k, "x", raw)
+        if not isinstance(closed, bool):
+            raise MessageRejectedError(f"field 'x' is {closed!r}, not a boolean", raw)
+        symbol = text(k, "s", raw).upper()
+        return KlineEvent(symbol, self.interval_ms, Bar(t, o, h, lo, c, v), closed,
+                          integer(msg, "E", raw))
+
+    @staticmethod
+    def _trade(msg: Mapping[str, Any], raw: str | bytes) -> TradeEvent:
+        return TradeEvent(text(msg, "s", raw).upper(), integer(msg, "t", raw),
+                          number(msg, "p", raw, positive=True), number(msg, "q", raw),
+                          integer(msg, "T", raw))
+
+    @staticmethod
+    def _quote(msg: Mapping[str, Any], raw: str | bytes) -> QuoteEvent:
+        # an empty side is quoted as price 0 and size 0: valid, but one-sided
+        return QuoteEvent(text(msg, "s", raw).upper(), integer(msg, "u", raw),
+                          number(msg, "b", raw), number(msg, "B", raw),
+                          number(msg, "a", raw), number(msg, "A", raw))
+
+
+def _is_interval(s: str) -> bool:
+    try:
+        interval_to_ms(s)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_rest_klines(data: Any, symbol: str, interval_ms: int, source: str) -> list[Bar]:
+    """Bars from a ``GET /api/v3/klines`` reply (arrays of 12 fields), validated like the
+    stream; ``MessageRejectedError`` naming the row otherwise."""
+    if not isinstance(data, list):
+        raise MessageRejectedError(f"{source}: klines reply is not a JSON array", str(data))
+    bars = []
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) < 6:
+            raise MessageRejectedError(f"{source}: row {i} is not a kline array", str(row))
+        fields = dict(zip(("t", "o", "h", "l", "c", "v"), row[:6], strict=True))
+        try:
+            t = integer(fields, "t", "")
+            o, h, lo, c = (number(fields, k, "", positive=True) for k in "ohlc")
+            v = number(fields, "v", "")
+            check_ohlc(o, h, lo, c, "")
+        except MessageRejectedError as exc:
+            raise MessageRejectedError(f"{source}: {symbol} row {i}: {exc.reason}",
+                                       str(row)) from None
+        if t % interval_ms:
+            raise MessageRejectedError(f"{source}: {symbol} row {i}: open time {t} not "
+                                       "aligned", str(row))
+        bars.append(Bar(t, o, h, lo, c, v))
+    return bars

@@ -1,0 +1,142 @@
+"""``PaperTrader``: the paper-trading session as a restartable Ray actor, and its launcher.
+
+The actor owns one :class:`~raytrade.actors.paper_session.PaperSession` running on the
+actor's event loop. Ray restarts a dead actor (``max_restarts=-1``); the supervisor
+(``run_paper``) notices through ``status`` and calls ``start`` again, and the new session
+rebuilds its state from the journal alone. With ``online_learning`` the actor pushes its
+transitions to the training run's ``LiveExperienceQueue`` if one is running on the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import ray
+from raytrade.actors.alerts import Notifier
+from raytrade.actors.paper_session import PaperConfig, PaperSession
+from raytrade.algos.live_experience import QUEUE_NAME, episode_from_transitions
+from raytrade.algos.policy_store import PolicyStore
+
+log = logging.getLogger(__name__)
+
+
+class _ExperiencePusher:
+    """Sends transition chunks to the live-experience queue (fire and forget)."""
+
+    def __init__(self) -> None:
+        self.queue: Any = None
+        self.pushed = 0
+        self.missing_logged = False
+
+    def __call__(self, obs: npt.NDArray[np.float32], actions: npt.NDArray[np.int64],
+                 rewards: npt.NDArray[np.float32]) -> None:
+        if self.queue is None:
+            try:
+                self.queue = ray.get_actor(QUEUE_NAME)
+            except ValueError:
+                if not self.missing_logged:
+                    log.warning("online learning on, but no %s actor is running: "
+                                "transitions are not pushed", QUEUE_NAME)
+                    self.missing_logged = True
+                return
+        self.queue.push.remote([episode_from_transitions(obs, actions, rewards)])
+        self.pushed += len(actions)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
+class PaperTrader:
+    """One symbol's paper trader on Ray (module docstring)."""
+
+    def __init__(self, config: PaperConfig, store_uri: str, endpoint_url: str | None = None,
+                 notifiers: Sequence[Notifier] = ()) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.config = config
+        self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
+        self.notifiers = list(notifiers)
+        self.session: PaperSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.pusher = _ExperiencePusher()
+        self.error: str | None = None
+
+    async def start(self) -> bool:
+        """Start the session unless it runs; True if it was (re)started."""
+        if self.task is not None and not self.task.done():
+            return False
+        self.session = PaperSession(self.config, self.store, notifiers=self.notifiers,
+                                    push_transitions=self.pusher)
+        self.task = asyncio.create_task(self.session.run())
+        self.task.add_done_callback(self._done)
+        return True
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.error = f"{task.exception().__class__.__name__}: {task.exception()}"
+            log.error("paper session %s stopped: %s", self.config.actor, self.error)
+
+    async def status(self) -> dict[str, Any]:
+        """The session's health, plus whether it runs and why it stopped."""
+        health = self.session.health() if self.session is not None else {}
+        running = self.task is not None and not self.task.done()
+        return {**health, "running": running, "error": self.error,
+                "pushed_transitions": self.pusher.pushed}
+
+    async def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Stop cleanly: flush the journal, close sockets, log open positions."""
+        if self.session is not None and self.task is not None:
+            self.session.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
+            except (TimeoutError, Exception):  # noqa: BLE001 - report, don't raise
+                log.exception("paper session %s did not stop cleanly", self.config.actor)
+        return await self.status()
+
+
+def actor_name(config: PaperConfig) -> str:
+    """The Ray actor name of a paper trader."""
+    return f"raytrade-paper-{config.actor}"
+
+
+def run_paper(configs: Sequence[PaperConfig], store_uri: str, *,
+              endpoint_url: str | None = None, notifiers: Sequence[Notifier] = (),
+              duration_s: float | None = None, check_every_s: float = 5.0,
+              stop_event: threading.Event | None = None) -> list[dict[str, Any]]:
+    """Start one actor per config on the connected Ray, supervise until ``duration_s``,
+    SIGINT/SIGTERM or ``stop_event``; stop them cleanly and return their final status."""
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    actors = [PaperTrader.options(name=actor_name(c), get_if_exists=True).remote(  # type: ignore[attr-defined]
+        c, store_uri, endpoint_url, list(notifiers)) for c in configs]
+    ray.get([a.start.remote() for a in actors])
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        stop.wait(check_every_s if deadline is None else
+                  max(0.0, min(check_every_s, deadline - time.monotonic())))
+        for config, actor in zip(configs, actors, strict=True):
+            try:
+                ray.get(actor.start.remote(), timeout=30)  # restarts after a crash
+                status = ray.get(actor.status.remote(), timeout=30)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                log.warning("paper actor %s unavailable (restarting?): %s", config.actor, exc)
+                continue
+            log.info("%s: %s equity %s position %s faults %s", config.actor,
+                     status.get("state"), (status.get("trader") or {}).get("equity"),
+                     (status.get("trader") or {}).get("position"),
+                     status.get("unresolved_faults"))
+    finals = []
+    for actor in actors:
+        try:
+            finals.append(ray.get(actor.stop.remote(), timeout=60))
+        except ray.exceptions.RayActorError as exc:
+            finals.append({"error": str(exc)})
+        ray.kill(actor, no_restart=True)
+    return finals

@@ -1,0 +1,115 @@
+"""``raytrade paper`` (one paper-trading actor per symbol) and ``raytrade feed replay``
+(the replay feed server): argument parsing only; the logic is in ``raytrade.actors``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+
+from raytrade.envs.errors import ConfigError
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from raytrade.actors.alerts import Notifier, TelegramNotifier, WebhookNotifier
+    from raytrade.actors.paper_actor import run_paper
+    from raytrade.actors.paper_session import PaperConfig
+    from raytrade.algos.train import ray_session
+
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError("--symbols needs at least one symbol")
+    configs = [PaperConfig(actor=f"{args.name_prefix}{s.lower()}", symbol=s, venue=args.feed,
+                           interval=args.interval, feed_url=args.feed_url,
+                           rest_url=args.rest_url, journal_dir=args.journal,
+                           channel=args.channel, initial_equity=args.initial_equity,
+                           speed=args.speed, online_learning=args.online_learning,
+                           warmup_bars=args.warmup_bars) for s in symbols]
+    notifiers: list[Notifier] = []
+    if args.webhook:
+        notifiers.append(WebhookNotifier(args.webhook))
+    if args.telegram_chat:
+        token = os.environ.get(args.telegram_token_env)
+        if not token:
+            raise ConfigError(f"--telegram-chat needs the bot token in ${args.telegram_token_env}")
+        notifiers.append(TelegramNotifier(token, args.telegram_chat))
+    with ray_session(args.address):
+        finals = run_paper(configs, args.store, endpoint_url=args.s3_endpoint_url,
+                           notifiers=notifiers, duration_s=args.duration)
+    print(json.dumps([{k: f.get(k) for k in ("actor", "symbol", "trader", "processed_bars",
+                                              "unresolved_faults", "error")} for f in finals],
+                     indent=2, default=str))
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from raytrade.actors.replay_server import ReplayServer
+    from raytrade.envs.io import load_bars
+    from raytrade.envs.market import resolve_sources
+    from raytrade.envs.resample import align
+
+    tables = align([load_bars(p) for p in resolve_sources(tuple(args.data))])
+    server = ReplayServer(tables, speed=args.speed, start=args.start, host=args.host,
+                          port=args.port, start_on_connect=args.start_on_connect)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            print(json.dumps({"ws_url": server.ws_url, "rest_url": server.rest_url,
+                              "symbols": sorted(server.tables), "bars": server.stop - server.start}),
+                  flush=True)
+            await stop.wait()
+
+    asyncio.run(main())
+    return 0
+
+
+def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``paper`` and ``feed replay``."""
+    pa = sub.add_parser("paper", help="paper-trade the store's policy on live or replayed "
+                        "websocket feeds, one Ray actor per symbol")
+    pa.add_argument("--store", required=True, help="run store: file:///path or s3://bucket/x")
+    pa.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
+    pa.add_argument("--channel", default="paper", help="channel to follow (default paper)")
+    pa.add_argument("--feed", default="binance", choices=("binance", "coinbase", "replay"))
+    pa.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    pa.add_argument("--interval", default="5m", help="bar interval (the policy's)")
+    pa.add_argument("--feed-url", help="websocket base URL (testnet, Binance.US, replay)")
+    pa.add_argument("--rest-url", help="REST base URL for kline backfill")
+    pa.add_argument("--journal", default="paper-journals", help="journal folder")
+    pa.add_argument("--address", help="Ray address (auto: the cluster); default a private "
+                    "local Ray")
+    pa.add_argument("--initial-equity", type=float, default=10_000.0)
+    pa.add_argument("--warmup-bars", type=int, default=3000,
+                    help="history fetched over REST before the first decision")
+    pa.add_argument("--speed", type=float, default=1.0,
+                    help="bar clock speed-up (match the replay server's --speed)")
+    pa.add_argument("--online-learning", action="store_true",
+                    help="push transitions to the training run's live-experience queue")
+    pa.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    pa.add_argument("--name-prefix", default="paper-", help="actor name prefix")
+    pa.add_argument("--webhook", help="POST alerts to this URL")
+    pa.add_argument("--telegram-chat", help="send alerts to this Telegram chat id")
+    pa.add_argument("--telegram-token-env", default="RAYTRADE_TELEGRAM_TOKEN",
+                    help="environment variable holding the bot token (never a flag)")
+    pa.set_defaults(func=_cmd_paper)
+
+    feed = sub.add_parser("feed", help="market-data feeds")
+    fsub = feed.add_subparsers(dest="feed_command", required=True)
+    rp = fsub.add_parser("replay", help="serve historical bars as Binance streams over a "
+                         "websocket, with REST klines")
+    rp.add_argument("--data", nargs="+", required=True, help="OHLCV files or sample:SYMBOL")
+    rp.add_argument("--speed", type=float, default=60.0,
+                    help="virtual ms per real ms (60: a 5m bar every 5 s)")
+    rp.add_argument("--start", type=int, default=0, help="first bar streamed (earlier bars "
+                    "are REST history)")
+    rp.add_argument("--host", default="127.0.0.1")
+    rp.add_argument("--port", type=int, default=9443)
+    rp.add_argument("--start-on-connect", action="store_true",
+                    help="start the clock at the first subscription")
+    rp.set_defaults(func=_cmd_replay)

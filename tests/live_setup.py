@@ -1,0 +1,90 @@
+"""Shared set-up for the live-side tests: a policy trained-shape bundle on the bundled
+ETH/BTC experiment, the real bars, a store serving it on ``paper``, and the backtest
+reference the live actor must agree with."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.export import random_bundle
+from raytrade.algos.policy import Policy
+from raytrade.algos.policy_store import PolicyStore
+from raytrade.envs.bars import BarTable
+from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.io import load_bars
+from raytrade.envs.market import load_markets
+from raytrade.envs.sample import sample_path
+from raytrade.envs.trading_env import TradingEnv
+
+
+@functools.lru_cache(maxsize=1)
+def experiment() -> ExperimentConfig:
+    """The bundled ETH/BTC 5m experiment."""
+    return ExperimentConfig.load(files("raytrade.algos.experiments") / "eth_btc_5m.toml")
+
+
+@functools.lru_cache(maxsize=1)
+def fitted_normalizer() -> Normalizer:
+    """The normalizer training would fit on the bundled data."""
+    exp = experiment()
+    _, norm = load_markets(["sample:ETHUSDT", "sample:BTCUSDT"], spec=exp.features,
+                           split="train", window=exp.env.window, costs=exp.env.costs)
+    return norm
+
+
+def bundle(seed: int = 3) -> dict[str, bytes]:
+    """A randomly initialized policy (it trades often: good for exercising the path)."""
+    return random_bundle(experiment(), seed=seed, normalizer=fitted_normalizer())
+
+
+def bars(n: int) -> tuple[BarTable, BarTable]:
+    """The first ``n`` bundled ETH and BTC bars."""
+    return (load_bars(sample_path("ETHUSDT")).slice(0, n),
+            load_bars(sample_path("BTCUSDT")).slice(0, n))
+
+
+def write_csv(table: BarTable, folder: Path) -> Path:
+    """``table`` as ``<symbol>_5m.csv`` in ``folder`` (the name carries the symbol)."""
+    path = folder / f"{table.symbol}_5m.csv"
+    table.to_frame().to_csv(path, index=False)
+    return path
+
+
+def paper_store(root: Path, seed: int = 3) -> tuple[PolicyStore, Policy]:
+    """A local store whose ``paper`` channel serves ``bundle(seed)``."""
+    store = PolicyStore(root.as_uri())
+    files_ = bundle(seed)
+    version = store.publish(files_, channel="paper", reason="test policy")
+    return store, Policy(files_, version)
+
+
+def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int
+             ) -> tuple[list[int], list[float], list[float]]:
+    """The policy through the backtest env from bar ``start``: per decision bar, the
+    action, the decided target, and the equity marked at the next close."""
+    exp = experiment()
+    cfg = dataclasses.replace(exp.env, random_start=False, max_episode_steps=None)
+    markets, _ = load_markets([str(eth_csv)], spec=exp.features, split="all",
+                              reference=str(btc_csv), window=cfg.window, costs=cfg.costs,
+                              normalizer=policy.normalizer)
+    env = TradingEnv(markets, config=cfg)
+    obs, _ = env.reset(options={"start": start})
+    actions, targets, equity = [], [], []
+    while True:
+        a = policy.decide(obs).action
+        obs, _, term, trunc, info = env.step(a)
+        actions.append(a)
+        targets.append(float(info["position"]))
+        equity.append(float(info["equity"]))
+        if term or trunc:
+            return actions, targets, equity
+
+
+def as_array(x: list[float]) -> np.ndarray:
+    """float64 array."""
+    return np.asarray(x, dtype=np.float64)
