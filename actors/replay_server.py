@@ -117,7 +117,8 @@ class ReplayServer:
     def __init__(self, tables: Sequence[BarTable], *, speed: float = 1.0, start: int = 0,
                  stop: int | None = None, faults: Faults | None = None,
                  half_spread: float = 1e-4, start_on_connect: bool = False,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 ping_interval_s: float | None = 20.0) -> None:
         if not tables:
             raise ConfigError("replay needs at least one table of bars")
         if len({t.interval_ms for t in tables}) != 1:
@@ -145,6 +146,7 @@ class ReplayServer:
         self.half_spread = half_spread
         self.start_on_connect = start_on_connect
         self.host, self.port = host, port
+        self.ping_interval_s = ping_interval_s
         self._t0: float | None = None
         self._subscriptions_refused = 0
         self._rest_failed = 0
@@ -175,7 +177,8 @@ class ReplayServer:
     # ---- lifecycle
     async def __aenter__(self) -> ReplayServer:
         self._server = await serve(self._handler, self.host, self.port,
-                                   process_request=self._process_request, ping_interval=20,
+                                   process_request=self._process_request,
+                                   ping_interval=self.ping_interval_s, ping_timeout=5,
                                    max_size=2**20)
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
@@ -264,12 +267,15 @@ class ReplayServer:
             self._start_clock()
             subscribed.set()
         reader = asyncio.create_task(self._read_requests(conn, streams, subscribed))
+        waiter = asyncio.create_task(subscribed.wait())
         try:
-            await subscribed.wait()
-            await self._stream(conn, streams, combined)
+            await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if subscribed.is_set():  # else the client left before subscribing
+                await self._stream(conn, streams, combined)
         except ConnectionClosed:
             pass
         finally:
+            waiter.cancel()
             reader.cancel()
 
     async def _read_requests(self, conn: ServerConnection, streams: set[str],

@@ -87,11 +87,13 @@ def trade_bar_kernel(state: FloatArray, ts: IntArray, price: FloatArray, qty: Fl
     return n
 
 
-def _capacity(state: FloatArray, last_ts: int, flush_at: int, interval: int, n_trades: int
-              ) -> int:
-    start = int(state[S_START]) if state[S_HAS] != 0.0 else last_ts
-    end = max(last_ts, flush_at)
-    return n_trades + max(0, (end - min(start, last_ts)) // interval) + 2
+def _capacity(state: FloatArray, ts: IntArray, flush_at: int, interval: int) -> int:
+    """Room for every bar this call can emit: from the open bucket (or the first trade)
+    to the later of the last trade and ``flush_at``, plus one per trade."""
+    first = int(state[S_START]) if state[S_HAS] != 0.0 else (int(ts[0]) if len(ts) else 0)
+    last = int(ts[-1]) if len(ts) else first
+    end = max(last, flush_at, first)
+    return len(ts) + (end - first) // interval + 2
 
 
 def trades_to_bars(ts: npt.ArrayLike, price: npt.ArrayLike, qty: npt.ArrayLike, *,
@@ -112,7 +114,7 @@ def trades_to_bars(ts: npt.ArrayLike, price: npt.ArrayLike, qty: npt.ArrayLike, 
     check_trades(t, p, q, source or symbol)
     state = new_trade_bar_state()
     flush = -1 if end_ms is None else int(end_ms)
-    cap = _capacity(state, int(t[-1]) if len(t) else 0, flush, interval_ms, len(t))
+    cap = _capacity(state, t, flush, interval_ms)
     out_ts = np.empty(cap, dtype=np.int64)
     out = np.empty((cap, 5))
     n = trade_bar_kernel(state, t, p, q, interval_ms, flush, out_ts, out)
@@ -159,8 +161,7 @@ class TradeBarBuilder:
 
     def _run(self, t: IntArray, p: FloatArray, q: FloatArray, flush_at: int
              ) -> list[tuple[int, float, float, float, float, float]]:
-        last = int(t[-1]) if len(t) else max(self.last_trade_ts, 0)
-        cap = _capacity(self._state, last, flush_at, self.interval_ms, len(t))
+        cap = _capacity(self._state, t, flush_at, self.interval_ms)
         out_ts = np.empty(cap, dtype=np.int64)
         out = np.empty((cap, 5))
         n = trade_bar_kernel(self._state, t, p, q, self.interval_ms, flush_at, out_ts, out)

@@ -1,0 +1,124 @@
+"""Venue adapters: every malformed or wrongly shaped message is rejected by the schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from raytrade.actors.binance import BinanceSpot, parse_rest_klines
+from raytrade.actors.coinbase import CoinbaseExchange
+from raytrade.actors.events import (
+    Ignored,
+    KlineEvent,
+    MessageRejectedError,
+    QuoteEvent,
+    ServerShutdown,
+    SubscribeAck,
+    SubscribeFailed,
+    TradeEvent,
+)
+from raytrade.actors.venue import Subscription
+
+BIN = BinanceSpot(Subscription(("BTCUSDT",), "1m", trades=True))
+KLINE = {"e": "kline", "E": 1672515782136, "s": "BNBBTC", "k": {
+    "t": 1672515780000, "T": 1672515839999, "s": "BNBBTC", "i": "1m", "f": 100, "L": 200,
+    "o": "0.0010", "c": "0.0020", "h": "0.0025", "l": "0.0015", "v": "1000", "n": 100,
+    "x": False, "q": "1.0000", "V": "500", "Q": "0.500", "B": "123456"}}
+
+
+def test_binance_documented_messages_parse_to_events() -> None:
+    # the examples of Binance's public docs (RELIABILITY.md), except the kline's low,
+    # which the docs give above its open (0.0015 > 0.0010): our OHLC rule rejects that
+    k = json.loads(json.dumps(KLINE))
+    k["k"]["l"] = "0.0009"
+    (ev,) = BIN.parse(json.dumps(k))
+    assert isinstance(ev, KlineEvent) and not ev.closed and ev.bar.close == 0.002
+    (tr,) = BIN.parse('{"e":"trade","E":1672515782136,"s":"BNBBTC","t":12345,"p":"0.001",'
+                      '"q":"100","T":1672515782136,"m":true,"M":true}')
+    assert isinstance(tr, TradeEvent) and tr.trade_id == 12345
+    (q,) = BIN.parse('{"stream":"bnbusdt@bookTicker","data":{"u":400900217,"s":"BNBUSDT",'
+                     '"b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66"}}')
+    assert isinstance(q, QuoteEvent) and q.two_sided and 0 < q.half_spread < 1e-3
+    assert BIN.parse('{"e":"serverShutdown","E":1770123456789}') == [ServerShutdown(1770123456789)]
+    assert BIN.parse('{"result":null,"id":1}') == [SubscribeAck(1)]
+    (err,) = BIN.parse('{"code":2,"msg":"Invalid request: bad stream","id":3}')
+    assert isinstance(err, SubscribeFailed) and err.request_id == 3
+    assert BIN.parse('{"e":"24hrTicker","E":1}') == [Ignored("24hrTicker")]
+
+
+def test_binance_docs_kline_with_low_above_open_is_rejected() -> None:
+    with pytest.raises(MessageRejectedError, match="inconsistent OHLC"):
+        BIN.parse(json.dumps(KLINE))
+
+
+@pytest.mark.parametrize("raw", ['{"e":"kline","E":1,"s":"BTC', '{"e":"trade",}',
+                                 b"\x00\xff\xfe", "[1,2", "", "null"])
+def test_binance_malformed_frames_are_rejected(raw: str | bytes) -> None:
+    with pytest.raises(MessageRejectedError):
+        BIN.parse(raw)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", float("nan"), "NaN", "1e309", None, True,
+                                   [], {}])
+def test_binance_bad_price_values_are_rejected(value: object) -> None:
+    k = json.loads(json.dumps(KLINE))
+    k["k"]["l"] = "0.0009"
+    k["k"]["c"] = value
+    with pytest.raises(MessageRejectedError, match="'c'"):
+        BIN.parse(json.dumps(k))
+
+
+@pytest.mark.parametrize("field", ["t", "o", "h", "l", "c", "v", "x", "s", "i", "T"])
+def test_binance_kline_missing_field_is_rejected(field: str) -> None:
+    k = json.loads(json.dumps(KLINE))
+    k["k"]["l"] = "0.0009"
+    del k["k"][field]
+    with pytest.raises(MessageRejectedError):
+        BIN.parse(json.dumps(k))
+
+
+def test_binance_kline_of_another_interval_or_misaligned_is_rejected() -> None:
+    k = json.loads(json.dumps(KLINE))
+    k["k"]["l"] = "0.0009"
+    k["k"]["i"] = "5m"
+    with pytest.raises(MessageRejectedError, match="interval"):
+        BIN.parse(json.dumps(k))
+    k["k"]["i"] = "1m"
+    k["k"]["t"] += 1
+    with pytest.raises(MessageRejectedError, match="aligned"):
+        BIN.parse(json.dumps(k))
+
+
+def test_binance_empty_book_side_parses_as_one_sided_quote() -> None:
+    (q,) = BIN.parse('{"u":1,"s":"BTCUSDT","b":"0.00000000","B":"0","a":"100.0","A":"2"}')
+    assert isinstance(q, QuoteEvent) and not q.two_sided
+
+
+def test_binance_subscribe_request_covers_every_stream_in_one_message() -> None:
+    ((rid, frame),) = BIN.subscribe_requests(7)
+    msg = json.loads(frame)
+    assert rid == 7 and msg["method"] == "SUBSCRIBE" and msg["id"] == 7
+    assert msg["params"] == ["btcusdt@kline_1m", "btcusdt@trade", "btcusdt@bookTicker"]
+
+
+def test_rest_klines_bad_row_is_named() -> None:
+    good = [1672515780000, "1", "2", "0.5", "1.5", "10", 0, "0", 1, "0", "0", "0"]
+    assert len(parse_rest_klines([good], "X", 60_000, "rest")) == 1
+    bad = list(good)
+    bad[4] = "abc"
+    with pytest.raises(MessageRejectedError, match="row 1"):
+        parse_rest_klines([good, bad], "X", 60_000, "rest")
+
+
+def test_coinbase_match_and_ticker_parse_and_bad_time_is_rejected() -> None:
+    cb = CoinbaseExchange(Subscription(("BTC-USD",)))
+    (m,) = cb.parse('{"type":"match","trade_id":10,"sequence":50,"maker_order_id":"a",'
+                    '"taker_order_id":"b","time":"2014-11-07T08:19:27.028459Z",'
+                    '"product_id":"BTC-USD","size":"5.23512","price":"400.23","side":"sell"}')
+    assert isinstance(m, TradeEvent) and m.sequence == 50 and m.ts == 1415348367028
+    (t,) = cb.parse('{"type":"ticker","sequence":51,"product_id":"BTC-USD","best_bid":"1",'
+                    '"best_bid_size":"1","best_ask":"1.1","best_ask_size":"2"}')
+    assert isinstance(t, QuoteEvent) and t.two_sided
+    with pytest.raises(MessageRejectedError, match="time"):
+        cb.parse('{"type":"match","trade_id":1,"sequence":1,"time":"yesterday",'
+                 '"product_id":"BTC-USD","size":"1","price":"1"}')
