@@ -18,6 +18,7 @@ Released bars carry a ``kind``: ``warmup`` (history before the first live bar), 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -141,8 +142,7 @@ class BarSequencer:
             self.health.last_error = f"REST: {exc}"
             return None
         bars = [b for b in bars if start <= b.ts < end]
-        ok = all(b2.ts - b1.ts == self.interval_ms for b1, b2 in zip(bars, bars[1:],
-                                                                     strict=False))
+        ok = all(b2.ts - b1.ts == self.interval_ms for b1, b2 in itertools.pairwise(bars))
         if not ok or (bars and bars[-1].ts != end - self.interval_ms) or \
                 (not warmup and (not bars or bars[0].ts != start)):
             self.health.count("rest_errors")

@@ -25,6 +25,7 @@ queue).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -202,10 +203,8 @@ class FeedClient:
             self.health.backoff_s = delay
             log.warning("%s feed: %s; reconnecting in %.2f s", self.adapter.venue,
                         self.health.last_error, delay)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                pass
         self.health.state = "stopped"
 
     async def _session(self) -> bool:

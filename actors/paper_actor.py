@@ -94,7 +94,7 @@ class PaperTrader:
             self.session.stop()
             try:
                 await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
-            except (TimeoutError, Exception):  # noqa: BLE001 - report, don't raise
+            except (TimeoutError, Exception):
                 log.exception("paper session %s did not stop cleanly", self.config.actor)
         return await self.status()
 

@@ -18,6 +18,7 @@ tries REST, and raises alerts. Time for staleness and alerts comes from the inje
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -46,7 +47,6 @@ from raytrade.algos.policy import Policy, manifest_env
 from raytrade.algos.policy_store import PolicyStore
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
-from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.intervals import interval_to_ms
 from raytrade.envs.trade_bars import TradeBarBuilder
 
@@ -205,10 +205,8 @@ class PaperSession:
             policy = self.executor.policy
             if policy is not None:
                 return policy
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.poll_interval_s)
-            except TimeoutError:
-                pass
         return None
 
     def _build(self, policy: Policy) -> None:
@@ -265,14 +263,12 @@ class PaperSession:
         for t in tasks:
             t.cancel()
         for t in tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await t
-            except asyncio.CancelledError:
-                pass
         stop.cancel()
-        for t in done:
-            if t is not stop and not t.cancelled() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+        for task in tasks:  # a task that ended by itself ended on an error: report it
+            if task in done and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def _shutdown(self) -> None:
         self.state = "stopped"
@@ -424,7 +420,7 @@ class PaperSession:
             start = seq.last_ts + self.interval_ms
             try:
                 bars = await seq.backfill(sym, start, start + 1000 * self.interval_ms)
-            except Exception as exc:  # noqa: BLE001 - any failure: stay stale, retry later
+            except Exception as exc:
                 seq.health.count("rest_errors")
                 seq.health.last_error = f"REST fallback: {exc}"
                 continue

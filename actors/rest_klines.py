@@ -41,7 +41,7 @@ class RestKlines:
     def _get(self, params: dict[str, str | int]) -> object:
         url = f"{self.base}/api/v3/klines?{urllib.parse.urlencode(params)}"
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             retry = exc.headers.get("Retry-After") if exc.headers else None

@@ -136,7 +136,8 @@ def manifest_env(manifest: Mapping[str, Any]) -> EnvSettings:
     """
     env = manifest.get("env") or {}
     try:
-        risk = {k: (math.inf if v is None else v) for k, v in dict(env.get("risk", {})).items()}
+        risk: dict[str, Any] = {k: (math.inf if v is None else v)
+                                for k, v in dict(env.get("risk", {})).items()}
         return EnvSettings(costs=CostModel(**dict(env.get("costs", {}))),
                            risk=RiskConfig(**risk),
                            latency_bars=int(env.get("latency_bars", 1)),

@@ -61,7 +61,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with server:
             print(json.dumps({"ws_url": server.ws_url, "rest_url": server.rest_url,
-                              "symbols": sorted(server.tables), "bars": server.stop - server.start}),
+                              "symbols": sorted(server.tables),
+                              "bars": server.stop - server.start}),
                   flush=True)
             await stop.wait()
 

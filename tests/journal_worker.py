@@ -12,11 +12,10 @@ from pathlib import Path
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_broker import BrokerConfig, PaperBroker
 from raytrade.actors.symbol_trader import SymbolTrader
+from raytrade.algos.policy import Policy
 from raytrade.algos.policy_store import PolicyStore
 
 from tests.live_setup import bars, experiment
-
-from raytrade.algos.policy import Policy
 
 
 def make_trader(journal: Journal, policy: Policy) -> SymbolTrader:

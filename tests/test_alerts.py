@@ -15,7 +15,7 @@ class _Recorder(BaseHTTPRequestHandler):
     received: list[tuple[str, dict[str, object]]] = []  # noqa: RUF012 - test server state
     fail_next = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if _Recorder.fail_next:
             _Recorder.fail_next -= 1

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import run_paper
