@@ -19,7 +19,6 @@ shutdowns), ``meta``.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -243,7 +242,3 @@ class Journal:
             raise ValueError(f"no table {table!r}")
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
-
-def finite_or_none(x: float | None) -> float | None:
-    """JSON-friendly: None for NaN/inf."""
-    return None if x is None or not math.isfinite(x) else x

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from raytrade.actors.bar_sequencer import CATCHUP, LIVE, WARMUP
+from raytrade.actors.bar_sequencer import LIVE, WARMUP
 from raytrade.actors.journal import BarStep, DecisionRecord, Journal
 from raytrade.actors.paper_broker import Fill, PaperBroker, Rejection
 from raytrade.algos.policy import Policy
@@ -237,5 +237,3 @@ class SymbolTrader:
                 "drawdown": float(drawdown(acct)), "halted": bool(acct[HALTED] != 0.0),
                 "decisions": self.broker.decisions}
 
-
-__all__ = ["CATCHUP", "LIVE", "WARMUP", "RewardSpec", "StepOutcome", "SymbolTrader"]
