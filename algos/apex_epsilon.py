@@ -91,10 +91,16 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         episodes = self.sample()
         return episodes, self.get_metrics()
 
-    def sample(self, *args: Any, **kwargs: Any) -> Any:
-        episodes = super().sample(*args, **kwargs)
+    def get_metrics(self) -> Any:
+        """The runner's metrics, always with its current Ape-X epsilon.
+
+        Logged here rather than after ``sample``: RLlib 2.60's mean stats are cleared on
+        every reduce, so a metrics fetch with no sample since the last one (the driver's
+        end-of-iteration fetch after asynchronous requests, a slow iteration) would
+        otherwise report NaN.
+        """
         if self.module is not None and hasattr(self.module, "epsilon_schedule"):
             eps = float(self.module.epsilon_schedule.get_current_value())
             self.metrics.log_value(f"apex_epsilon_runner_{self._apex_index}", eps,
                                    reduce="mean", window=1)
-        return episodes
+        return super().get_metrics()
