@@ -47,6 +47,7 @@ from raytrade.algos.policy import Policy, manifest_env
 from raytrade.algos.policy_store import PolicyStore
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
+from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.intervals import interval_to_ms
 from raytrade.envs.trade_bars import TradeBarBuilder
 
@@ -85,8 +86,9 @@ class PaperConfig:
     """Use the live bookTicker spread instead of the modelled one."""
     min_confidence: float = 0.0
     """Hold the position when the policy's confidence is below this."""
-    warmup_bars: int = 3000
-    """History fetched over REST before the first decision (feature warm-up)."""
+    warmup_bars: int | None = None
+    """History fetched over REST before the first decision; None: the policy's FeatureSpec
+    decides (``feature_warmup_bars``: enough for a complete first observation)."""
     queue_size: int = 10_000
     """Market events buffered between the reader and the trader."""
     poll_interval_s: float = 5.0
@@ -111,7 +113,7 @@ class PaperConfig:
     def __post_init__(self) -> None:
         if self.venue not in VENUES:
             raise ConfigError(f"venue must be one of {VENUES}, got {self.venue!r}")
-        if not self.speed > 0 or self.queue_size < 10 or self.warmup_bars < 0:
+        if not self.speed > 0 or self.queue_size < 10 or (self.warmup_bars or 0) < 0:
             raise ConfigError("PaperConfig: speed > 0, queue_size >= 10, warmup_bars >= 0")
         interval_to_ms(self.interval)
 
@@ -232,6 +234,11 @@ class PaperSession:
                                    on_transitions=self.push_transitions
                                    if cfg.online_learning else None)
         self.trader.restore()
+        warmup = cfg.warmup_bars
+        if warmup is None:
+            warmup = feature_warmup_bars(spec, window)
+            log.info("%s: %d bars of warm-up history for FeatureSpec %s", cfg.actor,
+                     warmup, spec.hash[:12])
         self.reference = spec.reference_symbol
         symbols = [cfg.symbol] + ([self.reference] if self.reference and
                                   self.reference != cfg.symbol else [])
@@ -246,7 +253,7 @@ class PaperSession:
         for sym in symbols:
             self.sequencers[sym] = BarSequencer(
                 sym, self.interval_ms, backfill, self.feed.health,
-                warmup_bars=cfg.warmup_bars, last_ts=self.trader.last_ts,
+                warmup_bars=warmup, last_ts=self.trader.last_ts,
                 on_gap=self._on_gap)
             self._pending[sym] = {}
             self._trade_bars[sym] = TradeBarBuilder(self.interval_ms, sym)

@@ -86,8 +86,9 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pa.add_argument("--address", help="Ray address (auto: the cluster); default a private "
                     "local Ray")
     pa.add_argument("--initial-equity", type=float, default=10_000.0)
-    pa.add_argument("--warmup-bars", type=int, default=3000,
-                    help="history fetched over REST before the first decision")
+    pa.add_argument("--warmup-bars", type=int, default=None,
+                    help="history fetched over REST before the first decision "
+                         "(default: what the policy's FeatureSpec needs)")
     pa.add_argument("--speed", type=float, default=1.0,
                     help="bar clock speed-up (match the replay server's --speed)")
     pa.add_argument("--online-learning", action="store_true",

@@ -103,7 +103,9 @@ def test_slow_runner_does_not_stall_async_sampling(local_ray: None) -> None:
     last = fast["last"]
     from_fast = last[f"{RUNNER_STEPS}1"]
     from_slow = last[f"{RUNNER_STEPS}2"]
-    assert from_fast > 3 * from_slow > 0, (from_fast, from_slow)
+    # (synchronous sampling gives exactly 1x; on an idle machine this is about 5x, on a
+    # busy 2-core one it has been seen as low as 3x)
+    assert from_fast > 2 * from_slow > 0, (from_fast, from_slow)
     assert sampled_per_s(fast) > 2 * sampled_per_s(sync), (sampled_per_s(fast),
                                                            sampled_per_s(sync))
     # the learner trained the whole time, at the configured replay ratio, in both modes
