@@ -135,8 +135,13 @@ def run_paper(configs: Sequence[PaperConfig], store_uri: str, *,
     finals = []
     for actor in actors:
         try:
-            finals.append(ray.get(actor.stop.remote(), timeout=60))
+            final = ray.get(actor.stop.remote(), timeout=60)
         except ray.exceptions.RayActorError as exc:
-            finals.append({"error": str(exc)})
+            final = {"error": str(exc)}
+        trader = final.get("trader") or {}
+        log.info("%s stopped: open position %s on %s, equity %s, journal flushed",
+                 final.get("actor"), trader.get("position"), trader.get("symbol"),
+                 trader.get("equity"))
+        finals.append(final)
         ray.kill(actor, no_restart=True)
     return finals

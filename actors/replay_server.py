@@ -25,7 +25,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from typing import Any
 
@@ -65,6 +65,41 @@ class Faults:
     """Answer the first N SUBSCRIBE requests with an error."""
     rest_failures: int = 0
     """Answer the first N REST kline requests with 503."""
+    rest_down: tuple[int, int] | None = None
+    """A REST outage: kline requests get 503 while the clock is in bars ``[a, b)``."""
+
+    @classmethod
+    def from_json(cls, text: str) -> Faults:
+        """Faults from JSON (the CLI's ``--faults``): lists of bar indices, ``silence_at``
+        as ``{"index": seconds}``, counts as integers. Unknown keys are an error.
+
+        Example: ``{"skip_at": [5010, 5011], "rest_failures": 2, "silence_at": {"5020": 1.5}}``
+        """
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--faults is not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError("--faults must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown fault(s) {unknown}; known: {sorted(known)}")
+        kw: dict[str, Any] = {}
+        try:
+            for name, value in raw.items():
+                if name == "silence_at":
+                    kw[name] = {int(k): float(v) for k, v in dict(value).items()}
+                elif name in ("refuse_subscriptions", "rest_failures"):
+                    kw[name] = int(value)
+                elif name == "rest_down":
+                    a, b = (int(x) for x in value)
+                    kw[name] = (a, b)
+                else:
+                    kw[name] = frozenset(int(i) for i in value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--faults: bad value in {raw!r}: {exc}") from exc
+        return cls(**kw)
 
 
 def kline_message(symbol: str, interval: str, interval_ms: int, table: BarTable, i: int,
@@ -212,7 +247,9 @@ class ReplayServer:
             return _json_response(conn, HTTPStatus.OK, {"serverTime": self.now_ms()})
         if path != "/api/v3/klines":
             return _json_response(conn, HTTPStatus.NOT_FOUND, {"code": -1, "msg": "not found"})
-        if self._rest_failed < self.faults.rest_failures:
+        down = self.faults.rest_down
+        if self._rest_failed < self.faults.rest_failures or \
+                (down is not None and down[0] <= self.closed_until() < down[1]):
             self._rest_failed += 1
             return _json_response(conn, HTTPStatus.SERVICE_UNAVAILABLE,
                                   {"code": -1003, "msg": "injected failure"})

@@ -45,14 +45,15 @@ def _cmd_paper(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from raytrade.actors.replay_server import ReplayServer
+    from raytrade.actors.replay_server import Faults, ReplayServer
     from raytrade.envs.io import load_bars
     from raytrade.envs.market import resolve_sources
     from raytrade.envs.resample import align
 
     tables = align([load_bars(p) for p in resolve_sources(tuple(args.data))])
     server = ReplayServer(tables, speed=args.speed, start=args.start, host=args.host,
-                          port=args.port, start_on_connect=args.start_on_connect)
+                          port=args.port, start_on_connect=args.start_on_connect,
+                          faults=Faults.from_json(args.faults) if args.faults else None)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -114,4 +115,6 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     rp.add_argument("--port", type=int, default=9443)
     rp.add_argument("--start-on-connect", action="store_true",
                     help="start the clock at the first subscription")
+    rp.add_argument("--faults", help="JSON faults keyed by bar index (tests), e.g. "
+                    "'{\"skip_at\": [5010], \"rest_failures\": 2}'")
     rp.set_defaults(func=_cmd_replay)

@@ -4,8 +4,13 @@ reference the live actor must agree with."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from raytrade.envs.io import load_bars
 from raytrade.envs.market import load_markets
 from raytrade.envs.sample import sample_path
 from raytrade.envs.trading_env import TradingEnv
+from raytrade.scripts.s3_local import free_port
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,6 +41,17 @@ def fitted_normalizer() -> Normalizer:
     _, norm = load_markets(["sample:ETHUSDT", "sample:BTCUSDT"], spec=exp.features,
                            split="train", window=exp.env.window, costs=exp.env.costs)
     return norm
+
+
+@functools.lru_cache(maxsize=1)
+def quick_experiment() -> ExperimentConfig:
+    """The bundled experiment with a light FeatureSpec (no higher timeframes, two pivot
+    levels): its features are complete after about 140 bars instead of about 9,400, for
+    the session tests that do not compare with training."""
+    exp = experiment()
+    spec = dataclasses.replace(exp.features, higher_timeframes=(), pivot_levels=2,
+                               smc_level=1, regime_vol_long=96)
+    return dataclasses.replace(exp, features=spec)
 
 
 def bundle(seed: int = 3) -> dict[str, bytes]:
@@ -55,12 +72,34 @@ def write_csv(table: BarTable, folder: Path) -> Path:
     return path
 
 
-def paper_store(root: Path, seed: int = 3) -> tuple[PolicyStore, Policy]:
-    """A local store whose ``paper`` channel serves ``bundle(seed)``."""
+def paper_store(root: Path, seed: int = 3, *, quick: bool = False
+                ) -> tuple[PolicyStore, Policy]:
+    """A local store whose ``paper`` channel serves ``bundle(seed)`` (``quick``: a random
+    policy of ``quick_experiment`` with an identity normalizer)."""
     store = PolicyStore(root.as_uri())
-    files_ = bundle(seed)
+    files_ = random_bundle(quick_experiment(), seed=seed) if quick else bundle(seed)
     version = store.publish(files_, channel="paper", reason="test policy")
     return store, Policy(files_, version)
+
+
+@contextlib.contextmanager
+def replay_process(data: list[Path], *, speed: float, start: int,
+                   faults: dict[str, object] | None = None) -> Iterator[dict[str, object]]:
+    """``raytrade feed replay`` in its own process (a busy client in the same process
+    would slow its clock), clock started by the first subscription; yields its JSON
+    banner (``ws_url``, ``rest_url``, ...)."""
+    cmd = [sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data",
+           *map(str, data), "--speed", str(speed), "--start", str(start),
+           "--port", str(free_port()), "--start-on-connect"]
+    if faults:
+        cmd += ["--faults", json.dumps(faults)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield json.loads(server.stdout.readline())
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int

@@ -10,8 +10,6 @@ equity and exact equality of actions and positions.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +17,8 @@ import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import run_paper
 from raytrade.actors.paper_session import PaperConfig
-from raytrade.scripts.s3_local import free_port
 
-from tests.live_setup import backtest, bars, paper_store, write_csv
+from tests.live_setup import backtest, bars, paper_store, replay_process, write_csv
 
 N_BARS = 5_300
 START = 5_000  # live from here; the actor warms up over REST on the bars before it
@@ -33,24 +30,14 @@ def test_paper_actor_on_replayed_real_bars_matches_backtest(tmp_path: Path,
     eth, btc = bars(N_BARS)
     eth_csv, btc_csv = write_csv(eth, tmp_path), write_csv(btc, tmp_path)
     store, policy = paper_store(tmp_path / "store")
-    port = free_port()
     speed = 300_000 / (BAR_S * 1000)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data",
-         str(eth_csv), str(btc_csv), "--speed", str(speed), "--start", str(START),
-         "--port", str(port), "--start-on-connect"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        info = json.loads(server.stdout.readline())
+    with replay_process([eth_csv, btc_csv], speed=speed, start=START) as info:
         config = PaperConfig(actor="eth", symbol="ETHUSDT", venue="replay",
-                             feed_url=info["ws_url"], rest_url=info["rest_url"],
+                             feed_url=str(info["ws_url"]), rest_url=str(info["rest_url"]),
                              journal_dir=str(tmp_path / "journal"), warmup_bars=START,
                              speed=speed / 1000, stale_after_bars=100, export_every_s=1)
         # the replay lasts (N_BARS - START) * BAR_S = 9 s; warm-up adds a few seconds
         finals = run_paper([config], store.uri, duration_s=30, check_every_s=1)
-    finally:
-        server.terminate()
-        server.wait(10)
     assert finals[0]["error"] is None
     actions, targets, equity = backtest(policy, eth_csv, btc_csv, START)
 

@@ -1,0 +1,288 @@
+"""The paper session end to end under the faults of RELIABILITY.md (market data and the
+live actor): a replay server in its own process (real websocket and REST on loopback),
+the real session, a real SQLite journal. A light FeatureSpec (``quick_experiment``) keeps
+the warm-up short; parity with training on the full spec is ``test_paper_parity.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+from raytrade.actors.journal import Journal
+from raytrade.actors.paper_actor import actor_name, run_paper
+from raytrade.actors.paper_session import PaperConfig, PaperSession
+from raytrade.algos.live_experience import QUEUE_NAME, LiveExperienceQueue
+from raytrade.algos.policy import Policy
+from raytrade.algos.policy_store import PolicyStore
+from raytrade.envs.bars import BarTable
+
+from tests.live_setup import bars, paper_store, replay_process, write_csv
+
+START = 300  # first streamed bar; the quick spec needs about 140 bars of warm-up
+BAR_S = 0.05  # one replayed 5m bar every 50 ms
+SPEED = 300_000 / (BAR_S * 1000)  # virtual ms per real ms
+
+
+def market(tmp_path: Path, live_bars: int) -> tuple[BarTable, list[Path]]:
+    """ETH (traded) and BTC (reference) CSVs with ``live_bars`` bars after ``START``."""
+    eth, btc = bars(START + live_bars)
+    return eth, [write_csv(eth, tmp_path), write_csv(btc, tmp_path)]
+
+
+def session_config(tmp_path: Path, info: dict[str, Any], **kw: Any) -> PaperConfig:
+    base: dict[str, Any] = {
+        "actor": "eth", "symbol": "ETHUSDT", "venue": "replay",
+        "feed_url": str(info["ws_url"]), "rest_url": str(info["rest_url"]),
+        "journal_dir": str(tmp_path / "journal"), "speed": SPEED, "stale_after_bars": 40,
+        "export_every_s": 1.0}
+    return PaperConfig(**{**base, **kw})
+
+
+def run_session(session: PaperSession, timeout_s: float,
+                until: Callable[[PaperSession], bool],
+                watch: Callable[[PaperSession], None] | None = None) -> None:
+    """Run ``session`` in this thread's event loop until ``until`` or the timeout."""
+
+    async def main() -> None:
+        task = asyncio.create_task(session.run())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not task.done() and not until(session):
+            if watch is not None:
+                watch(session)
+            await asyncio.sleep(0.02)
+        session.stop()
+        await task
+
+    asyncio.run(main())
+
+
+def finished(last_ts: int) -> Callable[[PaperSession], bool]:
+    return lambda s: s.trader is not None and (s.trader.last_ts or 0) >= last_ts
+
+
+def journal_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    journal = Journal(path)
+    try:
+        return journal.db.execute(sql).fetchall()
+    finally:
+        journal.close()
+
+
+def assert_contiguous(path: Path, first_ts: int, last_ts: int) -> None:
+    """Every bar from ``first_ts`` to ``last_ts`` journaled exactly once, in order."""
+    ts = [r[0] for r in journal_rows(path, "SELECT ts FROM bars WHERE symbol='ETHUSDT' "
+                                           "ORDER BY ts")]
+    assert ts[0] <= first_ts and ts[-1] >= last_ts
+    assert np.all(np.diff(ts) == 300_000), "journaled bars have a hole or a repeat"
+
+
+def test_gap_is_backfilled_over_rest_before_the_next_decision(tmp_path: Path) -> None:
+    eth, data = market(tmp_path, 80)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    skipped = (START + 20, START + 21)
+    with replay_process(data, speed=SPEED, start=START,
+                        faults={"skip_at": list(skipped)}) as info:
+        config = session_config(tmp_path, info)
+        session = PaperSession(config, store)
+        run_session(session, 60, finished(int(eth.ts[-1])))
+    health = session.health()
+    assert health["feed"]["counters"]["gaps"] >= 1
+    assert health["feed"]["counters"]["gaps_backfilled"] >= 1
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]), int(eth.ts[-1]))
+    rows = dict((r[0], r[1:]) for r in journal_rows(
+        config.journal_path, "SELECT b.ts, b.kind, d.reason FROM bars b JOIN decisions d "
+                             "USING(symbol, ts) WHERE symbol='ETHUSDT'"))
+    # the missing bars came over REST, too late to act on: held, no new entries
+    for i in skipped:
+        assert rows[int(eth.ts[i])] == ("catchup", "catchup bar: holding (no new entries)")
+    # the bar that revealed the gap is decided, after the backfill, by the policy
+    assert rows[int(eth.ts[skipped[-1] + 1])] == ("live", "policy")
+
+
+def test_rest_outage_holds_the_symbol_stale_and_journals_the_gap(tmp_path: Path) -> None:
+    eth, data = market(tmp_path, 100)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    gap = START + 20
+    faults = {"skip_at": [gap], "rest_down": [START + 10, START + 50]}
+    seen_stale: list[int] = []
+
+    def watch(s: PaperSession) -> None:
+        if any(seq.stale for seq in s.sequencers.values()) and s.trader is not None:
+            seen_stale.append(s.trader.last_ts or 0)
+
+    with replay_process(data, speed=SPEED, start=START, faults=faults) as info:
+        config = session_config(tmp_path, info)
+        session = PaperSession(config, store)
+        run_session(session, 60, finished(int(eth.ts[-1])), watch)
+    counters = session.health()["feed"]["counters"]
+    assert counters["gaps_unfilled"] >= 1 and counters["rest_errors"] >= 1
+    # while stale, nothing after the gap was traded
+    assert seen_stale and max(seen_stale) < int(eth.ts[gap])
+    # the journal records the gap and why
+    events = journal_rows(config.journal_path, "SELECT kind, detail FROM events "
+                                               "WHERE kind='gap'")
+    assert events and "REST" in json.loads(events[0][1])["why"]
+    # once REST is back the hole is filled: every bar once; the ones that waited are
+    # catch-up holds, then live trading resumes
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]), int(eth.ts[-1]))
+    kinds = dict(journal_rows(config.journal_path, "SELECT ts, kind FROM bars "
+                                                   "WHERE symbol='ETHUSDT'"))
+    assert kinds[int(eth.ts[gap])] == "catchup"
+    assert kinds[int(eth.ts[gap + 5])] == "catchup"  # waited out the outage
+    assert kinds[int(eth.ts[-1])] == "live"
+
+
+def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eth, data = market(tmp_path, 200)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    during_sleep: list[int] = []
+    holder: dict[str, PaperSession] = {}
+    decide = Policy.decide
+
+    def slow_decide(self: Policy, *args: Any, **kwargs: Any) -> Any:
+        feed = holder["session"].feed
+        assert feed is not None
+        before = feed.health.counters["messages"]
+        time.sleep(2.0)  # injected: inference takes 2 s
+        during_sleep.append(feed.health.counters["messages"] - before)
+        return decide(self, *args, **kwargs)
+
+    monkeypatch.setattr(Policy, "decide", slow_decide)
+    queue_sizes: list[int] = []
+
+    def watch(s: PaperSession) -> None:
+        if s.queue is not None:
+            queue_sizes.append(s.queue.qsize())
+
+    with replay_process(data, speed=SPEED, start=START) as info:
+        config = session_config(tmp_path, info, queue_size=10)
+        session = PaperSession(config, store)
+        holder["session"] = session
+        run_session(session, 60, lambda s: len(during_sleep) >= 4, watch)
+    # the reader kept reading while the trader slept: about 6 frames per bar, a bar
+    # every 50 ms, so 2 s of sleep is about 240 frames
+    assert min(during_sleep) > 100, during_sleep
+    # the queue never grew past its bound; the overflow dropped market data and counted it
+    assert queue_sizes and max(queue_sizes) <= config.queue_size
+    counters = session.health()["feed"]["counters"]
+    assert counters["dropped_queue"] > 0
+    # dropped closed bars became gaps, backfilled over REST: no journal row was lost
+    assert counters["gaps_backfilled"] >= 1
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]),
+                      int(eth.ts[START + 1]))
+
+
+@pytest.mark.slow
+def test_killed_actor_restarts_rebuilds_from_the_journal_and_pushes_experience(
+        tmp_path: Path, local_ray: None) -> None:
+    eth, data = market(tmp_path, 400)
+    store, policy = paper_store(tmp_path / "store", quick=True)
+    queue = LiveExperienceQueue.options(name=QUEUE_NAME).remote(capacity=100_000)  # type: ignore[attr-defined]
+    with replay_process(data, speed=SPEED, start=START) as info:
+        config = session_config(tmp_path, info, online_learning=True, export_every_s=0.5)
+        stop = threading.Event()
+        finals: list[dict[str, Any]] = []
+        runner = threading.Thread(target=lambda: finals.extend(run_paper(
+            [config], store.uri, duration_s=60, check_every_s=0.5, stop_event=stop)))
+        runner.start()
+        try:
+            health = wait_for_export(store, "eth", lambda h: h["processed_bars"] > 250, 40)
+            before_kill = health["trader"]
+            # like kill -9: no clean shutdown; Ray restarts the actor, the supervisor
+            # starts a new session, which rebuilds from the journal alone
+            ray.kill(ray.get_actor(actor_name(config)), no_restart=False)
+            wait_for_export(store, "eth", lambda h: (h["trader"] or {}).get("last_ts", 0)
+                            >= int(eth.ts[-1]), 50)
+        finally:
+            stop.set()
+            runner.join(60)
+    assert finals and finals[0]["error"] is None
+    path = config.journal_path
+    assert_contiguous(path, int(eth.ts[START - 100]), int(eth.ts[-1]))
+    starts = journal_rows(path, "SELECT count(*) FROM events WHERE kind='start'")[0][0]
+    assert starts == 2, "one start, one restart"
+    # no duplicated fill and fill ids that a replay would reproduce
+    fills = journal_rows(path, "SELECT fill_id, bar_ts FROM fills")
+    assert len({f[0] for f in fills}) == len(fills)
+    assert all(f[0] == f"eth:ETHUSDT:{f[1]}" for f in fills)
+    # the restored account continued where the journal left it: equity never jumps back
+    # to the starting balance, and decisions continued with the same policy version
+    equity = [r[0] for r in journal_rows(path, "SELECT equity FROM account "
+                                               "WHERE symbol='ETHUSDT' ORDER BY ts")]
+    after = int(np.searchsorted(np.array(
+        [r[0] for r in journal_rows(path, "SELECT ts FROM account ORDER BY ts")]),
+        before_kill["last_ts"]))
+    assert np.max(np.abs(np.diff(equity[after - 1:after + 50]))) < 0.05 * equity[after - 1]
+    versions = {r[0] for r in journal_rows(path, "SELECT DISTINCT version FROM decisions "
+                                                 "WHERE reason='policy'")}
+    assert versions == {policy.version}
+    # online learning: the transitions reached the training run's queue
+    stats = ray.get(queue.stats.remote())
+    assert stats["pushed"] > 100
+    chunk = ray.get(queue.drain.remote(10_000))[0]
+    assert np.asarray(chunk.get_observations()).shape[1:] == policy.obs_shape
+    ray.kill(queue)
+
+
+def wait_for_export(store: PolicyStore, actor: str, ok: Callable[[dict[str, Any]], bool],
+                    timeout_s: float) -> dict[str, Any]:
+    """Poll ``paper/<actor>/health.json`` (what the dashboard reads) until ``ok``."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = json.loads(store.blobs.get(f"paper/{actor}/health.json").data)
+        except Exception:  # not exported yet
+            last = {}
+        if last and ok(last):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"export never satisfied the condition; last: {last}")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_cli_flushes_the_journal_and_logs_the_position(tmp_path: Path) -> None:
+    eth, data = market(tmp_path, 2000)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    journal = tmp_path / "journal"
+    with replay_process(data, speed=SPEED, start=START) as info:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raytrade.scripts.cli", "paper", "--store", store.uri,
+             "--feed", "replay", "--symbols", "ETHUSDT", "--feed-url", str(info["ws_url"]),
+             "--rest-url", str(info["rest_url"]), "--journal", str(journal),
+             "--speed", str(SPEED), "--name-prefix", ""],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            wait_for_export(store, "ethusdt", lambda h: h["processed_bars"] > 200, 90)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    final = json.loads(out[out.index("["):])[0]
+    assert final["error"] is None and final["processed_bars"] > 200
+    # the journal was closed cleanly (no lock left) and holds the shutdown record
+    rows = journal_rows(journal / "ethusdt.sqlite",
+                        "SELECT detail FROM events WHERE kind='shutdown'")
+    assert len(rows) == 1
+    detail = json.loads(rows[0][0])
+    assert detail["position"] == final["trader"]["position"]
+    assert f"ethusdt stopped: open position {detail['position']}" in err
+    n_bars = journal_rows(journal / "ethusdt.sqlite", "SELECT count(*) FROM bars "
+                                                      "WHERE symbol='ETHUSDT'")[0][0]
+    assert n_bars == final["processed_bars"]
