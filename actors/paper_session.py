@@ -34,6 +34,7 @@ from raytrade.actors.alerts import AlertDispatcher, Notifier
 from raytrade.actors.bar_sequencer import CATCHUP, LIVE, WARMUP, BarSequencer, SequencedBar
 from raytrade.actors.binance import BinanceSpot
 from raytrade.actors.coinbase import CoinbaseExchange
+from raytrade.actors.coinbase_rest import CoinbaseCandles
 from raytrade.actors.events import KlineEvent, MarketEvent, QuoteEvent, TradeEvent
 from raytrade.actors.executor import ExecutorEvent, PolicyExecutor
 from raytrade.actors.feed_client import FeedClient, FeedConfig
@@ -107,6 +108,9 @@ class PaperConfig:
     """Push transitions to the training run's live-experience queue."""
     synchronous: str = "FULL"
     """SQLite ``synchronous`` for the journal (FULL survives power loss, NORMAL a crash)."""
+    reference_symbol: str | None = None
+    """The venue's name for the FeatureSpec's reference asset (None: the spec's name, on
+    Coinbase mapped like ``BTCUSDT`` -> ``BTC-USD``)."""
     feed: FeedConfig = field(default_factory=FeedConfig)
     """Connection behaviour."""
 
@@ -130,6 +134,19 @@ def make_adapter(config: PaperConfig, symbols: Sequence[str]) -> VenueAdapter:
                                              quotes=config.use_quote_spread), config.feed_url)
     return BinanceSpot(Subscription(tuple(symbols), config.interval,
                                     quotes=config.use_quote_spread), config.feed_url)
+
+
+def reference_symbol(config: PaperConfig, spec_reference: str | None) -> str | None:
+    """The venue symbol of the spec's reference asset (``PaperConfig.reference_symbol``)."""
+    if spec_reference is None or config.reference_symbol:
+        return config.reference_symbol if spec_reference else None
+    if config.venue == "coinbase" and "-" not in spec_reference:
+        for quote in ("USDT", "USDC", "USD"):
+            if spec_reference.endswith(quote) and len(spec_reference) > len(quote):
+                return f"{spec_reference[:-len(quote)]}-USD"
+        raise ConfigError(f"no Coinbase product for reference {spec_reference}: set "
+                          "reference_symbol")
+    return spec_reference
 
 
 def broker_config(config: PaperConfig, manifest: dict[str, Any]) -> BrokerConfig:
@@ -239,10 +256,11 @@ class PaperSession:
             warmup = feature_warmup_bars(spec, window)
             log.info("%s: %d bars of warm-up history for FeatureSpec %s", cfg.actor,
                      warmup, spec.hash[:12])
-        self.reference = spec.reference_symbol
+        self.reference = reference_symbol(cfg, spec.reference_symbol)
         symbols = [cfg.symbol] + ([self.reference] if self.reference and
                                   self.reference != cfg.symbol else [])
-        rest = RestKlines(cfg.rest_url)
+        rest = CoinbaseCandles(cfg.rest_url) if cfg.venue == "coinbase" \
+            else RestKlines(cfg.rest_url)
 
         async def backfill(symbol: str, start: int, end: int) -> list[Bar]:
             return await rest.fetch(symbol, cfg.interval, start, end)
@@ -505,4 +523,5 @@ def _pct(x: npt.NDArray[np.float64], q: float) -> float | None:
     return None if not len(x) else round(float(np.percentile(x, q)) * 1000.0, 3)
 
 
-__all__ = ["VENUES", "PaperConfig", "PaperSession", "broker_config", "make_adapter"]
+__all__ = ["VENUES", "PaperConfig", "PaperSession", "broker_config", "make_adapter",
+           "reference_symbol"]

@@ -31,6 +31,22 @@ class RestUnavailableError(TemporaryError):
         self.retry_after_s = retry_after_s
 
 
+def get_json(url: str, timeout_s: float) -> object:
+    """GET ``url`` and parse JSON; every failure is a ``RestUnavailableError`` (with the
+    server's ``Retry-After`` on 429/418/5xx replies)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        retry = exc.headers.get("Retry-After") if exc.headers else None
+        raise RestUnavailableError(f"GET {url}: HTTP {exc.code}",
+                                   float(retry) if retry else 0.0) from None
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise RestUnavailableError(f"GET {url}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise RestUnavailableError(f"GET {url}: reply is not JSON ({exc})") from None
+
+
 class RestKlines:
     """Klines of one venue's REST API (Binance or anything speaking its protocol)."""
 
@@ -39,18 +55,8 @@ class RestKlines:
         self.timeout_s = timeout_s
 
     def _get(self, params: dict[str, str | int]) -> object:
-        url = f"{self.base}/api/v3/klines?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            retry = exc.headers.get("Retry-After") if exc.headers else None
-            raise RestUnavailableError(f"GET {url}: HTTP {exc.code}",
-                                       float(retry) if retry else 0.0) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise RestUnavailableError(f"GET {url}: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise RestUnavailableError(f"GET {url}: reply is not JSON ({exc})") from None
+        return get_json(f"{self.base}/api/v3/klines?{urllib.parse.urlencode(params)}",
+                        self.timeout_s)
 
     def fetch_sync(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:
         """Closed bars with ``start_ms <= open time < end_ms``, in order (blocking)."""

@@ -26,7 +26,8 @@ def _cmd_paper(args: argparse.Namespace) -> int:
                            rest_url=args.rest_url, journal_dir=args.journal,
                            channel=args.channel, initial_equity=args.initial_equity,
                            speed=args.speed, online_learning=args.online_learning,
-                           warmup_bars=args.warmup_bars) for s in symbols]
+                           warmup_bars=args.warmup_bars,
+                           reference_symbol=args.reference_symbol) for s in symbols]
     notifiers: list[Notifier] = []
     if args.webhook:
         notifiers.append(WebhookNotifier(args.webhook))
@@ -87,6 +88,8 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pa.add_argument("--address", help="Ray address (auto: the cluster); default a private "
                     "local Ray")
     pa.add_argument("--initial-equity", type=float, default=10_000.0)
+    pa.add_argument("--reference-symbol", help="the venue's symbol for the policy's "
+                    "reference asset (default: the FeatureSpec's; BTC-USD on Coinbase)")
     pa.add_argument("--warmup-bars", type=int, default=None,
                     help="history fetched over REST before the first decision "
                          "(default: what the policy's FeatureSpec needs)")

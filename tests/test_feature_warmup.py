@@ -11,6 +11,7 @@ from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
+
 from tests.live_setup import experiment
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

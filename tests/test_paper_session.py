@@ -6,6 +6,7 @@ the warm-up short; parity with training on the full spec is ``test_paper_parity.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from raytrade.algos.policy import Policy
 from raytrade.algos.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
 
+from tests.coinbase_server import CoinbaseServer
 from tests.live_setup import bars, paper_store, replay_process, write_csv
 
 START = 300  # first streamed bar; the quick spec needs about 140 bars of warm-up
@@ -255,7 +257,7 @@ def wait_for_export(store: PolicyStore, actor: str, ok: Callable[[dict[str, Any]
 
 @pytest.mark.slow
 def test_sigterm_to_the_cli_flushes_the_journal_and_logs_the_position(tmp_path: Path) -> None:
-    eth, data = market(tmp_path, 2000)
+    _, data = market(tmp_path, 2000)
     store, _ = paper_store(tmp_path / "store", quick=True)
     journal = tmp_path / "journal"
     with replay_process(data, speed=SPEED, start=START) as info:
@@ -286,3 +288,52 @@ def test_sigterm_to_the_cli_flushes_the_journal_and_logs_the_position(tmp_path: 
     n_bars = journal_rows(journal / "ethusdt.sqlite", "SELECT count(*) FROM bars "
                                                       "WHERE symbol='ETHUSDT'")[0][0]
     assert n_bars == final["processed_bars"]
+
+
+def test_coinbase_feed_builds_bars_from_trades_and_warms_up_over_candles(
+        tmp_path: Path) -> None:
+    eth, btc = bars(START + 60)
+    tables = {"ETH-USD": dataclasses.replace(eth, symbol="ETH-USD"),
+              "BTC-USD": dataclasses.replace(btc, symbol="BTC-USD")}
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    quiet = START - 50  # an interval with no trades: Coinbase leaves its candle out
+    last = START + 40
+
+    async def main() -> tuple[PaperSession, PaperConfig]:
+        async with CoinbaseServer(tables, start=START, bar_s=0.05,
+                                  missing=frozenset({quiet})) as server:
+            config = PaperConfig(actor="eth-cb", symbol="ETH-USD", venue="coinbase",
+                                 feed_url=server.url, rest_url=server.rest_url,
+                                 journal_dir=str(tmp_path / "journal"), speed=SPEED,
+                                 stale_after_bars=40)
+            session = PaperSession(config, store)
+            task = asyncio.create_task(session.run())
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not task.done() and \
+                    finished(int(eth.ts[last]))(session) is False:
+                await asyncio.sleep(0.05)
+            session.stop()
+            await task
+            return session, config
+
+    session, config = asyncio.run(main())
+    assert session.reference == "BTC-USD"
+    rows = journal_rows(config.journal_path, "SELECT ts, open, high, low, close, volume, "
+                                             "kind FROM bars WHERE symbol='ETH-USD' "
+                                             "ORDER BY ts")
+    by_ts = {r[0]: r for r in rows}
+    # bars built live from the matches equal the exchange's bars
+    for i in range(START, last + 1):
+        _, o, h, lo, c, v, kind = by_ts[int(eth.ts[i])]
+        assert (o, h, lo, c) == (eth.open[i], eth.high[i], eth.low[i], eth.close[i])
+        assert v == pytest.approx(eth.volume[i], rel=1e-12)
+        assert kind == "live"
+    # warm-up came over REST candles; the interval with no trades is a flat bar at the
+    # previous close with volume 0, as the trade-bar builder makes it
+    warm = [r for r in rows if r[6] == "warmup"]
+    assert len(warm) >= 100 and warm[-1][0] == int(eth.ts[START - 1])
+    prev_close = float(eth.close[quiet - 1])
+    assert by_ts[int(eth.ts[quiet])][1:6] == (prev_close,) * 4 + (0.0,)
+    reasons = {r[0] for r in journal_rows(
+        config.journal_path, f"SELECT reason FROM decisions WHERE ts > {int(eth.ts[START])}")}
+    assert reasons == {"policy"}

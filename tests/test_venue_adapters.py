@@ -7,6 +7,7 @@ import json
 import pytest
 from raytrade.actors.binance import BinanceSpot, parse_rest_klines
 from raytrade.actors.coinbase import CoinbaseExchange
+from raytrade.actors.coinbase_rest import fill_empty, parse_candles
 from raytrade.actors.events import (
     Ignored,
     KlineEvent,
@@ -18,6 +19,7 @@ from raytrade.actors.events import (
     TradeEvent,
 )
 from raytrade.actors.venue import Subscription
+from raytrade.envs.bars import Bar
 
 BIN = BinanceSpot(Subscription(("BTCUSDT",), "1m", trades=True))
 KLINE = {"e": "kline", "E": 1672515782136, "s": "BNBBTC", "k": {
@@ -122,3 +124,20 @@ def test_coinbase_match_and_ticker_parse_and_bad_time_is_rejected() -> None:
     with pytest.raises(MessageRejectedError, match="time"):
         cb.parse('{"type":"match","trade_id":1,"sequence":1,"time":"yesterday",'
                  '"product_id":"BTC-USD","size":"1","price":"1"}')
+
+
+def test_coinbase_candles_are_validated_ordered_and_empty_intervals_filled() -> None:
+    ms = 300_000
+    reply = [[600, 9.0, 11.0, 10.0, 10.5, 2.0], [0, 9.5, 10.5, 10.0, 10.0, 1.0]]
+    bars = parse_candles(reply, "ETH-USD", ms, "candles")
+    assert [b.ts for b in bars] == [0, 600_000]  # newest first on the wire
+    filled = fill_empty(bars, 0, 900_000, ms, None)
+    assert [b.ts for b in filled] == [0, 300_000, 600_000]
+    assert filled[1] == Bar(300_000, 10.0, 10.0, 10.0, 10.0, 0.0)
+    for bad, why in (([[0, 9.5, 10.5, "abc", 10.0, 1.0]], "row 0"),
+                     ([[0, 9.5, 10.5, 10.0, 10.0]], "row 0 is not a candle"),
+                     ([[1, 9.5, 10.5, 10.0, 10.0, 1.0]], "not aligned"),
+                     ([[0, 10.5, 9.5, 10.0, 10.0, 1.0]], "inconsistent OHLC"),
+                     ({"message": "NotFound"}, "not a JSON array")):
+        with pytest.raises(MessageRejectedError, match=why):
+            parse_candles(bad, "ETH-USD", ms, "candles")

@@ -54,10 +54,11 @@ def _latest_first_valid(spec_json: str) -> int:
             if n > _MAX_BARS:
                 raise FeatureError(f"FeatureSpec {spec.hash[:12]}: no row of features is "
                                    f"finite within {_MAX_BARS} generated bars")
-            kw = {"drift": drift, "interval": spec.base_interval}
-            bars = planted_market(n, seed=seed, symbol="WARMUP", **kw).bars
+            bars = planted_market(n, seed=seed, symbol="WARMUP", drift=drift,
+                                  interval=spec.base_interval).bars
             ref = planted_market(n, seed=seed + 100, symbol=spec.reference_symbol or "REF",
-                                 **kw).bars if spec.reference_symbol else None
+                                 drift=drift, interval=spec.base_interval).bars \
+                if spec.reference_symbol else None
             first = pipeline.compute(bars, ref).first_valid
             if first < n:
                 latest = max(latest, first)
