@@ -24,7 +24,8 @@ Reported:
 Symbols beyond the bundled markets are copies of them under new names (real bars).
 
 Usage: ``python scripts/bench_paper.py [--symbols 20] [--bars-per-s 8] [--live-s 60]
-[--spec light|full] [--queue-size 10000] [--export-every-s 10]``
+[--spec light|full] [--queue-size 10000] [--export-every-s 10]
+[--synchronous FULL|NORMAL]``
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def main() -> None:
     ap.add_argument("--live-s", type=float, default=60.0, help="seconds of live replay")
     ap.add_argument("--spec", choices=("light", "full"), default="light")
     ap.add_argument("--queue-size", type=int, default=10_000)
+    ap.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL",
+                    help="journal durability: FULL fsyncs every bar (the default), NORMAL "
+                    "survives a crash of the process but not of the machine")
     ap.add_argument("--export-every-s", type=float, default=10.0,
                     help="store export period per actor (the PaperConfig default)")
     args = ap.parse_args()
@@ -197,7 +201,7 @@ def main() -> None:
                 feed_url=info["ws_url"], rest_url=info["rest_url"],
                 journal_dir=str(folder / "journals"), speed=speed, warmup_bars=warmup,
                 queue_size=args.queue_size, stale_after_bars=50, export_every_s=args.export_every_s,
-                synchronous="FULL"), store) for t in tables]
+                synchronous=args.synchronous), store) for t in tables]
             t0 = time.monotonic()
             run = asyncio.run(run_sessions(
                 sessions, int(tables[0].ts[-1]), timeout_s=args.live_s * 3 + 300,
@@ -226,7 +230,8 @@ def main() -> None:
         "config": {"symbols": args.symbols, "bars_per_s": args.bars_per_s,
                    "live_bars": live_bars, "spec": args.spec, "warmup_bars": warmup,
                    "queue_size": args.queue_size, "replay_speed": speed,
-                   "export_every_s": args.export_every_s},
+                   "export_every_s": args.export_every_s,
+                   "synchronous": args.synchronous},
         "completed": run["completed"],
         "live_s": round(live_s, 2),
         "total_s": round(total_s, 2),
