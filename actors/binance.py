@@ -24,7 +24,7 @@ from raytrade.actors.events import (
     SubscribeFailed,
     TradeEvent,
 )
-from raytrade.actors.schema import check_ohlc, field, integer, number, text
+from raytrade.actors.schema import field, integer, number, ohlcv, text
 from raytrade.actors.venue import Subscription
 from raytrade.envs.bars import Bar
 from raytrade.envs.intervals import interval_to_ms
@@ -120,12 +120,7 @@ class BinanceSpot:
         if close_t != t + self.interval_ms - 1:
             raise MessageRejectedError(f"kline close time {close_t} != open {t} + interval "
                                        "- 1", raw)
-        o = number(k, "o", raw, positive=True)
-        h = number(k, "h", raw, positive=True)
-        lo = number(k, "l", raw, positive=True)
-        c = number(k, "c", raw, positive=True)
-        v = number(k, "v", raw)
-        check_ohlc(o, h, lo, c, raw)
+        o, h, lo, c, v = ohlcv(k, raw)
         closed = field(k, "x", raw)
         if not isinstance(closed, bool):
             raise MessageRejectedError(f"field 'x' is {closed!r}, not a boolean", raw)
@@ -167,9 +162,7 @@ def parse_rest_klines(data: Any, symbol: str, interval_ms: int, source: str) -> 
         fields = dict(zip(("t", "o", "h", "l", "c", "v"), row[:6], strict=True))
         try:
             t = integer(fields, "t", "")
-            o, h, lo, c = (number(fields, k, "", positive=True) for k in "ohlc")
-            v = number(fields, "v", "")
-            check_ohlc(o, h, lo, c, "")
+            o, h, lo, c, v = ohlcv(fields, "")
         except MessageRejectedError as exc:
             raise MessageRejectedError(f"{source}: {symbol} row {i}: {exc.reason}",
                                        str(row)) from None

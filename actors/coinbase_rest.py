@@ -18,7 +18,7 @@ from typing import Any
 
 from raytrade.actors.events import MessageRejectedError
 from raytrade.actors.rest_klines import get_json
-from raytrade.actors.schema import check_ohlc, number
+from raytrade.actors.schema import number, ohlcv
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import interval_to_ms
@@ -40,9 +40,7 @@ def parse_candles(data: Any, product: str, interval_ms: int, source: str) -> lis
         fields = dict(zip(("t", "l", "h", "o", "c", "v"), row, strict=True))
         try:
             t_s = number(fields, "t", "")
-            o, h, lo, c = (number(fields, k, "", positive=True) for k in "ohlc")
-            v = number(fields, "v", "")
-            check_ohlc(o, h, lo, c, "")
+            o, h, lo, c, v = ohlcv(fields, "")
         except MessageRejectedError as exc:
             raise MessageRejectedError(f"{source}: {product} row {i}: {exc.reason}",
                                        str(row)) from None

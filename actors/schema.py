@@ -62,3 +62,13 @@ def check_ohlc(o: float, h: float, lo: float, c: float, raw: str | bytes) -> Non
     """The OHLC rule every bar obeys: low <= open, close <= high."""
     if not (lo <= min(o, c) and h >= max(o, c) and lo <= h):
         raise MessageRejectedError(f"inconsistent OHLC o={o} h={h} l={lo} c={c}", raw)
+
+
+def ohlcv(obj: Mapping[str, Any], raw: str | bytes) -> tuple[float, float, float, float,
+                                                            float]:
+    """Open, high, low, close (each > 0) and volume (>= 0) from keys ``o h l c v``, obeying
+    the OHLC rule: the one validation of a bar's prices for every venue and reply."""
+    o, h, lo, c = (number(obj, k, raw, positive=True) for k in "ohlc")
+    v = number(obj, "v", raw)
+    check_ohlc(o, h, lo, c, raw)
+    return o, h, lo, c, v
