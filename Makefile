@@ -9,7 +9,7 @@ STAMP := $(VENV)/.raytrade-installed
 # pip's reach, so pin it first; on a GPU cluster `pip install -e .` takes the normal CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench clean browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: $(STAMP)
+# the dashboard's browser test drives Debian's Chromium through its ChromeDriver
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium chromium-driver || \
+	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -30,6 +37,7 @@ lint: $(STAMP)
 	ln -sfn ../../../scripts build/typecheck/raytrade/scripts
 	ln -sfn ../../../algos build/typecheck/raytrade/algos
 	ln -sfn ../../../actors build/typecheck/raytrade/actors
+	ln -sfn ../../../dashboard build/typecheck/raytrade/dashboard
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)

@@ -229,6 +229,10 @@ class Journal:
                                "symbol=? AND ts>? ORDER BY ts", (symbol, after_ts)).fetchall()
         return [(int(r[0]), float(r[1]), float(r[2]), r[3]) for r in rows]
 
+    def closes(self, symbol: str) -> dict[int, float]:
+        """Close price by bar open time, for every journaled bar of ``symbol``."""
+        return dict(self.db.execute("SELECT ts, close FROM bars WHERE symbol=?", (symbol,)))
+
     def fills(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Every fill (optionally of one symbol), oldest first."""
         sql = "SELECT * FROM fills" + (" WHERE symbol=?" if symbol else "") + " ORDER BY bar_ts"

@@ -1,7 +1,8 @@
 """Exports a trader's journal to the run store under ``paper/<actor>/``: the record the
 dashboard shows and the promotion gate reads (format in ``algos/promotion.py``).
 
-- ``equity.jsonl``: ``{"ts", "equity", "position", "version"}`` per decided bar;
+- ``equity.jsonl``: ``{"ts", "equity", "position", "version", "close"}`` per decided bar
+  (``close``: the bar's close price, for the dashboard's price chart);
 - ``trades.jsonl``: every fill;
 - ``health.json``: feed and trader state, counters, and ``unresolved_faults``.
 
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 def equity_lines(journal: Journal, symbol: str) -> bytes:
     """The ``equity.jsonl`` body for one symbol."""
     rows = journal.equity_rows(symbol)
-    return "".join(json.dumps({"ts": ts, "equity": eq, "position": pos, "version": v}) + "\n"
+    closes = journal.closes(symbol)
+    return "".join(json.dumps({"ts": ts, "equity": eq, "position": pos, "version": v,
+                               "close": closes.get(ts)}) + "\n"
                    for ts, eq, pos, v in rows).encode()
 
 

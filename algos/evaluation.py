@@ -58,8 +58,14 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
 
 
 def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validation",
-             seed: int = 0) -> dict[str, Any]:
-    """Greedy policy and baselines on every dataset of ``split``: shared metrics each."""
+             seed: int = 0, curves: dict[str, Any] | None = None,
+             curve_points: int = 2000) -> dict[str, Any]:
+    """Greedy policy and baselines on every dataset of ``split``: shared metrics each.
+
+    With ``curves`` (a dict to fill), also the equity curve of every policy on every
+    dataset, subsampled to at most ``curve_points`` points (first and last kept), as
+    ``curves["datasets"][dataset][policy] = [equity, ...]`` for the dashboard.
+    """
     markets = split_markets(exp, split)
     config = EnvConfig(**{**vars(exp.env), "random_start": False, "max_episode_steps": None})
     positions = np.asarray(exp.env.positions)
@@ -88,6 +94,13 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
             perf["final_equity"] = float(run["equity"][-1])
             perf["fees"] = float(run["fees"])
             per[name] = perf
+            if curves is not None:
+                eq = np.asarray(run["equity"], dtype=np.float64)
+                idx = np.unique(np.linspace(0, len(eq) - 1, min(len(eq), curve_points))
+                                .round().astype(np.int64))
+                curves.setdefault("split", split)
+                curves.setdefault("datasets", {}).setdefault(market.name, {})[name] = \
+                    [round(float(x), 4) for x in eq[idx]]
         for name, key in (("oracle", "oracle_fraction"), ("bayes_filter", "filter_fraction")):
             if name in per:
                 per[key] = oracle_fraction(per["greedy"]["final_equity"],

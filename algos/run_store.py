@@ -29,6 +29,7 @@ class RunMirror:
         self.metrics_every_s = metrics_every_s
         self.same = isinstance(blobs, LocalBlobStore) and blobs.root == self.local
         self._last_push = float("-inf")
+        self._pushed_curves: set[str] = set()
 
     def metrics(self, force: bool = False) -> None:
         """Upload the metrics files if due (or ``force``)."""
@@ -41,6 +42,12 @@ class RunMirror:
             path = self.local / rel
             if path.is_file():
                 self.blobs.put(rel, path.read_bytes())
+        curves = self.local / "metrics" / "eval_curves"
+        for path in sorted(curves.glob("*.json")) if curves.is_dir() else []:
+            key = f"metrics/eval_curves/{path.name}"
+            if key not in self._pushed_curves:  # written once, never changed
+                self.blobs.put(key, path.read_bytes())
+                self._pushed_curves.add(key)
         self._last_push = now
 
     def checkpoint(self, name: str) -> None:

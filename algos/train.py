@@ -4,6 +4,7 @@ Layout of a run store (``file://`` folder or ``s3://`` prefix)::
 
     metrics/train.jsonl   one line per iteration (see ``iteration_metrics``)
     metrics/eval.jsonl    one line per evaluation (greedy vs baselines, shared metrics)
+    metrics/eval_curves/<iteration>_<split>.json   equity curves of that evaluation
     checkpoints/iter_NNNNNN/   RLlib checkpoints; checkpoints/latest names the newest
     policies/vNNNNNN/, channels/   policy bundles published to ``candidate``
                                    (``policy_store.py``)
@@ -204,8 +205,15 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                     time_budget_s is not None and time.perf_counter() - start >= time_budget_s)
                 if done % eval_every == 0 or last:
                     for split in final_splits if last else ("validation",):
-                        evaluation = evaluate(_q_function(algo), exp, split, seed=exp.seed)
+                        curves: dict[str, Any] = {}
+                        evaluation = evaluate(_q_function(algo), exp, split, seed=exp.seed,
+                                              curves=curves)
                         evaluation["iteration"] = algo.iteration
+                        curves["iteration"] = algo.iteration
+                        curve_file = (run / "metrics" / "eval_curves" /
+                                      f"{algo.iteration:06d}_{split}.json")
+                        curve_file.parent.mkdir(parents=True, exist_ok=True)
+                        curve_file.write_text(json.dumps(curves))
                         _append(run / "metrics" / "eval.jsonl", evaluation)
                         result.evaluations.append(evaluation)
                         progress(_eval_line(evaluation))

@@ -55,6 +55,15 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     replay = evaluate(policy.q_values, exp, "validation", seed=exp.seed)
     final = [e for e in resumed.evaluations if e["split"] == "validation"][-1]
     assert replay["datasets"] == final["datasets"]
+    # the equity curves of each evaluation are saved for the dashboard; the last point
+    # is the evaluation's final equity
+    curves = json.loads((tmp_path / "metrics" / "eval_curves" / "000008_test.json")
+                        .read_text())
+    assert curves["iteration"] == 8 and curves["split"] == "test"
+    for name, per in result.items():
+        if isinstance(per, dict) and "final_equity" in per:
+            assert curves["datasets"]["SYNTHUSDT"][name][-1] == pytest.approx(
+                per["final_equity"], abs=1e-4)
 
 
 @pytest.mark.slow
@@ -137,3 +146,5 @@ def test_training_on_an_s3_store_publishes_mirrors_and_resumes_elsewhere(
     assert again.iterations == 3 and again.published == [3]
     lines = store.blobs.get("metrics/train.jsonl").data.splitlines()
     assert [json.loads(x)["iteration"] for x in lines] == [1, 2, 3]
+    # evaluation curves are mirrored too (the last iteration of each call evaluates)
+    assert store.blobs.exists("metrics/eval_curves/000003_validation.json")

@@ -1,0 +1,178 @@
+"""Everything the dashboard shows, read from the run store (``file://`` or ``s3://``).
+
+The dashboard never imports broker, journal or actor internals: it reads what training,
+evaluation and the paper actors publish (DESIGN.md "Store"):
+
+- ``metrics/train.jsonl`` (one line per iteration) and ``metrics/eval.jsonl`` (one line per
+  evaluation), read incrementally (``JsonlTail``);
+- ``metrics/eval_curves/<iteration>_<split>.json``: equity curves of an evaluation;
+- ``policies/`` and ``channels/`` through ``PolicyStore`` (versions, manifests, pointers,
+  the move log);
+- ``paper/<actor>/{equity.jsonl,trades.jsonl,health.json}``;
+- ``reports/walk_forward/*.json``: walk-forward reports, when present.
+
+Metrics derived here (live Sharpe, drawdown) come from ``envs.metrics``, the module every
+other part uses, so the numbers on the pages equal the gate's and the backtest's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from raytrade.algos.blobstore import NotFoundError
+from raytrade.algos.policy_store import ChannelPointer, Move, PolicyStore
+from raytrade.algos.promotion import paper_actors
+from raytrade.dashboard.jsonl_tail import JsonlTail
+from raytrade.envs.metrics import drawdown_curve, performance
+
+CHANNELS = ("candidate", "paper", "live")
+TRAIN = "metrics/train.jsonl"
+EVAL = "metrics/eval.jsonl"
+METRIC_COLUMNS = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar",
+                  "final_equity", "trades", "win_rate")
+
+
+@dataclass
+class PaperRecord:
+    """One paper actor's exported record."""
+
+    actor: str
+    equity: pd.DataFrame
+    """Columns ts (datetime, UTC), ts_ms (bar open time, ms), equity, position, version,
+    close, drawdown."""
+    trades: pd.DataFrame
+    health: dict[str, Any]
+    errors: list[str] = field(default_factory=list)
+
+    def live_metrics(self) -> dict[str, float | int | None]:
+        """Shared-module metrics of the whole record (``envs.metrics.performance``)."""
+        eq = self.equity
+        if len(eq) < 2:
+            return {}
+        interval = int(np.median(np.diff(eq["ts_ms"].to_numpy())))
+        perf = performance(eq["equity"].to_numpy(), eq["position"].to_numpy(), interval,
+                           fills=len(self.trades))
+        return perf.to_dict()
+
+
+class RunReader:
+    """Reads one run store; keep one per store (it caches and reads incrementally)."""
+
+    def __init__(self, store: PolicyStore) -> None:
+        self.store = store
+        self._tails: dict[str, JsonlTail] = {}
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    def _rows(self, key: str) -> tuple[list[dict[str, Any]], list[str]]:
+        tail = self._tails.setdefault(key, JsonlTail(key))
+        return tail.read(self.store.blobs), tail.errors
+
+    # ---- training and evaluation
+    def train(self) -> tuple[pd.DataFrame, list[str]]:
+        """Per-iteration training metrics; epsilon per runner as ``epsilon_<k>``."""
+        rows, errors = self._rows(TRAIN)
+        flat = []
+        for r in rows:
+            row = {k: v for k, v in r.items() if not isinstance(v, dict)}
+            for k, v in (r.get("epsilon") or {}).items():
+                row[f"epsilon_{k}"] = v
+            flat.append(row)
+        frame = pd.DataFrame(flat)
+        return frame.apply(pd.to_numeric, errors="coerce") if len(frame) else frame, errors
+
+    def evaluations(self) -> tuple[pd.DataFrame, list[str]]:
+        """One row per (evaluation, dataset, policy): iteration, split, dataset, policy and
+        the shared metrics (``METRIC_COLUMNS``)."""
+        rows, errors = self._rows(EVAL)
+        out = []
+        for r in rows:
+            for dataset, per in (r.get("datasets") or {}).items():
+                for policy, metrics in per.items():
+                    if not isinstance(metrics, dict):
+                        continue
+                    out.append({"iteration": r.get("iteration"), "split": r.get("split"),
+                                "dataset": dataset, "policy": policy,
+                                **{k: metrics.get(k) for k in METRIC_COLUMNS}})
+        return pd.DataFrame(out), errors
+
+    def eval_curves(self, iteration: int, split: str) -> dict[str, Any] | None:
+        """The equity curves of one evaluation, if training saved them."""
+        try:
+            data = self.store.blobs.get(f"metrics/eval_curves/{iteration:06d}_{split}.json")
+        except NotFoundError:
+            return None
+        parsed: dict[str, Any] = json.loads(data.data)
+        return parsed
+
+    # ---- models
+    def channels(self) -> dict[str, ChannelPointer | None]:
+        """Where each channel points now."""
+        return {c: self.store.channel(c) for c in CHANNELS}
+
+    def history(self) -> list[Move]:
+        """Every logged channel move, oldest first."""
+        return self.store.history()
+
+    def versions(self) -> list[int]:
+        """Complete policy versions, ascending."""
+        return self.store.versions()
+
+    def manifest(self, version: int) -> dict[str, Any]:
+        """The manifest of ``version``."""
+        return self.store.manifest(version)
+
+    # ---- paper trading
+    def actors(self) -> list[str]:
+        """Paper actors that exported a record."""
+        return paper_actors(self.store)
+
+    def paper(self, actor: str) -> PaperRecord:
+        """The actor's equity, trades and health."""
+        equity_rows, errors = self._rows(f"paper/{actor}/equity.jsonl")
+        trade_rows, trade_errors = self._rows(f"paper/{actor}/trades.jsonl")
+        equity = pd.DataFrame(equity_rows, columns=["ts", "equity", "position", "version",
+                                                    "close"])
+        if len(equity):
+            equity["ts_ms"] = pd.to_numeric(equity["ts"], errors="coerce")
+            equity["ts"] = pd.to_datetime(equity["ts_ms"], unit="ms", utc=True)
+            for col in ("equity", "position", "close"):
+                equity[col] = pd.to_numeric(equity[col], errors="coerce")
+            equity["drawdown"] = drawdown_curve(equity["equity"].to_numpy())
+        trades = pd.DataFrame(trade_rows)
+        if len(trades) and "bar_ts" in trades:
+            trades["time"] = pd.to_datetime(trades["bar_ts"], unit="ms", utc=True)
+        try:
+            health = json.loads(self.store.blobs.get(f"paper/{actor}/health.json").data)
+        except NotFoundError:
+            health = {}
+        except json.JSONDecodeError as exc:
+            health = {"unresolved_faults": [f"health.json is malformed: {exc}"]}
+        return PaperRecord(actor, equity, trades, health, errors + trade_errors)
+
+    # ---- walk-forward reports
+    def walk_forward_reports(self) -> list[str]:
+        """Keys of the walk-forward reports in the store."""
+        return sorted(k for k in self.store.blobs.list("reports/walk_forward/")
+                      if k.endswith(".json"))
+
+    def report(self, key: str) -> dict[str, Any]:
+        """One walk-forward report."""
+        parsed: dict[str, Any] = json.loads(self.store.blobs.get(key).data)
+        return parsed
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float, or None when missing or not finite (for display)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,88 @@
+"""Seeded run data for the dashboard tests: what training, evaluation and a paper actor
+publish, in their documented formats, written into a store."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from raytrade.actors.paper_export import upload_paper
+from raytrade.algos.export import random_bundle
+from raytrade.algos.policy_store import PolicyStore
+from raytrade.envs.metrics import performance
+
+from tests.live_setup import quick_experiment
+
+T0 = 1_743_638_400_000  # 2025-04-03 00:00 UTC
+BAR = 300_000
+
+
+def train_rows(n: int) -> list[dict[str, Any]]:
+    """``n`` iterations shaped like ``algos.train.iteration_metrics`` records."""
+    return [{"iteration": i, "time_s": 2.0 * i, "env_steps_sampled": 1000.0 * i,
+             "env_steps_trained": 4000.0 * i, "episode_return_mean": -5 + 0.1 * i,
+             "qf_loss": 1.0 / i, "qf_mean": 0.01 * i, "td_error_mean": 0.5 / i,
+             "episode_sharpe": math.nan if i % 3 else 0.1 * i, "sampled_per_s": 500.0,
+             "trained_per_s": 2000.0, "replay_size": min(1000 * i, 50_000),
+             "epsilon": {"0": 0.4, "1": 0.4 ** 8}} for i in range(1, n + 1)]
+
+
+def eval_row(iteration: int, greedy_return: float) -> dict[str, Any]:
+    """An ``algos.evaluation.evaluate`` record with two datasets."""
+    def perf(r: float) -> dict[str, Any]:
+        return {"total_return": r, "sharpe": 2 * r, "sortino": 3 * r, "max_drawdown": -0.1,
+                "calmar": r / 0.1, "final_equity": 10_000 * (1 + r), "trades": 10,
+                "win_rate": 0.5}
+    return {"split": "validation", "iteration": iteration, "datasets": {
+        d: {"greedy": perf(greedy_return), "buy_and_hold": perf(0.01), "flat": perf(0.0)}
+        for d in ("ETHUSDT", "BTCUSDT")}}
+
+
+def paper_rows(n: int, version: int, seed: int = 0) -> tuple[list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """``n`` bars of an actor's equity export and its fills."""
+    rng = np.random.default_rng(seed)
+    close = 1800 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+    position = np.where(np.arange(n) // 20 % 2 == 0, 1.0, 0.0)
+    equity = 10_000 * np.exp(np.cumsum(np.r_[0, np.diff(np.log(close))] * position))
+    rows = [{"ts": T0 + i * BAR, "equity": float(equity[i]), "position": float(position[i]),
+             "version": version, "close": float(close[i])} for i in range(n)]
+    fills = [{"fill_id": f"eth:ETHUSDT:{T0 + i * BAR}", "symbol": "ETHUSDT",
+              "bar_ts": T0 + i * BAR, "target": float(position[i]),
+              "qty": 1.0 if position[i] else -1.0, "price": float(close[i]),
+              "notional": float(close[i]), "fee": 0.5, "slippage": 0.1}
+             for i in range(1, n) if position[i] != position[i - 1]]
+    return rows, fills
+
+
+def seed_store(store: PolicyStore, *, bars: int = 400) -> dict[str, Any]:
+    """Versions on every channel, training and evaluation metrics with curves, and one
+    paper actor; returns what the tests check against."""
+    v1 = store.publish(random_bundle(quick_experiment(), seed=1), reason="iteration 10")
+    v2 = store.publish(random_bundle(quick_experiment(), seed=2), reason="iteration 20")
+    store.move("paper", v1, reason="seed: paper")
+    store.move("live", v1, reason="seed: live", kind="force")
+    lines = "".join(json.dumps(r) + "\n" for r in train_rows(30))
+    store.blobs.put("metrics/train.jsonl", lines.encode())
+    evals = [eval_row(10, 0.02), eval_row(20, 0.05)]
+    store.blobs.put("metrics/eval.jsonl", "".join(json.dumps(e) + "\n" for e in evals)
+                    .encode())
+    curve = list(np.linspace(10_000, 10_500, 50))
+    store.blobs.put("metrics/eval_curves/000020_validation.json", json.dumps({
+        "split": "validation", "iteration": 20, "datasets": {"ETHUSDT": {
+            "greedy": curve, "buy_and_hold": curve[::-1], "flat": [10_000.0] * 50}}}).encode())
+    rows, fills = paper_rows(bars, v1)
+    health = {"actor": "eth", "symbol": "ETHUSDT", "state": "running", "stale": False,
+              "feed": {"state": "live", "counters": {"disconnects": 2, "rejected": 1,
+                                                     "malformed": 3}},
+              "trader": {"equity": rows[-1]["equity"], "position": rows[-1]["position"]},
+              "executor": {"version": v1}, "unresolved_faults": []}
+    upload_paper(store.blobs, "eth", {
+        "equity.jsonl": "".join(json.dumps(r) + "\n" for r in rows).encode(),
+        "trades.jsonl": "".join(json.dumps(f) + "\n" for f in fills).encode(),
+        "health.json": json.dumps(health).encode()})
+    perf = performance(np.array([r["equity"] for r in rows]),
+                       np.array([r["position"] for r in rows]), BAR, fills=len(fills))
+    return {"versions": (v1, v2), "paper_perf": perf, "fills": len(fills), "bars": bars}

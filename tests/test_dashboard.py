@@ -1,0 +1,176 @@
+"""The dashboard on seeded run data and on an empty store, through Streamlit's AppTest:
+every page runs without an exception, shows the seeded values (the paper metrics equal
+``envs.metrics.performance`` on the same record), and says what is missing when a run has
+no data yet. Both store backends: a local folder and moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from raytrade.algos.policy_store import PolicyStore, version_name
+from raytrade.dashboard.jsonl_tail import JsonlTail
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard_seed import seed_store
+
+VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
+PAGES = ("overview", "training", "evaluation", "paper", "models", "walk_forward")
+
+
+def page(name: str, monkeypatch: pytest.MonkeyPatch, uri: str, **env: str) -> AppTest:
+    monkeypatch.setenv("RAYTRADE_DASHBOARD_STORE", uri)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts: list[Any] = [*at.markdown, *at.info, *at.warning, *at.error, *at.success,
+                        *at.caption, *at.subheader, *at.title]
+    return "\n".join(str(p.value) for p in parts)
+
+
+@pytest.fixture
+def seeded(store_uri: str) -> tuple[str, dict[str, Any]]:
+    return store_uri, seed_store(PolicyStore(store_uri))
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_on_an_empty_store_says_what_is_missing(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page(name, monkeypatch, (tmp_path / "empty").as_uri())
+    assert "yet." in texts(at), texts(at)
+
+
+def test_overview_shows_run_channels_and_actors(seeded: tuple[str, dict[str, Any]],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, seed = seeded
+    at = page("overview", monkeypatch, uri)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Iteration"] == "30"
+    assert metrics["Env steps trained"] == "120,000"
+    channels = at.dataframe[0].value.set_index("channel")["version"]
+    v1, v2 = seed["versions"]
+    assert channels["candidate"] == v2 and channels["paper"] == v1 and channels["live"] == v1
+    actors = at.dataframe[1].value
+    assert list(actors["actor"]) == ["eth"] and actors["faults"].iloc[0] == 0
+    assert "No unresolved faults." in texts(at)
+
+
+def test_training_charts_every_panel_with_epsilon_per_runner(
+        seeded: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("training", monkeypatch, seeded[0])
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 8, "seven panels plus epsilon"
+    assert "not reported" not in texts(at)
+
+
+def test_evaluation_table_baselines_and_curves(seeded: tuple[str, dict[str, Any]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("evaluation", monkeypatch, seeded[0])
+    latest = at.dataframe[0].value
+    greedy = latest[(latest["policy"] == "greedy") & (latest["dataset"] == "ETHUSDT")]
+    assert greedy["total_return"].iloc[0] == pytest.approx(0.05)
+    assert greedy["sharpe"].iloc[0] == pytest.approx(0.1)
+    assert "Latest evaluation (iteration 20)" in texts(at)
+    # two datasets of returns against baselines, then equity and drawdown of the curves
+    assert len(at.get("vega_lite_chart")) == 4
+
+
+def test_paper_metrics_equal_the_shared_metrics_module(seeded: tuple[str, dict[str, Any]],
+                                                       monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    uri, seed = seeded
+    at = page("paper", monkeypatch, uri)
+    perf = seed["paper_perf"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Bars"] == str(seed["bars"])
+    assert metrics["Sharpe"] == f"{perf.sharpe:.2f}"
+    assert metrics["Max drawdown"] == f"{perf.max_drawdown:.2%}"
+    assert metrics["Total return"] == f"{perf.total_return:.2%}"
+    assert metrics["Reconnects"] == "2" and metrics["Rejected messages"] == "4"
+    trades = at.dataframe[0].value
+    assert len(trades) == seed["fills"]
+    # the live gate's verdict for the version on paper: 400 bars, judged by the gate
+    assert "gate" in texts(at)
+
+
+def test_models_lists_versions_history_and_hides_actions_unless_enabled(
+        seeded: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, seed = seeded
+    at = page("models", monkeypatch, uri)
+    versions = at.dataframe[0].value
+    assert list(versions["version"]) == [version_name(v) for v in seed["versions"][::-1]]
+    history = at.dataframe[1].value
+    assert set(history["channel"]) >= {"candidate", "paper", "live"}
+    assert not at.button and len(at.radio) == 0, "no actions unless enabled"
+
+
+def test_models_rollback_needs_reason_and_confirmation(
+        seeded: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, seed = seeded
+    v1, v2 = seed["versions"]
+    store = PolicyStore(uri)
+    store.move("paper", v2, reason="newer")
+    at = page("models", monkeypatch, uri, RAYTRADE_DASHBOARD_ACTIONS="1")
+    at.radio[0].set_value("roll back paper")
+    at.button[0].click().run()
+    assert "A reason and the confirmation are both required." in texts(at)
+    assert store.channel("paper").version == v2
+    at.text_input[0].input("bad fills on v2")
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    assert not at.exception
+    assert f"paper rolled back to {version_name(v1)}" in texts(at)
+    pointer = store.channel("paper")
+    assert pointer.version == v1 and pointer.reason == "bad fills on v2"
+
+
+def test_walk_forward_report_is_shown_when_present(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    store = PolicyStore((tmp_path / "s").as_uri())
+    store.blobs.put("reports/walk_forward/run1.json",
+                    b'{"name": "run1", "folds": [{"fold": 0, "sharpe": 1.5}]}')
+    at = page("walk_forward", monkeypatch, store.uri)
+    assert at.dataframe[0].value["sharpe"].iloc[0] == 1.5
+
+
+def test_jsonl_tail_parses_only_appended_lines_and_names_bad_ones(tmp_path: Path) -> None:
+    store = PolicyStore((tmp_path / "s").as_uri())
+    tail = JsonlTail("metrics/train.jsonl")
+    assert tail.read(store.blobs) == []
+    store.blobs.put("metrics/train.jsonl", b'{"a": 1}\n{"a": 2}\n')
+    assert [r["a"] for r in tail.read(store.blobs)] == [1, 2]
+    store.blobs.put("metrics/train.jsonl", b'{"a": 1}\n{"a": 2}\n{"a": 3\n{"a": 4}\n{"a"')
+    assert [r["a"] for r in tail.read(store.blobs)] == [1, 2, 4]
+    assert tail.parsed_lines == 4, "only the appended lines were parsed"
+    assert len(tail.errors) == 1
+    assert tail.errors[0].startswith("metrics/train.jsonl line 3: not JSON")
+    # the half-written last line completes
+    store.blobs.put("metrics/train.jsonl",
+                    b'{"a": 1}\n{"a": 2}\n{"a": 3\n{"a": 4}\n{"a": 5}\n')
+    assert [r["a"] for r in tail.read(store.blobs)] == [1, 2, 4, 5]
+    # a rewrite (not an append) is read again from the start
+    store.blobs.put("metrics/train.jsonl", b'{"a": 9}\n')
+    assert [r["a"] for r in tail.read(store.blobs)] == [9]
+    assert tail.errors == []
+
+
+def test_cli_refuses_a_public_address_without_authentication(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from raytrade.scripts.cli import main
+    from raytrade.scripts.dashboard_cli import streamlit_command
+
+    code = main(["dashboard", "--store", (tmp_path / "s").as_uri(), "--host", "0.0.0.0"])
+    assert code == 1 and "--allow" in capsys.readouterr().err
+    # the command it runs: loopback, no error details for viewers
+    import argparse
+    args = argparse.Namespace(host="127.0.0.1", port=8501, dev=False)
+    cmd = streamlit_command(args)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
