@@ -54,7 +54,11 @@ def _require_login() -> None:
     allow = {e.strip().lower() for e in os.environ.get(ALLOW_ENV, "").split(",") if e.strip()}
     if not allow:
         return
-    if not st.user.is_logged_in:
+    if not _auth_configured():
+        st.error("This dashboard has a login allow-list but no login provider: configure "
+                 "[auth] in .streamlit/secrets.toml (Streamlit OIDC).")
+        st.stop()
+    if not st.user.get("is_logged_in", False):
         st.info("This dashboard needs a login.")
         st.button("Log in", on_click=st.login)
         st.stop()
@@ -62,6 +66,13 @@ def _require_login() -> None:
         st.error("Your account is not on this dashboard's allow-list.")
         st.button("Log out", on_click=st.logout)
         st.stop()
+
+
+def _auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
 
 
 def empty(what: str, hint: str) -> None:

@@ -174,3 +174,22 @@ def test_cli_refuses_a_public_address_without_authentication(
     cmd = streamlit_command(args)
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
+
+
+def test_allow_list_requires_a_login_before_any_data(seeded: tuple[str, dict[str, Any]],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # no login provider configured: refuse, say how to configure it
+    at = page("paper", monkeypatch, seeded[0], RAYTRADE_DASHBOARD_ALLOW="quant@example.com")
+    assert "no login provider" in texts(at)
+    assert not at.metric and not at.dataframe, "nothing of the run is shown"
+    # with one: a login button, and still nothing of the run
+    at = AppTest.from_file(str(VIEWS / "paper.py"), default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
+                          "cookie_secret": "x" * 32, "client_id": "id",
+                          "client_secret": "secret", "server_metadata_url":
+                          "https://idp.example/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "This dashboard needs a login." in texts(at)
+    assert not at.metric and not at.dataframe
+    assert at.button[0].label == "Log in"
