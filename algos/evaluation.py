@@ -41,20 +41,23 @@ Policy = Callable[[npt.NDArray[np.float32], int], int]
 
 def play(markets: list[MarketData], config: EnvConfig, dataset: int,
          choose: Policy) -> dict[str, Any]:
-    """Play one full-split episode on ``markets[dataset]``; equity and positions per bar."""
+    """Play one full-split episode on ``markets[dataset]``: equity, position and the bar
+    index (into the market's series) after the reset and after every step."""
     env = MultiDatasetTradingEnv(markets, config=config)
     obs, info = env.reset(seed=0, options={"dataset": dataset,
                                            "start": markets[dataset].first})
     equity, position = [info["equity"]], [info["position"]]
+    bars = [int(info["bar"])]
     done = False
     while not done:
         obs, _, terminated, truncated, info = env.step(choose(obs, int(info["bar"])))
         equity.append(info["equity"])
         position.append(info["position"])
+        bars.append(int(info["bar"]))
         done = terminated or truncated
     return {"equity": np.asarray(equity), "position": np.asarray(position),
-            "trades": info["trades"], "fees": info["fees"],
-            "traded_notional": info["traded_notional"]}
+            "bar": np.asarray(bars, dtype=np.int64), "trades": info["trades"],
+            "fees": info["fees"], "traded_notional": info["traded_notional"]}
 
 
 def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validation",

@@ -1,0 +1,148 @@
+"""Backtest a published policy bundle on bar files, with baselines, in shared metrics.
+
+The policy plays one episode over each whole dataset in the same ``TradingEnv`` it trained
+in (``evaluation.play``): the bundle's own FeatureSpec, normalizer, positions, window,
+costs, risk rules and latency, so the accounting is the env's and the paper broker's.
+Costs are on unless the bundle trained without them. Beside it, on the same bars and
+costs: flat, buy-and-hold, random (seeded) and a momentum rule (long while the close is
+above the close ``momentum_bars`` earlier, else flat).
+
+The result is plain JSON (``BacktestResult.to_json``): per dataset and policy the
+metrics of ``envs.metrics.performance``, fees, turnover, the trade list, and curves of
+equity, drawdown and position for the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from raytrade.algos.evaluation import Policy as Chooser
+from raytrade.algos.evaluation import play
+from raytrade.algos.policy import Policy, manifest_env
+from raytrade.algos.policy_store import PolicyStore, version_name
+from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.errors import ConfigError
+from raytrade.envs.market import M_CLOSE, M_OPEN, MarketData, load_markets
+from raytrade.envs.metrics import drawdown_curve, performance
+
+_REF = re.compile(r"^(?P<uri>.+?)(?:@v?(?P<version>\d+))?$")
+CURVE_POINTS = 3000
+
+
+def load_policy(ref: str, *, endpoint_url: str | None = None) -> Policy:
+    """``URI[@version]`` -> the verified bundle (default: the newest complete version)."""
+    m = _REF.match(ref)
+    if m is None:
+        raise ConfigError(f"--policy {ref!r}: expected STORE_URI[@VERSION]")
+    store = PolicyStore(m["uri"], endpoint_url=endpoint_url)
+    version = int(m["version"]) if m["version"] else store.latest()
+    if version is None:
+        raise ConfigError(f"{store.uri} holds no complete policy version")
+    return Policy(store.files(version), version)
+
+
+def env_config(policy: Policy, initial_equity: float = 10_000.0) -> EnvConfig:
+    """The trading rules the bundle was trained under, over whole episodes."""
+    env = manifest_env(policy.manifest)
+    window = int(policy.manifest["observation"].get("window", 16))
+    return EnvConfig(positions=policy.positions, window=window, costs=env.costs,
+                     risk=env.risk, latency_bars=env.latency_bars,
+                     initial_equity=initial_equity, max_episode_steps=None,
+                     random_start=False)
+
+
+def momentum(market: MarketData, positions: Sequence[float], bars: int) -> Chooser:
+    """Long (the largest position) while close > close ``bars`` earlier, else flat."""
+    close = market.market[M_CLOSE]
+    pos = np.asarray(positions)
+    long, flat = int(np.argmax(pos)), int(np.argmin(np.abs(pos)))
+    return lambda obs, bar: long if bar >= bars and close[bar] > close[bar - bars] else flat
+
+
+@dataclass
+class BacktestResult:
+    """Everything a report needs; ``to_json`` is the machine-readable part."""
+
+    policy_version: int
+    config: dict[str, Any]
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Metrics, fees, turnover and trades per dataset and policy (curves left out)."""
+        return {"policy_version": self.policy_version, "config": self.config,
+                "datasets": {d: {p: {k: v for k, v in r.items() if k != "curves"}
+                                 for p, r in per.items()}
+                             for d, per in self.datasets.items()}}
+
+
+def _trades(run: dict[str, Any], market: MarketData) -> list[dict[str, Any]]:
+    pos, bars = run["position"], run["bar"]
+    out = []
+    for k in np.flatnonzero(np.diff(pos) != 0) + 1:
+        bar = int(bars[k])
+        out.append({"ts": int(market.ts[bar]), "from": float(pos[k - 1]),
+                    "to": float(pos[k]), "open": float(market.market[M_OPEN, bar])})
+    return out
+
+
+def _curves(run: dict[str, Any], market: MarketData) -> dict[str, list[float]]:
+    eq = np.asarray(run["equity"], dtype=np.float64)
+    idx = np.unique(np.linspace(0, len(eq) - 1, min(len(eq), CURVE_POINTS))
+                    .round().astype(np.int64))
+    bars = run["bar"][idx]
+    return {"ts": [int(t) for t in market.ts[bars]],
+            "equity": [float(x) for x in eq[idx]],
+            "drawdown": [float(x) for x in drawdown_curve(eq)[idx]],
+            "position": [float(x) for x in np.asarray(run["position"])[idx]],
+            "close": [float(x) for x in market.market[M_CLOSE, bars]]}
+
+
+def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | None = None,
+                 seed: int = 0, momentum_bars: int = 48,
+                 initial_equity: float = 10_000.0) -> BacktestResult:
+    """``policy`` and the baselines on every source, whole series (module docstring)."""
+    spec = policy.feature_spec
+    if spec.reference_symbol and reference is None:
+        raise ConfigError(f"the policy's features need {spec.reference_symbol} bars: give "
+                          "--reference FILE")
+    config = env_config(policy, initial_equity)
+    markets, _ = load_markets(list(sources), spec=spec, split="all", reference=reference,
+                              window=config.window, costs=config.costs,
+                              normalizer=policy.normalizer)
+    rng = np.random.default_rng(seed)
+    n_actions = len(config.positions)
+    pos = np.asarray(config.positions)
+    result = BacktestResult(policy.version or 0, {
+        "policy": version_name(policy.version or 0), "sources": list(sources),
+        "reference": reference, "seed": seed, "momentum_bars": momentum_bars,
+        "initial_equity": initial_equity, "positions": list(config.positions),
+        "window": config.window, "latency_bars": config.latency_bars,
+        "fee_bps": config.costs.fee_bps, "half_spread_bps": config.costs.half_spread_bps,
+        "feature_spec_hash": spec.hash})
+    for d, market in enumerate(markets):
+        interval = int(market.ts[1] - market.ts[0])
+        choosers: dict[str, Chooser] = {
+            "policy": lambda obs, _: policy.decide(obs).action,
+            "buy_and_hold": lambda obs, _: int(np.argmax(pos)),
+            "flat": lambda obs, _: int(np.argmin(np.abs(pos))),
+            "random": lambda obs, _: int(rng.integers(n_actions)),
+            "momentum": momentum(market, config.positions, momentum_bars)}
+        per: dict[str, Any] = {}
+        for name, choose in choosers.items():
+            run = play(markets, config, d, choose)
+            perf = performance(run["equity"], run["position"], interval,
+                               traded_notional=float(run["traded_notional"]),
+                               fills=int(run["trades"])).to_dict()
+            per[name] = {**perf, "final_equity": float(run["equity"][-1]),
+                         "fees": float(run["fees"]),
+                         "traded_notional": float(run["traded_notional"]),
+                         "bars": int(len(run["equity"]) - 1),
+                         "trade_list": _trades(run, market),
+                         "curves": _curves(run, market)}
+        result.datasets[market.name] = per
+    return result
+
