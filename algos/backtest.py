@@ -89,16 +89,51 @@ def _trades(run: dict[str, Any], market: MarketData) -> list[dict[str, Any]]:
     return out
 
 
-def _curves(run: dict[str, Any], market: MarketData) -> dict[str, list[float]]:
+def _curves(run: dict[str, Any], market: MarketData, points: int | None
+            ) -> dict[str, list[float]]:
     eq = np.asarray(run["equity"], dtype=np.float64)
-    idx = np.unique(np.linspace(0, len(eq) - 1, min(len(eq), CURVE_POINTS))
-                    .round().astype(np.int64))
+    idx = np.arange(len(eq)) if points is None else np.unique(
+        np.linspace(0, len(eq) - 1, min(len(eq), points)).round().astype(np.int64))
     bars = run["bar"][idx]
     return {"ts": [int(t) for t in market.ts[bars]],
             "equity": [float(x) for x in eq[idx]],
             "drawdown": [float(x) for x in drawdown_curve(eq)[idx]],
             "position": [float(x) for x in np.asarray(run["position"])[idx]],
             "close": [float(x) for x in market.market[M_CLOSE, bars]]}
+
+
+def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *,
+             seed: int = 0, momentum_bars: int = 48, curve_points: int | None = CURVE_POINTS
+             ) -> dict[str, dict[str, Any]]:
+    """``policy`` and the baselines over each market's decision range: per dataset and
+    policy the shared metrics, costs, trade list and curves (``curve_points`` points;
+    None: every bar)."""
+    rng = np.random.default_rng(seed)
+    n_actions = len(config.positions)
+    pos = np.asarray(config.positions)
+    out: dict[str, dict[str, Any]] = {}
+    for d, market in enumerate(markets):
+        interval = int(market.ts[1] - market.ts[0])
+        choosers: dict[str, Chooser] = {
+            "policy": lambda obs, _: policy.decide(obs).action,
+            "buy_and_hold": lambda obs, _: int(np.argmax(pos)),
+            "flat": lambda obs, _: int(np.argmin(np.abs(pos))),
+            "random": lambda obs, _: int(rng.integers(n_actions)),
+            "momentum": momentum(market, config.positions, momentum_bars)}
+        per: dict[str, Any] = {}
+        for name, choose in choosers.items():
+            run = play(list(markets), config, d, choose)
+            perf = performance(run["equity"], run["position"], interval,
+                               traded_notional=float(run["traded_notional"]),
+                               fills=int(run["trades"])).to_dict()
+            per[name] = {**perf, "final_equity": float(run["equity"][-1]),
+                         "fees": float(run["fees"]),
+                         "traded_notional": float(run["traded_notional"]),
+                         "bars": int(len(run["equity"]) - 1),
+                         "trade_list": _trades(run, market),
+                         "curves": _curves(run, market, curve_points)}
+        out[market.name] = per
+    return out
 
 
 def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | None = None,
@@ -113,9 +148,6 @@ def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | Non
     markets, _ = load_markets(list(sources), spec=spec, split="all", reference=reference,
                               window=config.window, costs=config.costs,
                               normalizer=policy.normalizer)
-    rng = np.random.default_rng(seed)
-    n_actions = len(config.positions)
-    pos = np.asarray(config.positions)
     result = BacktestResult(policy.version or 0, {
         "policy": version_name(policy.version or 0), "sources": list(sources),
         "reference": reference, "seed": seed, "momentum_bars": momentum_bars,
@@ -123,26 +155,6 @@ def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | Non
         "window": config.window, "latency_bars": config.latency_bars,
         "fee_bps": config.costs.fee_bps, "half_spread_bps": config.costs.half_spread_bps,
         "feature_spec_hash": spec.hash})
-    for d, market in enumerate(markets):
-        interval = int(market.ts[1] - market.ts[0])
-        choosers: dict[str, Chooser] = {
-            "policy": lambda obs, _: policy.decide(obs).action,
-            "buy_and_hold": lambda obs, _: int(np.argmax(pos)),
-            "flat": lambda obs, _: int(np.argmin(np.abs(pos))),
-            "random": lambda obs, _: int(rng.integers(n_actions)),
-            "momentum": momentum(market, config.positions, momentum_bars)}
-        per: dict[str, Any] = {}
-        for name, choose in choosers.items():
-            run = play(markets, config, d, choose)
-            perf = performance(run["equity"], run["position"], interval,
-                               traded_notional=float(run["traded_notional"]),
-                               fills=int(run["trades"])).to_dict()
-            per[name] = {**perf, "final_equity": float(run["equity"][-1]),
-                         "fees": float(run["fees"]),
-                         "traded_notional": float(run["traded_notional"]),
-                         "bars": int(len(run["equity"]) - 1),
-                         "trade_list": _trades(run, market),
-                         "curves": _curves(run, market)}
-        result.datasets[market.name] = per
+    result.datasets = play_all(policy, markets, config, seed=seed,
+                               momentum_bars=momentum_bars)
     return result
-

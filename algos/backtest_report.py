@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.io import to_html
 from plotly.subplots import make_subplots
 from raytrade.algos.backtest import BacktestResult
+from raytrade.algos.walkforward import WalkForwardResult
 
 METRICS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar",
            "win_rate", "profit_factor", "exposure", "turnover_per_year", "trades", "fees",
@@ -57,10 +58,53 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def render_html(result: BacktestResult) -> str:
-    """The whole report."""
+    """The whole backtest report."""
     parts = [f"<h1>Backtest of policy {html.escape(result.config['policy'])}</h1>"]
-    first = True
-    for dataset, per in result.datasets.items():
+    _datasets(parts, result.datasets, result.config["initial_equity"], inline_js=True)
+    return _page(parts, result.config)
+
+
+def render_walkforward_html(result: WalkForwardResult) -> str:
+    """The walk-forward report: aggregate and in-sample/out-of-sample gap first, then each
+    fold's test window like a backtest."""
+    parts = [f"<h1>Walk-forward of {html.escape(str(result.config['experiment']))}</h1>",
+             "<h2>Aggregate out of sample (folds chained)</h2>"]
+    parts.append(_table([{"dataset": d, "policy": name, **{k: run.get(k) for k in
+                                                          (*METRICS[:9],
+                                                           "sharpe_gap_in_minus_out",
+                                                           "return_gap_in_minus_out")}}
+                         for d, per in result.aggregate.items()
+                         for name, run in per.items()]))
+    parts.append("<h2>Folds</h2>")
+    parts.append(_table([{"fold": f["index"], "version": f["version"],
+                          "train": _span(f["train_start"], f["train_end"]),
+                          "test": _span(f["test_start"], f["test_end"]),
+                          "normalizer fitted": _span(*f["normalizer_fit"]),
+                          "iterations": f["iterations"]} for f in result.folds]))
+    parts.append(_table([{"fold": f["index"], "dataset": d, "policy": name,
+                          "in-sample Sharpe": f["in_sample"][d][name].get("sharpe"),
+                          "out-of-sample Sharpe": run.get("sharpe"),
+                          "in-sample return": f["in_sample"][d][name].get("total_return"),
+                          "out-of-sample return": run.get("total_return")}
+                         for f in result.folds for d, per in f["out_of_sample"].items()
+                         for name, run in per.items()]))
+    for i, f in enumerate(result.folds):
+        window = _span(f["test_start"], f["test_end"])
+        parts.append(f"<h2>Fold {f['index']}: test window {window}</h2>")
+        _datasets(parts, f["out_of_sample"], result.config["initial_equity"],
+                  inline_js=i == 0)
+    return _page(parts, result.config)
+
+
+def _span(start_ms: int, end_ms: int) -> str:
+    a, b = pd.to_datetime([start_ms, end_ms], unit="ms", utc=True)
+    return f"{a:%Y-%m-%d %H:%M} .. {b:%Y-%m-%d %H:%M}"
+
+
+def _datasets(parts: list[str], datasets: dict[str, dict[str, Any]], initial_equity: float,
+              *, inline_js: bool) -> None:
+    first = inline_js
+    for dataset, per in datasets.items():
         parts.append(f"<h2>{html.escape(dataset)}</h2>")
         fig = _figure(per, dataset)
         parts.append(to_html(fig, full_html=False, include_plotlyjs="inline" if first
@@ -73,8 +117,7 @@ def render_html(result: BacktestResult) -> str:
         parts.append(_table([{"policy": name, "fees": run["fees"],
                               "traded_notional": run["traded_notional"],
                               "turnover_per_year": run.get("turnover_per_year"),
-                              "fees / initial equity": run["fees"] /
-                              result.config["initial_equity"]}
+                              "fees / initial equity": run["fees"] / initial_equity}
                              for name, run in per.items()]))
         trades = per["policy"]["trade_list"]
         parts.append(f"<h3>Policy trades ({len(trades)}"
@@ -84,7 +127,10 @@ def render_html(result: BacktestResult) -> str:
             frame = pd.DataFrame(trades[:TRADES_SHOWN])
             frame["ts"] = pd.to_datetime(frame["ts"], unit="ms", utc=True)
             parts.append(frame.to_html(index=False, border=0, classes="t"))
-    parts.append("<h2>Run</h2><pre>" + html.escape(json.dumps(result.config, indent=2))
+
+
+def _page(parts: list[str], config: dict[str, Any]) -> str:
+    parts.append("<h2>Run</h2><pre>" + html.escape(json.dumps(config, indent=2))
                  + "</pre>")
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
              "table.t{border-collapse:collapse;font-size:13px}"

@@ -1,10 +1,12 @@
-"""``raytrade backtest``: a published policy on bar files, JSON metrics and an HTML report
-(argument parsing only; the logic is in ``raytrade.algos.backtest``)."""
+"""``raytrade backtest`` (a published policy on bar files) and ``raytrade walkforward``
+(rolling train/test folds): argument parsing only; the logic is in
+``raytrade.algos.backtest`` and ``raytrade.algos.walkforward``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from raytrade.envs.errors import ConfigError
@@ -49,3 +51,58 @@ def add_backtest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--initial-equity", type=float, default=10_000.0)
     p.add_argument("--out", default="backtest-report", help="output folder")
     p.set_defaults(func=_cmd_backtest)
+
+
+def _cmd_walkforward(args: argparse.Namespace) -> int:
+    from raytrade.algos.backtest_report import render_walkforward_html
+    from raytrade.algos.experiment import ExperimentConfig
+    from raytrade.algos.policy_store import PolicyStore
+    from raytrade.algos.walkforward import dashboard_summary, duration_ms, run_walkforward
+
+    if args.iterations is None and args.time_budget is None:
+        raise ConfigError("give --iterations or --time-budget (per fold)")
+    exp = ExperimentConfig.load(args.config)
+    out = Path(args.out)
+    store = PolicyStore(args.store or (out / "store").resolve().as_uri(),
+                        endpoint_url=args.s3_endpoint_url)
+    result = run_walkforward(exp, out / "folds", store, train_ms=duration_ms(args.train),
+                             test_ms=duration_ms(args.test),
+                             step_ms=duration_ms(args.step or args.test),
+                             iterations=args.iterations, time_budget_s=args.time_budget,
+                             address=args.address, momentum_bars=args.momentum_bars,
+                             progress=lambda line: print(line, file=sys.stderr))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "walkforward.json").write_text(json.dumps(result.to_json()))
+    (out / "walkforward.html").write_text(render_walkforward_html(result))
+    name = f"{exp.name}-{args.train}-{args.test}-{args.step or args.test}"
+    store.blobs.put(f"reports/walk_forward/{name}.json",
+                    json.dumps(dashboard_summary(result, name), default=float).encode())
+    print(json.dumps({"report": str(out / "walkforward.html"),
+                      "json": str(out / "walkforward.json"),
+                      "aggregate": {d: {p: {k: r.get(k) for k in ("total_return", "sharpe",
+                                                                  "max_drawdown",
+                                                                  "sharpe_gap_in_minus_out")}
+                                        for p, r in per.items()}
+                                    for d, per in result.aggregate.items()}}, indent=1))
+    return 0
+
+
+def add_walkforward_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
+                            ) -> None:
+    """Register ``walkforward``."""
+    p = sub.add_parser("walkforward", help="rolling train/test folds: train, publish and "
+                       "test each; JSON and an HTML report")
+    p.add_argument("--config", required=True, help="experiment TOML")
+    p.add_argument("--train", required=True, help="training window, e.g. 60d")
+    p.add_argument("--test", required=True, help="test window, e.g. 15d")
+    p.add_argument("--step", help="fold step (default: the test window)")
+    p.add_argument("--iterations", type=int, help="training iterations per fold")
+    p.add_argument("--time-budget", type=float, help="training seconds per fold")
+    p.add_argument("--store", help="store the fold policies go to (candidate); default "
+                   "OUT/store")
+    p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
+    p.add_argument("--address", help="Ray address (auto: the cluster); default a private "
+                   "local Ray")
+    p.add_argument("--momentum-bars", type=int, default=48)
+    p.add_argument("--out", default="walkforward-report", help="output folder")
+    p.set_defaults(func=_cmd_walkforward)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from raytrade.envs.errors import RaytradeError
-from raytrade.scripts.backtest_cli import add_backtest_command
+from raytrade.scripts.backtest_cli import add_backtest_command, add_walkforward_command
 from raytrade.scripts.dashboard_cli import add_dashboard_command
 from raytrade.scripts.paper_cli import add_paper_commands
 from raytrade.scripts.store_cli import add_store_commands
@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_paper_commands(sub)
     add_dashboard_command(sub)
     add_backtest_command(sub)
+    add_walkforward_command(sub)
 
     demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
     demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")

@@ -135,9 +135,11 @@ def test_walk_forward_report_is_shown_when_present(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     store = PolicyStore((tmp_path / "s").as_uri())
     store.blobs.put("reports/walk_forward/run1.json",
-                    b'{"name": "run1", "folds": [{"fold": 0, "sharpe": 1.5}]}')
+                    b'{"name": "run1", "folds": [{"fold": 0, "oos_sharpe": 1.5}], '
+                    b'"aggregate": {"ETHUSDT": {"policy": {"sharpe": 0.7}}}}')
     at = page("walk_forward", monkeypatch, store.uri)
-    assert at.dataframe[0].value["sharpe"].iloc[0] == 1.5
+    assert at.dataframe[0].value["sharpe"].iloc[0] == 0.7
+    assert at.dataframe[1].value["oos_sharpe"].iloc[0] == 1.5
 
 
 def test_jsonl_tail_parses_only_appended_lines_and_names_bad_ones(tmp_path: Path) -> None:
