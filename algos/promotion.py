@@ -26,7 +26,7 @@ import numpy as np
 from raytrade.algos.blobstore import NotFoundError
 from raytrade.algos.policy_store import ChannelPointer, PolicyStore, version_name
 from raytrade.envs.errors import ConfigError
-from raytrade.envs.metrics import performance
+from raytrade.envs.metrics import interval_of, performance
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def live_gate(store: PolicyStore, limits: GateLimits) -> Verdict:
         if not rows:
             continue
         ts = np.array([r["ts"] for r in rows], dtype=np.int64)
-        interval = int(np.median(np.diff(ts))) if len(ts) > 1 else 0
+        interval = interval_of(ts)
         stats: dict[str, Any] = {"bars": len(rows)}
         if len(rows) >= 2 and interval > 0:
             perf = performance(np.array([r["equity"] for r in rows]),

@@ -100,11 +100,6 @@ def _tables(exp: ExperimentConfig) -> tuple[list[BarTable], BarTable | None]:
     return aligned[:len(paths)], (aligned[-1] if ref_path else None)
 
 
-def _cut(table: BarTable, start_ms: int, end_ms: int) -> BarTable:
-    lo, hi = np.searchsorted(table.ts, [start_ms, end_ms])
-    return table.slice(int(lo), int(hi))
-
-
 def _write(table: BarTable, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{table.symbol}_{table.interval}.csv"
@@ -131,8 +126,8 @@ def _play(policy: Policy, tables: list[BarTable], ref: BarTable | None, folder: 
     """Policy and baselines on ``[start_ms, end_ms)``, features over the history before."""
     config = env_config(policy)
     folder = folder / f"{start_ms}_{end_ms}"  # load_markets caches by path: one per window
-    files = [_write(_cut(t, int(t.ts[0]), end_ms), folder) for t in tables]
-    ref_file = _write(_cut(ref, int(ref.ts[0]), end_ms), folder / "ref") if ref else None
+    files = [_write(t.between(end_ms=end_ms), folder) for t in tables]
+    ref_file = _write(ref.between(end_ms=end_ms), folder / "ref") if ref else None
     markets, _ = load_markets(files, spec=policy.feature_spec, split="all",
                               reference=ref_file, window=config.window, costs=config.costs,
                               normalizer=policy.normalizer)
@@ -159,9 +154,9 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
     for fold in folds:
         folder = work / f"fold_{fold.index:02d}"
         data = folder / f"train_data_{fold.train_start}_{fold.train_end}"
-        sources = tuple(_write(_cut(t, fold.train_start, fold.train_end), data)
+        sources = tuple(_write(t.between(fold.train_start, fold.train_end), data)
                         for t in tables)
-        reference = _write(_cut(ref, fold.train_start, fold.train_end), data / "ref") \
+        reference = _write(ref.between(fold.train_start, fold.train_end), data / "ref") \
             if ref is not None else None
         fold_exp = dataclasses.replace(
             exp, name=f"{exp.name}-fold{fold.index}",

@@ -22,13 +22,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from raytrade.algos.blobstore import NotFoundError
 from raytrade.algos.policy_store import ChannelPointer, Move, PolicyStore
 from raytrade.algos.promotion import paper_actors
 from raytrade.dashboard.jsonl_tail import JsonlTail
-from raytrade.envs.metrics import drawdown_curve, performance
+from raytrade.envs.metrics import drawdown_curve, interval_of, performance
 
 CHANNELS = ("candidate", "paper", "live")
 TRAIN = "metrics/train.jsonl"
@@ -54,7 +53,7 @@ class PaperRecord:
         eq = self.equity
         if len(eq) < 2:
             return {}
-        interval = int(np.median(np.diff(eq["ts_ms"].to_numpy())))
+        interval = interval_of(eq["ts_ms"].to_numpy())  # as the live gate measures it
         perf = performance(eq["equity"].to_numpy(), eq["position"].to_numpy(), interval,
                            fills=len(self.trades))
         return perf.to_dict()

@@ -33,6 +33,13 @@ def bars_per_year(interval_ms: int) -> float:
     return MS_PER_YEAR / interval_ms
 
 
+def interval_of(ts_ms: npt.ArrayLike) -> int:
+    """The bar interval (ms) of a series of bar open times: the median spacing, so a few
+    missing bars do not change the annualization; 0 with fewer than two bars."""
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    return int(np.median(np.diff(ts))) if len(ts) > 1 else 0
+
+
 def returns_from_equity(equity: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Simple per-bar returns of an equity curve (NaN entries dropped)."""
     e = np.asarray(equity, dtype=np.float64)
