@@ -78,8 +78,10 @@ class PaperTrader:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self.error = f"{task.exception().__class__.__name__}: {task.exception()}"
-            log.error("paper session %s stopped: %s", self.config.actor, self.error)
+            exc = task.exception()
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            log.error("paper session %s stopped: %s", self.config.actor, self.error,
+                      exc_info=exc)
 
     async def status(self) -> dict[str, Any]:
         """The session's health, plus whether it runs and why it stopped."""

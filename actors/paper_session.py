@@ -371,7 +371,8 @@ class PaperSession:
                     del mine[ts]
                     continue
                 return
-            sb, rb = mine.pop(ts), ref[ts] if ref is mine else ref.pop(ts)
+            sb = mine.pop(ts)
+            rb = sb if ref is mine else ref.pop(ts)  # the reference may be the symbol
             if ref is not mine:
                 for old in [t for t in ref if t < ts]:
                     del ref[old]

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import run_paper
@@ -25,39 +26,43 @@ START = 5_000  # live from here; the actor warms up over REST on the bars before
 BAR_S = 0.03  # one replayed 5m bar every 30 ms
 
 
-def test_paper_actor_on_replayed_real_bars_matches_backtest(tmp_path: Path,
-                                                             local_ray: None) -> None:
+# BTCUSDT is the FeatureSpec's reference asset: the session joins the symbol with itself
+@pytest.mark.parametrize("symbol", ["ETHUSDT", "BTCUSDT"])
+def test_paper_actor_on_replayed_real_bars_matches_backtest(tmp_path: Path, local_ray: None,
+                                                             symbol: str) -> None:
     eth, btc = bars(N_BARS)
     eth_csv, btc_csv = write_csv(eth, tmp_path), write_csv(btc, tmp_path)
+    mine, mine_csv = (eth, eth_csv) if symbol == "ETHUSDT" else (btc, btc_csv)
+    actor = symbol.lower()
     store, policy = paper_store(tmp_path / "store")
     speed = 300_000 / (BAR_S * 1000)
     with replay_process([eth_csv, btc_csv], speed=speed, start=START) as info:
-        config = PaperConfig(actor="eth", symbol="ETHUSDT", venue="replay",
+        config = PaperConfig(actor=actor, symbol=symbol, venue="replay",
                              feed_url=str(info["ws_url"]), rest_url=str(info["rest_url"]),
                              journal_dir=str(tmp_path / "journal"), warmup_bars=START,
                              speed=speed / 1000, stale_after_bars=100, export_every_s=1)
         # the replay lasts (N_BARS - START) * BAR_S = 9 s; warm-up adds a few seconds
         finals = run_paper([config], store.uri, duration_s=30, check_every_s=1)
     assert finals[0]["error"] is None
-    actions, targets, equity = backtest(policy, eth_csv, btc_csv, START)
+    actions, targets, equity = backtest(policy, mine_csv, btc_csv, START)
 
-    journal = Journal(tmp_path / "journal" / "eth.sqlite")
+    journal = Journal(tmp_path / "journal" / f"{actor}.sqlite")
     rows = journal.db.execute("SELECT ts, action, decided, reason FROM decisions WHERE "
-                              "symbol='ETHUSDT' ORDER BY ts").fetchall()
+                              "symbol=? ORDER BY ts", (symbol,)).fetchall()
     reasons = {r[3] for r in rows}
     assert reasons == {"policy"}, f"every live bar decided by the policy, got {reasons}"
-    assert [r[0] for r in rows] == [int(t) for t in eth.ts[START:]]
+    assert [r[0] for r in rows] == [int(t) for t in mine.ts[START:]]
     live_actions = [r[1] for r in rows]
     n = len(actions)  # the env stops one bar before the data ends (no next bar to fill)
     assert n == len(rows) - 1
     assert live_actions[:n] == actions
     assert [r[2] for r in rows][:n] == targets
-    acct = journal.equity_rows("ETHUSDT")
+    acct = journal.equity_rows(symbol)
     live_equity = np.array([e for _, e, _, _ in acct])[1:]  # marked at the next close
     np.testing.assert_allclose(live_equity[:n], equity, rtol=1e-9)
     assert journal.count("fills") > 10, "the policy traded: fills exercised"
     # the export the dashboard and the promotion gate read
-    exported = store.blobs.get("paper/eth/equity.jsonl").data.decode().splitlines()
+    exported = store.blobs.get(f"paper/{actor}/equity.jsonl").data.decode().splitlines()
     assert len(exported) == len(acct)
     assert json.loads(exported[-1])["version"] == policy.version
     journal.close()
