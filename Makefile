@@ -40,8 +40,10 @@ lint: $(STAMP)
 	ln -sfn ../../../dashboard build/typecheck/raytrade/dashboard
 	$(VENV)/bin/mypy
 
+# e.g. make demo DEMO_ARGS="--duration 900 --train-budget 120"
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(VENV)/bin/raytrade demo
+	$(VENV)/bin/raytrade demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'

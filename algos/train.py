@@ -23,6 +23,7 @@ import numbers
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,14 +60,20 @@ class TrainResult:
 
 
 @contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
+def ray_session(address: str | None, *, keep_logs: Path | None = None) -> Iterator[None]:
     """Join ``address`` (e.g. ``"auto"`` on a cluster) or start a private local Ray.
 
     A private Ray never joins a cluster that happens to run on this machine; its temp dir
-    is short because Ray's unix socket paths may not exceed 107 bytes.
+    is short because Ray's unix socket paths may not exceed 107 bytes. With
+    ``keep_logs`` the private Ray's session logs are copied there at shutdown (the temp
+    dir is removed). Inside an open session (``ray.is_initialized()``) this joins it and
+    leaves it running: whoever opened it shuts it down.
     """
     import ray
 
+    if ray.is_initialized():
+        yield
+        return
     tmp = None
     if address:
         ray.init(address=address, log_to_driver=False)
@@ -79,6 +86,9 @@ def ray_session(address: str | None) -> Iterator[None]:
     finally:
         ray.shutdown()
         if tmp:
+            logs = Path(tmp) / "session_latest" / "logs"
+            if keep_logs is not None and logs.is_dir():
+                shutil.copytree(logs, keep_logs, dirs_exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -155,20 +165,25 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
           time_budget_s: float | None = None, resume: bool = False,
           address: str | None = None, eval_every: int = 10, checkpoint_every: int = 10,
           final_splits: tuple[str, ...] = ("validation",), store: PolicyStore | None = None,
-          publish_every: int = 0, progress: Callable[[str], None] = print) -> TrainResult:
-    """Train until ``iterations`` or ``time_budget_s`` (whichever comes first).
+          publish_every: int = 0, publish_every_s: float | None = None,
+          stop: threading.Event | None = None,
+          progress: Callable[[str], None] = print) -> TrainResult:
+    """Train until ``iterations``, ``time_budget_s`` or ``stop`` (whichever comes first).
 
     Evaluates greedily on the validation split every ``eval_every`` iterations, and on
     every split in ``final_splits`` at the end (add ``"test"`` only for final reports).
     Publishes the greedy policy to the store's ``candidate`` channel every
-    ``publish_every`` iterations (0: only at the end) and at the end. ``store`` defaults
-    to the run folder itself (``file://``); another store gets metrics and checkpoints
-    mirrored from the local ``run_dir``.
+    ``publish_every`` iterations (0: only at the end), every ``publish_every_s`` seconds
+    of training (each such policy evaluated on validation first, so the paper gate can
+    judge it) and at the end. ``stop`` (set from another thread) ends the run after the
+    current iteration, with the same final evaluation, checkpoint and publication.
+    ``store`` defaults to the run folder itself (``file://``); another store gets metrics
+    and checkpoints mirrored from the local ``run_dir``.
     """
-    if iterations is None and time_budget_s is None:
-        raise ConfigError("give iterations or a time budget")
-    if publish_every < 0:
-        raise ConfigError("publish_every must be >= 0")
+    if iterations is None and time_budget_s is None and stop is None:
+        raise ConfigError("give iterations, a time budget or a stop event")
+    if publish_every < 0 or (publish_every_s is not None and not publish_every_s > 0):
+        raise ConfigError("publish_every must be >= 0 and publish_every_s > 0")
     run = Path(run_dir).resolve()  # RLlib/pyarrow reject relative checkpoint paths
     run.mkdir(parents=True, exist_ok=True)
     store = store or PolicyStore(LocalBlobStore(run))
@@ -187,6 +202,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 algo.restore_from_path(str(path))
                 progress(f"resumed from {path} at iteration {algo.iteration}")
             start = time.perf_counter()
+            published_at = start
             done = 0
             epsilon: dict[str, float] = {}
             while True:
@@ -201,9 +217,12 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 done += 1
                 _append(run / "metrics" / "train.jsonl", record)
                 progress(_progress_line(record))
+                now = time.perf_counter()
                 last = (iterations is not None and done >= iterations) or (
-                    time_budget_s is not None and time.perf_counter() - start >= time_budget_s)
-                if done % eval_every == 0 or last:
+                    time_budget_s is not None and now - start >= time_budget_s) or (
+                    stop is not None and stop.is_set())
+                due = publish_every_s is not None and now - published_at >= publish_every_s
+                if done % eval_every == 0 or last or due:
                     for split in final_splits if last else ("validation",):
                         curves: dict[str, Any] = {}
                         evaluation = evaluate(_q_function(algo), exp, split, seed=exp.seed,
@@ -226,7 +245,8 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                     os.replace(tmp, ckpt_root / "latest")
                     mirror.checkpoint(name)
                     result.checkpoint = ckpt_root / name
-                if last or (publish_every and done % publish_every == 0):
+                if last or due or (publish_every and done % publish_every == 0):
+                    published_at = time.perf_counter()
                     version = publisher.publish(algo, record, result.evaluations)
                     result.published.append(version)
                     progress(f"published policy v{version:06d} to {store.uri} (candidate)")

@@ -10,13 +10,13 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from raytrade.envs.errors import RaytradeError
 from raytrade.scripts.backtest_cli import add_backtest_command, add_walkforward_command
 from raytrade.scripts.dashboard_cli import add_dashboard_command
+from raytrade.scripts.demo_cli import add_demo_command
 from raytrade.scripts.paper_cli import add_paper_commands
 from raytrade.scripts.store_cli import add_store_commands
 
@@ -111,50 +111,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from raytrade.envs.dataset import prepare_dataset
-    from raytrade.envs.io import describe, load_bars
-    from raytrade.envs.sample import sample_path
-
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    btc = load_bars(sample_path("BTCUSDT"))
-    eth = load_bars(sample_path("ETHUSDT"))
-    summary: dict[str, object] = {"data": [describe(btc), describe(eth)], "symbols": {}}
-    for table in (btc, eth):
-        started = time.perf_counter()
-        ds = prepare_dataset(table, reference=btc)
-        elapsed = time.perf_counter() - started
-        ds.normalizer.save(run_dir / f"{table.symbol}_normalizer.json")
-        summary["symbols"][table.symbol] = {  # type: ignore[index]
-            "features": ds.spec.n_features, "spec_hash": ds.spec.hash[:16],
-            "warmup_bars": ds.features.first_valid,
-            "splits": {s.name: len(s) for s in ds.splits},
-            "normalizer_fitted_rows": ds.normalizer.fitted_rows,
-            "seconds": round(elapsed, 3),
-        }
-    print(json.dumps(summary, indent=2))
-    print(f"normalizers written to {run_dir}/", file=sys.stderr)
-    if args.time_budget <= 0:
-        return 0
-    from raytrade.algos.experiment import ExperimentConfig
-    from raytrade.algos.experiments import experiment_path
-    from raytrade.algos.train import train
-
-    exp = ExperimentConfig.load(args.config or experiment_path("eth_btc_5m"))
-    print(f"training {exp.name} for {args.time_budget:.0f} s on a private local Ray "
-          f"(metrics, checkpoints and policies go to the store {run_dir / 'train'})",
-          file=sys.stderr)
-    result = train(exp, run_dir / "train", time_budget_s=args.time_budget,
-                   eval_every=10**9, checkpoint_every=10**9,
-                   progress=lambda line: print(line, file=sys.stderr))
-    print(json.dumps({"iterations": result.iterations,
-                      "env_steps_sampled": result.env_steps_sampled,
-                      "published": [f"v{v:06d}" for v in result.published],
-                      "validation": result.evaluations[-1]["datasets"]}, indent=2))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(prog="raytrade", description=__doc__)
@@ -233,12 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backtest_command(sub)
     add_walkforward_command(sub)
 
-    demo = sub.add_parser("demo", help="run the local pipeline on the bundled data")
-    demo.add_argument("--run-dir", default="runs/demo", help="where outputs go")
-    demo.add_argument("--time-budget", type=float, default=180.0,
-                      help="seconds of training after data preparation (0: data only)")
-    demo.add_argument("--config", help="experiment TOML (default: the bundled ETH/BTC one)")
-    demo.set_defaults(func=_cmd_demo)
+    add_demo_command(sub)
     return parser
 
 

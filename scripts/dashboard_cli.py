@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -51,7 +50,11 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         env["RAYTRADE_DASHBOARD_ACTIONS"] = "1"
     if args.allow:
         env["RAYTRADE_DASHBOARD_ALLOW"] = args.allow
-    return subprocess.call(streamlit_command(args), env=env)
+    cmd = streamlit_command(args)
+    # become Streamlit: a signal to this process (Ctrl-C, a supervisor's SIGTERM) reaches
+    # the server itself instead of orphaning a child
+    os.execve(cmd[0], cmd, env)
+    return 1  # not reached
 
 
 def add_dashboard_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,21 +1,209 @@
-"""``raytrade demo`` prepares both bundled symbols (its training step is ``train()``, covered
-by test_train and by the relative-store test there)."""
+"""``raytrade demo`` end to end, the way a user runs it: a subprocess with a short training
+budget, watched from outside through its run folder and its dashboard, then stopped with
+Ctrl-C (SIGINT). Every stage must leave its mark: metrics written, a policy published,
+promoted and served, paper decisions and fills journaled, live transitions ingested by the
+learner, the dashboard answering, and a clean shutdown (exit 0, journals closed, helper
+servers gone, logs in the run folder and not on the terminal).
+
+Plus the demo's small parts: the run-folder rule, the data stage, the JSONL tail reader
+and the child-process group stop.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from raytrade.envs.features import Normalizer
-from raytrade.scripts.cli import main
+from raytrade.actors.journal import Journal
+from raytrade.algos.policy_store import PolicyStore
+from raytrade.envs.errors import ConfigError
+from raytrade.scripts.child_process import ChildProcess
+from raytrade.scripts.demo import DemoOptions, check_run_dir, last_record, load_demo_data
+from raytrade.scripts.s3_local import free_port
 
 
-def test_demo_prepares_bundled_symbols(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--run-dir", str(tmp_path), "--time-budget", "0"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert set(summary["symbols"]) == {"BTCUSDT", "ETHUSDT"}
-    for symbol, info in summary["symbols"].items():
-        assert info["features"] == 73
-        assert sum(info["splits"].values()) == 25_920
-        Normalizer.load(tmp_path / f"{symbol}_normalizer.json")
+def _lines(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _answers(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return bytes(response.read())
+    except OSError:
+        return None
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    run = tmp_path / "demo"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raytrade.scripts.cli", "demo", "--run-dir", str(run),
+         "--train-budget", "15", "--speed", "600", "--port", str(port),
+         "--status-every", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    terminal: list[str] = []
+    reader = threading.Thread(target=lambda: terminal.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    store_dir = run / "store"
+    url = f"http://127.0.0.1:{port}"
+    seen_page = False
+    try:
+        deadline = time.monotonic() + 420
+        while True:
+            assert proc.poll() is None, "demo exited early:\n" + "".join(terminal)
+            assert time.monotonic() < deadline, "timed out; terminal:\n" + "".join(terminal)
+            page = _answers(url)
+            seen_page = seen_page or (page is not None and b"<html" in page.lower())
+            fills = sum(len(_lines(p)) for p in (store_dir / "paper").glob("*/trades.jsonl"))
+            train = _lines(store_dir / "metrics" / "train.jsonl")
+            ingested = max((r.get("live_transitions_ingested") or 0 for r in train),
+                           default=0)
+            if seen_page and fills > 0 and isinstance(ingested, float | int) and \
+                    ingested > 0 and _answers(f"{url}/_stcore/health") == b"ok":
+                break
+            time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(300) == 0, "".join(terminal)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    out = "".join(terminal)
+
+    # the terminal shows the demo's own lines, not Ray's or RLlib's
+    assert f"dashboard {url}" in out
+    assert "Ctrl-C: stopping cleanly" in out
+    assert "Traceback" not in out and "WARNING" not in out
+    assert len(terminal) < 120, out
+    log = (run / "logs" / "demo.log").read_text()
+    assert "Started a local Ray instance" in log  # library chatter went to the log
+    assert any((run / "logs" / "ray").iterdir()), "Ray's session logs are kept"
+    assert (run / "logs" / "replay.log").exists() and (run / "logs" / "dashboard.log").exists()
+
+    # training: metrics, validation evaluations with curves, a final checkpoint
+    train = _lines(store_dir / "metrics" / "train.jsonl")
+    evals = _lines(store_dir / "metrics" / "eval.jsonl")
+    assert len(train) >= 5 and evals and evals[0]["split"] == "validation"
+    assert any((store_dir / "metrics" / "eval_curves").iterdir())
+    assert (store_dir / "checkpoints" / "latest").exists()
+
+    # published, promoted through the gate, served
+    store = PolicyStore(store_dir.as_uri())
+    versions = store.versions()
+    paper = store.channel("paper")
+    assert versions and paper is not None and paper.version in versions
+    # one policy after each training budget and one at the stop, each with the
+    # validation evidence the paper gate reads
+    assert len(versions) >= 2
+    for version in versions:
+        assert store.manifest(version)["evaluation"]["split"] == "validation"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by"] == "Ctrl-C"
+    assert summary["promotions"][0]["passed"] is True
+    assert summary["training"]["error"] is None
+    assert summary["training"]["live_transitions_ingested"] > 0
+    assert summary["live_gate"]["version"] == paper.version
+    total_fills = 0
+    for row in summary["paper"]:
+        assert row["error"] is None, row
+        assert row["journaled_decisions"] > 0
+        assert row["policy_version"] in versions
+        assert row["pushed_transitions"] >= 64  # one chunk at least
+        served = {int(r["version"]) for r in  # type: ignore[call-overload]
+                  _lines(store_dir / "paper" / row["actor"] / "equity.jsonl")}
+        assert served and served <= set(versions), "every exported bar names a published policy"
+        journal = Journal(row["journal"])
+        try:
+            reasons = {r[0] for r in journal.db.execute("SELECT reason FROM decisions")}
+            assert "policy" in reasons
+            kinds = [r[0] for r in journal.db.execute("SELECT kind FROM events ORDER BY id")]
+            assert kinds[-1] == "shutdown", "the session closed its journal cleanly"
+            total_fills += journal.count("fills")
+        finally:
+            journal.close()
+    assert total_fills > 0, "paper fills journaled"
+
+    # nothing left running
+    assert _port_closed(port), "dashboard stopped"
+    replay = summary["replay"]["ws_url"].rsplit(":", 1)[1]
+    assert _port_closed(int(replay)), "replay feed stopped"
+
+
+def test_demo_refuses_a_used_run_folder(tmp_path: Path) -> None:
+    check_run_dir(tmp_path / "new")  # absent: fine
+    check_run_dir(tmp_path)  # empty: fine
+    (tmp_path / "journals").mkdir()
+    with pytest.raises(ConfigError, match="not empty"):
+        check_run_dir(tmp_path)
+
+
+def test_demo_data_stage_replays_the_test_split_after_the_warmup(tmp_path: Path) -> None:
+    data, info = load_demo_data(DemoOptions(run_dir=tmp_path))
+    assert data.symbols == ["ETHUSDT", "BTCUSDT"] and data.interval == "5m"
+    assert info["shared_bars"] == 25_920
+    # 70 % train, 15 % validation: the test split starts at bar 22,032, after the warm-up
+    assert data.replay_start == info["test_split_start"] == 22_032
+    assert data.replay_start >= info["feature_warmup_bars"]
+    assert data.bars == 25_920 - 22_032
+    assert data.exp.live.enabled  # online learning on by default
+    off, _ = load_demo_data(DemoOptions(run_dir=tmp_path, online_learning=False))
+    assert not off.exp.live.enabled
+
+
+def test_demo_refuses_synthetic_sources(tmp_path: Path) -> None:
+    from raytrade.algos.experiments import experiment_path
+
+    with pytest.raises(ConfigError, match="synthetic sources"):
+        load_demo_data(DemoOptions(run_dir=tmp_path,
+                                   config=str(experiment_path("synthetic_regime"))))
+
+
+def test_last_record_skips_a_half_written_line(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    assert last_record(path) is None
+    path.write_text('{"iteration": 1}\n{"iteration": 2}\n{"iterat')
+    assert last_record(path) == {"iteration": 2}
+    path.write_text('{"iteration": 1}\n' + "x" * 20_000 + '\n{"iteration": 3}\n')
+    assert last_record(path) == {"iteration": 3}
+
+
+def test_child_process_stop_ends_its_whole_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    child = ChildProcess("sleeper", ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"],
+                         tmp_path / "sleeper.log")
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    assert child.stop(timeout_s=5) is not None
+    deadline = time.monotonic() + 5
+    while not _gone(grandchild):
+        assert time.monotonic() < deadline, "the group's other process survived"
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    """Not running: no such process, or a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
