@@ -15,6 +15,7 @@ from pathlib import Path
 
 from raytrade.envs.errors import RaytradeError
 from raytrade.scripts.backtest_cli import add_backtest_command, add_walkforward_command
+from raytrade.scripts.config_reference import add_config_reference_command
 from raytrade.scripts.dashboard_cli import add_dashboard_command
 from raytrade.scripts.demo_cli import add_demo_command
 from raytrade.scripts.paper_cli import add_paper_commands
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_walkforward_command(sub)
 
     add_demo_command(sub)
+    add_config_reference_command(sub)
     return parser
 
 

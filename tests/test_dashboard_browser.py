@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from raytrade.algos.policy_store import PolicyStore
+from raytrade.scripts.browser import CHROMIUM, DRIVER, headless_chromium, wait_for_page
 from raytrade.scripts.s3_local import free_port
 
 from tests.dashboard_seed import seed_store
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 # url path -> charts the page draws from the seeded data
 PAGES = {"": 0, "training": 8, "evaluation": 4, "paper": 4, "models": 0, "walk_forward": 0}
@@ -30,10 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_every_page_renders_in_headless_chromium(tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     store = PolicyStore((tmp_path / "store").as_uri())
     seed_store(store)
@@ -41,13 +38,6 @@ def test_every_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "raytrade.scripts.cli", "dashboard", "--store", store.uri,
          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,2400",
-                 f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
     driver = None
     try:
         base = f"http://127.0.0.1:{port}"
@@ -62,19 +52,11 @@ def test_every_page_renders_in_headless_chromium(tmp_path: Path) -> None:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             assert time.monotonic() < deadline, "the dashboard never became healthy"
             time.sleep(0.3)
-        driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+        driver = headless_chromium(tmp_path / "chromium")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for path, charts in PAGES.items():
             driver.get(f"{base}/{path}")
-            wait = WebDriverWait(driver, 60)
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "h1"))
-            if charts:
-                wait.until(lambda d, n=charts: len(d.find_elements(
-                    By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, "
-                                     "[data-testid='stVegaLiteChart'] svg")) >= n)
-            else:
-                wait.until(lambda d: d.find_elements(
-                    By.CSS_SELECTOR, "[data-testid='stDataFrame'], [data-testid='stAlert']"))
+            wait_for_page(driver, charts)
             time.sleep(0.5)  # let the last charts paint before the screenshot
             name = path or "overview"
             driver.save_screenshot(str(ARTIFACTS / f"dashboard_{name}.png"))

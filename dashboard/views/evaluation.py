@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from raytrade.dashboard.charts import value_lines
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
 from raytrade.envs.metrics import drawdown_curve
 
@@ -42,7 +43,7 @@ def body() -> None:
     for dataset, per in curves.get("datasets", {}).items():
         eq = pd.DataFrame({k: v for k, v in per.items() if isinstance(v, list)})
         st.markdown(f"**{dataset}**: equity")
-        st.line_chart(eq)
+        st.altair_chart(value_lines(eq))
         st.markdown(f"**{dataset}**: drawdown")
         st.area_chart(pd.DataFrame({k: drawdown_curve(eq[k].to_numpy()) for k in eq}))
 

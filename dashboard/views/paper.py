@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 from raytrade.algos.promotion import GateLimits, live_gate
+from raytrade.dashboard.charts import value_lines
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
 from raytrade.dashboard.run_reader import PaperRecord, finite
 
@@ -61,7 +62,7 @@ def body() -> None:
         empty("No traded bars", "The actor is warming up or waiting for a policy.")
     else:
         st.subheader("Equity")
-        st.line_chart(rec.equity.set_index("ts")[["equity"]])
+        st.altair_chart(value_lines(rec.equity.set_index("ts")[["equity"]]))
         st.subheader("Drawdown")
         st.area_chart(rec.equity.set_index("ts")[["drawdown"]])
         st.subheader("Position on price, with fills")
