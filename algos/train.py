@@ -136,6 +136,20 @@ def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any
     return out
 
 
+def fill_throughput(record: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """Env steps sampled and trained per second over the last iteration, from the lifetime
+    counters, where RLlib did not report a throughput (its ``*_throughput`` stats are
+    absent with our training step)."""
+    if previous is None:
+        return
+    dt = record["time_s"] - previous["time_s"]
+    for rate, count in (("sampled_per_s", "env_steps_sampled"),
+                        ("trained_per_s", "env_steps_trained")):
+        now, before = record.get(count), previous.get(count)
+        if record.get(rate) is None and dt > 0 and now is not None and before is not None:
+            record[rate] = round((now - before) / dt, 1)
+
+
 def _append(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
@@ -203,10 +217,13 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 progress(f"resumed from {path} at iteration {algo.iteration}")
             start = time.perf_counter()
             published_at = start
+            previous: dict[str, Any] | None = None
             done = 0
             epsilon: dict[str, float] = {}
             while True:
                 record = iteration_metrics(algo.train(), time.perf_counter() - start)
+                fill_throughput(record, previous)
+                previous = record
                 # asynchronous sampling: a runner whose samples did not arrive in this
                 # iteration keeps its last reported epsilon (it is fixed per runner)
                 epsilon.update(record["epsilon"])

@@ -532,6 +532,7 @@ class Demo:
                 try:
                     row.update({f"journaled_{t}": journal.count(t)
                                 for t in ("bars", "decisions", "fills")})
+                    row["buy_and_hold_return"] = _hold_return(journal, config.symbol)
                 finally:
                     journal.close()
             out.append(row)
@@ -542,6 +543,9 @@ class Demo:
             equity = row.get("equity")
             ret = "" if equity is None else \
                 f", return {equity / self.o.initial_equity - 1:+.2%}"
+            hold = row.get("buy_and_hold_return")
+            if hold is not None:
+                ret += f" (buy-and-hold on the same bars, no fees: {hold:+.2%})"
             self.display.stage("paper", f"{row['actor']}: {row.get('journaled_decisions')} "
                                f"decisions, {row.get('journaled_fills')} fills journaled, "
                                f"equity {_fmt(equity, ',.2f')}{ret}")
@@ -557,6 +561,16 @@ class Demo:
                                (": " + "; ".join(gate["reasons"]) if gate["reasons"] else ""))
         self.display.stage("done", f"stopped by {self.stopped_by}; everything is in "
                            f"{self.run_dir} (summary.json, logs/)")
+
+
+def _hold_return(journal: Any, symbol: str) -> float | None:
+    """Close-to-close return of holding ``symbol`` over the bars a policy traded (from the
+    first policy-served bar to the last journaled one); None before any such bar."""
+    served = [ts for ts, _, _, version in journal.equity_rows(symbol) if version is not None]
+    closes = journal.closes(symbol)
+    if len(served) < 2 or served[0] not in closes or served[-1] not in closes:
+        return None
+    return float(closes[served[-1]] / closes[served[0]] - 1.0)
 
 
 def default_run_dir() -> Path:

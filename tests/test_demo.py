@@ -101,6 +101,7 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     train = _lines(store_dir / "metrics" / "train.jsonl")
     evals = _lines(store_dir / "metrics" / "eval.jsonl")
     assert len(train) >= 5 and evals and evals[0]["split"] == "validation"
+    assert all(r["sampled_per_s"] and r["sampled_per_s"] > 0 for r in train[1:])
     assert any((store_dir / "metrics" / "eval_curves").iterdir())
     assert (store_dir / "checkpoints" / "latest").exists()
 

@@ -148,3 +148,17 @@ def test_training_on_an_s3_store_publishes_mirrors_and_resumes_elsewhere(
     assert [json.loads(x)["iteration"] for x in lines] == [1, 2, 3]
     # evaluation curves are mirrored too (the last iteration of each call evaluates)
     assert store.blobs.exists("metrics/eval_curves/000003_validation.json")
+
+
+def test_throughput_comes_from_the_lifetime_counters_when_rllib_reports_none() -> None:
+    from raytrade.algos.train import fill_throughput
+
+    first = {"time_s": 10.0, "env_steps_sampled": 1000.0, "env_steps_trained": 4000.0,
+             "sampled_per_s": None, "trained_per_s": None}
+    second = {"time_s": 12.0, "env_steps_sampled": 2024.0, "env_steps_trained": 8096.0,
+              "sampled_per_s": None, "trained_per_s": 999.0}
+    fill_throughput(first, None)
+    assert first["sampled_per_s"] is None  # nothing to difference against
+    fill_throughput(second, first)
+    assert second["sampled_per_s"] == 512.0
+    assert second["trained_per_s"] == 999.0  # RLlib's own figure is kept
