@@ -87,7 +87,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(exp, tmp_path, iterations=1, resume=True)
-    with pytest.raises(ConfigError, match="iterations or a time budget"):
+    with pytest.raises(ConfigError, match="iterations, a time budget or a stop event"):
         train(exp, tmp_path)
 
 
