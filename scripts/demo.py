@@ -56,6 +56,7 @@ from raytrade.envs.sample import sample_path
 from raytrade.envs.splits import split_by_fraction
 from raytrade.scripts.child_process import ChildProcess
 from raytrade.scripts.demo_display import DemoStatus, Display, TraderRow
+from raytrade.scripts.s3_local import free_port
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def last_record(path: Path, tail_bytes: int = 16_384) -> dict[str, Any] | None:
@@ -291,7 +286,7 @@ class Demo:
         return self.summary
 
     def _start_dashboard(self) -> None:
-        port = self.o.port if _port_free(self.o.port) else _free_port()
+        port = self.o.port if _port_free(self.o.port) else free_port()
         if port != self.o.port:
             self.display.warn(f"port {self.o.port} is busy; the dashboard uses {port}")
         child = ChildProcess("dashboard", [sys.executable, "-m", "raytrade.scripts.cli",
