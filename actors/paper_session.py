@@ -380,8 +380,17 @@ class PaperSession:
                                                       (sb.kind, rb.kind) else WARMUP)
             if self.stale and kind == LIVE:
                 kind = CATCHUP
-            outcome = await asyncio.get_running_loop().run_in_executor(
+            done = asyncio.get_running_loop().run_in_executor(
                 self._worker, trader.process, sb.bar, kind, rb.bar.close)
+            try:
+                outcome = await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # a stop while the worker thread trades this bar: the bar is in the
+                # journal either way, so finish its accounting (counts, halt and
+                # drawdown alerts) before stopping
+                outcome = await done
+                self._after(outcome)
+                raise
             self._after(outcome)
 
     def _after(self, out: StepOutcome) -> None:

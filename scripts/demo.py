@@ -451,7 +451,7 @@ class Demo:
                 trader.get("position"), trader.get("equity"),
                 (status.get("executor") or {}).get("version"),
                 datetime.fromtimestamp(last / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-                if isinstance(last, int | float) else ""))
+                if isinstance(last, int | float) else "", status.get("pushed_transitions")))
         if finished == len(self.configs):
             self.request_stop("replay finished")
         record = last_record(self.store_dir / "metrics" / "train.jsonl") or {}

@@ -30,6 +30,8 @@ class TraderRow:
     equity: float | None
     version: int | None
     last_bar: str = ""
+    fed: int | None = None
+    """Live transitions this trader has sent to the learner (``None``: not reported)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class DemoStatus:
     def plain(self) -> str:
         """The snapshot as one line."""
         parts = [f"{t.actor} {t.state} decisions={t.decisions} pos={_num(t.position, '+.1f')} "
-                 f"equity={_num(t.equity, ',.0f')} v={_num(t.version, 'd')}"
+                 f"equity={_num(t.equity, ',.0f')} v={_num(t.version, 'd')} "
+                 f"fed={_num(t.fed, 'd')}"
                  for t in self.traders]
         parts.append(f"learner iter={_num(self.iteration, 'd')} "
                      f"live_ingested={_num(self.live_ingested, '.0f')}")
@@ -157,13 +160,13 @@ class StatusBoard:
             return
         table = Table(title=None, expand=False)
         for column in ("actor", "state", "decisions", "last bar (UTC)", "position", "equity",
-                       "policy"):
+                       "policy", "fed to learner"):
             table.add_column(column, justify="left" if column in ("actor", "state")
                              else "right")
         for t in status.traders:
             table.add_row(t.actor, t.state, str(t.decisions), t.last_bar,
                           _num(t.position, "+.2f"), _num(t.equity, ",.2f"),
-                          f"v{_num(t.version, 'd')}")
+                          f"v{_num(t.version, 'd')}", _num(t.fed, ",d"))
         footer = (f"learner: iteration {_num(status.iteration, 'd')}, live transitions "
                   f"ingested {_num(status.live_ingested, ',.0f')} | channels: candidate "
                   f"v{_num(status.candidate, 'd')}, paper v{_num(status.paper, 'd')}")

@@ -12,6 +12,7 @@ and the child-process group stop.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -44,6 +45,16 @@ def _answers(url: str) -> bytes | None:
         return None
 
 
+def _fed(terminal: list[str]) -> dict[str, int]:
+    """Transitions each trader has sent to the learner, from the last plain status line."""
+    for line in reversed(list(terminal)):
+        if line.lstrip().startswith("status ") and "fed=" in line:
+            found = (re.match(r"\s*(?:status\s+)?(\S+) .* fed=(\d+)$", part.rstrip())
+                     for part in line.split(" | "))
+            return {m[1]: int(m[2]) for m in found if m}
+    return {}
+
+
 def _port_closed(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -74,8 +85,10 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
             train = _lines(store_dir / "metrics" / "train.jsonl")
             ingested = max((r.get("live_transitions_ingested") or 0 for r in train),
                            default=0)
+            fed = _fed(terminal)  # every trader has fed the learner one chunk
             if seen_page and fills > 0 and isinstance(ingested, float | int) and \
-                    ingested > 0 and _answers(f"{url}/_stcore/health") == b"ok":
+                    ingested > 0 and len(fed) == 2 and min(fed.values()) >= 64 and \
+                    _answers(f"{url}/_stcore/health") == b"ok":
                 break
             time.sleep(2)
         proc.send_signal(signal.SIGINT)

@@ -151,10 +151,12 @@ def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(
     eth, data = market(tmp_path, 200)
     store, _ = paper_store(tmp_path / "store", quick=True)
     during_sleep: list[int] = []
+    started: list[float] = []
     holder: dict[str, PaperSession] = {}
     decide = Policy.decide
 
     def slow_decide(self: Policy, *args: Any, **kwargs: Any) -> Any:
+        started.append(time.monotonic())
         feed = holder["session"].feed
         assert feed is not None
         before = feed.health.counters["messages"]
@@ -173,10 +175,11 @@ def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(
         config = session_config(tmp_path, info, queue_size=10)
         session = PaperSession(config, store)
         holder["session"] = session
-        run_session(session, 60, lambda s: len(during_sleep) >= 4, watch)
+        # stop while the fifth decision sleeps: four measured, one bar in flight
+        run_session(session, 60, lambda s: len(started) >= 5, watch)
     # the reader kept reading while the trader slept: about 6 frames per bar, a bar
-    # every 50 ms, so 2 s of sleep is about 240 frames
-    assert min(during_sleep) > 100, during_sleep
+    # every 50 ms, so 2 s of sleep is about 240 frames (the fifth slept past the stop)
+    assert len(during_sleep) == 5 and min(during_sleep[:4]) > 100, during_sleep
     # the queue never grew past its bound; the overflow dropped market data and counted it
     assert queue_sizes and max(queue_sizes) <= config.queue_size
     counters = session.health()["feed"]["counters"]
@@ -185,6 +188,11 @@ def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(
     assert counters["gaps_backfilled"] >= 1
     assert_contiguous(config.journal_path, int(eth.ts[START - 100]),
                       int(eth.ts[START + 1]))
+    # the stop came while a bar was being traded (decide sleeps 2 s): that bar was
+    # journaled, so its accounting finished too
+    n_bars = journal_rows(config.journal_path,
+                          "SELECT count(*) FROM bars WHERE symbol='ETHUSDT'")[0][0]
+    assert n_bars == session.processed
 
 
 @pytest.mark.slow
