@@ -55,7 +55,7 @@ from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
 from raytrade.envs.splits import split_by_fraction
 from raytrade.scripts.child_process import ChildProcess
-from raytrade.scripts.demo_display import DemoStatus, Display, TraderRow
+from raytrade.scripts.demo_display import DemoStatus, Display, TraderRow, fmt_or_dash
 from raytrade.scripts.s3_local import free_port
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class DemoOptions:
     train_budget_s: float = 180.0
     """Training before the first policy, and between later ones."""
     duration_s: float | None = None
-    """Stop this long after the start; None: run until Ctrl-C or SIGTERM."""
+    """Stop this long after the start; None: run until Ctrl-C, SIGTERM or the end of
+    the replay."""
     speed: float = 600.0
     """Replay clock: virtual ms per real ms (600: a 5m bar every 0.5 s, so a policy on
     paper for a 180 s training budget trades the live gate's 288 bars)."""
@@ -176,10 +177,6 @@ def last_record(path: Path, tail_bytes: int = 16_384) -> dict[str, Any] | None:
         if isinstance(record, dict):
             return record
     return None
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
 
 
 class Demo:
@@ -334,9 +331,9 @@ class Demo:
                     bar.update(0.0, "starting the learner and env runners")
                 elif record["time_s"] < self.o.train_budget_s:
                     bar.update(record["time_s"], f"iter {record['iteration']} | sampled "
-                               f"{_fmt(record['env_steps_sampled'], ',.0f')} | return "
-                               f"{_fmt(record['episode_return_mean'], '.3f')} | loss "
-                               f"{_fmt(record['qf_loss'], '.3g')}")
+                               f"{fmt_or_dash(record['env_steps_sampled'], ',.0f')} | return "
+                               f"{fmt_or_dash(record['episode_return_mean'], '.3f')} | loss "
+                               f"{fmt_or_dash(record['qf_loss'], '.3g')}")
                 else:
                     bar.update(self.o.train_budget_s, "evaluating on validation, publishing")
                 self.stop.wait(0.5)
@@ -345,7 +342,7 @@ class Demo:
         record = last_record(metrics) or {}
         self.display.stage("train", f"v{pointer.version:06d} published to candidate after "
                            f"{record.get('iteration')} iterations, "
-                           f"{_fmt(record.get('env_steps_sampled'), ',.0f')} env steps")
+                           f"{fmt_or_dash(record.get('env_steps_sampled'), ',.0f')} env steps")
         return self._promote(pointer.version, first=True)
 
     def _promote(self, version: int, *, first: bool = False) -> bool:
@@ -353,7 +350,7 @@ class Demo:
         self.judged.add(version)
         verdict, pointer = promote(self.store, "paper", version=version,
                                    reason=f"demo: candidate v{version:06d}")
-        sharpe = ", ".join(f"{name} {_fmt(v.get('greedy_sharpe'), '+.2f')}"
+        sharpe = ", ".join(f"{name} {fmt_or_dash(v.get('greedy_sharpe'), '+.2f')}"
                            for name, v in verdict.actors.items())
         self.promotions.append({"version": version, "passed": verdict.passed,
                                 "reasons": verdict.reasons, "validation_sharpe": sharpe})
@@ -543,11 +540,11 @@ class Demo:
                 ret += f" (buy-and-hold on the same bars, no fees: {hold:+.2%})"
             self.display.stage("paper", f"{row['actor']}: {row.get('journaled_decisions')} "
                                f"decisions, {row.get('journaled_fills')} fills journaled, "
-                               f"equity {_fmt(equity, ',.2f')}{ret}")
+                               f"equity {fmt_or_dash(equity, ',.2f')}{ret}")
         training = self.summary.get("training")
         if training:
             self.display.stage("learner", f"{training['iterations']} iterations, "
-                               f"{_fmt(training['live_transitions_ingested'], ',.0f')} live "
+                               f"{fmt_or_dash(training['live_transitions_ingested'], ',.0f')} live "
                                f"transitions ingested, policies "
                                f"{', '.join(f'v{v}' for v in training['published'])}")
         gate = self.summary.get("live_gate")
@@ -560,7 +557,7 @@ class Demo:
 
 def _hold_return(journal: Any, symbol: str) -> float | None:
     """Close-to-close return of holding ``symbol`` over the bars a policy traded (from the
-    first policy-served bar to the last journaled one); None before any such bar."""
+    first policy-served bar to the last one); None before two such bars."""
     served = [ts for ts, _, _, version in journal.equity_rows(symbol) if version is not None]
     closes = journal.closes(symbol)
     if len(served) < 2 or served[0] not in closes or served[-1] not in closes:

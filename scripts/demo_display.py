@@ -47,19 +47,20 @@ class DemoStatus:
 
     def plain(self) -> str:
         """The snapshot as one line."""
-        parts = [f"{t.actor} {t.state} decisions={t.decisions} pos={_num(t.position, '+.1f')} "
-                 f"equity={_num(t.equity, ',.0f')} v={_num(t.version, 'd')} "
-                 f"fed={_num(t.fed, 'd')}"
+        f = fmt_or_dash
+        parts = [f"{t.actor} {t.state} decisions={t.decisions} pos={f(t.position, '+.1f')} "
+                 f"equity={f(t.equity, ',.0f')} v={f(t.version, 'd')} fed={f(t.fed, 'd')}"
                  for t in self.traders]
-        parts.append(f"learner iter={_num(self.iteration, 'd')} "
-                     f"live_ingested={_num(self.live_ingested, '.0f')}")
-        parts.append(f"candidate=v{_num(self.candidate, 'd')} paper=v{_num(self.paper, 'd')}")
+        parts.append(f"learner iter={f(self.iteration, 'd')} "
+                     f"live_ingested={f(self.live_ingested, '.0f')}")
+        parts.append(f"candidate=v{f(self.candidate, 'd')} paper=v{f(self.paper, 'd')}")
         if self.seconds_left is not None:
             parts.append(f"{self.seconds_left:.0f} s left")
         return " | ".join(parts)
 
 
-def _num(x: float | int | None, spec: str) -> str:
+def fmt_or_dash(x: float | int | None, spec: str) -> str:
+    """``x`` formatted with ``spec``, or ``-`` when it is not known yet."""
     return "-" if x is None else format(x, spec)
 
 
@@ -165,11 +166,11 @@ class StatusBoard:
                              else "right")
         for t in status.traders:
             table.add_row(t.actor, t.state, str(t.decisions), t.last_bar,
-                          _num(t.position, "+.2f"), _num(t.equity, ",.2f"),
-                          f"v{_num(t.version, 'd')}", _num(t.fed, ",d"))
-        footer = (f"learner: iteration {_num(status.iteration, 'd')}, live transitions "
-                  f"ingested {_num(status.live_ingested, ',.0f')} | channels: candidate "
-                  f"v{_num(status.candidate, 'd')}, paper v{_num(status.paper, 'd')}")
+                          fmt_or_dash(t.position, "+.2f"), fmt_or_dash(t.equity, ",.2f"),
+                          f"v{fmt_or_dash(t.version, 'd')}", fmt_or_dash(t.fed, ",d"))
+        footer = (f"learner: iteration {fmt_or_dash(status.iteration, 'd')}, live transitions "
+                  f"ingested {fmt_or_dash(status.live_ingested, ',.0f')} | channels: candidate "
+                  f"v{fmt_or_dash(status.candidate, 'd')}, paper v{fmt_or_dash(status.paper, 'd')}")
         if status.seconds_left is not None:
             footer += f" | stops in {status.seconds_left:.0f} s"
         self.live.update(Group(table, footer + "  (Ctrl-C stops cleanly)"))
