@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy.typing as npt
-from raytrade.algos.blobstore import NotFoundError, StoreUnavailableError
-from raytrade.algos.policy import Decision, Policy, PolicyRejectedError
-from raytrade.algos.policy_store import PolicyStore, version_name
+from raytrade.algos.manifest import PolicyRejectedError
+from raytrade.algos.policy import Decision, Policy
+from raytrade.algos.storage.blobstore import NotFoundError, StoreUnavailableError
+from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.errors import ConfigError, RaytradeError, TemporaryError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import ray
 from raytrade.actors.alerts import Notifier
 from raytrade.actors.paper_session import PaperConfig, PaperSession
 from raytrade.algos.live_experience import QUEUE_NAME, episode_from_transitions
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 
 log = logging.getLogger(__name__)
 

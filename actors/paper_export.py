@@ -1,5 +1,5 @@
 """Exports a trader's journal to the run store under ``paper/<actor>/``: the record the
-dashboard shows and the promotion gate reads (format in ``algos/promotion.py``).
+dashboard shows and the promotion gate reads (format in ``algos/storage/promotion.py``).
 
 - ``equity.jsonl``: ``{"ts", "equity", "position", "version", "close"}`` per decided bar
   (``close``: the bar's close price, for the dashboard's price chart);
@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from raytrade.actors.journal import Journal
-from raytrade.algos.blobstore import BlobStore, StoreError
+from raytrade.algos.storage.blobstore import BlobStore, StoreError
 from raytrade.envs.errors import TemporaryError
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ from raytrade.actors.rest_klines import RestKlines
 from raytrade.actors.symbol_trader import RewardSpec, StepOutcome, SymbolTrader
 from raytrade.actors.venue import Subscription, VenueAdapter
 from raytrade.algos.policy import Policy, manifest_env
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.warmup import feature_warmup_bars

@@ -23,7 +23,7 @@ import numpy as np
 from raytrade.algos.evaluation import Policy as Chooser
 from raytrade.algos.evaluation import play
 from raytrade.algos.policy import Policy, manifest_env
-from raytrade.algos.policy_store import PolicyStore, version_name
+from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.market import M_CLOSE, M_OPEN, MarketData, load_markets

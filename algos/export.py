@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from raytrade.algos.blobstore import LocalBlobStore, PreconditionFailedError
 from raytrade.algos.experiment import ExperimentConfig
-from raytrade.algos.policy import BUNDLE_FORMAT, MANIFEST, WEIGHTS
+from raytrade.algos.manifest import BUNDLE_FORMAT, MANIFEST, WEIGHTS
 from raytrade.algos.qnetwork import QNetwork
+from raytrade.algos.storage.blobstore import LocalBlobStore, PreconditionFailedError
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.observation import N_POSITION_STATE, POSITION_STATE_NAMES

@@ -1,10 +1,9 @@
 """A trained policy loaded from a bundle with torch and numpy only: no Ray, no pickle.
 
-``verify_bundle`` checks a bundle's files against its manifest (DESIGN.md "Policy
-bundle"): the manifest parses and has every required field, every file it names is
-present with the sha256 it records. ``Policy`` then rebuilds the Q-network
-(``qnetwork.py``) from the manifest and loads the weights through safetensors, whose
-format holds only tensors: a pickle planted as weights fails to parse and is refused.
+``manifest.verify_bundle`` checks a bundle's files against its manifest first. ``Policy``
+then rebuilds the Q-network (``qnetwork.py``) from the manifest and loads the weights
+through safetensors, whose format holds only tensors: a pickle planted as weights fails to
+parse and is refused.
 
 Decision confidence: the probability of the greedy action under a Boltzmann (softmax)
 policy over the Q-values, ``exp(Q_a / tau) / sum_b exp(Q_b / tau)``, with temperature
@@ -16,8 +15,6 @@ confidence is below ``min_confidence``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,68 +24,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from raytrade.algos.manifest import (
+    WEIGHTS,
+    PolicyRejectedError,
+    verify_bundle,
+)
 from raytrade.algos.qnetwork import QNetwork
 from raytrade.envs.costs import CostModel
 from raytrade.envs.errors import RaytradeError
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.risk import RiskConfig
-
-BUNDLE_FORMAT = "raytrade.policy/1"
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"
-REQUIRED = ("format", "files", "observation", "actions", "feature_spec", "feature_spec_hash",
-            "normalizer", "network")
-
-
-class PolicyRejectedError(RaytradeError):
-    """A bundle failed validation; ``reason`` says which check and why."""
-
-    def __init__(self, reason: str, version: int | None = None) -> None:
-        self.reason = reason
-        self.version = version
-        where = f"policy v{version:06d}: " if version is not None else "policy bundle: "
-        super().__init__(where + reason)
-
-
-def parse_manifest(data: bytes, version: int | None = None) -> dict[str, Any]:
-    """The manifest's JSON object; ``PolicyRejectedError`` if it does not parse to one."""
-    try:
-        manifest = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PolicyRejectedError(f"manifest.json is malformed: {exc}", version) from exc
-    if not isinstance(manifest, dict):
-        raise PolicyRejectedError("manifest.json is not a JSON object", version)
-    return manifest
-
-
-def verify_bundle(files: Mapping[str, bytes], version: int | None = None) -> dict[str, Any]:
-    """The parsed manifest, after checking it and every file's sha256; ``PolicyRejectedError``
-    naming the first problem otherwise."""
-    if MANIFEST not in files:
-        raise PolicyRejectedError("no manifest.json (an incomplete upload is invisible)", version)
-    manifest = parse_manifest(files[MANIFEST], version)
-    missing = [k for k in REQUIRED if k not in manifest]
-    if missing:
-        raise PolicyRejectedError(f"manifest.json lacks {missing}", version)
-    if manifest["format"] != BUNDLE_FORMAT:
-        raise PolicyRejectedError(f"unsupported bundle format {manifest['format']!r} "
-                             f"(this reader knows {BUNDLE_FORMAT})", version)
-    listed = manifest["files"]
-    if not isinstance(listed, dict) or WEIGHTS not in listed:
-        raise PolicyRejectedError(f"manifest.json must list {WEIGHTS} with its sha256", version)
-    if version is not None and manifest.get("version") not in (None, version):
-        raise PolicyRejectedError(f"manifest says version {manifest.get('version')}, the "
-                             f"store folder says {version}", version)
-    for name, digest in listed.items():
-        if name not in files:
-            raise PolicyRejectedError(f"manifest names {name}, which is missing", version)
-        actual = hashlib.sha256(files[name]).hexdigest()
-        if actual != digest:
-            raise PolicyRejectedError(f"{name}: sha256 {actual[:12]}... does not match the "
-                                 f"manifest's {str(digest)[:12]}... (truncated or altered)",
-                                 version)
-    return manifest
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from raytrade.algos.blobstore import LocalBlobStore
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.export import bundle_files, rllib_tensors
-from raytrade.algos.policy_store import PolicyStore
-from raytrade.algos.run_store import RunMirror
+from raytrade.algos.storage.blobstore import LocalBlobStore
+from raytrade.algos.storage.policy_store import PolicyStore
+from raytrade.algos.storage.run_store import RunMirror
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.market import load_markets
 

@@ -31,7 +31,7 @@ import numpy as np
 from raytrade.algos.backtest import env_config, play_all
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.policy import Policy
-from raytrade.algos.policy_store import PolicyStore, version_name
+from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.train import train
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import ConfigError

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 import streamlit as st
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.dashboard.run_reader import RunReader
 
 STORE_ENV = "RAYTRADE_DASHBOARD_STORE"

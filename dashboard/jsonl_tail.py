@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from raytrade.algos.blobstore import BlobStore, NotFoundError
+from raytrade.algos.storage.blobstore import BlobStore, NotFoundError
 
 
 @dataclass

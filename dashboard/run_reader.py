@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from raytrade.algos.blobstore import NotFoundError
-from raytrade.algos.policy_store import ChannelPointer, Move, PolicyStore
-from raytrade.algos.promotion import paper_actors
+from raytrade.algos.storage.blobstore import NotFoundError
+from raytrade.algos.storage.policy_store import ChannelPointer, Move, PolicyStore
+from raytrade.algos.storage.promotion import paper_actors
 from raytrade.dashboard.jsonl_tail import JsonlTail
 from raytrade.envs.metrics import drawdown_curve, interval_of, performance
 

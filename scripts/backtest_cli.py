@@ -56,7 +56,7 @@ def add_backtest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
 def _cmd_walkforward(args: argparse.Namespace) -> int:
     from raytrade.algos.backtest_report import render_walkforward_html
     from raytrade.algos.experiment import ExperimentConfig
-    from raytrade.algos.policy_store import PolicyStore
+    from raytrade.algos.storage.policy_store import PolicyStore
     from raytrade.algos.walkforward import dashboard_summary, duration_ms, run_walkforward
 
     if args.iterations is None and args.time_budget is None:

@@ -33,7 +33,7 @@ from raytrade.actors.executor import PolicyExecutor
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.scripts.s3_local import MotoServer
 
 

@@ -54,7 +54,7 @@ from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.io import load_bars

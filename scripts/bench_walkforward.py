@@ -22,7 +22,7 @@ from typing import Any
 
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.walkforward import duration_ms, run_walkforward
 
 

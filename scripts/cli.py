@@ -86,9 +86,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from raytrade.algos.blobstore import LocalBlobStore, open_blobstore
     from raytrade.algos.experiment import ExperimentConfig
-    from raytrade.algos.policy_store import PolicyStore
+    from raytrade.algos.storage.blobstore import LocalBlobStore, open_blobstore
+    from raytrade.algos.storage.policy_store import PolicyStore
     from raytrade.algos.train import train
 
     exp = ExperimentConfig.load(args.config)

@@ -43,8 +43,8 @@ from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_session import PaperConfig
 from raytrade.algos.experiment import ExperimentConfig, LiveConfig
 from raytrade.algos.experiments import experiment_path
-from raytrade.algos.policy_store import PolicyStore
-from raytrade.algos.promotion import GateLimits, live_gate, promote
+from raytrade.algos.storage.policy_store import PolicyStore
+from raytrade.algos.storage.promotion import GateLimits, live_gate, promote
 from raytrade.algos.train import TrainResult, ray_session, train
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.warmup import feature_warmup_bars

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from raytrade.algos.policy_store import CHANNELS, PolicyStore, parse_version, version_name
+from raytrade.algos.storage.policy_store import CHANNELS, PolicyStore, parse_version, version_name
 
 
 def _store(args: argparse.Namespace) -> PolicyStore:
@@ -56,7 +56,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from raytrade.algos.promotion import GateLimits, promote
+    from raytrade.algos.storage.promotion import GateLimits, promote
 
     store = _store(args)
     limits = GateLimits(min_bars=args.min_bars, min_sharpe=args.min_sharpe,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from raytrade.actors.paper_export import upload_paper
 from raytrade.algos.export import random_bundle
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.metrics import performance
 
 from tests.live_setup import quick_experiment

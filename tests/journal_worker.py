@@ -13,7 +13,7 @@ from raytrade.actors.journal import Journal
 from raytrade.actors.paper_broker import BrokerConfig, PaperBroker
 from raytrade.actors.symbol_trader import SymbolTrader
 from raytrade.algos.policy import Policy
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 
 from tests.live_setup import bars, experiment
 

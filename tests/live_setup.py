@@ -18,7 +18,7 @@ import numpy as np
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.io import load_bars

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raytrade.algos.policy_store import PolicyStore, version_name
-from raytrade.algos.promotion import GateLimits, live_gate
+from raytrade.algos.storage.policy_store import PolicyStore, version_name
+from raytrade.algos.storage.promotion import GateLimits, live_gate
 from raytrade.dashboard.jsonl_tail import JsonlTail
 from streamlit.testing.v1 import AppTest
 

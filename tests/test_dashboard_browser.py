@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.scripts.browser import CHROMIUM, DRIVER, headless_chromium, wait_for_page
 from raytrade.scripts.s3_local import free_port
 

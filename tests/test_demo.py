@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from raytrade.actors.journal import Journal
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.child_process import ChildProcess
 from raytrade.scripts.demo import DemoOptions, check_run_dir, last_record, load_demo_data

@@ -26,7 +26,7 @@ from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_session import PaperConfig, PaperSession
 from raytrade.algos.live_experience import QUEUE_NAME, LiveExperienceQueue
 from raytrade.algos.policy import Policy
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
 
 from tests.coinbase_server import CoinbaseServer

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from raytrade.actors.executor import Compatibility, NoPolicyError, PolicyExecutor
-from raytrade.algos.blobstore import (
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
+from raytrade.algos.export import random_bundle
+from raytrade.algos.manifest import MANIFEST, WEIGHTS, PolicyRejectedError, verify_bundle
+from raytrade.algos.policy import Policy
+from raytrade.algos.storage.blobstore import (
     LocalBlobStore,
     NotFoundError,
     PreconditionFailedError,
@@ -23,11 +28,7 @@ from raytrade.algos.blobstore import (
     StoreUnavailableError,
     open_blobstore,
 )
-from raytrade.algos.experiment import ExperimentConfig
-from raytrade.algos.experiments import experiment_path
-from raytrade.algos.export import random_bundle
-from raytrade.algos.policy import MANIFEST, WEIGHTS, Policy, PolicyRejectedError, verify_bundle
-from raytrade.algos.policy_store import OlderVersionError, PolicyStore
+from raytrade.algos.storage.policy_store import OlderVersionError, PolicyStore
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.s3_local import MotoServer
 from safetensors.numpy import save
@@ -454,7 +455,7 @@ def test_missing_bucket_is_a_clear_unavailable_error(moto_server: MotoServer) ->
 
 
 def test_policy_loads_without_ray() -> None:
-    code = ("import sys; import raytrade.actors.executor, raytrade.algos.policy_store; "
+    code = ("import sys; import raytrade.actors.executor, raytrade.algos.storage.policy_store; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

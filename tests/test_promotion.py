@@ -10,9 +10,9 @@ import pytest
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
-from raytrade.algos.policy import MANIFEST
-from raytrade.algos.policy_store import PolicyStore, default_actor
-from raytrade.algos.promotion import GateLimits, live_gate, promote
+from raytrade.algos.manifest import MANIFEST
+from raytrade.algos.storage.policy_store import PolicyStore, default_actor
+from raytrade.algos.storage.promotion import GateLimits, live_gate, promote
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.metrics import performance
 from raytrade.scripts.cli import main

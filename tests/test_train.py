@@ -11,7 +11,7 @@ from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.policy import Policy
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.train import train
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.s3_local import MotoServer

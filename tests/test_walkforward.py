@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from raytrade.algos.policy_store import PolicyStore
+from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.walkforward import duration_ms, make_folds
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.io import load_bars

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from raytrade.algos.policy_store import version_name
-from raytrade.algos.promotion import promote
+from raytrade.algos.storage.policy_store import version_name
+from raytrade.algos.storage.promotion import promote
 from raytrade.dashboard.context import actions_enabled, empty, reader, refresh_s
 from raytrade.envs.errors import RaytradeError
 

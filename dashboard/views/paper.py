@@ -7,7 +7,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
-from raytrade.algos.promotion import GateLimits, live_gate
+from raytrade.algos.storage.promotion import GateLimits, live_gate
 from raytrade.dashboard.charts import value_lines
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
 from raytrade.dashboard.run_reader import PaperRecord, finite

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from raytrade.algos.blobstore import NotFoundError
-from raytrade.algos.policy_store import ChannelPointer, PolicyStore, version_name
+from raytrade.algos.storage.blobstore import NotFoundError
+from raytrade.algos.storage.policy_store import ChannelPointer, PolicyStore, version_name
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.metrics import interval_of, performance
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from raytrade.algos.blobstore import BlobStore, LocalBlobStore, NotFoundError
+from raytrade.algos.storage.blobstore import BlobStore, LocalBlobStore, NotFoundError
 
 METRICS = ("metrics/train.jsonl", "metrics/eval.jsonl")
 

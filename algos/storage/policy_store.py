@@ -31,13 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from raytrade.algos.blobstore import (
+from raytrade.algos.manifest import MANIFEST, PolicyRejectedError, parse_manifest, verify_bundle
+from raytrade.algos.storage.blobstore import (
     BlobStore,
     NotFoundError,
     PreconditionFailedError,
     open_blobstore,
 )
-from raytrade.algos.policy import MANIFEST, PolicyRejectedError, parse_manifest, verify_bundle
 from raytrade.envs.errors import ConfigError
 
 CHANNELS = ("candidate", "paper", "live")
