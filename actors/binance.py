@@ -4,7 +4,7 @@ Connects to the combined endpoint (``<base>/stream``) and subscribes with
 ``{"method": "SUBSCRIBE", "params": [...], "id": N}``, so every event arrives wrapped as
 ``{"stream": NAME, "data": {...}}`` and ``bookTicker`` updates (which carry no ``e``
 field) are routed by stream name. Raw single-stream frames are parsed too. Message formats:
-``../shared/RELIABILITY.md`` "Exchange message formats" (from Binance's public docs).
+Binance's public API documentation (spot websocket streams and REST klines).
 """
 
 from __future__ import annotations

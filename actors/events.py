@@ -28,7 +28,7 @@ class MessageRejectedError(DataError):
 
 @dataclass(frozen=True, slots=True)
 class KlineEvent:
-    """A kline update. Only ``closed`` bars are used for decisions (DESIGN.md "Bar")."""
+    """A kline update. Only ``closed`` bars are used for decisions (``envs/bars.py``)."""
 
     symbol: str
     interval_ms: int

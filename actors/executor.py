@@ -1,5 +1,5 @@
 """The policy executor: follows one store channel and serves decisions from the newest
-policy it has validated, swapping weights without a restart (DESIGN.md "Executor").
+policy it has validated, swapping weights without a restart.
 
 Every poll reads the channel pointer. A new version is downloaded and validated away from
 the decision path (manifest, checksums, safetensors weights, observation shape, action

@@ -2,7 +2,7 @@
 
 Built on the ``websockets`` asyncio client (it answers server pings with pongs itself and
 sends our keepalive pings; no other control frames are sent, well under Binance's 5 per
-second). Behaviour (``../shared/RELIABILITY.md``, market data):
+second). Behaviour (the README's "The fault model", feed rows):
 
 - reconnect after any close, error or refused connection, with exponential backoff and
   jitter: ``uniform(0.5, 1) * min(max_backoff_s, initial_backoff_s * 2**attempt)``,

@@ -147,7 +147,7 @@ class ResourcesConfig:
 
 @dataclass(frozen=True)
 class FaultToleranceConfig:
-    """What happens when env runners fail (RELIABILITY.md, training on Ray)."""
+    """What happens when env runners fail (README "The fault model", training on Ray)."""
 
     restart_failed_env_runners: bool = True
     """Restart a crashed runner; it gets the current weights before it samples again."""

@@ -1,4 +1,4 @@
-"""Export a trained RLlib DQN module as a policy bundle folder (DESIGN.md "Policy bundle").
+"""Export a trained RLlib DQN module as a policy bundle folder.
 
 The folder holds ``weights.safetensors`` (our tensor names, see ``qnetwork.py``) and
 ``manifest.json``, written last: the sha256 of every file, observation shape and dtype,

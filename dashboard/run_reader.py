@@ -1,7 +1,7 @@
 """Everything the dashboard shows, read from the run store (``file://`` or ``s3://``).
 
 The dashboard never imports broker, journal or actor internals: it reads what training,
-evaluation and the paper actors publish (DESIGN.md "Store"):
+evaluation and the paper actors publish:
 
 - ``metrics/train.jsonl`` (one line per iteration) and ``metrics/eval.jsonl`` (one line per
   evaluation), read incrementally (``JsonlTail``);

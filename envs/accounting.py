@@ -1,6 +1,6 @@
 """Target-position accounting: one set of numba functions for env, backtest and paper broker.
 
-Convention (DESIGN.md, Accounting):
+Convention:
 - An action names a *target position* as a fraction of equity (-1 short, 0 flat, 1 long;
   fractional and leveraged values such as 0.5 or 2 are allowed).
 - A target is reached by **one trade when it changes**, sized from equity marked at the

@@ -1,6 +1,6 @@
 """Immutable bars and bar tables: the one market-data type every part of raytrade shares.
 
-Contract (DESIGN.md, "Bar"): ``ts`` is the bar's *open* time in integer milliseconds UTC;
+Contract: ``ts`` is the bar's *open* time in integer milliseconds UTC;
 ``open, high, low, close, volume`` are float64; a bar is used only once it has closed,
 i.e. at or after ``ts + interval_ms``.
 """

@@ -62,7 +62,8 @@ from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
 from raytrade.scripts.s3_local import free_port
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+"""More real markets (XRP, SOL, BNB) shipped with the repository's tests."""
 
 
 def experiment(spec: str) -> ExperimentConfig:
@@ -79,8 +80,8 @@ def experiment(spec: str) -> ExperimentConfig:
 def markets(n_symbols: int, n_bars: int) -> tuple[list[BarTable], BarTable]:
     """``n_symbols`` traded tables (real bars; copies renamed past the bundled ones) and
     the BTCUSDT reference, aligned and cut to ``n_bars``."""
-    paths = sorted(glob.glob(str(SHARED_DATA / "*_5m_*.csv"))) or \
-        [str(sample_path("ETHUSDT")), str(sample_path("BTCUSDT"))]
+    paths = [str(sample_path("ETHUSDT")), str(sample_path("BTCUSDT")),
+             *sorted(glob.glob(str(TEST_DATA / "*_5m_*.csv.gz")))]
     tables = align([load_bars(p) for p in paths])
     btc = next(t for t in tables if t.symbol == "BTCUSDT")
     real = [t for t in tables if t.symbol != "BTCUSDT"] or [btc]

@@ -12,7 +12,8 @@ from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path
 from raytrade.scripts.s3_local import MotoServer
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+"""Real bars of more markets than the package bundles (``tests/data/README.md``)."""
 
 
 @pytest.fixture(scope="session")

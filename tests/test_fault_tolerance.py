@@ -1,4 +1,4 @@
-"""Training on Ray survives failing env runners (RELIABILITY.md, training on Ray)."""
+"""Training on Ray survives failing env runners (README "The fault model", training on Ray)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-from pathlib import Path
 
 import numpy as np
 from raytrade.envs.features.pipeline import FeaturePipeline
@@ -12,9 +11,8 @@ from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
 
+from tests.conftest import TEST_DATA
 from tests.live_setup import experiment
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def test_warmup_covers_every_bundled_market() -> None:
@@ -22,9 +20,10 @@ def test_warmup_covers_every_bundled_market() -> None:
     spec, window = exp.features, exp.env.window
     warmup = feature_warmup_bars(spec, window)
     btc = load_bars(sample_path("BTCUSDT"))
-    # the bundled samples always; the other shared markets (BNB, SOL, XRP) where present
+    # the bundled samples and the test data's other markets (BNB, SOL, XRP)
     files = [str(sample_path("ETHUSDT")), str(sample_path("BTCUSDT")),
-             *sorted(glob.glob(str(DATA / "*_5m_*.csv")))]
+             *sorted(glob.glob(str(TEST_DATA / "*_5m_*.csv.gz")))]
+    assert len(files) == 5
     for path in files:
         bars = load_bars(path)
         bars, ref = align([bars, btc])

@@ -1,5 +1,5 @@
 """The websocket feed client against the real replay server on loopback, one fault at a
-time (RELIABILITY.md, market data)."""
+time (README "The fault model", feed rows)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper session end to end under the faults of RELIABILITY.md (market data and the
+"""The paper session end to end under the faults of the README's fault model (market data and the
 live actor): a replay server in its own process (real websocket and REST on loopback),
 the real session, a real SQLite journal. A light FeatureSpec (``quick_experiment``) keeps
 the warm-up short; parity with training on the full spec is ``test_paper_parity.py``."""

@@ -1,5 +1,5 @@
 """The checkpoint store and the hot-swapping executor, on a local folder and on moto's S3
-server over HTTP: every row of RELIABILITY.md's "Checkpoint store and hot swap" table."""
+server over HTTP: every checkpoint-store and hot-swap row of the README's fault model."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align, resample, visible_higher
+from raytrade.envs.sample import sample_path
 from raytrade.scripts.cli import main
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 
 @pytest.mark.parametrize("to", ["15m", "1h", "4h", "1d"])
@@ -59,8 +60,8 @@ def test_resample_rejects_non_multiple_target(btc: BarTable) -> None:
 
 
 def test_align_puts_symbols_on_one_clock() -> None:
-    xrp = load_bars(SHARED_DATA / "XRPUSDT_5m_2025-04-03_2025-07-02.csv")
-    btc = load_bars(SHARED_DATA / "BTCUSDT_5m_2025-04-03_2025-07-02.csv")
+    xrp = load_bars(TEST_DATA / "XRPUSDT_5m_2025-04-03_2025-07-02.csv.gz")
+    btc = load_bars(sample_path("BTCUSDT"))
     a, b = align([xrp, btc])
     np.testing.assert_array_equal(a.ts, b.ts)
     assert len(a) == 25_919 and a.ts[0] == xrp.ts[0]

@@ -29,7 +29,7 @@ KLINE = {"e": "kline", "E": 1672515782136, "s": "BNBBTC", "k": {
 
 
 def test_binance_documented_messages_parse_to_events() -> None:
-    # the examples of Binance's public docs (RELIABILITY.md), except the kline's low,
+    # the examples of Binance's public docs, except the kline's low,
     # which the docs give above its open (0.0015 > 0.0010): our OHLC rule rejects that
     k = json.loads(json.dumps(KLINE))
     k["k"]["l"] = "0.0009"

@@ -1,4 +1,4 @@
-"""Versioned policy bundles and the channels that point at them (DESIGN.md "Store").
+"""Versioned policy bundles and the channels that point at them.
 
 Layout under the store root (any ``BlobStore``: a folder or S3)::
 

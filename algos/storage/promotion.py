@@ -1,5 +1,5 @@
 """Promotion gates: a policy moves to ``paper`` on evaluation evidence and to ``live`` only
-on paper-trading evidence read from the store (DESIGN.md "Channels").
+on paper-trading evidence read from the store.
 
 Paper-trading record, written by the paper actors under ``paper/<actor>/``:
 

@@ -1,4 +1,4 @@
-"""Mirror a training run's local folder to its run store (DESIGN.md "Store").
+"""Mirror a training run's local folder to its run store.
 
 RLlib writes checkpoints to a local folder, and the driver appends metrics to local files.
 When the run store is that very folder (``file://``, the embedded default) there is
