@@ -67,7 +67,9 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
 
     With ``curves`` (a dict to fill), also the equity curve of every policy on every
     dataset, subsampled to at most ``curve_points`` points (first and last kept), as
-    ``curves["datasets"][dataset][policy] = [equity, ...]`` for the dashboard.
+    ``curves["datasets"][dataset][policy] = [equity, ...]`` for the dashboard, and each
+    point's bar open time (ms UTC) in ``curves["ts"][dataset][policy]``: a curve that ends
+    before the others stopped early (the drawdown halt or ruin terminated the episode).
     """
     markets = split_markets(exp, split)
     config = EnvConfig(**{**vars(exp.env), "random_start": False, "max_episode_steps": None})
@@ -104,6 +106,8 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
                 curves.setdefault("split", split)
                 curves.setdefault("datasets", {}).setdefault(market.name, {})[name] = \
                     [round(float(x), 4) for x in eq[idx]]
+                curves.setdefault("ts", {}).setdefault(market.name, {})[name] = \
+                    market.ts[run["bar"][idx]].tolist()  # each point's bar open time, ms
         for name, key in (("oracle", "oracle_fraction"), ("bayes_filter", "filter_fraction")):
             if name in per:
                 per[key] = oracle_fraction(per["greedy"]["final_equity"],

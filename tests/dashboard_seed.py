@@ -3,12 +3,16 @@ publish, in their documented formats, written into a store."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from raytrade.actors.paper_export import upload_paper
+from raytrade.algos.evaluation import evaluate
 from raytrade.algos.export import random_bundle
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.metrics import performance
@@ -29,15 +33,43 @@ def train_rows(n: int) -> list[dict[str, Any]]:
              "epsilon": {"0": 0.4, "1": 0.4 ** 8}} for i in range(1, n + 1)]
 
 
-def eval_row(iteration: int, greedy_return: float) -> dict[str, Any]:
-    """An ``algos.evaluation.evaluate`` record with two datasets."""
-    def perf(r: float) -> dict[str, Any]:
-        return {"total_return": r, "sharpe": 2 * r, "sortino": 3 * r, "max_drawdown": -0.1,
-                "calmar": r / 0.1, "final_equity": 10_000 * (1 + r), "trades": 10,
-                "win_rate": 0.5}
-    return {"split": "validation", "iteration": iteration, "datasets": {
-        d: {"greedy": perf(greedy_return), "buy_and_hold": perf(0.01), "flat": perf(0.0)}
-        for d in ("ETHUSDT", "BTCUSDT")}}
+def _linear_q(seed: int) -> Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]]:
+    """A fixed random linear Q-function: a greedy policy that trades often, as an
+    undertrained one does."""
+    weights: list[npt.NDArray[np.float64]] = []
+
+    def q(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        if not weights:
+            weights.append(np.random.default_rng(seed).normal(size=(obs.shape[1], 3)))
+        out: npt.NDArray[np.float64] = obs.astype(np.float64) @ weights[0]
+        return out
+
+    return q
+
+
+@functools.lru_cache(maxsize=4)
+def _evaluation_json(seed: int) -> tuple[str, str]:
+    exp = quick_experiment()
+    curves: dict[str, Any] = {}
+    record = evaluate(_linear_q(seed), exp, "validation", seed=exp.seed, curves=curves)
+    return json.dumps(record), json.dumps(curves)
+
+
+def demo_evaluation(iteration: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One validation evaluation as ``raytrade demo`` writes it: the record for
+    ``metrics/eval.jsonl`` and the curves for ``metrics/eval_curves/`` (both with
+    ``iteration``), made by ``algos.evaluation.evaluate`` itself on the bundled ETH and BTC
+    data, for a random linear greedy policy (``seed``).
+
+    Shaped like the demo's: the validation split has 3,888 bars per dataset, so curves are
+    subsampled to 2,000 points; the random baseline and this greedy policy lose half their
+    equity to costs and hit the drawdown halt (``max_drawdown = 0.5``), so their curves end
+    early and are shorter. Computed once per process (about 1 s once features are cached).
+    """
+    record_json, curves_json = _evaluation_json(seed)
+    record, curves = json.loads(record_json), json.loads(curves_json)
+    record["iteration"] = curves["iteration"] = iteration
+    return record, curves
 
 
 def paper_rows(n: int, version: int, seed: int = 0) -> tuple[list[dict[str, Any]],
@@ -58,21 +90,21 @@ def paper_rows(n: int, version: int, seed: int = 0) -> tuple[list[dict[str, Any]
 
 
 def seed_store(store: PolicyStore, *, bars: int = 400) -> dict[str, Any]:
-    """Versions on every channel, training and evaluation metrics with curves, and one
-    paper actor; returns what the tests check against."""
+    """Versions on every channel, training metrics, two evaluations with their curves (as
+    the demo writes them: see :func:`demo_evaluation`), and one paper actor; returns what
+    the tests check against."""
     v1 = store.publish(random_bundle(quick_experiment(), seed=1), reason="iteration 10")
     v2 = store.publish(random_bundle(quick_experiment(), seed=2), reason="iteration 20")
     store.move("paper", v1, reason="seed: paper")
     store.move("live", v1, reason="seed: live", kind="force")
     lines = "".join(json.dumps(r) + "\n" for r in train_rows(30))
     store.blobs.put("metrics/train.jsonl", lines.encode())
-    evals = [eval_row(10, 0.02), eval_row(20, 0.05)]
-    store.blobs.put("metrics/eval.jsonl", "".join(json.dumps(e) + "\n" for e in evals)
+    evals = [demo_evaluation(10, seed=1), demo_evaluation(20, seed=2)]
+    store.blobs.put("metrics/eval.jsonl", "".join(json.dumps(e) + "\n" for e, _ in evals)
                     .encode())
-    curve = list(np.linspace(10_000, 10_500, 50))
-    store.blobs.put("metrics/eval_curves/000020_validation.json", json.dumps({
-        "split": "validation", "iteration": 20, "datasets": {"ETHUSDT": {
-            "greedy": curve, "buy_and_hold": curve[::-1], "flat": [10_000.0] * 50}}}).encode())
+    for _, curves in evals:  # as algos.train writes them
+        store.blobs.put(f"metrics/eval_curves/{curves['iteration']:06d}_validation.json",
+                        json.dumps(curves).encode())
     rows, fills = paper_rows(bars, v1)
     health = {"actor": "eth", "symbol": "ETHUSDT", "state": "running", "stale": False,
               "feed": {"state": "live", "counters": {"disconnects": 2, "rejected": 1,
@@ -85,4 +117,5 @@ def seed_store(store: PolicyStore, *, bars: int = 400) -> dict[str, Any]:
         "health.json": json.dumps(health).encode()})
     perf = performance(np.array([r["equity"] for r in rows]),
                        np.array([r["position"] for r in rows]), BAR, fills=len(fills))
-    return {"versions": (v1, v2), "paper_perf": perf, "fills": len(fills), "bars": bars}
+    return {"versions": (v1, v2), "paper_perf": perf, "fills": len(fills), "bars": bars,
+            "evaluation": evals[-1][0], "curves": evals[-1][1]}

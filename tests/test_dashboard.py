@@ -5,16 +5,19 @@ no data yet. Both store backends: a local folder and moto's S3 server over HTTP.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.storage.promotion import GateLimits, live_gate
+from raytrade.dashboard.eval_curves import STEP, CurveError, dataset_curves
 from raytrade.dashboard.jsonl_tail import JsonlTail
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard_seed import seed_store
+from tests.dashboard_seed import demo_evaluation, seed_store
 
 VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 PAGES = ("overview", "training", "evaluation", "paper", "models", "walk_forward")
@@ -71,16 +74,96 @@ def test_training_charts_every_panel_with_epsilon_per_runner(
     assert "not reported" not in texts(at)
 
 
-def test_evaluation_table_baselines_and_curves(seeded: tuple[str, dict[str, Any]],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    at = page("evaluation", monkeypatch, seeded[0])
+def test_evaluation_page_on_demo_records_draws_every_curve_and_marks_halts(
+        seeded: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, seed = seeded
+    at = page("evaluation", monkeypatch, uri)
+    record = seed["evaluation"]
     latest = at.dataframe[0].value
     greedy = latest[(latest["policy"] == "greedy") & (latest["dataset"] == "ETHUSDT")]
-    assert greedy["total_return"].iloc[0] == pytest.approx(0.05)
-    assert greedy["sharpe"].iloc[0] == pytest.approx(0.1)
+    expected = record["datasets"]["ETHUSDT"]["greedy"]
+    assert greedy["total_return"].iloc[0] == pytest.approx(expected["total_return"])
+    assert greedy["sharpe"].iloc[0] == pytest.approx(expected["sharpe"])
     assert "Latest evaluation (iteration 20)" in texts(at)
-    # two datasets of returns against baselines, then equity and drawdown of the curves
-    assert len(at.get("vega_lite_chart")) == 4
+    # per dataset: returns against baselines, then equity and drawdown of the curves
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2 + 2 * 2
+    # every early stop is named under its dataset's charts and marked in both charts
+    stops = [stop for dc in dataset_curves(seed["curves"]) for stop in dc.stops]
+    assert {s.policy for s in stops} >= {"random"}, "the demo's random baseline halts"
+    captions = [str(c.value) for c in at.caption]
+    for stop in stops:
+        assert stop.describe() in captions
+    marked = [json.loads(c.proto.spec) for c in charts[2:]]
+    assert all(any(layer.get("mark", {}).get("shape") == "cross"
+                   for layer in spec.get("layer", [])) for spec in marked)
+
+
+def test_eval_curves_of_the_demo_align_on_bar_times_and_stop_where_the_halt_fired(
+        ) -> None:
+    record, curves = demo_evaluation(20, seed=2)
+    for dc in dataset_curves(curves):
+        per = curves["datasets"][dc.dataset]
+        times = curves["ts"][dc.dataset]
+        assert dc.aligned_on_time
+        # shaped like the demo's: subsampled curves, and ones that end early
+        assert len(per["flat"]) == 2000 and {len(v) for v in per.values()} != {2000}
+        end = pd.to_datetime(times["flat"][-1], unit="ms", utc=True)
+        assert dc.table["x"].max() == end
+        halted = {p for p, v in record["datasets"][dc.dataset].items()
+                  if isinstance(v, dict) and v["max_drawdown"] <= -0.5}
+        assert halted and {s.policy for s in dc.stops} == halted
+        for stop in dc.stops:
+            assert stop.reason == "drawdown halt"
+            assert stop.at == pd.to_datetime(times[stop.policy][-1], unit="ms", utc=True)
+            assert stop.at < end
+            assert stop.equity == pytest.approx(
+                record["datasets"][dc.dataset][stop.policy]["final_equity"], abs=1e-3)
+            assert stop.drawdown == pytest.approx(-0.5, abs=0.01)
+        # a subsampled curve still spans its episode: first and last bar kept
+        for policy, ts in times.items():
+            rows = dc.table[dc.table["policy"] == policy]
+            assert rows["x"].iloc[0] == pd.to_datetime(ts[0], unit="ms", utc=True)
+
+
+def test_eval_curves_without_times_align_on_point_index_and_still_mark_the_stop() -> None:
+    record = {"datasets": {"ETHUSDT": {"flat": [10_000.0] * 5,
+                                       "random": [10_000.0, 8_000.0, 5_000.0]}}}
+    (dc,) = dataset_curves(record)
+    assert not dc.aligned_on_time and dc.x == STEP
+    (stop,) = dc.stops
+    assert (stop.policy, stop.at, stop.equity) == ("random", 2, 5_000.0)
+    assert stop.drawdown == pytest.approx(-0.5) and stop.reason == "drawdown halt"
+    ruined = {"datasets": {"X": {"flat": [1.0, 1.0, 1.0], "greedy": [1.0, 0.0]}}}
+    assert dataset_curves(ruined)[0].stops[0].reason == "ruin"
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"datasets": {"ETHUSDT": {"flat": [1.0, 2.0]}}, "ts": {"ETHUSDT": {"flat": [1]}}},
+     "dataset ETHUSDT, policy flat: 1 bar times for 2 equity points"),
+    ({"datasets": {"ETHUSDT": {"flat": [1.0, 2.0]}}, "ts": {"ETHUSDT": {}}},
+     "dataset ETHUSDT, policy flat: no bar times"),
+    ({"datasets": {"ETHUSDT": {"flat": "10000"}}}, "policy flat: equity must be"),
+    ({"datasets": {"ETHUSDT": {"flat": [1.0, 2.0]}}, "ts": {"ETHUSDT": {"flat": [2, 1]}}},
+     "bar times must increase"),
+])
+def test_eval_curves_malformed_record_is_refused_naming_dataset_and_policy(
+        record: dict[str, Any], message: str) -> None:
+    with pytest.raises(CurveError, match=message):
+        dataset_curves(record)
+
+
+def test_evaluation_page_shows_a_malformed_curves_record_as_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = PolicyStore((tmp_path / "s").as_uri())
+    record, curves = demo_evaluation(5, seed=1)
+    store.blobs.put("metrics/eval.jsonl", (json.dumps(record) + "\n").encode())
+    curves["ts"]["ETHUSDT"]["flat"] = curves["ts"]["ETHUSDT"]["flat"][:-1]
+    store.blobs.put("metrics/eval_curves/000005_validation.json", json.dumps(curves).encode())
+    at = page("evaluation", monkeypatch, store.uri)
+    errors = [str(e.value) for e in at.error]
+    assert errors == ["curves of iteration 5 (validation): dataset ETHUSDT, policy flat: "
+                      "1999 bar times for 2000 equity points (one time per point)"], errors
 
 
 def test_paper_metrics_equal_the_shared_metrics_module(seeded: tuple[str, dict[str, Any]],

@@ -1,13 +1,14 @@
 """Evaluation: the shared metrics of the greedy policy against buy-and-hold and flat per
-evaluation, and the equity and drawdown curves of an evaluation when training saved them."""
+evaluation, and the equity and drawdown curves of an evaluation when training saved them
+(curves of different lengths on their bar times, a policy that stopped early marked where
+it stopped: see ``dashboard/eval_curves.py``)."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
-from raytrade.dashboard.charts import value_lines
+from raytrade.dashboard.charts import curves_with_stops
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
-from raytrade.envs.metrics import drawdown_curve
+from raytrade.dashboard.eval_curves import dataset_curves
 
 st.title("Evaluation")
 run = reader()
@@ -34,18 +35,28 @@ def body() -> None:
         keep = [c for c in ("greedy", "buy_and_hold", "flat") if c in wide]
         st.markdown(f"**{dataset}**")
         st.line_chart(wide[keep])
-    curves = run.eval_curves(last_it, split)
     st.subheader("Equity and drawdown curves")
-    if not curves:
+    where = f"curves of iteration {last_it} ({split})"
+    try:
+        curves = run.eval_curves(last_it, split)
+        per_dataset = dataset_curves(curves) if curves else []
+    except ValueError as exc:  # malformed JSON or a record that breaks the curve format
+        st.error(f"{where}: {exc}")
+        return
+    if not per_dataset:
         empty("No curves for this evaluation", "Curves are saved with each evaluation by "
               "this version of training.")
         return
-    for dataset, per in curves.get("datasets", {}).items():
-        eq = pd.DataFrame({k: v for k, v in per.items() if isinstance(v, list)})
-        st.markdown(f"**{dataset}**: equity")
-        st.altair_chart(value_lines(eq))
-        st.markdown(f"**{dataset}**: drawdown")
-        st.area_chart(pd.DataFrame({k: drawdown_curve(eq[k].to_numpy()) for k in eq}))
+    for dc in per_dataset:
+        st.markdown(f"**{dc.dataset}**: equity")
+        st.altair_chart(curves_with_stops(dc, "equity"))
+        st.markdown(f"**{dc.dataset}**: drawdown")
+        st.altair_chart(curves_with_stops(dc, "drawdown"))
+        for stop in dc.stops:
+            st.caption(stop.describe())
+        if not dc.aligned_on_time:
+            st.caption("This record has no bar times: curves are drawn by point index, "
+                       "exact only where no curve was subsampled.")
 
 
 body()
