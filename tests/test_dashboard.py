@@ -15,12 +15,12 @@ from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.storage.promotion import GateLimits, live_gate
 from raytrade.dashboard.eval_curves import STEP, CurveError, dataset_curves
 from raytrade.dashboard.jsonl_tail import JsonlTail
+from raytrade.dashboard.navigation import PAGES, VIEWS
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard_seed import demo_evaluation, seed_store
 
-VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
-PAGES = ("overview", "training", "evaluation", "paper", "models", "walk_forward")
+PAGE_NAMES = tuple(p.name for p in PAGES)
 
 
 def page(name: str, monkeypatch: pytest.MonkeyPatch, uri: str, **env: str) -> AppTest:
@@ -44,7 +44,7 @@ def seeded(store_uri: str) -> tuple[str, dict[str, Any]]:
     return store_uri, seed_store(PolicyStore(store_uri))
 
 
-@pytest.mark.parametrize("name", PAGES)
+@pytest.mark.parametrize("name", PAGE_NAMES)
 def test_every_page_on_an_empty_store_says_what_is_missing(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = page(name, monkeypatch, (tmp_path / "empty").as_uri())
