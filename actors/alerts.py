@@ -3,8 +3,13 @@
 Events: the drawdown halt, a drawdown beyond the alert level, a feed down for longer than
 ``feed_down_s``, and a rejected policy. Sending happens on a background thread with a
 bounded queue, a few retries and a per-(kind, symbol) quiet period, so a slow or broken
-endpoint never delays trading and a flapping feed does not flood a phone. Notifier
-secrets (a Telegram bot token) never appear in logs or ``repr``.
+endpoint never delays trading and a flapping feed does not flood a phone.
+
+Notifier secrets never appear in logs, ``repr``/``vars`` dumps or error messages: a
+Telegram bot token, and the whole webhook URL (Slack and Discord put the credential in the
+path), are kept as :class:`Secret`; a failed delivery raises ``OSError`` naming only the
+host and the cause, with every part of the URL scrubbed and no chained urllib exception
+(those carry the URL).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import queue
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -41,51 +47,120 @@ class Alert:
 
 
 class Notifier(Protocol):
-    """Delivers one alert or raises ``OSError``/``urllib.error.URLError``."""
+    """Delivers one alert or raises (the built-in notifiers raise ``OSError``). Any
+    exception counts as a failed try and its message is logged, so it must hold no
+    secret."""
 
     def send(self, alert: Alert) -> None:
         ...
 
 
-def _post_json(url: str, body: dict[str, object], timeout_s: float) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        if resp.status >= 300:
-            raise OSError(f"HTTP {resp.status}")
+class Secret:
+    """A string that never shows itself: ``repr``, ``str`` and f-strings give ``***``, so a
+    secret kept in an attribute stays out of ``repr``/``vars`` dumps and log lines;
+    ``reveal()`` returns it for the one place that sends it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself (only to send it)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _secret_parts(url: str) -> list[str]:
+    """Every form in which ``url``'s secret can appear in an error message: the whole URL,
+    its user info, path, query and each longer path or query segment (Slack and Discord
+    put the webhook token in the path, others in the query), longest first."""
+    parts = urllib.parse.urlsplit(url)
+    found = {url, parts.path, parts.query, parts.fragment,
+             parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""}
+    for piece in (*parts.path.split("/"), *parts.query.replace("=", "&").split("&")):
+        if len(piece) >= 6:
+            found.add(piece)
+            found.add(urllib.parse.unquote(piece))
+    return sorted((f for f in found if f), key=len, reverse=True)
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _post_json(url: str, body: dict[str, object], timeout_s: float, label: str) -> None:
+    """POST ``body`` as JSON to ``url``; on any failure ``OSError`` whose message names
+    ``label`` and the cause with every part of ``url`` that may hold a secret replaced by
+    ``***``, raised with no chained exception (urllib's errors carry the URL)."""
+    failure: str | None = None
+    try:
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            if resp.status >= 300:
+                failure = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        failure = f"HTTP {exc.code} {exc.reason}"
+        exc.close()
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        failure = (f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException)
+                   else str(reason))
+    except Exception as exc:  # any failure, reported without the URL
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:  # raised outside the except: no __context__ holding the URL
+        raise OSError(f"{label} failed: {_scrub(failure, _secret_parts(url))}")
 
 
 class WebhookNotifier:
-    """POSTs the alert as JSON (``kind, actor, symbol, message, at``) to a URL."""
+    """POSTs the alert as JSON (``kind, actor, symbol, message, at``) to a URL.
+
+    The URL is a secret: Slack (``hooks.slack.com/services/T../B../<token>``) and Discord
+    (``discord.com/api/webhooks/<id>/<token>``) carry the credential in the path. It is
+    kept as a :class:`Secret`; ``repr``, log lines and error messages show only the host.
+    """
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        self.url = url
+        self._url = Secret(url)
+        self.host = urllib.parse.urlsplit(url).hostname or "?"
         self.timeout_s = timeout_s
 
     def send(self, alert: Alert) -> None:
-        _post_json(self.url, {**asdict(alert), "text": alert.text()}, self.timeout_s)
+        _post_json(self._url.reveal(), {**asdict(alert), "text": alert.text()},
+                   self.timeout_s, f"webhook to {self.host}")
 
     def __repr__(self) -> str:
-        return f"WebhookNotifier({self.url.split('?')[0]!r})"
+        return f"WebhookNotifier(host={self.host!r}, url=***)"
 
 
 class TelegramNotifier:
-    """Telegram Bot API ``sendMessage`` (``api_base`` may point at a local test server)."""
+    """Telegram Bot API ``sendMessage`` (``api_base`` may point at a local test server).
+    The bot token (part of the request URL) is kept as a :class:`Secret`."""
 
     def __init__(self, token: str, chat_id: str, *, api_base: str = "https://api.telegram.org",
                  timeout_s: float = 5.0) -> None:
-        self._token = token
+        self._token = Secret(token)
         self.chat_id = chat_id
         self.api_base = api_base.rstrip("/")
         self.timeout_s = timeout_s
 
     def send(self, alert: Alert) -> None:
-        url = f"{self.api_base}/bot{self._token}/sendMessage"
-        try:
-            _post_json(url, {"chat_id": self.chat_id, "text": alert.text()}, self.timeout_s)
-        except urllib.error.URLError as exc:  # the URL holds the token: drop it
-            raise OSError(f"telegram sendMessage failed: {getattr(exc, 'reason', exc)}") \
-                from None
+        url = f"{self.api_base}/bot{self._token.reveal()}/sendMessage"
+        _post_json(url, {"chat_id": self.chat_id, "text": alert.text()}, self.timeout_s,
+                   "telegram sendMessage")
 
     def __repr__(self) -> str:
         return f"TelegramNotifier(chat_id={self.chat_id!r}, token=***)"
@@ -154,7 +229,7 @@ class AlertDispatcher:
                 notifier.send(alert)
                 self.sent += 1
                 return
-            except (OSError, urllib.error.URLError, ValueError) as exc:
+            except Exception as exc:  # a broken notifier must not stop the alerts
                 log.warning("alert via %r failed (try %d): %s", notifier, attempt + 1, exc)
                 time.sleep(min(2.0, 0.2 * 2 ** attempt))
         self.failed += 1

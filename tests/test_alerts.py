@@ -1,14 +1,20 @@
-"""Alerts through webhook and Telegram notifiers, against a real local HTTP server."""
+"""Alerts through webhook and Telegram notifiers, against real local HTTP servers (one
+that records, one that fails), and the notifiers' secrets: a webhook URL (Slack and
+Discord carry the credential in its path) and a bot token never appear in captured logs,
+reprs or raised errors."""
 
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import threading
+import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from raytrade.actors.alerts import AlertDispatcher, TelegramNotifier, WebhookNotifier
+from raytrade.actors.alerts import Alert, AlertDispatcher, TelegramNotifier, WebhookNotifier
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -72,3 +78,101 @@ def test_alerts_unreachable_endpoint_never_raises() -> None:
     assert alerts.alert("policy_rejected", "a", "X", "v3 bad checksum")
     alerts.close()
     assert alerts.failed == 1 and alerts.sent == 0
+
+
+class _Failing(BaseHTTPRequestHandler):
+    """A webhook endpoint that is down: every POST gets a 500."""
+
+    paths: list[str] = []  # noqa: RUF012 - test server state
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Failing.paths.append(self.path)
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def failing_server() -> Iterator[str]:
+    _Failing.paths = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+# webhook paths shaped like Slack's and Discord's: the credential is in the path
+SLACK = "/services/T0SECRET1/B0SECRET2/slackSECRETtoken0123456789"
+DISCORD = "/api/webhooks/112233445566778899/discordSECRETtoken_abc-XYZ"
+SECRETS = ("T0SECRET1", "B0SECRET2", "slackSECRETtoken0123456789", "112233445566778899",
+           "discordSECRETtoken_abc-XYZ")
+
+
+def _shown(notifier: WebhookNotifier | TelegramNotifier, error: BaseException,
+           logs: str) -> list[str]:
+    """Everything that formats the notifier or its errors."""
+    return [logs, repr(notifier), str(notifier), repr(vars(notifier)), str(error),
+            repr(error), "".join(traceback.format_exception(error)),
+            repr(AlertDispatcher([notifier]).notifiers)]
+
+
+@pytest.mark.parametrize("path", [SLACK, DISCORD])
+def test_webhook_failing_endpoint_never_shows_the_secret_in_logs_reprs_or_errors(
+        failing_server: str, path: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, urllib's and http's included
+    notifier = WebhookNotifier(failing_server + path, timeout_s=2)
+    alerts = AlertDispatcher([notifier], retries=2)
+    assert alerts.alert("halt", "paper-eth", "ETHUSDT", "drawdown halt fired")
+    alerts.close()
+    assert alerts.failed == 1 and alerts.sent == 0
+    assert _Failing.paths == [path, path], "the endpoint was called with the secret URL"
+    with pytest.raises(OSError) as info:
+        notifier.send(Alert("halt", "paper-eth", "ETHUSDT", "again", 0.0))
+    assert "failed (try 2)" in caplog.text, "the failures were logged"
+    for text in _shown(notifier, info.value, caplog.text):
+        for secret in SECRETS:
+            assert secret not in text, (secret, text)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert str(info.value) == "webhook to 127.0.0.1 failed: HTTP 500 Internal Server Error"
+    # the notifier still travels to a Ray actor (pickled) with its URL intact
+    assert pickle.loads(pickle.dumps(notifier))._url == notifier._url
+
+
+@pytest.mark.parametrize(("url", "cause"), [
+    # refused: nothing listens on port 9
+    (f"http://127.0.0.1:9{SLACK}", "ConnectionRefusedError"),
+    # http.client quotes the path of a URL it refuses
+    (f"http://127.0.0.1:9{SLACK} x", "InvalidURL"),
+    # urllib quotes the whole URL when the scheme is missing
+    (f"discord.com{DISCORD}", "ValueError: unknown url type"),
+    (f"hxxps://discord.com{DISCORD}", "unknown url type: hxxps"),
+])
+def test_webhook_errors_that_quote_the_url_are_scrubbed(
+        url: str, cause: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    notifier = WebhookNotifier(url, timeout_s=1)
+    with pytest.raises(OSError) as info:
+        notifier.send(Alert("halt", "a", "X", "m", 0.0))
+    assert cause in str(info.value)
+    for text in _shown(notifier, info.value, caplog.text):
+        for secret in SECRETS:
+            assert secret not in text, (secret, text)
+
+
+def test_telegram_failing_endpoint_never_shows_the_token(
+        failing_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    notifier = TelegramNotifier("123456:TGsecretTOKEN", "42", api_base=failing_server,
+                                timeout_s=2)
+    alerts = AlertDispatcher([notifier], retries=1)
+    assert alerts.alert("halt", "a", "X", "m")
+    alerts.close()
+    assert alerts.failed == 1 and _Failing.paths == ["/bot123456:TGsecretTOKEN/sendMessage"]
+    with pytest.raises(OSError) as info:
+        notifier.send(Alert("halt", "a", "X", "m", 0.0))
+    for text in _shown(notifier, info.value, caplog.text):
+        assert "TGsecretTOKEN" not in text, text
