@@ -17,7 +17,9 @@ ratio 1 and the Ape-X runner:
 - ``tuned-async``: the same with Ape-X asynchronous sampling (needs remote runners);
 with 0, 1 and 2 remote env runners.
 Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]
-[--envs trading,cartpole] [--modes stock,tuned-sync,tuned-async]``
+[--envs trading,cartpole] [--modes stock,tuned-sync,tuned-async] [--repeats N]``; with
+``--repeats N`` every configuration is measured N times and ``results[config]["summary"]``
+gives the median, min and max of each number (``sampled_per_s`` etc.) over the runs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.train import ray_session
+from raytrade.scripts.bench_stats import summarize
 
 TIMERS = ("env_runner_sampling_timer", "replay_buffer_add_data_timer",
           "replay_buffer_sampling_timer", "learner_update_timer", "synch_weights")
@@ -96,22 +99,28 @@ def main() -> None:
     parser.add_argument("--runners", default="0,1,2")
     parser.add_argument("--envs", default="trading,cartpole")
     parser.add_argument("--modes", default="stock,tuned-sync,tuned-async")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure every configuration this many times (rounds of all "
+                             "configurations, so slow drift of the machine hits all alike)"
+                             " and report median, min and max")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     runners = [int(r) for r in args.runners.split(",")]
-    results: dict[str, Any] = {}
-    for env in args.envs.split(","):
-        for mode in args.modes.split(","):
-            for n in runners:
-                if mode == "tuned-async" and n == 0:
-                    continue  # asynchronous sampling needs remote runners
-                key = f"{env}/{mode}/runners={n}"
-                results[key] = measure(env, n, mode, args.seconds)
-                print(json.dumps({key: results[key]}), flush=True)
-    print(json.dumps({"benchmark": "training",
+    keys = [(env, mode, n) for env in args.envs.split(",") for mode in args.modes.split(",")
+            for n in runners if not (mode == "tuned-async" and n == 0)]  # async needs remotes
+    runs: dict[str, list[dict[str, Any]]] = {f"{e}/{m}/runners={n}": [] for e, m, n in keys}
+    for repeat in range(args.repeats):
+        for env, mode, n in keys:
+            key = f"{env}/{mode}/runners={n}"
+            runs[key].append(measure(env, n, mode, args.seconds))
+            print(json.dumps({key: runs[key][-1], "repeat": repeat + 1}), flush=True)
+    results = {k: {"runs": v, "summary": summarize(v)} for k, v in runs.items()}
+    print(json.dumps({"benchmark": "training", "seconds": args.seconds,
+                      "repeats": args.repeats,
                       "machine": {"python": platform.python_version(),
                                   "cpus": os.cpu_count()},
                       "results": results}, indent=2))
-
 
 if __name__ == "__main__":
     main()
