@@ -12,6 +12,7 @@ and the child-process group stop.
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import socket
@@ -24,11 +25,14 @@ from pathlib import Path
 
 import pytest
 from raytrade.actors.journal import Journal
-from raytrade.algos.storage.policy_store import PolicyStore
+from raytrade.algos.export import random_bundle
+from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.child_process import ChildProcess
 from raytrade.scripts.demo import DemoOptions, check_run_dir, last_record, load_demo_data
 from raytrade.scripts.s3_local import free_port
+
+from tests.live_setup import experiment
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -53,6 +57,29 @@ def _fed(terminal: list[str]) -> dict[str, int]:
                      for part in line.split(" | "))
             return {m[1]: int(m[2]) for m in found if m}
     return {}
+
+
+def _publish_until_judged(store: PolicyStore, terminal: list[str],
+                          proc: subprocess.Popen[str], deadline: float) -> int:
+    """Publish a policy with no validation evaluation to ``candidate`` while the demo runs
+    and wait until the demo's paper gate has judged it (its terminal names the version);
+    returns that version. If the learner's next candidate replaces it before the demo
+    looked (the demo checks the channel every ``--status-every`` seconds), publish another.
+    """
+    while True:
+        version = store.publish(random_bundle(experiment(), seed=9),
+                                reason="test: a candidate with no evaluation")
+        while True:
+            assert proc.poll() is None, "demo exited early:\n" + "".join(terminal)
+            assert time.monotonic() < deadline, "never judged:\n" + "".join(terminal)
+            out = "".join(terminal)
+            if f"{version_name(version)} stays on candidate" in out or \
+                    f"{version_name(version)} -> paper" in out:
+                return version
+            candidate = store.channel("candidate")
+            if candidate is None or candidate.version != version:
+                break  # replaced before the demo looked: try again
+            time.sleep(0.5)
 
 
 def _port_closed(port: int) -> bool:
@@ -91,6 +118,8 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
                     _answers(f"{url}/_stcore/health") == b"ok":
                 break
             time.sleep(2)
+        store = PolicyStore(store_dir.as_uri())
+        unevaluated = _publish_until_judged(store, terminal, proc, deadline)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(300) == 0, "".join(terminal)
     finally:
@@ -119,18 +148,39 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     assert (store_dir / "checkpoints" / "latest").exists()
 
     # published, promoted through the gate, served
-    store = PolicyStore(store_dir.as_uri())
     versions = store.versions()
     paper = store.channel("paper")
     assert versions and paper is not None and paper.version in versions
     # one policy after each training budget and one at the stop, each with the
-    # validation evidence the paper gate reads
-    assert len(versions) >= 2
-    for version in versions:
+    # validation evidence the paper gate reads (and the test's unevaluated one)
+    trained = [v for v in versions if v != unevaluated]
+    assert len(trained) >= 2
+    for version in trained:
         assert store.manifest(version)["evaluation"]["split"] == "validation"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped_by"] == "Ctrl-C"
-    assert summary["promotions"][0]["passed"] is True
+    # the paper gate judged every candidate on its evidence: the unevaluated one was
+    # refused and never reached paper; each trained one passed on a finite validation
+    # Sharpe per dataset (the one its promotion record shows) and was moved by the gate
+    promotions = {p["version"]: p for p in summary["promotions"]}
+    assert summary["promotions"][0]["passed"] is True, "paper trading needs the first"
+    assert promotions[unevaluated]["passed"] is False
+    assert promotions[unevaluated]["reasons"] == [
+        f"{version_name(unevaluated)} has no validation evaluation"]
+    moved = store.history("paper")
+    assert moved and all(m.kind == "promote" for m in moved), moved
+    assert {m.to_version for m in moved} == {v for v, p in promotions.items() if p["passed"]}
+    assert unevaluated not in {m.to_version for m in moved}
+    for version, promotion in promotions.items():
+        if version == unevaluated:
+            continue
+        assert promotion["passed"] is True and promotion["reasons"] == []
+        evidence = store.manifest(version)["evaluation"]["datasets"]
+        assert set(evidence) == {"ETHUSDT", "BTCUSDT"}
+        for dataset, per in evidence.items():
+            sharpe = per["greedy"]["sharpe"]
+            assert isinstance(sharpe, float) and math.isfinite(sharpe)
+            assert f"{dataset} {sharpe:+.2f}" in promotion["validation_sharpe"]
     assert summary["training"]["error"] is None
     assert summary["training"]["live_transitions_ingested"] > 0
     assert summary["live_gate"]["version"] == paper.version
