@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from raytrade.algos.evaluation import split_markets
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.storage.promotion import GateLimits, live_gate
 from raytrade.dashboard.eval_curves import STEP, CurveError, dataset_curves
@@ -19,6 +20,7 @@ from raytrade.dashboard.navigation import PAGES, VIEWS
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard_seed import demo_evaluation, seed_store
+from tests.live_setup import quick_experiment
 
 PAGE_NAMES = tuple(p.name for p in PAGES)
 
@@ -102,10 +104,15 @@ def test_evaluation_page_on_demo_records_draws_every_curve_and_marks_halts(
 def test_eval_curves_of_the_demo_align_on_bar_times_and_stop_where_the_halt_fired(
         ) -> None:
     record, curves = demo_evaluation(20, seed=2)
+    markets = {m.name: m for m in split_markets(quick_experiment(), "validation")}
     for dc in dataset_curves(curves):
         per = curves["datasets"][dc.dataset]
         times = curves["ts"][dc.dataset]
         assert dc.aligned_on_time
+        # the full episode runs from the first decision bar to the fill of the last one
+        market = markets[dc.dataset]
+        assert times["flat"][0] == market.ts[market.first]
+        assert times["flat"][-1] == market.ts[market.last + 1]
         # shaped like the demo's: subsampled curves, and ones that end early
         assert len(per["flat"]) == 2000 and {len(v) for v in per.values()} != {2000}
         end = pd.to_datetime(times["flat"][-1], unit="ms", utc=True)
