@@ -51,7 +51,7 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     pointer = store.channel("candidate")
     assert pointer is not None and pointer.version == 2
     policy = Policy(store.files(2), 2)
-    assert policy.manifest["training"]["iteration"] == 8
+    assert policy.manifest.training.iteration == 8
     replay = evaluate(policy.q_values, exp, "validation", seed=exp.seed)
     final = [e for e in resumed.evaluations if e["split"] == "validation"][-1]
     assert replay["datasets"] == final["datasets"]
