@@ -108,19 +108,22 @@ def _versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def package_info() -> PackageInfo:
-    """The installed raytrade version, and the git commit of its checkout when the
-    package's files are in one (None otherwise, e.g. installed from a wheel)."""
+    """The installed raytrade version, and the git commit of its checkout when this very
+    file is tracked in one (None otherwise: installed from a wheel, or sitting inside some
+    other repository, whose commit would say nothing about this code)."""
     try:
         version = metadata.version("raytrade")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    root = Path(__file__).resolve().parent
+    here = Path(__file__).resolve()
     commit: str | None = None
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=False)
-        if done.returncode == 0 and len(done.stdout.strip()) == 40:
-            commit = done.stdout.strip()
+        done = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here.parent,
+                              capture_output=True, text=True, timeout=10, check=False)
+        lines = done.stdout.split()
+        if done.returncode == 0 and len(lines) == 2 and len(lines[1]) == 40 and \
+                (Path(lines[0]) / "algos" / here.name).resolve() == here:
+            commit = lines[1]
     except (OSError, subprocess.SubprocessError):
         commit = None
     return PackageInfo(name="raytrade", version=version, git_commit=commit)
