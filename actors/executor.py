@@ -225,8 +225,7 @@ class PolicyExecutor:
                 return False
             self._policy = policy  # the swap: one reference assignment
             s.version, s.loaded_at = policy.version, now
-            created = policy.manifest.get("created_ms")
-            s.policy_created_ms = int(created) if isinstance(created, int) else None
+            s.policy_created_ms = policy.manifest.created_ms
             self._emit("swapped", policy.version,
                        f"now serving {version_name(version)} (was "
                        f"{version_name(current) if current is not None else 'none'}; "

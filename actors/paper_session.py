@@ -42,9 +42,10 @@ from raytrade.actors.journal import Journal, JournalError
 from raytrade.actors.paper_broker import BrokerConfig, PaperBroker, Rejection
 from raytrade.actors.paper_export import paper_objects, upload_paper
 from raytrade.actors.rest_klines import RestKlines
-from raytrade.actors.symbol_trader import RewardSpec, StepOutcome, SymbolTrader
+from raytrade.actors.symbol_trader import StepOutcome, SymbolTrader
 from raytrade.actors.venue import Subscription, VenueAdapter
-from raytrade.algos.policy import Policy, manifest_env
+from raytrade.algos.manifest import BundleManifest
+from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
@@ -149,9 +150,9 @@ def reference_symbol(config: PaperConfig, spec_reference: str | None) -> str | N
     return spec_reference
 
 
-def broker_config(config: PaperConfig, manifest: dict[str, Any]) -> BrokerConfig:
+def broker_config(config: PaperConfig, manifest: BundleManifest) -> BrokerConfig:
     """Paper account settings: the policy's training costs, risk rules and latency."""
-    env = manifest_env(manifest)
+    env = manifest.env
     return BrokerConfig(initial_equity=config.initial_equity, costs=env.costs, risk=env.risk,
                         latency_bars=env.latency_bars, max_leverage=config.max_leverage,
                         use_quote_spread=config.use_quote_spread)
@@ -242,12 +243,11 @@ class PaperSession:
                                "journal for a new feature set")
         self.journal.set_meta("feature_spec_hash", spec.hash)
         broker = PaperBroker(broker_config(cfg, policy.manifest), cfg.symbol, cfg.actor)
-        env = manifest_env(policy.manifest)
-        reward = RewardSpec(kind=env.reward, scale=env.reward_scale)
-        window = int(policy.manifest["observation"].get("window", 16))
+        window = policy.manifest.env.window
         self.trader = SymbolTrader(cfg.symbol, spec, window, broker, self.journal,
                                    lambda: self.executor.policy,
-                                   min_confidence=cfg.min_confidence, reward=reward,
+                                   min_confidence=cfg.min_confidence,
+                                   rewards=policy.manifest.env,
                                    on_transitions=self.push_transitions
                                    if cfg.online_learning else None)
         self.trader.restore()

@@ -34,6 +34,8 @@ from raytrade.actors.paper_broker import Fill, PaperBroker, Rejection
 from raytrade.algos.policy import Policy
 from raytrade.envs.accounting import EQUITY, HALTED, REQUESTED, TARGET, drawdown
 from raytrade.envs.bars import Bar
+from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.pipeline import StreamingFeatures
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.observation import N_POSITION_STATE, write_observation
@@ -59,23 +61,18 @@ class StepOutcome:
     recorded: bool
 
 
-@dataclass(frozen=True)
-class RewardSpec:
-    """The env's reward settings from the policy manifest (for online learning)."""
-
-    kind: str = "log_return"
-    scale: float = 1.0
-    dsr_eta: float = 0.01
-    drawdown_penalty: float = 1.0
-    turnover_penalty: float = 0.001
-
-
 class SymbolTrader:
-    """See the module docstring. ``policy_source`` returns the policy to use now."""
+    """See the module docstring. ``policy_source`` returns the policy to use now.
+
+    ``rewards`` is the EnvConfig the policy trained in (``policy.manifest.env``): online
+    learning computes each transition's reward with its reward kind, every one of its
+    parameters and its scale, exactly as the training env did; it is required when
+    ``on_transitions`` is given (a reward is never read with a default).
+    """
 
     def __init__(self, symbol: str, spec: FeatureSpec, window: int, broker: PaperBroker,
                  journal: Journal, policy_source: Callable[[], Policy | None], *,
-                 min_confidence: float = 0.0, reward: RewardSpec | None = None,
+                 min_confidence: float = 0.0, rewards: EnvConfig | None = None,
                  on_transitions: Callable[[F32, npt.NDArray[np.int64],
                                            npt.NDArray[np.float32]], None] | None = None,
                  chunk: int = 64) -> None:
@@ -89,7 +86,10 @@ class SymbolTrader:
         self.features = StreamingFeatures(spec)
         self.rows: deque[F32] = deque(maxlen=window)
         self.last_ts: int | None = None
-        self.reward = reward or RewardSpec()
+        if on_transitions is not None and rewards is None:
+            raise ConfigError(f"{symbol}: online learning needs the policy's EnvConfig "
+                              "(rewards=policy.manifest.env) to compute its rewards")
+        self.rewards = rewards
         self._rstate = np.zeros(REWARD_STATE_SIZE)
         self.on_transitions = on_transitions
         self.chunk = chunk
@@ -197,9 +197,11 @@ class SymbolTrader:
 
     # ---- online learning
     def _collect_reward(self) -> None:
-        r = self.reward
-        value = reward_step(REWARD_CODES[r.kind], self.broker.acct, self._rstate, r.dsr_eta,
-                            r.drawdown_penalty, r.turnover_penalty) * r.scale
+        r = self.rewards
+        if r is None:
+            return
+        value = reward_step(REWARD_CODES[r.reward], self.broker.acct, self._rstate, r.dsr_eta,
+                            r.drawdown_penalty, r.turnover_penalty) * r.reward_scale
         if self._actions and len(self._rewards) < len(self._actions):
             self._rewards.append(float(value))
 

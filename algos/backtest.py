@@ -14,6 +14,7 @@ equity, drawdown and position for the report.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from raytrade.algos.evaluation import Policy as Chooser
 from raytrade.algos.evaluation import play
-from raytrade.algos.policy import Policy, manifest_env
+from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
@@ -46,13 +47,10 @@ def load_policy(ref: str, *, endpoint_url: str | None = None) -> Policy:
 
 
 def env_config(policy: Policy, initial_equity: float = 10_000.0) -> EnvConfig:
-    """The trading rules the bundle was trained under, over whole episodes."""
-    env = manifest_env(policy.manifest)
-    window = int(policy.manifest["observation"].get("window", 16))
-    return EnvConfig(positions=policy.positions, window=window, costs=env.costs,
-                     risk=env.risk, latency_bars=env.latency_bars,
-                     initial_equity=initial_equity, max_episode_steps=None,
-                     random_start=False)
+    """The manifest's EnvConfig (every trading rule the bundle was trained under), over
+    whole episodes from the first bar, starting with ``initial_equity``."""
+    return dataclasses.replace(policy.manifest.env, initial_equity=initial_equity,
+                               max_episode_steps=None, random_start=False)
 
 
 def momentum(market: MarketData, positions: Sequence[float], bars: int) -> Chooser:

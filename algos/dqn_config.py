@@ -13,6 +13,8 @@ from raytrade.algos.apex_epsilon import ApeXEnvRunner
 from raytrade.algos.callbacks import TradingMetricsCallback
 from raytrade.algos.conv_encoder import CONV_KEY, WindowConvDQNCatalog
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.envs.env_spec import EnvSpec
+from raytrade.envs.errors import ConfigError
 from raytrade.envs.registration import make_env
 
 ENV_NAME = "raytrade_trading"
@@ -67,23 +69,11 @@ class ApeXDQNConfig(DQNConfig):
         return self
 
 
-def env_config(exp: ExperimentConfig, split: str = "train") -> dict[str, Any]:
-    """The ``env_config`` dict ``registration.make_env`` receives on every runner."""
-    return {"data": list(exp.data.sources), "split": split, "reference": exp.data.reference,
-            "spec": exp.features.to_dict(), "config": _env_dict(exp)}
-
-
-def _env_dict(exp: ExperimentConfig) -> dict[str, Any]:
-    """EnvConfig as plain values, every field included (new fields cannot be forgotten)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(exp.env):
-        value = getattr(exp.env, f.name)
-        if dataclasses.is_dataclass(value):
-            value = dict(vars(value))
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+def env_config(spec: EnvSpec, split: str = "train") -> dict[str, Any]:
+    """The ``env_config`` dict ``registration.make_env`` receives on every runner: the
+    one env spec (sources, split fractions, features, EnvConfig, the driver's
+    normalizer) and the split."""
+    return spec.env_config(split)
 
 
 def model_config(exp: ExperimentConfig) -> dict[str, Any]:
@@ -97,13 +87,19 @@ def model_config(exp: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
-def build_dqn_config(exp: ExperimentConfig) -> ApeXDQNConfig:
-    """The DQN (double, dueling, n-step, prioritized replay, Ape-X ladder) of ``exp``."""
+def build_dqn_config(exp: ExperimentConfig, spec: EnvSpec | None = None) -> ApeXDQNConfig:
+    """The DQN (double, dueling, n-step, prioritized replay, Ape-X ladder) of ``exp``,
+    sampling the env of ``spec`` (default: ``exp.fit_env_spec()``, which prepares the data
+    and fits the normalizer here, in the driver)."""
+    spec = spec or exp.fit_env_spec()
+    if spec.env != exp.env or spec.features != exp.features:
+        raise ConfigError("the env spec was not made from this experiment's [env] and "
+                          "[features]")
     register_env(ENV_NAME, make_env)
     res, dqn, ft = exp.resources, exp.dqn, exp.fault_tolerance
     config = (
         ApeXDQNConfig()
-        .environment(ENV_NAME, env_config=env_config(exp))
+        .environment(ENV_NAME, env_config=env_config(spec))
         .env_runners(num_env_runners=res.num_env_runners,
                      num_envs_per_env_runner=res.num_envs_per_env_runner,
                      rollout_fragment_length=res.rollout_fragment_length,

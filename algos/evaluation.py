@@ -12,6 +12,7 @@ of theirs (1 = all of it, 0 = none, < 0 = lost).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -19,20 +20,12 @@ import numpy as np
 import numpy.typing as npt
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.envs.env_config import EnvConfig
-from raytrade.envs.market import MarketData, load_markets, synthetic_source
+from raytrade.envs.env_spec import EnvSpec
+from raytrade.envs.market import MarketData, synthetic_source
 from raytrade.envs.metrics import performance
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 
 QFunction = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
-
-
-def split_markets(exp: ExperimentConfig, split: str) -> list[MarketData]:
-    """The experiment's datasets restricted to ``split`` (normalizer from training rows)."""
-    markets, _ = load_markets(list(exp.data.sources), spec=exp.features, split=split,
-                              reference=exp.data.reference, train=exp.data.train,
-                              validation=exp.data.validation, window=exp.env.window,
-                              costs=exp.env.costs)
-    return markets
 
 
 Policy = Callable[[npt.NDArray[np.float32], int], int]
@@ -62,8 +55,11 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
 
 def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validation",
              seed: int = 0, curves: dict[str, Any] | None = None,
-             curve_points: int = 2000) -> dict[str, Any]:
+             curve_points: int = 2000, *, spec: EnvSpec | None = None) -> dict[str, Any]:
     """Greedy policy and baselines on every dataset of ``split``: shared metrics each.
+
+    ``spec`` is the env spec the policy trained in (its split fractions and normalizer;
+    default ``exp.fit_env_spec()``); the training driver passes the one its runners use.
 
     With ``curves`` (a dict to fill), also the equity curve of every policy on every
     dataset, subsampled to at most ``curve_points`` points (first and last kept), as
@@ -71,8 +67,9 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
     point's bar open time (ms UTC) in ``curves["ts"][dataset][policy]``: a curve that ends
     before the others stopped early (the drawdown halt or ruin terminated the episode).
     """
-    markets = split_markets(exp, split)
-    config = EnvConfig(**{**vars(exp.env), "random_start": False, "max_episode_steps": None})
+    spec = spec or exp.fit_env_spec()
+    markets = spec.markets(split)
+    config = dataclasses.replace(spec.env, random_start=False, max_episode_steps=None)
     positions = np.asarray(exp.env.positions)
     flat = int(np.argmin(np.abs(positions)))
     longest = int(np.argmax(positions))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.observation import POSITION_STATE_NAMES
@@ -224,6 +225,14 @@ class ExperimentConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
         return cls.from_dict(data, source=str(path))
+
+    def fit_env_spec(self) -> EnvSpec:
+        """The env spec of this experiment (``envs/env_spec.py``): ``[data]`` sources,
+        reference and split fractions, ``[features]``, ``[env]``, and the normalizer fitted
+        on the training split. Prepares the market data (cached per process)."""
+        return EnvSpec.fit(sources=self.data.sources, reference=self.data.reference,
+                           train=self.data.train, validation=self.data.validation,
+                           features=self.features, env=self.env)
 
     def encoder_spec(self) -> dict[str, Any]:
         """The Q-network's encoder, as RLlib's catalog (``conv_encoder.py``) builds it and

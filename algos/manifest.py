@@ -1,8 +1,24 @@
-"""The policy bundle's manifest, readable without torch: its format id, file names, and the
-checks a reader runs before trusting a bundle (``verify_bundle``): the manifest parses to a
-JSON object with every required field, every file it names is present with the sha256 it
-records. The store, the dashboard and the executor use this module; ``policy.py`` adds the
-network (torch) on top.
+"""The policy bundle's manifest, readable without torch or Ray: one typed, frozen
+:class:`BundleManifest`, the format id, file names, and the checks a reader runs before
+trusting a bundle (``verify_bundle`` / ``read_bundle``).
+
+The manifest is the single record of what a policy needs to act and of what it was
+trained under: the complete ``EnvConfig`` (positions, costs, risk rules, the reward and
+every one of its parameters, window, latency, initial equity, episode settings), the
+FeatureSpec and its hash, the fitted normalizer, the observation layout, the network,
+the env id and version, the data it trained and was validated on, the package version
+and git commit, the training step, its evaluation and the library versions. Export
+(``export.py``) writes it; ``Policy``, the backtest, the paper side and the executor read
+only it. Reading is strict (``envs/typed_json.py``): a missing or unknown field, or a
+value of the wrong type, is refused with the field's path (``env.costs.fee_bps``); no
+trading rule is ever read with a default.
+
+Older formats are refused, not migrated: ``raytrade.policy/1`` did not record the reward's
+parameters (``dsr_eta``, ``drawdown_penalty``, ``turnover_penalty``), the initial equity,
+the episode settings, the env id or the data ranges, and wrote an uncapped
+``max_notional`` as null. Filling those in would invent the trading rules the policy was
+trained under, which is the drift this format exists to end; the refusal says how to
+re-export (``OLD_FORMATS``).
 """
 
 from __future__ import annotations
@@ -10,15 +26,30 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from raytrade.envs.errors import RaytradeError
+from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.env_spec import DatasetRange, EnvSpec
+from raytrade.envs.errors import ConfigError, RaytradeError
+from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.features.spec import FeatureSpec
+from raytrade.envs.observation import N_POSITION_STATE, POSITION_STATE_NAMES
+from raytrade.envs.typed_json import decode, encode
 
-BUNDLE_FORMAT = "raytrade.policy/1"
+BUNDLE_FORMAT = "raytrade.policy/2"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
-REQUIRED = ("format", "files", "observation", "actions", "feature_spec", "feature_spec_hash",
-            "normalizer", "network")
+REEXPORT = ("re-export it from its training run with `raytrade train --config "
+            "EXPERIMENT.toml --store STORE --resume --iterations 1` (restores the newest "
+            "checkpoint, trains one more iteration and publishes a " + BUNDLE_FORMAT +
+            " bundle), or train the experiment again")
+OLD_FORMATS = {
+    "raytrade.policy/1": "it does not record the reward's parameters (dsr_eta, "
+                         "drawdown_penalty, turnover_penalty), initial_equity, the episode "
+                         "settings, the env id or the data it trained on, so what it was "
+                         "trained under cannot be known: " + REEXPORT,
+}
 
 
 class PolicyRejectedError(RaytradeError):
@@ -42,30 +73,237 @@ def parse_manifest(data: bytes, version: int | None = None) -> dict[str, Any]:
     return manifest
 
 
-def verify_bundle(files: Mapping[str, bytes], version: int | None = None) -> dict[str, Any]:
-    """The parsed manifest, after checking it and every file's sha256; ``PolicyRejectedError``
+@dataclass(frozen=True)
+class PackageInfo:
+    """The code that trained and exported the policy."""
+
+    name: str
+    version: str
+    """The installed package version."""
+    git_commit: str | None
+    """``git rev-parse HEAD`` of the package's checkout; None when not in a git checkout."""
+
+
+@dataclass(frozen=True)
+class EnvIdentity:
+    """The registered gymnasium id of the training env and its semantics version
+    (``envs/registration.py``)."""
+
+    id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class ObservationSpec:
+    """The observation a policy takes: ``shape`` (flat: ``env.window`` feature rows, then
+    the position state), float ``dtype``, and the names of the position-state values."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    position_state: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The Q-network's encoder: ``mlp`` (the other fields null) or ``conv1d`` over the
+    feature window (``window`` rows of ``n_features``, then ``extra`` position values)."""
+
+    kind: str
+    window: int | None
+    n_features: int | None
+    extra: int | None
+    channels: tuple[int, ...]
+    kernel: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form ``qnetwork.QNetwork`` and RLlib's catalog read."""
+        if self.kind != "conv1d":
+            return {"kind": self.kind}
+        return {"kind": "conv1d", "window": self.window, "n_features": self.n_features,
+                "extra": self.extra, "channels": list(self.channels), "kernel": self.kernel}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EncoderSpec:
+        """From ``ExperimentConfig.encoder_spec()``."""
+        kind = str(data["kind"])
+        if kind != "conv1d":
+            return cls(kind=kind, window=None, n_features=None, extra=None, channels=(),
+                       kernel=None)
+        return cls(kind=kind, window=int(data["window"]), n_features=int(data["n_features"]),
+                   extra=int(data["extra"]), channels=tuple(int(c) for c in data["channels"]),
+                   kernel=int(data["kernel"]))
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The Q-network's architecture (``qnetwork.py`` rebuilds it from ``architecture()``)."""
+
+    type: str
+    """``dueling_mlp`` or ``mlp``."""
+    obs_dim: int
+    n_actions: int
+    hidden: tuple[int, ...]
+    activation: str
+    encoder: EncoderSpec
+    head_hidden: tuple[int, ...]
+    head_activation: str
+
+    def architecture(self) -> dict[str, Any]:
+        """The dict ``QNetwork`` takes."""
+        return {"type": self.type, "obs_dim": self.obs_dim, "n_actions": self.n_actions,
+                "hidden": list(self.hidden), "activation": self.activation,
+                "encoder": self.encoder.to_dict(), "head_hidden": list(self.head_hidden),
+                "head_activation": self.head_activation}
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """The data the policy trained on: the env spec's sources, reference and split
+    fractions, and per dataset the training bars (episodes and the normalizer's fit) and
+    the validation bars."""
+
+    sources: tuple[str, ...]
+    reference: str | None
+    train: float
+    validation: float
+    datasets: tuple[DatasetRange, ...]
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """Where training stood when the bundle was exported (null: not applicable)."""
+
+    iteration: int
+    env_steps_sampled: int | None
+    env_steps_trained: int | None
+    random_init_seed: int | None
+    """Set for a randomly initialized policy (``export.random_bundle``), which trades noise."""
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """Everything a policy bundle says about itself (module docstring)."""
+
+    format: str
+    version: int | None
+    """Store version, set by the policy store when it publishes (null before)."""
+    created_ms: int
+    files: dict[str, str]
+    """sha256 hex digest of every other file of the bundle, by name."""
+    experiment: str
+    package: PackageInfo
+    libraries: dict[str, str]
+    env_id: EnvIdentity
+    env: EnvConfig
+    """The complete trading and reward rules of the training env."""
+    feature_spec: FeatureSpec
+    feature_spec_hash: str
+    normalizer: Normalizer
+    observation: ObservationSpec
+    network: NetworkSpec
+    data: DataInfo | None
+    """Null only for a policy that never saw data (a random initialization)."""
+    training: TrainingInfo
+    evaluation: dict[str, Any] | None
+    """Validation evaluation record (``evaluation.evaluate``), when one was run."""
+
+    def __post_init__(self) -> None:
+        if self.format != BUNDLE_FORMAT:
+            raise ConfigError(f"format: {self.format!r} is not {BUNDLE_FORMAT}")
+        if WEIGHTS not in self.files:
+            raise ConfigError(f"files: must list {WEIGHTS} with its sha256")
+        if self.feature_spec.hash != self.feature_spec_hash:
+            raise ConfigError("feature_spec_hash: the feature_spec does not hash to it")
+        try:
+            self.normalizer.check_spec(self.feature_spec)
+        except ConfigError as exc:
+            raise ConfigError(f"normalizer: {exc}") from exc
+        expected = (self.env.window * self.feature_spec.n_features + N_POSITION_STATE,)
+        if self.observation.shape != expected:
+            raise ConfigError(f"observation.shape: {list(self.observation.shape)}, but "
+                              f"env.window and the features give {list(expected)}")
+        if self.observation.position_state != POSITION_STATE_NAMES:
+            raise ConfigError(f"observation.position_state: {self.observation.position_state}"
+                              f" is not this reader's {POSITION_STATE_NAMES}")
+        if self.observation.dtype != "float32":
+            raise ConfigError(f"observation.dtype: {self.observation.dtype!r} (float32 only)")
+        if self.network.obs_dim != expected[0]:
+            raise ConfigError("network.obs_dim: differs from the observation shape")
+        if self.network.n_actions != len(self.env.positions):
+            raise ConfigError("network.n_actions: network outputs and env.positions disagree")
+        if self.data is not None and self.data.datasets == ():
+            raise ConfigError("data.datasets: empty")
+
+    @property
+    def positions(self) -> tuple[float, ...]:
+        """Target position of each action (``env.positions``)."""
+        return self.env.positions
+
+    def env_spec(self) -> EnvSpec:
+        """The env spec the policy trained in (``ConfigError`` for a random policy)."""
+        if self.data is None:
+            raise ConfigError("this bundle never saw data (data is null): no env spec")
+        return EnvSpec(sources=self.data.sources, reference=self.data.reference,
+                       train=self.data.train, validation=self.data.validation,
+                       features=self.feature_spec, env=self.env, normalizer=self.normalizer)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict JSON values of every field."""
+        out: dict[str, Any] = encode(self)
+        return out
+
+    def to_json(self) -> bytes:
+        """The ``manifest.json`` bytes (strict JSON: non-finite floats as strings)."""
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False).encode()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BundleManifest:
+        """Inverse of :meth:`to_dict`; ``ConfigError`` naming the field otherwise, with
+        how to re-export a bundle of an older format."""
+        if isinstance(data, dict) and data.get("format") != BUNDLE_FORMAT:
+            fmt = data.get("format")
+            hint = OLD_FORMATS.get(fmt) if isinstance(fmt, str) else None
+            raise ConfigError(f"format: {fmt!r} is not {BUNDLE_FORMAT}"
+                              + (f": {hint}" if hint else " (unknown bundle format)"))
+        return decode(cls, data, "")
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> BundleManifest:
+        """Parse ``manifest.json`` bytes."""
+        try:
+            data = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"manifest.json is malformed: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def read_bundle(files: Mapping[str, bytes], version: int | None = None) -> BundleManifest:
+    """The typed manifest, after ``verify_bundle``'s checks; ``PolicyRejectedError``
     naming the first problem otherwise."""
+    verify_bundle(files, version)
+    return BundleManifest.from_json(files[MANIFEST])
+
+
+def verify_bundle(files: Mapping[str, bytes], version: int | None = None) -> dict[str, Any]:
+    """The parsed manifest (a plain dict, for the store to stamp its version into), after
+    checking that it reads as a :class:`BundleManifest` and every file's sha256;
+    ``PolicyRejectedError`` naming the first problem otherwise."""
     if MANIFEST not in files:
         raise PolicyRejectedError("no manifest.json (an incomplete upload is invisible)", version)
     manifest = parse_manifest(files[MANIFEST], version)
-    missing = [k for k in REQUIRED if k not in manifest]
-    if missing:
-        raise PolicyRejectedError(f"manifest.json lacks {missing}", version)
-    if manifest["format"] != BUNDLE_FORMAT:
-        raise PolicyRejectedError(f"unsupported bundle format {manifest['format']!r} "
-                             f"(this reader knows {BUNDLE_FORMAT})", version)
-    listed = manifest["files"]
-    if not isinstance(listed, dict) or WEIGHTS not in listed:
-        raise PolicyRejectedError(f"manifest.json must list {WEIGHTS} with its sha256", version)
-    if version is not None and manifest.get("version") not in (None, version):
-        raise PolicyRejectedError(f"manifest says version {manifest.get('version')}, the "
-                             f"store folder says {version}", version)
-    for name, digest in listed.items():
+    try:
+        typed = BundleManifest.from_dict(manifest)
+    except RaytradeError as exc:
+        raise PolicyRejectedError(f"manifest.json: {exc}", version) from exc
+    if version is not None and typed.version not in (None, version):
+        raise PolicyRejectedError(f"manifest says version {typed.version}, the "
+                                  f"store folder says {version}", version)
+    for name, digest in typed.files.items():
         if name not in files:
             raise PolicyRejectedError(f"manifest names {name}, which is missing", version)
         actual = hashlib.sha256(files[name]).hexdigest()
         if actual != digest:
             raise PolicyRejectedError(f"{name}: sha256 {actual[:12]}... does not match the "
-                                 f"manifest's {str(digest)[:12]}... (truncated or altered)",
-                                 version)
+                                      f"manifest's {str(digest)[:12]}... (truncated or "
+                                      "altered)", version)
     return manifest

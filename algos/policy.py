@@ -1,21 +1,22 @@
 """A trained policy loaded from a bundle with torch and numpy only: no Ray, no pickle.
 
-``manifest.verify_bundle`` checks a bundle's files against its manifest first. ``Policy``
+``manifest.read_bundle`` checks a bundle's files against its manifest and reads the typed
+:class:`~raytrade.algos.manifest.BundleManifest` (``policy.manifest``), the only record the
+policy reads: positions, observation shape, FeatureSpec, normalizer, network. ``Policy``
 then rebuilds the Q-network (``qnetwork.py``) from the manifest and loads the weights
 through safetensors, whose format holds only tensors: a pickle planted as weights fails to
 parse and is refused.
 
 Decision confidence: the probability of the greedy action under a Boltzmann (softmax)
 policy over the Q-values, ``exp(Q_a / tau) / sum_b exp(Q_b / tau)``, with temperature
-``tau`` in Q units (Q is in reward units: ``reward_scale`` times the discounted log-return
-sum, see the manifest's ``env``). It runs from ``1 / n_actions`` (Q-values tied: no
+``tau`` in Q units (Q is in reward units: ``env.reward_scale`` times the discounted sum of
+the manifest's ``env.reward``). It runs from ``1 / n_actions`` (Q-values tied: no
 preference) to 1 (one action far ahead). ``decide`` keeps the current position when the
 confidence is below ``min_confidence``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +27,12 @@ import numpy.typing as npt
 import torch
 from raytrade.algos.manifest import (
     WEIGHTS,
+    BundleManifest,
     PolicyRejectedError,
-    verify_bundle,
+    read_bundle,
 )
 from raytrade.algos.qnetwork import QNetwork
-from raytrade.envs.costs import CostModel
 from raytrade.envs.errors import RaytradeError
-from raytrade.envs.features.normalizer import Normalizer
-from raytrade.envs.features.spec import FeatureSpec
-from raytrade.envs.risk import RiskConfig
 
 
 @dataclass(frozen=True)
@@ -64,36 +62,6 @@ def softmax_confidence(q: npt.NDArray[np.floating[Any]], temperature: float
     return out
 
 
-@dataclass(frozen=True)
-class EnvSettings:
-    """The trading rules a policy was trained under, from its manifest's ``env``."""
-
-    costs: CostModel
-    risk: RiskConfig
-    latency_bars: int
-    reward: str
-    reward_scale: float
-
-
-def manifest_env(manifest: Mapping[str, Any]) -> EnvSettings:
-    """The manifest's ``env`` as typed settings (defaults where a field is absent).
-
-    The manifest writes an uncapped ``max_notional`` (inf) as null; it is read back as inf.
-    """
-    env = manifest.get("env") or {}
-    try:
-        risk: dict[str, Any] = {k: (math.inf if v is None else v)
-                                for k, v in dict(env.get("risk", {})).items()}
-        return EnvSettings(costs=CostModel(**dict(env.get("costs", {}))),
-                           risk=RiskConfig(**risk),
-                           latency_bars=int(env.get("latency_bars", 1)),
-                           reward=str(env.get("reward", "log_return")),
-                           reward_scale=float(env.get("reward_scale", 1.0)))
-    except (TypeError, ValueError) as exc:
-        raise PolicyRejectedError(f"manifest env settings unusable: {exc}",
-                                  manifest.get("version")) from exc
-
-
 class Policy:
     """A verified bundle, ready to act. Thread-safe for concurrent ``decide`` calls
     (inference only, no state)."""
@@ -102,24 +70,20 @@ class Policy:
                  temperature: float = 1.0) -> None:
         if not temperature > 0:
             raise ValueError("temperature must be > 0")
-        manifest = verify_bundle(files, version)
-        self.manifest = manifest
-        self.version = version if version is not None else manifest.get("version")
+        manifest = read_bundle(files, version)
+        self.manifest: BundleManifest = manifest
+        self.version = version if version is not None else manifest.version
         self.temperature = temperature
+        self.positions = manifest.env.positions
+        self.obs_shape = manifest.observation.shape
+        self.feature_spec = manifest.feature_spec
+        self.feature_spec_hash = manifest.feature_spec_hash
+        self.normalizer = manifest.normalizer
         try:
-            self.positions = tuple(float(p) for p in manifest["actions"]["positions"])
-            self.obs_shape = tuple(int(s) for s in manifest["observation"]["shape"])
-            self.feature_spec = FeatureSpec.from_dict(manifest["feature_spec"])
-            self.feature_spec_hash = str(manifest["feature_spec_hash"])
-            self.normalizer = Normalizer.from_dict(manifest["normalizer"])
-            self.network = QNetwork(manifest["network"])
-        except (KeyError, TypeError, ValueError, RaytradeError) as exc:
-            raise PolicyRejectedError(f"manifest does not describe a usable policy: {exc}",
-                                 version) from exc
-        if self.feature_spec.hash != self.feature_spec_hash:
-            raise PolicyRejectedError("feature_spec does not hash to feature_spec_hash", version)
-        if manifest["network"].get("n_actions") != len(self.positions):
-            raise PolicyRejectedError("network outputs and action positions disagree", version)
+            self.network = QNetwork(manifest.network.architecture())
+        except (TypeError, ValueError, RaytradeError) as exc:
+            raise PolicyRejectedError(f"manifest does not describe a usable network: {exc}",
+                                      version) from exc
         try:
             from safetensors import SafetensorError
             from safetensors.numpy import load

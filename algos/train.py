@@ -39,8 +39,8 @@ from raytrade.algos.export import bundle_files, rllib_tensors
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.storage.run_store import RunMirror
+from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError
-from raytrade.envs.market import load_markets
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +204,10 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     mirror = RunMirror(store.blobs, run)
     ckpt_root = run / "checkpoints"
     result = TrainResult(store_uri=store.uri)
-    publisher = _Publisher(exp, store)
+    spec = exp.fit_env_spec()  # data prepared and normalizer fitted once, here
+    publisher = _Publisher(exp, spec, store)
     with ray_session(address):
-        algo = build_dqn_config(exp).build_algo()
+        algo = build_dqn_config(exp, spec).build_algo()
         try:
             if resume:
                 name = mirror.pull_latest()
@@ -243,7 +244,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                     for split in final_splits if last else ("validation",):
                         curves: dict[str, Any] = {}
                         evaluation = evaluate(_q_function(algo), exp, split, seed=exp.seed,
-                                              curves=curves)
+                                              curves=curves, spec=spec)
                         evaluation["iteration"] = algo.iteration
                         curves["iteration"] = algo.iteration
                         curve_file = (run / "metrics" / "eval_curves" /
@@ -280,27 +281,23 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
 
 class _Publisher:
     """Builds bundles of the current greedy policy and publishes them to ``candidate``;
-    the normalizer (fitted on the training split) is computed once."""
+    each carries the env spec the runners sample (its normalizer, fitted once on the
+    training split, and its data ranges)."""
 
-    def __init__(self, exp: ExperimentConfig, store: PolicyStore) -> None:
+    def __init__(self, exp: ExperimentConfig, spec: EnvSpec, store: PolicyStore) -> None:
         self.exp = exp
+        self.spec = spec
         self.store = store
-        self._normalizer: Any = None
 
     def publish(self, algo: Any, record: dict[str, Any],
                 evaluations: list[dict[str, Any]]) -> int:
         exp = self.exp
-        if self._normalizer is None:
-            _, self._normalizer = load_markets(
-                list(exp.data.sources), spec=exp.features, split="train",
-                reference=exp.data.reference, train=exp.data.train,
-                validation=exp.data.validation, window=exp.env.window, costs=exp.env.costs)
         module = algo.get_module()
         tensors = rllib_tensors(module.get_state(inference_only=True), exp.dqn.dueling)
         obs_dim = int(module.observation_space.shape[0])
         validation = [e for e in evaluations
                       if e["split"] == "validation" and e["iteration"] == algo.iteration]
-        files = bundle_files(tensors, exp, self._normalizer, obs_dim,
+        files = bundle_files(tensors, exp, self.spec, obs_dim,
                              training={"iteration": algo.iteration,
                                        "env_steps_sampled": record["env_steps_sampled"],
                                        "env_steps_trained": record["env_steps_trained"]},

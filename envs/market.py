@@ -9,11 +9,15 @@ computed from real history, which is causal and avoids losing the window to warm
 Sources are file paths, glob patterns, ``"sample:SYMBOL"`` for the bundled data, or
 ``"synthetic:KIND[:seed=S][:n=N]"`` for a planted-signal market (``synthetic.py``), which
 has no reference asset (use a FeatureSpec with ``reference_symbol=None``).
-Results are cached per process, so many envs on one runner share one copy.
+Results are cached per process in two layers: the bars, features and splits of a set of
+sources are prepared once, normalized once per normalizer, and every split is then a view
+of the same arrays; many envs on one runner, and the evaluation and the publisher in the
+driver, share one copy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import json
@@ -28,9 +32,11 @@ from raytrade.envs.costs import CostModel, cost_inputs
 from raytrade.envs.dataset import prepare_features
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.features.pipeline import FeatureMatrix
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path
+from raytrade.envs.splits import Splits
 from raytrade.envs.synthetic import SyntheticMarket, planted_market
 
 SPLITS = ("train", "validation", "test", "all")
@@ -50,6 +56,8 @@ class MarketData:
             and it lies in the split).
         last: last decision index (its fill bar ``last + 1`` still lies in the split).
         split: which split the episode range covers.
+        splits: the train / validation / test bar ranges of the whole series.
+        first_valid: first bar whose features are complete (the warm-up before it).
     """
 
     name: str
@@ -59,6 +67,8 @@ class MarketData:
     first: int
     last: int
     split: str
+    splits: Splits
+    first_valid: int
 
     @property
     def n_decisions(self) -> int:
@@ -124,42 +134,68 @@ def _reference_for(tables: list[BarTable], spec: FeatureSpec,
                         f"reference=PATH or include its file in the sources") from exc
 
 
-@functools.lru_cache(maxsize=16)
-def _load_cached(sources: tuple[str, ...], reference: str | None, spec_json: str,
-                 split: str, train: float, validation: float, window: int,
-                 costs_key: tuple[float, ...], normalizer_json: str | None
-                 ) -> tuple[tuple[MarketData, ...], Normalizer]:
+@functools.lru_cache(maxsize=8)
+def _prepared(sources: tuple[str, ...], reference: str | None, spec_json: str, train: float,
+              validation: float, sigma_span: int
+              ) -> tuple[tuple[BarTable, FeatureMatrix, Splits, FloatArray, FloatArray], ...]:
+    """Bars, raw features, splits and cost inputs of every source: the expensive part,
+    done once per process for every split and normalizer that reads the same data."""
     spec = FeatureSpec.from_json(spec_json)
-    costs = CostModel(sigma_span=int(costs_key[0]))
+    costs = CostModel(sigma_span=sigma_span)
     tables = [load_source(p) for p in resolve_sources(sources)]
     ref = _reference_for(tables, spec, reference)
-    prepared = [prepare_features(table, ref, spec, train=train, validation=validation)
-                for table in tables]
+    out = []
+    for table in tables:
+        bars, features, splits = prepare_features(table, ref, spec, train=train,
+                                                  validation=validation)
+        qv, sigma = cost_inputs(bars, costs)
+        out.append((bars, features, splits, qv, sigma))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _normalized(sources: tuple[str, ...], reference: str | None, spec_json: str,
+                train: float, validation: float, sigma_span: int,
+                normalizer_json: str | None
+                ) -> tuple[tuple[MarketData, ...], Normalizer]:
+    """Every source normalized (``split="all"`` ranges), and the normalizer used."""
+    spec = FeatureSpec.from_json(spec_json)
+    prepared = _prepared(sources, reference, spec_json, train, validation, sigma_span)
     if normalizer_json is None:
         normalizer = Normalizer.fit_pooled(
-            [(f, s.train.start, s.train.stop) for _, f, s in prepared], spec)
+            [(f, s.train.start, s.train.stop) for _, f, s, _, _ in prepared], spec)
     else:
         normalizer = Normalizer.from_dict(json.loads(normalizer_json))
         normalizer.check_spec(spec)
     markets = []
-    for bars, features, splits in prepared:
-        z = normalizer.transform(features.values)
-        qv, sigma = cost_inputs(bars, costs)
-        lo, hi = (0, len(bars)) if split == "all" else (
-            getattr(splits, split).start, getattr(splits, split).stop)
-        first = max(lo, features.first_valid + window - 1)
-        last = hi - 2
-        if last < first:
-            raise DataError(f"{bars.symbol or bars.source}: the {split} split has no bar "
-                            f"with a complete {window}-row window and a next bar "
-                            f"({hi - lo} bars, warm-up ends at {features.first_valid})")
+    for bars, features, splits, qv, sigma in prepared:
+        z = np.ascontiguousarray(normalizer.transform(features.values))
         market = np.ascontiguousarray(np.stack([bars.open, bars.close, qv, sigma]))
         z.setflags(write=False)
         market.setflags(write=False)
         markets.append(MarketData(name=bars.symbol or Path(bars.source).name, ts=bars.ts,
-                                  z=np.ascontiguousarray(z), market=market, first=first,
-                                  last=last, split=split))
+                                  z=z, market=market, first=features.first_valid,
+                                  last=len(bars) - 2, split="all", splits=splits,
+                                  first_valid=features.first_valid))
     return tuple(markets), normalizer
+
+
+def restrict(market: MarketData, split: str, window: int) -> MarketData:
+    """``market`` with its decision range restricted to ``split`` (``first`` leaves room for
+    a complete ``window``, ``last`` for the fill bar); the arrays are shared."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    n = len(market.ts)
+    lo, hi = (0, n) if split == "all" else (getattr(market.splits, split).start,
+                                            getattr(market.splits, split).stop)
+    warm = market.first_valid
+    first = max(lo, warm + window - 1)
+    last = hi - 2
+    if last < first:
+        raise DataError(f"{market.name}: the {split} split has no bar with a complete "
+                        f"{window}-row window and a next bar ({hi - lo} bars, warm-up ends "
+                        f"at {warm})")
+    return dataclasses.replace(market, first=first, last=last, split=split)
 
 
 def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = None,
@@ -176,6 +212,6 @@ def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = Non
     spec = spec or FeatureSpec()
     src = (sources,) if isinstance(sources, str) else tuple(sources)
     norm_json = None if normalizer is None else json.dumps(normalizer.to_dict())
-    markets, norm = _load_cached(src, reference, spec.to_json(), split, train, validation,
-                                 window, (float((costs or CostModel()).sigma_span),), norm_json)
-    return list(markets), norm
+    every, norm = _normalized(src, reference, spec.to_json(), float(train), float(validation),
+                              int((costs or CostModel()).sigma_span), norm_json)
+    return [restrict(m, split, window) for m in every], norm

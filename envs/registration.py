@@ -4,7 +4,7 @@
   entry point (``gym.make_vec(..., vectorization_mode="vector_entry_point")``);
 - ``raytrade/MultiDatasetTrading-v0``: :class:`MultiDatasetTradingEnv`, same vector env.
 
-Bump the version when reward, observation or cost semantics change.
+Bump ``ENV_VERSION`` when reward, observation or cost semantics change.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
-from raytrade.envs.features.spec import FeatureSpec
+from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 from raytrade.envs.trading_env import TradingEnv
 from raytrade.envs.vector_env import VectorTradingEnv
 
-TRADING_ID = "raytrade/Trading-v0"
-MULTI_ID = "raytrade/MultiDatasetTrading-v0"
+ENV_VERSION = 0
+"""Version of the envs' reward, observation and cost semantics (the ``-vN`` of the ids)."""
+TRADING_ID = f"raytrade/Trading-v{ENV_VERSION}"
+MULTI_ID = f"raytrade/MultiDatasetTrading-v{ENV_VERSION}"
 
 
 def register_envs() -> None:
@@ -32,25 +34,23 @@ def register_envs() -> None:
                      vector_entry_point="raytrade.envs.vector_env:VectorTradingEnv")
 
 
+def env_id(spec: EnvSpec) -> str:
+    """The registered id of the env ``spec`` builds."""
+    return MULTI_ID if spec.several else TRADING_ID
+
+
 def make_env(env_config: Mapping[str, Any]) -> gym.Env[Any, Any] | VectorTradingEnv:
-    """RLlib env creator: ``env_config`` holds ``data``, ``split``, ``reference``, ``spec``
-    (a FeatureSpec dict), ``config`` (EnvConfig fields) and, when RLlib wants a vector env,
-    ``num_envs``. Several data sources give the multi-dataset env."""
-    cfg = dict(env_config)
-    spec = FeatureSpec.from_dict(cfg.pop("spec")) if "spec" in cfg else None
-    num_envs = cfg.pop("num_envs", None)
-    data = cfg.pop("data")
-    kwargs = {"data": data, "split": cfg.pop("split", "train"),
-              "reference": cfg.pop("reference", None), "config": cfg.pop("config", None),
-              "spec": spec}
-    if cfg:
-        from raytrade.envs.errors import ConfigError
-        raise ConfigError(f"unknown env_config keys {sorted(cfg)}")
+    """RLlib env creator: ``env_config`` is ``EnvSpec.env_config(split)`` (plus RLlib's
+    ``num_envs`` when it wants a vector env); anything else is refused. Several data
+    sources give the multi-dataset env. The markets come from the spec's normalizer,
+    fitted once in the driver, never refitted here."""
+    spec, split, num_envs = EnvSpec.from_env_config(env_config)
+    markets = spec.markets(split)
     if num_envs is not None:
-        return VectorTradingEnv(int(num_envs), **kwargs)
-    several = (not isinstance(data, str) and len(data) > 1) or \
-        (isinstance(data, str) and any(ch in data for ch in "*?["))
-    return MultiDatasetTradingEnv(**kwargs) if several else TradingEnv(**kwargs)
+        return VectorTradingEnv(num_envs, markets, config=spec.env)
+    if spec.several:
+        return MultiDatasetTradingEnv(markets, config=spec.env)
+    return TradingEnv(markets, config=spec.env)
 
 
 register_envs()

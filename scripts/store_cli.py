@@ -9,7 +9,9 @@ import sys
 import time
 from typing import Any
 
+from raytrade.algos.manifest import BundleManifest
 from raytrade.algos.storage.policy_store import CHANNELS, PolicyStore, parse_version, version_name
+from raytrade.envs.errors import RaytradeError
 
 
 def _store(args: argparse.Namespace) -> PolicyStore:
@@ -27,16 +29,21 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     pointers = {c: store.channel(c) for c in CHANNELS}
     rows: list[dict[str, Any]] = []
     for v in store.versions():
-        m = store.manifest(v)
-        evaluation = m.get("evaluation") or {}
+        channels = [c for c, p in pointers.items() if p and p.version == v]
+        try:
+            m = BundleManifest.from_dict(store.manifest(v))
+        except RaytradeError as exc:  # an older format or a broken manifest: say why
+            rows.append({"version": version_name(v), "created": "-", "experiment": None,
+                         "iteration": None, "validation_sharpe": {}, "channels": channels,
+                         "unreadable": str(exc)})
+            continue
+        evaluation = m.evaluation or {}
         sharpe = {k: round(d["greedy"]["sharpe"], 2)
                   for k, d in (evaluation.get("datasets") or {}).items()
                   if isinstance(d.get("greedy", {}).get("sharpe"), int | float)}
-        rows.append({"version": version_name(v), "created": _when(m.get("created_ms")),
-                     "experiment": m.get("experiment"),
-                     "iteration": (m.get("training") or {}).get("iteration"),
-                     "validation_sharpe": sharpe,
-                     "channels": [c for c, p in pointers.items() if p and p.version == v]})
+        rows.append({"version": version_name(v), "created": _when(m.created_ms),
+                     "experiment": m.experiment, "iteration": m.training.iteration,
+                     "validation_sharpe": sharpe, "channels": channels})
     if args.json:
         print(json.dumps({"store": store.uri, "versions": rows,
                           "channels": {c: p.version if p else None
@@ -51,7 +58,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         marks = ",".join(r["channels"])
         print(f"{r['version']}  {r['created']}  {r['experiment']}  iter {r['iteration']}  "
               f"validation sharpe {r['validation_sharpe'] or '-'}"
-              + (f"  [{marks}]" if marks else ""))
+              + (f"  [{marks}]" if marks else "")
+              + (f"  UNREADABLE: {r['unreadable']}" if "unreadable" in r else ""))
     return 0
 
 

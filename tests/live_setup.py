@@ -20,7 +20,7 @@ from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
-from raytrade.envs.features.normalizer import Normalizer
+from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.io import load_bars
 from raytrade.envs.market import load_markets
 from raytrade.envs.sample import sample_path
@@ -35,12 +35,9 @@ def experiment() -> ExperimentConfig:
 
 
 @functools.lru_cache(maxsize=1)
-def fitted_normalizer() -> Normalizer:
-    """The normalizer training would fit on the bundled data."""
-    exp = experiment()
-    _, norm = load_markets(["sample:ETHUSDT", "sample:BTCUSDT"], spec=exp.features,
-                           split="train", window=exp.env.window, costs=exp.env.costs)
-    return norm
+def fitted_spec() -> EnvSpec:
+    """The env spec training would use on the bundled data (its normalizer fitted)."""
+    return experiment().fit_env_spec()
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,7 +53,7 @@ def quick_experiment() -> ExperimentConfig:
 
 def bundle(seed: int = 3) -> dict[str, bytes]:
     """A randomly initialized policy (it trades often: good for exercising the path)."""
-    return random_bundle(experiment(), seed=seed, normalizer=fitted_normalizer())
+    return random_bundle(experiment(), seed=seed, spec=fitted_spec())
 
 
 def bars(n: int) -> tuple[BarTable, BarTable]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import warnings
 
@@ -9,16 +11,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from raytrade.envs.accounting import ENTRY, EQUITY
+from raytrade.envs.accounting import ENTRY, EQUITY, PEAK, PREV_EQUITY, new_account
 from raytrade.envs.costs import CostModel
 from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.execution import simulate
+from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.io import load_bars
 from raytrade.envs.market import M_CLOSE, load_markets
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 from raytrade.envs.registration import MULTI_ID, TRADING_ID, make_env
 from raytrade.envs.resample import align
+from raytrade.envs.rewards import REWARD_CODES, REWARD_STATE_SIZE, reward_step
 from raytrade.envs.risk import RiskConfig
 from raytrade.envs.sample import sample_path
 from raytrade.envs.trading_env import TradingEnv
@@ -157,7 +162,9 @@ def test_rewards_follow_their_definitions(eth_markets) -> None:
                                        "turnover_penalty": 0.01})
     dd = TradingEnv(markets, config={**SMALL, "reward": "drawdown_penalized",
                                      "drawdown_penalty": 2.0})
-    dsr = TradingEnv(markets, config={**SMALL, "reward": "differential_sharpe"})
+    dsr = TradingEnv(markets, config={**SMALL, "reward": "differential_sharpe",
+                                      "dsr_eta": 0.05})
+    dsr_reference = DifferentialSharpe(0.05)
     scaled = TradingEnv(markets, config={**SMALL, "reward_scale": 100.0})
     for env in (base, turn, dd, dsr, scaled):
         env.reset(seed=9)
@@ -167,14 +174,82 @@ def test_rewards_follow_their_definitions(eth_markets) -> None:
         _, r1, *_ = turn.step(a)
         _, r2, *_ = dd.step(a)
         _, r3, *_ = dsr.step(a)
+        ret = info["equity"] / prev_equity - 1.0
+        assert r3 == pytest.approx(dsr_reference.step(ret), rel=1e-9, abs=1e-12)
         assert r0 == pytest.approx(math.log(info["equity"] / prev_equity), rel=1e-12)
         assert r1 == pytest.approx(r0 - 0.01 * abs(info["position"] - prev_pos), rel=1e-12)
         assert r2 == pytest.approx(r0 - 2.0 * max(0.0, info["drawdown"] - prev_dd), rel=1e-12)
-        assert math.isfinite(r3) and -10 <= r3 <= 10
         _, r4, *_ = scaled.step(a)
         assert r4 == pytest.approx(100.0 * r0, rel=1e-12)
         prev_pos, prev_dd, prev_equity = info["position"], info["drawdown"], info["equity"]
     assert base._acct[EQUITY] != 10_000.0
+    assert sum(1 for d in dsr_reference.values if d != 0.0) > 20, "the DSR was exercised"
+
+
+class DifferentialSharpe:
+    """Moody and Saffell's differential Sharpe ratio, written out independently of
+    ``rewards.py``: with moving moments ``A`` (mean) and ``B`` (second moment) of the
+    returns ``R``, ``D_t = (B_{t-1} dA - A_{t-1} dB / 2) / (B_{t-1} - A_{t-1}^2)^{3/2}`` with
+    ``dA = R_t - A_{t-1}`` and ``dB = R_t^2 - B_{t-1}``, then ``A += eta dA``,
+    ``B += eta dB``; 0 while the variance is not positive, clipped to +/-10."""
+
+    def __init__(self, eta: float) -> None:
+        self.eta, self.a, self.b = eta, 0.0, 0.0
+        self.values: list[float] = []
+
+    def step(self, r: float) -> float:
+        var = self.b - self.a ** 2
+        d = 0.0
+        if var > 1e-18:
+            d = (self.b * (r - self.a) - 0.5 * self.a * (r * r - self.b)) / var ** 1.5
+        d = max(-10.0, min(10.0, d))
+        self.a += self.eta * (r - self.a)
+        self.b += self.eta * (r * r - self.b)
+        self.values.append(d)
+        return d
+
+
+def _dsr_kernel(returns: list[float], eta: float) -> list[float]:
+    """``rewards.reward_step`` of the differential Sharpe ratio on a return sequence."""
+    acct = new_account(1.0)
+    rstate = np.zeros(REWARD_STATE_SIZE)
+    out = []
+    for r in returns:
+        acct[PREV_EQUITY] = acct[EQUITY]
+        acct[EQUITY] = acct[EQUITY] * (1.0 + r)
+        acct[PEAK] = max(acct[PEAK], acct[EQUITY])
+        out.append(reward_step(REWARD_CODES["differential_sharpe"], acct, rstate, eta, 1.0,
+                               0.001))
+    return out
+
+
+def test_differential_sharpe_matches_the_hand_derived_values() -> None:
+    # eta = 0.5, returns +1 %, -1 %: step 1 has no variance yet (0); then A = 0.005,
+    # B = 5e-5, so dA = -0.015, dB = 5e-5, var = 2.5e-5 and
+    # D = (5e-5 * -0.015 - 0.5 * 0.005 * 5e-5) / (2.5e-5)^1.5 = -8.75e-7 / 1.25e-7 = -7
+    out = _dsr_kernel([0.01, -0.01, 0.02], 0.5)
+    assert out[0] == 0.0
+    assert out[1] == pytest.approx(-7.0, rel=1e-6)
+    # step 3: A = -0.0025, B = 7.5e-5: (7.5e-5 * 0.0225 + 0.5 * 0.0025 * 3.25e-4)
+    # / (6.875e-5)^1.5
+    assert out[2] == pytest.approx((7.5e-5 * 0.0225 + 0.5 * 0.0025 * 3.25e-4)
+                                   / 6.875e-5 ** 1.5, rel=1e-6)
+    returns = list(np.random.default_rng(5).normal(0.0005, 0.01, 400))
+    reference = DifferentialSharpe(0.02)
+    np.testing.assert_allclose(_dsr_kernel(returns, 0.02),
+                               [reference.step(r) for r in returns], rtol=1e-9, atol=1e-12)
+
+
+def test_differential_sharpe_rewards_returns_above_the_mean() -> None:
+    """With a zero-mean history of positive variance, a return above the mean is rewarded
+    and one below is penalized, and the reward grows with the return (dD/dR = (B - A R) /
+    var^1.5 > 0 while R < B / A)."""
+    history = [0.01, -0.01] * 50
+    for r, sign in ((0.004, 1.0), (-0.004, -1.0)):
+        assert np.sign(_dsr_kernel([*history, r], 0.05)[-1]) == sign
+    grid = np.linspace(-0.02, 0.02, 9)
+    last = [_dsr_kernel([*history, float(r)], 0.05)[-1] for r in grid]
+    assert all(b > a for a, b in itertools.pairwise(last))
 
 
 def test_bad_actions_and_configs_are_rejected(eth_markets) -> None:
@@ -189,14 +264,28 @@ def test_bad_actions_and_configs_are_rejected(eth_markets) -> None:
         EnvConfig(positions=(1.0, 1.0))
     with pytest.raises(ConfigError):
         EnvConfig(reward="profit")
+    one = _spec((ETH,)).env_config()
     with pytest.raises(ConfigError, match="unknown env_config"):
-        make_env({"data": ETH, "colour": "red"})
+        make_env(one | {"colour": "red"})
+    with pytest.raises(ConfigError, match=r"env_config\.env_spec\.env\.costs\.fee_bps: missing"):
+        bad = json.loads(json.dumps(one))
+        del bad["env_spec"]["env"]["costs"]["fee_bps"]
+        make_env(bad)
+    with pytest.raises(ConfigError, match=r"env_spec\.train: expected a number"):
+        bad = json.loads(json.dumps(one))
+        bad["env_spec"]["train"] = "0.6"
+        make_env(bad)
+
+
+def _spec(sources: tuple[str, ...], train: float = 0.7) -> EnvSpec:
+    return EnvSpec.fit(sources=sources, reference=None, train=train, validation=0.15,
+                       features=FeatureSpec(), env=EnvConfig.from_dict(SMALL))
 
 
 def test_make_env_builds_the_right_env_for_rllib() -> None:
-    assert type(make_env({"data": ETH, "config": SMALL})) is TradingEnv
-    assert type(make_env({"data": list(BOTH), "config": SMALL})) is MultiDatasetTradingEnv
-    vec = make_env({"data": ETH, "config": SMALL, "num_envs": 4})
+    assert type(make_env(_spec((ETH,)).env_config())) is TradingEnv
+    assert type(make_env(_spec(BOTH).env_config())) is MultiDatasetTradingEnv
+    vec = make_env(_spec((ETH,)).env_config() | {"num_envs": 4})
     assert isinstance(vec, VectorTradingEnv) and vec.num_envs == 4
     vec = gym.make_vec(TRADING_ID, num_envs=3, vectorization_mode="vector_entry_point",
                        data=ETH, config=SMALL)
@@ -204,7 +293,6 @@ def test_make_env_builds_the_right_env_for_rllib() -> None:
 
 
 def test_synthetic_source_plays_the_planted_market() -> None:
-    from raytrade.envs.features.spec import FeatureSpec
     from raytrade.envs.synthetic import planted_market
 
     spec = FeatureSpec(reference_symbol=None)

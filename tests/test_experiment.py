@@ -37,7 +37,7 @@ def test_shipped_experiments_load_and_build(name: str) -> None:
     assert config.training_intensity == exp.dqn.replay_ratio
     assert config.gym_env_vectorize_mode == "vector_entry_point"
     assert config.env_runner_cls.__name__ == "ApeXEnvRunner"
-    env = make_env(env_config(exp) | {"num_envs": 2})
+    env = make_env(env_config(exp.fit_env_spec()) | {"num_envs": 2})
     assert env.single_observation_space.shape == (exp.env.window * exp.features.n_features + 4,)
 
 

@@ -13,16 +13,17 @@ from raytrade.algos.dqn_config import build_dqn_config, env_config
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import architecture, rllib_tensors, write_bundle
+from raytrade.algos.manifest import BundleManifest
 from raytrade.algos.qnetwork import QNetwork
 from raytrade.envs.errors import ConfigError
-from raytrade.envs.market import load_markets
 from raytrade.envs.registration import make_env
 from safetensors.numpy import load_file
 
 
 def _rllib_module(exp: ExperimentConfig):  # type: ignore[no-untyped-def]
-    config = build_dqn_config(exp)
-    env = make_env(env_config(exp))
+    spec = exp.fit_env_spec()
+    config = build_dqn_config(exp, spec)
+    env = make_env(env_config(spec))
     spec = config.get_default_rl_module_spec()
     spec.observation_space = env.observation_space
     spec.action_space = env.action_space
@@ -46,7 +47,7 @@ def test_exported_network_reproduces_rllib_q_values(dueling: bool, hidden: tuple
     if encoder == "conv1d":
         assert type(module.encoder).__name__ == "TorchWindowConvEncoder"
     obs_dim = env.observation_space.shape[0]
-    net = QNetwork(architecture(exp, obs_dim, env.action_space.n))
+    net = QNetwork(architecture(exp, obs_dim, env.action_space.n).architecture())
     net.load_tensors(rllib_tensors(module.get_state(inference_only=True), dueling))
     obs = np.random.default_rng(1).normal(size=(64, obs_dim)).astype(np.float32)
     with torch.no_grad():
@@ -61,24 +62,25 @@ def test_bundle_is_written_once_with_checksums(tmp_path: Path) -> None:
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     module, env = _rllib_module(exp)
     tensors = rllib_tensors(module.get_state(inference_only=True), True)
-    _, normalizer = load_markets(list(exp.data.sources), spec=exp.features,
-                                 window=exp.env.window)
+    spec = exp.fit_env_spec()
     obs_dim = env.observation_space.shape[0]
-    folder = write_bundle(tmp_path / "b1", tensors, exp, normalizer, obs_dim,
+    folder = write_bundle(tmp_path / "b1", tensors, exp, spec, obs_dim,
                           training={"iteration": 3})
     manifest = json.loads((folder / "manifest.json").read_text())
     import hashlib
     assert manifest["files"]["weights.safetensors"] == hashlib.sha256(
         (folder / "weights.safetensors").read_bytes()).hexdigest()
     assert manifest["feature_spec_hash"] == exp.features.hash
-    assert manifest["observation"] == {"shape": [obs_dim], "dtype": "float32", "window": 4,
+    assert manifest["observation"] == {"shape": [obs_dim], "dtype": "float32",
                                        "position_state": ["position", "unrealized",
                                                           "bars_in_position", "drawdown"]}
-    assert manifest["env"]["risk"]["max_notional"] is None  # inf, written as null
-    net = QNetwork(manifest["network"])
+    assert manifest["env"]["window"] == 4
+    assert manifest["env"]["risk"]["max_notional"] == "Infinity"  # strict JSON for inf
+    assert manifest["normalizer"] == spec.normalizer.to_dict()
+    net = QNetwork(BundleManifest.from_dict(manifest).network.architecture())
     net.load_tensors(load_file(str(folder / "weights.safetensors")))
     with pytest.raises(ConfigError, match="immutable"):
-        write_bundle(folder, tensors, exp, normalizer, obs_dim, training={})
+        write_bundle(folder, tensors, exp, spec, obs_dim, training={"iteration": 4})
     bad = dict(tensors)
     bad.pop("value.0.bias")
     with pytest.raises(ConfigError, match="missing"):

@@ -79,7 +79,8 @@ def test_env_failure_restarts_the_runner_and_training_continues(local_ray: None,
                                                                  tmp_path: Path) -> None:
     exp = small_experiment(restart=True)
     name = register_failing_env(tmp_path / "failed", always=False)
-    config = build_dqn_config(exp).environment(name, env_config=env_config(exp)) \
+    spec = exp.fit_env_spec()
+    config = build_dqn_config(exp, spec).environment(name, env_config=env_config(spec)) \
         .reporting(min_sample_timesteps_per_iteration=64)
     algo = config.build_algo()
     group = algo.env_runner_group
@@ -121,7 +122,8 @@ def test_all_runners_failing_without_restarts_raises_instead_of_hanging(
         local_ray: None, tmp_path: Path) -> None:
     exp = small_experiment(restart=False)
     name = register_failing_env(tmp_path / "failed", always=True)
-    config = build_dqn_config(exp).environment(name, env_config=env_config(exp)) \
+    spec = exp.fit_env_spec()
+    config = build_dqn_config(exp, spec).environment(name, env_config=env_config(spec)) \
         .reporting(min_sample_timesteps_per_iteration=64)
     algo = config.build_algo()
     try:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
-from raytrade.algos.evaluation import evaluate
+import torch
+from raytrade.algos.dqn_config import build_dqn_config
+from raytrade.algos.evaluation import evaluate, play
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
-from raytrade.algos.train import train
+from raytrade.algos.train import TrainResult, ray_session, train
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.s3_local import MotoServer
 
@@ -27,6 +31,7 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
                   progress=lines.append)
     assert first.iterations == 4 and (tmp_path / "checkpoints" / "iter_000004").is_dir()
     assert (tmp_path / "checkpoints" / "latest").read_text() == "iter_000004"
+    _assert_restore_keeps_the_greedy_actions(exp, tmp_path, first)
     resumed = train(exp, tmp_path, iterations=4, resume=True, eval_every=100,
                     checkpoint_every=100, final_splits=("validation", "test"),
                     progress=lines.append)
@@ -51,7 +56,7 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     pointer = store.channel("candidate")
     assert pointer is not None and pointer.version == 2
     policy = Policy(store.files(2), 2)
-    assert policy.manifest["training"]["iteration"] == 8
+    assert policy.manifest.training.iteration == 8
     replay = evaluate(policy.q_values, exp, "validation", seed=exp.seed)
     final = [e for e in resumed.evaluations if e["split"] == "validation"][-1]
     assert replay["datasets"] == final["datasets"]
@@ -64,6 +69,46 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
         if isinstance(per, dict) and "final_equity" in per:
             assert curves["datasets"]["SYNTHUSDT"][name][-1] == pytest.approx(
                 per["final_equity"], abs=1e-4)
+
+
+def _assert_restore_keeps_the_greedy_actions(exp: ExperimentConfig, run: Path,
+                                             first: TrainResult) -> None:
+    """The policy published at the checkpointed iteration (the learner's greedy policy
+    just before the checkpoint) and a fresh algorithm restored from that checkpoint, the
+    way ``train(resume=True)`` restores it, take the same greedy actions on real
+    validation observations and on the canned probes; Q-values agree to float32
+    rounding (the bundle's network is ours, the restored one RLlib's)."""
+    spec = exp.fit_env_spec()
+    seen: list[np.ndarray] = []
+    rng = np.random.default_rng(0)
+
+    def record(obs: np.ndarray, _: int) -> int:
+        seen.append(obs.copy())
+        return int(rng.integers(len(spec.env.positions)))
+
+    config = dataclasses.replace(spec.env, random_start=False, max_episode_steps=None)
+    play(spec.markets("validation"), config, 0, record)
+    before = Policy(PolicyStore(run.as_uri()).files(first.published[-1]))
+    obs = np.concatenate([np.asarray(seen[:2000]), before.canned_observations()])
+
+    def q_values(algo: Any) -> np.ndarray:
+        with torch.no_grad():
+            out = algo.get_module().compute_q_values({"obs": torch.as_tensor(obs)})
+        return np.asarray(out["qf_preds"].numpy())
+
+    assert first.checkpoint is not None
+    with ray_session(None):
+        algo = build_dqn_config(exp, spec).build_algo()
+        try:
+            untrained = q_values(algo)
+            algo.restore_from_path(str(first.checkpoint))
+            restored = q_values(algo)
+        finally:
+            algo.stop()
+    expected = before.q_values(obs)
+    assert not np.allclose(untrained, expected, atol=1e-3), "training changed the network"
+    np.testing.assert_array_equal(restored.argmax(axis=1), expected.argmax(axis=1))
+    np.testing.assert_allclose(restored, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ def feature_warmup_bars(spec: FeatureSpec, window: int = 1, margin: float = 0.25
 
     Args:
         spec: the feature set.
-        window: observation rows (the policy manifest's ``observation.window``).
+        window: observation rows (the policy manifest's ``env.window``).
         margin: extra fraction on top of the measured count; rounded up.
 
     Raises:
