@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from raytrade.algos.evaluation import split_markets
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.storage.promotion import GateLimits, live_gate
 from raytrade.dashboard.eval_curves import STEP, CurveError, dataset_curves
@@ -104,7 +103,7 @@ def test_evaluation_page_on_demo_records_draws_every_curve_and_marks_halts(
 def test_eval_curves_of_the_demo_align_on_bar_times_and_stop_where_the_halt_fired(
         ) -> None:
     record, curves = demo_evaluation(20, seed=2)
-    markets = {m.name: m for m in split_markets(quick_experiment(), "validation")}
+    markets = {m.name: m for m in quick_experiment().fit_env_spec().markets("validation")}
     for dc in dataset_curves(curves):
         per = curves["datasets"][dc.dataset]
         times = curves["ts"][dc.dataset]
