@@ -7,7 +7,7 @@ import asyncio
 
 from raytrade.actors.bar_sequencer import CATCHUP, LIVE, WARMUP, BarSequencer
 from raytrade.actors.health import FeedHealth
-from raytrade.actors.rest_klines import RestUnavailableError
+from raytrade.actors.venues.http import RestUnavailableError
 from raytrade.envs.bars import Bar, BarTable
 
 MS = 300_000

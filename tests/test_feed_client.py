@@ -7,11 +7,11 @@ import asyncio
 from collections.abc import Callable
 
 import numpy as np
-from raytrade.actors.binance import BinanceSpot
 from raytrade.actors.events import KlineEvent, MarketEvent
 from raytrade.actors.feed_client import FeedClient, FeedConfig
-from raytrade.actors.replay_server import Faults, ReplayServer
-from raytrade.actors.venue import Subscription
+from raytrade.actors.simulators.replay_server import Faults, ReplayServer
+from raytrade.actors.venues.binance import BinanceSpot
+from raytrade.actors.venues.protocol import Subscription
 from raytrade.envs.bars import BarTable
 from raytrade.scripts.s3_local import free_port
 

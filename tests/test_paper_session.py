@@ -23,13 +23,14 @@ import pytest
 import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
-from raytrade.actors.paper_session import PaperConfig, PaperSession
+from raytrade.actors.paper_config import PaperConfig
+from raytrade.actors.paper_session import PaperSession
+from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import QUEUE_NAME, LiveExperienceQueue
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
 
-from tests.coinbase_server import CoinbaseServer
 from tests.live_setup import bars, paper_store, replay_process, write_csv
 
 START = 300  # first streamed bar; the quick spec needs about 140 bars of warm-up

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from raytrade.actors.binance import BinanceSpot, parse_rest_klines
-from raytrade.actors.coinbase import CoinbaseExchange
-from raytrade.actors.coinbase_rest import fill_empty, parse_candles
 from raytrade.actors.events import (
     Ignored,
     KlineEvent,
@@ -18,7 +15,11 @@ from raytrade.actors.events import (
     SubscribeFailed,
     TradeEvent,
 )
-from raytrade.actors.venue import Subscription
+from raytrade.actors.venues.binance import BinanceSpot
+from raytrade.actors.venues.binance_rest import parse_rest_klines
+from raytrade.actors.venues.coinbase import CoinbaseExchange
+from raytrade.actors.venues.coinbase_rest import fill_empty, parse_candles
+from raytrade.actors.venues.protocol import Subscription
 from raytrade.envs.bars import Bar
 
 BIN = BinanceSpot(Subscription(("BTCUSDT",), "1m", trades=True))
