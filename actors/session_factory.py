@@ -139,8 +139,9 @@ class SessionFactory:
         history = venue.history()
 
         async def backfill(symbol: str, start: int, end: int) -> list[Bar]:
+            as_of = market.now_ms()  # before the request: see MarketClock.closed
             bars = await history.fetch(symbol, cfg.interval, start, end)
-            return market.closed(bars, feed.health)
+            return market.closed(bars, as_of, feed.health)
 
         sequencers = {sym: BarSequencer(sym, self.interval_ms, backfill, feed.health,
                                         warmup_bars=warmup, last_ts=trader.last_ts,

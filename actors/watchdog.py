@@ -17,9 +17,10 @@ intervals pass that many times faster than the clock.
   every check.
 - **Closed bars only** (``MarketClock``): a venue's REST reply may include the bar still
   in progress (Binance klines do: a partial close and volume). Only bars whose close time
-  (open + interval) has passed on the market clock are accepted from REST; the others are
-  counted as ``rest_open_bars`` and fetched again once closed. Otherwise an open bar
-  would be journaled as closed and the real one dropped as its duplicate.
+  (open + interval) had passed on the market clock when the request was sent are
+  accepted from REST; the others are counted as ``rest_open_bars`` and fetched again once
+  closed. Otherwise an open bar would be journaled as closed and the real one dropped as
+  its duplicate.
 """
 
 from __future__ import annotations
@@ -64,10 +65,13 @@ class MarketClock:
         close_ms, seen = self._anchor
         return close_ms + int((self.clock() - seen) * 1000.0 * self.speed)
 
-    def closed(self, bars: list[Bar], health: FeedHealth | None = None) -> list[Bar]:
-        """The bars whose close time has passed; the others are counted in ``health``."""
-        now = self.now_ms()
-        out = [b for b in bars if b.ts + self.interval_ms <= now]
+    def closed(self, bars: list[Bar], as_of_ms: int, health: FeedHealth | None = None
+               ) -> list[Bar]:
+        """The bars closed at ``as_of_ms``: pass ``now_ms()`` read *before* the request
+        whose reply ``bars`` is, since the venue may have built the reply at any moment
+        after it was sent (a bar that closes during the request may be in it, still
+        open). The others are counted in ``health``."""
+        out = [b for b in bars if b.ts + self.interval_ms <= as_of_ms]
         if health is not None and len(out) < len(bars):
             health.count("rest_open_bars", len(bars) - len(out))
         return out

@@ -147,6 +147,36 @@ def test_rest_outage_holds_the_symbol_stale_and_journals_the_gap(tmp_path: Path)
     assert kinds[int(eth.ts[-1])] == "live"
 
 
+def test_rest_fallback_while_stale_never_journals_a_bar_still_in_progress(
+        tmp_path: Path) -> None:
+    # the stream goes silent for 3 s (60 bars) with the socket open: after 10 bars
+    # without data the symbol is stale and the watchdog polls REST, whose reply (like
+    # Binance's) ends with the kline still in progress: partial close and volume
+    eth, data = market(tmp_path, 160)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    silence = START + 20
+    with replay_process(data, speed=SPEED, start=START,
+                        faults={"silence_at": {str(silence): 3.0}}) as info:
+        config = session_config(tmp_path, info, stale_after_bars=10)
+        session = PaperSession(config, store)
+        run_session(session, 60, finished(int(eth.ts[-1])))
+    counters = session.health()["feed"]["counters"]
+    assert counters["stale_holds"] >= 1 and counters["rest_open_bars"] >= 1
+    # bars of the silence came over REST, as catch-up, after the stale hold
+    kinds = dict(journal_rows(config.journal_path, "SELECT ts, kind FROM bars "
+                                                   "WHERE symbol='ETHUSDT'"))
+    assert kinds[int(eth.ts[silence + 15])] == "catchup"
+    # every journaled bar is the exchange's closed bar: none was taken while open
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]), int(eth.ts[-1]))
+    journaled = journal_rows(config.journal_path, "SELECT ts, open, high, low, close, volume "
+                                                  "FROM bars WHERE symbol='ETHUSDT'")
+    first = int(eth.ts[0])
+    wrong = [row for row in journaled
+             if row[1:] != tuple(float(x[(row[0] - first) // 300_000]) for x in
+                                 (eth.open, eth.high, eth.low, eth.close, eth.volume))]
+    assert not wrong, f"{len(wrong)} bars differ from the exchange's, first {wrong[0]}"
+
+
 def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     eth, data = market(tmp_path, 200)
