@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raytrade.actors.feed_client import FeedConfig
-from raytrade.actors.venues.registry import venue_factory
+from raytrade.actors.venues.registry import DEFAULT_VENUE, venue_factory
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import interval_to_ms
 
@@ -21,7 +21,7 @@ class PaperConfig:
     """Name: the journal file and ``paper/<actor>/`` in the store."""
     symbol: str
     """Exchange symbol (``BTCUSDT``; ``BTC-USD`` on Coinbase)."""
-    venue: str = "binance"
+    venue: str = DEFAULT_VENUE
     """A name in the venue registry (``actors/venues/registry.py``): ``binance``,
     ``coinbase``, or ``replay`` (Binance's protocol from the replay server)."""
     interval: str = "5m"

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 
-from raytrade.actors.venues.registry import venue_names
+from raytrade.actors.venues.registry import DEFAULT_VENUE, venue_names
 from raytrade.envs.errors import ConfigError
 
 
@@ -80,7 +80,7 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pa.add_argument("--store", required=True, help="run store: file:///path or s3://bucket/x")
     pa.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
     pa.add_argument("--channel", default="paper", help="channel to follow (default paper)")
-    pa.add_argument("--feed", default="binance", choices=venue_names(),
+    pa.add_argument("--feed", default=DEFAULT_VENUE, choices=venue_names(),
                     help="venue (the registry in actors/venues/registry.py); replay: the "
                          "`raytrade feed replay` server")
     pa.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")

@@ -28,6 +28,8 @@ _ENTRIES: tuple[VenueFactory, ...] = (
     ReplayVenue,
 )
 VENUES: Mapping[str, VenueFactory] = {entry.name: entry for entry in _ENTRIES}
+DEFAULT_VENUE = BinanceVenue.name
+"""The venue of ``PaperConfig`` and ``raytrade paper`` when none is named."""
 
 
 def venue_names() -> tuple[str, ...]:
