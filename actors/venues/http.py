@@ -31,6 +31,7 @@ def get_json(url: str, timeout_s: float) -> object:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         retry = exc.headers.get("Retry-After") if exc.headers else None
+        exc.close()  # the raised error keeps ``exc`` as its context: free the socket now
         raise RestUnavailableError(f"GET {url}: HTTP {exc.code}",
                                    float(retry) if retry else 0.0) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
