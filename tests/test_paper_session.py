@@ -177,6 +177,39 @@ def test_rest_fallback_while_stale_never_journals_a_bar_still_in_progress(
     assert not wrong, f"{len(wrong)} bars differ from the exchange's, first {wrong[0]}"
 
 
+def test_staleness_follows_the_injected_clock_not_the_system_clock(tmp_path: Path) -> None:
+    # production intervals (speed 1: stale after 2 x 5 min) on a fake clock: the stream
+    # goes silent for 3 s of real time, the test moves the clock 700 s on, and the session
+    # goes stale at once and fetches the missing bars over REST, without waiting 10 min
+    eth, data = market(tmp_path, 100)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    silence = START + 20
+    offset = {"s": 0.0}
+
+    def clock() -> float:
+        return time.time() + offset["s"]
+
+    def jump(s: PaperSession) -> None:
+        if not offset["s"] and s.trader is not None and \
+                (s.trader.last_ts or 0) >= int(eth.ts[silence - 1]):
+            offset["s"] = 700.0
+
+    with replay_process(data, speed=SPEED, start=START,
+                        faults={"silence_at": {str(silence): 3.0}}) as info:
+        config = session_config(tmp_path, info, speed=1.0, stale_after_bars=2)
+        session = PaperSession(config, store, clock=clock)
+        run_session(session, 60, finished(int(eth.ts[-1])), jump)
+    assert offset["s"] and session.health()["feed"]["counters"]["stale_holds"] == 1
+    events = [k for (k,) in journal_rows(config.journal_path, "SELECT kind FROM events "
+                                         "WHERE kind IN ('stale', 'fresh') ORDER BY id")]
+    assert events == ["stale", "fresh"]
+    # the two bars closed by then on the moved clock came over REST while stale
+    kinds = dict(journal_rows(config.journal_path, "SELECT ts, kind FROM bars "
+                                                   "WHERE symbol='ETHUSDT'"))
+    assert kinds[int(eth.ts[silence])] == kinds[int(eth.ts[silence + 1])] == "catchup"
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]), int(eth.ts[-1]))
+
+
 def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     eth, data = market(tmp_path, 200)
