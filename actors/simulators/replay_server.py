@@ -198,9 +198,10 @@ class ReplayServer:
             return base
         return base + int((time.monotonic() - self._t0) * 1000.0 * self.speed)
 
-    def closed_until(self) -> int:
-        """Index one past the last bar closed by the virtual clock (capped at ``stop``)."""
-        now = self.now_ms()
+    def closed_until(self, now: int | None = None) -> int:
+        """Index one past the last bar closed by the virtual clock (capped at ``stop``),
+        now or at virtual time ``now``."""
+        now = self.now_ms() if now is None else now
         # bars are regular: index arithmetic instead of a search
         k = self.start + max(0, (now - int(self.ts[self.start])) // self.interval_ms)
         return min(int(k), self.stop)
@@ -270,7 +271,7 @@ class ReplayServer:
         limit = min(int(params.get("limit", 500)), 1000)
         table = self.tables[symbol]
         now = self.now_ms()
-        closed = self.closed_until()
+        closed = self.closed_until(now)
         hi = closed + 1 if closed < self.stop else closed  # the bar in progress
         lo = 0
         if "endTime" in params:
