@@ -31,7 +31,8 @@ from raytrade.envs.errors import TemporaryError
 log = logging.getLogger(__name__)
 
 Backfill = Callable[[str, int, int], Awaitable[list[Bar]]]
-"""``(symbol, start_ms, end_ms) -> bars with start_ms <= ts < end_ms``."""
+"""``(symbol, start_ms, end_ms) -> closed bars with start_ms <= ts < end_ms`` (the session
+passes a venue's REST history with the bars still in progress removed, ``watchdog.py``)."""
 
 WARMUP, CATCHUP, LIVE = "warmup", "catchup", "live"
 

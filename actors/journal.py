@@ -21,11 +21,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raytrade.actors.paper_broker import Fill, Rejection
+from raytrade.actors.records import BarStep, Fill, Rejection
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import OperationalError
 
@@ -56,39 +55,6 @@ CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL 
 class JournalError(OperationalError):
     """The journal cannot be used (locked by another trader, corrupt, wrong schema):
     the trader refuses to trade and says why."""
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """What the trader decided at one close (``version`` None: no policy, held)."""
-
-    version: int | None
-    action: int | None
-    requested: float
-    decided: float
-    risk_event: int
-    greedy_action: int | None
-    q_values: tuple[float, ...]
-    confidence: float | None
-    held: bool
-    reason: str
-    feature_hash: str
-
-
-@dataclass(frozen=True)
-class BarStep:
-    """Everything one bar produced, written in one transaction."""
-
-    symbol: str
-    bar: Bar
-    ref_close: float | None
-    kind: str
-    result: Fill | Rejection | None
-    equity: float | None
-    position: float | None
-    version: int | None
-    broker_state: dict[str, Any] | None
-    decision: DecisionRecord | None
 
 
 def _json(value: Any) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from raytrade.actors.events import QuoteEvent
+from raytrade.actors.records import Fill, Rejection
 from raytrade.envs.accounting import (
     CASH,
     EQUITY,
@@ -66,31 +67,6 @@ class BrokerConfig:
         if not self.initial_equity > 0 or self.latency_bars < 1 or not self.max_leverage > 0:
             raise ConfigError("BrokerConfig: initial_equity and max_leverage must be > 0, "
                               "latency_bars >= 1")
-
-
-@dataclass(frozen=True)
-class Fill:
-    """One filled market order. ``qty`` in base units (signed: + buy); money in quote."""
-
-    fill_id: str
-    symbol: str
-    bar_ts: int
-    target: float
-    qty: float
-    price: float
-    notional: float
-    fee: float
-    slippage: float
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """An order the broker refused, and why; the account did not change."""
-
-    symbol: str
-    bar_ts: int
-    target: float
-    reason: str
 
 
 class PaperBroker:

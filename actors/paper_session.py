@@ -2,17 +2,19 @@
 
 ::
 
-    websocket -> FeedClient -> bounded queue -> BarSequencer(s) -> join with reference
+    websocket -> FeedClient -> bounded queue -> BarSequencer(s) -> BarJoiner (reference)
       -> SymbolTrader.process (worker thread: features, broker, policy, risk, journal)
-    PolicyExecutor (own thread, follows the store channel)     exports -> paper/<actor>/
+    Watchdog (staleness, feed down, REST fallback)     exports -> paper/<actor>/
+    PolicyExecutor (own thread, follows the store channel)
 
-The feed reader only parses and enqueues; every bar step runs on one worker thread, so a
-slow inference never blocks the websocket reader. The queue is bounded: when it is full
-the oldest *market data* is dropped and counted (a dropped closed bar becomes a gap that
-REST backfills); journal writes are never dropped. A watchdog flags a symbol stale after
-``stale_after_bars`` intervals without a closed bar (no new entries until fresh data),
-tries REST, and raises alerts. Time for staleness and alerts comes from the injected
-``clock``; ``speed`` scales bar intervals for replays.
+The parts come from a ``SessionFactory`` (``session_factory.py``: journal, venue feed and
+REST backfill, broker and trader, one injected clock); the session only moves events
+between them. The feed reader only parses and enqueues; every bar step runs on one worker
+thread, so a slow inference never blocks the websocket reader. The queue is bounded: when
+it is full the oldest *market data* is dropped and counted (a dropped closed bar becomes
+a gap that REST backfills); journal writes are never dropped. Every time decision
+(staleness, feed down, latency, export cadence, REST bars closed or not) reads the
+injected ``clock`` (``watchdog.py``); ``speed`` scales bar intervals for replays.
 """
 
 from __future__ import annotations
@@ -22,153 +24,53 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from raytrade.actors.alerts import AlertDispatcher, Notifier
-from raytrade.actors.bar_sequencer import CATCHUP, LIVE, WARMUP, BarSequencer, SequencedBar
-from raytrade.actors.binance import BinanceSpot
-from raytrade.actors.coinbase import CoinbaseExchange
-from raytrade.actors.coinbase_rest import CoinbaseCandles
+from raytrade.actors.bar_sequencer import CATCHUP, LIVE, BarSequencer, SequencedBar
 from raytrade.actors.events import KlineEvent, MarketEvent, QuoteEvent, TradeEvent
 from raytrade.actors.executor import ExecutorEvent, PolicyExecutor
-from raytrade.actors.feed_client import FeedClient, FeedConfig
+from raytrade.actors.feed_client import FeedClient
 from raytrade.actors.journal import Journal, JournalError
-from raytrade.actors.paper_broker import BrokerConfig, PaperBroker, Rejection
+from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.paper_export import paper_objects, upload_paper
-from raytrade.actors.rest_klines import RestKlines
-from raytrade.actors.symbol_trader import StepOutcome, SymbolTrader
-from raytrade.actors.venue import Subscription, VenueAdapter
-from raytrade.algos.manifest import BundleManifest
+from raytrade.actors.records import Rejection, StepOutcome
+from raytrade.actors.session_factory import SessionFactory, TradingParts, Transitions
+from raytrade.actors.symbol_trader import SymbolTrader
+from raytrade.actors.watchdog import Clock, Watchdog
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
-from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.intervals import interval_to_ms
-from raytrade.envs.trade_bars import TradeBarBuilder
 
 log = logging.getLogger(__name__)
 
-VENUES = ("binance", "coinbase", "replay")
-Transitions = Callable[[npt.NDArray[np.float32], npt.NDArray[np.int64],
-                        npt.NDArray[np.float32]], None]
-
-
-@dataclass(frozen=True)
-class PaperConfig:
-    """One paper actor. Times in seconds unless stated; money in quote currency."""
-
-    actor: str
-    """Name: the journal file and ``paper/<actor>/`` in the store."""
-    symbol: str
-    """Exchange symbol (``BTCUSDT``; ``BTC-USD`` on Coinbase)."""
-    venue: str = "binance"
-    """``binance``, ``coinbase`` or ``replay`` (Binance protocol, usually on loopback)."""
-    interval: str = "5m"
-    """Bar interval; must equal the policy's FeatureSpec base interval."""
-    feed_url: str | None = None
-    """Websocket base URL override (testnets, Binance.US, the replay server)."""
-    rest_url: str | None = None
-    """REST base URL override for kline backfill."""
-    journal_dir: str = "paper-journals"
-    """Folder of the SQLite journals (one file per actor)."""
-    channel: str = "paper"
-    """Store channel the executor follows."""
-    initial_equity: float = 10_000.0
-    """Starting paper balance."""
-    max_leverage: float = 1.0
-    """Gross notional allowed, as a multiple of equity."""
-    use_quote_spread: bool = True
-    """Use the live bookTicker spread instead of the modelled one."""
-    min_confidence: float = 0.0
-    """Hold the position when the policy's confidence is below this."""
-    warmup_bars: int | None = None
-    """History fetched over REST before the first decision; None: the policy's FeatureSpec
-    decides (``feature_warmup_bars``: enough for a complete first observation)."""
-    queue_size: int = 10_000
-    """Market events buffered between the reader and the trader."""
-    poll_interval_s: float = 5.0
-    """How often the executor checks the channel."""
-    export_every_s: float = 10.0
-    """How often equity, trades and health go to the store."""
-    speed: float = 1.0
-    """Bar intervals pass this many times faster than real time (replays)."""
-    stale_after_bars: float = 2.0
-    """No closed bar for this many intervals: stale, no new entries."""
-    feed_down_alert_s: float = 300.0
-    """Alert (and report a fault) when the feed is not live for this long."""
-    drawdown_alert: float = 0.1
-    """Alert when drawdown from peak equity reaches this fraction."""
-    online_learning: bool = False
-    """Push transitions to the training run's live-experience queue."""
-    synchronous: str = "FULL"
-    """SQLite ``synchronous`` for the journal (FULL survives power loss, NORMAL a crash)."""
-    reference_symbol: str | None = None
-    """The venue's name for the FeatureSpec's reference asset (None: the spec's name, on
-    Coinbase mapped like ``BTCUSDT`` -> ``BTC-USD``)."""
-    feed: FeedConfig = field(default_factory=FeedConfig)
-    """Connection behaviour."""
-
-    def __post_init__(self) -> None:
-        if self.venue not in VENUES:
-            raise ConfigError(f"venue must be one of {VENUES}, got {self.venue!r}")
-        if not self.speed > 0 or self.queue_size < 10 or (self.warmup_bars or 0) < 0:
-            raise ConfigError("PaperConfig: speed > 0, queue_size >= 10, warmup_bars >= 0")
-        interval_to_ms(self.interval)
-
-    @property
-    def journal_path(self) -> Path:
-        """The journal file."""
-        return Path(self.journal_dir) / f"{self.actor}.sqlite"
-
-
-def make_adapter(config: PaperConfig, symbols: Sequence[str]) -> VenueAdapter:
-    """The venue adapter for ``config`` subscribed to ``symbols``."""
-    if config.venue == "coinbase":
-        return CoinbaseExchange(Subscription(tuple(symbols), config.interval, trades=True,
-                                             quotes=config.use_quote_spread), config.feed_url)
-    return BinanceSpot(Subscription(tuple(symbols), config.interval,
-                                    quotes=config.use_quote_spread), config.feed_url)
-
-
-def reference_symbol(config: PaperConfig, spec_reference: str | None) -> str | None:
-    """The venue symbol of the spec's reference asset (``PaperConfig.reference_symbol``)."""
-    if spec_reference is None or config.reference_symbol:
-        return config.reference_symbol if spec_reference else None
-    if config.venue == "coinbase" and "-" not in spec_reference:
-        for quote in ("USDT", "USDC", "USD"):
-            if spec_reference.endswith(quote) and len(spec_reference) > len(quote):
-                return f"{spec_reference[:-len(quote)]}-USD"
-        raise ConfigError(f"no Coinbase product for reference {spec_reference}: set "
-                          "reference_symbol")
-    return spec_reference
-
-
-def broker_config(config: PaperConfig, manifest: BundleManifest) -> BrokerConfig:
-    """Paper account settings: the policy's training costs, risk rules and latency."""
-    env = manifest.env
-    return BrokerConfig(initial_equity=config.initial_equity, costs=env.costs, risk=env.risk,
-                        latency_bars=env.latency_bars, max_leverage=config.max_leverage,
-                        use_quote_spread=config.use_quote_spread)
-
 
 class PaperSession:
-    """Runs one paper actor until ``stop()`` (module docstring)."""
+    """Runs one paper actor until ``stop()`` (module docstring).
+
+    ``factory`` builds the parts (default: from ``config``, with ``clock`` and
+    ``push_transitions``); a given factory brings its own clock and transitions sink.
+    """
 
     def __init__(self, config: PaperConfig, store: PolicyStore, *,
-                 notifiers: Sequence[Notifier] = (), clock: Callable[[], float] = time.time,
-                 push_transitions: Transitions | None = None) -> None:
+                 notifiers: Sequence[Notifier] = (), clock: Clock | None = None,
+                 push_transitions: Transitions | None = None,
+                 factory: SessionFactory | None = None) -> None:
+        if factory is not None and (clock is not None or push_transitions is not None):
+            raise ConfigError("PaperSession: pass clock and push_transitions to the "
+                              "factory, not beside it")
+        self.factory = factory or SessionFactory(config, clock=clock or time.time,
+                                                 push_transitions=push_transitions)
         self.config = config
         self.store = store
-        self.clock = clock
-        self.alerts = AlertDispatcher(notifiers, clock=clock)
-        self.push_transitions = push_transitions
+        self.clock = self.factory.clock
+        self.alerts = AlertDispatcher(notifiers, clock=self.clock)
         self.interval_ms = interval_to_ms(config.interval)
         self.interval_s = self.interval_ms / 1000.0 / config.speed
         self.executor = PolicyExecutor(store, config.channel,
@@ -177,25 +79,44 @@ class PaperSession:
                                        min_confidence=config.min_confidence,
                                        on_event=self._on_executor_event)
         self.journal: Journal | None = None
-        self.trader: SymbolTrader | None = None
-        self.feed: FeedClient | None = None
-        self.sequencers: dict[str, BarSequencer] = {}
-        self.reference: str | None = None
+        self.parts: TradingParts | None = None
+        self.watchdog: Watchdog | None = None
         self.queue: asyncio.Queue[MarketEvent] | None = None
         self.state = "starting"
-        self.stale = False
         self.halted = False
         self.in_drawdown = False
         self.latencies_s: deque[float] = deque(maxlen=100_000)
         self.processed = 0
         self._arrivals: dict[tuple[str, int], float] = {}
-        self._last_bar_at: float | None = None  # first live bar starts the stale clock
-        self._feed_down_since: float | None = None
-        self._pending: dict[str, dict[int, SequencedBar]] = {}
-        self._trade_bars: dict[str, TradeBarBuilder] = {}
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"trader-{config.actor}")
         self._stop = asyncio.Event()
         self._last_export = 0.0
+
+    # ---- views of the parts (None before the first policy)
+    @property
+    def trader(self) -> SymbolTrader | None:
+        """The symbol's trader."""
+        return self.parts.trader if self.parts is not None else None
+
+    @property
+    def feed(self) -> FeedClient | None:
+        """The venue feed."""
+        return self.parts.feed if self.parts is not None else None
+
+    @property
+    def sequencers(self) -> dict[str, BarSequencer]:
+        """Per-symbol bar sequencers."""
+        return dict(self.parts.sequencers) if self.parts is not None else {}
+
+    @property
+    def reference(self) -> str | None:
+        """The venue symbol of the reference asset, if separate from the traded one."""
+        return self.parts.joiner.reference if self.parts is not None else None
+
+    @property
+    def stale(self) -> bool:
+        """No fresh closed bar for ``stale_after_bars`` intervals: no new entries."""
+        return self.watchdog is not None and self.watchdog.stale
 
     # ---- lifecycle
     def stop(self) -> None:
@@ -206,7 +127,7 @@ class PaperSession:
         """Trade until stopped. Raises ``JournalError`` (refuses to start) if the journal
         is locked or corrupt."""
         cfg = self.config
-        self.journal = Journal(cfg.journal_path, synchronous=cfg.synchronous)
+        self.journal = self.factory.journal()
         self.journal.event("start", {"config": repr(cfg)}, cfg.symbol, self.clock())
         try:
             policy = await self._first_policy()
@@ -230,58 +151,40 @@ class PaperSession:
         return None
 
     def _build(self, policy: Policy) -> None:
-        cfg = self.config
-        assert self.journal is not None
+        journal = self.journal
+        assert journal is not None
         spec = policy.feature_spec
         if spec.interval_ms != self.interval_ms:
             raise ConfigError(f"policy v{policy.version} trades {spec.base_interval} bars, "
-                              f"the actor is configured for {cfg.interval}")
-        known = self.journal.meta("feature_spec_hash")
+                              f"the actor is configured for {self.config.interval}")
+        known = journal.meta("feature_spec_hash")
         if known is not None and known != spec.hash:
-            raise JournalError(f"{self.journal.path} was written for FeatureSpec "
+            raise JournalError(f"{journal.path} was written for FeatureSpec "
                                f"{known[:12]}, the policy uses {spec.hash[:12]}: use a new "
                                "journal for a new feature set")
-        self.journal.set_meta("feature_spec_hash", spec.hash)
-        broker = PaperBroker(broker_config(cfg, policy.manifest), cfg.symbol, cfg.actor)
-        window = policy.manifest.env.window
-        self.trader = SymbolTrader(cfg.symbol, spec, window, broker, self.journal,
-                                   lambda: self.executor.policy,
-                                   min_confidence=cfg.min_confidence,
-                                   rewards=policy.manifest.env,
-                                   on_transitions=self.push_transitions
-                                   if cfg.online_learning else None)
-        self.trader.restore()
-        warmup = cfg.warmup_bars
-        if warmup is None:
-            warmup = feature_warmup_bars(spec, window)
-            log.info("%s: %d bars of warm-up history for FeatureSpec %s", cfg.actor,
-                     warmup, spec.hash[:12])
-        self.reference = reference_symbol(cfg, spec.reference_symbol)
-        symbols = [cfg.symbol] + ([self.reference] if self.reference and
-                                  self.reference != cfg.symbol else [])
-        rest = CoinbaseCandles(cfg.rest_url) if cfg.venue == "coinbase" \
-            else RestKlines(cfg.rest_url)
-
-        async def backfill(symbol: str, start: int, end: int) -> list[Bar]:
-            return await rest.fetch(symbol, cfg.interval, start, end)
-
-        self.queue = asyncio.Queue(cfg.queue_size)
-        self.feed = FeedClient(make_adapter(cfg, symbols), self._enqueue, config=cfg.feed,
-                               clock=self.clock)
-        for sym in symbols:
-            self.sequencers[sym] = BarSequencer(
-                sym, self.interval_ms, backfill, self.feed.health,
-                warmup_bars=warmup, last_ts=self.trader.last_ts,
-                on_gap=self._on_gap)
-            self._pending[sym] = {}
-            self._trade_bars[sym] = TradeBarBuilder(self.interval_ms, sym)
+        journal.set_meta("feature_spec_hash", spec.hash)
+        parts = self.factory.build(policy, journal, lambda: self.executor.policy,
+                                   self._enqueue, self._on_gap)
+        self.parts = parts
+        self.queue = asyncio.Queue(self.config.queue_size)
+        self.watchdog = Watchdog(
+            clock=self.clock, interval_s=self.interval_s,
+            stale_after_bars=self.config.stale_after_bars,
+            feed_down_alert_s=self.config.feed_down_alert_s, health=parts.feed.health,
+            sequencers=parts.sequencers,
+            offer=lambda sym, bar: self._offer(sym, bar, live=False), release=self._release,
+            on_stale=lambda: self.journal_event(
+                "stale", {"last_ts": parts.trader.last_ts}, self.config.symbol),
+            on_fresh=lambda sym, ts: self.journal_event("fresh", {"ts": ts}, sym),
+            on_feed_down=lambda down_s, why: self._alert(
+                "feed_down", f"feed not live for {down_s:.0f} s: {why}"))
 
     async def _trade(self) -> None:
         assert self.feed is not None
         self.state = "running"
         tasks = [asyncio.create_task(self.feed.run(), name="feed"),
                  asyncio.create_task(self._process(), name="process"),
-                 asyncio.create_task(self._watchdog(), name="watchdog")]
+                 asyncio.create_task(self._supervise(), name="watchdog")]
         stop = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
         self.feed.stop()
@@ -315,7 +218,7 @@ class PaperSession:
     def _enqueue(self, ev: MarketEvent) -> None:
         assert self.queue is not None and self.feed is not None
         if isinstance(ev, KlineEvent) and ev.closed:
-            self._arrivals[(ev.symbol, ev.bar.ts)] = time.monotonic()
+            self._arrivals[(ev.symbol, ev.bar.ts)] = self.clock()
         if self.queue.full():
             dropped = self.queue.get_nowait()  # drop the oldest market data
             self.feed.health.count("dropped_queue")
@@ -324,64 +227,50 @@ class PaperSession:
         self.queue.put_nowait(ev)
 
     async def _process(self) -> None:
-        assert self.queue is not None
+        assert self.queue is not None and self.parts is not None
+        parts = self.parts
         while True:
             ev = await self.queue.get()
             if isinstance(ev, QuoteEvent):
-                if ev.symbol == self.config.symbol and self.trader is not None:
-                    self.trader.broker.on_quote(ev)
+                if ev.symbol == self.config.symbol:
+                    parts.trader.broker.on_quote(ev)
                 continue
             if isinstance(ev, TradeEvent):
-                if self.config.venue == "coinbase" and ev.symbol in self._trade_bars:
-                    for row in self._trade_bars[ev.symbol].add(ev.ts, ev.price, ev.qty):
-                        await self._offer(ev.symbol, Bar(*row), live=True)
+                builder = parts.trade_bars.get(ev.symbol)
+                if builder is not None:
+                    for row in builder.add(ev.ts, ev.price, ev.qty):
+                        await self._offer_live(ev.symbol, Bar(*row))
                 continue
-            if ev.closed and ev.symbol in self.sequencers:
-                await self._offer(ev.symbol, ev.bar, live=True)
+            if ev.closed and ev.symbol in parts.sequencers:
+                await self._offer_live(ev.symbol, ev.bar)
+
+    async def _offer_live(self, symbol: str, bar: Bar) -> None:
+        assert self.parts is not None
+        self.parts.market.observe_close(bar.ts + self.interval_ms)
+        await self._offer(symbol, bar, live=True)
 
     async def _offer(self, symbol: str, bar: Bar, *, live: bool) -> None:
-        released = await self.sequencers[symbol].offer(bar, live=live)
-        await self._release(released)
+        assert self.parts is not None
+        await self._release(await self.parts.sequencers[symbol].offer(bar, live=live))
 
     async def _release(self, released: list[SequencedBar]) -> None:
         if not released:
             return
+        assert self.parts is not None and self.watchdog is not None
         for sb in released:
-            self._pending[sb.symbol][sb.bar.ts] = sb
+            self.parts.joiner.add(sb)
             if sb.kind == LIVE:
-                self._last_bar_at = time.monotonic()
-                if self.stale:
-                    self.journal_event("fresh", {"ts": sb.bar.ts}, sb.symbol)
-                self.stale = False
+                self.watchdog.live_bar(sb.symbol, sb.bar.ts)
         await self._drain()
 
     async def _drain(self) -> None:
-        """Process joined bars (symbol + reference) in time order."""
-        trader = self.trader
-        assert trader is not None
-        mine = self._pending[self.config.symbol]
-        ref = self._pending.get(self.reference or "", mine)
-        while mine:
-            ts = min(mine)
-            if trader.last_ts is not None and ts <= trader.last_ts:
-                del mine[ts]
-                continue
-            if ts not in ref:
-                if ref and min(ref) > ts:  # the reference history starts later
-                    del mine[ts]
-                    continue
-                return
-            sb = mine.pop(ts)
-            rb = sb if ref is mine else ref.pop(ts)  # the reference may be the symbol
-            if ref is not mine:
-                for old in [t for t in ref if t < ts]:
-                    del ref[old]
-            kind = sb.kind if sb.kind == rb.kind else (CATCHUP if WARMUP not in
-                                                      (sb.kind, rb.kind) else WARMUP)
-            if self.stale and kind == LIVE:
-                kind = CATCHUP
+        """Trade joined bars (symbol + reference) in time order, on the worker thread."""
+        assert self.parts is not None
+        trader = self.parts.trader
+        while (joined := self.parts.joiner.pop_next(trader.last_ts)) is not None:
+            kind = CATCHUP if self.stale and joined.kind == LIVE else joined.kind
             done = asyncio.get_running_loop().run_in_executor(
-                self._worker, trader.process, sb.bar, kind, rb.bar.close)
+                self._worker, trader.process, joined.bar, kind, joined.ref_close)
             try:
                 outcome = await asyncio.shield(done)
             except asyncio.CancelledError:
@@ -394,12 +283,12 @@ class PaperSession:
             self._after(outcome)
 
     def _after(self, out: StepOutcome) -> None:
+        assert self.watchdog is not None
         self.processed += 1
-        if self._last_bar_at is not None:  # a long warm-up or backlog is not staleness
-            self._last_bar_at = time.monotonic()
+        self.watchdog.processed()
         arrived = self._arrivals.pop((self.config.symbol, out.bar.ts), None)
         if arrived is not None and out.kind == LIVE:
-            self.latencies_s.append(time.monotonic() - arrived)
+            self.latencies_s.append(self.clock() - arrived)
         if out.halted and not self.halted:
             self.halted = True
             self._alert("halt", f"drawdown halt fired at {out.bar.ts}; flat for good")
@@ -415,52 +304,18 @@ class PaperSession:
             self._arrivals.clear()
 
     # ---- watchdog, exports, alerts
-    async def _watchdog(self) -> None:
-        cfg = self.config
+    async def _supervise(self) -> None:
+        """The watchdog's checks and the exports, every quarter bar (at most 1 s)."""
+        assert self.watchdog is not None
         while True:
             await asyncio.sleep(min(1.0, self.interval_s / 4))
-            now = time.monotonic()
-            feed = self.feed
-            assert feed is not None
-            if feed.health.state != "live":
-                self._feed_down_since = self._feed_down_since or now
-                if now - self._feed_down_since > cfg.feed_down_alert_s:
-                    self._alert("feed_down", f"feed not live for "
-                                             f"{now - self._feed_down_since:.0f} s: "
-                                             f"{feed.health.last_error}")
-            else:
-                self._feed_down_since = None
-            trader = self.trader
-            if trader is not None and self._last_bar_at is not None and \
-                    now - self._last_bar_at > cfg.stale_after_bars * self.interval_s:
-                if not self.stale:
-                    self.stale = True
-                    feed.health.count("stale_holds")
-                    self.journal_event("stale", {"last_ts": trader.last_ts}, cfg.symbol)
-                await self._rest_fallback()
-            for seq in self.sequencers.values():
-                if seq.stale:
-                    await self._release(await seq.retry())
-            if self.clock() - self._last_export >= cfg.export_every_s:
+            await self.watchdog.check()
+            if self.clock() - self._last_export >= self.config.export_every_s:
                 self._last_export = self.clock()
                 objects = await asyncio.get_running_loop().run_in_executor(
                     self._worker, self._export_objects)
-                await asyncio.to_thread(upload_paper, self.store.blobs, cfg.actor, objects)
-
-    async def _rest_fallback(self) -> None:
-        """While no bar arrives, fetch what REST has (processed as catch-up: no entries)."""
-        for sym, seq in self.sequencers.items():
-            if seq.last_ts is None or seq.backfill is None:
-                continue
-            start = seq.last_ts + self.interval_ms
-            try:
-                bars = await seq.backfill(sym, start, start + 1000 * self.interval_ms)
-            except Exception as exc:
-                seq.health.count("rest_errors")
-                seq.health.last_error = f"REST fallback: {exc}"
-                continue
-            for bar in bars:
-                await self._offer(sym, bar, live=False)
+                await asyncio.to_thread(upload_paper, self.store.blobs, self.config.actor,
+                                        objects)
 
     def _on_gap(self, symbol: str, start: int, end: int, why: str) -> None:
         self.journal_event("gap", {"start": start, "end": end, "why": why}, symbol)
@@ -483,14 +338,8 @@ class PaperSession:
 
     def health(self) -> dict[str, Any]:
         """Plain-JSON health for exports and ``status``."""
-        faults: list[str] = []
+        faults: list[str] = self.watchdog.faults() if self.watchdog is not None else []
         feed = self.feed.health.snapshot() if self.feed is not None else {}
-        now = time.monotonic()
-        if self._feed_down_since is not None and \
-                now - self._feed_down_since > self.config.feed_down_alert_s:
-            faults.append(f"feed down for {now - self._feed_down_since:.0f} s")
-        if self.stale:
-            faults.append("stale: no fresh closed bar")
         if self.halted:
             faults.append("drawdown halt")
         ex = self.executor.status()
@@ -533,5 +382,4 @@ def _pct(x: npt.NDArray[np.float64], q: float) -> float | None:
     return None if not len(x) else round(float(np.percentile(x, q)) * 1000.0, 3)
 
 
-__all__ = ["VENUES", "PaperConfig", "PaperSession", "broker_config", "make_adapter",
-           "reference_symbol"]
+__all__ = ["PaperConfig", "PaperSession"]

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from raytrade.actors.bar_sequencer import LIVE, WARMUP
-from raytrade.actors.journal import BarStep, DecisionRecord, Journal
-from raytrade.actors.paper_broker import Fill, PaperBroker, Rejection
+from raytrade.actors.journal import Journal
+from raytrade.actors.paper_broker import PaperBroker
+from raytrade.actors.records import BarStep, DecisionRecord, StepOutcome
 from raytrade.algos.policy import Policy
 from raytrade.envs.accounting import EQUITY, HALTED, REQUESTED, TARGET, drawdown
 from raytrade.envs.bars import Bar
@@ -48,17 +49,6 @@ F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
-class StepOutcome:
-    """What one bar did, for the session (alerts, metrics, online learning)."""
-
-    bar: Bar
-    kind: str
-    decision: DecisionRecord | None
-    result: Fill | Rejection | None
-    equity: float | None
-    drawdown: float | None
-    halted: bool
-    recorded: bool
 
 
 class SymbolTrader:

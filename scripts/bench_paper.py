@@ -48,7 +48,9 @@ import numpy as np
 import psutil
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_broker import PaperBroker
-from raytrade.actors.paper_session import PaperConfig, PaperSession, broker_config
+from raytrade.actors.paper_config import PaperConfig
+from raytrade.actors.paper_session import PaperSession
+from raytrade.actors.session_factory import broker_config
 from raytrade.actors.symbol_trader import SymbolTrader
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from raytrade.actors.paper_actor import actor_name, run_paper
-from raytrade.actors.paper_session import PaperConfig
+from raytrade.actors.paper_config import PaperConfig
 from raytrade.algos.experiment import ExperimentConfig, LiveConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.storage.policy_store import PolicyStore

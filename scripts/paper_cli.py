@@ -9,13 +9,14 @@ import json
 import os
 import signal
 
+from raytrade.actors.venues.registry import DEFAULT_VENUE, venue_names
 from raytrade.envs.errors import ConfigError
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
     from raytrade.actors.alerts import Notifier, TelegramNotifier, WebhookNotifier
     from raytrade.actors.paper_actor import run_paper
-    from raytrade.actors.paper_session import PaperConfig
+    from raytrade.actors.paper_config import PaperConfig
     from raytrade.algos.train import ray_session
 
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
@@ -46,7 +47,7 @@ def _cmd_paper(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from raytrade.actors.replay_server import Faults, ReplayServer
+    from raytrade.actors.simulators.replay_server import Faults, ReplayServer
     from raytrade.envs.io import load_bars
     from raytrade.envs.market import resolve_sources
     from raytrade.envs.resample import align
@@ -79,7 +80,9 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pa.add_argument("--store", required=True, help="run store: file:///path or s3://bucket/x")
     pa.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
     pa.add_argument("--channel", default="paper", help="channel to follow (default paper)")
-    pa.add_argument("--feed", default="binance", choices=("binance", "coinbase", "replay"))
+    pa.add_argument("--feed", default=DEFAULT_VENUE, choices=venue_names(),
+                    help="venue (the registry in actors/venues/registry.py); replay: the "
+                         "`raytrade feed replay` server")
     pa.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
     pa.add_argument("--interval", default="5m", help="bar interval (the policy's)")
     pa.add_argument("--feed-url", help="websocket base URL (testnet, Binance.US, replay)")
@@ -89,7 +92,8 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                     "local Ray")
     pa.add_argument("--initial-equity", type=float, default=10_000.0)
     pa.add_argument("--reference-symbol", help="the venue's symbol for the policy's "
-                    "reference asset (default: the FeatureSpec's; BTC-USD on Coinbase)")
+                    "reference asset (default: the venue's spelling of the FeatureSpec's, "
+                    "e.g. BTC-USD on Coinbase)")
     pa.add_argument("--warmup-bars", type=int, default=None,
                     help="history fetched over REST before the first decision "
                          "(default: what the policy's FeatureSpec needs)")

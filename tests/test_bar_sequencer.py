@@ -1,13 +1,14 @@
 """Closed bars in order with no gap: REST backfill before the next decision, or a stale
-hold that the journal hears about."""
+hold that the journal hears about; then joined with the reference asset's bars."""
 
 from __future__ import annotations
 
 import asyncio
 
-from raytrade.actors.bar_sequencer import CATCHUP, LIVE, WARMUP, BarSequencer
+from raytrade.actors.bar_joiner import BarJoiner, JoinedBar
+from raytrade.actors.bar_sequencer import CATCHUP, LIVE, WARMUP, BarSequencer, SequencedBar
 from raytrade.actors.health import FeedHealth
-from raytrade.actors.rest_klines import RestUnavailableError
+from raytrade.actors.venues.http import RestUnavailableError
 from raytrade.envs.bars import Bar, BarTable
 
 MS = 300_000
@@ -72,3 +73,33 @@ def test_sequencer_rejects_rest_bars_that_do_not_cover_the_gap(btc: BarTable) ->
         assert await seq.offer(table.bar(9)) == []
     asyncio.run(main())
     assert seq.stale
+
+
+def test_joiner_pairs_symbol_and_reference_by_open_time_in_order(btc: BarTable,
+                                                                   eth: BarTable) -> None:
+    joiner = BarJoiner("ETHUSDT", "BTCUSDT")
+    assert joiner.symbols == ("ETHUSDT", "BTCUSDT")
+
+    def sb(table: BarTable, i: int, kind: str) -> SequencedBar:
+        return SequencedBar(table.symbol, table.bar(i), kind)
+
+    # ETH 3..6 arrive first; BTC's history starts at 4: ETH 3 can never be joined
+    for i in range(3, 7):
+        joiner.add(sb(eth, i, LIVE if i == 6 else CATCHUP))
+    assert joiner.pop_next(None) is None  # nothing of BTC yet: wait
+    joiner.add(sb(btc, 4, WARMUP))
+    joiner.add(sb(btc, 5, CATCHUP))
+    first = joiner.pop_next(None)
+    assert first == JoinedBar(eth.bar(4), WARMUP, float(btc.close[4]))  # warm-up wins
+    assert joiner.pop_next(int(eth.ts[4])) == JoinedBar(eth.bar(5), CATCHUP,
+                                                        float(btc.close[5]))
+    assert joiner.pop_next(int(eth.ts[5])) is None  # ETH 6 waits for BTC 6
+    joiner.add(sb(btc, 6, LIVE))
+    assert joiner.pop_next(int(eth.ts[5])) == JoinedBar(eth.bar(6), LIVE, float(btc.close[6]))
+    # already traded bars are dropped; no reference: a bar is its own pair
+    joiner.add(sb(eth, 6, LIVE))
+    assert joiner.pop_next(int(eth.ts[6])) is None and joiner.waiting() == 0
+    alone = BarJoiner("BTCUSDT", "BTCUSDT")
+    assert alone.symbols == ("BTCUSDT",)
+    alone.add(sb(btc, 9, LIVE))
+    assert alone.pop_next(None) == JoinedBar(btc.bar(9), LIVE, float(btc.close[9]))

@@ -4,14 +4,15 @@ time (README "The fault model", feed rows)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
-from raytrade.actors.binance import BinanceSpot
 from raytrade.actors.events import KlineEvent, MarketEvent
 from raytrade.actors.feed_client import FeedClient, FeedConfig
-from raytrade.actors.replay_server import Faults, ReplayServer
-from raytrade.actors.venue import Subscription
+from raytrade.actors.simulators.replay_server import Faults, ReplayServer
+from raytrade.actors.venues.binance import BinanceSpot
+from raytrade.actors.venues.protocol import Subscription
 from raytrade.envs.bars import BarTable
 from raytrade.scripts.s3_local import free_port
 
@@ -130,3 +131,46 @@ def test_feed_answers_server_pings_and_stays_connected(btc: BarTable) -> None:
     feed, _, got = run_feed(btc, Faults(), bars=40, config=cfg, ping_interval_s=0.05)
     assert feed.health.counters["connects"] == 1
     assert np.array_equal(closed(got), btc.ts[:40])
+
+
+def test_feed_reconnects_after_healthy_periods_wait_the_first_backoff_step(
+        btc: BarTable) -> None:
+    # four abrupt disconnects, each after a connection that delivered fresh bars: every
+    # reconnect waits the first step (0.01-0.02 s), not 0.04, 0.08, 0.16 s ...
+    feed, _, got = run_feed(btc, Faults(disconnect_at=frozenset({10, 20, 30, 40})))
+    delays = list(feed.health.recent_backoff_s)
+    assert feed.health.counters["disconnects"] == 4 and len(delays) == 4
+    assert max(delays) <= FAST.initial_backoff_s, delays
+    assert closed(got)[-1] == int(btc.ts[59])
+
+
+def test_feed_idle_timeout_closes_the_socket_cleanly_with_code_1000(btc: BarTable) -> None:
+    feed, server, _ = run_feed(btc, Faults(silence_at={10: 1.5}), bars=150)
+    assert feed.health.counters["idle_timeouts"] == 1
+    # the server saw our closing handshake, with a normal closure (not 1011)
+    assert server.client_close_codes[1000] >= 1 and server.client_close_codes[1011] == 0
+
+
+def test_feed_server_close_1000_reconnects_and_resubscribes(btc: BarTable) -> None:
+    feed, server, got = run_feed(btc, Faults(normal_close_at=frozenset({15})))
+    h = feed.health
+    assert h.counters["disconnects"] == 1 and h.close_codes[1000] == 1
+    assert h.counters["connects"] == 2 and server.stats["connections"] == 2
+    ts = closed(got)
+    assert ts[-1] == int(btc.ts[59]) and ts == sorted(set(ts))
+
+
+def test_feed_connection_age_limit_hands_over_without_losing_a_bar(btc: BarTable) -> None:
+    # a 0.25 s connection limit (Binance: 24 h) over 100 bars of 20 ms: the client opens
+    # a new connection before leaving the old one, every time
+    cfg = dataclasses.replace(FAST, max_connection_s=0.25)
+    feed, server, got = run_feed(btc, Faults(), bars=100, config=cfg)
+    h = feed.health
+    assert h.counters["handovers"] >= 4
+    assert h.counters["connects"] == h.counters["handovers"] + 1
+    assert h.counters["disconnects"] == 0 and h.counters["idle_timeouts"] == 0
+    # every closed bar exactly once and in order: no loss, the overlap deduplicated
+    assert closed(got) == [int(t) for t in btc.ts[:100]]
+    assert h.counters["duplicates"] >= 1
+    # each old connection was closed by us, cleanly
+    assert server.client_close_codes[1000] >= h.counters["handovers"]

@@ -27,7 +27,7 @@ import pytest
 import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import run_paper
-from raytrade.actors.paper_session import PaperConfig
+from raytrade.actors.paper_config import PaperConfig
 from raytrade.envs.features.warmup import feature_warmup_bars
 
 from tests.live_setup import backtest, bars, paper_store, replay_process, write_csv

@@ -23,13 +23,14 @@ import pytest
 import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
-from raytrade.actors.paper_session import PaperConfig, PaperSession
+from raytrade.actors.paper_config import PaperConfig
+from raytrade.actors.paper_session import PaperSession
+from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import QUEUE_NAME, LiveExperienceQueue
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
 
-from tests.coinbase_server import CoinbaseServer
 from tests.live_setup import bars, paper_store, replay_process, write_csv
 
 START = 300  # first streamed bar; the quick spec needs about 140 bars of warm-up
@@ -144,6 +145,69 @@ def test_rest_outage_holds_the_symbol_stale_and_journals_the_gap(tmp_path: Path)
     assert kinds[int(eth.ts[gap])] == "catchup"
     assert kinds[int(eth.ts[gap + 5])] == "catchup"  # waited out the outage
     assert kinds[int(eth.ts[-1])] == "live"
+
+
+def test_rest_fallback_while_stale_never_journals_a_bar_still_in_progress(
+        tmp_path: Path) -> None:
+    # the stream goes silent for 3 s (60 bars) with the socket open: after 10 bars
+    # without data the symbol is stale and the watchdog polls REST, whose reply (like
+    # Binance's) ends with the kline still in progress: partial close and volume
+    eth, data = market(tmp_path, 160)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    silence = START + 20
+    with replay_process(data, speed=SPEED, start=START,
+                        faults={"silence_at": {str(silence): 3.0}}) as info:
+        config = session_config(tmp_path, info, stale_after_bars=10)
+        session = PaperSession(config, store)
+        run_session(session, 60, finished(int(eth.ts[-1])))
+    counters = session.health()["feed"]["counters"]
+    assert counters["stale_holds"] >= 1 and counters["rest_open_bars"] >= 1
+    # bars of the silence came over REST, as catch-up, after the stale hold
+    kinds = dict(journal_rows(config.journal_path, "SELECT ts, kind FROM bars "
+                                                   "WHERE symbol='ETHUSDT'"))
+    assert kinds[int(eth.ts[silence + 15])] == "catchup"
+    # every journaled bar is the exchange's closed bar: none was taken while open
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]), int(eth.ts[-1]))
+    journaled = journal_rows(config.journal_path, "SELECT ts, open, high, low, close, volume "
+                                                  "FROM bars WHERE symbol='ETHUSDT'")
+    first = int(eth.ts[0])
+    wrong = [row for row in journaled
+             if row[1:] != tuple(float(x[(row[0] - first) // 300_000]) for x in
+                                 (eth.open, eth.high, eth.low, eth.close, eth.volume))]
+    assert not wrong, f"{len(wrong)} bars differ from the exchange's, first {wrong[0]}"
+
+
+def test_staleness_follows_the_injected_clock_not_the_system_clock(tmp_path: Path) -> None:
+    # production intervals (speed 1: stale after 2 x 5 min) on a fake clock: the stream
+    # goes silent for 3 s of real time, the test moves the clock 700 s on, and the session
+    # goes stale at once and fetches the missing bars over REST, without waiting 10 min
+    eth, data = market(tmp_path, 100)
+    store, _ = paper_store(tmp_path / "store", quick=True)
+    silence = START + 20
+    offset = {"s": 0.0}
+
+    def clock() -> float:
+        return time.time() + offset["s"]
+
+    def jump(s: PaperSession) -> None:
+        if not offset["s"] and s.trader is not None and \
+                (s.trader.last_ts or 0) >= int(eth.ts[silence - 1]):
+            offset["s"] = 700.0
+
+    with replay_process(data, speed=SPEED, start=START,
+                        faults={"silence_at": {str(silence): 3.0}}) as info:
+        config = session_config(tmp_path, info, speed=1.0, stale_after_bars=2)
+        session = PaperSession(config, store, clock=clock)
+        run_session(session, 60, finished(int(eth.ts[-1])), jump)
+    assert offset["s"] and session.health()["feed"]["counters"]["stale_holds"] == 1
+    events = [k for (k,) in journal_rows(config.journal_path, "SELECT kind FROM events "
+                                         "WHERE kind IN ('stale', 'fresh') ORDER BY id")]
+    assert events == ["stale", "fresh"]
+    # the two bars closed by then on the moved clock came over REST while stale
+    kinds = dict(journal_rows(config.journal_path, "SELECT ts, kind FROM bars "
+                                                   "WHERE symbol='ETHUSDT'"))
+    assert kinds[int(eth.ts[silence])] == kinds[int(eth.ts[silence + 1])] == "catchup"
+    assert_contiguous(config.journal_path, int(eth.ts[START - 100]), int(eth.ts[-1]))
 
 
 def test_slow_inference_never_blocks_the_reader_and_queues_stay_bounded(

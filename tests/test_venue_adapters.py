@@ -1,13 +1,14 @@
-"""Venue adapters: every malformed or wrongly shaped message is rejected by the schema."""
+"""Venue adapters: every malformed or wrongly shaped message is rejected by the schema;
+the registry builds every venue, and the wing keeps its boundaries."""
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
-from raytrade.actors.binance import BinanceSpot, parse_rest_klines
-from raytrade.actors.coinbase import CoinbaseExchange
-from raytrade.actors.coinbase_rest import fill_empty, parse_candles
+import raytrade.actors
 from raytrade.actors.events import (
     Ignored,
     KlineEvent,
@@ -18,8 +19,15 @@ from raytrade.actors.events import (
     SubscribeFailed,
     TradeEvent,
 )
-from raytrade.actors.venue import Subscription
+from raytrade.actors.paper_config import PaperConfig
+from raytrade.actors.venues.binance import BinanceSpot
+from raytrade.actors.venues.binance_rest import parse_rest_klines
+from raytrade.actors.venues.coinbase import CoinbaseExchange
+from raytrade.actors.venues.coinbase_rest import fill_empty, parse_candles
+from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
+from raytrade.actors.venues.registry import build_venue, venue_factory, venue_names
 from raytrade.envs.bars import Bar
+from raytrade.envs.errors import ConfigError
 
 BIN = BinanceSpot(Subscription(("BTCUSDT",), "1m", trades=True))
 KLINE = {"e": "kline", "E": 1672515782136, "s": "BNBBTC", "k": {
@@ -141,3 +149,99 @@ def test_coinbase_candles_are_validated_ordered_and_empty_intervals_filled() -> 
                      ({"message": "NotFound"}, "not a JSON array")):
         with pytest.raises(MessageRejectedError, match=why):
             parse_candles(bad, "ETH-USD", ms, "candles")
+
+
+# ---- the registry and the wing's boundaries
+
+def test_registry_lists_every_venue_and_builds_each_without_an_order_side() -> None:
+    assert venue_names() == ("binance", "coinbase", "replay")
+    for name in venue_names():
+        venue = build_venue(name, VenueEndpoints("ws://127.0.0.1:1", "http://127.0.0.1:1"))
+        assert venue.name == name and venue_factory(name).capabilities == venue.capabilities
+        assert venue.execution is None and not venue.capabilities.execution
+        adapter = venue.stream(Subscription(("BTCUSDT",), "5m"))
+        assert adapter.venue == name and adapter.url().startswith("ws://127.0.0.1:1")
+    assert venue_factory("coinbase").capabilities.bar_source == "trades"
+    assert venue_factory("binance").capabilities.bar_source == "klines"
+
+
+def test_paper_config_unknown_venue_or_interval_is_refused_naming_the_rule() -> None:
+    with pytest.raises(ConfigError, match=r"unknown venue 'kraken'.*binance, coinbase, replay"):
+        PaperConfig(actor="a", symbol="BTCUSDT", venue="kraken")
+    with pytest.raises(ConfigError, match=r"venue 'coinbase' serves .* not 3m"):
+        PaperConfig(actor="a", symbol="BTC-USD", venue="coinbase", interval="3m")
+    assert PaperConfig(actor="a", symbol="BTC-USD", venue="coinbase").interval == "5m"
+
+
+def test_replay_venue_without_its_server_urls_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"replay.*feed_url and rest_url"):
+        build_venue("replay", VenueEndpoints(ws_url="ws://127.0.0.1:9443"))
+
+
+def test_venue_symbol_maps_feature_spec_symbols_to_each_venue() -> None:
+    coinbase = build_venue("coinbase", VenueEndpoints())
+    assert [coinbase.venue_symbol(s) for s in ("BTCUSDT", "ETHUSDC", "SOLUSD", "BTC-USD")] \
+        == ["BTC-USD", "ETH-USD", "SOL-USD", "BTC-USD"]
+    with pytest.raises(ConfigError, match="no Coinbase product for BTCEUR"):
+        coinbase.venue_symbol("BTCEUR")
+    assert build_venue("binance", VenueEndpoints()).venue_symbol("btcusdt") == "BTCUSDT"
+
+
+ACTORS = Path(raytrade.actors.__file__).resolve().parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_sibling_venues_share_only_neutral_modules_and_never_import_simulators() -> None:
+    families = {"binance", "coinbase"}
+    for path in sorted((ACTORS / "venues").glob("*.py")):
+        if path.stem == "registry":  # lists every venue, the replay one included
+            continue
+        modules = _imports(path)
+        imported = {m.rsplit(".", 1)[-1] for m in modules
+                    if m.startswith("raytrade.actors.venues.")}
+        own = path.stem.split("_")[0]
+        assert not {m for m in imported if m.split("_")[0] in families - {own}}, path.name
+        assert not any(m.startswith("raytrade.actors.simulators") for m in modules), path.name
+
+
+def _venue_switches(path: Path) -> list[int]:
+    """Lines comparing with a venue name, or listing venue names in a tuple/list/set."""
+    names = set(venue_names())
+
+    def named(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) and node.value in names
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            operands = list(node.elts)
+        else:
+            continue
+        if any(map(named, operands)):
+            out.append(node.lineno)
+    return out
+
+
+def test_no_module_outside_the_wing_switches_on_a_venue_name(tmp_path: Path) -> None:
+    # a venue's name is written in its own class; everything else asks the registry
+    outside = [p for p in ACTORS.rglob("*.py") if "venues" not in p.parts]
+    outside.append(ACTORS.parent / "scripts" / "paper_cli.py")
+    for path in outside:
+        assert _venue_switches(path) == [], path.name
+    # the check finds the switches this project used to have
+    old = tmp_path / "switch.py"
+    old.write_text('VENUES = ("binance", "coinbase", "replay")\n'
+                   'rest = 1 if config.venue == "coinbase" else 2\n')
+    assert _venue_switches(old) == [1, 2]

@@ -1,4 +1,5 @@
-"""Field checks shared by the venue adapters: every number from a feed passes here.
+"""Frame and field checks shared by every venue adapter: every frame and number from a
+feed or REST reply passes here (a neutral module: venues never import each other).
 
 Exchanges send prices and sizes as decimal strings. A value is accepted only if it is a
 string or a JSON number (never a boolean or null), parses as a float, and is finite
@@ -7,11 +8,21 @@ string or a JSON number (never a boolean or null), parses as a float, and is fin
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from raytrade.actors.events import MessageRejectedError
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """The JSON value of a frame; a rejection for truncated text, trailing commas, binary
+    garbage or anything else that is not JSON."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MessageRejectedError(f"malformed JSON ({exc.__class__.__name__})", raw) from None
 
 
 def field(obj: Mapping[str, Any], key: str, raw: str | bytes) -> Any:

@@ -1,4 +1,5 @@
-"""Binance spot market streams: closed klines, trades and best bid/ask, plus REST klines.
+"""Binance spot: the venue (``BinanceVenue``) and its market streams: closed klines,
+trades and best bid/ask. REST klines are in ``binance_rest.py``.
 
 Connects to the combined endpoint (``<base>/stream``) and subscribes with
 ``{"method": "SUBSCRIBE", "params": [...], "id": N}``, so every event arrives wrapped as
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from raytrade.actors.events import (
     FeedEvent,
@@ -24,31 +25,25 @@ from raytrade.actors.events import (
     SubscribeFailed,
     TradeEvent,
 )
-from raytrade.actors.schema import field, integer, number, ohlcv, text
-from raytrade.actors.venue import Subscription
+from raytrade.actors.venues.binance_rest import RestKlines
+from raytrade.actors.venues.execution import OrderExecution
+from raytrade.actors.venues.protocol import Capabilities, Subscription, VenueEndpoints
+from raytrade.actors.venues.schema import field, integer, number, ohlcv, parse_json, text
 from raytrade.envs.bars import Bar
 from raytrade.envs.intervals import interval_to_ms
 
 DEFAULT_WS = "wss://stream.binance.com:9443"
-DEFAULT_REST = "https://api.binance.com"
-
-
-def parse_json(raw: str | bytes) -> Any:
-    """The JSON value of a frame; a rejection for truncated text, trailing commas, binary
-    garbage or anything else that is not JSON."""
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise MessageRejectedError(f"malformed JSON ({exc.__class__.__name__})", raw) from None
+INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
+             "3d", "1w")
+"""Kline intervals of the spot streams and REST API."""
 
 
 class BinanceSpot:
-    """Venue adapter for Binance spot (and any server speaking its protocol)."""
+    """Stream adapter for Binance spot (and any server speaking its protocol)."""
 
-    venue = "binance"
-    has_klines = True
-
-    def __init__(self, subscription: Subscription, ws_url: str | None = None) -> None:
+    def __init__(self, subscription: Subscription, ws_url: str | None = None, *,
+                 venue: str = "binance") -> None:
+        self.venue = venue
         self.subscription = subscription
         self.interval_ms = interval_to_ms(subscription.interval)
         self.base = (ws_url or DEFAULT_WS).rstrip("/")
@@ -150,24 +145,30 @@ def _is_interval(s: str) -> bool:
     return True
 
 
-def parse_rest_klines(data: Any, symbol: str, interval_ms: int, source: str) -> list[Bar]:
-    """Bars from a ``GET /api/v3/klines`` reply (arrays of 12 fields), validated like the
-    stream; ``MessageRejectedError`` naming the row otherwise."""
-    if not isinstance(data, list):
-        raise MessageRejectedError(f"{source}: klines reply is not a JSON array", str(data))
-    bars = []
-    for i, row in enumerate(data):
-        if not isinstance(row, list) or len(row) < 6:
-            raise MessageRejectedError(f"{source}: row {i} is not a kline array", str(row))
-        fields = dict(zip(("t", "o", "h", "l", "c", "v"), row[:6], strict=True))
-        try:
-            t = integer(fields, "t", "")
-            o, h, lo, c, v = ohlcv(fields, "")
-        except MessageRejectedError as exc:
-            raise MessageRejectedError(f"{source}: {symbol} row {i}: {exc.reason}",
-                                       str(row)) from None
-        if t % interval_ms:
-            raise MessageRejectedError(f"{source}: {symbol} row {i}: open time {t} not "
-                                       "aligned", str(row))
-        bars.append(Bar(t, o, h, lo, c, v))
-    return bars
+class BinanceVenue:
+    """Binance spot market data (``protocol.Venue``): the kline stream with trades and
+    ``bookTicker`` quotes, REST klines, symbols as FeatureSpecs write them."""
+
+    name: ClassVar[str] = "binance"
+    capabilities: ClassVar[Capabilities] = Capabilities(bar_source="klines", quotes=True,
+                                                        intervals=INTERVALS)
+
+    def __init__(self, endpoints: VenueEndpoints) -> None:
+        self.endpoints = endpoints
+
+    @property
+    def execution(self) -> OrderExecution | None:
+        """No order side yet."""
+        return None
+
+    def stream(self, subscription: Subscription) -> BinanceSpot:
+        """The combined-stream adapter."""
+        return BinanceSpot(subscription, self.endpoints.ws_url, venue=self.name)
+
+    def history(self) -> RestKlines:
+        """``GET /api/v3/klines``."""
+        return RestKlines(self.endpoints.rest_url)
+
+    def venue_symbol(self, symbol: str) -> str:
+        """Binance spells symbols as FeatureSpecs do (``BTCUSDT``)."""
+        return symbol.upper()

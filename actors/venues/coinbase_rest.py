@@ -1,11 +1,14 @@
 """Coinbase Exchange REST candles (``GET /products/<id>/candles``): warm-up history and gap
-backfill for the Coinbase feed, with the same ``fetch`` as ``RestKlines``.
+backfill for the Coinbase feed (a ``protocol.BarHistory``).
 
 Coinbase answers at most 300 candles per request, newest first, as
 ``[time_s, low, high, open, close, volume]``, and leaves out intervals without trades.
 Those are filled the way the live bar builder (``envs/trade_bars.py``) fills them: a flat
 bar at the previous close with volume 0; to know that close, each request starts one
 interval early. Rows are validated like the stream (``MessageRejectedError`` names the row).
+A range reaching past the current interval returns the candle in progress and flat bars
+for intervals that have not happened yet: the session keeps only bars whose close time
+has passed (``actors/watchdog.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from raytrade.actors.events import MessageRejectedError
-from raytrade.actors.rest_klines import get_json
-from raytrade.actors.schema import number, ohlcv
+from raytrade.actors.venues.http import get_json
+from raytrade.actors.venues.schema import number, ohlcv
 from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import interval_to_ms
@@ -26,6 +29,8 @@ from raytrade.envs.intervals import interval_to_ms
 DEFAULT_REST = "https://api.exchange.coinbase.com"
 PAGE = 300
 GRANULARITIES_S = (60, 300, 900, 3600, 21600, 86400)
+GRANULARITIES = ("1m", "5m", "15m", "1h", "6h", "1d")
+"""``GRANULARITIES_S`` as intervals."""
 
 
 def parse_candles(data: Any, product: str, interval_ms: int, source: str) -> list[Bar]:

@@ -4,17 +4,21 @@ with a matching REST klines endpoint, and faults injected on request.
 The server keeps one virtual clock for every connection: ``speed`` virtual milliseconds per
 real millisecond from the moment it starts (or from the first subscription with
 ``start_on_connect``). A bar is streamed once its close time has passed on that clock: an
-in-progress kline (``"x": false``) at the bar's middle, a ``bookTicker`` around its close,
-optionally four trades (open, low/high, close), then the closed kline (``"x": true``) with
-``E`` = its close time. A client that connects late, or loses its connection, misses the
-bars closed meanwhile, exactly like on a real exchange, and finds them over REST:
-``GET /api/v3/klines`` answers with the bars closed by the virtual clock (Binance's
-``startTime``, ``endTime``, ``limit`` semantics; ``GET /api/v3/time`` gives the clock).
+in-progress kline (``"x": false``, the bar so far) at the bar's middle, a ``bookTicker``
+around its close, optionally its four trades (``bar_script.py``), then the closed kline
+(``"x": true``) with ``E`` = its close time. A client that connects late, or loses its
+connection, misses the bars closed meanwhile, exactly like on a real exchange, and finds
+them over REST: ``GET /api/v3/klines`` answers with Binance's ``startTime``, ``endTime``,
+``limit`` semantics and, like Binance, includes the kline still in progress when the
+range reaches it (partial high, low, close and volume per the virtual clock, close time in
+the future); ``GET /api/v3/time`` gives the clock.
 
 Endpoints: ``ws://HOST:PORT/stream`` (send ``SUBSCRIBE``), ``/stream?streams=a/b`` and
 ``/ws/<stream>``; ``http://HOST:PORT/api/v3/klines``. ``Faults`` schedules disconnects,
-silences, duplicates, out-of-order and malformed frames, skipped bars (gaps), server
-shutdown notices, refused subscriptions and failing REST calls, keyed by bar index.
+closes (1000 and 1001), silences, duplicates, out-of-order and malformed frames, skipped
+bars (gaps), server shutdown notices, refused subscriptions and failing REST calls, keyed
+by bar index. ``client_close_codes`` counts the close codes of the closing handshakes
+that clients started.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import json
 import logging
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from typing import Any
 
-from raytrade.envs.bars import BarTable
+from raytrade.actors.simulators.bar_script import bar_in_progress, bar_trades
+from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import ms_to_interval
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -48,6 +54,8 @@ class Faults:
     """Close the connection abruptly (no close frame: the client sees 1006) before it."""
     close_at: frozenset[int] = frozenset()
     """Close with code 1001 (going away) before it."""
+    normal_close_at: frozenset[int] = frozenset()
+    """Close with code 1000 (normal closure) before it."""
     silence_at: Mapping[int, float] = field(default_factory=dict)
     """Stop sending for this many real seconds (TCP stays open) before it."""
     duplicate_at: frozenset[int] = frozenset()
@@ -102,31 +110,21 @@ class Faults:
         return cls(**kw)
 
 
-def kline_message(symbol: str, interval: str, interval_ms: int, table: BarTable, i: int,
-                  closed: bool, event_ms: int) -> dict[str, Any]:
-    """Binance's kline event for bar ``i`` of ``table``."""
-    t = int(table.ts[i])
+def kline_message(symbol: str, interval: str, interval_ms: int, bar: Bar, closed: bool,
+                  event_ms: int, first_trade: int) -> dict[str, Any]:
+    """Binance's kline event for ``bar`` (final when ``closed``, else the bar so far)."""
     return {"e": "kline", "E": event_ms, "s": symbol, "k": {
-        "t": t, "T": t + interval_ms - 1, "s": symbol, "i": interval, "f": i * 4,
-        "L": i * 4 + 3, "o": repr(float(table.open[i])), "c": repr(float(table.close[i])),
-        "h": repr(float(table.high[i])), "l": repr(float(table.low[i])),
-        "v": repr(float(table.volume[i])), "n": 4, "x": closed, "q": "0", "V": "0", "Q": "0",
-        "B": "0"}}
+        "t": bar.ts, "T": bar.ts + interval_ms - 1, "s": symbol, "i": interval,
+        "f": first_trade, "L": first_trade + 3, "o": repr(bar.open), "c": repr(bar.close),
+        "h": repr(bar.high), "l": repr(bar.low), "v": repr(bar.volume), "n": 4, "x": closed,
+        "q": "0", "V": "0", "Q": "0", "B": "0"}}
 
 
-def trade_messages(symbol: str, table: BarTable, i: int, interval_ms: int
-                   ) -> list[dict[str, Any]]:
-    """Four trades that rebuild bar ``i`` exactly: open, low and high (in the order that
-    matches the bar's direction), close; a quarter of the volume each."""
-    t0 = int(table.ts[i])
-    o, h, lo, c = (float(table.open[i]), float(table.high[i]), float(table.low[i]),
-                   float(table.close[i]))
-    prices = (o, lo, h, c) if c >= o else (o, h, lo, c)
-    q = float(table.volume[i]) / 4.0
-    step = interval_ms // 5
-    return [{"e": "trade", "E": t0 + (j + 1) * step, "s": symbol, "t": i * 4 + j,
-             "p": repr(p), "q": repr(q), "T": t0 + (j + 1) * step, "m": False, "M": True}
-            for j, p in enumerate(prices)]
+def trade_messages(symbol: str, table: BarTable, i: int) -> list[dict[str, Any]]:
+    """Binance trade events for the trades that rebuild bar ``i`` (``bar_trades``)."""
+    return [{"e": "trade", "E": t.ts, "s": symbol, "t": t.trade_id, "p": repr(t.price),
+             "q": repr(t.qty), "T": t.ts, "m": False, "M": True}
+            for t in bar_trades(table, i)]
 
 
 def book_message(symbol: str, table: BarTable, i: int, half_spread: float) -> dict[str, Any]:
@@ -188,6 +186,8 @@ class ReplayServer:
         self._server: Server | None = None
         self._fired: set[tuple[str, int]] = set()
         self.stats = {"connections": 0, "frames": 0, "rest_requests": 0}
+        self.client_close_codes: Counter[int] = Counter()
+        """How many closing handshakes clients started, by close code."""
         self.done = asyncio.Event()
 
     # ---- the virtual clock
@@ -198,9 +198,10 @@ class ReplayServer:
             return base
         return base + int((time.monotonic() - self._t0) * 1000.0 * self.speed)
 
-    def closed_until(self) -> int:
-        """Index one past the last bar closed by the virtual clock (capped at ``stop``)."""
-        now = self.now_ms()
+    def closed_until(self, now: int | None = None) -> int:
+        """Index one past the last bar closed by the virtual clock (capped at ``stop``),
+        now or at virtual time ``now``."""
+        now = self.now_ms() if now is None else now
         # bars are regular: index arithmetic instead of a search
         k = self.start + max(0, (now - int(self.ts[self.start])) // self.interval_ms)
         return min(int(k), self.stop)
@@ -260,7 +261,8 @@ class ReplayServer:
                                                                  "msg": str(exc)})
 
     def klines(self, params: Mapping[str, str]) -> list[list[Any]]:
-        """Binance ``/api/v3/klines`` over the bars closed by the virtual clock."""
+        """Binance ``/api/v3/klines`` over the bars opened by the virtual clock: closed
+        bars final, the one in progress as it stands (module docstring)."""
         symbol = params["symbol"].upper()
         if symbol not in self.tables:
             raise ValueError(f"Invalid symbol {symbol}")
@@ -268,7 +270,9 @@ class ReplayServer:
             raise ValueError(f"this replay serves {self.interval} only")
         limit = min(int(params.get("limit", 500)), 1000)
         table = self.tables[symbol]
-        hi = self.closed_until()
+        now = self.now_ms()
+        closed = self.closed_until(now)
+        hi = closed + 1 if closed < self.stop else closed  # the bar in progress
         lo = 0
         if "endTime" in params:
             hi = min(hi, int((int(params["endTime"]) - int(table.ts[0])) //
@@ -280,11 +284,10 @@ class ReplayServer:
             lo = max(0, hi - limit)
         rows = []
         for i in range(lo, max(lo, hi)):
-            t = int(table.ts[i])
-            rows.append([t, repr(float(table.open[i])), repr(float(table.high[i])),
-                         repr(float(table.low[i])), repr(float(table.close[i])),
-                         repr(float(table.volume[i])), t + self.interval_ms - 1, "0", 4, "0",
-                         "0", "0"])
+            bar = table.bar(i) if i < closed else bar_in_progress(table, i, now)
+            rows.append([bar.ts, repr(bar.open), repr(bar.high), repr(bar.low),
+                         repr(bar.close), repr(bar.volume), bar.ts + self.interval_ms - 1,
+                         "0", 4, "0", "0", "0"])
         return rows
 
     # ---- websocket
@@ -314,6 +317,10 @@ class ReplayServer:
         finally:
             waiter.cancel()
             reader.cancel()
+            await conn.wait_closed()
+            rcvd = conn.protocol.close_rcvd
+            if conn.protocol.close_rcvd_then_sent and rcvd is not None:  # the client's close
+                self.client_close_codes[rcvd.code] += 1
 
     async def _read_requests(self, conn: ServerConnection, streams: set[str],
                              subscribed: asyncio.Event) -> None:
@@ -365,6 +372,9 @@ class ReplayServer:
             if self._once("close", i, f.close_at):
                 await conn.close(1001, "going away")
                 return
+            if self._once("normal_close", i, f.normal_close_at):
+                await conn.close(1000, "normal closure")
+                return
             if self._once("shutdown", i, f.shutdown_at):
                 await self._send(conn, combined, "", {"e": "serverShutdown", "E": close_ms})
                 await asyncio.sleep(0.05)
@@ -393,18 +403,20 @@ class ReplayServer:
             s = sym.lower()
             kname = f"{s}@kline_{self.interval}"
             if kname in streams and not closed_only:
+                middle = event_ms - self.interval_ms // 2
                 await self._send(conn, combined, kname, kline_message(
-                    sym, self.interval, self.interval_ms, table, i, False,
-                    event_ms - self.interval_ms // 2))
+                    sym, self.interval, self.interval_ms, bar_in_progress(table, i, middle),
+                    False, middle, i * 4))
             if f"{s}@trade" in streams and not closed_only:
-                for msg in trade_messages(sym, table, i, self.interval_ms):
+                for msg in trade_messages(sym, table, i):
                     await self._send(conn, combined, f"{s}@trade", msg)
             if f"{s}@bookTicker" in streams and not closed_only:
                 await self._send(conn, combined, f"{s}@bookTicker",
                                  book_message(sym, table, i, self.half_spread))
             if kname in streams:
                 await self._send(conn, combined, kname, kline_message(
-                    sym, self.interval, self.interval_ms, table, i, True, event_ms))
+                    sym, self.interval, self.interval_ms, table.bar(i), True, event_ms,
+                    i * 4))
 
     async def _send(self, conn: ServerConnection, combined: bool, stream: str,
                     data: dict[str, Any]) -> None:

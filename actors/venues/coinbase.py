@@ -1,4 +1,6 @@
-"""Coinbase Exchange market data: ``matches`` (trades) and ``ticker`` (best bid/ask).
+"""Coinbase Exchange: the venue (``CoinbaseVenue``) and its market data stream:
+``matches`` (trades) and ``ticker`` (best bid/ask). REST candles are in
+``coinbase_rest.py``.
 
 Coinbase has no kline stream: bars are built from the matches (``trade_bars.py``), the
 same way the offline resampler builds them from a trade file. Each message carries a
@@ -11,9 +13,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from raytrade.actors.binance import parse_json
 from raytrade.actors.events import (
     FeedEvent,
     Ignored,
@@ -23,8 +24,11 @@ from raytrade.actors.events import (
     SubscribeFailed,
     TradeEvent,
 )
-from raytrade.actors.schema import integer, number, text
-from raytrade.actors.venue import Subscription
+from raytrade.actors.venues.coinbase_rest import GRANULARITIES, CoinbaseCandles
+from raytrade.actors.venues.execution import OrderExecution
+from raytrade.actors.venues.protocol import Capabilities, Subscription, VenueEndpoints
+from raytrade.actors.venues.schema import integer, number, parse_json, text
+from raytrade.envs.errors import ConfigError
 
 DEFAULT_WS = "wss://ws-feed.exchange.coinbase.com"
 
@@ -42,13 +46,15 @@ def parse_time_ms(value: Any, raw: str | bytes) -> int:
     return int(dt.timestamp() * 1000)
 
 
-class CoinbaseExchange:
-    """Venue adapter for the Coinbase Exchange websocket feed."""
+QUOTES = ("USDT", "USDC", "USD")
+"""Quote currencies a FeatureSpec symbol may end in; Coinbase products quote in USD."""
 
-    venue = "coinbase"
-    has_klines = False
+
+class CoinbaseExchange:
+    """Stream adapter for the Coinbase Exchange websocket feed."""
 
     def __init__(self, subscription: Subscription, ws_url: str | None = None) -> None:
+        self.venue = "coinbase"
         self.subscription = subscription
         self._url = ws_url or DEFAULT_WS
 
@@ -81,3 +87,38 @@ class CoinbaseExchange:
         if kind == "error":
             return [SubscribeFailed(None, -1, f"{msg.get('message')}: {msg.get('reason')}")]
         return [Ignored(str(kind))]
+
+
+class CoinbaseVenue:
+    """Coinbase Exchange market data (``protocol.Venue``): bars built from ``matches``,
+    ``ticker`` quotes, REST candles, products spelled ``BTC-USD``."""
+
+    name: ClassVar[str] = "coinbase"
+    capabilities: ClassVar[Capabilities] = Capabilities(bar_source="trades", quotes=True,
+                                                        intervals=GRANULARITIES)
+
+    def __init__(self, endpoints: VenueEndpoints) -> None:
+        self.endpoints = endpoints
+
+    @property
+    def execution(self) -> OrderExecution | None:
+        """No order side yet."""
+        return None
+
+    def stream(self, subscription: Subscription) -> CoinbaseExchange:
+        """The websocket feed adapter (trades are always subscribed: bars come from them)."""
+        return CoinbaseExchange(subscription, self.endpoints.ws_url)
+
+    def history(self) -> CoinbaseCandles:
+        """``GET /products/<id>/candles``."""
+        return CoinbaseCandles(self.endpoints.rest_url)
+
+    def venue_symbol(self, symbol: str) -> str:
+        """``BTCUSDT``, ``BTCUSDC`` and ``BTCUSD`` -> ``BTC-USD``; ``BTC-USD`` unchanged."""
+        if "-" in symbol:
+            return symbol
+        for quote in QUOTES:
+            if symbol.endswith(quote) and len(symbol) > len(quote):
+                return f"{symbol[:-len(quote)]}-USD"
+        raise ConfigError(f"no Coinbase product for {symbol}: quote currencies {QUOTES} map "
+                          "to -USD; set reference_symbol to the product id")

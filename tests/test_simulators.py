@@ -1,0 +1,69 @@
+"""The loopback simulators tell the exchanges' story about a bar: trades that rebuild it,
+and (like Binance's REST klines) the bar still in progress, partial until it closes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from raytrade.actors.simulators.bar_script import bar_in_progress, bar_trades
+from raytrade.actors.simulators.coinbase_server import CoinbaseServer
+from raytrade.actors.simulators.replay_server import ReplayServer
+from raytrade.actors.venues.binance_rest import RestKlines
+from raytrade.actors.venues.coinbase_rest import CoinbaseCandles
+from raytrade.actors.venues.http import RestUnavailableError
+from raytrade.envs.bars import Bar, BarTable
+
+MS = 300_000
+
+
+def test_bar_script_trades_rebuild_the_bar_and_it_is_final_only_at_its_close(
+        btc: BarTable) -> None:
+    i = 101
+    bar, t0 = btc.bar(i), int(btc.ts[i])
+    trades = bar_trades(btc, i)
+    prices = [t.price for t in trades]
+    assert (prices[0], max(prices), min(prices), prices[-1]) == \
+        (bar.open, bar.high, bar.low, bar.close)
+    assert sum(t.qty for t in trades) == pytest.approx(bar.volume)
+    assert all(t0 <= t.ts < t0 + MS for t in trades)
+    prev = float(btc.close[i - 1])
+    assert bar_in_progress(btc, i, t0) == Bar(t0, prev, prev, prev, prev, 0.0)
+    for now in (t0 + MS // 5, t0 + MS // 2, t0 + MS - 2):
+        partial = bar_in_progress(btc, i, now)
+        assert partial.open == bar.open and partial.volume < bar.volume
+
+
+def test_replay_rest_klines_end_with_the_kline_in_progress_like_binance(
+        btc: BarTable) -> None:
+    start = 50
+
+    async def main() -> list[Bar]:
+        # 5m bars at 30x: each lasts 10 s, so the request lands early in bar ``start``
+        async with ReplayServer([btc.slice(0, 100)], speed=30.0, start=start) as server:
+            return await RestKlines(server.rest_url).fetch(
+                "BTCUSDT", "5m", int(btc.ts[start - 3]), int(btc.ts[start + 10]))
+
+    bars = asyncio.run(main())
+    assert [b.ts for b in bars] == [int(t) for t in btc.ts[start - 3:start + 1]]
+    assert bars[:3] == [btc.bar(i) for i in range(start - 3, start)]  # closed: final
+    assert bars[3] != btc.bar(start)  # in progress: partial, its close in the future
+    assert bars[3].volume < btc.bar(start).volume
+
+
+def test_coinbase_server_refuses_a_bad_candles_request_with_a_reason(
+        btc: BarTable) -> None:
+    tables = {"BTC-USD": dataclasses.replace(btc.slice(0, 20), symbol="BTC-USD")}
+
+    async def main() -> str:
+        async with CoinbaseServer(tables, start=10, bar_s=1.0) as server:
+            with pytest.raises(RestUnavailableError, match="HTTP 400") as err:
+                await CoinbaseCandles(server.rest_url).fetch("ETH-USD", "5m",
+                                                             int(btc.ts[0]), int(btc.ts[5]))
+            good = await CoinbaseCandles(server.rest_url).fetch(
+                "BTC-USD", "5m", int(btc.ts[1]), int(btc.ts[5]))
+            assert [b.ts for b in good] == [int(t) for t in btc.ts[1:5]]
+            return str(err.value)
+
+    assert "ETH-USD" in asyncio.run(main())
