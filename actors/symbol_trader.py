@@ -23,7 +23,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,9 +45,6 @@ from raytrade.envs.risk import EVENT_HALT
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
 
 
 class SymbolTrader:

@@ -11,7 +11,8 @@ import numpy.typing as npt
 import pytest
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_broker import PaperBroker
-from raytrade.actors.paper_session import PaperConfig, broker_config
+from raytrade.actors.paper_config import PaperConfig
+from raytrade.actors.session_factory import broker_config
 from raytrade.actors.symbol_trader import SymbolTrader
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
