@@ -36,6 +36,7 @@ from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.export import bundle_files, rllib_tensors
+from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.storage.run_store import RunMirror
@@ -202,7 +203,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     run.mkdir(parents=True, exist_ok=True)
     store = store or PolicyStore(LocalBlobStore(run))
     mirror = RunMirror(store.blobs, run)
-    ckpt_root = run / "checkpoints"
+    ckpt_root = run / keys.CHECKPOINTS
     result = TrainResult(store_uri=store.uri)
     publisher = _Publisher(exp, store)
     with ray_session(address):
@@ -232,7 +233,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 record["env_runner_restarts"] = (
                     group.num_remote_worker_restarts() if group is not None else 0)
                 done += 1
-                _append(run / "metrics" / "train.jsonl", record)
+                _append(run / keys.TRAIN_METRICS, record)
                 progress(_progress_line(record))
                 now = time.perf_counter()
                 last = (iterations is not None and done >= iterations) or (
@@ -246,20 +247,19 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                                               curves=curves)
                         evaluation["iteration"] = algo.iteration
                         curves["iteration"] = algo.iteration
-                        curve_file = (run / "metrics" / "eval_curves" /
-                                      f"{algo.iteration:06d}_{split}.json")
+                        curve_file = run / keys.eval_curve_key(algo.iteration, split)
                         curve_file.parent.mkdir(parents=True, exist_ok=True)
                         curve_file.write_text(json.dumps(curves))
-                        _append(run / "metrics" / "eval.jsonl", evaluation)
+                        _append(run / keys.EVAL_METRICS, evaluation)
                         result.evaluations.append(evaluation)
                         progress(_eval_line(evaluation))
                 mirror.metrics(force=last)
                 if done % checkpoint_every == 0 or last:
-                    name = f"iter_{algo.iteration:06d}"
+                    name = keys.checkpoint_dir_name(algo.iteration)
                     algo.save_to_path(str(ckpt_root / name))
                     tmp = ckpt_root / ".latest.tmp"
                     tmp.write_text(name)
-                    os.replace(tmp, ckpt_root / "latest")
+                    os.replace(tmp, run / keys.LATEST_CHECKPOINT)
                     mirror.checkpoint(name)
                     result.checkpoint = ckpt_root / name
                 if last or due or (publish_every and done % publish_every == 0):
