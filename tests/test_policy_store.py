@@ -281,7 +281,7 @@ def test_rollback_repeated_walks_back_past_versions_rolled_back_from(store_uri: 
     assert (second.version, second.previous, second.kind) == (1, 2, "rollback")
     assert second.rolled_back_from == (2, 3)
     # nothing older than v1 was served, and v2, v3 were both rolled back from
-    with pytest.raises(ConfigError, match="no earlier version.*give --to"):
+    with pytest.raises(ConfigError, match=r"no earlier version.*give --to"):
         store.rollback("live", reason="again")
     assert store.channel("live").version == 1  # type: ignore[union-attr]
     # a deliberate move clears a version; the next default rollback returns to v1, never v4

@@ -43,7 +43,7 @@ def test_run_mirror_latest_pointing_outside_the_run_is_refused(
         store_uri: str, tmp_path: Path, name: str) -> None:
     blobs = open_blobstore(store_uri)
     blobs.put(keys.LATEST_CHECKPOINT, name.encode())
-    with pytest.raises(ConfigError, match="checkpoints/latest.*one path component"):
+    with pytest.raises(ConfigError, match=r"checkpoints/latest.*one path component"):
         RunMirror(blobs, tmp_path / "resume").pull_latest()
     assert not (tmp_path / "outside").exists()
 
@@ -55,7 +55,7 @@ def test_run_mirror_local_latest_pointing_outside_the_run_is_refused(
     (run / keys.LATEST_CHECKPOINT).write_text(name)
     same = RunMirror(open_blobstore(run.as_uri()), run)
     assert same.same
-    with pytest.raises(ConfigError, match="checkpoints/latest.*one path component"):
+    with pytest.raises(ConfigError, match=r"checkpoints/latest.*one path component"):
         same.pull_latest()
 
 
