@@ -131,6 +131,7 @@ def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any
         "replay_ratio": _get(result, "replay_ratio"),
         "per_beta": _get(result, "per_beta"),
         "live_transitions_ingested": _get(result, "live_transitions_ingested_lifetime"),
+        "live_transitions_refused": _get(result, "live_transitions_refused_lifetime"),
         "epsilon": {k.rsplit("_", 1)[-1]: v for k, v in runners.items()
                     if k.startswith("apex_epsilon_runner_")},
     }
@@ -207,7 +208,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     result = TrainResult(store_uri=store.uri)
     publisher = _Publisher(exp, store)
     with ray_session(address):
-        algo = build_dqn_config(exp).build_algo()
+        algo = build_dqn_config(exp).live_run(store.uri, exp.features.hash).build_algo()
         try:
             if resume:
                 name = mirror.pull_latest()
