@@ -40,7 +40,7 @@ from raytrade.actors.executor import ExecutorEvent, PolicyExecutor
 from raytrade.actors.feed_client import FeedClient, FeedConfig
 from raytrade.actors.journal import Journal, JournalError
 from raytrade.actors.paper_broker import BrokerConfig, PaperBroker, Rejection
-from raytrade.actors.paper_export import paper_objects, upload_paper
+from raytrade.actors.paper_export import paper_objects, restore_journal, upload_paper
 from raytrade.actors.rest_klines import RestKlines
 from raytrade.actors.symbol_trader import RewardSpec, StepOutcome, SymbolTrader
 from raytrade.actors.venue import Subscription, VenueAdapter
@@ -205,6 +205,8 @@ class PaperSession:
         """Trade until stopped. Raises ``JournalError`` (refuses to start) if the journal
         is locked or corrupt."""
         cfg = self.config
+        await asyncio.to_thread(restore_journal, self.store.blobs, cfg.actor, cfg.symbol,
+                                cfg.journal_path)  # the record survives a move to a new node
         self.journal = Journal(cfg.journal_path, synchronous=cfg.synchronous)
         self.journal.event("start", {"config": repr(cfg)}, cfg.symbol, self.clock())
         try:
