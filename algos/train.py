@@ -9,6 +9,8 @@ Layout of a run store (``file://`` folder or ``s3://`` prefix)::
     policies/vNNNNNN/, channels/   policy bundles published to ``candidate``
                                    (``policy_store.py``)
 
+(every key and path: ``storage/keys.py``)
+
 The driver works in a local run folder; when the store is elsewhere (S3) ``RunMirror``
 copies metrics and checkpoints there. ``resume=True`` restores the newest checkpoint:
 iteration number, env-step counters and learner state continue where they stopped.

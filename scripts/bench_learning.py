@@ -21,6 +21,7 @@ from typing import Any
 
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
+from raytrade.algos.storage.keys import TRAIN_METRICS
 from raytrade.algos.train import train
 
 
@@ -57,7 +58,7 @@ def main() -> None:
         result = train(exp, run, time_budget_s=args.seconds, eval_every=args.eval_every,
                        checkpoint_every=10**9, final_splits=("validation", "test"),
                        progress=progress)
-        with open(os.path.join(run, "metrics", "train.jsonl")) as fh:
+        with open(os.path.join(run, TRAIN_METRICS)) as fh:
             for line in fh:
                 record = json.loads(line)
                 steps[record["iteration"]] = (record["env_steps_sampled"], record["time_s"])
