@@ -61,6 +61,10 @@ def test_dashboard_rollback_is_logged_as_the_logged_in_viewer(
     move = store.history("paper")[-1]
     assert move.by == "alice@example.com (dashboard login)" != default_actor()
     assert store.channel("paper").by == move.by  # type: ignore[union-attr]
+    # the button again: v2 was rolled back from, so it is never re-activated
+    _roll_back_paper(at, "still bad")
+    assert any("no earlier version" in str(e.value) for e in at.error)
+    assert store.channel("paper").version == v1  # type: ignore[union-attr]
 
 
 def test_dashboard_move_without_login_is_logged_as_unauthenticated_not_the_server_user(
