@@ -92,8 +92,9 @@ def trade_lines(journal: Journal, symbol: str) -> bytes:
 
 
 def journal_snapshot(journal: Journal) -> bytes:
-    """A consistent gzipped copy of the open journal (SQLite's online backup API, through
-    the journal's own connection: call it from the thread that writes the journal)."""
+    """A consistent copy of the open journal, as SQLite file bytes (SQLite's online backup
+    API, through the journal's own connection: call it from the thread that writes the
+    journal). ``upload_paper`` compresses it off that thread."""
     with tempfile.TemporaryDirectory(prefix="journal-snapshot-") as tmp:
         path = Path(tmp) / "journal.sqlite"
         target = sqlite3.connect(path)
@@ -101,14 +102,14 @@ def journal_snapshot(journal: Journal) -> bytes:
             journal.db.backup(target)
         finally:
             target.close()
-        return gzip.compress(path.read_bytes(), compresslevel=6)
+        return path.read_bytes()
 
 
 def paper_objects(journal: Journal, symbol: str, health: dict[str, Any], *,
                   snapshot_every_bars: int = SNAPSHOT_EVERY_BARS) -> dict[str, bytes]:
-    """The objects' bodies, read from the journal, plus a journal snapshot when one is due
-    (the first export of a journal, then every ``snapshot_every_bars`` equity rows). Runs
-    on the thread that owns the journal."""
+    """The objects' bodies, read from the journal, plus a journal snapshot (uncompressed)
+    when one is due (the first export of a journal, then every ``snapshot_every_bars``
+    equity rows). Runs on the thread that owns the journal."""
     objects = {keys.EQUITY: equity_lines(journal, symbol),
                keys.TRADES: trade_lines(journal, symbol),
                keys.HEALTH: json.dumps(health, indent=1, default=str).encode()}
@@ -172,6 +173,8 @@ def upload_paper(blobs: BlobStore, actor: str, objects: dict[str, bytes]) -> boo
                 body = objects[name]
                 if name == keys.HEALTH:
                     body = _with_record(body, refused, None)
+                elif name == keys.JOURNAL_SNAPSHOT:
+                    body = gzip.compress(body, compresslevel=6)
                 blobs.put(keys.paper_key(actor, name), body)
         blobs.put(keys.paper_key(actor, keys.RECORD), _record_json(new, refused))
     except (StoreError, TemporaryError, OSError) as exc:
