@@ -49,17 +49,20 @@ class ExperiencePusher:
         self.unsent = 0
         self.last_refusal: str | None = None
         self._logged: set[str] = set()
+        self._lock = threading.Lock()  # pushes come from the trader's thread, stats from
+        # the actor's event loop
 
     def __call__(self, obs: npt.NDArray[np.float32], actions: npt.NDArray[np.int64],
                  rewards: npt.NDArray[np.float32]) -> None:
-        self._collect()
-        feature_hash = self.feature_hash()
-        if feature_hash is None or not self._find():
-            self.unsent += len(actions)
-            return
-        chunk = TransitionChunk.of(obs, actions, rewards, feature_hash)
-        self.pending.append(self.queue.push.remote([chunk]))
-        self.pushed += len(chunk)
+        with self._lock:
+            self._collect()
+            feature_hash = self.feature_hash()
+            if feature_hash is None or not self._find():
+                self.unsent += len(actions)
+                return
+            chunk = TransitionChunk.of(obs, actions, rewards, feature_hash)
+            self.pending.append(self.queue.push.remote([chunk]))
+            self.pushed += len(chunk)
 
     def _find(self) -> bool:
         if self.queue is None:
@@ -100,7 +103,8 @@ class ExperiencePusher:
     def stats(self) -> dict[str, Any]:
         """Transitions pushed, accepted and refused by the learner, not sent (no queue),
         and the last refusal's reason."""
-        self._collect()
+        with self._lock:
+            self._collect()
         return {"pushed": self.pushed, "accepted": self.accepted, "refused": self.refused,
                 "unsent": self.unsent, "last_refusal": self.last_refusal}
 
