@@ -4,7 +4,10 @@ The actor owns one :class:`~raytrade.actors.paper_session.PaperSession` running 
 actor's event loop. Ray restarts a dead actor (``max_restarts=-1``); the supervisor
 (``run_paper``) notices through ``status`` and calls ``start`` again, and the new session
 rebuilds its state from the journal alone. With ``online_learning`` the actor pushes its
-transitions to the training run's ``LiveExperienceQueue`` if one is running on the cluster.
+transitions, as plain numpy chunks tagged with the policy's FeatureSpec hash, to the
+``LiveExperienceQueue`` of the run whose store it follows (found by the store URI, see
+``live_experience.queue_address``) if that run is training on the cluster. This module does
+not import RLlib: the conversion to RLlib episodes happens on the learner.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,33 +25,88 @@ import numpy.typing as npt
 import ray
 from raytrade.actors.alerts import Notifier
 from raytrade.actors.paper_session import PaperConfig, PaperSession
-from raytrade.algos.live_experience import QUEUE_NAME, episode_from_transitions
+from raytrade.algos.live_experience import PushResult, TransitionChunk, queue_address
 from raytrade.algos.storage.policy_store import PolicyStore
 
 log = logging.getLogger(__name__)
 
 
-class _ExperiencePusher:
-    """Sends transition chunks to the live-experience queue (fire and forget)."""
+class ExperiencePusher:
+    """Sends transition chunks to the live-experience queue of the run ``run_id`` (its
+    store URI). Fire and forget: the answer of each push is collected at the next one, so
+    refusals (another FeatureSpec, shape or dtype than the learner's) are counted here too
+    and logged once per reason. A queue that went away (the run ended) is looked up again.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: str, feature_hash: Callable[[], str | None]) -> None:
+        self.address = queue_address(run_id)
+        self.feature_hash = feature_hash
         self.queue: Any = None
+        self.pending: list[Any] = []
         self.pushed = 0
-        self.missing_logged = False
+        self.accepted = 0
+        self.refused = 0
+        self.unsent = 0
+        self.last_refusal: str | None = None
+        self._logged: set[str] = set()
+        self._lock = threading.Lock()  # pushes come from the trader's thread, stats from
+        # the actor's event loop
 
     def __call__(self, obs: npt.NDArray[np.float32], actions: npt.NDArray[np.int64],
                  rewards: npt.NDArray[np.float32]) -> None:
+        with self._lock:
+            self._collect()
+            feature_hash = self.feature_hash()
+            if feature_hash is None or not self._find():
+                self.unsent += len(actions)
+                return
+            chunk = TransitionChunk.of(obs, actions, rewards, feature_hash)
+            self.pending.append(self.queue.push.remote([chunk]))
+            self.pushed += len(chunk)
+
+    def _find(self) -> bool:
         if self.queue is None:
             try:
-                self.queue = ray.get_actor(QUEUE_NAME)
+                self.queue = ray.get_actor(self.address.name, namespace=self.address.namespace)
             except ValueError:
-                if not self.missing_logged:
-                    log.warning("online learning on, but no %s actor is running: "
-                                "transitions are not pushed", QUEUE_NAME)
-                    self.missing_logged = True
-                return
-        self.queue.push.remote([episode_from_transitions(obs, actions, rewards)])
-        self.pushed += len(actions)
+                self._log_once("missing", "online learning on, but the run's live-experience "
+                               "queue %s/%s is not running: transitions are not pushed",
+                               self.address.namespace, self.address.name)
+                return False
+        return True
+
+    def _collect(self) -> None:
+        """Count the answers of finished pushes."""
+        if not self.pending:
+            return
+        ready, self.pending = ray.wait(self.pending, num_returns=len(self.pending),
+                                       timeout=0)
+        for ref in ready:
+            try:
+                result: PushResult = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the queue (run) went away
+                self.queue = None
+                self._log_once("lost", "live-experience queue lost: %s", exc)
+                continue
+            self.accepted += result.accepted
+            self.refused += result.refused
+            if result.reason is not None:
+                self.last_refusal = result.reason
+                self._log_once(f"refused:{result.reason}", "the learner refused %d live "
+                               "transitions: %s", result.refused, result.reason)
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning(message, *args)
+
+    def stats(self) -> dict[str, Any]:
+        """Transitions pushed, accepted and refused by the learner, not sent (no queue),
+        and the last refusal's reason."""
+        with self._lock:
+            self._collect()
+        return {"pushed": self.pushed, "accepted": self.accepted, "refused": self.refused,
+                "unsent": self.unsent, "last_refusal": self.last_refusal}
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
@@ -63,8 +121,13 @@ class PaperTrader:
         self.notifiers = list(notifiers)
         self.session: PaperSession | None = None
         self.task: asyncio.Task[None] | None = None
-        self.pusher = _ExperiencePusher()
+        self.pusher = ExperiencePusher(self.store.uri, self._feature_hash)
         self.error: str | None = None
+
+    def _feature_hash(self) -> str | None:
+        """The FeatureSpec hash of the policy the session trades (None before it has one)."""
+        policy = self.session.executor.policy if self.session is not None else None
+        return policy.feature_spec.hash if policy is not None else None
 
     async def start(self) -> bool:
         """Start the session unless it runs; True if it was (re)started."""
@@ -88,7 +151,8 @@ class PaperTrader:
         health = self.session.health() if self.session is not None else {}
         running = self.task is not None and not self.task.done()
         return {**health, "running": running, "error": self.error,
-                "pushed_transitions": self.pusher.pushed}
+                "pushed_transitions": self.pusher.pushed,
+                "live_experience": self.pusher.stats()}
 
     async def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Stop cleanly: flush the journal, close sockets, log open positions."""

@@ -37,7 +37,7 @@ from raytrade.actors.executor import ExecutorEvent, PolicyExecutor
 from raytrade.actors.feed_client import FeedClient
 from raytrade.actors.journal import Journal, JournalError
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.paper_export import paper_objects, upload_paper
+from raytrade.actors.paper_export import paper_objects, restore_journal, upload_paper
 from raytrade.actors.records import Rejection, StepOutcome
 from raytrade.actors.session_factory import SessionFactory, TradingParts, Transitions
 from raytrade.actors.symbol_trader import SymbolTrader
@@ -127,6 +127,8 @@ class PaperSession:
         """Trade until stopped. Raises ``JournalError`` (refuses to start) if the journal
         is locked or corrupt."""
         cfg = self.config
+        await asyncio.to_thread(restore_journal, self.store.blobs, cfg.actor, cfg.symbol,
+                                cfg.journal_path)  # the record survives a move to a new node
         self.journal = self.factory.journal()
         self.journal.event("start", {"config": repr(cfg)}, cfg.symbol, self.clock())
         try:

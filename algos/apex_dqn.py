@@ -18,8 +18,12 @@ it does not sample. Ape-X (Horgan et al. 2018) decouples the two, and so does th
 - **Prioritized replay with a beta schedule**: importance-sampling exponent ``beta``
   annealed linearly from ``replay.beta`` to ``replay.beta_final`` over
   ``replay.beta_anneal_steps`` env steps added (Schaul et al. 2016); metric ``per_beta``.
-- **Live experience**: episodes pushed by paper-trading actors (``live_experience.py``) are
-  drained into the same buffer at the start of every step.
+- **Live experience**: transitions pushed by this run's paper-trading actors to the run's
+  own queue (``live_experience.py``: named after the run's store URI, refusing chunks of
+  another observation shape, dtype or FeatureSpec) are drained at the start of every step,
+  converted to RLlib episodes here (``episode_from_transitions``) and added to the same
+  buffer. Metrics: ``live_transitions_ingested`` (this step), ``..._ingested_lifetime``,
+  ``..._refused_lifetime`` and ``..._dropped_lifetime``.
 
 The learner update itself (batch from replay, ``learner_group.update``, TD-error
 priorities) is the stock one.
@@ -36,7 +40,9 @@ import ray
 from ray.rllib.algorithms.dqn import DQN
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
 from ray.rllib.core.learner.learner_group import LearnerGroup
+from ray.rllib.env import INPUT_ENV_SINGLE_SPACES
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
@@ -58,11 +64,16 @@ from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.replay_buffers.utils import update_priorities_in_episode_replay_buffer
 from raytrade.algos.live_experience import (
+    DROPPED_LIFETIME,
     INGESTED,
     INGESTED_LIFETIME,
-    QUEUE_NAME,
+    REFUSED_LIFETIME,
     LiveExperienceQueue,
+    TransitionChunk,
+    TransitionSpec,
+    queue_address,
 )
+from raytrade.envs.errors import ConfigError
 
 T = TypeVar("T")
 ADDED = "apex_env_steps_added_lifetime"
@@ -76,6 +87,16 @@ POLL_S = 0.002
 """Seconds between polls for finished sample requests while waiting."""
 NO_TRAINING_WAIT_S = 0.5
 """Seconds a step waits for samples when it has nothing to train (async mode)."""
+
+
+def episode_from_transitions(chunk: TransitionChunk) -> SingleAgentEpisode:
+    """An RLlib episode chunk (numpy) from a live transition chunk: the learner-side half of
+    the plain-numpy boundary (``live_experience.py``)."""
+    episode = SingleAgentEpisode(
+        observations=list(np.asarray(chunk.observations, dtype=np.float32)),
+        actions=list(chunk.actions), rewards=list(chunk.rewards),
+        terminated=chunk.terminated, truncated=chunk.truncated, len_lookback_buffer=0)
+    return episode.to_numpy()
 
 
 def _present(part: T | None, name: str) -> T:
@@ -109,10 +130,29 @@ class ApeXDQN(DQN):
         self._live_queue: Any = None
         self._live_capacity = int(getattr(self._cfg, "live_capacity", 100_000))
         if getattr(self._cfg, "live_enabled", False):
-            queue_cls: Any = LiveExperienceQueue
-            self._live_queue = queue_cls.options(name=QUEUE_NAME, get_if_exists=True) \
-                .remote(self._live_capacity)
+            self._live_queue = self._open_live_queue()
         self._weights_ref: Any = None
+
+    def _open_live_queue(self) -> Any:
+        """This run's queue (created, or found again after a restore), armed with what the
+        learner trains on."""
+        cfg = self._cfg
+        run_id, feature_hash = getattr(cfg, "live_run_id", None), \
+            getattr(cfg, "live_feature_hash", None)
+        if not run_id or not feature_hash:
+            raise ConfigError("[live] enabled needs the run's identity: build the config with "
+                              ".live_run(store_uri, feature_spec_hash)")
+        obs_space = (self.spaces or {}).get(INPUT_ENV_SINGLE_SPACES, (None,))[0]
+        if obs_space is None or obs_space.shape is None:
+            raise ConfigError("live experience: the env's observation space is unknown")
+        expected = TransitionSpec(tuple(obs_space.shape), str(np.dtype(obs_space.dtype)),
+                                  str(feature_hash))
+        address = queue_address(str(run_id))
+        queue_cls: Any = LiveExperienceQueue
+        queue = queue_cls.options(name=address.name, namespace=address.namespace,
+                                  get_if_exists=True).remote(expected, self._live_capacity)
+        ray.get(queue.configure.remote(expected, self._live_capacity))
+        return queue
 
     # RLlib types these parts as optional; a set-up DQN has all of them
     @property
@@ -153,12 +193,16 @@ class ApeXDQN(DQN):
     def _drain_live(self) -> int:
         if self._live_queue is None:
             return 0
-        episodes = ray.get(self._live_queue.drain.remote(self._live_capacity))
-        count = sum(len(e) for e in episodes)
-        if episodes:
-            self._replay.add(episodes)
+        chunks, stats = ray.get([self._live_queue.drain.remote(self._live_capacity),
+                                 self._live_queue.stats.remote()])
+        count = sum(len(c) for c in chunks)
+        if chunks:
+            self._replay.add([episode_from_transitions(c) for c in chunks])
         self._log.log_value(INGESTED, count, reduce="sum")
         self._log.log_value(INGESTED_LIFETIME, count, reduce="lifetime_sum")
+        # the queue counts over its whole life: report its totals as they stand
+        self._log.log_value(REFUSED_LIFETIME, int(stats["refused"]), window=1)
+        self._log.log_value(DROPPED_LIFETIME, int(stats["dropped"]), window=1)
         return count
 
     def _sample_sync(self) -> int:

@@ -30,6 +30,8 @@ class ApeXDQNConfig(DQNConfig):
         self.apex_decay_steps = 0
         self.live_enabled = False
         self.live_capacity = 100_000
+        self.live_run_id: str | None = None
+        self.live_feature_hash: str | None = None
         self.apex_async = True
         self.apex_max_updates_per_step = 16
         self.apex_beta_final = 1.0
@@ -46,6 +48,13 @@ class ApeXDQNConfig(DQNConfig):
         """Drain paper-trading experience into replay (see ``live_experience.py``)."""
         self.live_enabled = enabled
         self.live_capacity = capacity
+        return self
+
+    def live_run(self, run_id: str, feature_hash: str) -> ApeXDQNConfig:
+        """The run's identity (its store URI: names the live queue) and the FeatureSpec hash
+        live transitions must carry (see ``live_experience.py``)."""
+        self.live_run_id = run_id
+        self.live_feature_hash = feature_hash
         return self
 
     def apex(self, *, epsilon: float, alpha: float, decay_steps: int) -> ApeXDQNConfig:

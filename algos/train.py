@@ -9,6 +9,8 @@ Layout of a run store (``file://`` folder or ``s3://`` prefix)::
     policies/vNNNNNN/, channels/   policy bundles published to ``candidate``
                                    (``policy_store.py``)
 
+(every key and path: ``storage/keys.py``)
+
 The driver works in a local run folder; when the store is elsewhere (S3) ``RunMirror``
 copies metrics and checkpoints there. ``resume=True`` restores the newest checkpoint:
 iteration number, env-step counters and learner state continue where they stopped.
@@ -36,6 +38,7 @@ from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.export import bundle_files, rllib_tensors
+from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.storage.run_store import RunMirror
@@ -130,6 +133,7 @@ def iteration_metrics(result: dict[str, Any], elapsed_s: float) -> dict[str, Any
         "replay_ratio": _get(result, "replay_ratio"),
         "per_beta": _get(result, "per_beta"),
         "live_transitions_ingested": _get(result, "live_transitions_ingested_lifetime"),
+        "live_transitions_refused": _get(result, "live_transitions_refused_lifetime"),
         "epsilon": {k.rsplit("_", 1)[-1]: v for k, v in runners.items()
                     if k.startswith("apex_epsilon_runner_")},
     }
@@ -202,12 +206,12 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     run.mkdir(parents=True, exist_ok=True)
     store = store or PolicyStore(LocalBlobStore(run))
     mirror = RunMirror(store.blobs, run)
-    ckpt_root = run / "checkpoints"
+    ckpt_root = run / keys.CHECKPOINTS
     result = TrainResult(store_uri=store.uri)
     spec = exp.fit_env_spec()  # data prepared and normalizer fitted once, here
     publisher = _Publisher(exp, spec, store)
     with ray_session(address):
-        algo = build_dqn_config(exp, spec).build_algo()
+        algo = build_dqn_config(exp, spec).live_run(store.uri, exp.features.hash).build_algo()
         try:
             if resume:
                 name = mirror.pull_latest()
@@ -233,7 +237,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 record["env_runner_restarts"] = (
                     group.num_remote_worker_restarts() if group is not None else 0)
                 done += 1
-                _append(run / "metrics" / "train.jsonl", record)
+                _append(run / keys.TRAIN_METRICS, record)
                 progress(_progress_line(record))
                 now = time.perf_counter()
                 last = (iterations is not None and done >= iterations) or (
@@ -247,20 +251,19 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                                               curves=curves, spec=spec)
                         evaluation["iteration"] = algo.iteration
                         curves["iteration"] = algo.iteration
-                        curve_file = (run / "metrics" / "eval_curves" /
-                                      f"{algo.iteration:06d}_{split}.json")
+                        curve_file = run / keys.eval_curve_key(algo.iteration, split)
                         curve_file.parent.mkdir(parents=True, exist_ok=True)
                         curve_file.write_text(json.dumps(curves))
-                        _append(run / "metrics" / "eval.jsonl", evaluation)
+                        _append(run / keys.EVAL_METRICS, evaluation)
                         result.evaluations.append(evaluation)
                         progress(_eval_line(evaluation))
                 mirror.metrics(force=last)
                 if done % checkpoint_every == 0 or last:
-                    name = f"iter_{algo.iteration:06d}"
+                    name = keys.checkpoint_dir_name(algo.iteration)
                     algo.save_to_path(str(ckpt_root / name))
                     tmp = ckpt_root / ".latest.tmp"
                     tmp.write_text(name)
-                    os.replace(tmp, ckpt_root / "latest")
+                    os.replace(tmp, run / keys.LATEST_CHECKPOINT)
                     mirror.checkpoint(name)
                     result.checkpoint = ckpt_root / name
                 if last or due or (publish_every and done % publish_every == 0):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, Move, PolicyStore
 from raytrade.algos.storage.promotion import paper_actors
@@ -30,8 +31,8 @@ from raytrade.dashboard.jsonl_tail import JsonlTail
 from raytrade.envs.metrics import drawdown_curve, interval_of, performance
 
 CHANNELS = ("candidate", "paper", "live")
-TRAIN = "metrics/train.jsonl"
-EVAL = "metrics/eval.jsonl"
+TRAIN = keys.TRAIN_METRICS
+EVAL = keys.EVAL_METRICS
 METRIC_COLUMNS = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar",
                   "final_equity", "trades", "win_rate")
 
@@ -105,7 +106,7 @@ class RunReader:
     def eval_curves(self, iteration: int, split: str) -> dict[str, Any] | None:
         """The equity curves of one evaluation, if training saved them."""
         try:
-            data = self.store.blobs.get(f"metrics/eval_curves/{iteration:06d}_{split}.json")
+            data = self.store.blobs.get(keys.eval_curve_key(iteration, split))
         except NotFoundError:
             return None
         parsed: dict[str, Any] = json.loads(data.data)
@@ -135,8 +136,8 @@ class RunReader:
 
     def paper(self, actor: str) -> PaperRecord:
         """The actor's equity, trades and health."""
-        equity_rows, errors = self._rows(f"paper/{actor}/equity.jsonl")
-        trade_rows, trade_errors = self._rows(f"paper/{actor}/trades.jsonl")
+        equity_rows, errors = self._rows(keys.paper_key(actor, keys.EQUITY))
+        trade_rows, trade_errors = self._rows(keys.paper_key(actor, keys.TRADES))
         equity = pd.DataFrame(equity_rows, columns=["ts", "equity", "position", "version",
                                                     "close"])
         if len(equity):
@@ -149,7 +150,7 @@ class RunReader:
         if len(trades) and "bar_ts" in trades:
             trades["time"] = pd.to_datetime(trades["bar_ts"], unit="ms", utc=True)
         try:
-            health = json.loads(self.store.blobs.get(f"paper/{actor}/health.json").data)
+            health = json.loads(self.store.blobs.get(keys.paper_key(actor, keys.HEALTH)).data)
         except NotFoundError:
             health = {}
         except json.JSONDecodeError as exc:
@@ -159,7 +160,7 @@ class RunReader:
     # ---- walk-forward reports
     def walk_forward_reports(self) -> list[str]:
         """Keys of the walk-forward reports in the store."""
-        return sorted(k for k in self.store.blobs.list("reports/walk_forward/")
+        return sorted(k for k in self.store.blobs.list(keys.WALK_FORWARD_REPORTS)
                       if k.endswith(".json"))
 
     def report(self, key: str) -> dict[str, Any]:

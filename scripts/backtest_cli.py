@@ -56,6 +56,7 @@ def add_backtest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
 def _cmd_walkforward(args: argparse.Namespace) -> int:
     from raytrade.algos.backtest_report import render_walkforward_html
     from raytrade.algos.experiment import ExperimentConfig
+    from raytrade.algos.storage.keys import walk_forward_report_key
     from raytrade.algos.storage.policy_store import PolicyStore
     from raytrade.algos.walkforward import dashboard_summary, duration_ms, run_walkforward
 
@@ -75,7 +76,7 @@ def _cmd_walkforward(args: argparse.Namespace) -> int:
     (out / "walkforward.json").write_text(json.dumps(result.to_json()))
     (out / "walkforward.html").write_text(render_walkforward_html(result))
     name = f"{exp.name}-{args.train}-{args.test}-{args.step or args.test}"
-    store.blobs.put(f"reports/walk_forward/{name}.json",
+    store.blobs.put(walk_forward_report_key(name),
                     json.dumps(dashboard_summary(result, name), default=float).encode())
     print(json.dumps({"report": str(out / "walkforward.html"),
                       "json": str(out / "walkforward.json"),

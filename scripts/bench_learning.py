@@ -25,6 +25,7 @@ from typing import Any
 
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
+from raytrade.algos.storage.keys import TRAIN_METRICS
 from raytrade.algos.train import train
 from raytrade.scripts.bench_stats import summarize
 
@@ -71,7 +72,7 @@ def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[s
         result = train(exp, run, time_budget_s=seconds, eval_every=eval_every,
                        checkpoint_every=10**9, final_splits=("validation", "test"),
                        progress=progress)
-        with open(os.path.join(run, "metrics", "train.jsonl")) as fh:
+        with open(os.path.join(run, TRAIN_METRICS)) as fh:
             for line in fh:
                 record = json.loads(line)
                 steps[record["iteration"]] = (record["env_steps_sampled"], record["time_s"])

@@ -4,6 +4,10 @@ It binds 127.0.0.1 unless told otherwise; a non-loopback address is refused unle
 allow-list of logins (``--allow``, Streamlit OIDC configured in ``secrets.toml``) is given
 or ``--behind-proxy`` says an authenticating reverse proxy is in front. Error details are
 never shown to viewers (``client.showErrorDetails = none``) unless ``--dev``.
+
+Promote and rollback (``--enable-actions``) are logged as made by the viewer: the login's
+e-mail, or the identity the proxy passes in ``--identity-header``. On a non-loopback
+address they are refused unless one of the two tells who the viewer is.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         raise ConfigError(f"--host {args.host} exposes the dashboard: give --allow "
                           "(OIDC login allow-list) or --behind-proxy (an authenticating "
                           "reverse proxy in front)")
+    if args.identity_header and not args.behind_proxy:
+        raise ConfigError("--identity-header is trusted only from an authenticating proxy: "
+                          "add --behind-proxy")
+    if args.enable_actions and not _loopback(args.host) and not (args.allow or
+                                                                 args.identity_header):
+        raise ConfigError(f"--enable-actions on {args.host}: the move log must name the "
+                          "viewer; give --allow (login) or --identity-header (the proxy's "
+                          "identity header)")
     env = {**os.environ, "RAYTRADE_DASHBOARD_STORE": args.store,
            "RAYTRADE_DASHBOARD_REFRESH_S": str(args.refresh)}
     if args.s3_endpoint_url:
@@ -50,6 +62,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         env["RAYTRADE_DASHBOARD_ACTIONS"] = "1"
     if args.allow:
         env["RAYTRADE_DASHBOARD_ALLOW"] = args.allow
+    if args.identity_header:
+        env["RAYTRADE_DASHBOARD_IDENTITY_HEADER"] = args.identity_header
     cmd = streamlit_command(args)
     # become Streamlit: a signal to this process (Ctrl-C, a supervisor's SIGTERM) reaches
     # the server itself instead of orphaning a child
@@ -71,5 +85,8 @@ def add_dashboard_command(sub: argparse._SubParsersAction[argparse.ArgumentParse
                    "configured under [auth] in .streamlit/secrets.toml)")
     p.add_argument("--behind-proxy", action="store_true",
                    help="an authenticating reverse proxy guards this address")
+    p.add_argument("--identity-header", help="request header in which the authenticating "
+                   "proxy passes the viewer's identity (e.g. X-Forwarded-Email); names the "
+                   "viewer in the move log")
     p.add_argument("--dev", action="store_true", help="show error details (development)")
     p.set_defaults(func=_cmd_dashboard)

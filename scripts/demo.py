@@ -43,6 +43,7 @@ from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.algos.experiment import ExperimentConfig, LiveConfig
 from raytrade.algos.experiments import experiment_path
+from raytrade.algos.storage.keys import TRAIN_METRICS
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.storage.promotion import GateLimits, live_gate, promote
 from raytrade.algos.train import TrainResult, ray_session, train
@@ -319,7 +320,7 @@ class Demo:
 
     def _first_policy(self) -> bool:
         """Wait (with a progress bar) for the first published candidate and promote it."""
-        metrics = self.store_dir / "metrics" / "train.jsonl"
+        metrics = self.store_dir / TRAIN_METRICS
         pointer = None
         with self.display.training(self.o.train_budget_s) as bar:
             while self._should_go_on():
@@ -451,7 +452,7 @@ class Demo:
                 if isinstance(last, int | float) else "", status.get("pushed_transitions")))
         if finished == len(self.configs):
             self.request_stop("replay finished")
-        record = last_record(self.store_dir / "metrics" / "train.jsonl") or {}
+        record = last_record(self.store_dir / TRAIN_METRICS) or {}
         candidate, paper = self.store.channel("candidate"), self.store.channel("paper")
         return DemoStatus(rows, record.get("iteration"),
                           record.get("live_transitions_ingested"),
@@ -486,7 +487,7 @@ class Demo:
                 self.display.warn("the learner did not stop in time; its last checkpoint "
                                   "may be missing")
             r = self.train_result
-            record = last_record(self.store_dir / "metrics" / "train.jsonl") or {}
+            record = last_record(self.store_dir / TRAIN_METRICS) or {}
             self.summary["training"] = {
                 "iterations": r.iterations if r else record.get("iteration"),
                 "env_steps_sampled": r.env_steps_sampled if r else

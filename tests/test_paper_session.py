@@ -26,7 +26,7 @@ from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.paper_session import PaperSession
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
-from raytrade.algos.live_experience import QUEUE_NAME, LiveExperienceQueue
+from raytrade.algos.live_experience import LiveExperienceQueue, TransitionSpec, queue_address
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
@@ -264,7 +264,10 @@ def test_killed_actor_restarts_rebuilds_from_the_journal_and_pushes_experience(
         tmp_path: Path, local_ray: None) -> None:
     eth, data = market(tmp_path, 400)
     store, policy = paper_store(tmp_path / "store", quick=True)
-    queue = LiveExperienceQueue.options(name=QUEUE_NAME).remote(capacity=100_000)  # type: ignore[attr-defined]
+    address = queue_address(store.uri)  # the training run of this store
+    queue = LiveExperienceQueue.options(  # type: ignore[attr-defined]
+        name=address.name, namespace=address.namespace).remote(
+        TransitionSpec(policy.obs_shape, "float32", policy.feature_spec.hash), 100_000)
     with replay_process(data, speed=SPEED, start=START) as info:
         config = session_config(tmp_path, info, online_learning=True, export_every_s=0.5)
         stop = threading.Event()
@@ -305,9 +308,9 @@ def test_killed_actor_restarts_rebuilds_from_the_journal_and_pushes_experience(
     assert versions == {policy.version}
     # online learning: the transitions reached the training run's queue
     stats = ray.get(queue.stats.remote())
-    assert stats["pushed"] > 100
+    assert stats["pushed"] > 100 and stats["refused"] == 0
     chunk = ray.get(queue.drain.remote(10_000))[0]
-    assert np.asarray(chunk.get_observations()).shape[1:] == policy.obs_shape
+    assert chunk.observations.shape[1:] == policy.obs_shape
     ray.kill(queue)
 
 

@@ -270,6 +270,65 @@ def test_rollback_moves_back_and_is_logged(store_uri: str) -> None:
         store.rollback("paper", reason="never set")
 
 
+def test_rollback_repeated_walks_back_past_versions_rolled_back_from(store_uri: str) -> None:
+    store = PolicyStore(store_uri, actor="ops")
+    for seed in (1, 2, 3, 4):
+        store.publish(_bundle(seed), channel=None)
+    for v in (1, 2, 3):
+        store.move("live", v, reason="gate passed")
+    assert store.rollback("live", reason="v3 bad").version == 2
+    second = store.rollback("live", reason="v2 bad too")
+    assert (second.version, second.previous, second.kind) == (1, 2, "rollback")
+    assert second.rolled_back_from == (2, 3)
+    # nothing older than v1 was served, and v2, v3 were both rolled back from
+    with pytest.raises(ConfigError, match=r"no earlier version.*give --to"):
+        store.rollback("live", reason="again")
+    assert store.channel("live").version == 1  # type: ignore[union-attr]
+    # a deliberate move clears a version; the next default rollback returns to v1, never v4
+    store.move("live", 4, reason="new model")
+    assert store.rollback("live", reason="v4 bad").version == 1
+    # naming a version clears it, and marks the one left as rolled back from
+    pointer = store.rollback("live", to=3, reason="v3 was fine after all, v1 is not")
+    assert pointer.rolled_back_from == (1, 2, 4)
+    with pytest.raises(ConfigError, match="no earlier version"):
+        store.rollback("live", reason="no fallback left")
+    assert [m.to_version for m in store.history("live")] == [1, 2, 3, 2, 1, 4, 1, 3]
+
+
+def test_rollback_skips_a_version_retention_deleted(store_uri: str) -> None:
+    store = PolicyStore(store_uri, actor="ops")
+    for seed in (1, 2, 3, 4):
+        store.publish(_bundle(seed), channel=None)
+    for v in (1, 2, 3, 4):
+        store.move("paper", v, reason="next")
+    assert store.retain(keep=1) == [1, 2, 3]  # only the pinned v4 is kept
+    with pytest.raises(ConfigError, match="no earlier version"):
+        store.rollback("paper", reason="v4 bad")
+    store.publish(_bundle(5), channel=None)
+    store.publish(_bundle(6), channel=None)
+    store.move("paper", 5, reason="next")
+    store.move("paper", 6, reason="next")
+    assert store.retain(keep=2) == [4]
+    assert store.rollback("paper", reason="v6 bad").version == 5
+
+
+def test_rollback_of_a_pointer_without_a_trail_never_returns_to_what_it_left(
+        store_uri: str) -> None:
+    store = PolicyStore(store_uri, actor="ops")
+    for seed in (1, 2, 3):
+        store.publish(_bundle(seed), channel=None)
+    store.move("live", 3, reason="x")
+    current = store.channel("live")
+    assert current is not None
+    # a pointer as older releases wrote it: rolled back from v3 to v2, no trail
+    store.blobs.put("channels/live.json", json.dumps({
+        "version": 2, "previous": 3, "kind": "rollback", "by": "old", "reason": "v3 bad",
+        "moved_ms": 5}).encode(), if_match=current.etag)
+    with pytest.raises(ConfigError, match="no earlier version"):
+        store.rollback("live", reason="v2 bad")
+    assert store.rollback("live", to=1, reason="v2 bad").version == 1
+
+
 @pytest.mark.parametrize("writers", [2, 8])
 def test_racing_writers_exactly_one_wins(store_uri: str, writers: int) -> None:
     store = PolicyStore(store_uri)

@@ -129,3 +129,21 @@ def test_cli_store_ls_promote_and_rollback(store: PolicyStore,
     assert f"rollback by {default_actor()}" in capsys.readouterr().out
     assert main(["rollback", *uri, "--channel", "live", "--reason", "x"]) == 1
     assert "never set" in capsys.readouterr().err
+
+
+def test_cli_rollback_repeated_walks_back_and_never_reactivates_the_bad_version(
+        store: PolicyStore, capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in (2, 3):
+        store.publish(_evaluated(seed))
+    uri = ["--store", store.uri]
+    for v in ("v1", "v2", "v3"):
+        assert main(["promote", *uri, "--channel", "paper", "--version", v,
+                     "--reason", f"serve {v}"]) == 0
+    capsys.readouterr()
+    assert main(["rollback", *uri, "--channel", "paper", "--reason", "v3 bad"]) == 0
+    assert "paper -> v000002 (was v000003)" in capsys.readouterr().out
+    assert main(["rollback", *uri, "--channel", "paper", "--reason", "v2 bad too"]) == 0
+    assert "paper -> v000001 (was v000002)" in capsys.readouterr().out
+    assert main(["rollback", *uri, "--channel", "paper", "--reason", "and v1?"]) == 1
+    assert "no earlier version" in capsys.readouterr().err
+    assert store.channel("paper").version == 1  # type: ignore[union-attr]

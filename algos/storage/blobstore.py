@@ -11,6 +11,16 @@ Two backends behind one small interface, chosen by URI:
   conditional writes (``IfMatch`` / ``IfNoneMatch="*"``); the server answers 412 to the
   loser.
 
+Throttling and transient S3 errors (``503 SlowDown``, 500/502/504, timeouts) are retried
+by botocore's ``standard`` retry mode, which this module configures and does not
+duplicate: up to ``max_attempts`` attempts in all (default ``DEFAULT_S3_ATTEMPTS``, or
+``$RAYTRADE_S3_MAX_ATTEMPTS``), sleeping ``rand(0, 1) * min(2 ** i, 20)`` seconds before
+retry ``i`` for throttling (bounded exponential backoff with full jitter; 50 ms base for
+other transient errors), and drawing on a client-wide retry quota, so a throttled store is
+not hammered. Past that budget the operation raises ``StoreUnavailableError`` naming the
+key, the S3 code and the attempts made; callers treat it as transient (the paper export
+tries again at its next export, the dashboard at its next refresh).
+
 Entity tags are opaque strings: the sha256 of the content locally, S3's ETag remotely.
 Errors: ``NotFoundError`` (no such key), ``PreconditionFailedError`` (a conditional write lost),
 ``StoreUnavailableError`` (the backend could not be reached or refused; transient, retry).
@@ -224,22 +234,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+DEFAULT_S3_ATTEMPTS = 6
+"""Attempts per S3 request (1 + 5 retries: at most 1 + 2 + 4 + 8 + 16 = 31 s of backoff
+when throttled, about half that on average)."""
+ATTEMPTS_ENV = "RAYTRADE_S3_MAX_ATTEMPTS"
+
+
+def s3_attempts(max_attempts: int | None = None) -> int:
+    """The attempt budget: ``max_attempts``, else ``$RAYTRADE_S3_MAX_ATTEMPTS``, else
+    ``DEFAULT_S3_ATTEMPTS``; ``ConfigError`` unless a whole number from 1 to 20."""
+    raw: int | str = max_attempts if max_attempts is not None else os.environ.get(
+        ATTEMPTS_ENV, str(DEFAULT_S3_ATTEMPTS))
+    try:
+        attempts = int(raw)
+    except ValueError:
+        attempts = 0
+    if not 1 <= attempts <= 20:
+        raise ConfigError(f"S3 max attempts {raw!r} (argument or ${ATTEMPTS_ENV}): "
+                          "a whole number from 1 to 20")
+    return attempts
+
+
 class S3BlobStore(BlobStore):
     """``s3://bucket/prefix`` through boto3 (standard credential chain)."""
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  client: Any = None, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 30.0, max_attempts: int = 3) -> None:
+                 read_timeout_s: float = 30.0, max_attempts: int | None = None) -> None:
         import boto3
         from botocore.config import Config
 
+        self.max_attempts = s3_attempts(max_attempts)
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.client = client or boto3.client(
             "s3", endpoint_url=endpoint_url or os.environ.get("RAYTRADE_S3_ENDPOINT_URL"),
             config=Config(connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
-                          retries={"max_attempts": max_attempts, "mode": "standard"}))
+                          retries={"total_max_attempts": self.max_attempts,
+                                   "mode": "standard"}))
 
     def _key(self, key: str) -> str:
         _check_key(key)
@@ -264,8 +297,10 @@ class S3BlobStore(BlobStore):
             if code == "NoSuchBucket":
                 raise StoreUnavailableError(f"{self.uri}: bucket {self.bucket} does not exist") \
                     from exc
-            raise StoreUnavailableError(f"{where}: S3 error {code or status}: "
-                                   f"{err.get('Message', exc)}") from exc
+            spent = exc.response.get("ResponseMetadata", {}).get("MaxAttemptsReached")
+            after = f" after {self.max_attempts} attempts" if spent else ""
+            raise StoreUnavailableError(f"{where}: S3 error {code or status}{after}: "
+                                        f"{err.get('Message', exc)}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailableError(f"{self.uri}/{key}: S3 unreachable: {exc}") from exc
 

@@ -7,14 +7,26 @@ Layout under the store root (any ``BlobStore``: a folder or S3)::
     channels/<name>.json           candidate | paper | live: a pointer, moved by CAS
     channels/moves/<ms>-<name>-<id>.json   one record per move: who, when, from, to, why
 
+(key names: ``keys.py``).
+
 Publishing claims the next free number with a create-if-absent write (two publishers can
 never get the same number), then writes the bundle with the manifest last; a version is
 visible only once its manifest exists, so a trainer that dies mid-upload leaves nothing a
 reader would load. Channel moves are compare-and-swap on the pointer's entity tag: of two
 writers racing, exactly one wins, the other gets ``PreconditionFailedError``. A channel moves
 to an older version only as an explicit rollback (the pointer says so, and executors obey
-it only then). Retention keeps the newest K versions and every version a channel points
-to, deleting the manifest first so a half-deleted version is invisible, never torn.
+it only then).
+
+Rollback without an explicit target walks back through the versions the channel served
+(newest first) and skips every version that was itself rolled back from: live v1 -> v2
+-> v3, a rollback gives v2, a second rollback gives v1 (not v3 again). The pointer carries
+that trail (``served``, ``rolled_back_from``), so it moves atomically with the pointer's
+compare-and-swap and never depends on the move log being complete. A deliberate move to
+a version (promote, publish, force, or a rollback naming it with ``to``) clears it from
+``rolled_back_from``: the operator judged it good again.
+
+Retention keeps the newest K versions and every version a channel points to, deleting
+the manifest first so a half-deleted version is invisible, never torn.
 """
 
 from __future__ import annotations
@@ -28,26 +40,25 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from raytrade.algos.manifest import MANIFEST, PolicyRejectedError, parse_manifest, verify_bundle
+from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import (
     BlobStore,
     NotFoundError,
     PreconditionFailedError,
     open_blobstore,
 )
+from raytrade.algos.storage.keys import version_name as version_name
 from raytrade.envs.errors import ConfigError
 
 CHANNELS = ("candidate", "paper", "live")
 _VERSION_RE = re.compile(r"^v(\d{6,})$")
 MOVE_KINDS = ("publish", "promote", "rollback", "force")
-
-
-def version_name(version: int) -> str:
-    """``v000042`` for 42."""
-    return f"v{version:06d}"
+TRAIL = 64
+"""Versions a pointer remembers in ``served`` (newest last): how far rollback can walk."""
 
 
 def parse_version(text: str | int) -> int:
@@ -81,6 +92,18 @@ class ChannelPointer:
     reason: str
     moved_ms: int
     etag: str = ""
+    served: tuple[int, ...] = ()
+    """Versions this channel served, each once at its latest position, oldest first (at
+    most ``TRAIL``; the current version last)."""
+    rolled_back_from: tuple[int, ...] = ()
+    """Versions of ``served`` that a rollback moved away from: a default rollback never
+    returns to them."""
+
+    def rollback_candidates(self) -> list[int]:
+        """Where a rollback without an explicit target may go, best first: the served
+        versions, newest first, except the current one and those rolled back from."""
+        bad = set(self.rolled_back_from) | {self.version}
+        return [v for v in reversed(self.served) if v not in bad]
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,13 @@ class PolicyStore:
         self.clock = clock
         self.actor = actor or default_actor()
 
+    def acting_as(self, actor: str) -> PolicyStore:
+        """The same store, with channel moves recorded as made by ``actor`` (for a server
+        acting for a logged-in person, such as the dashboard)."""
+        if not actor.strip():
+            raise ConfigError("a channel move needs a named actor")
+        return PolicyStore(self.blobs, clock=self.clock, actor=actor)
+
     @property
     def uri(self) -> str:
         return self.blobs.uri
@@ -121,7 +151,7 @@ class PolicyStore:
     def versions(self) -> list[int]:
         """Complete (manifest present) versions, ascending."""
         out = set()
-        for key in self.blobs.list("policies/"):
+        for key in self.blobs.list(keys.POLICIES):
             parts = key.split("/")
             if len(parts) == 3 and parts[2] == MANIFEST and (m := _VERSION_RE.match(parts[1])):
                 out.add(int(m.group(1)))
@@ -134,7 +164,7 @@ class PolicyStore:
 
     def _claimed(self) -> list[int]:
         out = []
-        for key in self.blobs.list("claims/"):
+        for key in self.blobs.list(keys.CLAIMS):
             m = _VERSION_RE.match(key.split("/")[-1])
             if m:
                 out.append(int(m.group(1)))
@@ -143,13 +173,13 @@ class PolicyStore:
     def manifest(self, version: int) -> dict[str, Any]:
         """The parsed manifest of ``version``; ``NotFoundError`` if it is not (or no longer)
         complete, ``PolicyRejectedError`` if it does not parse."""
-        blob = self.blobs.get(f"policies/{version_name(version)}/{MANIFEST}")
+        blob = self.blobs.get(keys.policy_prefix(version) + MANIFEST)
         return parse_manifest(blob.data, version)
 
     def files(self, version: int) -> dict[str, bytes]:
         """Every file of ``version`` the manifest names, plus the manifest; unverified
         (``verify_bundle`` or ``Policy`` checks them). ``NotFoundError`` if it disappeared."""
-        prefix = f"policies/{version_name(version)}/"
+        prefix = keys.policy_prefix(version)
         manifest = self.blobs.get(prefix + MANIFEST).data
         out = {MANIFEST: manifest}
         try:
@@ -172,7 +202,7 @@ class PolicyStore:
         version = max(claimed, default=0) + 1
         while True:
             try:
-                self.blobs.put(f"claims/{version_name(version)}",
+                self.blobs.put(keys.claim_key(version),
                                json.dumps({"by": self.actor, "at_ms": self._now_ms()}).encode(),
                                if_none_match=True)
                 break
@@ -181,7 +211,7 @@ class PolicyStore:
         manifest["version"] = version
         out = dict(files)
         out[MANIFEST] = json.dumps(manifest, indent=1, allow_nan=False).encode()
-        self.blobs.put_tree(f"policies/{version_name(version)}/", out, last=MANIFEST)
+        self.blobs.put_tree(keys.policy_prefix(version), out, last=MANIFEST)
         if channel is not None:
             self.move(channel, version, kind="publish", reason=reason)
         return version
@@ -196,29 +226,42 @@ class PolicyStore:
         """The channel's pointer, or None if it was never set."""
         self._check_channel(channel)
         try:
-            blob = self.blobs.get(f"channels/{channel}.json")
+            blob = self.blobs.get(keys.channel_key(channel))
         except NotFoundError:
             return None
         try:
             data = json.loads(blob.data)
-            return ChannelPointer(channel=channel, version=int(data["version"]),
-                                  previous=None if data.get("previous") is None
-                                  else int(data["previous"]), kind=str(data["kind"]),
-                                  by=str(data["by"]), reason=str(data["reason"]),
-                                  moved_ms=int(data["moved_ms"]), etag=blob.etag)
+            version = int(data["version"])
+            previous = None if data.get("previous") is None else int(data["previous"])
+            kind = str(data["kind"])
+            if "served" in data:
+                served = tuple(int(v) for v in data["served"])
+                rolled = tuple(int(v) for v in data.get("rolled_back_from", []))
+            else:  # a pointer written before the trail existed: what it says is all
+                served = tuple(v for v in (previous, version) if v is not None)
+                rolled = (previous,) if kind == "rollback" and previous is not None else ()
+            if not served or served[-1] != version:
+                raise ValueError(f"served {list(served)} does not end at version {version}")
+            return ChannelPointer(channel=channel, version=version, previous=previous,
+                                  kind=kind, by=str(data["by"]), reason=str(data["reason"]),
+                                  moved_ms=int(data["moved_ms"]), etag=blob.etag,
+                                  served=served, rolled_back_from=rolled)
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
                 ValueError) as exc:
             raise ConfigError(f"{self.uri}/channels/{channel}.json is malformed: {exc}") \
                 from exc
 
     def move(self, channel: str, version: int, *, kind: str = "promote", reason: str,
-             expected: ChannelPointer | str | None = "current") -> ChannelPointer:
+             expected: ChannelPointer | str | None = "current",
+             explicit: bool = True) -> ChannelPointer:
         """Point ``channel`` at ``version`` by compare-and-swap and log the move.
 
         ``expected``: the pointer the caller saw (None: the channel must be unset);
         by default the pointer read just now. ``PreconditionFailedError`` if the channel moved
         meanwhile; ``OlderVersionError`` if ``version`` is older than the current one and
         ``kind`` is not ``rollback``; ``NotFoundError`` if the version is not complete.
+        ``explicit``: the caller named ``version`` (clears it from ``rolled_back_from``);
+        False only for a default rollback target.
         """
         self._check_channel(channel)
         if kind not in MOVE_KINDS:
@@ -231,27 +274,29 @@ class PolicyStore:
         if current is not None and version < current.version and kind != "rollback":
             raise OlderVersionError(f"{channel} is at {version_name(current.version)}; moving it "
                                f"back to {version_name(version)} needs an explicit rollback")
+        served, rolled = _trail(current, version, kind, explicit)
         pointer = ChannelPointer(channel=channel, version=version,
                                  previous=current.version if current else None, kind=kind,
-                                 by=self.actor, reason=reason, moved_ms=self._now_ms())
-        body = {k: v for k, v in asdict(pointer).items() if k != "etag"}
+                                 by=self.actor, reason=reason, moved_ms=self._now_ms(),
+                                 served=served, rolled_back_from=rolled)
+        body = {k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(pointer).items() if k != "etag"}
         data = json.dumps(body, indent=1).encode()
-        key = f"channels/{channel}.json"
+        key = keys.channel_key(channel)
         if current is None:
             etag = self.blobs.put(key, data, if_none_match=True)
         else:
             etag = self.blobs.put(key, data, if_match=current.etag)
         move = Move(channel=channel, from_version=pointer.previous, to_version=version,
                     kind=kind, by=self.actor, reason=reason, at_ms=pointer.moved_ms)
-        self.blobs.put(f"channels/moves/{pointer.moved_ms:013d}-{channel}-"
-                       f"{uuid.uuid4().hex[:8]}.json", json.dumps(asdict(move)).encode(),
-                       if_none_match=True)
-        return ChannelPointer(**{**body, "etag": etag})
+        self.blobs.put(keys.move_key(pointer.moved_ms, channel, uuid.uuid4().hex[:8]),
+                       json.dumps(asdict(move)).encode(), if_none_match=True)
+        return replace(pointer, etag=etag)
 
     def history(self, channel: str | None = None) -> list[Move]:
         """Logged moves, oldest first (all channels, or one)."""
         out = []
-        for key in self.blobs.list("channels/moves/"):
+        for key in self.blobs.list(keys.MOVES):
             try:
                 data = json.loads(self.blobs.get(key).data)
                 move = Move(**data)
@@ -262,19 +307,28 @@ class PolicyStore:
         return sorted(out, key=lambda m: m.at_ms)
 
     def rollback(self, channel: str, *, to: int | None = None, reason: str) -> ChannelPointer:
-        """Move ``channel`` back to ``to`` (default: the version before the current one,
-        from the pointer's ``previous``); logged as a rollback."""
+        """Move ``channel`` back to ``to``; logged as a rollback. Without ``to``: the newest
+        version the channel served that is not the current one and was not itself rolled
+        back from (``ChannelPointer.rollback_candidates``), so repeated rollbacks keep walking
+        back (v3 -> v2 -> v1) instead of bouncing between the last two; versions retention
+        deleted are skipped."""
         current = self.channel(channel)
         if current is None:
             raise ConfigError(f"channel {channel} was never set: nothing to roll back")
-        target = to if to is not None else current.previous
+        complete = set(self.versions())  # retention may have deleted an old one
+        target = to if to is not None else next(
+            (v for v in current.rollback_candidates() if v in complete), None)
         if target is None:
-            raise ConfigError(f"{channel} has no previous version; give --to")
+            served = ", ".join(version_name(v) for v in current.served) or "none"
+            bad = ", ".join(version_name(v) for v in current.rolled_back_from) or "none"
+            raise ConfigError(f"{channel} has no earlier version to roll back to (served: "
+                              f"{served}; rolled back from: {bad}); give --to")
         if target == current.version and current.kind == "rollback":
             raise ConfigError(f"{channel} is already rolled back to {version_name(target)}")
         # (re-pointing at the current version as a rollback makes followers that ignored
         # it as a stale, non-rollback move obey it)
-        return self.move(channel, target, kind="rollback", reason=reason, expected=current)
+        return self.move(channel, target, kind="rollback", reason=reason, expected=current,
+                         explicit=to is not None)
 
     # -- retention --------------------------------------------------------------------
     def retain(self, keep: int) -> list[int]:
@@ -286,8 +340,21 @@ class PolicyStore:
         pinned = {p.version for c in CHANNELS if (p := self.channel(c)) is not None}
         doomed = [v for v in versions[:-keep] if v not in pinned]
         for v in doomed:
-            prefix = f"policies/{version_name(v)}/"
+            prefix = keys.policy_prefix(v)
             self.blobs.delete(prefix + MANIFEST)  # invisible first, then the rest
             for key in self.blobs.list(prefix):
                 self.blobs.delete(key)
         return doomed
+
+
+def _trail(current: ChannelPointer | None, version: int, kind: str,
+           explicit: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``served`` and ``rolled_back_from`` after moving from ``current`` to ``version``."""
+    served = [v for v in (current.served if current else ()) if v != version] + [version]
+    served = served[-TRAIL:]
+    rolled = set(current.rolled_back_from) if current else set()
+    if kind == "rollback" and current is not None and current.version != version:
+        rolled.add(current.version)
+    if explicit:
+        rolled.discard(version)
+    return tuple(served), tuple(sorted(v for v in rolled if v in served))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, PolicyStore, version_name
 from raytrade.envs.errors import ConfigError
@@ -59,14 +60,14 @@ class Verdict:
 
 def paper_actors(store: PolicyStore) -> list[str]:
     """Actors that wrote a paper-trading record."""
-    return sorted({k.split("/")[1] for k in store.blobs.list("paper/")
+    return sorted({k.split("/")[1] for k in store.blobs.list(keys.PAPER)
                    if len(k.split("/")) == 3})
 
 
 def read_equity(store: PolicyStore, actor: str) -> list[dict[str, Any]]:
     """The actor's equity rows; ``ConfigError`` naming the line if one is malformed."""
     try:
-        text = store.blobs.get(f"paper/{actor}/equity.jsonl").data.decode()
+        text = store.blobs.get(keys.paper_key(actor, keys.EQUITY)).data.decode()
     except NotFoundError:
         return []
     rows = []
@@ -78,15 +79,15 @@ def read_equity(store: PolicyStore, actor: str) -> list[dict[str, Any]]:
             rows.append({"ts": int(row["ts"]), "equity": float(row["equity"]),
                          "position": float(row["position"]), "version": int(row["version"])})
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{store.uri}/paper/{actor}/equity.jsonl line {n}: {exc}") \
-                from exc
+            raise ConfigError(f"{store.uri}/{keys.paper_key(actor, keys.EQUITY)} line {n}: "
+                              f"{exc}") from exc
     return rows
 
 
 def unresolved_faults(store: PolicyStore, actor: str) -> list[str]:
     """The actor's unresolved faults (none if it wrote no health file)."""
     try:
-        data = json.loads(store.blobs.get(f"paper/{actor}/health.json").data)
+        data = json.loads(store.blobs.get(keys.paper_key(actor, keys.HEALTH)).data)
     except NotFoundError:
         return []
     except json.JSONDecodeError as exc:

@@ -7,6 +7,11 @@ every ``metrics_every_s`` seconds, and on ``flush``) and each checkpoint folder 
 ``checkpoints/latest`` pointer written after the folder, so a resume on another machine
 never sees a half-uploaded checkpoint. ``pull_latest`` brings the newest checkpoint back
 for ``--resume``.
+
+The name in ``checkpoints/latest`` is data from the store, not trusted: it must be one
+plain path component (``keys.checkpoint_name``), and every downloaded file must land
+inside the local ``checkpoints/<name>/`` folder, so a tampered pointer or key can never
+make a resume read or write outside the run.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import BlobStore, LocalBlobStore, NotFoundError
+from raytrade.envs.errors import ConfigError
 
-METRICS = ("metrics/train.jsonl", "metrics/eval.jsonl")
+METRICS = (keys.TRAIN_METRICS, keys.EVAL_METRICS)
 
 
 class RunMirror:
@@ -42,9 +49,9 @@ class RunMirror:
             path = self.local / rel
             if path.is_file():
                 self.blobs.put(rel, path.read_bytes())
-        curves = self.local / "metrics" / "eval_curves"
+        curves = self.local / keys.EVAL_CURVES
         for path in sorted(curves.glob("*.json")) if curves.is_dir() else []:
-            key = f"metrics/eval_curves/{path.name}"
+            key = f"{keys.EVAL_CURVES}{path.name}"
             if key not in self._pushed_curves:  # written once, never changed
                 self.blobs.put(key, path.read_bytes())
                 self._pushed_curves.add(key)
@@ -54,28 +61,33 @@ class RunMirror:
         """Upload ``checkpoints/<name>/`` then point ``checkpoints/latest`` at it."""
         if self.same:
             return
-        root = self.local / "checkpoints" / name
+        prefix = keys.checkpoint_prefix(name)
+        root = self.local / prefix
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            self.blobs.put(f"checkpoints/{name}/{path.relative_to(root).as_posix()}",
-                           path.read_bytes())
-        self.blobs.put("checkpoints/latest", name.encode())
+            self.blobs.put(f"{prefix}{path.relative_to(root).as_posix()}", path.read_bytes())
+        self.blobs.put(keys.LATEST_CHECKPOINT, name.encode())
 
     def pull_latest(self) -> str | None:
         """Download the newest checkpoint (and metrics) into the local folder; its name,
         or None if the store has none."""
         if self.same:
-            latest = self.local / "checkpoints" / "latest"
-            return latest.read_text().strip() if latest.exists() else None
+            return read_latest_checkpoint(self.local)
+        where = f"{self.blobs.uri}/{keys.LATEST_CHECKPOINT}"
         try:
-            name = self.blobs.get("checkpoints/latest").data.decode().strip()
+            raw = self.blobs.get(keys.LATEST_CHECKPOINT).data
         except NotFoundError:
             return None
-        prefix = f"checkpoints/{name}/"
+        name = keys.checkpoint_name(_text(raw, where), source=where)
+        prefix = keys.checkpoint_prefix(name)
+        root = (self.local / prefix).resolve()
         for key in self.blobs.list(prefix):
-            target = self.local / key
+            target = (self.local / key).resolve()
+            if not target.is_relative_to(root):
+                raise ConfigError(f"{self.blobs.uri}/{key}: a checkpoint file outside "
+                                  f"{prefix}; refusing to resume from it")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.blobs.get(key).data)
-        (self.local / "checkpoints" / "latest").write_text(name)
+        (self.local / keys.LATEST_CHECKPOINT).write_text(name)
         for rel in METRICS:
             try:
                 data = self.blobs.get(rel).data
@@ -84,3 +96,24 @@ class RunMirror:
             (self.local / rel).parent.mkdir(parents=True, exist_ok=True)
             (self.local / rel).write_bytes(data)
         return name
+
+
+def _text(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not text: {exc}") from exc
+
+
+def read_latest_checkpoint(run_dir: str | Path) -> str | None:
+    """The validated checkpoint name in a local run folder's ``checkpoints/latest``
+    (None when there is none yet)."""
+    run = Path(run_dir).resolve()
+    latest = run / keys.LATEST_CHECKPOINT
+    if not latest.exists():
+        return None
+    name = keys.checkpoint_name(_text(latest.read_bytes(), str(latest)), source=str(latest))
+    if not (run / keys.checkpoint_prefix(name)).resolve().is_relative_to(run / keys.CHECKPOINTS):
+        raise ConfigError(f"{latest}: checkpoint {name} resolves outside {run / keys.CHECKPOINTS}"
+                          " (a link?); refusing to resume from it")
+    return name

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 from raytrade.algos.storage.policy_store import version_name
 from raytrade.algos.storage.promotion import promote
-from raytrade.dashboard.context import actions_enabled, empty, reader, refresh_s
+from raytrade.dashboard.context import actions_enabled, empty, reader, refresh_s, viewer
 from raytrade.envs.errors import RaytradeError
 
 st.title("Models")
@@ -63,6 +63,8 @@ body()
 
 if actions_enabled():
     st.subheader("Promote or roll back")
+    acting = viewer()
+    st.caption(f"Moves are logged as made by {acting or 'nobody: your identity is unknown'}.")
     with st.form("move"):
         action = st.radio("Action", ["promote to paper", "promote to live", "roll back paper",
                                      "roll back live"], horizontal=True)
@@ -72,17 +74,21 @@ if actions_enabled():
     if submitted:
         if not reason.strip() or not confirm:
             st.error("A reason and the confirmation are both required.")
+        elif acting is None:
+            st.error("Your identity is unknown (no login, or the proxy sent no identity "
+                     "header): nothing was moved.")
         else:
             verb, channel = action.split()[0], action.split()[-1]
+            store = run.store.acting_as(acting)  # the audit names the viewer
             try:
                 if verb == "promote":
-                    verdict, pointer = promote(run.store, channel, reason=reason.strip())
+                    verdict, pointer = promote(store, channel, reason=reason.strip())
                     if pointer is None:
                         st.error(f"Refused by the gate: {verdict.summary()}")
                     else:
                         st.success(f"{channel} now serves {version_name(pointer.version)}")
                 else:
-                    pointer = run.store.rollback(channel, reason=reason.strip())
+                    pointer = store.rollback(channel, reason=reason.strip())
                     st.success(f"{channel} rolled back to {version_name(pointer.version)}")
             except RaytradeError as exc:
                 st.error(str(exc))

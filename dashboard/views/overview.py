@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from raytrade.algos.storage.keys import TRAIN_METRICS
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
 from raytrade.dashboard.run_reader import finite
 
@@ -26,7 +27,7 @@ def body() -> None:
         cols[3].metric("Run time", f"{(finite(last.get('time_s')) or 0) / 60:,.1f} min")
     else:
         empty("No training metrics", "They appear when `raytrade train` writes "
-              "metrics/train.jsonl to this store.")
+              f"{TRAIN_METRICS} to this store.")
 
     st.subheader("Channels")
     rows = []

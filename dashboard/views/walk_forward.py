@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from raytrade.algos.storage.keys import WALK_FORWARD_REPORTS
 from raytrade.dashboard.context import empty, reader
 
 st.title("Walk-forward")
@@ -11,7 +12,7 @@ run = reader()
 keys = run.walk_forward_reports()
 if not keys:
     empty("No walk-forward reports", "`raytrade backtest walk-forward` writes them to "
-          "reports/walk_forward/ in this store.")
+          f"{WALK_FORWARD_REPORTS} in this store.")
 else:
     key = st.selectbox("Report", keys[::-1])
     report = run.report(key)
