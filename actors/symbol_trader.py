@@ -39,7 +39,7 @@ from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.pipeline import StreamingFeatures
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.observation import N_POSITION_STATE, write_observation
-from raytrade.envs.rewards import REWARD_CODES, REWARD_STATE_SIZE, reward_step
+from raytrade.envs.rewards import REWARD_STATE_SIZE, reward_params, reward_step
 from raytrade.envs.risk import EVENT_HALT
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class SymbolTrader:
             raise ConfigError(f"{symbol}: online learning needs the policy's EnvConfig "
                               "(rewards=policy.manifest.env) to compute its rewards")
         self.rewards = rewards
+        self._reward_params = reward_params(rewards) if rewards is not None else None
         self._rstate = np.zeros(REWARD_STATE_SIZE)
         self.on_transitions = on_transitions
         self.chunk = chunk
@@ -183,11 +184,9 @@ class SymbolTrader:
 
     # ---- online learning
     def _collect_reward(self) -> None:
-        r = self.rewards
-        if r is None:
+        if self._reward_params is None:
             return
-        value = reward_step(REWARD_CODES[r.reward], self.broker.acct, self._rstate, r.dsr_eta,
-                            r.drawdown_penalty, r.turnover_penalty) * r.reward_scale
+        value = reward_step(self.broker.acct, self._rstate, self._reward_params)
         if self._actions and len(self._rewards) < len(self._actions):
             self._rewards.append(float(value))
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from raytrade.envs.costs import CostModel
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
+from raytrade.envs.rewards import REWARD_CODES
 from raytrade.envs.risk import RiskConfig
 
-REWARDS = ("log_return", "differential_sharpe", "drawdown_penalized", "turnover_penalty")
+REWARDS = tuple(REWARD_CODES)
 
 
 @dataclass(frozen=True)

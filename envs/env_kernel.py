@@ -21,13 +21,13 @@ from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.execution import advance
 from raytrade.envs.market import M_CLOSE, M_OPEN, M_QUOTE_VOLUME, M_SIGMA
 from raytrade.envs.observation import write_observation
-from raytrade.envs.rewards import REWARD_CODES, REWARD_STATE_SIZE, reward_step
+from raytrade.envs.rewards import REWARD_STATE_SIZE, reward_params, reward_step
 from raytrade.envs.risk import EVENT_HALT
 
 F32Array = npt.NDArray[np.float32]
 N_RISK_PARAMS = 5
 P_REWARD = N_COST_PARAMS + N_RISK_PARAMS
-# after P_REWARD: reward kind, dsr eta, drawdown weight, turnover weight, reward scale
+# after P_REWARD: ``rewards.reward_params``
 
 # step outcome codes
 DONE_NO, DONE_TERMINATED = 0, 1
@@ -36,9 +36,7 @@ DONE_NO, DONE_TERMINATED = 0, 1
 def pack_params(config: EnvConfig) -> FloatArray:
     """The float64 parameter vector of ``config`` for the kernels."""
     return np.concatenate([
-        config.costs.params(), config.risk.params(),
-        [float(REWARD_CODES[config.reward]), config.dsr_eta, config.drawdown_penalty,
-         config.turnover_penalty, config.reward_scale]])
+        config.costs.params(), config.risk.params(), reward_params(config)])
 
 
 @numba.njit(cache=True)
@@ -50,8 +48,7 @@ def env_step_one(acct: FloatArray, pending: FloatArray, rstate: FloatArray, mark
     rp = params[N_COST_PARAMS:P_REWARD]
     event = advance(acct, target, t, market[M_OPEN], market[M_CLOSE], market[M_QUOTE_VOLUME],
                     market[M_SIGMA], cp, rp, pending)
-    reward = reward_step(int(params[P_REWARD]), acct, rstate, params[P_REWARD + 1],
-                         params[P_REWARD + 2], params[P_REWARD + 3]) * params[P_REWARD + 4]
+    reward = reward_step(acct, rstate, params[P_REWARD:])
     write_observation(z, t + 1, window, acct, market[M_CLOSE, t + 1], obs)
     done = DONE_TERMINATED if (event == EVENT_HALT or acct[EQUITY] <= 0.0) else DONE_NO
     return reward, done

@@ -7,14 +7,44 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from raytrade.actors.venues.registry import DEFAULT_VENUE, venue_names
 from raytrade.envs.errors import ConfigError
 
+if TYPE_CHECKING:
+    from raytrade.actors.alerts import Notifier
+
+
+def alert_notifiers(webhook_env: str | None, telegram_chat: str | None,
+                    telegram_token_env: str, environ: Mapping[str, str]) -> list[Notifier]:
+    """The alert notifiers ``raytrade paper`` was asked for. Their secrets (a webhook URL
+    carries one in its path, a bot token is one) come from environment variables, never
+    from flags, which the process list and shell history would show."""
+    from raytrade.actors.alerts import TelegramNotifier, WebhookNotifier
+
+    for name in (webhook_env, telegram_chat and telegram_token_env):
+        if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError("--webhook-env and --telegram-token-env take the NAME of an "
+                              "environment variable (the value is not shown here)")
+    notifiers: list[Notifier] = []
+    if webhook_env:
+        url = environ.get(webhook_env)
+        if not url:
+            raise ConfigError(f"--webhook-env names ${webhook_env}, which is not set")
+        notifiers.append(WebhookNotifier(url))
+    if telegram_chat:
+        token = environ.get(telegram_token_env)
+        if not token:
+            raise ConfigError(f"--telegram-chat needs the bot token in ${telegram_token_env}")
+        notifiers.append(TelegramNotifier(token, telegram_chat))
+    return notifiers
+
 
 def _cmd_paper(args: argparse.Namespace) -> int:
-    from raytrade.actors.alerts import Notifier, TelegramNotifier, WebhookNotifier
     from raytrade.actors.paper_actor import run_paper
     from raytrade.actors.paper_config import PaperConfig
     from raytrade.algos.train import ray_session
@@ -29,14 +59,8 @@ def _cmd_paper(args: argparse.Namespace) -> int:
                            speed=args.speed, online_learning=args.online_learning,
                            warmup_bars=args.warmup_bars,
                            reference_symbol=args.reference_symbol) for s in symbols]
-    notifiers: list[Notifier] = []
-    if args.webhook:
-        notifiers.append(WebhookNotifier(args.webhook))
-    if args.telegram_chat:
-        token = os.environ.get(args.telegram_token_env)
-        if not token:
-            raise ConfigError(f"--telegram-chat needs the bot token in ${args.telegram_token_env}")
-        notifiers.append(TelegramNotifier(token, args.telegram_chat))
+    notifiers = alert_notifiers(args.webhook_env, args.telegram_chat,
+                                args.telegram_token_env, os.environ)
     with ray_session(args.address):
         finals = run_paper(configs, args.store, endpoint_url=args.s3_endpoint_url,
                            notifiers=notifiers, duration_s=args.duration)
@@ -75,8 +99,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``paper`` and ``feed replay``."""
-    pa = sub.add_parser("paper", help="paper-trade the store's policy on live or replayed "
-                        "websocket feeds, one Ray actor per symbol")
+    # no abbreviated flags: a secret must never be taken for the name of its variable
+    pa = sub.add_parser("paper", allow_abbrev=False,
+                        help="paper-trade the store's policy on live or replayed "
+                             "websocket feeds, one Ray actor per symbol")
     pa.add_argument("--store", required=True, help="run store: file:///path or s3://bucket/x")
     pa.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
     pa.add_argument("--channel", default="paper", help="channel to follow (default paper)")
@@ -103,7 +129,9 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                     help="push transitions to the training run's live-experience queue")
     pa.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     pa.add_argument("--name-prefix", default="paper-", help="actor name prefix")
-    pa.add_argument("--webhook", help="POST alerts to this URL")
+    pa.add_argument("--webhook-env", metavar="VAR",
+                    help="POST alerts to the webhook URL held in this environment variable "
+                         "(Slack and Discord URLs carry their secret: never a flag)")
     pa.add_argument("--telegram-chat", help="send alerts to this Telegram chat id")
     pa.add_argument("--telegram-token-env", default="RAYTRADE_TELEGRAM_TOKEN",
                     help="environment variable holding the bot token (never a flag)")

@@ -176,3 +176,32 @@ def test_telegram_failing_endpoint_never_shows_the_token(
         notifier.send(Alert("halt", "a", "X", "m", 0.0))
     for text in _shown(notifier, info.value, caplog.text):
         assert "TGsecretTOKEN" not in text, text
+
+
+def test_paper_cli_alert_secrets_come_from_the_environment_never_from_flags(
+        http_server: str) -> None:
+    from raytrade.envs.errors import ConfigError
+    from raytrade.scripts.cli import build_parser
+    from raytrade.scripts.paper_cli import alert_notifiers
+
+    env = {"HOOK": http_server + SLACK, "TG": "123:SECRET"}
+    hook, telegram = alert_notifiers("HOOK", "42", "TG", env)
+    assert isinstance(hook, WebhookNotifier) and isinstance(telegram, TelegramNotifier)
+    alerts = AlertDispatcher([hook])  # Telegram's real API is not reachable from tests
+    assert alerts.alert("halt", "paper-eth", "ETHUSDT", "drawdown halt fired")
+    alerts.close()
+    assert [p for p, _ in _Recorder.received] == [SLACK]
+    assert dict(_Recorder.received)[SLACK]["kind"] == "halt"
+    with pytest.raises(ConfigError, match=r"\$HOOK, which is not set"):
+        alert_notifiers("HOOK", None, "TG", {})
+    with pytest.raises(ConfigError, match=r"bot token in \$TG"):
+        alert_notifiers(None, "42", "TG", {})
+    assert alert_notifiers(None, None, "TG", env) == []
+    # a URL given where the variable's name belongs is refused without being echoed
+    with pytest.raises(ConfigError, match="NAME of an environment variable") as info:
+        alert_notifiers(http_server + SLACK, None, "TG", env)
+    assert all(secret not in str(info.value) for secret in SECRETS)
+    # no flag takes a webhook URL any more
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["paper", "--store", "file:///tmp/x", "--symbols", "ETHUSDT",
+                                   "--webhook", http_server + SLACK])

@@ -23,7 +23,7 @@ from raytrade.envs.market import M_CLOSE, load_markets
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 from raytrade.envs.registration import MULTI_ID, TRADING_ID, make_env
 from raytrade.envs.resample import align
-from raytrade.envs.rewards import REWARD_CODES, REWARD_STATE_SIZE, reward_step
+from raytrade.envs.rewards import REWARD_STATE_SIZE, reward_params, reward_step
 from raytrade.envs.risk import RiskConfig
 from raytrade.envs.sample import sample_path
 from raytrade.envs.trading_env import TradingEnv
@@ -213,13 +213,13 @@ def _dsr_kernel(returns: list[float], eta: float) -> list[float]:
     """``rewards.reward_step`` of the differential Sharpe ratio on a return sequence."""
     acct = new_account(1.0)
     rstate = np.zeros(REWARD_STATE_SIZE)
+    params = reward_params(EnvConfig(reward="differential_sharpe", dsr_eta=eta))
     out = []
     for r in returns:
         acct[PREV_EQUITY] = acct[EQUITY]
         acct[EQUITY] = acct[EQUITY] * (1.0 + r)
         acct[PEAK] = max(acct[PEAK], acct[EQUITY])
-        out.append(reward_step(REWARD_CODES["differential_sharpe"], acct, rstate, eta, 1.0,
-                               0.001))
+        out.append(reward_step(acct, rstate, params))
     return out
 
 
