@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import tempfile
 from typing import Any
 
@@ -66,7 +67,7 @@ def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[s
     steps: dict[int, tuple[float, float]] = {}
 
     def progress(line: str) -> None:
-        print(line, flush=True)
+        print(line, file=sys.stderr, flush=True)  # stdout carries only the JSON
 
     with tempfile.TemporaryDirectory(prefix="rt-bench-") as run:
         result = train(exp, run, time_budget_s=seconds, eval_every=eval_every,
