@@ -39,6 +39,7 @@ from raytrade.algos.manifest import PolicyRejectedError
 from raytrade.algos.policy import Decision, Policy
 from raytrade.algos.storage.blobstore import NotFoundError, StoreUnavailableError
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
+from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError, RaytradeError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,20 @@ class NoPolicyError(RaytradeError):
 
 @dataclass(frozen=True)
 class Compatibility:
-    """What a policy must match to be swapped in: observation shape, action positions and
-    FeatureSpec hash (the live feature pipeline and broker are built for these)."""
+    """What a policy must match to be swapped in: observation shape, action positions,
+    FeatureSpec hash and trading rules (the live feature pipeline, the broker's costs, risk
+    and latency, and online learning's rewards are built for these once; a policy trained
+    under other rules needs a restarted trader, never a silent swap)."""
 
     obs_shape: tuple[int, ...]
     positions: tuple[float, ...]
     feature_spec_hash: str
+    trading_rules: EnvConfig
 
     @classmethod
     def of(cls, policy: Policy) -> Compatibility:
-        return cls(policy.obs_shape, policy.positions, policy.feature_spec_hash)
+        return cls(policy.obs_shape, policy.positions, policy.feature_spec_hash,
+                   policy.manifest.env.trading_rules())
 
     def mismatch(self, policy: Policy) -> str | None:
         """Why ``policy`` does not fit, or None."""
@@ -68,7 +73,21 @@ class Compatibility:
             if getattr(self, name) != getattr(other, name):
                 return (f"incompatible {name}: serving {getattr(self, name)}, new version "
                         f"has {getattr(other, name)}")
+        changed = self.trading_rules.differences(other.trading_rules)
+        if changed:
+            detail = ", ".join(f"{name} {_field(self.trading_rules, name)!r} -> "
+                               f"{_field(other.trading_rules, name)!r}" for name in changed)
+            return (f"incompatible trading rules ({detail}): the trader's broker and "
+                    "rewards follow the serving policy's manifest; restart the trader to "
+                    "adopt the new rules")
         return None
+
+
+def _field(config: EnvConfig, path: str) -> object:
+    value: object = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 @dataclass(frozen=True)

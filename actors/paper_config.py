@@ -34,8 +34,9 @@ class PaperConfig:
     """Folder of the SQLite journals (one file per actor)."""
     channel: str = "paper"
     """Store channel the executor follows."""
-    initial_equity: float = 10_000.0
-    """Starting paper balance."""
+    initial_equity: float | None = None
+    """Starting paper balance; None: the policy's training equity (``manifest.env``), which
+    matters when its risk rules cap notional in absolute quote currency."""
     max_leverage: float = 1.0
     """Gross notional allowed, as a multiple of equity."""
     use_quote_spread: bool = True

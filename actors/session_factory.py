@@ -31,6 +31,7 @@ from raytrade.actors.watchdog import Clock, MarketClock
 from raytrade.algos.manifest import BundleManifest
 from raytrade.algos.policy import Policy
 from raytrade.envs.bars import Bar
+from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.intervals import interval_to_ms
 from raytrade.envs.trade_bars import TradeBarBuilder
@@ -45,7 +46,14 @@ Transitions = Callable[[npt.NDArray[np.float32], npt.NDArray[np.int64],
 def broker_config(config: PaperConfig, manifest: BundleManifest) -> BrokerConfig:
     """Paper account settings: the policy's training costs, risk rules and latency."""
     env = manifest.env
-    return BrokerConfig(initial_equity=config.initial_equity, costs=env.costs, risk=env.risk,
+    widest = max(abs(p) for p in env.positions)
+    if widest > config.max_leverage:
+        raise ConfigError(f"the policy's positions reach {widest:g}x equity but "
+                          f"PaperConfig.max_leverage is {config.max_leverage:g}: every such "
+                          "order would be rejected; raise max_leverage or trade a policy "
+                          "trained within it")
+    equity = env.initial_equity if config.initial_equity is None else config.initial_equity
+    return BrokerConfig(initial_equity=equity, costs=env.costs, risk=env.risk,
                         latency_bars=env.latency_bars, max_leverage=config.max_leverage,
                         use_quote_spread=config.use_quote_spread)
 

@@ -46,9 +46,11 @@ def load_policy(ref: str, *, endpoint_url: str | None = None) -> Policy:
     return Policy(store.files(version), version)
 
 
-def env_config(policy: Policy, initial_equity: float = 10_000.0) -> EnvConfig:
+def env_config(policy: Policy, initial_equity: float | None = None) -> EnvConfig:
     """The manifest's EnvConfig (every trading rule the bundle was trained under), over
     whole episodes from the first bar, starting with ``initial_equity``."""
+    if initial_equity is None:
+        initial_equity = policy.manifest.env.initial_equity
     return dataclasses.replace(policy.manifest.env, initial_equity=initial_equity,
                                max_episode_steps=None, random_start=False)
 
@@ -136,7 +138,7 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
 
 def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | None = None,
                  seed: int = 0, momentum_bars: int = 48,
-                 initial_equity: float = 10_000.0) -> BacktestResult:
+                 initial_equity: float | None = None) -> BacktestResult:
     """``policy`` and the baselines on every source, whole series (module docstring)."""
     spec = policy.feature_spec
     if spec.reference_symbol and reference is None:
@@ -149,7 +151,7 @@ def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | Non
     result = BacktestResult(policy.version or 0, {
         "policy": version_name(policy.version or 0), "sources": list(sources),
         "reference": reference, "seed": seed, "momentum_bars": momentum_bars,
-        "initial_equity": initial_equity, "positions": list(config.positions),
+        "initial_equity": config.initial_equity, "positions": list(config.positions),
         "window": config.window, "latency_bars": config.latency_bars,
         "fee_bps": config.costs.fee_bps, "half_spread_bps": config.costs.half_spread_bps,
         "feature_spec_hash": spec.hash})

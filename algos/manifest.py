@@ -265,7 +265,16 @@ class BundleManifest:
             hint = OLD_FORMATS.get(fmt) if isinstance(fmt, str) else None
             raise ConfigError(f"format: {fmt!r} is not {BUNDLE_FORMAT}"
                               + (f": {hint}" if hint else " (unknown bundle format)"))
-        return decode(cls, data, "")
+        try:
+            return decode(cls, data, "")
+        except ConfigError as exc:
+            if "missing" in str(exc) or "unknown field" in str(exc):
+                # the schema of a format never changes (tests/fixtures/manifest_v2.json
+                # pins it): a field too many or too few is damage or another code version
+                raise ConfigError(f"{exc}; a {BUNDLE_FORMAT} manifest has exactly this "
+                                  f"reader's fields. If this code is older than the bundle, "
+                                  f"upgrade raytrade; otherwise {REEXPORT}") from exc
+            raise
 
     @classmethod
     def from_json(cls, text: bytes | str) -> BundleManifest:

@@ -64,6 +64,24 @@ class EnvConfig:
         if not 0 < self.dsr_eta < 1:
             raise ConfigError("EnvConfig.dsr_eta must be in (0, 1)")
 
+    def trading_rules(self) -> EnvConfig:
+        """This config without its training-only episode settings (``max_episode_steps``,
+        ``random_start``): the rules a live trader and a policy swapped into it must share
+        (positions, window, costs, risk, latency, reward and its parameters, equity)."""
+        return dataclasses.replace(self, max_episode_steps=None, random_start=False)
+
+    def differences(self, other: EnvConfig) -> list[str]:
+        """The fields (``costs.fee_bps``) whose values differ from ``other``'s."""
+        out: list[str] = []
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if dataclasses.is_dataclass(mine) and dataclasses.is_dataclass(theirs):
+                out.extend(f"{f.name}.{g.name}" for g in dataclasses.fields(mine)
+                           if getattr(mine, g.name) != getattr(theirs, g.name))
+            elif mine != theirs:
+                out.append(f.name)
+        return out
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
         """Build from plain values (nested ``costs`` and ``risk`` dicts allowed)."""

@@ -48,7 +48,8 @@ def add_backtest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     p.add_argument("--momentum-bars", type=int, default=48,
                    help="lookback of the momentum baseline, bars")
-    p.add_argument("--initial-equity", type=float, default=10_000.0)
+    p.add_argument("--initial-equity", type=float, default=None,
+                   help="starting equity (default: the policy's training equity)")
     p.add_argument("--out", default="backtest-report", help="output folder")
     p.set_defaults(func=_cmd_backtest)
 

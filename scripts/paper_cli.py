@@ -116,7 +116,8 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pa.add_argument("--journal", default="paper-journals", help="journal folder")
     pa.add_argument("--address", help="Ray address (auto: the cluster); default a private "
                     "local Ray")
-    pa.add_argument("--initial-equity", type=float, default=10_000.0)
+    pa.add_argument("--initial-equity", type=float, default=None,
+                    help="starting paper balance (default: the policy's training equity)")
     pa.add_argument("--reference-symbol", help="the venue's symbol for the policy's "
                     "reference asset (default: the venue's spelling of the FeatureSpec's, "
                     "e.g. BTC-USD on Coinbase)")

@@ -28,6 +28,9 @@ from raytrade.envs.errors import ConfigError
 from raytrade.envs.risk import RiskConfig
 
 V1_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v1.json"
+V2_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v2.json"
+"""A ``raytrade.policy/2`` manifest as ``export.random_bundle`` writes it (synthetic_regime,
+seed 3, fitted env spec): the format's schema, pinned."""
 """A ``raytrade.policy/1`` manifest as ``export.random_bundle`` wrote it before the typed
 manifest (synthetic_regime experiment, seed 3)."""
 
@@ -147,6 +150,28 @@ def test_v1_bundle_is_refused_with_how_to_reexport() -> None:
     files = {MANIFEST: text, "weights.safetensors": b"\0"}
     with pytest.raises(PolicyRejectedError, match=r"raytrade\.policy/1"):
         Policy(files, 4)
+
+
+def test_published_format_schema_is_pinned_so_a_field_change_must_bump_the_format(
+        ) -> None:
+    # Bundles already in stores were written with exactly these fields. Adding, removing
+    # or renaming a field of the manifest (an EnvConfig field included) fails here: bump
+    # BUNDLE_FORMAT, add the old one to OLD_FORMATS (refuse with how to re-export, or a
+    # tested migration), and write this fixture anew.
+    text = V2_MANIFEST.read_bytes()
+    manifest = BundleManifest.from_json(text)
+    assert json.loads(manifest.to_json()) == json.loads(text)
+    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/2"
+
+
+def test_manifest_with_a_field_of_another_schema_says_what_to_do() -> None:
+    doc = json.loads(V2_MANIFEST.read_bytes())
+    doc["env"]["reward_clip"] = 3.0
+    with pytest.raises(ConfigError, match=r"env\.reward_clip: unknown field.*re-export"):
+        BundleManifest.from_dict(doc)
+    del doc["env"]["reward_clip"], doc["env"]["dsr_eta"]
+    with pytest.raises(ConfigError, match=r"env\.dsr_eta: missing.*upgrade raytrade"):
+        BundleManifest.from_dict(doc)
 
 
 def test_manifest_json_is_strict_and_keeps_non_finite_floats() -> None:

@@ -12,7 +12,7 @@ import pytest
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_broker import PaperBroker
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.session_factory import broker_config
+from raytrade.actors.session_factory import SessionFactory, broker_config
 from raytrade.actors.symbol_trader import SymbolTrader
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
@@ -44,12 +44,12 @@ def test_paper_rewards_equal_the_env_rewards_of_a_policy_with_non_default_reward
 
     # the paper side: a trader with online learning, fed the same real bars
     pushed: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
-    journal = Journal(tmp_path / "journal.sqlite")
-    config = PaperConfig(actor="t", symbol="ETHUSDT", use_quote_spread=False)
-    broker = PaperBroker(broker_config(config, policy.manifest), "ETHUSDT", "t")
-    trader = SymbolTrader("ETHUSDT", policy.feature_spec, policy.manifest.env.window, broker,
-                          journal, lambda: policy, rewards=policy.manifest.env,
-                          on_transitions=lambda o, a, r: pushed.append((a, r)), chunk=32)
+    # built the way a paper session builds it: the factory reads the manifest
+    config = PaperConfig(actor="t", symbol="ETHUSDT", use_quote_spread=False,
+                         online_learning=True, journal_dir=str(tmp_path))
+    factory = SessionFactory(config, push_transitions=lambda o, a, r: pushed.append((a, r)))
+    journal = factory.journal()
+    trader = factory.trader(policy, journal, lambda: policy)
     for i in range(N_BARS):
         trader.process(eth.bar(i), "live" if i >= START else "warmup", float(btc.close[i]))
     journal.close()
@@ -82,3 +82,20 @@ def test_online_learning_without_the_policys_reward_rules_is_refused(tmp_path: P
                          lambda: policy, on_transitions=lambda o, a, r: None)
     finally:
         journal.close()
+
+
+def test_paper_account_follows_the_manifest_equity_and_refuses_positions_past_leverage(
+        ) -> None:
+    exp = quick_experiment()
+    exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, initial_equity=25_000.0))
+    policy = Policy(random_bundle(exp, seed=3), 1)
+    config = PaperConfig(actor="t", symbol="ETHUSDT")
+    assert broker_config(config, policy.manifest).initial_equity == 25_000.0
+    override = dataclasses.replace(config, initial_equity=5_000.0)
+    assert broker_config(override, policy.manifest).initial_equity == 5_000.0
+    wide = dataclasses.replace(exp, env=dataclasses.replace(exp.env,
+                                                            positions=(-2.0, 0.0, 2.0)))
+    with pytest.raises(ConfigError, match=r"reach 2x equity but PaperConfig.max_leverage"):
+        broker_config(config, Policy(random_bundle(wide, seed=3), 2).manifest)
+    assert broker_config(dataclasses.replace(config, max_leverage=2.0),
+                         Policy(random_bundle(wide, seed=3), 2).manifest).max_leverage == 2.0

@@ -201,10 +201,41 @@ def test_incompatible_policies_are_rejected_before_the_swap(store_uri: str,
             "features": "feature_spec_hash"}[change] in reason
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"costs": "fee"}, "costs.fee_bps"), ({"latency_bars": 3}, "latency_bars"),
+    ({"reward": "drawdown_penalized"}, "reward"), ({"dsr_eta": 0.05}, "dsr_eta"),
+    ({"risk": "drawdown"}, "risk.max_drawdown")])
+def test_policy_trained_under_other_trading_rules_is_never_swapped_in(
+        store_uri: str, change: dict[str, object], field: str) -> None:
+    # the trader's broker and online-learning rewards are built from the serving policy's
+    # manifest: a swap to other costs, risk, latency or reward rules would trade the new
+    # policy under the old rules
+    store = PolicyStore(store_uri)
+    store.publish(_bundle(1))
+    ex, clock = _executor(store)
+    ex.poll()
+    env = dict(change)
+    if env.get("costs") == "fee":
+        env["costs"] = dataclasses.replace(EXP.env.costs, fee_bps=EXP.env.costs.fee_bps * 10)
+    if env.get("risk") == "drawdown":
+        env["risk"] = dataclasses.replace(EXP.env.risk, max_drawdown=0.05)
+    store.publish(_bundle(2, _exp(**env)))
+    clock.t += 5
+    assert not ex.poll() and ex.version == 1
+    reason = ex.status().rejected[2]
+    assert "incompatible trading rules" in reason and field in reason, reason
+    # episode settings are training-only: a policy that differs only there swaps in
+    store.publish(_bundle(3, _exp(max_episode_steps=77, random_start=False)))
+    clock.t += 5
+    assert ex.poll() and ex.version == 3
+    assert ex.policy is not None and ex.policy.manifest.env.trading_rules() == \
+        EXP.env.trading_rules()
+
+
 def test_explicit_compatibility_rejects_even_the_first_version(store_uri: str) -> None:
     store = PolicyStore(store_uri)
     store.publish(_bundle(1))
-    want = Compatibility((3,), (-1.0, 0.0, 1.0), "0" * 64)
+    want = Compatibility((3,), (-1.0, 0.0, 1.0), "0" * 64, EXP.env.trading_rules())
     ex, _ = _executor(store, expect=want)
     assert not ex.poll()
     with pytest.raises(NoPolicyError):
