@@ -9,6 +9,7 @@ from pathlib import Path
 
 from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.venues.registry import DEFAULT_VENUE, venue_factory
+from raytrade.algos.storage import keys
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import interval_to_ms
 
@@ -71,6 +72,7 @@ class PaperConfig:
     """Connection behaviour."""
 
     def __post_init__(self) -> None:
+        keys.paper_prefix(self.actor)  # names the journal file and paper/<actor>/
         capabilities = venue_factory(self.venue).capabilities
         interval_to_ms(self.interval)
         if not capabilities.supports(self.interval):

@@ -12,7 +12,7 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.manifest import MANIFEST
 from raytrade.algos.storage.policy_store import PolicyStore, default_actor
-from raytrade.algos.storage.promotion import GateLimits, live_gate, promote
+from raytrade.algos.storage.promotion import GateLimits, live_gate, paper_gate, promote
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.metrics import performance
 from raytrade.scripts.cli import main
@@ -58,6 +58,21 @@ def test_candidate_to_paper_needs_an_evaluation(store: PolicyStore) -> None:
     assert not verdict.passed and pointer is None
     assert "no validation evaluation" in verdict.summary()
     assert store.channel("paper").version == 1  # type: ignore[union-attr]
+
+
+def test_paper_gate_refuses_a_bundle_no_executor_would_load(store: PolicyStore) -> None:
+    # written past publish()'s checks (an older writer, a damaged upload) but carrying a
+    # fine evaluation: the gate must not move what every executor would then reject
+    files = _evaluated(2)
+    manifest = json.loads(files[MANIFEST])
+    del manifest["env"]["dsr_eta"]
+    store.blobs.put("claims/v000002", b"{}", if_none_match=True)
+    store.blobs.put("policies/v000002/weights.safetensors", files["weights.safetensors"])
+    store.blobs.put("policies/v000002/" + MANIFEST, json.dumps(manifest).encode())
+    verdict = paper_gate(store, 2)
+    assert not verdict.passed
+    assert "v000002 does not verify" in verdict.summary() and "env.dsr_eta" in \
+        verdict.summary()
 
 
 def test_live_gate_reads_the_paper_record(store: PolicyStore) -> None:

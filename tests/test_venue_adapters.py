@@ -171,6 +171,9 @@ def test_paper_config_unknown_venue_or_interval_is_refused_naming_the_rule() -> 
     with pytest.raises(ConfigError, match=r"venue 'coinbase' serves .* not 3m"):
         PaperConfig(actor="a", symbol="BTC-USD", venue="coinbase", interval="3m")
     assert PaperConfig(actor="a", symbol="BTC-USD", venue="coinbase").interval == "5m"
+    # the actor names a journal file and a store folder: no path tricks
+    with pytest.raises(ConfigError, match=r"paper actor name '\.\./x'"):
+        PaperConfig(actor="../x", symbol="BTCUSDT")
 
 
 def test_replay_venue_without_its_server_urls_is_refused() -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from raytrade.algos.manifest import PolicyRejectedError, read_bundle
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, PolicyStore, version_name
@@ -137,11 +138,17 @@ def live_gate(store: PolicyStore, limits: GateLimits) -> Verdict:
 
 
 def paper_gate(store: PolicyStore, version: int) -> Verdict:
-    """Evaluation evidence for ``paper``: the manifest carries a finite validation
-    evaluation of the greedy policy (what the dashboard and operators judge it by)."""
-    manifest = store.manifest(version)
-    evaluation = manifest.get("evaluation")
+    """Evaluation evidence for ``paper``: the bundle verifies (typed manifest, checksums:
+    what every executor will check before serving it) and its manifest carries a finite
+    validation evaluation of the greedy policy (what the dashboard and operators judge it
+    by)."""
     verdict = Verdict(True, version)
+    try:
+        evaluation = read_bundle(store.files(version), version).evaluation
+    except PolicyRejectedError as exc:
+        verdict.reasons.append(f"{version_name(version)} does not verify: {exc.reason}")
+        verdict.passed = False
+        return verdict
     if not isinstance(evaluation, dict) or not evaluation.get("datasets"):
         verdict.reasons.append(f"{version_name(version)} has no validation evaluation")
     else:
