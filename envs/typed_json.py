@@ -23,6 +23,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import numpy as np
 from raytrade.envs.errors import ConfigError, RaytradeError
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.spec import FeatureSpec
@@ -30,9 +31,13 @@ from raytrade.envs.features.spec import FeatureSpec
 T = TypeVar("T")
 
 NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
-_FEATURE_SPEC_KEYS = frozenset(FeatureSpec().to_dict())
-_NORMALIZER_KEYS = frozenset(("format", "names", "spec_hash", "mean", "std", "clip",
-                              "fitted_rows", "fit_start_ts", "fit_end_ts"))
+# the documents these two classes write themselves (``to_dict``), key sets taken from it
+_OWN_FORMAT: dict[type[Any], frozenset[str]] = {
+    FeatureSpec: frozenset(FeatureSpec().to_dict()),
+    Normalizer: frozenset(Normalizer(names=(), spec_hash="", mean=np.zeros(0),
+                                     std=np.ones(0), clip=1.0, fitted_rows=0,
+                                     fit_start_ts=0, fit_end_ts=0).to_dict()),
+}
 
 
 def encode(value: Any) -> Any:
@@ -73,10 +78,8 @@ def _decode(hint: Any, data: Any, path: str) -> Any:
         return _decode(rest[0], data, path)
     if hint is Any:
         return data
-    if hint is FeatureSpec:
-        return _feature_spec(data, path)
-    if hint is Normalizer:
-        return _normalizer(data, path)
+    if hint in _OWN_FORMAT:
+        return _own_format(hint, data, path)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _dataclass(hint, data, path)
     if origin is tuple:
@@ -142,17 +145,11 @@ def _dataclass(kind: type[Any], data: Any, path: str) -> Any:
         raise ConfigError(f"{path or kind.__name__}: {exc}") from exc
 
 
-def _feature_spec(data: Any, path: str) -> FeatureSpec:
-    _check_keys(data, _FEATURE_SPEC_KEYS, path)
+def _own_format(kind: type[FeatureSpec] | type[Normalizer], data: Any,
+                path: str) -> FeatureSpec | Normalizer:
+    """A FeatureSpec or Normalizer from its own ``to_dict`` document, keys checked."""
+    _check_keys(data, _OWN_FORMAT[kind], path)
     try:
-        return FeatureSpec.from_dict(data)
-    except (RaytradeError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-
-
-def _normalizer(data: Any, path: str) -> Normalizer:
-    _check_keys(data, _NORMALIZER_KEYS, path)
-    try:
-        return Normalizer.from_dict(data)
+        return kind.from_dict(data)
     except (RaytradeError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
