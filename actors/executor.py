@@ -19,8 +19,12 @@ Embedding it in a bot::
 
     store = PolicyStore("s3://bucket/runs/x")
     executor = PolicyExecutor(store, "live", poll_interval_s=30).start()
-    decision = executor.decide(observation, current_position=position)
-    broker.target(decision.position)  # decision.version made it
+    if executor.decides_at(bar_open_ms):  # the bundle's decision interval
+        decision = executor.decide(observation, current_position=position)
+        broker.target(decision.position)  # decision.version made it
+
+Passing the current position applies the bundle's decision rule (its switching margin,
+``envs/decision.py``), the same function the training evaluation and the backtest use.
 """
 
 from __future__ import annotations
@@ -172,6 +176,15 @@ class PolicyExecutor:
         if policy is None:
             raise NoPolicyError(f"no validated policy on channel {self.channel} yet")
         return policy.decide(obs, current_position, self.min_confidence)
+
+    def decides_at(self, ts_ms: int) -> bool:
+        """Whether the served policy's decision rule decides on the bar opening at
+        ``ts_ms`` (``Policy.decides_at``); a caller holds its position on other bars.
+        ``NoPolicyError`` if no policy is served."""
+        policy = self._policy
+        if policy is None:
+            raise NoPolicyError(f"no validated policy on channel {self.channel} yet")
+        return policy.decides_at(ts_ms)
 
     # -- following the channel --------------------------------------------------------
     def status(self) -> ExecutorStatus:

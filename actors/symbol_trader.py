@@ -8,7 +8,9 @@
 3. the observation is built by ``envs.observation.write_observation`` from the last
    ``window`` feature rows, normalized with the *deciding* policy's own normalizer;
 4. the policy decides (on ``live`` bars only; warm-up, catch-up and stale bars, or no
-   policy, hold the last request: no new entries);
+   policy, hold the last request: no new entries), through the bundle's decision rule
+   (``envs/decision.py``): only on its decision bars (every ``k`` bars, epoch-aligned, as
+   the training env steps), switching only when the Q advantage pays the rule's margin;
 5. the shared risk rules turn the request into a target (``PaperBroker.decide``);
 6. the bar, fill or rejection, account state and decision go to the journal in one
    transaction.
@@ -83,6 +85,7 @@ class SymbolTrader:
         self._obs: list[F32] = []
         self._actions: list[int] = []
         self._rewards: list[float] = []
+        self._pending_reward = 0.0
 
     # ---- restart
     def restore(self) -> int:
@@ -156,6 +159,13 @@ class SymbolTrader:
             reason = f"{kind} bar: holding (no new entries)"
         elif window is None or not np.isfinite(window).all():
             reason = "features warming up: holding"
+        if not reason and policy is not None and not policy.decides_at(bar.ts):
+            decided, event = broker.decide(hold, bar.close)  # between decision bars
+            return DecisionRecord(version, None, hold, decided, event, None, (), None, True,
+                                  f"between decision bars (every "
+                                  f"{policy.decision_rule.every_bars}): holding",
+                                  self.spec.hash)
+        self._close_reward()
         if reason:
             self._cut_chunk()
             decided, event = broker.decide(hold, bar.close)
@@ -171,7 +181,7 @@ class SymbolTrader:
         self._remember(obs, d.action)
         return DecisionRecord(d.version, d.action, d.position, decided, event, d.greedy_action,
                               d.q_values, d.confidence, d.held,
-                              reason or ("low confidence: held" if d.held else "policy"),
+                              reason or (f"{d.why}: held" if d.held else d.why),
                               self.spec.hash)
 
     def observation(self, policy: Policy, window: F32, close: float) -> F32:
@@ -184,11 +194,20 @@ class SymbolTrader:
 
     # ---- online learning
     def _collect_reward(self) -> None:
+        """Add this bar's reward to the open transition's; a transition's reward is the
+        sum over the bars from its decision to the next decision bar, as the training env
+        sums them (``env_kernel.env_step_one``)."""
         if self._reward_params is None:
             return
         value = reward_step(self.broker.acct, self._rstate, self._reward_params)
         if self._actions and len(self._rewards) < len(self._actions):
-            self._rewards.append(float(value))
+            self._pending_reward += float(value)
+
+    def _close_reward(self) -> None:
+        """At a decision bar: the open transition's summed reward is complete."""
+        if self._actions and len(self._rewards) < len(self._actions):
+            self._rewards.append(self._pending_reward)
+        self._pending_reward = 0.0
 
     def _remember(self, obs: F32, action: int) -> None:
         """Transitions chain consecutive policy decisions: ``obs[i]``, ``actions[i]``,

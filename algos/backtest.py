@@ -60,7 +60,8 @@ def momentum(market: MarketData, positions: Sequence[float], bars: int) -> Choos
     close = market.market[M_CLOSE]
     pos = np.asarray(positions)
     long, flat = int(np.argmax(pos)), int(np.argmin(np.abs(pos)))
-    return lambda obs, bar: long if bar >= bars and close[bar] > close[bar - bars] else flat
+    return lambda obs, bar, held: long if bar >= bars and close[bar] > close[bar - bars] \
+        else flat
 
 
 @dataclass
@@ -115,10 +116,10 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
     for d, market in enumerate(markets):
         interval = int(market.ts[1] - market.ts[0])
         choosers: dict[str, Chooser] = {
-            "policy": lambda obs, _: policy.decide(obs).action,
-            "buy_and_hold": lambda obs, _: int(np.argmax(pos)),
-            "flat": lambda obs, _: int(np.argmin(np.abs(pos))),
-            "random": lambda obs, _: int(rng.integers(n_actions)),
+            "policy": lambda obs, bar, held: policy.decide(obs, held).action,
+            "buy_and_hold": lambda obs, bar, held: int(np.argmax(pos)),
+            "flat": lambda obs, bar, held: int(np.argmin(np.abs(pos))),
+            "random": lambda obs, bar, held: int(rng.integers(n_actions)),
             "momentum": momentum(market, config.positions, momentum_bars)}
         per: dict[str, Any] = {}
         for name, choose in choosers.items():

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.envs.decision import choose as rule_choice
+from raytrade.envs.decision import held_actions, switch_thresholds
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.market import MarketData, synthetic_source
@@ -28,14 +30,17 @@ from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 QFunction = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
 
 
-Policy = Callable[[npt.NDArray[np.float32], int], int]
-"""Action index from the observation and the decision bar's index in the series."""
+Policy = Callable[[npt.NDArray[np.float32], int, float], int]
+"""Action index from the observation, the decision bar's index in the series and the
+position held (target fraction of equity) before the decision."""
 
 
 def play(markets: list[MarketData], config: EnvConfig, dataset: int,
          choose: Policy) -> dict[str, Any]:
     """Play one full-split episode on ``markets[dataset]``: equity, position and the bar
-    index (into the market's series) after the reset and after every step."""
+    index (into the market's series) after the reset and after every step (one step per
+    decision: with ``config.decision.every_bars > 1`` the env holds between decision
+    bars)."""
     env = MultiDatasetTradingEnv(markets, config=config)
     obs, info = env.reset(seed=0, options={"dataset": dataset,
                                            "start": markets[dataset].first})
@@ -43,7 +48,8 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
     bars = [int(info["bar"])]
     done = False
     while not done:
-        obs, _, terminated, truncated, info = env.step(choose(obs, int(info["bar"])))
+        obs, _, terminated, truncated, info = env.step(
+            choose(obs, int(info["bar"]), float(info["position"])))
         equity.append(info["equity"])
         position.append(info["position"])
         bars.append(int(info["bar"]))
@@ -75,10 +81,10 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
     longest = int(np.argmax(positions))
     rng = np.random.default_rng(seed)
     policies: dict[str, Policy] = {
-        "greedy": lambda obs, _: int(np.argmax(q_values(obs[None])[0])),
-        "flat": lambda obs, _: flat,
-        "buy_and_hold": lambda obs, _: longest,
-        "random": lambda obs, _: int(rng.integers(len(positions))),
+        "greedy": rule_policy(q_values, spec.env),
+        "flat": lambda obs, bar, pos: flat,
+        "buy_and_hold": lambda obs, bar, pos: longest,
+        "random": lambda obs, bar, pos: int(rng.integers(len(positions))),
     }
     planted = planted_actions(exp)
     interval = int(markets[0].ts[1] - markets[0].ts[0])
@@ -113,9 +119,22 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
     return out
 
 
+def rule_policy(q_values: QFunction, config: EnvConfig) -> Policy:
+    """The Q-function's actions under ``config``'s decision rule (``decision.choose``, the
+    function ``Policy.decide`` applies in the backtest, paper trading and the executor)."""
+    thresholds = switch_thresholds(config)
+    positions = config.positions
+
+    def choose_action(obs: npt.NDArray[np.float32], bar: int, position: float) -> int:
+        q = q_values(obs[None])
+        return int(rule_choice(q, held_actions(positions, position), thresholds)[0])
+
+    return choose_action
+
+
 def _follow(actions: npt.NDArray[np.int64]) -> Policy:
     """The policy that plays ``actions[bar]`` at every decision bar."""
-    return lambda obs, bar: int(actions[bar])
+    return lambda obs, bar, pos: int(actions[bar])
 
 
 def planted_actions(exp: ExperimentConfig) -> dict[str, list[npt.NDArray[np.int64]]] | None:

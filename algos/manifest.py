@@ -13,7 +13,10 @@ only it. Reading is strict (``envs/typed_json.py``): a missing or unknown field,
 value of the wrong type, is refused with the field's path (``env.costs.fee_bps``); no
 trading rule is ever read with a default.
 
-Older formats are refused, not migrated: ``raytrade.policy/1`` did not record the reward's
+``raytrade.policy/2`` is read by a migration (``MIGRATIONS``): it lacked only the decision
+rule (``env.decision``), and every v2 policy decided plain greedy on every bar, which is
+the default rule, so the migration records what the bundle did. ``raytrade.policy/1`` is
+refused, not migrated: it did not record the reward's
 parameters (``dsr_eta``, ``drawdown_penalty``, ``turnover_penalty``), the initial equity,
 the episode settings, the env id or the data ranges, and wrote an uncapped
 ``max_notional`` as null. Filling those in would invent the trading rules the policy was
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +40,32 @@ from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.observation import N_POSITION_STATE, POSITION_STATE_NAMES
 from raytrade.envs.typed_json import decode, encode
 
-BUNDLE_FORMAT = "raytrade.policy/2"
+BUNDLE_FORMAT = "raytrade.policy/3"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 REEXPORT = ("re-export it from its training run with `raytrade train --config "
             "EXPERIMENT.toml --store STORE --resume --iterations 1` (restores the newest "
             "checkpoint, trains one more iteration and publishes a " + BUNDLE_FORMAT +
             " bundle), or train the experiment again")
+
+def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``raytrade.policy/2`` manifest read as v3: v2 had no decision rule because its
+    policies decided plain greedy on every bar, which is the default rule; nothing else
+    changed, so the migration states what the bundle did, it invents nothing."""
+    env = data.get("env")
+    if not isinstance(env, dict):
+        return data  # malformed: the strict reader names it
+    return {**data, "format": BUNDLE_FORMAT,
+            "env": {**env, "decision": {"margin": 0.0, "cost_multiple": 0.0,
+                                        "every_bars": 1}}}
+
+
+MIGRATIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "raytrade.policy/2": _from_v2,
+}
+"""Older formats read by a tested migration to the current one (tests/test_manifest.py
+pins each old schema with its fixture)."""
+
 OLD_FORMATS = {
     "raytrade.policy/1": "it does not record the reward's parameters (dsr_eta, "
                          "drawdown_penalty, turnover_penalty), initial_equity, the episode "
@@ -260,6 +282,8 @@ class BundleManifest:
     def from_dict(cls, data: Any) -> BundleManifest:
         """Inverse of :meth:`to_dict`; ``ConfigError`` naming the field otherwise, with
         how to re-export a bundle of an older format."""
+        if isinstance(data, dict) and data.get("format") in MIGRATIONS:
+            data = MIGRATIONS[data["format"]](data)
         if isinstance(data, dict) and data.get("format") != BUNDLE_FORMAT:
             fmt = data.get("format")
             hint = OLD_FORMATS.get(fmt) if isinstance(fmt, str) else None

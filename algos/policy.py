@@ -13,6 +13,13 @@ policy over the Q-values, ``exp(Q_a / tau) / sum_b exp(Q_b / tau)``, with temper
 the manifest's ``env.reward``). It runs from ``1 / n_actions`` (Q-values tied: no
 preference) to 1 (one action far ahead). ``decide`` keeps the current position when the
 confidence is below ``min_confidence``.
+
+The bundle's decision rule (``manifest.env.decision``, ``envs/decision.py``) is applied
+by ``decide`` whenever the current position is given: the policy switches only when the Q
+advantage of the new position over the held one pays the rule's margin. The same
+``decision.choose`` runs in the training evaluation and the backtest, so a bundle
+decides the same everywhere. ``decides_at`` says whether a bar is one of the rule's
+decision bars (its interval); callers hold in between.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from raytrade.algos.manifest import (
     read_bundle,
 )
 from raytrade.algos.qnetwork import QNetwork
+from raytrade.envs.decision import choose, held_actions, is_decision_bar, switch_thresholds
 from raytrade.envs.errors import RaytradeError
 
 
@@ -39,8 +47,10 @@ from raytrade.envs.errors import RaytradeError
 class Decision:
     """One decision: what the policy wants and what the caller should do.
 
-    ``action`` indexes ``positions``; it is the greedy action, or the current position's
-    action when ``held`` (confidence below the minimum). ``version`` made the decision.
+    ``action`` indexes ``positions``; it is the greedy action, or what the decision rule
+    chose instead: the current position's action when ``held`` (the switch did not pay
+    the rule's margin, or the confidence is below the minimum; ``why`` says which), or a
+    cheaper switch the margin preferred. ``version`` made the decision.
     """
 
     version: int | None
@@ -50,6 +60,9 @@ class Decision:
     q_values: tuple[float, ...]
     confidence: float
     held: bool
+    why: str = "policy"
+    """``policy`` (the rule's choice), ``margin`` (the rule kept or changed the greedy
+    wish because a switch did not pay its margin) or ``low confidence``."""
 
 
 def softmax_confidence(q: npt.NDArray[np.floating[Any]], temperature: float
@@ -79,6 +92,8 @@ class Policy:
         self.feature_spec = manifest.feature_spec
         self.feature_spec_hash = manifest.feature_spec_hash
         self.normalizer = manifest.normalizer
+        self.decision_rule = manifest.env.decision
+        self.thresholds = switch_thresholds(manifest.env)
         try:
             self.network = QNetwork(manifest.network.architecture())
         except (TypeError, ValueError, RaytradeError) as exc:
@@ -124,17 +139,31 @@ class Policy:
 
     def decide(self, obs: npt.ArrayLike, current_position: float | None = None,
                min_confidence: float = 0.0) -> Decision:
-        """Greedy decision for one observation; holds ``current_position`` when the
-        confidence is below ``min_confidence`` (and a current position is given)."""
+        """The decision for one observation. With ``current_position`` the bundle's
+        decision rule applies (module docstring) and the position is held when the
+        confidence is below ``min_confidence``; without it, the plain greedy action."""
         q = self.q_values(obs)[0]
         greedy = int(np.argmax(q))
         confidence = float(softmax_confidence(q[None], self.temperature)[0])
-        held = current_position is not None and confidence < min_confidence
-        action = self.action_of(current_position) if held and current_position is not None \
-            else greedy
+        if current_position is None:
+            return Decision(version=self.version, action=greedy,
+                            position=self.positions[greedy], greedy_action=greedy,
+                            q_values=tuple(float(v) for v in q), confidence=confidence,
+                            held=False)
+        held_action = int(held_actions(self.positions, current_position)[0])
+        action = int(choose(q[None], [held_action], self.thresholds)[0])
+        why = "policy" if action == greedy else "margin"
+        if confidence < min_confidence:
+            action, why = held_action, "low confidence"
         return Decision(version=self.version, action=action, position=self.positions[action],
                         greedy_action=greedy, q_values=tuple(float(v) for v in q),
-                        confidence=confidence, held=held)
+                        confidence=confidence, held=action == held_action != greedy,
+                        why=why)
+
+    def decides_at(self, ts_ms: int) -> bool:
+        """Whether the bar opening at ``ts_ms`` is one of the rule's decision bars."""
+        return is_decision_bar(ts_ms, self.feature_spec.interval_ms,
+                               self.decision_rule.every_bars)
 
     def canned_observations(self, n: int = 64, seed: int = 0) -> npt.NDArray[np.float32]:
         """Deterministic probe inputs: zeros, large values of both signs, and seeded

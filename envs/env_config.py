@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raytrade.envs.costs import CostModel
+from raytrade.envs.decision import DecisionRule
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
 from raytrade.envs.rewards import REWARD_CODES
 from raytrade.envs.risk import RiskConfig
@@ -39,6 +40,9 @@ class EnvConfig:
     """Fees, slippage and borrow."""
     risk: RiskConfig = field(default_factory=RiskConfig)
     """Position sizing, drawdown halt, stop-loss."""
+    decision: DecisionRule = field(default_factory=DecisionRule)
+    """When the greedy wish becomes a trade: switching margin and decision interval
+    (``decision.py``); the training env steps from decision bar to decision bar."""
     latency_bars: int = 1
     """Bars between a decision (at a close) and its fill (at an open), >= 1."""
     initial_equity: float = 10_000.0
@@ -67,7 +71,8 @@ class EnvConfig:
     def trading_rules(self) -> EnvConfig:
         """This config without its training-only episode settings (``max_episode_steps``,
         ``random_start``): the rules a live trader and a policy swapped into it must share
-        (positions, window, costs, risk, latency, reward and its parameters, equity)."""
+        (positions, window, costs, risk, decision rule, latency, reward and its parameters,
+        equity)."""
         return dataclasses.replace(self, max_episode_steps=None, random_start=False)
 
     def differences(self, other: EnvConfig) -> list[str]:
@@ -84,10 +89,12 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
-        """Build from plain values (nested ``costs`` and ``risk`` dicts allowed)."""
+        """Build from plain values (nested ``costs``, ``risk`` and ``decision`` dicts
+        allowed)."""
         reject_unknown_fields("EnvConfig", data, (f.name for f in dataclasses.fields(cls)))
         kwargs = dict(data)
-        for name, kind in (("costs", CostModel), ("risk", RiskConfig)):
+        for name, kind in (("costs", CostModel), ("risk", RiskConfig),
+                           ("decision", DecisionRule)):
             value = kwargs.get(name)
             if isinstance(value, Mapping):
                 try:

@@ -42,16 +42,34 @@ def pack_params(config: EnvConfig) -> FloatArray:
 @numba.njit(cache=True)
 def env_step_one(acct: FloatArray, pending: FloatArray, rstate: FloatArray, market: FloatArray,
                  z: npt.NDArray[np.float32], params: FloatArray, target: float, t: int,
-                 window: int, obs: F32Array) -> tuple[float, int]:  # pragma: no cover
-    """Decide ``target`` at bar ``t``; return ``(reward, terminated)``; write obs at ``t + 1``."""
+                 window: int, obs: F32Array, decide_at: npt.NDArray[np.bool_],
+                 last: int) -> tuple[float, int, int]:  # pragma: no cover - compiled
+    """Decide ``target`` at bar ``t`` and hold it up to the next decision bar.
+
+    Plays ``target`` bar by bar (``advance``: risk rules, fill, mark) from ``t`` until the
+    next bar flagged in ``decide_at`` (``decision.decision_bars``), past ``last`` (the
+    last decision bar of the episode), or a halt or ruin; the reward is the sum of the
+    per-bar rewards. Returns ``(reward, terminated, bars played)`` and writes the
+    observation of the bar after the last one played.
+    """
     cp = params[:N_COST_PARAMS]
     rp = params[N_COST_PARAMS:P_REWARD]
-    event = advance(acct, target, t, market[M_OPEN], market[M_CLOSE], market[M_QUOTE_VOLUME],
-                    market[M_SIGMA], cp, rp, pending)
-    reward = reward_step(acct, rstate, params[P_REWARD:])
-    write_observation(z, t + 1, window, acct, market[M_CLOSE, t + 1], obs)
-    done = DONE_TERMINATED if (event == EVENT_HALT or acct[EQUITY] <= 0.0) else DONE_NO
-    return reward, done
+    rwp = params[P_REWARD:]
+    reward = 0.0
+    done = DONE_NO
+    tt = t
+    while True:
+        event = advance(acct, target, tt, market[M_OPEN], market[M_CLOSE],
+                        market[M_QUOTE_VOLUME], market[M_SIGMA], cp, rp, pending)
+        reward += reward_step(acct, rstate, rwp)
+        if event == EVENT_HALT or acct[EQUITY] <= 0.0:
+            done = DONE_TERMINATED
+            break
+        if tt + 1 > last or decide_at[tt + 1]:
+            break
+        tt += 1
+    write_observation(z, tt + 1, window, acct, market[M_CLOSE, tt + 1], obs)
+    return reward, done, tt + 1 - t
 
 
 def scalar_state(latency_bars: int) -> FloatArray:
@@ -65,19 +83,20 @@ def scalar_state(latency_bars: int) -> FloatArray:
 
 @numba.njit(cache=True)
 def scalar_step(state: FloatArray, market: FloatArray, z: F32Array, params: FloatArray,
-                target: float, t: int, window: int,
-                obs: F32Array) -> tuple[float, int, float]:  # pragma: no cover - compiled
+                target: float, t: int, window: int, obs: F32Array,
+                decide_at: npt.NDArray[np.bool_],
+                last: int) -> tuple[float, int, float, int]:  # pragma: no cover - compiled
     """One step of one env whose parts live in one ``scalar_state`` vector.
 
-    Returns ``(reward, done, drawdown)``; the drawdown comes from ``accounting.drawdown``
-    here so the env's info never needs a copy of the formula.
+    Returns ``(reward, done, drawdown, bars played)``; the drawdown comes from
+    ``accounting.drawdown`` here so the env's info never needs a copy of the formula.
     """
     acct = state[:ACCOUNT_SIZE]
     rstate = state[ACCOUNT_SIZE:ACCOUNT_SIZE + REWARD_STATE_SIZE]
     pending = state[ACCOUNT_SIZE + REWARD_STATE_SIZE:]
-    reward, done = env_step_one(acct, pending, rstate, market, z, params, target, t, window,
-                                obs)
-    return reward, done, drawdown(acct)
+    reward, done, bars = env_step_one(acct, pending, rstate, market, z, params, target, t,
+                                      window, obs, decide_at, last)
+    return reward, done, drawdown(acct), bars
 
 
 # Columns of the per-env info matrix written by ``fill_infos``.
@@ -102,13 +121,15 @@ def vector_step(acct: FloatArray, pending: FloatArray, rstate: FloatArray, marke
                 t: IntArray, steps: IntArray, last: IntArray, max_steps: int,
                 needs_reset: npt.NDArray[np.bool_], window: int, obs: F32Array,
                 rewards: FloatArray, terminated: npt.NDArray[np.bool_],
-                truncated: npt.NDArray[np.bool_], restart: IntArray) -> int:  # pragma: no cover
+                truncated: npt.NDArray[np.bool_], restart: IntArray,
+                decide_at: npt.NDArray[np.bool_]) -> int:  # pragma: no cover
     """Step every sub-environment once; return how many must be reset (NEXT_STEP autoreset).
 
     Sub-envs flagged in ``needs_reset`` are not stepped (their action is ignored): their
     indices go to ``restart`` for the caller to reset, with reward 0 and both flags False.
-    The others play ``positions[actions[i]]`` at their bar ``t[i]`` (global index), advance
-    ``t`` and ``steps``, and are flagged for reset when they terminate or are truncated
+    The others play ``positions[actions[i]]`` from their bar ``t[i]`` (global index) to
+    their next decision bar (``decide_at``, global too), advance ``t`` past the bars
+    played and ``steps`` by one, and are flagged for reset when they terminate or are truncated
     (past ``last[i]`` or at ``max_steps``; 0 means no step limit). Returns -1 - i when
     ``actions[i]`` is invalid, before anything changed.
     """
@@ -126,9 +147,10 @@ def vector_step(acct: FloatArray, pending: FloatArray, rstate: FloatArray, marke
             terminated[i] = False
             truncated[i] = False
             continue
-        r, d = env_step_one(acct[i], pending[i], rstate[i], market, z, params,
-                            positions[actions[i]], t[i], window, obs[i])
-        t[i] += 1
+        r, d, bars = env_step_one(acct[i], pending[i], rstate[i], market, z, params,
+                                  positions[actions[i]], t[i], window, obs[i], decide_at,
+                                  last[i])
+        t[i] += bars
         steps[i] += 1
         term = d == DONE_TERMINATED
         trunc = (not term) and (t[i] > last[i] or (max_steps > 0 and steps[i] >= max_steps))

@@ -1,10 +1,13 @@
 """TradingEnv: one symbol, target-position actions, costs and risk rules of the real broker.
 
 ## Description
-Each step is one closed bar. The agent sees the recent normalized features and its own
-position state, and picks a target position. The decision fills at the next bar's open
-(plus the configured latency) through the same accounting, cost model and risk rules the
-backtest and the live paper broker use; the account is marked at that bar's close.
+Each step is one decision: one closed bar, or with a decision interval
+(``config.decision.every_bars = k``) the bars up to the next decision bar, the target
+held through them and their rewards summed (``decision.py``). The agent sees the recent
+normalized features and its own position state, and picks a target position. The
+decision fills at the next bar's open (plus the configured latency) through the same
+accounting, cost model and risk rules the backtest and the live paper broker use; the
+account is marked at that bar's close.
 
 ## Action Space
 ``Discrete(len(positions))``: action ``i`` means target position ``positions[i]`` as a
@@ -57,9 +60,10 @@ from raytrade.envs.accounting import (
     drawdown,
     new_account,
 )
+from raytrade.envs.decision import decision_bars
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_kernel import DONE_TERMINATED, pack_params, scalar_state, scalar_step
-from raytrade.envs.episodes import draw_start
+from raytrade.envs.episodes import bar_interval_ms, draw_start
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.market import M_CLOSE, MarketData, load_markets
@@ -120,6 +124,9 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._window = cfg.window
         self._limit = cfg.max_episode_steps
         self._market = self.markets[0]
+        self._decide_at = [decision_bars(m.ts, bar_interval_ms(m), cfg.decision.every_bars)
+                           for m in self.markets]
+        self._flags = self._decide_at[0]
         self._t = self._market.first
         self._steps = 0
 
@@ -146,6 +153,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         d, t0 = draw_start(self.np_random, self.markets, self.config,
                            self._choose_dataset(options), start)
         self._market = self.markets[d]
+        self._flags = self._decide_at[d]
         self._t = t0
         self._steps = 0
         self._state[:] = 0.0
@@ -162,9 +170,10 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             raise ValueError(f"action {action!r} outside Discrete({len(self._position_list)})")
         m = self._market
         obs = np.empty(self._obs_dim, dtype=np.float32)
-        reward, done, dd = scalar_step(self._state, m.market, m.z, self._params,
-                                       self._position_list[a], self._t, self._window, obs)
-        self._t += 1
+        reward, done, dd, bars = scalar_step(self._state, m.market, m.z, self._params,
+                                             self._position_list[a], self._t, self._window,
+                                             obs, self._flags, m.last)
+        self._t += bars
         self._steps += 1
         terminated = done == DONE_TERMINATED
         truncated = not terminated and (self._t > m.last or (

@@ -37,6 +37,7 @@ import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from raytrade.envs.accounting import new_account
+from raytrade.envs.decision import decision_bars
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_kernel import (
     I_DRAWDOWN,
@@ -49,7 +50,7 @@ from raytrade.envs.env_kernel import (
     pack_params,
     vector_step,
 )
-from raytrade.envs.episodes import draw_start
+from raytrade.envs.episodes import bar_interval_ms, draw_start
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.market import M_CLOSE, MarketData
@@ -89,6 +90,9 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
         self._market = np.ascontiguousarray(np.concatenate([m.market for m in self.markets],
                                                            axis=1))
         self._ts = np.concatenate([m.ts for m in self.markets])
+        self._decide_at = np.concatenate([
+            decision_bars(m.ts, bar_interval_ms(m), cfg.decision.every_bars)
+            for m in self.markets])
         self._positions = np.asarray(cfg.positions, dtype=np.float64)
         self._params = pack_params(cfg)
         self._dim = int(self.single_observation_space.shape[0])
@@ -162,7 +166,7 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
         count = vector_step(self._acct, self._pending, self._rstate, self._market, self._z,
                             self._params, self._positions, a, self._t, self._steps,
                             self._last, limit, self._needs_reset, self.config.window, obs,
-                            rewards, terminated, truncated, self._restart)
+                            rewards, terminated, truncated, self._restart, self._decide_at)
         if count < 0:
             raise ValueError(f"action {a[-1 - count]!r} of sub-env {-1 - count} outside "
                              f"Discrete({len(self._positions)})")

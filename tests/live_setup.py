@@ -20,6 +20,7 @@ from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
+from raytrade.envs.decision import DecisionRule
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.io import load_bars
 from raytrade.envs.market import load_markets
@@ -51,9 +52,14 @@ def quick_experiment() -> ExperimentConfig:
     return dataclasses.replace(exp, features=spec)
 
 
-def bundle(seed: int = 3) -> dict[str, bytes]:
-    """A randomly initialized policy (it trades often: good for exercising the path)."""
-    return random_bundle(experiment(), seed=seed, spec=fitted_spec())
+def bundle(seed: int = 3, rule: DecisionRule | None = None) -> dict[str, bytes]:
+    """A randomly initialized policy (it trades often: good for exercising the path),
+    deciding by ``rule`` (default: the experiment's)."""
+    exp, spec = experiment(), fitted_spec()
+    if rule is not None:
+        env = dataclasses.replace(exp.env, decision=rule)
+        exp, spec = dataclasses.replace(exp, env=env), dataclasses.replace(spec, env=env)
+    return random_bundle(exp, seed=seed, spec=spec)
 
 
 def bars(n: int) -> tuple[BarTable, BarTable]:
@@ -69,12 +75,12 @@ def write_csv(table: BarTable, folder: Path) -> Path:
     return path
 
 
-def paper_store(root: Path, seed: int = 3, *, quick: bool = False
-                ) -> tuple[PolicyStore, Policy]:
-    """A local store whose ``paper`` channel serves ``bundle(seed)`` (``quick``: a random
-    policy of ``quick_experiment`` with an identity normalizer)."""
+def paper_store(root: Path, seed: int = 3, *, quick: bool = False,
+                rule: DecisionRule | None = None) -> tuple[PolicyStore, Policy]:
+    """A local store whose ``paper`` channel serves ``bundle(seed, rule)`` (``quick``: a
+    random policy of ``quick_experiment`` with an identity normalizer)."""
     store = PolicyStore(root.as_uri())
-    files_ = random_bundle(quick_experiment(), seed=seed) if quick else bundle(seed)
+    files_ = random_bundle(quick_experiment(), seed=seed) if quick else bundle(seed, rule)
     version = store.publish(files_, channel="paper", reason="test policy")
     return store, Policy(files_, version)
 
@@ -99,26 +105,40 @@ def replay_process(data: list[Path], *, speed: float, start: int,
         server.wait(10)
 
 
-def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int
-             ) -> tuple[list[int], list[float], list[float]]:
-    """The policy through the backtest env from bar ``start``: per decision bar, the
-    action, the decided target, and the equity marked at the next close."""
+@dataclasses.dataclass
+class BacktestPath:
+    """Per decision of the backtest env: the decision bar's index, the action, the decided
+    target, and the equity marked at the close before the next decision (``marked_at``:
+    that bar's index)."""
+
+    bars: list[int]
+    actions: list[int]
+    targets: list[float]
+    equity: list[float]
+    marked_at: list[int]
+
+
+def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int) -> BacktestPath:
+    """The policy through the backtest env from bar ``start`` (moved to its first decision
+    bar), deciding as ``Policy.decide`` does with the held position: its rule applies."""
     exp = experiment()
-    cfg = dataclasses.replace(exp.env, random_start=False, max_episode_steps=None)
+    cfg = dataclasses.replace(policy.manifest.env, random_start=False, max_episode_steps=None)
     markets, _ = load_markets([str(eth_csv)], spec=exp.features, split="all",
                               reference=str(btc_csv), window=cfg.window, costs=cfg.costs,
                               normalizer=policy.normalizer)
     env = TradingEnv(markets, config=cfg)
-    obs, _ = env.reset(options={"start": start})
-    actions, targets, equity = [], [], []
+    obs, info = env.reset(options={"start": start})
+    path = BacktestPath([], [], [], [], [])
     while True:
-        a = policy.decide(obs).action
+        a = policy.decide(obs, float(info["position"])).action
+        path.bars.append(int(info["bar"]))
         obs, _, term, trunc, info = env.step(a)
-        actions.append(a)
-        targets.append(float(info["position"]))
-        equity.append(float(info["equity"]))
+        path.actions.append(a)
+        path.targets.append(float(info["position"]))
+        path.equity.append(float(info["equity"]))
+        path.marked_at.append(int(info["bar"]))
         if term or trunc:
-            return actions, targets, equity
+            return path
 
 
 def as_array(x: list[float]) -> np.ndarray:

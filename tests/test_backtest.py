@@ -44,7 +44,8 @@ def test_backtest_cli_matches_the_env_and_writes_json_and_html(
     # the same policy through the backtest env driven directly, from the first bar whose
     # window is complete: same decisions, same equity
     policy = load_policy(f"{(folder / 'store').as_uri()}@1")
-    _, targets, equity = backtest(policy, eth_csv, btc_csv, first)
+    path = backtest(policy, eth_csv, btc_csv, first)
+    targets, equity = path.targets, path.equity
     assert per["policy"]["final_equity"] == pytest.approx(equity[-1], rel=1e-9)
     assert per["policy"]["bars"] == len(equity)
     assert len(per["policy"]["trade_list"]) == int(np.sum(np.diff([0.0, *targets]) != 0))

@@ -29,7 +29,10 @@ from raytrade.envs.risk import RiskConfig
 
 V1_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v1.json"
 V2_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v2.json"
-"""A ``raytrade.policy/2`` manifest as ``export.random_bundle`` writes it (synthetic_regime,
+"""A ``raytrade.policy/2`` manifest as ``export.random_bundle`` wrote it (synthetic_regime,
+seed 3, fitted env spec): the old schema the v2 migration reads."""
+V3_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v3.json"
+"""A ``raytrade.policy/3`` manifest as ``export.random_bundle`` writes it (synthetic_regime,
 seed 3, fitted env spec): the format's schema, pinned."""
 """A ``raytrade.policy/1`` manifest as ``export.random_bundle`` wrote it before the typed
 manifest (synthetic_regime experiment, seed 3)."""
@@ -65,7 +68,7 @@ def _with(doc: dict[str, Any]) -> dict[str, bytes]:
 def test_manifest_round_trip_keeps_every_env_field_and_infinity() -> None:
     exp = _experiment()
     manifest = BundleManifest.from_json(_files()[MANIFEST])
-    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/2"
+    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/3"
     assert manifest.env == exp.env  # the complete EnvConfig: reward parameters included
     assert manifest.env.risk.max_notional == math.inf
     assert _document()["env"]["risk"]["max_notional"] == "Infinity"
@@ -158,14 +161,26 @@ def test_published_format_schema_is_pinned_so_a_field_change_must_bump_the_forma
     # or renaming a field of the manifest (an EnvConfig field included) fails here: bump
     # BUNDLE_FORMAT, add the old one to OLD_FORMATS (refuse with how to re-export, or a
     # tested migration), and write this fixture anew.
-    text = V2_MANIFEST.read_bytes()
+    text = V3_MANIFEST.read_bytes()
     manifest = BundleManifest.from_json(text)
     assert json.loads(manifest.to_json()) == json.loads(text)
-    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/2"
+    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/3"
+
+
+def test_manifest_v2_is_migrated_with_the_plain_greedy_rule_it_decided_by() -> None:
+    v2 = json.loads(V2_MANIFEST.read_bytes())
+    manifest = BundleManifest.from_dict(v2)
+    assert manifest.format == BUNDLE_FORMAT
+    assert manifest.env.decision.is_plain_greedy
+    # everything else reads exactly as written
+    again = manifest.to_dict()
+    assert {k: v for k, v in again["env"].items() if k != "decision"} == v2["env"]
+    assert {k: v for k, v in again.items() if k not in ("env", "format")} == \
+        {k: v for k, v in v2.items() if k not in ("env", "format")}
 
 
 def test_manifest_with_a_field_of_another_schema_says_what_to_do() -> None:
-    doc = json.loads(V2_MANIFEST.read_bytes())
+    doc = json.loads(V3_MANIFEST.read_bytes())
     doc["env"]["reward_clip"] = 3.0
     with pytest.raises(ConfigError, match=r"env\.reward_clip: unknown field.*re-export"):
         BundleManifest.from_dict(doc)

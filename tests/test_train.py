@@ -82,7 +82,7 @@ def _assert_restore_keeps_the_greedy_actions(exp: ExperimentConfig, run: Path,
     seen: list[np.ndarray] = []
     rng = np.random.default_rng(0)
 
-    def record(obs: np.ndarray, _: int) -> int:
+    def record(obs: np.ndarray, _: int, __: float) -> int:
         seen.append(obs.copy())
         return int(rng.integers(len(spec.env.positions)))
 
