@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"bench": "walkforward", "machine": {"cpus": os.cpu_count(),
                                                           "python": platform.python_version()},
                       "config": {**vars(args), "symbols": symbols,
-                                 "experiment": exp.name, "reference": reference},
+                                 "experiment": exp.name,
+                                 "reference": None if reference is None else "BTCUSDT"},
                       "targets": targets(rows), "folds": rows, "timing": timing,
                       "wall_s": round(total, 1)}, indent=1))
 
