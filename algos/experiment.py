@@ -29,7 +29,10 @@ class DataConfig:
     """Where the bars come from and how they are split in time."""
 
     sources: tuple[str, ...] = ("sample:ETHUSDT", "sample:BTCUSDT")
-    """Files, globs, ``sample:SYMBOL`` or ``synthetic:KIND[:seed=S][:n=N]``."""
+    """Files, globs, ``sample:SYMBOL`` (BTCUSDT, ETHUSDT, SOLUSDT, BNBUSDT, XRPUSDT) or
+    ``synthetic:KIND[:seed=S][:n=N][:drift=BPS][:volume=X]`` (KIND ``regime``,
+    ``mean_reversion`` or ``randomwalk``; ``drift`` in bp per bar, ``volume`` a multiplier
+    of the bar volumes)."""
     reference: str | None = None
     """Reference-asset file when the FeatureSpec uses one and no source is that symbol."""
     train: float = 0.7

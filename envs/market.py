@@ -7,8 +7,9 @@ episode range is then restricted to the requested split (features before it are 
 computed from real history, which is causal and avoids losing the window to warm-up).
 
 Sources are file paths, glob patterns, ``"sample:SYMBOL"`` for the bundled data, or
-``"synthetic:KIND[:seed=S][:n=N]"`` for a planted-signal market (``synthetic.py``), which
-has no reference asset (use a FeatureSpec with ``reference_symbol=None``).
+``"synthetic:KIND[:seed=S][:n=N][:drift=BPS][:volume=X]"`` for a planted-signal market
+(``synthetic.py``, options in :func:`synthetic_source`), which has no reference asset
+(use a FeatureSpec with ``reference_symbol=None``).
 Results are cached per process in two layers: the bars, features and splits of a set of
 sources are prepared once, normalized once per normalizer, and every split is then a view
 of the same arrays; many envs on one runner, and the evaluation and the publisher in the
@@ -21,6 +22,7 @@ import dataclasses
 import functools
 import glob
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path
 from raytrade.envs.splits import Splits
-from raytrade.envs.synthetic import SyntheticMarket, planted_market
+from raytrade.envs.synthetic import DEFAULT_DRIFT, KINDS, SyntheticMarket, planted_market
 
 SPLITS = ("train", "validation", "test", "all")
 M_OPEN, M_CLOSE, M_QUOTE_VOLUME, M_SIGMA = range(4)
@@ -83,19 +85,57 @@ def load_source(src: str) -> BarTable:
     return synthetic_source(src).bars
 
 
+SYNTHETIC_FORMAT = ("synthetic:KIND[:seed=S][:n=N][:drift=BPS][:volume=X] (KIND: "
+                    + ", ".join(KINDS) + ")")
+"""The grammar of a ``synthetic:`` source, for error messages and docs."""
+
+
 def synthetic_source(src: str) -> SyntheticMarket:
-    """The planted-signal market (bars and oracle) of a ``synthetic:KIND[:seed=S][:n=N]``
-    source."""
+    """The planted-signal market (bars and oracle) of a ``synthetic:`` source.
+
+    Options, each at most once: ``seed`` (int, default 0), ``n`` (bars, int >= 2, default
+    20,000), ``drift`` (the regimes' per-bar log drift in basis points, a number >= 0,
+    default 6 = 0.0006; only for ``regime``) and ``volume`` (multiplier of the bar
+    volumes, > 0, default 1; see ``synthetic.py``). Without options a source means the
+    same bars it always did.
+    """
     parts = src.split(":")
-    kind = parts[1] if len(parts) > 1 else "regime"
-    options: dict[str, int] = {}
+    kind = parts[1] if len(parts) > 1 and parts[1] else "regime"
+    if kind not in KINDS:
+        raise ConfigError(f"bad synthetic source {src!r}: unknown kind {kind!r}; expected "
+                          f"{SYNTHETIC_FORMAT}")
+    ints: dict[str, int] = {}
+    floats: dict[str, float] = {}
     for part in parts[2:]:
-        key, _, value = part.partition("=")
-        if key not in ("seed", "n") or not value.isdigit():
-            raise ConfigError(f"bad synthetic source {src!r}: expected "
-                              "synthetic:KIND[:seed=S][:n=N]")
-        options[key] = int(value)
-    return planted_market(options.get("n", 20_000), kind=kind, seed=options.get("seed", 0))
+        key, eq, value = part.partition("=")
+        if key in ints or key in floats:
+            raise ConfigError(f"bad synthetic source {src!r}: {key!r} given twice")
+        if key in ("seed", "n") and eq and value.isdigit():
+            ints[key] = int(value)
+        elif key in ("drift", "volume") and eq and _is_number(value):
+            floats[key] = float(value)
+        else:
+            raise ConfigError(f"bad synthetic source {src!r}: cannot read {part!r}; "
+                              f"expected {SYNTHETIC_FORMAT}")
+    if ints.get("n", 2) < 2:
+        raise ConfigError(f"bad synthetic source {src!r}: n must be at least 2")
+    if "drift" in floats and kind != "regime":
+        raise ConfigError(f"bad synthetic source {src!r}: drift applies to the regime "
+                          f"market only")
+    if floats.get("drift", 0.0) < 0 or floats.get("volume", 1.0) <= 0:
+        raise ConfigError(f"bad synthetic source {src!r}: need drift >= 0 (bp per bar) "
+                          f"and volume > 0 (a multiplier)")
+    drift = floats["drift"] / 1e4 if "drift" in floats else DEFAULT_DRIFT
+    return planted_market(ints.get("n", 20_000), kind=kind, seed=ints.get("seed", 0),
+                          drift=drift, volume_scale=floats.get("volume", 1.0))
+
+
+def _is_number(text: str) -> bool:
+    """A finite decimal number (``"0.5"``, ``"3"``, ``"1e-1"``)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def resolve_sources(sources: tuple[str, ...]) -> list[str]:

@@ -1,16 +1,24 @@
-"""How much of the oracle's out-of-sample return the trained policy captures, against env
-steps and wall time, on the planted-signal market; prints JSON.
+"""What the trained policy learns on synthetic markets with a known answer, against env
+steps and wall time; prints JSON.
 
-Trains the ``synthetic_regime`` experiment (or ``--config``) on a private local Ray for
-``--seconds``, evaluating the greedy policy on the validation split every
-``--eval-every`` iterations and on validation and test at the end. Each evaluation
-reports the greedy, flat, buy-and-hold, random and oracle final equity (same env, costs
-and accounting), the Bayes filter's (the best causal policy), ``oracle_fraction`` and
-``filter_fraction``: the greedy log growth as a share of the oracle's and the filter's.
-With ``--repeats N`` it trains N times (seeds: the experiment's, then +1, +2, ...) and
-``summary`` gives, per split and dataset, the median, min and max over the runs of the
-final ``oracle_fraction``, ``filter_fraction`` and greedy Sharpe.
-Usage: ``python scripts/bench_learning.py [--seconds 600] [--eval-every 10] [--repeats N]``
+``--scenario`` picks the market and the experiment (``learning_scenarios.py``):
+``planted`` (default; the planted regime at a 1 bp fee), ``regime-costly`` (10 bp fee plus
+modelled slippage), ``weak-drift`` and ``no-signal`` (markets on which the right answer is
+to stay out). ``--config`` and ``--source`` override the scenario's experiment file and
+market. Each run trains on a private local Ray for ``--budget-s`` seconds, evaluating the
+greedy policy on the validation split every ``--eval-every`` iterations and on validation
+and test at the end. Each evaluation reports the greedy, flat, buy-and-hold, random,
+oracle and Bayes filter final equity (same env, costs and accounting), ``oracle_fraction``
+and ``filter_fraction`` (the greedy log growth as a share of the oracle's and the
+filter's). ``scenario`` adds, per split and dataset, what the scenarios measure: net
+return, log growth and position changes per 1,000 bars of every policy, the cost-aware
+filter and the greedy ``filter_share``. The test split is read once per run, at the end,
+for this report only (nothing is selected on it).
+
+With ``--repeats N`` it trains N times (seeds: the experiment's, then +1, +2, ...);
+``summary`` gives the median, min and max over the runs of every number, and ``targets``
+checks the scenario's targets on the test split's summary.
+Usage: ``python scripts/bench_learning.py [--scenario S] [--budget-s 600] [--repeats N]``
 """
 
 from __future__ import annotations
@@ -29,6 +37,13 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.algos.storage.keys import TRAIN_METRICS
 from raytrade.algos.train import train
 from raytrade.scripts.bench_stats import summarize
+from raytrade.scripts.learning_scenarios import (
+    SCENARIOS,
+    cost_aware_filter,
+    scenario,
+    scenario_experiment,
+    scenario_metrics,
+)
 
 
 def curve_point(evaluation: dict[str, Any], steps: dict[int, tuple[float, float]]
@@ -62,8 +77,9 @@ def final_shares(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[str, Any]:
-    """One training run of ``exp`` on a private local Ray: its learning curve and the
-    final shares (:func:`final_shares`)."""
+    """One training run of ``exp`` on a private local Ray: its learning curve, the final
+    shares (:func:`final_shares`) and the scenario metrics of the final validation and
+    test evaluations (``learning_scenarios.scenario_metrics``)."""
     steps: dict[int, tuple[float, float]] = {}
 
     def progress(line: str) -> None:
@@ -77,33 +93,56 @@ def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[s
             for line in fh:
                 record = json.loads(line)
                 steps[record["iteration"]] = (record["env_steps_sampled"], record["time_s"])
+    last = {e["split"]: e for e in result.evaluations}  # the last of each split
+    metrics = {split: scenario_metrics(e, exp, cost_aware_filter(exp, split))
+               for split, e in last.items() if split in ("validation", "test")}
     return {"seed": exp.seed, "env_steps_sampled": result.env_steps_sampled,
-            "env_steps_trained": result.env_steps_trained,
-            "final": final_shares(result.evaluations),
+            "env_steps_trained": result.env_steps_trained, "iterations": result.iterations,
+            "wall_s": result.wall_s, "final": final_shares(result.evaluations),
+            "scenario": metrics,
             "curve": [curve_point(e, steps) for e in result.evaluations]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(experiment_path("synthetic_regime")))
-    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--scenario", default="planted", choices=tuple(SCENARIOS))
+    parser.add_argument("--config", default=None,
+                        help="experiment file (default: the scenario's)")
+    parser.add_argument("--source", default=None,
+                        help="market replacing the experiment's sources (default: the "
+                             "scenario's), e.g. synthetic:randomwalk:seed=2:volume=1000")
+    parser.add_argument("--budget-s", "--seconds", dest="budget_s", type=float,
+                        default=600.0, help="training seconds per run")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1,
                         help="train this many times (seeds: the experiment's, +1, +2, ...) "
-                             "and report median, min and max of the final shares")
-    args = parser.parse_args()
+                             "and report median, min and max of every number")
+    parser.add_argument("--num-env-runners", type=int, default=None,
+                        help="override the experiment's env runners (small machines)")
+    args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    exp = ExperimentConfig.load(args.config)
-    runs = [learn_once(dataclasses.replace(exp, seed=exp.seed + i), args.seconds,
+    if not args.budget_s > 0:
+        parser.error("--budget-s must be > 0")
+    chosen = scenario(args.scenario)
+    exp = ExperimentConfig.load(args.config or experiment_path(chosen.experiment))
+    exp = scenario_experiment(chosen, exp, args.source)
+    if args.num_env_runners is not None:
+        exp = dataclasses.replace(exp, resources=dataclasses.replace(
+            exp.resources, num_env_runners=args.num_env_runners))
+    runs = [learn_once(dataclasses.replace(exp, seed=exp.seed + i), args.budget_s,
                        args.eval_every) for i in range(args.repeats)]
+    summary = summarize([{"final": r["final"], "scenario": r["scenario"],
+                          "env_steps_sampled": r["env_steps_sampled"]} for r in runs])
+    targets = [t.check(summary, f"scenario/test/{dataset}/")
+               for t in chosen.targets for dataset in runs[0]["scenario"].get("test", {})]
     print(json.dumps({
-        "benchmark": "learning", "experiment": exp.name, "seconds": args.seconds,
-        "repeats": args.repeats,
+        "benchmark": "learning", "scenario": chosen.name, "about": chosen.about,
+        "experiment": exp.name, "sources": list(exp.data.sources),
+        "budget_s": args.budget_s, "seconds": args.budget_s, "repeats": args.repeats,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "summary": summarize([{"final": r["final"], "env_steps_sampled":
-                               r["env_steps_sampled"]} for r in runs]),
-        "runs": runs}, indent=1))
+        "targets": targets, "summary": summary, "runs": runs}, indent=1))
+
 
 if __name__ == "__main__":
     main()

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import glob
 import json
 import os
 import platform
@@ -64,9 +63,6 @@ from raytrade.envs.resample import align
 from raytrade.envs.sample import sample_path
 from raytrade.scripts.s3_local import free_port
 
-TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
-"""More real markets (XRP, SOL, BNB) shipped with the repository's tests."""
-
 
 def experiment(spec: str) -> ExperimentConfig:
     """The bundled ETH/BTC experiment; ``light``: no higher timeframes and two pivot levels
@@ -82,8 +78,8 @@ def experiment(spec: str) -> ExperimentConfig:
 def markets(n_symbols: int, n_bars: int) -> tuple[list[BarTable], BarTable]:
     """``n_symbols`` traded tables (real bars; copies renamed past the bundled ones) and
     the BTCUSDT reference, aligned and cut to ``n_bars``."""
-    paths = [str(sample_path("ETHUSDT")), str(sample_path("BTCUSDT")),
-             *sorted(glob.glob(str(TEST_DATA / "*_5m_*.csv.gz")))]
+    paths = [str(sample_path(s)) for s in ("ETHUSDT", "BTCUSDT", "BNBUSDT", "SOLUSDT",
+                                            "XRPUSDT")]
     tables = align([load_bars(p) for p in paths])
     btc = next(t for t in tables if t.symbol == "BTCUSDT")
     real = [t for t in tables if t.symbol != "BTCUSDT"] or [btc]

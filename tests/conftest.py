@@ -12,9 +12,6 @@ from raytrade.envs.io import load_bars
 from raytrade.envs.sample import sample_path
 from raytrade.scripts.s3_local import MotoServer
 
-TEST_DATA = Path(__file__).resolve().parent / "data"
-"""Real bars of more markets than the package bundles (``tests/data/README.md``)."""
-
 
 @pytest.fixture(scope="session")
 def btc() -> BarTable:

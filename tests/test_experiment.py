@@ -28,7 +28,8 @@ def test_apex_ladder_matches_the_paper_formula() -> None:
         apex_epsilon(5, 4)
 
 
-@pytest.mark.parametrize("name", ["eth_btc_5m", "eth_btc_5m_cluster", "synthetic_regime"])
+@pytest.mark.parametrize("name", ["eth_btc_5m", "eth_btc_5m_cluster", "synthetic_regime",
+                                  "synthetic_regime_costly"])
 def test_shipped_experiments_load_and_build(name: str) -> None:
     exp = ExperimentConfig.load(experiment_path(name))
     config = build_dqn_config(exp)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import glob
-
 import numpy as np
 from raytrade.envs.features.pipeline import FeaturePipeline
 from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align
-from raytrade.envs.sample import sample_path
+from raytrade.envs.sample import SYMBOLS, sample_path
 
-from tests.conftest import TEST_DATA
 from tests.live_setup import experiment
 
 
@@ -20,9 +17,8 @@ def test_warmup_covers_every_bundled_market() -> None:
     spec, window = exp.features, exp.env.window
     warmup = feature_warmup_bars(spec, window)
     btc = load_bars(sample_path("BTCUSDT"))
-    # the bundled samples and the test data's other markets (BNB, SOL, XRP)
-    files = [str(sample_path("ETHUSDT")), str(sample_path("BTCUSDT")),
-             *sorted(glob.glob(str(TEST_DATA / "*_5m_*.csv.gz")))]
+    # every bundled sample: BTC, ETH, SOL, BNB, XRP
+    files = [str(sample_path(symbol)) for symbol in SYMBOLS]
     assert len(files) == 5
     for path in files:
         bars = load_bars(path)

@@ -13,6 +13,9 @@ from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import DataFormatError, DataValidationError
 from raytrade.envs.io import load_bars, write_bars
 from raytrade.envs.loaders import load_raw, parse_name
+from raytrade.envs.market import resolve_sources
+from raytrade.envs.sample import SYMBOLS
+from raytrade.envs.validation import first_broken_rule
 
 from tests.conftest import write_lines
 
@@ -176,3 +179,20 @@ def test_to_frame_and_between_select_by_time(btc: BarTable) -> None:
     assert isinstance(frame, pd.DataFrame) and len(frame) == len(btc)
     sub = btc.between(int(btc.ts[10]), int(btc.ts[20]))
     assert len(sub) == 10 and sub.ts[0] == btc.ts[10]
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_sample_every_bundled_symbol_loads_validated_through_its_source_name(
+        symbol: str) -> None:
+    (path,) = resolve_sources((f"sample:{symbol.lower()}",))
+    bars = load_bars(path)  # validates every rule; raises on any broken bar
+    assert bars.symbol == symbol and bars.interval == "5m"
+    assert len(bars) == 25_920
+    assert bars.start_ms >= 1_743_699_900_000  # 2025-04-03 17:05 UTC (XRP 5 min later)
+    assert first_broken_rule(bars.ts, bars.ohlcv(), bars.interval_ms) is None
+
+
+def test_sample_unknown_symbol_names_the_available_ones() -> None:
+    with pytest.raises(DataFormatError, match=r"DOGEUSDT.*BTCUSDT, ETHUSDT, SOLUSDT, "
+                                              r"BNBUSDT, XRPUSDT"):
+        resolve_sources(("sample:DOGEUSDT",))

@@ -15,8 +15,6 @@ from raytrade.envs.resample import align, resample, visible_higher
 from raytrade.envs.sample import sample_path
 from raytrade.scripts.cli import main
 
-from tests.conftest import TEST_DATA
-
 
 @pytest.mark.parametrize("to", ["15m", "1h", "4h", "1d"])
 def test_resample_real_data_matches_pandas_complete_buckets(btc: BarTable, to: str) -> None:
@@ -60,7 +58,7 @@ def test_resample_rejects_non_multiple_target(btc: BarTable) -> None:
 
 
 def test_align_puts_symbols_on_one_clock() -> None:
-    xrp = load_bars(TEST_DATA / "XRPUSDT_5m_2025-04-03_2025-07-02.csv.gz")
+    xrp = load_bars(sample_path("XRPUSDT"))
     btc = load_bars(sample_path("BTCUSDT"))
     a, b = align([xrp, btc])
     np.testing.assert_array_equal(a.ts, b.ts)

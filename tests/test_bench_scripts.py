@@ -1,0 +1,171 @@
+"""The benchmark scripts of the cost targets run and print every field (their reduced
+forms: tiny budgets, CI-sized data); what they measure is checked on real evaluations
+of the scenario markets, not on fabricated numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from raytrade.algos.evaluation import evaluate
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
+from raytrade.envs.errors import ConfigError
+from raytrade.scripts import bench_learning, bench_walkforward
+from raytrade.scripts.bench_walkforward import cost_fields, fold_rows, targets
+from raytrade.scripts.learning_scenarios import (
+    SCENARIOS,
+    cost_aware_filter,
+    scenario,
+    scenario_experiment,
+    scenario_metrics,
+)
+
+POLICY_FIELDS = {"net_return", "log_growth", "changes_per_1000", "bars", "sharpe",
+                 "fees_fraction"}
+
+
+def _small(name: str) -> ExperimentConfig:
+    """The scenario's experiment on a 6,000-bar version of its market."""
+    chosen = scenario(name)
+    exp = scenario_experiment(chosen, ExperimentConfig.load(experiment_path(chosen.experiment)))
+    (src,) = exp.data.sources
+    return scenario_experiment(chosen, exp, src.replace("n=30000", "n=6000"))
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_metrics_every_scenario_reports_every_field(name: str) -> None:
+    exp = _small(name)
+    # an always-long "policy": buy-and-hold through the same env
+    record = evaluate(lambda obs: np.tile([0.0, 0.0, 1.0], (len(obs), 1)), exp, "test")
+    filters = cost_aware_filter(exp, "test")
+    (row,) = scenario_metrics(record, exp, filters).values()
+    assert row["decisions"] > 500
+    for policy in ("greedy", "random", "flat", "buy_and_hold", "oracle", "bayes_filter"):
+        assert set(row[policy]) - {"filter_share"} == POLICY_FIELDS, policy
+    assert "filter_share" in row["greedy"]
+    assert row["greedy"]["net_return"] == pytest.approx(row["buy_and_hold"]["net_return"])
+    assert row["flat"]["changes_per_1000"] == 0 and row["flat"]["net_return"] == 0
+    # random changes position on about 2 of every 3 bars it plays (3 actions, uniform;
+    # at 10 bp the drawdown halt ends its episode early, and its rate is per bar played)
+    assert 600 < row["random"]["changes_per_1000"] < 730
+    assert row["flat"]["bars"] == row["decisions"] >= row["random"]["bars"]
+    if name in ("planted", "regime-costly", "weak-drift"):
+        aware = row["bayes_filter_costs"]
+        assert set(aware) == {"net_return", "log_growth", "changes_per_1000", "bars",
+                              "fees_fraction", "switch_cost"}
+        # the switch cost is the fee plus the slippage of a full-equity trade (modelled
+        # at 10 bp: a few bp on this volume; fixed at 0 in the 1 bp planted experiment)
+        fee = exp.env.costs.fee_bps / 1e4
+        assert fee <= aware["switch_cost"] < fee + 10e-4
+        assert (aware["switch_cost"] > fee) == (name != "planted")
+    else:  # nothing to filter on a random walk: the planted baselines hold flat
+        assert "bayes_filter_costs" not in row and row["filter_log_growth"] == 0.0
+        assert row["greedy"]["filter_share"] is None  # no share of nothing
+        assert row["oracle"]["changes_per_1000"] == row["bayes_filter"]["changes_per_1000"] == 0
+    if name == "regime-costly":
+        # the cost-aware filter trades far less than the cost-blind one and keeps more
+        assert aware["changes_per_1000"] < 0.5 * row["bayes_filter"]["changes_per_1000"]
+        assert aware["log_growth"] > row["bayes_filter"]["log_growth"] > 0
+        assert row["filter_log_growth"] == aware["log_growth"]
+        assert row["greedy"]["filter_share"] == pytest.approx(
+            row["greedy"]["log_growth"] / aware["log_growth"])
+    if name == "weak-drift":  # no band pays the costs: the filter never trades
+        assert aware["changes_per_1000"] == 0
+
+
+def test_scenario_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="no-signal"):
+        scenario("sideways")
+
+
+def test_scenario_targets_check_the_summary_statistic() -> None:
+    (median, worst) = scenario("regime-costly").targets
+    summary = {"scenario/test/X/greedy/filter_share": {"median": 0.92, "min": 0.75}}
+    assert median.check(summary, "scenario/test/X/")["met"] is True
+    checked = worst.check(summary, "scenario/test/X/")
+    assert checked["met"] is False and checked["value"] == 0.75
+    assert checked["metric"] == "scenario/test/X/greedy/filter_share"
+    assert median.check({}, "scenario/test/X/") == {**checked, "statistic": "median",
+                                                    "threshold": 0.9, "value": None,
+                                                    "met": False}
+
+
+def test_cost_fields_prefer_the_records_own_and_add_back_what_was_paid() -> None:
+    own = {"final_equity": 9_900.0, "gross_return": 0.01, "cost_drag": 0.02, "fees": 150.0}
+    assert cost_fields(own, 10_000.0) == {"gross_return": 0.01, "cost_drag": 0.02,
+                                          "cost_parts": ["fees"]}
+    paid = {"final_equity": 9_900.0, "fees": 150.0, "slippage": 50.0}
+    out = cost_fields(paid, 10_000.0)
+    assert out["cost_drag"] == pytest.approx(0.02)
+    assert out["gross_return"] == pytest.approx(0.01)  # 9,900 + 200 paid = 10,100
+    assert out["cost_parts"] == ["fees", "slippage"]
+
+
+@pytest.mark.slow
+def test_bench_learning_reduced_run_prints_every_field(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bench_learning.main(["--scenario", "no-signal", "--budget-s", "1", "--eval-every",
+                         "1000", "--num-env-runners", "1", "--source",
+                         "synthetic:randomwalk:seed=1:n=6000:volume=1000"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["scenario"] == "no-signal" and out["sources"] == [
+        "synthetic:randomwalk:seed=1:n=6000:volume=1000"]
+    (run,) = out["runs"]
+    row = run["scenario"]["test"]["SYNTHUSDT"]
+    for policy in ("greedy", "random", "flat"):
+        assert set(row[policy]) >= POLICY_FIELDS
+    assert {t["metric"] for t in out["targets"]} == {
+        "scenario/test/SYNTHUSDT/greedy/net_return",
+        "scenario/test/SYNTHUSDT/greedy/changes_per_1000"}
+    for target in out["targets"]:
+        assert set(target) == {"metric", "statistic", "op", "threshold", "value", "met"}
+        assert out["summary"][target["metric"]]["n"] == 1
+    assert run["iterations"] >= 1 and run["env_steps_sampled"] > 0
+
+
+@pytest.mark.slow
+def test_bench_walkforward_quick_prints_every_field(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bench_walkforward.main(["--quick"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["symbols"] == ["ETHUSDT"] and out["config"]["reference"] == "BTCUSDT"
+    (row,) = out["folds"]  # one fold, one dataset
+    assert row["dataset"] == "ETHUSDT" and row["iterations"] == 1
+    for policy in ("policy", "flat", "buy_and_hold", "momentum", "random"):
+        assert set(row[policy]) == {"net_return", "gross_return", "cost_drag", "cost_parts",
+                                    "sharpe", "turnover_per_year", "changes_per_1000",
+                                    "max_drawdown"}, policy
+        assert row[policy]["cost_drag"] >= 0 and "fees" in row[policy]["cost_parts"]
+    assert row["flat"]["cost_drag"] == 0 and row["flat"]["net_return"] == 0
+    t = out["targets"]
+    assert t["max_fold_cost_drag_policy"] == row["policy"]["cost_drag"]
+    assert t["cost_drag_met"] == (t["max_fold_cost_drag_policy"] <= 0.02)
+    assert t["median_fold_sharpe_buy_and_hold"] == row["buy_and_hold"]["sharpe"]
+    assert set(t["per_dataset"]) == {"ETHUSDT"}
+    assert out["timing"][0]["train_s"] > 0
+
+
+def test_walkforward_targets_over_folds_and_datasets() -> None:
+    def perf(ret: float, sharpe: float | None, fees: float) -> dict[str, object]:
+        return {"total_return": ret, "final_equity": 10_000.0 * (1 + ret), "sharpe": sharpe,
+                "fees": fees, "turnover_per_year": 1.0, "trades": 4, "bars": 400,
+                "max_drawdown": -0.01}
+
+    folds = [{"index": k, "test_start": k, "test_end": k + 1, "iterations": 1,
+              "env_steps_trained": 10,
+              "out_of_sample": {d: {"policy": perf(0.01, s, fee), "flat": perf(0, None, 0),
+                                    "buy_and_hold": perf(0.02, 1.0, 10.0)}
+                                for d, s, fee in (("A", 0.5 + k, 100.0 * (k + 1)),
+                                                  ("B", 2.0, 50.0))}}
+             for k in range(3)]
+    rows = fold_rows(folds, 10_000.0)
+    assert len(rows) == 6 and rows[0]["policy"]["changes_per_1000"] == 10.0
+    t = targets(rows)
+    assert t["max_fold_cost_drag_policy"] == pytest.approx(0.03) and not t["cost_drag_met"]
+    # agent Sharpes 0.5, 1.5, 2.5 (A) and 2.0 x 3 (B): median 2.0 >= buy-and-hold's 1.0
+    assert t["median_fold_sharpe_policy"] == 2.0 and t["sharpe_met"]
+    assert t["per_dataset"]["A"]["median_sharpe_policy"] == 1.5
+    assert math.isclose(t["per_dataset"]["B"]["max_cost_drag_policy"], 0.005)
