@@ -130,7 +130,7 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
             per[name] = {**perf, "final_equity": float(run["equity"][-1]),
                          "fees": float(run["fees"]),
                          "traded_notional": float(run["traded_notional"]),
-                         "bars": int(len(run["equity"]) - 1),
+                         "bars": int(run["bar"][-1] - run["bar"][0]),
                          "trade_list": _trades(run, market),
                          "curves": _curves(run, market, curve_points)}
         out[market.name] = per

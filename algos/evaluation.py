@@ -101,7 +101,7 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
                                fills=int(run["trades"])).to_dict()
             perf["final_equity"] = float(run["equity"][-1])
             perf["fees"] = float(run["fees"])
-            perf["bars"] = int(len(run["equity"]) - 1)  # played: fewer if halted or ruined
+            perf["bars"] = int(run["bar"][-1] - run["bar"][0])  # played: fewer if halted
             per[name] = perf
             if curves is not None:
                 eq = np.asarray(run["equity"], dtype=np.float64)

@@ -155,13 +155,14 @@ def cost_aware_filter(exp: ExperimentConfig, split: str) -> dict[str, dict[str, 
         run = play(markets, config, d, _follow(actions))
         out[market.name] = {"final_equity": float(run["equity"][-1]),
                             "trades": int(run["trades"]), "fees": float(run["fees"]),
-                            "bars": int(len(run["equity"]) - 1), "switch_cost": cost}
+                            "bars": int(run["bar"][-1] - run["bar"][0]),
+                            "switch_cost": cost}
     return out
 
 
 def _follow(actions: npt.NDArray[np.int64]) -> Policy:
     """The policy playing ``actions[bar]`` at every decision bar."""
-    return lambda obs, bar: int(actions[bar])
+    return lambda obs, bar, held: int(actions[bar])
 
 
 def scenario_metrics(evaluation: Mapping[str, Any], exp: ExperimentConfig,

@@ -48,9 +48,11 @@ def test_scenario_metrics_every_scenario_reports_every_field(name: str) -> None:
     assert "filter_share" in row["greedy"]
     assert row["greedy"]["net_return"] == pytest.approx(row["buy_and_hold"]["net_return"])
     assert row["flat"]["changes_per_1000"] == 0 and row["flat"]["net_return"] == 0
-    # random changes position on about 2 of every 3 bars it plays (3 actions, uniform;
-    # at 10 bp the drawdown halt ends its episode early, and its rate is per bar played)
-    assert 600 < row["random"]["changes_per_1000"] < 730
+    # random changes position on about 2 of every 3 decisions it makes (3 actions,
+    # uniform; at 10 bp the drawdown halt ends its episode early, and its rate is per bar
+    # played), and it decides every ``every_bars`` bars
+    every = exp.env.decision.every_bars
+    assert 600 / every < row["random"]["changes_per_1000"] < 730 / every
     assert row["flat"]["bars"] == row["decisions"] >= row["random"]["bars"]
     if name in ("planted", "regime-costly", "weak-drift"):
         aware = row["bayes_filter_costs"]
