@@ -8,6 +8,12 @@ also the oracle, which knows the hidden signal, and the Bayes filter, the best a
 that sees only past prices can do (``SyntheticMarket.causal_position``);
 ``oracle_fraction`` and ``filter_fraction`` are the greedy policy's log growth as a share
 of theirs (1 = all of it, 0 = none, < 0 = lost).
+
+Every policy's record carries the cost metrics of ``run_metrics.run_performance`` (net and
+gross return, cost drag, fees, slippage and borrow, turnover, trades per day, holding time,
+``halted`` with ``halted_bar`` when the drawdown halt or ruin ended its episode early); the
+greedy policy's also ``q_gap``, the distribution of its Q gaps against the cost of
+switching (``run_metrics.QGapRecorder``).
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.run_metrics import QGapRecorder, run_performance
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.market import MarketData, synthetic_source
-from raytrade.envs.metrics import performance
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 
 QFunction = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
@@ -35,13 +41,16 @@ Policy = Callable[[npt.NDArray[np.float32], int], int]
 def play(markets: list[MarketData], config: EnvConfig, dataset: int,
          choose: Policy) -> dict[str, Any]:
     """Play one full-split episode on ``markets[dataset]``: equity, position and the bar
-    index (into the market's series) after the reset and after every step."""
+    index (into the market's series) after the reset and after every step; the account's
+    cumulative ``trades``, ``fees``, ``slippage``, ``borrow`` and ``traded_notional`` at
+    the end; ``halted_bar``: the bar whose close ended the episode when the drawdown halt
+    or ruin terminated it (None when it played to the end of the split)."""
     env = MultiDatasetTradingEnv(markets, config=config)
     obs, info = env.reset(seed=0, options={"dataset": dataset,
                                            "start": markets[dataset].first})
     equity, position = [info["equity"]], [info["position"]]
     bars = [int(info["bar"])]
-    done = False
+    done = terminated = False
     while not done:
         obs, _, terminated, truncated, info = env.step(choose(obs, int(info["bar"])))
         equity.append(info["equity"])
@@ -50,7 +59,9 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
         done = terminated or truncated
     return {"equity": np.asarray(equity), "position": np.asarray(position),
             "bar": np.asarray(bars, dtype=np.int64), "trades": info["trades"],
-            "fees": info["fees"], "traded_notional": info["traded_notional"]}
+            "fees": info["fees"], "traded_notional": info["traded_notional"],
+            "slippage": info["slippage"], "borrow": info["borrow"],
+            "halted_bar": int(info["bar"]) if terminated else None}
 
 
 def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validation",
@@ -74,6 +85,8 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
     flat = int(np.argmin(np.abs(positions)))
     longest = int(np.argmax(positions))
     rng = np.random.default_rng(seed)
+    gaps = QGapRecorder(q_values, config)  # the greedy policy's Q gap at each decision
+    q_values = gaps
     policies: dict[str, Policy] = {
         "greedy": lambda obs, _: int(np.argmax(q_values(obs[None])[0])),
         "flat": lambda obs, _: flat,
@@ -89,13 +102,11 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         for name, actions in (planted or {}).items():
             chosen[name] = _follow(actions[d])
         for name, choose in chosen.items():
+            gaps.reset()
             run = play(markets, config, d, choose)
-            perf = performance(run["equity"], run["position"], interval,
-                               traded_notional=float(run["traded_notional"]),
-                               fills=int(run["trades"])).to_dict()
-            perf["final_equity"] = float(run["equity"][-1])
-            perf["fees"] = float(run["fees"])
-            per[name] = perf
+            per[name] = run_performance(run, interval)
+            if name == "greedy":
+                per[name]["q_gap"] = gaps.summary()
             if curves is not None:
                 eq = np.asarray(run["equity"], dtype=np.float64)
                 idx = np.unique(np.linspace(0, len(eq) - 1, min(len(eq), curve_points))
