@@ -97,7 +97,8 @@ def paper_rows(n: int, version: int, seed: int = 0) -> tuple[list[dict[str, Any]
             counters["slippage"] += 0.1
             counters["traded_notional"] += filled[ts]["notional"]
             counters["trades"] += 1
-        counters["borrow"] += 0.01 * float(position[i])
+        if i:  # the first row is the first decision: nothing paid yet
+            counters["borrow"] += 0.01 * float(position[i])
         rows.append({"ts": ts, "equity": float(equity[i]), "position": float(position[i]),
                      "version": version, "close": float(close[i]), **counters,
                      "halted": False})
