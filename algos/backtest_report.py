@@ -76,7 +76,10 @@ def render_walkforward_html(result: WalkForwardResult) -> str:
     parts.append(_table([{"dataset": d, "policy": name, **{k: run.get(k) for k in
                                                           (*METRICS[:9],
                                                            "sharpe_gap_in_minus_out",
-                                                           "return_gap_in_minus_out")}}
+                                                           "return_gap_in_minus_out",
+                                                           "median_fold_cost_drag",
+                                                           "max_fold_cost_drag",
+                                                           "halted_folds")}}
                          for d, per in result.aggregate.items()
                          for name, run in per.items()]))
     parts.append("<h2>Folds</h2>")
