@@ -82,7 +82,9 @@ def _cmd_walkforward(args: argparse.Namespace) -> int:
                       "json": str(out / "walkforward.json"),
                       "aggregate": {d: {p: {k: r.get(k) for k in ("total_return", "sharpe",
                                                                   "max_drawdown",
-                                                                  "sharpe_gap_in_minus_out")}
+                                                                  "sharpe_gap_in_minus_out",
+                                                                  "max_fold_cost_drag",
+                                                                  "halted_folds")}
                                         for p, r in per.items()}
                                     for d, per in result.aggregate.items()}}, indent=1))
     return 0
