@@ -49,8 +49,8 @@ def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
     the market bar whose close ended a halted episode (None when it played to the end).
     """
     fees = float(run["fees"])
-    slippage = float(run.get("slippage", 0.0))
-    borrow = float(run.get("borrow", 0.0))
+    slippage = float(run["slippage"])
+    borrow = float(run["borrow"])
     traded = float(run["traded_notional"])
     halted_bar = run.get("halted_bar")
     perf = performance(run["equity"], run["position"], interval_ms, traded_notional=traded,
@@ -72,9 +72,11 @@ def record_performance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ``position`` and, when the exporter wrote them, the account's cumulative
     ``COST_COUNTERS`` and ``halted`` after that bar. The costs of the slice are the counters'
     growth from its first row to its last, as fractions of the first row's equity (as in
-    ``envs.metrics``). Rows without counters (records exported before they existed) count
-    as no cost. ``halted_bar`` is the index (in ``rows``) of the first halted row, and
-    ``halted_ts`` its bar time. Empty dict with fewer than two rows or no bar interval.
+    ``envs.metrics``). Rows without counters (records exported before they existed) leave
+    the costs unknown: NaN amounts, so the cost fractions and the gross return are None in
+    ``to_dict`` and the fill count is 0. ``halted_bar`` is the index (in ``rows``) of the
+    first halted row, and ``halted_ts`` its bar time. Empty dict with fewer than two rows or
+    no bar interval.
     """
     if len(rows) < 2:
         return {}
@@ -85,16 +87,19 @@ def record_performance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     def grown(key: str) -> float:
         first, last = _present(rows[0].get(key)), _present(rows[-1].get(key))
-        return 0.0 if first is None or last is None else float(last) - float(first)
+        return math.nan if first is None or last is None else float(last) - float(first)
+
+    fills = grown("trades")
 
     halted = [i for i, r in enumerate(rows) if _present(r.get("halted"))]
     perf = performance(np.asarray([float(r["equity"]) for r in rows]),
                        np.asarray([float(r["position"]) for r in rows]), interval,
-                       traded_notional=grown("traded_notional"), fills=int(grown("trades")),
+                       traded_notional=grown("traded_notional"),
+                       fills=0 if math.isnan(fills) else int(fills),
                        fees=grown("fees"), slippage=grown("slippage"), borrow=grown("borrow"),
                        halted_bar=halted[0] if halted else None).to_dict()
     return {**perf, "final_equity": float(rows[-1]["equity"]),
-            **{k: grown(k) for k in COST_COUNTERS if k != "trades"},
+            **{k: _present(grown(k)) for k in COST_COUNTERS if k != "trades"},
             "halted_ts": int(ts[halted[0]]) if halted else None}
 
 

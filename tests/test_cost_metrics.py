@@ -216,7 +216,8 @@ def test_record_performance_takes_costs_of_a_slice_from_the_counters() -> None:
     assert part["cost_drag"] == pytest.approx(15.0 / 9_980)
     assert part["halted"] is False
     old = record_performance([{k: r[k] for k in ("ts", "equity", "position")} for r in rows])
-    assert old["cost_drag"] == 0.0 and old["halted"] is False
+    assert old["cost_drag"] is None and old["gross_return"] is None and old["fees"] is None
+    assert old["total_return"] == pytest.approx(0.007) and old["halted"] is False
 
 
 def test_evaluation_record_reports_costs_for_every_policy_and_q_gaps_for_greedy() -> None:
