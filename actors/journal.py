@@ -195,6 +195,11 @@ class Journal:
                                "symbol=? AND ts>? ORDER BY ts", (symbol, after_ts)).fetchall()
         return [(int(r[0]), float(r[1]), float(r[2]), r[3]) for r in rows]
 
+    def account_states(self, symbol: str) -> dict[int, dict[str, Any]]:
+        """The broker state journaled after each bar of ``symbol``, by bar open time."""
+        rows = self.db.execute("SELECT ts, state FROM account WHERE symbol=?", (symbol,))
+        return {int(ts): json.loads(state) for ts, state in rows}
+
     def closes(self, symbol: str) -> dict[int, float]:
         """Close price by bar open time, for every journaled bar of ``symbol``."""
         return dict(self.db.execute("SELECT ts, close FROM bars WHERE symbol=?", (symbol,)))

@@ -2,8 +2,16 @@
 ``algos/storage/keys.py``): what the dashboard shows and the live gate judges (format in
 ``algos/storage/promotion.py``), and what lets the record survive the actor moving node.
 
-- ``equity.jsonl``: ``{"ts", "equity", "position", "version", "close"}`` per decided bar
-  (``close``: the bar's close price, for the dashboard's price chart);
+- ``equity.jsonl``: ``{"ts", "equity", "position", "version", "close", "fees",
+  "slippage", "borrow", "traded_notional", "trades", "halted"}`` per decided bar
+  (``close``: the bar's close price, for the dashboard's price chart; the costs, traded
+  notional and fill count are the account's cumulative counters after the bar, quote
+  currency, and ``halted`` whether the drawdown halt has fired, so any slice of the record,
+  one policy version's bars for instance, has its own costs);
+- ``performance.json``: ``{"record": metrics, "versions": {version: metrics}}``, the shared
+  metrics with costs (``algos.run_metrics.record_performance``: net and gross return, cost
+  drag, fees, slippage, borrow, turnover, trades per day, holding time, ``halted``) of
+  the whole record and of each policy version's bars;
 - ``trades.jsonl``: every fill;
 - ``health.json``: feed and trader state, counters, and ``unresolved_faults``;
 - ``record.json``: the exported record's length (``equity_rows``, ``first_ts``,
@@ -48,8 +56,10 @@ from pathlib import Path
 from typing import Any
 
 from raytrade.actors.journal import Journal, JournalError
+from raytrade.algos.run_metrics import record_performance
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import BlobStore, NotFoundError, StoreError
+from raytrade.envs.accounting import BORROW, FEES, HALTED, SLIPPAGE, TRADES, TURNOVER
 from raytrade.envs.errors import TemporaryError
 
 log = logging.getLogger(__name__)
@@ -77,13 +87,35 @@ class RecordSummary:
                                                 or self.first_ts > stored.first_ts)
 
 
-def equity_lines(journal: Journal, symbol: str) -> bytes:
-    """The ``equity.jsonl`` body for one symbol."""
-    rows = journal.equity_rows(symbol)
+_COUNTER_FIELDS = {"fees": FEES, "slippage": SLIPPAGE, "borrow": BORROW,
+                   "traded_notional": TURNOVER, "trades": TRADES}
+
+
+def equity_records(journal: Journal, symbol: str) -> list[dict[str, Any]]:
+    """The ``equity.jsonl`` rows for one symbol (module docstring), oldest first."""
     closes = journal.closes(symbol)
-    return "".join(json.dumps({"ts": ts, "equity": eq, "position": pos, "version": v,
-                               "close": closes.get(ts)}) + "\n"
-                   for ts, eq, pos, v in rows).encode()
+    states = journal.account_states(symbol)
+    out = []
+    for ts, eq, pos, v in journal.equity_rows(symbol):
+        row: dict[str, Any] = {"ts": ts, "equity": eq, "position": pos, "version": v,
+                               "close": closes.get(ts)}
+        acct = (states.get(ts) or {}).get("acct")
+        if isinstance(acct, list) and len(acct) > max(HALTED, *_COUNTER_FIELDS.values()):
+            row.update({k: float(acct[i]) for k, i in _COUNTER_FIELDS.items()})
+            row["trades"] = int(acct[TRADES])
+            row["halted"] = acct[HALTED] != 0.0
+        out.append(row)
+    return out
+
+
+def performance_json(rows: list[dict[str, Any]]) -> bytes:
+    """The ``performance.json`` body: metrics of the whole record and per version."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        versions.setdefault(str(r["version"]), []).append(r)
+    return json.dumps({"record": record_performance(rows),
+                       "versions": {v: record_performance(vr) for v, vr in versions.items()}},
+                      indent=1, default=float).encode()
 
 
 def trade_lines(journal: Journal, symbol: str) -> bytes:
@@ -110,7 +142,9 @@ def paper_objects(journal: Journal, symbol: str, health: dict[str, Any], *,
     """The objects' bodies, read from the journal, plus a journal snapshot (uncompressed)
     when one is due (the first export of a journal, then every ``snapshot_every_bars``
     equity rows). Runs on the thread that owns the journal."""
-    objects = {keys.EQUITY: equity_lines(journal, symbol),
+    records = equity_records(journal, symbol)
+    objects = {keys.EQUITY: "".join(json.dumps(r) + "\n" for r in records).encode(),
+               keys.PERFORMANCE: performance_json(records),
                keys.TRADES: trade_lines(journal, symbol),
                keys.HEALTH: json.dumps(health, indent=1, default=str).encode()}
     rows = journal.equity_rows(symbol)
@@ -168,7 +202,8 @@ def upload_paper(blobs: BlobStore, actor: str, objects: dict[str, bytes]) -> boo
         if stored is not None and new.loses_history_of(stored):
             _refuse(blobs, actor, objects, stored, new, refused + 1)
             return False
-        for name in (keys.JOURNAL_SNAPSHOT, keys.EQUITY, keys.TRADES, keys.HEALTH):
+        for name in (keys.JOURNAL_SNAPSHOT, keys.EQUITY, keys.PERFORMANCE, keys.TRADES,
+                     keys.HEALTH):
             if name in objects:
                 body = objects[name]
                 if name == keys.HEALTH:

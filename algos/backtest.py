@@ -8,8 +8,12 @@ costs: flat, buy-and-hold, random (seeded) and a momentum rule (long while the c
 above the close ``momentum_bars`` earlier, else flat).
 
 The result is plain JSON (``BacktestResult.to_json``): per dataset and policy the
-metrics of ``envs.metrics.performance``, fees, turnover, the trade list, and curves of
-equity, drawdown and position for the report.
+metrics of ``envs.metrics.performance`` with the costs (``run_metrics.run_performance``:
+net and gross return, cost drag, fees, slippage and borrow as amounts and fractions,
+turnover, trades per day, average holding bars, and ``halted`` / ``halted_bar`` /
+``halted_ts`` when the drawdown halt or ruin ended the run early), the trade list, and
+curves of equity, drawdown and position for the report. ``SUMMARY_KEYS`` are the metrics
+the command line prints per policy.
 """
 
 from __future__ import annotations
@@ -24,14 +28,20 @@ import numpy as np
 from raytrade.algos.evaluation import Policy as Chooser
 from raytrade.algos.evaluation import play
 from raytrade.algos.policy import Policy
+from raytrade.algos.run_metrics import run_performance
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.market import M_CLOSE, M_OPEN, MarketData, load_markets
-from raytrade.envs.metrics import drawdown_curve, performance
+from raytrade.envs.metrics import drawdown_curve
 
 _REF = re.compile(r"^(?P<uri>.+?)(?:@v?(?P<version>\d+))?$")
 CURVE_POINTS = 3000
+SUMMARY_KEYS = ("total_return", "gross_return", "cost_drag", "fees_fraction",
+                "slippage_fraction", "borrow_fraction", "sharpe", "max_drawdown", "trades",
+                "trades_per_day", "turnover", "avg_holding_bars", "fees", "slippage", "borrow",
+                "halted", "halted_bar")
+"""Per policy, what ``raytrade backtest`` prints: net beside gross return and every cost."""
 
 
 def load_policy(ref: str, *, endpoint_url: str | None = None) -> Policy:
@@ -114,7 +124,8 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
     pos = np.asarray(config.positions)
     out: dict[str, dict[str, Any]] = {}
     for d, market in enumerate(markets):
-        interval = int(market.ts[1] - market.ts[0])
+        # one equity point per decision (``every_bars`` bars with a decision interval)
+        step_ms = int(market.ts[1] - market.ts[0]) * config.decision.every_bars
         choosers: dict[str, Chooser] = {
             "policy": lambda obs, bar, held: policy.decide(obs, held).action,
             "buy_and_hold": lambda obs, bar, held: int(np.argmax(pos)),
@@ -124,13 +135,10 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
         per: dict[str, Any] = {}
         for name, choose in choosers.items():
             run = play(list(markets), config, d, choose)
-            perf = performance(run["equity"], run["position"], interval,
-                               traded_notional=float(run["traded_notional"]),
-                               fills=int(run["trades"])).to_dict()
-            per[name] = {**perf, "final_equity": float(run["equity"][-1]),
-                         "fees": float(run["fees"]),
-                         "traded_notional": float(run["traded_notional"]),
+            per[name] = {**run_performance(run, step_ms),
                          "bars": int(run["bar"][-1] - run["bar"][0]),
+                         "halted_ts": None if run["halted_bar"] is None
+                         else int(market.ts[run["halted_bar"]]),
                          "trade_list": _trades(run, market),
                          "curves": _curves(run, market, curve_points)}
         out[market.name] = per

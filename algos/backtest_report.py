@@ -3,8 +3,11 @@
 Per dataset: equity and drawdown of the policy against the baselines (a curve that stops
 early hit the drawdown halt of the risk rules: flat for good), the policy's
 position on the price, the metrics table (from the shared metrics module, as computed by
-``run_backtest``), the cost breakdown and the trade list; then the run's config and the
-policy version. No file or script is fetched from anywhere when it is opened.
+``run_backtest``), the cost table (net beside gross return, cost drag, fees, slippage and
+borrow as fractions of the starting equity and in quote currency, turnover, trades per
+day, average holding bars, and where the drawdown halt or ruin stopped a run: such a
+policy is labelled ``(halted)`` in every table) and the trade list; then the run's config
+and the policy version. No file or script is fetched from anywhere when it is opened.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.io import to_html
 from plotly.subplots import make_subplots
 from raytrade.algos.backtest import BacktestResult
+from raytrade.algos.run_metrics import COST_COLUMNS, halted_label
 from raytrade.algos.walkforward import WalkForwardResult
 
 METRICS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar",
@@ -72,7 +76,10 @@ def render_walkforward_html(result: WalkForwardResult) -> str:
     parts.append(_table([{"dataset": d, "policy": name, **{k: run.get(k) for k in
                                                           (*METRICS[:9],
                                                            "sharpe_gap_in_minus_out",
-                                                           "return_gap_in_minus_out")}}
+                                                           "return_gap_in_minus_out",
+                                                           "median_fold_cost_drag",
+                                                           "max_fold_cost_drag",
+                                                           "halted_folds")}}
                          for d, per in result.aggregate.items()
                          for name, run in per.items()]))
     parts.append("<h2>Folds</h2>")
@@ -81,11 +88,12 @@ def render_walkforward_html(result: WalkForwardResult) -> str:
                           "test": _span(f["test_start"], f["test_end"]),
                           "normalizer fitted": _span(*f["normalizer_fit"]),
                           "iterations": f["iterations"]} for f in result.folds]))
-    parts.append(_table([{"fold": f["index"], "dataset": d, "policy": name,
+    parts.append(_table([{"fold": f["index"], "dataset": d, "policy": halted_label(name, run),
                           "in-sample Sharpe": f["in_sample"][d][name].get("sharpe"),
                           "out-of-sample Sharpe": run.get("sharpe"),
                           "in-sample return": f["in_sample"][d][name].get("total_return"),
-                          "out-of-sample return": run.get("total_return")}
+                          "out-of-sample return": run.get("total_return"),
+                          **{f"out-of-sample {k}": run.get(k) for k in COST_COLUMNS[1:]}}
                          for f in result.folds for d, per in f["out_of_sample"].items()
                          for name, run in per.items()]))
     for i, f in enumerate(result.folds):
@@ -111,14 +119,12 @@ def _datasets(parts: list[str], datasets: dict[str, dict[str, Any]], initial_equ
                              else False))
         first = False
         parts.append("<h3>Metrics (shared metrics module)</h3>")
-        parts.append(_table([{"policy": name, **{k: run.get(k) for k in METRICS}}
+        parts.append(_table([{"policy": halted_label(name, run),
+                              **{k: run.get(k) for k in METRICS}}
                              for name, run in per.items()]))
-        parts.append("<h3>Costs</h3>")
-        parts.append(_table([{"policy": name, "fees": run["fees"],
-                              "traded_notional": run["traded_notional"],
-                              "turnover_per_year": run.get("turnover_per_year"),
-                              "fees / initial equity": run["fees"] / initial_equity}
-                             for name, run in per.items()]))
+        parts.append("<h3>Costs (fractions of the starting equity "
+                     f"{initial_equity:,.2f})</h3>")
+        parts.append(_table([cost_row(name, run) for name, run in per.items()]))
         trades = per["policy"]["trade_list"]
         parts.append(f"<h3>Policy trades ({len(trades)}"
                      f"{', first ' + str(TRADES_SHOWN) if len(trades) > TRADES_SHOWN else ''})"
@@ -127,6 +133,16 @@ def _datasets(parts: list[str], datasets: dict[str, dict[str, Any]], initial_equ
             frame = pd.DataFrame(trades[:TRADES_SHOWN])
             frame["ts"] = pd.to_datetime(frame["ts"], unit="ms", utc=True)
             parts.append(frame.to_html(index=False, border=0, classes="t"))
+
+
+def cost_row(name: str, run: dict[str, Any]) -> dict[str, Any]:
+    """One policy's row of the cost table (module docstring)."""
+    halted_at = run.get("halted_ts")
+    return {"policy": halted_label(name, run), **{k: run.get(k) for k in COST_COLUMNS},
+            "fees": run.get("fees"), "slippage": run.get("slippage"),
+            "borrow": run.get("borrow"), "traded_notional": run.get("traded_notional"),
+            "halted at": "" if halted_at is None
+            else f"{pd.to_datetime(halted_at, unit='ms', utc=True):%Y-%m-%d %H:%M}"}
 
 
 def _page(parts: list[str], config: dict[str, Any]) -> str:

@@ -8,6 +8,12 @@ also the oracle, which knows the hidden signal, and the Bayes filter, the best a
 that sees only past prices can do (``SyntheticMarket.causal_position``);
 ``oracle_fraction`` and ``filter_fraction`` are the greedy policy's log growth as a share
 of theirs (1 = all of it, 0 = none, < 0 = lost).
+
+Every policy's record carries the cost metrics of ``run_metrics.run_performance`` (net and
+gross return, cost drag, fees, slippage and borrow, turnover, trades per day, holding time,
+``halted`` with ``halted_bar`` when the drawdown halt or ruin ended its episode early); the
+greedy policy's also ``q_gap``, the distribution of its Q gaps against the cost of
+switching (``run_metrics.QGapRecorder``).
 """
 
 from __future__ import annotations
@@ -19,12 +25,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.run_metrics import QGapRecorder, run_performance
 from raytrade.envs.decision import choose as rule_choice
 from raytrade.envs.decision import held_actions, switch_thresholds
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.market import MarketData, synthetic_source
-from raytrade.envs.metrics import performance
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 
 QFunction = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
@@ -40,13 +46,16 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
     """Play one full-split episode on ``markets[dataset]``: equity, position and the bar
     index (into the market's series) after the reset and after every step (one step per
     decision: with ``config.decision.every_bars > 1`` the env holds between decision
-    bars)."""
+    bars); the account's cumulative ``trades``, ``fees``, ``slippage``, ``borrow`` and
+    ``traded_notional`` at the end; ``halted_bar``: the bar whose close ended the episode
+    when the drawdown halt or ruin terminated it (None when it played to the end of the
+    split)."""
     env = MultiDatasetTradingEnv(markets, config=config)
     obs, info = env.reset(seed=0, options={"dataset": dataset,
                                            "start": markets[dataset].first})
     equity, position = [info["equity"]], [info["position"]]
     bars = [int(info["bar"])]
-    done = False
+    done = terminated = False
     while not done:
         obs, _, terminated, truncated, info = env.step(
             choose(obs, int(info["bar"]), float(info["position"])))
@@ -56,7 +65,9 @@ def play(markets: list[MarketData], config: EnvConfig, dataset: int,
         done = terminated or truncated
     return {"equity": np.asarray(equity), "position": np.asarray(position),
             "bar": np.asarray(bars, dtype=np.int64), "trades": info["trades"],
-            "fees": info["fees"], "traded_notional": info["traded_notional"]}
+            "fees": info["fees"], "traded_notional": info["traded_notional"],
+            "slippage": info["slippage"], "borrow": info["borrow"],
+            "halted_bar": int(info["bar"]) if terminated else None}
 
 
 def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validation",
@@ -80,6 +91,8 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
     flat = int(np.argmin(np.abs(positions)))
     longest = int(np.argmax(positions))
     rng = np.random.default_rng(seed)
+    gaps = QGapRecorder(q_values, config)  # the greedy policy's Q gap at each decision
+    q_values = gaps
     policies: dict[str, Policy] = {
         "greedy": rule_policy(q_values, spec.env),
         "flat": lambda obs, bar, pos: flat,
@@ -87,7 +100,9 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         "random": lambda obs, bar, pos: int(rng.integers(len(positions))),
     }
     planted = planted_actions(exp)
-    interval = int(markets[0].ts[1] - markets[0].ts[0])
+    # one equity point per decision: with a decision interval the metrics' period is
+    # ``every_bars`` bars (the episode's last step may be shorter)
+    step_ms = int(markets[0].ts[1] - markets[0].ts[0]) * config.decision.every_bars
     out: dict[str, Any] = {"split": split, "datasets": {}}
     for d, market in enumerate(markets):
         per: dict[str, Any] = {}
@@ -95,14 +110,12 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         for name, actions in (planted or {}).items():
             chosen[name] = _follow(actions[d])
         for name, choose in chosen.items():
+            gaps.reset()
             run = play(markets, config, d, choose)
-            perf = performance(run["equity"], run["position"], interval,
-                               traded_notional=float(run["traded_notional"]),
-                               fills=int(run["trades"])).to_dict()
-            perf["final_equity"] = float(run["equity"][-1])
-            perf["fees"] = float(run["fees"])
-            perf["bars"] = int(run["bar"][-1] - run["bar"][0])  # played: fewer if halted
-            per[name] = perf
+            per[name] = run_performance(run, step_ms)
+            per[name]["bars"] = int(run["bar"][-1] - run["bar"][0])  # fewer if halted
+            if name == "greedy":
+                per[name]["q_gap"] = gaps.summary()
             if curves is not None:
                 eq = np.asarray(run["equity"], dtype=np.float64)
                 idx = np.unique(np.linspace(0, len(eq) - 1, min(len(eq), curve_points))

@@ -330,8 +330,13 @@ def _eval_line(e: dict[str, Any]) -> str:
                   f"{_fmt(per.get('oracle_fraction'), '.0%')} of oracle, "
                   f"{_fmt(per.get('filter_fraction'), '.0%')} of filter)"
                   if "oracle" in per else "")
-        parts.append(f"{name}: greedy {g['final_equity']:.0f} (sharpe "
-                     f"{_fmt(g['sharpe'], '.2f')}) flat {per['flat']['final_equity']:.0f} "
-                     f"hold {per['buy_and_hold']['final_equity']:.0f} "
-                     f"random {per['random']['final_equity']:.0f}{oracle}")
+        halt = {k: " (halted)" if per[k].get("halted") else ""
+                for k in ("greedy", "buy_and_hold", "random")}
+        parts.append(f"{name}: greedy {g['final_equity']:.0f}{halt['greedy']} (sharpe "
+                     f"{_fmt(g['sharpe'], '.2f')}, gross {_fmt(g.get('gross_return'), '.1%')}"
+                     f", cost drag {_fmt(g.get('cost_drag'), '.1%')}, "
+                     f"{_fmt(g.get('trades_per_day'), '.1f')} trades/day) "
+                     f"flat {per['flat']['final_equity']:.0f} "
+                     f"hold {per['buy_and_hold']['final_equity']:.0f}{halt['buy_and_hold']} "
+                     f"random {per['random']['final_equity']:.0f}{halt['random']}{oracle}")
     return f"eval @ iter {e['iteration']} ({e['split']}): " + "; ".join(parts)

@@ -16,6 +16,11 @@ For fold ``k`` the training window is ``[start + k*step, + train)`` and the test
 
 The aggregate out-of-sample curve chains the folds' test curves (each fold restarts from
 the initial equity; returns are compounded), measured with the shared metrics module.
+
+Every fold's records carry the cost metrics of ``run_metrics.run_performance`` (net and
+gross return, cost drag, fees, slippage, borrow, turnover, trades per day, holding time,
+``halted``); the aggregate adds, per policy, the median and the largest fold cost drag and
+the number of folds the drawdown halt or ruin cut short.
 """
 
 from __future__ import annotations
@@ -214,9 +219,16 @@ def aggregate(folds: list[dict[str, Any]], interval_ms: int) -> dict[str, Any]:
             perf = performance(np.asarray(equity), np.asarray(position), interval_ms)
             gaps_sharpe = [_gap(f, dataset, name, "sharpe") for f in folds]
             gaps_ret = [_gap(f, dataset, name, "total_return") for f in folds]
+            drags = [f["out_of_sample"][dataset][name].get("cost_drag") for f in folds]
+            kept = [float(x) for x in drags if x is not None]
             per_policy[name] = {**perf.to_dict(), "final_equity": equity[-1],
                                 "sharpe_gap_in_minus_out": _mean(gaps_sharpe),
-                                "return_gap_in_minus_out": _mean(gaps_ret)}
+                                "return_gap_in_minus_out": _mean(gaps_ret),
+                                "median_fold_cost_drag": float(np.median(kept)) if kept
+                                else None,
+                                "max_fold_cost_drag": max(kept) if kept else None,
+                                "halted_folds": sum(bool(f["out_of_sample"][dataset][name]
+                                                         .get("halted")) for f in folds)}
         out[dataset] = per_policy
     return out
 
@@ -235,7 +247,8 @@ def _mean(values: list[float | None]) -> float | None:
 def dashboard_summary(result: WalkForwardResult, name: str) -> dict[str, Any]:
     """The compact report the dashboard's walk-forward page lists: one row per fold and
     dataset (out-of-sample and in-sample Sharpe and return of the policy and of
-    buy-and-hold), and the aggregate."""
+    buy-and-hold; the policy's out-of-sample gross return, cost drag, turnover, trades per
+    day and whether it was halted), and the aggregate."""
     rows = []
     for f in result.folds:
         for dataset, per in f["out_of_sample"].items():
@@ -246,6 +259,11 @@ def dashboard_summary(result: WalkForwardResult, name: str) -> dict[str, Any]:
                          "oos_sharpe": per["policy"]["sharpe"],
                          "oos_return": per["policy"]["total_return"],
                          "oos_buy_and_hold_return": per["buy_and_hold"]["total_return"],
+                         "oos_gross_return": per["policy"].get("gross_return"),
+                         "oos_cost_drag": per["policy"].get("cost_drag"),
+                         "oos_turnover": per["policy"].get("turnover"),
+                         "oos_trades_per_day": per["policy"].get("trades_per_day"),
+                         "oos_halted": per["policy"].get("halted"),
                          "in_sample_sharpe": ins["policy"]["sharpe"],
                          "in_sample_return": ins["policy"]["total_return"]})
     return {"name": name, **{k: v for k, v in result.config.items()

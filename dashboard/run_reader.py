@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from raytrade.algos.run_metrics import COST_COUNTERS
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, Move, PolicyStore
@@ -44,7 +45,8 @@ class PaperRecord:
     actor: str
     equity: pd.DataFrame
     """Columns ts (datetime, UTC), ts_ms (bar open time, ms), equity, position, version,
-    close, drawdown."""
+    close, the account's cumulative cost counters (``run_metrics.COST_COUNTERS``: NaN in
+    records exported before they existed), halted, drawdown."""
     trades: pd.DataFrame
     health: dict[str, Any]
     errors: list[str] = field(default_factory=list)
@@ -103,6 +105,12 @@ class RunReader:
                                 **{k: metrics.get(k) for k in METRIC_COLUMNS}})
         return pd.DataFrame(out), errors
 
+    def latest_evaluation(self, split: str) -> dict[str, Any] | None:
+        """The raw record of the newest evaluation on ``split`` (None if there is none)."""
+        rows, _ = self._rows(EVAL)
+        chosen = [r for r in rows if r.get("split") == split]
+        return max(chosen, key=lambda r: r.get("iteration") or 0) if chosen else None
+
     def eval_curves(self, iteration: int, split: str) -> dict[str, Any] | None:
         """The equity curves of one evaluation, if training saved them."""
         try:
@@ -139,7 +147,7 @@ class RunReader:
         equity_rows, errors = self._rows(keys.paper_key(actor, keys.EQUITY))
         trade_rows, trade_errors = self._rows(keys.paper_key(actor, keys.TRADES))
         equity = pd.DataFrame(equity_rows, columns=["ts", "equity", "position", "version",
-                                                    "close"])
+                                                    "close", *COST_COUNTERS, "halted"])
         if len(equity):
             equity["ts_ms"] = pd.to_numeric(equity["ts"], errors="coerce")
             equity["ts"] = pd.to_datetime(equity["ts_ms"], unit="ms", utc=True)

@@ -14,6 +14,28 @@ annualization assumes markets open around the clock (crypto): ``bars_per_year =
 - turnover: traded notional / mean equity, per year; exposure: share of bars with a
   position; win rate and profit factor over closed trades (a trade is a run of bars with a
   position of one sign; its PnL is the change of marked equity across it, costs included).
+
+Costs (``performance``'s ``fees``, ``slippage``, ``borrow``: the cumulative amounts the
+account paid, quote currency; see ``envs.accounting``), all as fractions of the starting
+equity ``E0`` (the curve's first finite point) so they add up with the returns:
+
+- ``fees_fraction = fees / E0``, ``slippage_fraction = slippage / E0``,
+  ``borrow_fraction = borrow / E0``;
+- cost drag: ``(fees + slippage + borrow) / E0``;
+- gross return before costs: ``(E_final + fees + slippage + borrow - E0) / E0``, i.e. the
+  net ``total_return`` plus the cost drag (what the same trades would have made at zero
+  cost, to first order: the position sizes are the ones actually traded);
+- turnover: traded notional / mean equity over the run (``turnover_per_year`` is the same
+  per year);
+- trades per day: fills / (bars stepped * interval / 1 day);
+- average holding time: mean length, in bars, of the runs of consecutive points with a
+  non-zero position of one sign (a reversal starts a new run; a run still open at the end
+  counts with the bars seen); NaN if no position was ever held;
+- ``halted``: the drawdown halt or ruin ended the run early (the caller says so with
+  ``halted_bar``, the bar at whose close the run stopped, in the caller's numbering:
+  evaluation and backtest pass the index into the market's bar series); a halted run's
+  return is not comparable with a run that played to the end.
+
 Undefined ratios (no variance, no loss, no drawdown) are NaN, never inf.
 """
 
@@ -26,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 MS_PER_YEAR = 365 * 24 * 3600 * 1000
+MS_PER_DAY = 24 * 3600 * 1000
 
 
 def bars_per_year(interval_ms: int) -> float:
@@ -139,6 +162,35 @@ def trade_pnls(equity: npt.ArrayLike, position: npt.ArrayLike) -> npt.NDArray[np
     return np.asarray(pnls, dtype=np.float64)
 
 
+def holding_runs(position: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Length in points (bars) of each run of consecutive non-zero positions of one sign,
+    oldest first; a run still open at the end is included with the points seen."""
+    side = np.sign(np.nan_to_num(np.asarray(position, dtype=np.float64)))
+    runs: list[int] = []
+    length = 0
+    for t, s in enumerate(side):
+        if length and (s == 0 or s != side[t - 1]):
+            runs.append(length)
+            length = 0
+        if s != 0:
+            length += 1
+    if length:
+        runs.append(length)
+    return np.asarray(runs, dtype=np.int64)
+
+
+def average_holding_bars(position: npt.ArrayLike) -> float:
+    """Mean length in bars of the runs of a held position (``holding_runs``); NaN if none."""
+    runs = holding_runs(position)
+    return float(runs.mean()) if len(runs) else math.nan
+
+
+def trades_per_day(fills: int, bars: int, interval_ms: int) -> float:
+    """Fills per day of ``bars`` bar intervals; NaN without bars or interval."""
+    days = bars * interval_ms / MS_PER_DAY
+    return fills / days if days > 0 else math.nan
+
+
 def win_rate(pnls: npt.ArrayLike) -> float:
     """Share of closed trades with a positive PnL; NaN without trades."""
     p = np.asarray(pnls, dtype=np.float64)
@@ -168,6 +220,26 @@ class Performance:
     trades: int
     win_rate: float
     profit_factor: float
+    gross_return: float
+    """Return before costs: net ``total_return`` plus ``cost_drag`` (module docstring)."""
+    cost_drag: float
+    """(fees + slippage + borrow) / starting equity."""
+    fees_fraction: float
+    """Fees paid / starting equity."""
+    slippage_fraction: float
+    """Slippage paid / starting equity."""
+    borrow_fraction: float
+    """Borrow and funding paid / starting equity."""
+    turnover: float
+    """Traded notional / mean equity over the run (not annualized)."""
+    trades_per_day: float
+    """Fills per day of the run (bar interval times bars stepped)."""
+    avg_holding_bars: float
+    """Mean bars a position was held (runs of one sign); NaN if never held."""
+    halted: bool
+    """The drawdown halt or ruin ended the run early."""
+    halted_bar: int | None
+    """The bar at whose close the run stopped, when ``halted`` (the caller's numbering)."""
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-friendly dict (NaN becomes None)."""
@@ -176,8 +248,16 @@ class Performance:
 
 
 def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int, *,
-                traded_notional: float = 0.0, fills: int = 0) -> Performance:
-    """All metrics of an equity curve and the positions held along it."""
+                traded_notional: float = 0.0, fills: int = 0, fees: float = 0.0,
+                slippage: float = 0.0, borrow: float = 0.0,
+                halted_bar: int | None = None) -> Performance:
+    """All metrics of an equity curve and the positions held along it.
+
+    ``traded_notional``, ``fees``, ``slippage`` and ``borrow`` are the run's totals in
+    quote currency, ``fills`` its fill count; ``halted_bar`` the bar at which the drawdown
+    halt or ruin stopped the run (None: it ran to the end). Definitions in the
+    module docstring.
+    """
     e = np.asarray(equity, dtype=np.float64)
     pos = np.asarray(position, dtype=np.float64)
     keep = np.isfinite(e)
@@ -187,11 +267,24 @@ def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int
     pnls = trade_pnls(e, pos)
     years = max(len(r), 1) / periods
     mean_equity = float(e.mean()) if len(e) else math.nan
+    e0 = float(e[0]) if len(e) else math.nan
+
+    def of_start(amount: float) -> float:
+        return amount / e0 if e0 > 0 else math.nan
+
+    drag = of_start(fees + slippage + borrow)
+    total = float(e[-1] / e[0] - 1.0) if len(e) else math.nan
     return Performance(
-        total_return=float(e[-1] / e[0] - 1.0) if len(e) else math.nan,
+        total_return=total,
         annual_return=annual_return(r, periods), sharpe=sharpe(r, periods),
         sortino=sortino(r, periods), max_drawdown=max_drawdown(e),
         max_drawdown_bars=max_drawdown_duration(e), calmar=calmar(r, periods),
         turnover_per_year=traded_notional / mean_equity / years if mean_equity else math.nan,
         exposure=float(np.mean(np.nan_to_num(pos) != 0)) if len(pos) else math.nan,
-        trades=int(fills), win_rate=win_rate(pnls), profit_factor=profit_factor(pnls))
+        trades=int(fills), win_rate=win_rate(pnls), profit_factor=profit_factor(pnls),
+        gross_return=total + drag, cost_drag=drag, fees_fraction=of_start(fees),
+        slippage_fraction=of_start(slippage), borrow_fraction=of_start(borrow),
+        turnover=traded_notional / mean_equity if mean_equity else math.nan,
+        trades_per_day=trades_per_day(int(fills), len(r), interval_ms),
+        avg_holding_bars=average_holding_bars(pos),
+        halted=halted_bar is not None, halted_bar=halted_bar)

@@ -35,8 +35,9 @@ or a dict of its fields; ``spec`` the FeatureSpec. ``reset(options={"start": t})
 at bar ``t`` (evaluation).
 
 ## Info
-``equity``, ``position``, ``fees``, ``trades``, ``drawdown``, ``bar`` (index of the bar
-just closed) and ``ts`` (its open time).
+``equity``, ``position``, ``fees``, ``slippage``, ``borrow`` (cumulative costs paid, quote
+currency), ``traded_notional``, ``trades``, ``halted`` (the drawdown halt fired),
+``drawdown``, ``bar`` (index of the bar just closed) and ``ts`` (its open time).
 
 ## Version History
 - v0: initial version.
@@ -52,8 +53,11 @@ import numpy as np
 import numpy.typing as npt
 from raytrade.envs.accounting import (
     ACCOUNT_SIZE,
+    BORROW,
     EQUITY,
     FEES,
+    HALTED,
+    SLIPPAGE,
     TARGET,
     TRADES,
     TURNOVER,
@@ -94,7 +98,7 @@ def as_config(config: EnvConfig | Mapping[str, Any] | None) -> EnvConfig:
     return EnvConfig.from_dict(config)
 
 
-_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES, TURNOVER])
+_INFO_FIELDS = np.array([EQUITY, TARGET, FEES, TRADES, TURNOVER, SLIPPAGE, BORROW, HALTED])
 
 
 class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
@@ -182,7 +186,9 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
     def _info(self, dd: float) -> dict[str, Any]:
         """``dd`` is ``accounting.drawdown`` of the account, computed by the step kernel."""
-        equity, position, fees, trades, traded = self._acct[_INFO_FIELDS].tolist()
+        equity, position, fees, trades, traded, slippage, borrow, halted = \
+            self._acct[_INFO_FIELDS].tolist()
         return {"equity": equity, "position": position, "fees": fees, "trades": int(trades),
-                "traded_notional": traded,
+                "traded_notional": traded, "slippage": slippage, "borrow": borrow,
+                "halted": halted != 0.0,
                 "drawdown": dd, "bar": self._t, "ts": int(self._market.ts[self._t])}

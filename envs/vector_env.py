@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
-from raytrade.envs.accounting import new_account
+from raytrade.envs.accounting import BORROW, HALTED, SLIPPAGE, TURNOVER, new_account
 from raytrade.envs.decision import decision_bars
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_kernel import (
@@ -180,5 +180,9 @@ class VectorTradingEnv(gym.vector.VectorEnv[npt.NDArray[np.float32], npt.NDArray
         fill_infos(self._acct, info)
         return {"equity": info[:, I_EQUITY], "position": info[:, I_POSITION],
                 "fees": info[:, I_FEES], "trades": info[:, I_TRADES].astype(np.int64),
+                "slippage": self._acct[:, SLIPPAGE].copy(),
+                "borrow": self._acct[:, BORROW].copy(),
+                "traded_notional": self._acct[:, TURNOVER].copy(),
+                "halted": self._acct[:, HALTED] != 0.0,
                 "drawdown": info[:, I_DRAWDOWN],
                 "bar": self._t - self._offsets[self._dataset], "ts": self._ts[self._t]}

@@ -13,7 +13,7 @@ from raytrade.envs.errors import ConfigError
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from raytrade.algos.backtest import load_policy, run_backtest
+    from raytrade.algos.backtest import SUMMARY_KEYS, load_policy, run_backtest
     from raytrade.algos.backtest_report import render_html
 
     sources = list(args.data or []) + [f"sample:{s}" for s in (args.symbols or "").split(",")
@@ -28,8 +28,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result.to_json(), indent=1))
     (out / "backtest.html").write_text(render_html(result))
-    summary = {d: {name: {k: run.get(k) for k in ("total_return", "sharpe", "max_drawdown",
-                                                   "trades", "fees")}
+    summary = {d: {name: {k: run.get(k) for k in SUMMARY_KEYS}
                    for name, run in per.items()} for d, per in result.datasets.items()}
     print(json.dumps({"report": str(out / "backtest.html"), "json": str(out / "backtest.json"),
                       "datasets": summary}, indent=1))
@@ -83,7 +82,9 @@ def _cmd_walkforward(args: argparse.Namespace) -> int:
                       "json": str(out / "walkforward.json"),
                       "aggregate": {d: {p: {k: r.get(k) for k in ("total_return", "sharpe",
                                                                   "max_drawdown",
-                                                                  "sharpe_gap_in_minus_out")}
+                                                                  "sharpe_gap_in_minus_out",
+                                                                  "max_fold_cost_drag",
+                                                                  "halted_folds")}
                                         for p, r in per.items()}
                                     for d, per in result.aggregate.items()}}, indent=1))
     return 0

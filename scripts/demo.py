@@ -526,6 +526,7 @@ class Demo:
                     row.update({f"journaled_{t}": journal.count(t)
                                 for t in ("bars", "decisions", "fills")})
                     row["buy_and_hold_return"] = _hold_return(journal, config.symbol)
+                    row.update(_paper_costs(journal, config.symbol))
                 finally:
                     journal.close()
             out.append(row)
@@ -539,9 +540,13 @@ class Demo:
             hold = row.get("buy_and_hold_return")
             if hold is not None:
                 ret += f" (buy-and-hold on the same bars, no fees: {hold:+.2%})"
+            costs = "" if row.get("cost_drag") is None else (
+                f"; gross {row['gross_return']:+.2%}, cost drag {row['cost_drag']:.2%}, "
+                f"{fmt_or_dash(row.get('trades_per_day'), '.1f')} trades/day"
+                + (", halted by the drawdown rule" if row.get("halted") else ""))
             self.display.stage("paper", f"{row['actor']}: {row.get('journaled_decisions')} "
                                f"decisions, {row.get('journaled_fills')} fills journaled, "
-                               f"equity {fmt_or_dash(equity, ',.2f')}{ret}")
+                               f"equity {fmt_or_dash(equity, ',.2f')}{ret}{costs}")
         training = self.summary.get("training")
         if training:
             self.display.stage("learner", f"{training['iterations']} iterations, "
@@ -554,6 +559,16 @@ class Demo:
                                (": " + "; ".join(gate["reasons"]) if gate["reasons"] else ""))
         self.display.stage("done", f"stopped by {self.stopped_by}; everything is in "
                            f"{self.run_dir} (summary.json, logs/)")
+
+
+def _paper_costs(journal: Any, symbol: str) -> dict[str, Any]:
+    """The cost metrics of the trader's record (as its export computes them: net and gross
+    return, cost drag, fees, slippage, borrow, turnover, trades per day, holding, halted)."""
+    from raytrade.actors.paper_export import equity_records
+    from raytrade.algos.run_metrics import COST_COLUMNS, record_performance
+
+    perf = record_performance(equity_records(journal, symbol))
+    return {k: perf.get(k) for k in COST_COLUMNS}
 
 
 def _hold_return(journal: Any, symbol: str) -> float | None:

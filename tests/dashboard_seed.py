@@ -74,18 +74,34 @@ def demo_evaluation(iteration: int, seed: int) -> tuple[dict[str, Any], dict[str
 
 def paper_rows(n: int, version: int, seed: int = 0) -> tuple[list[dict[str, Any]],
                                                              list[dict[str, Any]]]:
-    """``n`` bars of an actor's equity export and its fills."""
+    """``n`` bars of an actor's equity export and its fills; each row carries the account's
+    cumulative cost counters as ``paper_export.equity_records`` writes them (fee 0.5,
+    slippage 0.1 and one ETH of notional per fill, borrow 0.01 per bar held)."""
     rng = np.random.default_rng(seed)
     close = 1800 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
     position = np.where(np.arange(n) // 20 % 2 == 0, 1.0, 0.0)
     equity = 10_000 * np.exp(np.cumsum(np.r_[0, np.diff(np.log(close))] * position))
-    rows = [{"ts": T0 + i * BAR, "equity": float(equity[i]), "position": float(position[i]),
-             "version": version, "close": float(close[i])} for i in range(n)]
     fills = [{"fill_id": f"eth:ETHUSDT:{T0 + i * BAR}", "symbol": "ETHUSDT",
               "bar_ts": T0 + i * BAR, "target": float(position[i]),
               "qty": 1.0 if position[i] else -1.0, "price": float(close[i]),
               "notional": float(close[i]), "fee": 0.5, "slippage": 0.1}
              for i in range(1, n) if position[i] != position[i - 1]]
+    filled = {f["bar_ts"]: f for f in fills}
+    rows = []
+    counters = {"fees": 0.0, "slippage": 0.0, "borrow": 0.0, "traded_notional": 0.0,
+                "trades": 0}
+    for i in range(n):
+        ts = T0 + i * BAR
+        if ts in filled:
+            counters["fees"] += 0.5
+            counters["slippage"] += 0.1
+            counters["traded_notional"] += filled[ts]["notional"]
+            counters["trades"] += 1
+        if i:  # the first row is the first decision: nothing paid yet
+            counters["borrow"] += 0.01 * float(position[i])
+        rows.append({"ts": ts, "equity": float(equity[i]), "position": float(position[i]),
+                     "version": version, "close": float(close[i]), **counters,
+                     "halted": False})
     return rows, fills
 
 
@@ -117,5 +133,12 @@ def seed_store(store: PolicyStore, *, bars: int = 400) -> dict[str, Any]:
         "health.json": json.dumps(health).encode()})
     perf = performance(np.array([r["equity"] for r in rows]),
                        np.array([r["position"] for r in rows]), BAR, fills=len(fills))
-    return {"versions": (v1, v2), "paper_perf": perf, "fills": len(fills), "bars": bars,
+    last = rows[-1]
+    cost_perf = performance(np.array([r["equity"] for r in rows]),
+                            np.array([r["position"] for r in rows]), BAR,
+                            fills=int(last["trades"]), fees=last["fees"],
+                            slippage=last["slippage"], borrow=last["borrow"],
+                            traded_notional=last["traded_notional"])
+    return {"versions": (v1, v2), "paper_perf": perf, "paper_cost_perf": cost_perf,
+            "fills": len(fills), "bars": bars,
             "evaluation": evals[-1][0], "curves": evals[-1][1]}

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from raytrade.algos.backtest import load_policy, run_backtest
+from raytrade.algos.backtest import SUMMARY_KEYS, load_policy, run_backtest
 from raytrade.envs.features.pipeline import FeaturePipeline
+from raytrade.envs.io import load_bars
 from raytrade.scripts.cli import main
 
 from tests.live_setup import backtest, bars, experiment, paper_store, write_csv
@@ -76,3 +77,30 @@ def test_backtest_needs_the_reference_the_features_use(
 
     with pytest.raises(ConfigError, match="BTCUSDT bars"):
         run_backtest(load_policy((folder / "store").as_uri()), [str(eth_csv)])
+
+
+def test_backtest_reports_costs_and_marks_a_halted_baseline(
+        data: tuple[Path, Path, Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, eth_csv, btc_csv, _ = data
+    out = folder / "report-costs"
+    assert main(["backtest", "--policy", f"{(folder / 'store').as_uri()}@1", "--data",
+                 str(eth_csv), "--reference", str(btc_csv), "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)["datasets"]["ETHUSDT"]
+    per = json.loads((out / "backtest.json").read_text())["datasets"]["ETHUSDT"]
+    for name, run in per.items():
+        assert set(SUMMARY_KEYS) <= set(printed[name]), name
+        assert printed[name]["cost_drag"] == run["cost_drag"] == pytest.approx(
+            (run["fees"] + run["slippage"] + run["borrow"]) / 10_000)
+        assert run["gross_return"] == pytest.approx(run["total_return"] + run["cost_drag"])
+    # slippage is reported beside the fees; flat pays nothing
+    assert per["policy"]["slippage"] > 0 and per["policy"]["slippage_fraction"] > 0
+    assert per["flat"]["cost_drag"] == 0.0 and per["flat"]["trades_per_day"] == 0.0
+    # the random baseline trades away half its equity and hits the drawdown halt: marked,
+    # with the bar and time it stopped (its curve ends there)
+    random = per["random"]
+    assert random["halted"] is True
+    assert random["halted_ts"] == int(load_bars(eth_csv).ts[random["halted_bar"]])
+    assert random["bars"] < per["flat"]["bars"], "it stopped before the end"
+    assert per["buy_and_hold"]["halted"] is False and per["buy_and_hold"]["halted_bar"] is None
+    page = (out / "backtest.html").read_text()
+    assert "random (halted)" in page and "cost_drag" in page and "slippage_fraction" in page

@@ -6,6 +6,7 @@ no data yet. Both store backends: a local folder and moto's S3 server over HTTP.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.storage.promotion import GateLimits, live_gate
+from raytrade.dashboard.cost_tables import COST_LABELS, Q_GAP_LABELS
 from raytrade.dashboard.eval_curves import STEP, CurveError, dataset_curves
 from raytrade.dashboard.jsonl_tail import JsonlTail
 from raytrade.dashboard.navigation import PAGES, VIEWS
@@ -86,6 +88,21 @@ def test_evaluation_page_on_demo_records_draws_every_curve_and_marks_halts(
     assert greedy["total_return"].iloc[0] == pytest.approx(expected["total_return"])
     assert greedy["sharpe"].iloc[0] == pytest.approx(expected["sharpe"])
     assert "Latest evaluation (iteration 20)" in texts(at)
+    # costs per policy: net beside gross return, the costs between them, halts marked
+    costs = at.dataframe[1].value.set_index(["dataset", "policy"])
+    for dataset, per in record["datasets"].items():
+        for name, perf in per.items():
+            if not isinstance(perf, dict):
+                continue
+            row = costs.loc[(dataset, f"{name} (halted)" if perf["halted"] else name)]
+            for col, label in COST_LABELS.items():
+                want = math.nan if perf[col] is None else perf[col]  # JSON null: NaN
+                assert row[label] == pytest.approx(want, nan_ok=True), (name, label)
+    assert any(name.endswith("(halted)") for _, name in costs.index), "random halts"
+    gaps = at.dataframe[2].value.set_index("dataset")
+    for dataset, per in record["datasets"].items():
+        for key, label in Q_GAP_LABELS.items():
+            assert gaps.loc[dataset, label] == pytest.approx(per["greedy"]["q_gap"][key])
     # per dataset: returns against baselines, then equity and drawdown of the curves
     charts = at.get("vega_lite_chart")
     assert len(charts) == 2 + 2 * 2
@@ -184,7 +201,14 @@ def test_paper_metrics_equal_the_shared_metrics_module(seeded: tuple[str, dict[s
     assert metrics["Max drawdown"] == f"{perf.max_drawdown:.2%}"
     assert metrics["Total return"] == f"{perf.total_return:.2%}"
     assert metrics["Reconnects"] == "2" and metrics["Rejected messages"] == "4"
-    trades = at.dataframe[0].value
+    # costs of the version traded and of the whole record, from the exported counters
+    costs = at.dataframe[0].value.set_index("policy")
+    expected = seed["paper_cost_perf"].to_dict()
+    for name in (version_name(seed["versions"][0]), "all versions"):
+        for col, label in COST_LABELS.items():
+            assert costs.loc[name, label] == pytest.approx(expected[col]), (name, label)
+    assert costs.loc["all versions", "slippage"] > 0 and costs.loc["all versions", "borrow"] > 0
+    trades = at.dataframe[1].value
     assert len(trades) == seed["fills"]
     # the live gate's verdict for the version on paper, as the gate itself gives it: the
     # seeded record has 400 bars, more than the default 288, so only Sharpe and drawdown

@@ -205,6 +205,13 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
             kinds = [r[0] for r in journal.db.execute("SELECT kind FROM events ORDER BY id")]
             assert kinds[-1] == "shutdown", "the session closed its journal cleanly"
             total_fills += journal.count("fills")
+            # the trader's costs, as its export computes them, in the summary and the store
+            if journal.count("fills"):
+                assert row["cost_drag"] > 0 and row["gross_return"] == pytest.approx(
+                    row["total_return"] + row["cost_drag"])
+            exported = json.loads((store_dir / "paper" / row["actor"] / "performance.json")
+                                  .read_text())
+            assert {"cost_drag", "slippage_fraction", "halted"} <= set(exported["record"])
         finally:
             journal.close()
     assert total_fills > 0, "paper fills journaled"

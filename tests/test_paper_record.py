@@ -4,12 +4,14 @@ loopback, the real session; stores on a local folder and on moto's S3 server."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from raytrade.actors.journal import Journal
+from raytrade.actors.paper_broker import BrokerConfig, PaperBroker
 from raytrade.actors.paper_export import (
     SHRINK_FAULT,
     SNAPSHOT_EVERY_BARS,
@@ -18,12 +20,15 @@ from raytrade.actors.paper_export import (
     upload_paper,
 )
 from raytrade.actors.paper_session import PaperSession
+from raytrade.actors.symbol_trader import SymbolTrader
+from raytrade.algos.run_metrics import record_performance
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.storage.promotion import read_equity, unresolved_faults
+from raytrade.envs.accounting import BORROW, FEES, SLIPPAGE
 
 from tests.journal_worker import make_trader
-from tests.live_setup import bars, paper_store, replay_process
+from tests.live_setup import bars, paper_store, quick_experiment, replay_process
 from tests.test_paper_session import SPEED, START, finished, market, run_session, session_config
 
 T0 = 1_700_000_000_000
@@ -136,3 +141,46 @@ def test_session_restarted_without_its_journal_continues_the_record(tmp_path: Pa
                                  ).fetchone()[0] == 2, "the restored journal has both starts"
     finally:
         starts.close()
+
+
+def test_paper_export_carries_the_account_costs_and_their_metrics(tmp_path: Path) -> None:
+    # a random policy of the quick experiment (short feature warm-up), short positions
+    # paying borrow
+    exp = quick_experiment()
+    _, policy = paper_store(tmp_path / "policy", quick=True)
+    costs = dataclasses.replace(exp.env.costs, borrow_bps_per_bar=0.5)
+    broker = PaperBroker(BrokerConfig(costs=costs, risk=exp.env.risk), "ETHUSDT", "t")
+    journal = Journal(tmp_path / "eth.sqlite")
+    trader = SymbolTrader("ETHUSDT", exp.features, exp.env.window, broker, journal,
+                          lambda: policy)
+    eth, btc = bars(600)
+    for i in range(600):
+        trader.process(eth.bar(i), "live", float(btc.close[i]))
+    objects = paper_objects(journal, "ETHUSDT", {"unresolved_faults": []})
+    rows = [json.loads(line) for line in objects[keys.EQUITY].splitlines()]
+    fills = journal.fills("ETHUSDT")
+    _, state = journal.last_account("ETHUSDT")  # type: ignore[misc]
+    journal.close()
+    assert len(fills) >= 2, "the policy trades in this record"
+    last = rows[-1]
+    acct = state["acct"]
+    assert last["fees"] == acct[FEES] == pytest.approx(sum(f["fee"] for f in fills))
+    assert last["slippage"] == acct[SLIPPAGE] == pytest.approx(sum(f["slippage"]
+                                                                   for f in fills))
+    assert last["borrow"] == acct[BORROW] > 0 and last["trades"] == len(fills)
+    assert last["traded_notional"] == pytest.approx(sum(f["notional"] for f in fills))
+    assert rows[0]["fees"] == 0.0 and last["halted"] is False
+    # performance.json: the shared metrics with costs, of the record and per version
+    perf = json.loads(objects[keys.PERFORMANCE])
+    record = perf["record"]
+    assert record == json.loads(json.dumps(record_performance(rows)))
+    assert record["cost_drag"] == pytest.approx(
+        (last["fees"] + last["slippage"] + last["borrow"]) / rows[0]["equity"])
+    assert record["gross_return"] == pytest.approx(record["total_return"]
+                                                   + record["cost_drag"])
+    assert record["trades"] == len(fills) and record["halted"] is False
+    assert set(perf["versions"]) == {str(r["version"]) for r in rows}
+    store = PolicyStore((tmp_path / "store").as_uri())
+    assert upload_paper(store.blobs, "eth", objects)
+    stored = json.loads(store.blobs.get(keys.paper_key("eth", keys.PERFORMANCE)).data)
+    assert stored == perf

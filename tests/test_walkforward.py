@@ -89,9 +89,16 @@ def test_walkforward_on_real_bars_never_leaks_and_reports(
             ts = np.array(per["policy"]["curves"]["ts"])
             assert ts.min() >= f["test_start"] and ts.max() < f["test_end"], dataset
             assert per["flat"]["final_equity"] == 10_000.0
+            for name, run in per.items():  # every fold reports its costs beside the return
+                assert run["gross_return"] == pytest.approx(run["total_return"]
+                                                            + run["cost_drag"]), name
+                assert {"slippage_fraction", "turnover", "trades_per_day",
+                        "avg_holding_bars", "halted"} <= set(run), name
     # the aggregate chains the test windows: as many bars as the folds together
     agg = report["aggregate"]["ETHUSDT"]["policy"]
     assert np.isfinite(agg["final_equity"]) and "sharpe_gap_in_minus_out" in agg
+    assert agg["max_fold_cost_drag"] == max(f["out_of_sample"]["ETHUSDT"]["policy"]
+                                            ["cost_drag"] for f in folds)
     page = (out / "walkforward.html").read_text()
     assert "<script src=" not in page and "Plotly.newPlot" in page and "Fold 1" in page
     # the dashboard's walk-forward page reads the summary from the store
@@ -99,4 +106,5 @@ def test_walkforward_on_real_bars_never_leaks_and_reports(
     summary = json.loads(store.blobs.get(key).data)
     rows = pd.DataFrame(summary["folds"])
     assert set(rows["fold"]) == {0, 1} and set(rows["dataset"]) == {"ETHUSDT", "BTCUSDT"}
+    assert rows["oos_cost_drag"].notna().all() and "oos_gross_return" in rows
     assert json.loads(capsys.readouterr().out)["report"].endswith("walkforward.html")

@@ -18,6 +18,7 @@ so the two sides cannot drift::
     paper/<actor>/trades.jsonl             its fills
     paper/<actor>/health.json              feed, trader and executor state, faults
     paper/<actor>/record.json              length of the exported record (shrink guard)
+    paper/<actor>/performance.json         metrics and costs of the record, per version
     paper/<actor>/journal.sqlite.gz        snapshot of its SQLite journal (survives a move)
     reports/walk_forward/<name>.json       walk-forward reports
 
@@ -52,6 +53,7 @@ EQUITY = "equity.jsonl"
 TRADES = "trades.jsonl"
 HEALTH = "health.json"
 RECORD = "record.json"
+PERFORMANCE = "performance.json"
 JOURNAL_SNAPSHOT = "journal.sqlite.gz"
 
 _CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -125,7 +127,7 @@ def paper_prefix(actor: str) -> str:
 
 def paper_key(actor: str, name: str) -> str:
     """``paper/<actor>/<name>``; ``name`` one of ``EQUITY``, ``TRADES``, ``HEALTH``,
-    ``RECORD``, ``JOURNAL_SNAPSHOT``."""
+    ``RECORD``, ``PERFORMANCE``, ``JOURNAL_SNAPSHOT``."""
     return paper_prefix(actor) + name
 
 

@@ -1,5 +1,8 @@
 """Evaluation: the shared metrics of the greedy policy against buy-and-hold and flat per
-evaluation, and the equity and drawdown curves of an evaluation when training saved them
+evaluation, the latest evaluation's costs per policy (net beside gross return, cost drag,
+fees, slippage, borrow, turnover, trades per day, holding time, halted) and the greedy
+policy's Q gaps against the cost of switching (``dashboard/cost_tables.py``), and the
+equity and drawdown curves of an evaluation when training saved them
 (curves of different lengths on their bar times, a policy that stopped early marked where
 it stopped: see ``dashboard/eval_curves.py``)."""
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 from raytrade.dashboard.charts import curves_with_stops
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
+from raytrade.dashboard.cost_tables import evaluation_costs, q_gaps
 from raytrade.dashboard.eval_curves import dataset_curves
 
 st.title("Evaluation")
@@ -29,6 +33,22 @@ def body() -> None:
     st.subheader(f"Latest evaluation (iteration {last_it})")
     latest = ev[ev["iteration"] == last_it].drop(columns=["split"])
     st.dataframe(latest, hide_index=True)
+    record = run.latest_evaluation(split)
+    if record is not None and record.get("iteration") == last_it:
+        st.subheader("Costs: net against gross return (fractions of starting equity)")
+        st.dataframe(evaluation_costs(record), hide_index=True)
+        st.caption("A policy marked (halted) was stopped early by the drawdown halt or ruin: "
+                   "its return is not that of a full run.")
+        gaps = q_gaps(record)
+        st.subheader("Greedy Q gap against the cost of switching (Q units)")
+        if len(gaps):
+            st.dataframe(gaps, hide_index=True)
+            st.caption("Gap: Q of the best action minus Q of the held position's action, at "
+                       "every greedy decision. Switch cost: reward_scale x (fee + slippage) "
+                       "of a unit position change.")
+        else:
+            empty("No Q gaps in this evaluation", "Evaluations record them from this "
+                  "version of training on.")
     st.subheader("Total return against the baselines, per evaluation")
     for dataset, per in ev.groupby("dataset"):
         wide = per.pivot_table(index="iteration", columns="policy", values="total_return")

@@ -1,6 +1,9 @@
 """Paper trading, per actor: equity and drawdown, position on the price chart with entries
-and exits, trades, the policy version timeline, feed health, live metrics from the shared
-module, and the promotion gate's verdict for the version on ``paper``."""
+and exits, the costs per policy version (net beside gross return, cost drag, fees,
+slippage, borrow, turnover, trades per day, holding time, halted: see
+``dashboard/cost_tables.py``), trades, the policy version timeline, feed health, live
+metrics from the shared module, and the promotion gate's verdict for the version on
+``paper``."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import streamlit as st
 from raytrade.algos.storage.promotion import GateLimits, live_gate
 from raytrade.dashboard.charts import value_lines
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
+from raytrade.dashboard.cost_tables import paper_costs
 from raytrade.dashboard.run_reader import PaperRecord, finite
 
 st.title("Paper trading")
@@ -61,6 +65,8 @@ def body() -> None:
     if not len(rec.equity):
         empty("No traded bars", "The actor is warming up or waiting for a policy.")
     else:
+        st.subheader("Costs per policy version (fractions of starting equity)")
+        st.dataframe(paper_costs(rec.equity), hide_index=True)
         st.subheader("Equity")
         st.altair_chart(value_lines(rec.equity.set_index("ts")[["equity"]]))
         st.subheader("Drawdown")

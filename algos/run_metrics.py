@@ -1,0 +1,188 @@
+"""The metrics of one played episode and the Q gap of a greedy policy, for every report.
+
+``run_performance`` turns what ``evaluation.play`` returns (the equity and position after
+every step, the account's cumulative fees, slippage, borrow and traded notional, and
+where the drawdown halt or ruin stopped the episode) into the shared metric dict of
+``envs.metrics.performance`` plus the raw cost amounts. The evaluation, the backtest and
+every walk-forward fold call it, so they report the same cost metrics (net and gross
+return, cost drag, fees, slippage, borrow, turnover, trades per day, holding time,
+``halted``) from the same numbers.
+
+``QGapRecorder`` wraps a Q-function and records, at every greedy decision, how much the
+best action's Q exceeds the Q of the action the account already holds (the position the
+env reports, read from the observation's position slot, which the env writes from the
+same account field as ``info["position"]``; the nearest action is taken). Q is in reward
+units (``reward_scale`` times the discounted sum of per-bar rewards, for ``log_return`` a
+sum of log returns), so the gap is comparable with the cost of the switch in the same
+units: ``reward_scale * (fee + slippage) * |p_best - p_held|`` with fee and slippage as
+fractions of the traded notional (the fixed slippage when the cost model has one, else the
+half spread, the modelled slippage's floor). A policy whose gaps are mostly below that
+cost changes position on Q differences it cannot pay for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.metrics import interval_of, performance
+from raytrade.envs.observation import N_POSITION_STATE
+
+COST_COLUMNS = ("total_return", "gross_return", "cost_drag", "fees_fraction",
+                "slippage_fraction", "borrow_fraction", "turnover", "trades_per_day",
+                "avg_holding_bars", "halted")
+"""The cost metrics every report shows per policy, net return first (fractions of starting
+equity; turnover a multiple of mean equity; holding time in bars)."""
+
+QFunction = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
+
+
+def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
+    """The shared metrics of one ``play`` result, with its costs (module docstring).
+
+    Adds to ``performance(...).to_dict()``: ``final_equity``, and the amounts in quote
+    currency ``fees``, ``slippage``, ``borrow`` and ``traded_notional``. ``halted_bar`` is
+    the market bar whose close ended a halted episode (None when it played to the end).
+    """
+    fees = float(run["fees"])
+    slippage = float(run["slippage"])
+    borrow = float(run["borrow"])
+    traded = float(run["traded_notional"])
+    halted_bar = run.get("halted_bar")
+    perf = performance(run["equity"], run["position"], interval_ms, traded_notional=traded,
+                       fills=int(run["trades"]), fees=fees, slippage=slippage, borrow=borrow,
+                       halted_bar=None if halted_bar is None else int(halted_bar)).to_dict()
+    return {**perf, "final_equity": float(run["equity"][-1]), "fees": fees,
+            "slippage": slippage, "borrow": borrow, "traded_notional": traded}
+
+
+COST_COUNTERS = ("fees", "slippage", "borrow", "traded_notional", "trades")
+"""Cumulative account counters a paper record's equity rows carry (quote currency; trades a
+count), read from the paper broker's account after each bar."""
+
+
+def record_performance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shared metrics, costs included, of a paper-trading record (or a slice of it).
+
+    ``rows``: one per decided bar, oldest first, with ``ts`` (bar open time, ms), ``equity``,
+    ``position`` and, when the exporter wrote them, the account's cumulative
+    ``COST_COUNTERS`` and ``halted`` after that bar. The costs of the slice are the counters'
+    growth from its first row to its last, as fractions of the first row's equity (as in
+    ``envs.metrics``). Rows without counters (records exported before they existed) leave
+    the costs unknown: NaN amounts, so the cost fractions and the gross return are None in
+    ``to_dict`` and the fill count is 0. ``halted_bar`` is the index (in ``rows``) of the
+    first halted row, and ``halted_ts`` its bar time. Empty dict with fewer than two rows or
+    no bar interval.
+    """
+    if len(rows) < 2:
+        return {}
+    ts = np.asarray([int(r["ts"]) for r in rows], dtype=np.int64)
+    interval = interval_of(ts)
+    if interval <= 0:
+        return {}
+
+    def grown(key: str) -> float:
+        first, last = _present(rows[0].get(key)), _present(rows[-1].get(key))
+        return math.nan if first is None or last is None else float(last) - float(first)
+
+    fills = grown("trades")
+
+    halted = [i for i, r in enumerate(rows) if _present(r.get("halted"))]
+    perf = performance(np.asarray([float(r["equity"]) for r in rows]),
+                       np.asarray([float(r["position"]) for r in rows]), interval,
+                       traded_notional=grown("traded_notional"),
+                       fills=0 if math.isnan(fills) else int(fills),
+                       fees=grown("fees"), slippage=grown("slippage"), borrow=grown("borrow"),
+                       halted_bar=halted[0] if halted else None).to_dict()
+    return {**perf, "final_equity": float(rows[-1]["equity"]),
+            **{k: _present(grown(k)) for k in COST_COUNTERS if k != "trades"},
+            "halted_ts": int(ts[halted[0]]) if halted else None}
+
+
+def _present(value: Any) -> Any:
+    """``value``, or None when missing or NaN (a column absent from older rows)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else value
+
+
+def halted_label(name: str, record: dict[str, Any]) -> str:
+    """``name``, marked ``(halted)`` when the drawdown halt or ruin ended its run early, so a
+    halted run is never read as an ordinary return."""
+    return f"{name} (halted)" if record.get("halted") else name
+
+
+def unit_switch_cost(config: EnvConfig) -> float:
+    """The cost of changing the position by 1 (a whole equity's notional) in Q units:
+    ``reward_scale * (fee + slippage)``, fee and slippage as fractions (module docstring)."""
+    costs = config.costs
+    slip = costs.fixed_slippage_bps if costs.fixed_slippage_bps is not None \
+        else costs.half_spread_bps
+    return float(config.reward_scale * (costs.fee_bps + slip) / 1e4)
+
+
+class QGapRecorder:
+    """A Q-function that records the Q gap at every call (module docstring).
+
+    Call it as the wrapped function; each observation row passed in is one decision.
+    ``summary()`` gives the distribution; ``reset()`` starts a new episode's record.
+    """
+
+    def __init__(self, q_values: QFunction, config: EnvConfig) -> None:
+        self._q = q_values
+        self._targets = np.asarray(config.positions, dtype=np.float64) \
+            * config.risk.position_fraction
+        self._unit_cost = unit_switch_cost(config)
+        self.gaps: list[float] = []
+        self.costs: list[float] = []
+
+    def __call__(self, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.floating[Any]]:
+        q = self._q(obs)
+        rows = np.asarray(q, dtype=np.float64).reshape(len(obs), -1)
+        held_pos = np.asarray(obs, dtype=np.float64)[:, -N_POSITION_STATE]
+        for row, pos in zip(rows, held_pos, strict=True):
+            held = int(np.argmin(np.abs(self._targets - pos)))
+            best = int(np.argmax(row))
+            self.gaps.append(float(row[best] - row[held]))
+            self.costs.append(self._unit_cost * abs(self._targets[best] - self._targets[held]))
+        return q
+
+    def reset(self) -> None:
+        """Forget the recorded decisions."""
+        self.gaps.clear()
+        self.costs.clear()
+
+    def summary(self) -> dict[str, float | int | None]:
+        """``q_gap_summary`` of the recorded decisions."""
+        return q_gap_summary(self.gaps, self.costs, self._unit_cost)
+
+
+def q_gap_summary(gaps: Sequence[float], costs: Sequence[float],
+                  unit_cost: float) -> dict[str, float | int | None]:
+    """Distribution of Q gaps against the cost of switching, in Q units.
+
+    ``decisions``; ``p50``, ``p90``, ``p99``, ``mean`` of the gaps; ``switch_cost``: the
+    cost of a unit position change; ``wants_switch_share``: share of decisions whose best
+    action is not the held one (gap > 0); ``below_cost_share``: share of decisions whose
+    gap is below ``switch_cost`` (Q differences too small to pay a unit switch; decisions
+    that hold have gap 0 and count when costs are on); ``unpaid_switch_share``: of the
+    decisions that want a switch, the share whose gap does not pay the cost of that switch
+    (``costs``: the unit cost times the position change it asks for). Statistics are None
+    without decisions.
+    """
+    g = np.asarray(gaps, dtype=np.float64)
+    c = np.asarray(costs, dtype=np.float64)
+    out: dict[str, float | int | None] = {"decisions": len(g), "switch_cost": unit_cost}
+    if not len(g):
+        return {**out, **dict.fromkeys(("p50", "p90", "p99", "mean", "wants_switch_share",
+                                        "below_cost_share", "unpaid_switch_share"))}
+    p50, p90, p99 = (float(x) for x in np.percentile(g, [50, 90, 99]))
+    wants = g > 0
+    unpaid = float(np.mean(g[wants] < c[wants])) if wants.any() else None
+    return {**out, "p50": p50, "p90": p90, "p99": p99, "mean": float(g.mean()),
+            "wants_switch_share": float(wants.mean()),
+            "below_cost_share": float(np.mean(g < unit_cost)),
+            "unpaid_switch_share": unpaid}
