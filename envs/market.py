@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
 from raytrade.envs.costs import CostModel, cost_inputs
-from raytrade.envs.dataset import prepare_features
+from raytrade.envs.dataset import fit_normalizer, prepare_features
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.pipeline import FeatureMatrix
@@ -162,8 +162,7 @@ def _normalized(sources: tuple[str, ...], reference: str | None, spec_json: str,
     spec = FeatureSpec.from_json(spec_json)
     prepared = _prepared(sources, reference, spec_json, train, validation, sigma_span)
     if normalizer_json is None:
-        normalizer = Normalizer.fit_pooled(
-            [(f, s.train.start, s.train.stop) for _, f, s, _, _ in prepared], spec)
+        normalizer = fit_normalizer([(b, f, s) for b, f, s, _, _ in prepared], spec)
     else:
         normalizer = Normalizer.from_dict(json.loads(normalizer_json))
         normalizer.check_spec(spec)
@@ -196,6 +195,24 @@ def restrict(market: MarketData, split: str, window: int) -> MarketData:
                         f"{window}-row window and a next bar ({hi - lo} bars, warm-up ends "
                         f"at {warm})")
     return dataclasses.replace(market, first=first, last=last, split=split)
+
+
+def restrict_range(market: MarketData, start_ms: int, end_ms: int) -> MarketData:
+    """``market`` with its decisions restricted to bars opening in ``[start_ms, end_ms)``
+    (the fill bar of the last decision still inside); the features before ``start_ms``
+    are still computed from the history before it. The arrays are shared.
+
+    Raises:
+        DataError: no decision bar is left in the range after the feature warm-up.
+    """
+    lo, hi = (int(i) for i in np.searchsorted(market.ts, [start_ms, end_ms]))
+    first, last = max(market.first, lo), min(market.last, hi - 2)
+    if last < first:
+        raise DataError(f"{market.name}: no decision bar in {start_ms}..{end_ms} ms UTC "
+                        f"(bars {lo}..{hi - 1}): the features are complete from bar "
+                        f"{market.first_valid}, and a decision needs a complete window and "
+                        "a next bar to fill at inside the range")
+    return dataclasses.replace(market, first=first, last=last)
 
 
 def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = None,

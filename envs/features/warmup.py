@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 from raytrade.envs.errors import FeatureError
-from raytrade.envs.features.pipeline import FeaturePipeline
+from raytrade.envs.features.pipeline import FeatureMatrix, FeaturePipeline
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.synthetic import planted_market
 
@@ -65,3 +65,17 @@ def _latest_first_valid(spec_json: str) -> int:
                 break
             n *= 4
     return latest
+
+
+def slowest_feature(features: FeatureMatrix) -> tuple[str, int]:
+    """The feature whose warm-up is longest on these bars, and its first finite row.
+
+    The row is ``len(features.values)`` when that feature is never finite (its warm-up
+    never completes on this price path: swing-structure features wait for enough swings).
+    Names the culprit when a file is too short for the FeatureSpec.
+    """
+    values = features.values
+    finite = np.isfinite(values)
+    first = np.where(finite.any(axis=0), finite.argmax(axis=0), len(values))
+    col = int(np.argmax(first))
+    return features.names[col], int(first[col])
