@@ -310,8 +310,10 @@ def header_lines(result: BacktestResult) -> list[str]:
     """The decision range of every dataset, for people (``raytrade backtest`` prints it)."""
     lines = []
     for name, d in result.decisions.items():
-        lines.append(f"{name}: {d['selection']} bars from {utc(d['selected_from_ms'])}, "
-                     f"{d['interval']} bars")
+        label = {"all": "all bars", "range": "date range"}.get(
+            d["selection"], f"{d['selection']} split")
+        lines.append(f"{name}: {label} from {utc(d['selected_from_ms'])} "
+                     f"({d['interval']} bars)")
         lines.append(f"  warm-up: {d['warmup_bars']} bars ({d['warmup']}): features complete "
                      f"at bar {d['feature_warmup_bars']}, window {d['window']}"
                      + (f"; {d['warmup_in_selection_bars']} selected bars went to warm-up"
