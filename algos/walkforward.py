@@ -181,7 +181,8 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
                                                          if k not in ("curves", "trade_list")}
                                                      for p, r in per.items()}
                                                  for d, per in ins.items()}})
-    result.aggregate = aggregate(result.folds, tables[0].interval_ms)
+    # the folds played bars of the FeatureSpec's interval (1h resampled from 5m files, say)
+    result.aggregate = aggregate(result.folds, exp.features.interval_ms)
     return result
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from raytrade.algos.backtest import Selection, header_lines, load_policy, run_backtest, utc
+from raytrade.envs.dataset import WarmupWarning
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.pipeline import FeaturePipeline
 from raytrade.envs.io import load_bars
+from raytrade.envs.market import load_markets
 from raytrade.scripts.cli import main
 
 from tests.live_setup import backtest, bars, experiment, paper_store, write_csv
@@ -185,3 +187,19 @@ def test_backtest_bad_selection_flags_are_refused_naming_the_flag(
                  str(btc_csv), *flags, "--out", str(tmp_path / "bad")])
     assert code == 1
     assert message in capsys.readouterr().err
+
+
+def test_load_markets_split_mostly_eaten_by_the_warmup_warns_naming_the_file(
+        data: tuple[Path, Path, Path, int]) -> None:
+    folder, eth_csv, btc_csv, first = data
+    policy = load_policy((folder / "store").as_uri())
+    # validation = bars 3750..4149; the warm-up runs to bar `first` (about 4,094)
+    with pytest.warns(WarmupWarning) as caught:
+        markets, _ = load_markets([str(eth_csv)], spec=policy.feature_spec,
+                                  split="validation", reference=str(btc_csv), train=0.75,
+                                  validation=0.08, window=16, normalizer=policy.normalizer)
+    assert markets[0].first == first and markets[0].last == 4148
+    message = next(str(w.message) for w in caught if "validation split" in str(w.message))
+    assert message == (f"ETHUSDT: the feature warm-up (until bar {first}) takes "
+                       f"{first - 3750} of the validation split's 400 bars, leaving "
+                       f"{4148 - first + 1} decisions (file {eth_csv})")
