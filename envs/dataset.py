@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from raytrade.envs.bars import BarTable
-from raytrade.envs.errors import DataError, FeatureError
+from raytrade.envs.errors import DataError, FeatureError, RaytradeWarning
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.pipeline import FeatureMatrix, FeaturePipeline
 from raytrade.envs.features.spec import FeatureSpec
@@ -37,7 +37,7 @@ MIN_DATA_SHARE = 0.2
 """Below this share of a file's bars left after the feature warm-up, warn."""
 
 
-class WarmupWarning(UserWarning):
+class WarmupWarning(RaytradeWarning):
     """The feature warm-up leaves little of a file (module docstring)."""
 
 

@@ -200,7 +200,7 @@ def restrict(market: MarketData, split: str, window: int) -> MarketData:
         raise DataError(f"{market.name}: the {split} split has no bar with a complete "
                         f"{window}-row window and a next bar ({hi - lo} bars, warm-up ends "
                         f"at {warm}){_of(market)}")
-    if first > lo and last - first + 1 < MIN_DATA_SHARE * (hi - lo):
+    if split != "all" and first > lo and last - first + 1 < MIN_DATA_SHARE * (hi - lo):
         warnings.warn(WarmupWarning(
             f"{market.name}: the feature warm-up (until bar {first}) takes "
             f"{first - lo} of the {split} split's {hi - lo} bars, leaving "

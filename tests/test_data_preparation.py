@@ -133,3 +133,24 @@ def test_prepare_features_on_a_long_file_neither_warns_nor_resamples(
     bars, _, _ = prepare_features(eth, btc, dataclasses.replace(FeatureSpec()))
     assert bars.interval == "5m" and len(bars) == len(eth)
     assert not [w for w in recwarn if issubclass(w.category, WarmupWarning)]
+
+
+def test_walkforward_fold_of_a_1h_policy_on_5m_files_plays_hourly_bars(
+        tmp_path: Path, eth: BarTable, btc: BarTable) -> None:
+    # the walk-forward writes each fold's 5m bars and tests on them through load_markets:
+    # a 1h policy must play the hourly bars built from them
+    from raytrade.algos.export import random_bundle
+    from raytrade.algos.policy import Policy
+    from raytrade.algos.walkforward import _play
+
+    from tests.live_setup import experiment
+
+    exp = dataclasses.replace(experiment(), features=LIGHT_1H)
+    policy = Policy(random_bundle(exp, seed=1, spec=exp.fit_env_spec()), 1)
+    start_ms = (int(eth.ts[0]) // HOUR + 1) * HOUR + 30 * 24 * HOUR  # on the hour
+    end_ms = start_ms + 10 * 24 * HOUR
+    played = _play(policy, [eth], btc, tmp_path, start_ms, end_ms, seed=0, momentum_bars=12)
+    ts = np.asarray(played["ETHUSDT"]["policy"]["curves"]["ts"])
+    assert set(np.diff(ts)) == {HOUR}
+    assert ts[0] >= start_ms and ts[-1] < end_ms
+    assert played["ETHUSDT"]["policy"]["bars"] == 10 * 24 - 1
