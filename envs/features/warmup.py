@@ -11,6 +11,9 @@ all-finite row among them, plus the observation window and a margin, is the answ
 It is an estimate, not a guarantee: on an unusual market the features can still be NaN
 after it, and then the trader holds ("features warming up") until they are finite, which
 costs time, never a trade on incomplete data. Cached per spec.
+
+``slowest_feature`` names the feature that waits longest on real bars; the data
+preparation (``envs/dataset.py``) uses both when a file is too short for the spec.
 """
 
 from __future__ import annotations
