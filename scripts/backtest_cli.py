@@ -13,14 +13,9 @@ from raytrade.envs.errors import ConfigError
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from raytrade.algos.backtest import (
-        Selection,
-        header_lines,
-        load_policy,
-        parse_time,
-        run_backtest,
-    )
+    from raytrade.algos.backtest import load_policy, run_backtest
     from raytrade.algos.backtest_report import render_html
+    from raytrade.algos.backtest_selection import Selection, header_lines, parse_time
 
     sources = list(args.data or []) + [f"sample:{s}" for s in (args.symbols or "").split(",")
                                        if s.strip() and not args.data]
@@ -33,7 +28,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     result = run_backtest(policy, sources, reference=args.reference, selection=selection,
                           seed=args.seed, momentum_bars=args.momentum_bars,
                           initial_equity=args.initial_equity)
-    print("\n".join(header_lines(result)), file=sys.stderr, flush=True)
+    print("\n".join(header_lines(result.decisions)), file=sys.stderr, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result.to_json(), indent=1))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from raytrade.algos.backtest import Selection, header_lines, load_policy, run_backtest, utc
+from raytrade.algos.backtest import load_policy, run_backtest
+from raytrade.algos.backtest_selection import Selection, header_lines, utc
 from raytrade.envs.dataset import WarmupWarning
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.pipeline import FeaturePipeline
@@ -139,7 +140,7 @@ def test_backtest_split_where_the_warmup_ends_inside_it_starts_after_the_warmup(
     assert lo < first < hi
     assert (d["first_decision_bar"], d["last_decision_bar"]) == (first, hi - 2)
     assert d["warmup_in_selection_bars"] == first - lo
-    assert "went to warm-up" in "\n".join(header_lines(result))
+    assert "went to warm-up" in "\n".join(header_lines(result.decisions))
     # the training split ends before the warm-up does: nothing to decide on, said so
     with pytest.raises(DataError, match="ETHUSDT: the train split has no bar with a "
                        "complete 16-row window"):
