@@ -1,8 +1,11 @@
 """Backtest a published policy bundle on bar files, with baselines, in shared metrics.
 
-The policy plays one episode over each whole dataset in the same ``TradingEnv`` it trained
-in (``evaluation.play``): the bundle's own FeatureSpec, normalizer, positions, window,
+The policy plays one episode over each dataset in the same ``TradingEnv`` it trained in
+(``evaluation.play``): the bundle's own FeatureSpec, normalizer, positions, window,
 costs, risk rules and latency, so the accounting is the env's and the paper broker's.
+Which bars it decides on (the whole file, one split, a date range) and where the
+reference asset's bars come from is ``backtest_selection.py``; ``BacktestResult.decisions``
+says, per dataset, the first decision bar and how much warm-up it took.
 Costs are on unless the bundle trained without them. Beside it, on the same bars and
 costs: flat, buy-and-hold, random (seeded) and a momentum rule (long while the close is
 above the close ``momentum_bars`` earlier, else flat).
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from raytrade.algos.backtest_selection import Selection, decision_range, resolve_reference, select
 from raytrade.algos.evaluation import Policy as Chooser
 from raytrade.algos.evaluation import play
 from raytrade.algos.policy import Policy
@@ -81,10 +85,14 @@ class BacktestResult:
     policy_version: int
     config: dict[str, Any]
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per dataset, the bars decided on and the warm-up before them (``decision_range``)."""
 
     def to_json(self) -> dict[str, Any]:
-        """Metrics, fees, turnover and trades per dataset and policy (curves left out)."""
+        """Metrics, fees, turnover and trades per dataset and policy (curves left out),
+        and the decision range of each dataset."""
         return {"policy_version": self.policy_version, "config": self.config,
+                "decisions": self.decisions,
                 "datasets": {d: {p: {k: v for k, v in r.items() if k != "curves"}
                                  for p, r in per.items()}
                              for d, per in self.datasets.items()}}
@@ -146,24 +154,39 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
 
 
 def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | None = None,
-                 seed: int = 0, momentum_bars: int = 48,
+                 selection: Selection | None = None, seed: int = 0, momentum_bars: int = 48,
                  initial_equity: float | None = None) -> BacktestResult:
-    """``policy`` and the baselines on every source, whole series (module docstring)."""
+    """``policy`` and the baselines on every source, on the selected bars (module
+    docstring); the reference is found by ``resolve_reference`` when not given.
+
+    Raises:
+        ConfigError: a split asked of a policy that records no split fractions, a range
+            outside the data, or no reference to be found.
+    """
+    selection = selection or Selection()
     spec = policy.feature_spec
-    if spec.reference_symbol and reference is None:
-        raise ConfigError(f"the policy's features need {spec.reference_symbol} bars: give "
-                          "--reference FILE")
+    reference = resolve_reference(policy, sources, reference)
+    data = policy.manifest.data
+    if selection.split != "all" and data is None:
+        raise ConfigError(f"--split {selection.split}: the policy's manifest records no "
+                          "split fractions (it never saw data); give --start/--end instead")
+    train, validation = (data.train, data.validation) if data else (0.7, 0.15)
     config = env_config(policy, initial_equity)
-    markets, _ = load_markets(list(sources), spec=spec, split="all", reference=reference,
+    markets, _ = load_markets(list(sources), spec=spec, split=selection.split,
+                              reference=reference, train=train, validation=validation,
                               window=config.window, costs=config.costs,
                               normalizer=policy.normalizer)
+    markets = select(markets, selection)
     result = BacktestResult(policy.version or 0, {
         "policy": version_name(policy.version or 0), "sources": list(sources),
-        "reference": reference, "seed": seed, "momentum_bars": momentum_bars,
+        "reference": reference, "split": selection.split, "start_ms": selection.start_ms,
+        "end_ms": selection.end_ms, "split_fractions": [train, validation],
+        "seed": seed, "momentum_bars": momentum_bars,
         "initial_equity": config.initial_equity, "positions": list(config.positions),
         "window": config.window, "latency_bars": config.latency_bars,
         "fee_bps": config.costs.fee_bps, "half_spread_bps": config.costs.half_spread_bps,
         "feature_spec_hash": spec.hash})
+    result.decisions = {m.name: decision_range(m, config.window, selection) for m in markets}
     result.datasets = play_all(policy, markets, config, seed=seed,
                                momentum_bars=momentum_bars)
     return result

@@ -63,7 +63,12 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def render_html(result: BacktestResult) -> str:
     """The whole backtest report."""
-    parts = [f"<h1>Backtest of policy {html.escape(result.config['policy'])}</h1>"]
+    parts = [f"<h1>Backtest of policy {html.escape(result.config['policy'])}</h1>",
+             "<h2>Decision range (after the feature warm-up)</h2>",
+             _table([{"dataset": name, **{k: d[k] for k in (
+                 "selection", "first_decision_utc", "first_decision_bar", "last_decision_utc",
+                 "decisions", "warmup_bars", "warmup")}}
+                 for name, d in result.decisions.items()])]
     _datasets(parts, result.datasets, result.config["initial_equity"], inline_js=True)
     return _page(parts, result.config)
 

@@ -41,7 +41,7 @@ from raytrade.algos.train import train
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.io import load_bars
-from raytrade.envs.market import MarketData, load_markets, resolve_sources
+from raytrade.envs.market import MarketData, load_markets, resolve_sources, restrict_range
 from raytrade.envs.metrics import performance
 from raytrade.envs.resample import align
 
@@ -115,15 +115,7 @@ def _write(table: BarTable, folder: Path) -> str:
 def _window(markets: list[MarketData], start_ms: int, end_ms: int) -> list[MarketData]:
     """The markets with decisions restricted to bars in ``[start_ms, end_ms)`` (the fill
     bar of the last decision still inside)."""
-    out = []
-    for m in markets:
-        lo, hi = (int(i) for i in np.searchsorted(m.ts, [start_ms, end_ms]))
-        first, last = max(m.first, lo), min(m.last, hi - 2)
-        if last < first:
-            raise ConfigError(f"{m.name}: no decision bar in {start_ms}..{end_ms} after the "
-                              "feature warm-up: use longer windows")
-        out.append(dataclasses.replace(m, first=first, last=last))
-    return out
+    return [restrict_range(m, start_ms, end_ms) for m in markets]
 
 
 def _play(policy: Policy, tables: list[BarTable], ref: BarTable | None, folder: Path,
@@ -194,7 +186,8 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
                                                          if k not in ("curves", "trade_list")}
                                                      for p, r in per.items()}
                                                  for d, per in ins.items()}})
-    result.aggregate = aggregate(result.folds, tables[0].interval_ms)
+    # the folds played bars of the FeatureSpec's interval (1h resampled from 5m files, say)
+    result.aggregate = aggregate(result.folds, exp.features.interval_ms)
     return result
 
 

@@ -14,6 +14,11 @@ class RaytradeError(Exception):
     """Base class of every error raytrade raises on purpose."""
 
 
+class RaytradeWarning(UserWarning):
+    """Base class of the warnings raytrade issues on purpose: the input is usable but
+    something about it deserves a look (the command line prints them as one line)."""
+
+
 class DataError(RaytradeError, ValueError):
     """Input data is wrong; nothing was written or traded on it."""
 

@@ -31,3 +31,19 @@ def ms_to_interval(ms: int) -> str:
         if ms % size == 0:
             return f"{ms // size}{unit}"
     raise ConfigError(f"interval of {ms} ms is not a whole number of seconds")
+
+
+def duration_text(ms: int) -> str:
+    """A span of milliseconds for people, largest units first: ``"8d 3h 35m"``.
+
+    Whole seconds are kept; zero units are left out; zero is ``"0m"``.
+    """
+    if ms < 0:
+        raise ConfigError(f"a duration cannot be negative, got {ms} ms")
+    parts = []
+    rest = ms // 1_000
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts) or "0m"

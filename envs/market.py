@@ -1,10 +1,13 @@
 """Market data prepared for the environments: normalized features and execution inputs.
 
 ``load_markets`` turns data sources into :class:`MarketData`: bars are loaded and
-validated, aligned with the reference asset, turned into features by the shared pipeline,
-split by time, and normalized with statistics pooled over the *training* splits only. The
-episode range is then restricted to the requested split (features before it are still
-computed from real history, which is causal and avoids losing the window to warm-up).
+validated, brought to the FeatureSpec's ``base_interval`` (resampled from finer files),
+aligned with the reference asset, turned into features by the shared pipeline, checked
+for warm-up, split by time, and normalized with statistics pooled over the *training*
+splits only (all in ``dataset.py``). The episode range is then restricted to the requested
+split (features before it are still computed from real history, which is causal and
+avoids losing the window to warm-up); a split the warm-up leaves under
+``dataset.MIN_DATA_SHARE`` of gets a ``WarmupWarning``.
 
 Sources are file paths, glob patterns, ``"sample:SYMBOL"`` for the bundled data, or
 ``"synthetic:KIND[:seed=S][:n=N][:drift=BPS][:volume=X]"`` for a planted-signal market
@@ -23,6 +26,7 @@ import functools
 import glob
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
 from raytrade.envs.costs import CostModel, cost_inputs
-from raytrade.envs.dataset import prepare_features
+from raytrade.envs.dataset import MIN_DATA_SHARE, WarmupWarning, fit_normalizer, prepare_features
 from raytrade.envs.errors import ConfigError, DataError
 from raytrade.envs.features.normalizer import Normalizer
 from raytrade.envs.features.pipeline import FeatureMatrix
@@ -60,6 +64,7 @@ class MarketData:
         split: which split the episode range covers.
         splits: the train / validation / test bar ranges of the whole series.
         first_valid: first bar whose features are complete (the warm-up before it).
+        source: the file (or ``synthetic:`` source) the bars came from, for messages.
     """
 
     name: str
@@ -71,6 +76,7 @@ class MarketData:
     split: str
     splits: Splits
     first_valid: int
+    source: str = ""
 
     @property
     def n_decisions(self) -> int:
@@ -202,8 +208,7 @@ def _normalized(sources: tuple[str, ...], reference: str | None, spec_json: str,
     spec = FeatureSpec.from_json(spec_json)
     prepared = _prepared(sources, reference, spec_json, train, validation, sigma_span)
     if normalizer_json is None:
-        normalizer = Normalizer.fit_pooled(
-            [(f, s.train.start, s.train.stop) for _, f, s, _, _ in prepared], spec)
+        normalizer = fit_normalizer([(b, f, s) for b, f, s, _, _ in prepared], spec)
     else:
         normalizer = Normalizer.from_dict(json.loads(normalizer_json))
         normalizer.check_spec(spec)
@@ -216,7 +221,7 @@ def _normalized(sources: tuple[str, ...], reference: str | None, spec_json: str,
         markets.append(MarketData(name=bars.symbol or Path(bars.source).name, ts=bars.ts,
                                   z=z, market=market, first=features.first_valid,
                                   last=len(bars) - 2, split="all", splits=splits,
-                                  first_valid=features.first_valid))
+                                  first_valid=features.first_valid, source=bars.source))
     return tuple(markets), normalizer
 
 
@@ -234,8 +239,35 @@ def restrict(market: MarketData, split: str, window: int) -> MarketData:
     if last < first:
         raise DataError(f"{market.name}: the {split} split has no bar with a complete "
                         f"{window}-row window and a next bar ({hi - lo} bars, warm-up ends "
-                        f"at {warm})")
+                        f"at {warm}){_of(market)}")
+    if split != "all" and first > lo and last - first + 1 < MIN_DATA_SHARE * (hi - lo):
+        warnings.warn(WarmupWarning(
+            f"{market.name}: the feature warm-up (until bar {first}) takes "
+            f"{first - lo} of the {split} split's {hi - lo} bars, leaving "
+            f"{last - first + 1} decisions{_of(market)}"), stacklevel=3)
     return dataclasses.replace(market, first=first, last=last, split=split)
+
+
+def _of(market: MarketData) -> str:
+    return f" (file {market.source})" if market.source else ""
+
+
+def restrict_range(market: MarketData, start_ms: int, end_ms: int) -> MarketData:
+    """``market`` with its decisions restricted to bars opening in ``[start_ms, end_ms)``
+    (the fill bar of the last decision still inside); the features before ``start_ms``
+    are still computed from the history before it. The arrays are shared.
+
+    Raises:
+        DataError: no decision bar is left in the range after the feature warm-up.
+    """
+    lo, hi = (int(i) for i in np.searchsorted(market.ts, [start_ms, end_ms]))
+    first, last = max(market.first, lo), min(market.last, hi - 2)
+    if last < first:
+        raise DataError(f"{market.name}: no decision bar in {start_ms}..{end_ms} ms UTC "
+                        f"(bars {lo}..{hi - 1}): the features are complete from bar "
+                        f"{market.first_valid}, and a decision needs a complete window and "
+                        "a next bar to fill at inside the range")
+    return dataclasses.replace(market, first=first, last=last)
 
 
 def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = None,

@@ -107,6 +107,30 @@ def resample(table: BarTable, to: str) -> BarTable:
                                 source=f"{table.source}@{to}")
 
 
+def to_interval(table: BarTable, interval: str) -> BarTable:
+    """``table`` at ``interval``: as it is, or resampled (``resample``) from a finer interval
+    that divides it. Models trained on, and feeds serving, a coarser interval than the
+    files hold (1h from 5m) build their bars here.
+
+    Raises:
+        DataError: the table is coarser than ``interval``, its interval does not divide
+            ``interval``, ``interval`` does not divide one day, or no complete bar of
+            ``interval`` is in the table; names the file and both intervals.
+    """
+    target = interval_to_ms(interval)
+    if table.interval_ms == target:
+        return table
+    name = table.source or table.symbol or "bars"
+    if table.interval_ms > target or target % table.interval_ms:
+        raise DataError(f"{name}: its {table.interval} bars cannot make {interval} bars: "
+                        f"the target must be the file's interval or a whole multiple of it")
+    try:
+        return resample(table, interval)
+    except ConfigError as exc:
+        raise DataError(f"{name}: its {table.interval} bars cannot make {interval} bars: "
+                        f"{exc}") from exc
+
+
 def visible_higher(table: BarTable, to: str) -> tuple[BarTable, IntArray]:
     """Higher-timeframe bars and, per base bar, the index of the last one visible.
 

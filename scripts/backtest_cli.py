@@ -15,15 +15,20 @@ from raytrade.envs.errors import ConfigError
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from raytrade.algos.backtest import SUMMARY_KEYS, load_policy, run_backtest
     from raytrade.algos.backtest_report import render_html
+    from raytrade.algos.backtest_selection import Selection, header_lines, parse_time
 
     sources = list(args.data or []) + [f"sample:{s}" for s in (args.symbols or "").split(",")
                                        if s.strip() and not args.data]
     if not sources:
         raise ConfigError("give --data FILE... or --symbols SYM,... (bundled samples)")
+    start = None if args.start is None else parse_time("--start", args.start)
+    end = None if args.end is None else parse_time("--end", args.end)
+    selection = Selection(split=args.split, start_ms=start, end_ms=end)
     policy = load_policy(args.policy, endpoint_url=args.s3_endpoint_url)
-    result = run_backtest(policy, sources, reference=args.reference, seed=args.seed,
-                          momentum_bars=args.momentum_bars,
+    result = run_backtest(policy, sources, reference=args.reference, selection=selection,
+                          seed=args.seed, momentum_bars=args.momentum_bars,
                           initial_equity=args.initial_equity)
+    print("\n".join(header_lines(result.decisions)), file=sys.stderr, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result.to_json(), indent=1))
@@ -31,7 +36,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     summary = {d: {name: {k: run.get(k) for k in SUMMARY_KEYS}
                    for name, run in per.items()} for d, per in result.datasets.items()}
     print(json.dumps({"report": str(out / "backtest.html"), "json": str(out / "backtest.json"),
-                      "datasets": summary}, indent=1))
+                      "decisions": result.decisions, "datasets": summary}, indent=1))
     return 0
 
 
@@ -42,7 +47,15 @@ def add_backtest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--policy", required=True, help="STORE_URI[@VERSION] (default: newest)")
     p.add_argument("--data", nargs="+", help="OHLCV files or sample:SYMBOL")
     p.add_argument("--symbols", help="comma-separated bundled samples, when no --data")
-    p.add_argument("--reference", help="reference-asset bars the features need (BTC)")
+    p.add_argument("--reference", help="reference-asset bars the features need (BTC); "
+                   "optional when a traded file is that symbol or the policy's manifest "
+                   "names a readable one")
+    p.add_argument("--split", default="all", choices=("train", "validation", "test", "all"),
+                   help="decide on this split only, cut by the fractions the policy trained "
+                   "with (default: all)")
+    p.add_argument("--start", help="decide from this open time on: ISO date or date-time "
+                   "(UTC) or ms UTC; not with --split")
+    p.add_argument("--end", help="decide on bars opening before this time (same forms)")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     p.add_argument("--momentum-bars", type=int, default=48,

@@ -10,10 +10,12 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
-from raytrade.envs.errors import RaytradeError
+from raytrade.envs.errors import RaytradeError, RaytradeWarning
 from raytrade.scripts.backtest_cli import add_backtest_command, add_walkforward_command
 from raytrade.scripts.config_reference import add_config_reference_command
 from raytrade.scripts.dashboard_cli import add_dashboard_command
@@ -195,8 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    """raytrade's own warnings as ``warning: MESSAGE`` on stderr (they name the file and
+    the numbers already); any other warning as Python shows it."""
+    if issubclass(category, RaytradeWarning):
+        print(f"warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raytrade`` console script."""
+    warnings.showwarning = _show_warning
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

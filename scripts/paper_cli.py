@@ -71,12 +71,12 @@ def _cmd_paper(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from raytrade.actors.simulators.replay_server import Faults, ReplayServer
+    from raytrade.actors.simulators.replay_server import Faults, ReplayServer, replay_tables
     from raytrade.envs.io import load_bars
     from raytrade.envs.market import resolve_sources
-    from raytrade.envs.resample import align
 
-    tables = align([load_bars(p) for p in resolve_sources(tuple(args.data))])
+    tables = replay_tables([load_bars(p) for p in resolve_sources(tuple(args.data))],
+                           args.interval)
     server = ReplayServer(tables, speed=args.speed, start=args.start, host=args.host,
                           port=args.port, start_on_connect=args.start_on_connect,
                           faults=Faults.from_json(args.faults) if args.faults else None)
@@ -143,6 +143,9 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     rp = fsub.add_parser("replay", help="serve historical bars as Binance streams over a "
                          "websocket, with REST klines")
     rp.add_argument("--data", nargs="+", required=True, help="OHLCV files or sample:SYMBOL")
+    rp.add_argument("--interval", help="serve bars of this interval, resampled from the "
+                    "files' finer bars (e.g. 1h from 5m files, for a 1h policy); default: "
+                    "the files' own")
     rp.add_argument("--speed", type=float, default=60.0,
                     help="virtual ms per real ms (60: a 5m bar every 5 s)")
     rp.add_argument("--start", type=int, default=0, help="first bar streamed (earlier bars "

@@ -296,7 +296,7 @@ def test_synthetic_source_plays_the_planted_market() -> None:
     from raytrade.envs.synthetic import planted_market
 
     spec = FeatureSpec(reference_symbol=None)
-    with pytest.raises(DataError, match="warm-up ends at row"):
+    with pytest.raises(DataError, match="features never complete on its 3000 5m bars"):
         load_markets("synthetic:regime:seed=4:n=3000", spec=spec, window=8)
     markets, _ = load_markets("synthetic:regime:seed=4:n=20000", spec=spec, window=8,
                               split="all")

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import numpy as np
 import pytest
 from raytrade.actors.simulators.bar_script import bar_in_progress, bar_trades
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
-from raytrade.actors.simulators.replay_server import ReplayServer
+from raytrade.actors.simulators.replay_server import ReplayServer, replay_tables
 from raytrade.actors.venues.binance_rest import RestKlines
 from raytrade.actors.venues.coinbase_rest import CoinbaseCandles
 from raytrade.actors.venues.http import RestUnavailableError
 from raytrade.envs.bars import Bar, BarTable
+from raytrade.envs.errors import DataError
+from raytrade.envs.resample import align, resample
 
 MS = 300_000
 
@@ -50,6 +53,36 @@ def test_replay_rest_klines_end_with_the_kline_in_progress_like_binance(
     assert bars[:3] == [btc.bar(i) for i in range(start - 3, start)]  # closed: final
     assert bars[3] != btc.bar(start)  # in progress: partial, its close in the future
     assert bars[3].volume < btc.bar(start).volume
+
+
+def test_replay_tables_serve_1h_klines_resampled_causally_from_5m_files(
+        btc: BarTable, eth: BarTable) -> None:
+    # a policy trained on 1h bars built from the bundled 5m files paper-trades on 1h
+    # klines: the replay builds them exactly as training did (resample.resample)
+    tables = replay_tables([eth.slice(0, 1200), btc.slice(0, 1200)], "1h")
+    want = align([resample(eth.slice(0, 1200), "1h"), resample(btc.slice(0, 1200), "1h")])
+    for got, expected in zip(tables, want, strict=True):
+        assert got.interval == "1h"
+        np.testing.assert_array_equal(got.ts, expected.ts)
+        np.testing.assert_array_equal(got.ohlcv(), expected.ohlcv())
+    start = 60
+    hourly = tables[0]
+
+    async def main() -> list[Bar]:
+        # 1h bars at 360x: each lasts 10 s; the request lands early in bar ``start``
+        async with ReplayServer(tables, speed=360.0, start=start) as server:
+            assert server.interval == "1h"
+            return await RestKlines(server.rest_url).fetch(
+                "ETHUSDT", "1h", int(hourly.ts[start - 3]), int(hourly.ts[start + 10]))
+
+    bars = asyncio.run(main())
+    assert [b.ts for b in bars] == [int(t) for t in hourly.ts[start - 3:start + 1]]
+    assert bars[:3] == [hourly.bar(i) for i in range(start - 3, start)]
+
+
+def test_replay_tables_refuse_an_interval_finer_than_the_files(btc: BarTable) -> None:
+    with pytest.raises(DataError, match="its 5m bars cannot make 1m bars"):
+        replay_tables([btc.slice(0, 100)], "1m")
 
 
 def test_coinbase_server_refuses_a_bad_candles_request_with_a_reason(

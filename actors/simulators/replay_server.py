@@ -14,7 +14,9 @@ range reaches it (partial high, low, close and volume per the virtual clock, clo
 the future); ``GET /api/v3/time`` gives the clock.
 
 Endpoints: ``ws://HOST:PORT/stream`` (send ``SUBSCRIBE``), ``/stream?streams=a/b`` and
-``/ws/<stream>``; ``http://HOST:PORT/api/v3/klines``. ``Faults`` schedules disconnects,
+``/ws/<stream>``; ``http://HOST:PORT/api/v3/klines``. The server streams the interval of
+its tables; ``replay_tables`` builds coarser ones (1h from bundled 5m files, for a policy
+trained on 1h bars) with the same causal resampling training uses. ``Faults`` schedules disconnects,
 closes (1000 and 1001), silences, duplicates, out-of-order and malformed frames, skipped
 bars (gaps), server shutdown notices, refused subscriptions and failing REST calls, keyed
 by bar index. ``client_close_codes`` counts the close codes of the closing handshakes
@@ -38,6 +40,7 @@ from raytrade.actors.simulators.bar_script import bar_in_progress, bar_trades
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import ms_to_interval
+from raytrade.envs.resample import align, to_interval
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -142,6 +145,17 @@ MALFORMED: tuple[str | bytes, ...] = (
     '"c":"1","h":"1","l":"1","v":"1","x":true}}',       # price "abc"
     '{"e":"trade","E":1,"s":"X","t":1,"p":NaN,"q":"1","T":1}',  # NaN
 )
+
+
+def replay_tables(tables: Sequence[BarTable], interval: str | None = None) -> list[BarTable]:
+    """The tables a replay serves: each at ``interval`` (None: as they are), built from finer
+    bars by ``resample.to_interval`` (complete epoch-aligned buckets only, exactly the bars
+    training resamples), then aligned on one clock.
+
+    Raises:
+        DataError: a table coarser than ``interval``, or whose interval does not divide it.
+    """
+    return align([t if interval is None else to_interval(t, interval) for t in tables])
 
 
 class ReplayServer:

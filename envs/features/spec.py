@@ -59,7 +59,8 @@ class FeatureSpec:
     """The ordered feature set and every parameter that shapes it. Windows are in bars."""
 
     base_interval: str = "5m"
-    """Interval of the bars the pipeline consumes, e.g. ``"5m"``."""
+    """Interval of the bars the pipeline consumes, e.g. ``"5m"``; finer files (5m for
+    ``"1h"``) are resampled to it causally before features, coarser ones refused."""
     return_horizons: tuple[int, ...] = (1, 3, 12, 48)
     """Log-return horizons on the base timeframe, in bars."""
     vol_window: int = 48

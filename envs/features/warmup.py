@@ -11,6 +11,9 @@ all-finite row among them, plus the observation window and a margin, is the answ
 It is an estimate, not a guarantee: on an unusual market the features can still be NaN
 after it, and then the trader holds ("features warming up") until they are finite, which
 costs time, never a trade on incomplete data. Cached per spec.
+
+``slowest_feature`` names the feature that waits longest on real bars; the data
+preparation (``envs/dataset.py``) uses both when a file is too short for the spec.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 from raytrade.envs.errors import FeatureError
-from raytrade.envs.features.pipeline import FeaturePipeline
+from raytrade.envs.features.pipeline import FeatureMatrix, FeaturePipeline
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.synthetic import planted_market
 
@@ -65,3 +68,17 @@ def _latest_first_valid(spec_json: str) -> int:
                 break
             n *= 4
     return latest
+
+
+def slowest_feature(features: FeatureMatrix) -> tuple[str, int]:
+    """The feature whose warm-up is longest on these bars, and its first finite row.
+
+    The row is ``len(features.values)`` when that feature is never finite (its warm-up
+    never completes on this price path: swing-structure features wait for enough swings).
+    Names the culprit when a file is too short for the FeatureSpec.
+    """
+    values = features.values
+    finite = np.isfinite(values)
+    first = np.where(finite.any(axis=0), finite.argmax(axis=0), len(values))
+    col = int(np.argmax(first))
+    return features.names[col], int(first[col])
