@@ -20,6 +20,10 @@ so the two sides cannot drift::
     paper/<actor>/record.json              length of the exported record (shrink guard)
     paper/<actor>/journal.sqlite.gz        snapshot of its SQLite journal (survives a move)
     reports/walk_forward/<name>.json       walk-forward reports
+    tune/trials.json                       the last hyperparameter search: its trials,
+                                           winner and the winner's test result
+    tune/experiment/...                    Ray Tune's results folder of that search
+                                           (mirrored from the run folder; for --resume)
 
 Pure string functions: no I/O, importable anywhere (no torch, no Ray).
 """
@@ -45,6 +49,12 @@ CHECKPOINTS = "checkpoints/"
 LATEST_CHECKPOINT = "checkpoints/latest"
 REPORTS = "reports/"
 WALK_FORWARD_REPORTS = "reports/walk_forward/"
+
+# ---- hyperparameter search (``algos/tune.py``)
+TUNE_DIR = "tune/"
+TUNE_TRIALS = "tune/trials.json"
+TUNE_EXPERIMENT = "tune/experiment/"
+"""Ray Tune's experiment folder (``RunConfig(storage_path=<run>/tune, name="experiment")``)."""
 
 # ---- paper trading (file names under ``paper/<actor>/``)
 PAPER = "paper/"
