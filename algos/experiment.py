@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytrade.algos.search_space import apply_overrides, parse_space
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
-from raytrade.algos.search_space import apply_overrides, parse_space
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.observation import POSITION_STATE_NAMES

@@ -120,7 +120,7 @@ def _trial(config: dict[str, Any], base: ExperimentConfig) -> None:
     exp = trial_experiment(base, overrides)
     metric = selection_metric(base)
     spec = exp.fit_env_spec()
-    algo = build_dqn_config(exp, spec).build_algo()
+    algo: Any = build_dqn_config(exp, spec).build_algo()  # RLlib's Algorithm: untyped
     try:
         restored = tune.get_checkpoint()
         if restored is not None:  # resume, or a PBT exploit of another trial's checkpoint
@@ -164,7 +164,8 @@ def _resources(base: ExperimentConfig) -> Callable[[dict[str, Any]], Any]:
     def request(config: dict[str, Any]) -> Any:
         exp = trial_experiment(base, {k: config[k] for k in sorted(config)})
         rllib = build_dqn_config(exp)
-        return rllib.algo_class.default_resource_request(rllib)
+        algo_class: Any = rllib.algo_class
+        return algo_class.default_resource_request(rllib)
 
     return request
 
@@ -348,7 +349,7 @@ def _publish_and_test(exp: ExperimentConfig, results: Any, winner: dict[str, Any
         root = Path(folder)
         trial = json.loads((root / TRIAL_FILE).read_text())
         validation = json.loads((root / EVALUATION_FILE).read_text())
-        module = RLModule.from_checkpoint(
+        module: Any = RLModule.from_checkpoint(
             root / ALGO_DIR / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER
             / COMPONENT_RL_MODULE / DEFAULT_MODULE_ID)
     overrides = dict(trial["overrides"])
