@@ -202,7 +202,7 @@ class TuneSettings:
     """Seconds of training of one trial in one session (none: no limit)."""
     time_budget_s: float | None = None
     """Seconds of the whole search (none: until every trial ends); trials still running
-    then stop and ``raytrade tune --resume`` continues them."""
+    then stop where they are, and the winner is chosen from what every trial reported."""
     eval_every: int = 10
     """Iterations between the validation evaluations each trial reports to Tune (each
     report carries a checkpoint)."""

@@ -266,20 +266,38 @@ def run_tune(exp: ExperimentConfig, run_dir: str | Path, *, store: PolicyStore |
         finally:
             if not same:
                 push_tree(store.blobs, local, keys.TUNE_EXPERIMENT)
+        unfinished = unfinished_trials(local)
         document = {"name": exp.name, "metric": metric, "scheduler": settings.scheduler,
                     "num_samples": settings.num_samples,
                     "max_iterations": settings.max_iterations,
                     "space": {d.path: {d.distribution: list(d.values)} for d in dims},
+                    "complete": not unfinished, "unfinished": unfinished,
                     "trials": trial_rows(results, settings.max_iterations), "winner": None}
         outcome = TuneOutcome(document=document)
         winner = choose_winner(outcome.trials)
-        if winner is None:
+        if unfinished:
+            # interrupted (Ctrl-C, SIGUSR1): Tune saved its state; choosing now would
+            # judge trials that have not finished, so nothing is selected or published
+            progress(f"the search was interrupted with {len(unfinished)} trials unfinished; "
+                     "nothing published: continue it with --resume")
+        elif winner is None:
             progress("no trial reported a validation score: nothing published")
         else:
             outcome.version = _publish_and_test(exp, results, winner, document, store,
                                                 progress)
     store.blobs.put(keys.TUNE_TRIALS, json.dumps(document, indent=1, default=float).encode())
     return outcome
+
+
+def unfinished_trials(local: Path) -> list[str]:
+    """Ids of the trials Tune's saved experiment state holds as neither terminated nor
+    errored: an interrupted search (Tune writes that state before it stops the trials, so
+    ``Tuner.restore`` continues exactly these)."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(local))
+    return sorted(str(t.trial_id) for t in analysis.trials
+                  if t.status not in ("TERMINATED", "ERROR"))
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -289,7 +307,8 @@ def _trial_dirname(trial: Any) -> str:
 
 def trial_rows(results: Any, max_iterations: int) -> list[dict[str, Any]]:
     """One row per trial of a ``ResultGrid``: id, overrides, status, iterations, best
-    validation score and its iteration, env steps, wall time, error. ``status`` is
+    validation score and its iteration, whether its last session went on from a
+    checkpoint (``restored``), env steps, wall time, error. ``status`` is
     ``error``, ``finished`` (reached ``max_iterations``) or ``stopped`` (by the scheduler,
     the trial's seconds or the search's time budget)."""
     rows = []
@@ -310,6 +329,8 @@ def trial_rows(results: Any, max_iterations: int) -> list[dict[str, Any]]:
             "status": status, "iterations": iterations,
             "reports": 0 if not reported else len(frame),
             "best_score": best_score, "best_iteration": best_iteration,
+            "restored": int(metrics.get("iterations_since_restore", 0) or 0)
+            < int(metrics.get("training_iteration", 0) or 0),
             "env_steps_sampled": int(metrics.get("env_steps_sampled", 0) or 0),
             "wall_s": round(float(metrics.get("time_total_s", 0.0) or 0.0), 1),
             "error": None if result.error is None else str(result.error)[:500]})

@@ -10,6 +10,9 @@ import dataclasses
 import json
 import os
 import re
+import signal
+import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -135,7 +138,18 @@ def _search_experiment() -> ExperimentConfig:
     return ExperimentConfig.from_dict(data)
 
 
-def test_tune_search_picks_the_validation_best_and_reads_test_once_after_selection(
+def _interrupt_at_first_checkpoint(folder: Path, timeout_s: float = 300.0) -> None:
+    """Send this process SIGUSR1 (Tune's graceful stop, as Ctrl-C) once Tune has
+    recorded a trial's first report (``result.json``; its checkpoint is then registered)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if folder.is_dir() and any(p.stat().st_size > 0 for p in folder.glob("*/result.json")):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return
+        time.sleep(0.2)
+
+
+def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_test_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
@@ -146,16 +160,31 @@ def test_tune_search_picks_the_validation_best_and_reads_test_once_after_selecti
     tune_probe.install()  # the driver: the winner's rebuild and test evaluation
     exp = _search_experiment()
     store = PolicyStore((tmp_path / "store").as_uri())
+    run = tmp_path / "run"
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"worker_process_setup_hook": "tests.tune_probe.install"})
     try:
-        outcome = run_tune(exp, tmp_path / "run", store=store)
+        interrupter = threading.Thread(target=_interrupt_at_first_checkpoint,
+                                       args=(run / keys.TUNE_EXPERIMENT,), daemon=True)
+        interrupter.start()
+        first = run_tune(exp, run, store=store)
+        interrupter.join()
+        # interrupted: nothing chosen, published or tested; the state says what to resume
+        assert not first.document["complete"] and first.document["unfinished"]
+        assert first.version is None and store.channel("candidate") is None
+        assert "test" not in {split for _, _, split, _ in tune_probe.read(str(log))}
+        outcome = run_tune(exp, run, store=store, resume=True)
     finally:
         ray.shutdown()
 
+    document = outcome.document
     rows = outcome.trials
+    assert document["complete"] and not document["unfinished"]
     assert len(rows) >= 4 and all(r["status"] != "error" for r in rows), rows
     assert all(r["best_score"] is not None for r in rows)
+    # trials unfinished at the interruption went on from their checkpoints
+    restored = {r["trial_id"] for r in rows if r["restored"]}
+    assert restored and restored <= set(first.document["unfinished"]), rows
     best = max(rows, key=lambda r: r["best_score"])
     pointer = store.channel("candidate")
     assert pointer is not None and pointer.version == outcome.version
@@ -163,7 +192,7 @@ def test_tune_search_picks_the_validation_best_and_reads_test_once_after_selecti
     tune = manifest.training.tune
     assert tune is not None and tune.trial_id == best["trial_id"]
     assert tune.score == best["best_score"] and tune.trials == len(rows)
-    assert tune.overrides == {k: best["overrides"][k] for k in tune.overrides}
+    assert tune.overrides == best["overrides"]
     assert set(tune.overrides) == {"dqn.lr", "dqn.n_step", "network.hidden"}
     assert manifest.network.hidden == tuple(tune.overrides["network.hidden"])
     assert manifest.evaluation is not None and manifest.evaluation["split"] == "validation"
@@ -178,8 +207,7 @@ def test_tune_search_picks_the_validation_best_and_reads_test_once_after_selecti
     trial_pids = {pid for _, pid, split, _ in requests if split == "validation"}
     assert trial_pids and os.getpid() not in trial_pids  # the trials ran in Ray workers
     tests = [r for r in requests if r[2] == "test"]
-    datasets = exp.data.sources
-    assert len(tests) == 1 and len(tests[0][3].split(",")) == len(datasets)
+    assert len(tests) == 1 and len(tests[0][3].split(",")) == len(exp.data.sources)
     assert tests[0][1] == os.getpid()
     selected_s = manifest.created_ms / 1000  # the bundle is made once the winner is chosen
     assert all(t < selected_s for t, _, split, _ in requests if split == "validation")
