@@ -231,21 +231,22 @@ def run_tune(exp: ExperimentConfig, run_dir: str | Path, *, store: PolicyStore |
     local = run / keys.TUNE_EXPERIMENT
     same = isinstance(store.blobs, LocalBlobStore) and store.blobs.root == run
     metric = selection_metric(exp)
+    if resume:
+        if not same and not local.is_dir():
+            pull_tree(store.blobs, keys.TUNE_EXPERIMENT, local)
+        if not tune.Tuner.can_restore(str(local)):
+            raise ConfigError(f"--resume: no Tune results in {local} (nor in "
+                              f"{store.uri}/{keys.TUNE_EXPERIMENT})")
+    elif local.exists() and any(local.iterdir()):
+        raise ConfigError(f"{local} holds a search already: --resume it, or use another "
+                          "run folder")
     with ray_session(address):
         train_fn = trainable(exp)
         if resume:
-            if not same and not local.is_dir():
-                pull_tree(store.blobs, keys.TUNE_EXPERIMENT, local)
-            if not tune.Tuner.can_restore(str(local)):
-                raise ConfigError(f"--resume: no Tune results in {local} (nor in "
-                                  f"{store.uri}/{keys.TUNE_EXPERIMENT})")
             tuner = tune.Tuner.restore(str(local), train_fn, resume_unfinished=True,
                                        resume_errored=True)
             progress(f"resuming the search in {local}")
         else:
-            if local.exists() and any(local.iterdir()):
-                raise ConfigError(f"{local} holds a search already: --resume it, or use "
-                                  "another run folder")
             tuner = tune.Tuner(
                 train_fn, param_space={d.path: d.to_tune() for d in dims},
                 tune_config=tune.TuneConfig(

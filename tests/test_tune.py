@@ -6,7 +6,6 @@ manifest, the test split read once, for the winner, after selection."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -23,9 +22,11 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.algos.manifest import BundleManifest
 from raytrade.algos.search_space import apply_overrides, parse_space
 from raytrade.algos.storage import keys
+from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
-from raytrade.algos.tune import choose_winner, run_tune, trial_experiment
+from raytrade.algos.tune import choose_winner, pull_tree, push_tree, run_tune, trial_experiment
 from raytrade.envs.errors import ConfigError
+from raytrade.scripts.cli import main
 
 from tests import tune_probe
 
@@ -215,6 +216,35 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
 
 
 def test_tune_without_a_space_is_refused(tmp_path: Path) -> None:
-    exp = dataclasses.replace(ExperimentConfig.load(experiment_path("synthetic_regime")))
+    exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     with pytest.raises(ConfigError, match=r"no \[tune.space\]"):
         run_tune(exp, tmp_path / "run")
+
+
+def test_tune_cli_resume_without_a_search_and_a_second_search_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "exp.toml"
+    config.write_text(experiment_path("synthetic_regime").read_text()
+                      + '\n[tune.space]\n"dqn.lr" = {loguniform = [1e-4, 1e-3]}\n')
+    store = tmp_path / "store"
+    assert main(["tune", "--config", str(config), "--store", str(store), "--resume"]) == 1
+    assert "--resume: no Tune results in" in capsys.readouterr().err
+    (store / keys.TUNE_EXPERIMENT / "experiment_state.json").parent.mkdir(parents=True)
+    (store / keys.TUNE_EXPERIMENT / "experiment_state.json").write_text("{}")
+    assert main(["tune", "--config", str(config), "--store", str(store)]) == 1
+    assert "holds a search already: --resume it" in capsys.readouterr().err
+
+
+def test_push_and_pull_tree_mirror_tune_results_through_another_store(tmp_path: Path) -> None:
+    local = tmp_path / "run" / "tune" / "experiment"
+    (local / "t_00000" / "checkpoint_000000" / "algo").mkdir(parents=True)
+    (local / "experiment_state.json").write_text('{"trials": 1}')
+    (local / "t_00000" / "checkpoint_000000" / "algo" / "state.pkl").write_bytes(b"\x00\x01")
+    remote = LocalBlobStore(tmp_path / "remote")
+    push_tree(remote, local, keys.TUNE_EXPERIMENT)
+    assert remote.exists(keys.TUNE_EXPERIMENT + "t_00000/checkpoint_000000/algo/state.pkl")
+    again = tmp_path / "elsewhere" / "tune" / "experiment"
+    pull_tree(remote, keys.TUNE_EXPERIMENT, again)
+    assert sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file())
+    assert (again / "t_00000/checkpoint_000000/algo/state.pkl").read_bytes() == b"\x00\x01"
