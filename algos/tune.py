@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -50,7 +51,7 @@ from raytrade.algos.evaluation import QFunction, evaluate
 from raytrade.algos.experiment import ExperimentConfig, TuneSettings
 from raytrade.algos.export import bundle_files, rllib_tensors
 from raytrade.algos.manifest import TuneInfo
-from raytrade.algos.search_space import apply_overrides, parse_space
+from raytrade.algos.search_space import Dimension, apply_overrides, parse_space
 from raytrade.algos.selection import score
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import BlobStore, LocalBlobStore
@@ -61,6 +62,7 @@ from raytrade.envs.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_METRIC = "excess_log_growth"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in Ray's error texts
 SCORE_FLOOR = -1e6
 """Reported instead of a score of -inf (a ruined policy), so Tune's schedulers, which
 take quantiles of the scores, see a finite number that still loses to every other."""
@@ -170,7 +172,27 @@ def _resources(base: ExperimentConfig) -> Callable[[dict[str, Any]], Any]:
     return request
 
 
-def _scheduler(settings: TuneSettings, dims: Mapping[str, Any]) -> Any:
+@dataclass(frozen=True)
+class ClipToSpace:
+    """PBT's ``custom_explore_fn``: puts every perturbed value back inside its
+    dimension's range (PBT multiplies by 0.8 or 1.2 without looking at the bounds, which
+    would take ``dqn.gamma = 0.9`` to 1.08, a value the experiment refuses)."""
+
+    dims: tuple[Dimension, ...]
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with range dimensions clipped (integers stay integers)."""
+        out = dict(config)
+        for dim in self.dims:
+            if dim.distribution == "choice" or dim.path not in out:
+                continue
+            low, high = dim.endpoints()[0], dim.endpoints()[-1]
+            value = min(max(out[dim.path], low), high)
+            out[dim.path] = round(value) if dim.distribution == "randint" else value
+        return out
+
+
+def _scheduler(settings: TuneSettings, dims: tuple[Dimension, ...]) -> Any:
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
     if settings.scheduler == "asha":
@@ -179,8 +201,9 @@ def _scheduler(settings: TuneSettings, dims: Mapping[str, Any]) -> Any:
                              reduction_factor=settings.reduction_factor)
     return PopulationBasedTraining(
         time_attr="iteration", perturbation_interval=settings.perturbation_interval,
-        hyperparam_mutations=dict(dims), quantile_fraction=settings.quantile_fraction,
-        resample_probability=settings.resample_probability)
+        hyperparam_mutations={d.path: d.to_tune() for d in dims},
+        quantile_fraction=settings.quantile_fraction,
+        resample_probability=settings.resample_probability, custom_explore_fn=ClipToSpace(dims))
 
 
 @dataclass
@@ -253,13 +276,13 @@ def run_tune(exp: ExperimentConfig, run_dir: str | Path, *, store: PolicyStore |
                     metric="score", mode="max", num_samples=settings.num_samples,
                     max_concurrent_trials=settings.max_concurrent or None,
                     time_budget_s=settings.time_budget_s, reuse_actors=False,
-                    scheduler=_scheduler(settings, {d.path: d.to_tune() for d in dims}),
+                    scheduler=_scheduler(settings, dims),
                     trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
                     name=EXPERIMENT, storage_path=str(run / keys.TUNE_DIR), verbose=0,
                     checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=2, checkpoint_score_attribute="score",
-                        checkpoint_score_order="max")))
+                        num_to_keep=_checkpoints_kept(settings),
+                        checkpoint_score_attribute="score", checkpoint_score_order="max")))
             progress(f"searching {len(dims)} fields with {settings.num_samples} trials "
                      f"({settings.scheduler}); results in {local}")
         try:
@@ -301,6 +324,13 @@ def unfinished_trials(local: Path) -> list[str]:
                   if t.status not in ("TERMINATED", "ERROR"))
 
 
+def _checkpoints_kept(settings: TuneSettings) -> int | None:
+    """Checkpoints Tune keeps per trial: with ASHA the two best by score (the newest is
+    kept besides, for resuming); with PBT every one, because an exploit restores another
+    trial's checkpoint some time after choosing it and must not find it deleted."""
+    return None if settings.scheduler == "pbt" else 2
+
+
 def _trial_dirname(trial: Any) -> str:
     """Trial folders named by id only (short, and valid store keys)."""
     return str(trial.trial_id)
@@ -334,7 +364,7 @@ def trial_rows(results: Any, max_iterations: int) -> list[dict[str, Any]]:
             < int(metrics.get("training_iteration", 0) or 0),
             "env_steps_sampled": int(metrics.get("env_steps_sampled", 0) or 0),
             "wall_s": round(float(metrics.get("time_total_s", 0.0) or 0.0), 1),
-            "error": None if result.error is None else str(result.error)[:500]})
+            "error": None if result.error is None else _ANSI.sub("", str(result.error))[:500]})
     return sorted(rows, key=lambda r: str(r["trial_id"]))
 
 

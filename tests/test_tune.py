@@ -24,7 +24,14 @@ from raytrade.algos.search_space import apply_overrides, parse_space
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
-from raytrade.algos.tune import choose_winner, pull_tree, push_tree, run_tune, trial_experiment
+from raytrade.algos.tune import (
+    ClipToSpace,
+    choose_winner,
+    pull_tree,
+    push_tree,
+    run_tune,
+    trial_experiment,
+)
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.cli import main
 
@@ -111,6 +118,18 @@ def test_trial_experiment_applies_tune_env_runners_and_rechecks() -> None:
     assert trial.dqn.lr == 2e-3 and not trial.tune.space
     with pytest.raises(ConfigError, match=re.escape("replay.capacity")):
         trial_experiment(exp, {"replay.capacity": 1})
+
+
+def test_clip_to_space_puts_pbt_perturbations_back_inside_each_range() -> None:
+    dims = parse_space({"dqn.gamma": {"uniform": [0.8, 0.99]},
+                        "dqn.n_step": {"randint": [1, 6]},
+                        "env.reward": {"choice": ["log_return", "turnover_penalty"]}},
+                       ExperimentConfig)
+    clip = ClipToSpace(dims)
+    out = clip({"dqn.gamma": 0.99 * 1.2, "dqn.n_step": 7.2, "env.reward": "log_return"})
+    assert out == {"dqn.gamma": 0.99, "dqn.n_step": 5, "env.reward": "log_return"}
+    assert clip({"dqn.gamma": 0.9, "dqn.n_step": 0.8})["dqn.n_step"] == 1
+    assert clip({"dqn.gamma": 0.5, "dqn.n_step": 3})["dqn.gamma"] == 0.8
 
 
 def test_choose_winner_takes_the_best_validation_score_and_ignores_silent_trials() -> None:
