@@ -17,12 +17,18 @@ How a search runs:
    as a placement group; Tune captures the algorithm's actors in it, so concurrent trials
    never oversubscribe the machine or cluster. On a small machine set ``[tune]
    num_env_runners = 0``: each trial then samples in its own process and needs one CPU.
-3. ASHA stops the worst trials at rungs (``time_attr`` = training iterations);
-   population-based training copies the best trials' checkpoints into the worst and
-   perturbs their values (only of fields that keep the network's shape and the data).
+3. ASHA stops the worst trials at rungs (``time_attr`` = training iterations; Tune keeps
+   each trial's two best checkpoints and its newest); population-based training copies
+   the best trials' checkpoints into the worst and perturbs their values (only of fields
+   that keep the network's shape and the data; perturbed values clipped into their
+   ranges; every checkpoint kept, since an exploit restores one some time after
+   choosing it).
 4. Tune's results folder is ``<run>/tune/experiment``, mirrored to the run store's
    ``tune/experiment/`` when the store is elsewhere; ``resume=True`` restores it
    (``Tuner.restore``, unfinished and errored trials continue from their checkpoints).
+   A search interrupted (Ctrl-C, SIGUSR1) selects and publishes nothing: its document
+   lists the unfinished trials. The search's ``time_budget_s`` is not an interruption:
+   the trials stop and the winner is chosen from what they reported.
 5. Selection reads validation scores only: the winner is the trial with the highest
    reported score over all of its reports; its checkpoint of that report is rebuilt,
    published to ``candidate`` with a ``TuneInfo`` and the validation record in its
