@@ -2,7 +2,8 @@
 
 Sections: ``[data]``, ``[features]`` (FeatureSpec fields), ``[env]`` (EnvConfig fields,
 with ``[env.costs]`` and ``[env.risk]``), ``[network]``, ``[dqn]``, ``[replay]``,
-``[exploration]``, ``[resources]``, ``[fault_tolerance]`` and ``[live]``. Missing fields take the
+``[exploration]``, ``[resources]``, ``[fault_tolerance]``, ``[live]`` and ``[tune]`` (with
+``[tune.space]``). Missing fields take the
 documented defaults; unknown sections or fields are errors. ``dqn_config.build_dqn_config``
 turns it into an RLlib ``DQNConfig`` in one place.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytrade.algos.search_space import apply_overrides, parse_space
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
@@ -173,10 +175,99 @@ class LiveConfig:
     """Transitions the queue holds before it drops the oldest."""
 
 
+TUNE_SCHEDULERS = ("asha", "pbt")
+"""Schedulers ``[tune] scheduler`` accepts."""
+PBT_FIXED_PREFIXES = ("network.", "features.", "data.", "resources.", "env.window",
+                      "env.positions", "seed")
+"""Paths population-based training cannot mutate: an exploit copies another trial's
+weights and replay, which only fit a network of the same shape on the same data."""
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Hyperparameter search with ``raytrade tune`` (``tune.py``) on Ray Tune."""
+
+    space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Search space, ``[tune.space]``: ``"dotted.path" = {distribution = values}`` over any
+    experiment field, e.g. ``"dqn.lr" = {loguniform = [1e-4, 1e-3]}``, ``"dqn.n_step" =
+    {choice = [1, 3, 5]}``, ``"env.costs.fee_bps" = {uniform = [1, 10]}``, ``"dqn.n_step" =
+    {randint = [1, 6]}`` (high exclusive). Checked at load time (``search_space.py``)."""
+    scheduler: str = "asha"
+    """``asha`` (stop the worst trials early at rungs) or ``pbt`` (population-based
+    training: copy the best trials' weights and perturb their hyperparameters)."""
+    num_samples: int = 8
+    """Trials (configurations sampled from the space)."""
+    max_concurrent: int = 0
+    """Trials running at once (0: as many as the cluster's free CPUs hold)."""
+    max_iterations: int = 100
+    """Training iterations of one trial (its ``Algorithm.train()`` calls)."""
+    max_trial_s: float | None = None
+    """Seconds of training of one trial in one session (none: no limit)."""
+    time_budget_s: float | None = None
+    """Seconds of the whole search (none: until every trial ends); trials still running
+    then stop where they are, and the winner is chosen from what every trial reported."""
+    eval_every: int = 10
+    """Iterations between the validation evaluations each trial reports to Tune (each
+    report carries a checkpoint)."""
+    num_env_runners: int | None = None
+    """Env runners of each trial, overriding ``[resources] num_env_runners`` (0 samples
+    in the trial's own process and turns asynchronous sampling off); none: the
+    experiment's. A trial asks Ray for RLlib's resource request of its experiment (one
+    CPU for the trial, one per env runner, the learners)."""
+    grace_period: int = 20
+    """ASHA: iterations a trial trains before it can be stopped."""
+    reduction_factor: float = 3.0
+    """ASHA: 1 / the share of trials promoted at each rung."""
+    perturbation_interval: int = 20
+    """PBT: iterations between exploit/explore steps (a multiple of ``eval_every``)."""
+    quantile_fraction: float = 0.25
+    """PBT: share of trials that copy one of the top share."""
+    resample_probability: float = 0.25
+    """PBT: chance an explored value is drawn afresh from the space instead of
+    perturbed."""
+
+    def check(self, root: type[Any]) -> None:
+        """The rules of every field; the space's paths checked against ``root``."""
+        dims = parse_space(self.space, root)
+        for dim in dims:
+            if dim.path == "name" or dim.path.startswith("tune."):
+                raise ConfigError(f"[tune.space] {dim.path!r}: the run name and the [tune] "
+                                  "table itself cannot be searched")
+        if self.scheduler not in TUNE_SCHEDULERS:
+            raise ConfigError(f"[tune] scheduler must be one of {TUNE_SCHEDULERS}, got "
+                              f"{self.scheduler!r}")
+        if self.num_samples < 1 or self.max_iterations < 1 or self.eval_every < 1 \
+                or self.max_concurrent < 0:
+            raise ConfigError("[tune] num_samples, max_iterations and eval_every must be "
+                              ">= 1 and max_concurrent >= 0")
+        for name in ("max_trial_s", "time_budget_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"[tune] {name} must be > 0 (omit it for no limit)")
+        if self.num_env_runners is not None and self.num_env_runners < 0:
+            raise ConfigError("[tune] num_env_runners must be >= 0")
+        if self.grace_period < 1 or not self.reduction_factor > 1:
+            raise ConfigError("[tune] grace_period must be >= 1 and reduction_factor > 1")
+        if self.scheduler == "pbt":
+            if self.perturbation_interval < 1 or \
+                    self.perturbation_interval % self.eval_every != 0:
+                raise ConfigError("[tune] perturbation_interval must be a positive multiple "
+                                  "of eval_every (PBT exploits at reported checkpoints)")
+            if not 0 < self.quantile_fraction <= 0.5 or \
+                    not 0 <= self.resample_probability <= 1:
+                raise ConfigError("[tune] quantile_fraction must be in (0, 0.5] and "
+                                  "resample_probability in [0, 1]")
+            for dim in dims:
+                if dim.path.startswith(PBT_FIXED_PREFIXES):
+                    raise ConfigError(f"[tune.space] {dim.path!r}: population-based "
+                                      "training copies weights between trials, so it cannot "
+                                      f"search fields under {PBT_FIXED_PREFIXES}; use asha")
+
+
 SECTIONS = {"data": DataConfig, "fault_tolerance": FaultToleranceConfig, "live": LiveConfig,
             "network": NetworkConfig, "dqn": DQNSettings,
             "replay": ReplayConfig, "exploration": ExplorationConfig,
-            "resources": ResourcesConfig}
+            "resources": ResourcesConfig, "tune": TuneSettings}
 
 
 @dataclass(frozen=True)
@@ -197,6 +288,7 @@ class ExperimentConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    tune: TuneSettings = field(default_factory=TuneSettings)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
@@ -288,6 +380,18 @@ class ExperimentConfig:
                 or self.network.conv_kernel < 1 or self.network.conv_kernel % 2 == 0):
             raise ConfigError("network.conv_channels must be positive and conv_kernel an "
                               "odd number >= 1")
+        self.tune.check(type(self))
+        if self.tune.space:
+            # every edge of every dimension must make a valid experiment (checked here, at
+            # load time, not in a trial an hour into the search)
+            base = dataclasses.replace(self, tune=TuneSettings())
+            for dim in parse_space(self.tune.space, type(self)):
+                for value in dim.endpoints():
+                    try:
+                        apply_overrides(base, {dim.path: value}).check()
+                    except ConfigError as exc:
+                        raise ConfigError(f"[tune.space] {dim.path!r} = {value!r}: {exc}") \
+                            from exc
 
 
 def _frozen(value: Any) -> Any:

@@ -37,6 +37,7 @@ from raytrade.algos.manifest import (
     ObservationSpec,
     PackageInfo,
     TrainingInfo,
+    TuneInfo,
 )
 from raytrade.algos.qnetwork import QNetwork
 from raytrade.algos.storage.blobstore import LocalBlobStore, PreconditionFailedError
@@ -131,12 +132,16 @@ def package_info() -> PackageInfo:
 
 def training_info(training: Mapping[str, Any]) -> TrainingInfo:
     """A ``TrainingInfo`` from the trainer's counters (``iteration`` required; the env
-    step counters and ``random_init_seed`` when known)."""
+    step counters, ``random_init_seed`` and a search winner's ``tune`` (a ``TuneInfo``)
+    when known)."""
     unknown = sorted(set(training) - {"iteration", "env_steps_sampled", "env_steps_trained",
-                                      "random_init_seed"})
+                                      "random_init_seed", "tune"})
     if unknown or "iteration" not in training:
         raise ConfigError(f"training info needs 'iteration' and knows env_steps_sampled, "
-                          f"env_steps_trained, random_init_seed; got {sorted(training)}")
+                          f"env_steps_trained, random_init_seed, tune; got {sorted(training)}")
+    tune = training.get("tune")
+    if tune is not None and not isinstance(tune, TuneInfo):
+        raise ConfigError(f"training info 'tune' must be a TuneInfo, got {type(tune).__name__}")
 
     def count(key: str) -> int | None:
         value = training.get(key)
@@ -145,7 +150,7 @@ def training_info(training: Mapping[str, Any]) -> TrainingInfo:
     return TrainingInfo(iteration=int(training["iteration"]),
                         env_steps_sampled=count("env_steps_sampled"),
                         env_steps_trained=count("env_steps_trained"),
-                        random_init_seed=count("random_init_seed"))
+                        random_init_seed=count("random_init_seed"), tune=tune)
 
 
 def data_info(spec: EnvSpec) -> DataInfo:

@@ -192,6 +192,23 @@ class DataInfo:
 
 
 @dataclass(frozen=True)
+class TuneInfo:
+    """The hyperparameter-search trial a policy won (``raytrade tune``, ``algos/tune.py``):
+    chosen by its validation score, never by the test split."""
+
+    trial_id: str
+    """Ray Tune's id of the winning trial."""
+    overrides: dict[str, Any]
+    """The trial's values of the searched fields, by dotted path (``dqn.lr``)."""
+    metric: str
+    """The selection metric (``algos/selection.py``)."""
+    score: float
+    """The trial's best validation score by ``metric``: the one this bundle's weights got."""
+    trials: int
+    """Trials compared (every trial of the search, finished or stopped early)."""
+
+
+@dataclass(frozen=True)
 class TrainingInfo:
     """Where training stood when the bundle was exported (null: not applicable)."""
 
@@ -200,6 +217,8 @@ class TrainingInfo:
     env_steps_trained: int | None
     random_init_seed: int | None
     """Set for a randomly initialized policy (``export.random_bundle``), which trades noise."""
+    tune: TuneInfo | None
+    """Set for the winner of a hyperparameter search: its trial and validation score."""
 
 
 @dataclass(frozen=True)

@@ -40,4 +40,5 @@ PAGES = (
     PageSpec("paper", "Paper trading"),
     PageSpec("models", "Models"),
     PageSpec("walk_forward", "Walk-forward"),
+    PageSpec("tune", "Hyperparameter search"),
 )

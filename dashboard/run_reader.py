@@ -9,7 +9,8 @@ evaluation and the paper actors publish:
 - ``policies/`` and ``channels/`` through ``PolicyStore`` (versions, manifests, pointers,
   the move log);
 - ``paper/<actor>/{equity.jsonl,trades.jsonl,health.json}``;
-- ``reports/walk_forward/*.json``: walk-forward reports, when present.
+- ``reports/walk_forward/*.json``: walk-forward reports, when present;
+- ``tune/trials.json``: the last hyperparameter search's trials and winner, when present.
 
 Metrics derived here (live Sharpe, drawdown) come from ``envs.metrics``, the module every
 other part uses, so the numbers on the pages equal the gate's and the backtest's.
@@ -174,6 +175,15 @@ class RunReader:
     def report(self, key: str) -> dict[str, Any]:
         """One walk-forward report."""
         parsed: dict[str, Any] = json.loads(self.store.blobs.get(key).data)
+        return parsed
+
+    def tune_trials(self) -> dict[str, Any] | None:
+        """The ``raytrade tune`` trials document (``algos/tune.py``), or None."""
+        try:
+            raw = self.store.blobs.get(keys.TUNE_TRIALS).data
+        except NotFoundError:
+            return None
+        parsed: dict[str, Any] = json.loads(raw)
         return parsed
 
 

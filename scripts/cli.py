@@ -22,6 +22,7 @@ from raytrade.scripts.dashboard_cli import add_dashboard_command
 from raytrade.scripts.demo_cli import add_demo_command
 from raytrade.scripts.paper_cli import add_paper_commands
 from raytrade.scripts.store_cli import add_store_commands
+from raytrade.scripts.tune_cli import add_tune_command
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int, default=10,
                     help="iterations between checkpoints")
     tr.set_defaults(func=_cmd_train)
+    add_tune_command(sub)
 
     add_store_commands(sub)
     add_paper_commands(sub)

@@ -21,6 +21,10 @@ so the two sides cannot drift::
     paper/<actor>/performance.json         metrics and costs of the record, per version
     paper/<actor>/journal.sqlite.gz        snapshot of its SQLite journal (survives a move)
     reports/walk_forward/<name>.json       walk-forward reports
+    tune/trials.json                       the last hyperparameter search: its trials,
+                                           winner and the winner's test result
+    tune/experiment/...                    Ray Tune's results folder of that search
+                                           (mirrored from the run folder; for --resume)
 
 Pure string functions: no I/O, importable anywhere (no torch, no Ray).
 """
@@ -46,6 +50,12 @@ CHECKPOINTS = "checkpoints/"
 LATEST_CHECKPOINT = "checkpoints/latest"
 REPORTS = "reports/"
 WALK_FORWARD_REPORTS = "reports/walk_forward/"
+
+# ---- hyperparameter search (``algos/tune.py``)
+TUNE_DIR = "tune/"
+TUNE_TRIALS = "tune/trials.json"
+TUNE_EXPERIMENT = "tune/experiment/"
+"""Ray Tune's experiment folder (``RunConfig(storage_path=<run>/tune, name="experiment")``)."""
 
 # ---- paper trading (file names under ``paper/<actor>/``)
 PAPER = "paper/"
