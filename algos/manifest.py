@@ -49,13 +49,17 @@ REEXPORT = ("re-export it from its training run with `raytrade train --config "
             " bundle), or train the experiment again")
 
 def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """A ``raytrade.policy/2`` manifest read as v3: v2 had no decision rule because its
-    policies decided plain greedy on every bar, which is the default rule; nothing else
+    """A ``raytrade.policy/2`` manifest read as v3. v2 had no decision rule because its
+    policies decided plain greedy on every bar, which is the default rule, and no
+    ``training.tune`` because no search existed (null: not a search winner); nothing else
     changed, so the migration states what the bundle did, it invents nothing."""
     env = data.get("env")
     if not isinstance(env, dict):
         return data  # malformed: the strict reader names it
-    return {**data, "format": BUNDLE_FORMAT,
+    training = data.get("training")
+    if isinstance(training, dict):  # v2 had no search: no policy of it won a trial
+        training = {**training, "tune": None}
+    return {**data, "format": BUNDLE_FORMAT, "training": training,
             "env": {**env, "decision": {"margin": 0.0, "cost_multiple": 0.0,
                                         "every_bars": 1}}}
 

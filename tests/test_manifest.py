@@ -175,8 +175,9 @@ def test_manifest_v2_is_migrated_with_the_plain_greedy_rule_it_decided_by() -> N
     # everything else reads exactly as written
     again = manifest.to_dict()
     assert {k: v for k, v in again["env"].items() if k != "decision"} == v2["env"]
-    assert {k: v for k, v in again.items() if k not in ("env", "format")} == \
-        {k: v for k, v in v2.items() if k not in ("env", "format")}
+    assert again["training"] == {**v2["training"], "tune": None}
+    assert {k: v for k, v in again.items() if k not in ("env", "format", "training")} == \
+        {k: v for k, v in v2.items() if k not in ("env", "format", "training")}
 
 
 def test_manifest_with_a_field_of_another_schema_says_what_to_do() -> None:
