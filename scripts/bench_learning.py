@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from raytrade.algos.experiment import ExperimentConfig
@@ -39,6 +40,7 @@ from raytrade.algos.train import train
 from raytrade.scripts.bench_stats import summarize
 from raytrade.scripts.learning_scenarios import (
     SCENARIOS,
+    Scenario,
     cost_aware_filter,
     scenario,
     scenario_experiment,
@@ -119,7 +121,18 @@ def main(argv: list[str] | None = None) -> None:
                              "and report median, min and max of every number")
     parser.add_argument("--num-env-runners", type=int, default=None,
                         help="override the experiment's env runners (small machines)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the first run (default: the experiment's); runs "
+                             "started in parallel processes each take their own")
+    parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                        help="train nothing: merge the runs of these outputs of this "
+                             "script (same scenario, e.g. one per seed run in parallel) "
+                             "into one summary with the targets checked")
     args = parser.parse_args(argv)
+    if args.combine:
+        print(json.dumps(combine([json.loads(Path(p).read_text()) for p in args.combine]),
+                         indent=1))
+        return
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if not args.budget_s > 0:
@@ -130,18 +143,43 @@ def main(argv: list[str] | None = None) -> None:
     if args.num_env_runners is not None:
         exp = dataclasses.replace(exp, resources=dataclasses.replace(
             exp.resources, num_env_runners=args.num_env_runners))
-    runs = [learn_once(dataclasses.replace(exp, seed=exp.seed + i), args.budget_s,
+    first = exp.seed if args.seed is None else args.seed
+    runs = [learn_once(dataclasses.replace(exp, seed=first + i), args.budget_s,
                        args.eval_every) for i in range(args.repeats)]
-    summary = summarize([{"final": r["final"], "scenario": r["scenario"],
-                          "env_steps_sampled": r["env_steps_sampled"]} for r in runs])
-    targets = [t.check(summary, f"scenario/test/{dataset}/")
-               for t in chosen.targets for dataset in runs[0]["scenario"].get("test", {})]
+    summary, targets = summary_and_targets(chosen, runs)
     print(json.dumps({
         "benchmark": "learning", "scenario": chosen.name, "about": chosen.about,
         "experiment": exp.name, "sources": list(exp.data.sources),
         "budget_s": args.budget_s, "seconds": args.budget_s, "repeats": args.repeats,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "targets": targets, "summary": summary, "runs": runs}, indent=1))
+
+
+def summary_and_targets(chosen: Scenario, runs: list[dict[str, Any]]
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Median, min and max over ``runs`` of every number, and the scenario's targets
+    checked on the test split's summary."""
+    summary = summarize([{"final": r["final"], "scenario": r["scenario"],
+                          "env_steps_sampled": r["env_steps_sampled"]} for r in runs])
+    targets = [t.check(summary, f"scenario/test/{dataset}/")
+               for t in chosen.targets for dataset in runs[0]["scenario"].get("test", {})]
+    return summary, targets
+
+
+def combine(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One output from several of this script's outputs of the same scenario (their runs
+    pooled; a seed that appears twice is refused, so a run is never counted twice)."""
+    names = {o["scenario"] for o in outputs}
+    if len(names) != 1:
+        raise SystemExit(f"--combine: outputs of different scenarios {sorted(names)}")
+    runs = [r for o in outputs for r in o["runs"]]
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--combine: seed repeated among the runs {sorted(seeds)}")
+    chosen = scenario(names.pop())
+    summary, targets = summary_and_targets(chosen, runs)
+    return {**outputs[0], "repeats": len(runs), "targets": targets, "summary": summary,
+            "runs": runs, "combined_from": len(outputs)}
 
 
 if __name__ == "__main__":

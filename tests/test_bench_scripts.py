@@ -110,9 +110,10 @@ def test_cost_fields_prefer_the_records_own_and_add_back_what_was_paid() -> None
 def test_bench_learning_reduced_run_prints_every_field(
         capsys: pytest.CaptureFixture[str]) -> None:
     bench_learning.main(["--scenario", "no-signal", "--budget-s", "1", "--eval-every",
-                         "1000", "--num-env-runners", "1", "--source",
+                         "1000", "--num-env-runners", "1", "--seed", "7", "--source",
                          "synthetic:randomwalk:seed=1:n=6000:volume=1000"])
     out = json.loads(capsys.readouterr().out)
+    assert [r["seed"] for r in out["runs"]] == [7]
     assert out["scenario"] == "no-signal" and out["sources"] == [
         "synthetic:randomwalk:seed=1:n=6000:volume=1000"]
     (run,) = out["runs"]
@@ -126,6 +127,13 @@ def test_bench_learning_reduced_run_prints_every_field(
         assert set(target) == {"metric", "statistic", "op", "threshold", "value", "met"}
         assert out["summary"][target["metric"]]["n"] == 1
     assert run["iterations"] >= 1 and run["env_steps_sampled"] > 0
+    # runs made in parallel processes (one seed each) merge into one summary
+    other = {**out, "runs": [{**run, "seed": 8}]}
+    merged = bench_learning.combine([out, other])
+    assert merged["repeats"] == 2 and [r["seed"] for r in merged["runs"]] == [7, 8]
+    assert all(merged["summary"][t["metric"]]["n"] == 2 for t in merged["targets"])
+    with pytest.raises(SystemExit, match="seed repeated"):
+        bench_learning.combine([out, out])
 
 
 @pytest.mark.slow
