@@ -28,6 +28,7 @@ from raytrade.algos.experiment import (
     NetworkConfig,
     ReplayConfig,
     ResourcesConfig,
+    SelectionConfig,
 )
 from raytrade.envs.costs import CostModel
 from raytrade.envs.env_config import EnvConfig
@@ -42,7 +43,8 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("[env]", EnvConfig), ("[env.costs]", CostModel), ("[env.risk]", RiskConfig),
     ("[network]", NetworkConfig), ("[dqn]", DQNSettings), ("[replay]", ReplayConfig),
     ("[exploration]", ExplorationConfig), ("[resources]", ResourcesConfig),
-    ("[fault_tolerance]", FaultToleranceConfig), ("[live]", LiveConfig))
+    ("[fault_tolerance]", FaultToleranceConfig), ("[live]", LiveConfig),
+    ("[selection]", SelectionConfig))
 
 
 def field_docs(cls: type) -> dict[str, str]:
