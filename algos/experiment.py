@@ -2,16 +2,17 @@
 
 Sections: ``[data]``, ``[features]`` (FeatureSpec fields), ``[env]`` (EnvConfig fields,
 with ``[env.costs]`` and ``[env.risk]``), ``[network]``, ``[dqn]``, ``[replay]``,
-``[exploration]``, ``[resources]``, ``[fault_tolerance]``, ``[live]`` and ``[tune]`` (with
-``[tune.space]``). Missing fields take the
-documented defaults; unknown sections or fields are errors. ``dqn_config.build_dqn_config``
-turns it into an RLlib ``DQNConfig`` in one place.
+``[exploration]``, ``[resources]``, ``[fault_tolerance]``, ``[live]``, ``[selection]`` and
+``[tune]`` (with ``[tune.space]``). Missing fields take the documented defaults; unknown
+sections or fields are errors. ``dqn_config.build_dqn_config`` turns it into an RLlib
+``DQNConfig`` in one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from raytrade.algos.search_space import apply_overrides, parse_space
+from raytrade.algos.selection import METRICS
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
@@ -175,6 +177,26 @@ class LiveConfig:
     """Transitions the queue holds before it drops the oldest."""
 
 
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Which policy of a run is kept and published (``train.py``, ``early_stopping.py``).
+    Every choice reads validation evaluations only (``selection.py``)."""
+
+    metric: str = "excess_log_growth"
+    """Validation score (``selection.METRICS``): ``excess_log_growth`` (log growth of the
+    greedy policy minus the flat baseline's, after costs, mean over datasets; > 0 beats
+    staying out), ``log_growth`` (log of final / initial equity) or ``sharpe`` (annualized)."""
+    patience: int = 0
+    """Validation evaluations in a row without improvement before training stops early
+    (0 = never stop early)."""
+    min_improvement: float = 0.0
+    """How far (in the metric's units, e.g. 0.001 = 0.1 % of log growth) a score must
+    exceed the best so far, or the current candidate's, to count as better."""
+    require_beat_flat: bool = True
+    """Publish to ``candidate`` only a policy whose greedy run ended above the flat baseline
+    after costs on every validation dataset (the paper gate's default evidence)."""
+
+
 TUNE_SCHEDULERS = ("asha", "pbt")
 """Schedulers ``[tune] scheduler`` accepts."""
 PBT_FIXED_PREFIXES = ("network.", "features.", "data.", "resources.", "env.window",
@@ -267,7 +289,8 @@ class TuneSettings:
 SECTIONS = {"data": DataConfig, "fault_tolerance": FaultToleranceConfig, "live": LiveConfig,
             "network": NetworkConfig, "dqn": DQNSettings,
             "replay": ReplayConfig, "exploration": ExplorationConfig,
-            "resources": ResourcesConfig, "tune": TuneSettings}
+            "resources": ResourcesConfig, "selection": SelectionConfig,
+            "tune": TuneSettings}
 
 
 @dataclass(frozen=True)
@@ -289,6 +312,7 @@ class ExperimentConfig:
     fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     tune: TuneSettings = field(default_factory=TuneSettings)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
@@ -369,6 +393,13 @@ class ExperimentConfig:
                         name in ("CPU", "GPU", "memory", "object_store_memory"):
                     raise ConfigError(f"resources.{kind}: {name} = {amount!r} must be a "
                                       "custom resource with a positive amount")
+        sel = self.selection
+        if sel.metric not in METRICS:
+            raise ConfigError(f"selection.metric must be one of {METRICS}, got {sel.metric!r}")
+        if sel.patience < 0 or not (math.isfinite(sel.min_improvement)
+                                    and sel.min_improvement >= 0):
+            raise ConfigError("selection.patience must be >= 0 and min_improvement a finite "
+                              "number >= 0")
         if not self.network.hidden or any(h < 1 for h in self.network.hidden):
             raise ConfigError("network.hidden needs at least one positive layer size")
         if self.network.activation not in ("relu", "tanh", "silu"):

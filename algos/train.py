@@ -5,6 +5,7 @@ Layout of a run store (``file://`` folder or ``s3://`` prefix)::
     metrics/train.jsonl   one line per iteration (see ``iteration_metrics``)
     metrics/eval.jsonl    one line per evaluation (greedy vs baselines, shared metrics)
     metrics/eval_curves/<iteration>_<split>.json   equity curves of that evaluation
+    metrics/selection.jsonl   validation scores, the best so far, publication decisions
     checkpoints/iter_NNNNNN/   RLlib checkpoints; checkpoints/latest names the newest
     policies/vNNNNNN/, channels/   policy bundles published to ``candidate``
                                    (``policy_store.py``)
@@ -18,6 +19,7 @@ iteration number, env-step counters and learner state continue where they stoppe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -35,9 +37,14 @@ from typing import Any
 
 import numpy as np
 from raytrade.algos.dqn_config import build_dqn_config
+from raytrade.algos.early_stopping import EarlyStopping
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
-from raytrade.algos.export import bundle_files, rllib_tensors
+from raytrade.algos.export import bundle_files, data_info, rllib_tensors
+from raytrade.algos.manifest import DataInfo
+from raytrade.algos.policy import Policy
+from raytrade.algos.publish_decision import PublishDecision, decide
+from raytrade.algos.selection import score
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
@@ -50,7 +57,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a training run did."""
+    """What a training run did. ``evaluations`` holds every evaluation record in order
+    (validation ones of the learner's policy; the final non-validation ones are of the
+    best policy)."""
 
     iterations: int = 0
     env_steps_sampled: int = 0
@@ -60,6 +69,14 @@ class TrainResult:
     published: list[int] = field(default_factory=list)
     store_uri: str = ""
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    best_iteration: int | None = None
+    """Iteration of the best validation policy (the one published, if any was)."""
+    best_score: float | None = None
+    """Its validation score, in the units of ``[selection] metric``."""
+    stopped_early: bool = False
+    """True when ``[selection] patience`` ended the run."""
+    decisions: list[PublishDecision] = field(default_factory=list)
+    """Every publication opportunity: what was (not) published and why."""
 
 
 @contextmanager
@@ -179,6 +196,10 @@ def _q_function(algo: Any) -> Callable[[np.ndarray], np.ndarray]:
     return q_values
 
 
+FINAL_SPLITS = ("train", "validation", "test")
+"""Splits ``train(final_splits=...)`` accepts."""
+
+
 def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None = None,
           time_budget_s: float | None = None, resume: bool = False,
           address: str | None = None, eval_every: int = 10, checkpoint_every: int = 10,
@@ -186,22 +207,37 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
           publish_every: int = 0, publish_every_s: float | None = None,
           stop: threading.Event | None = None,
           progress: Callable[[str], None] = print) -> TrainResult:
-    """Train until ``iterations``, ``time_budget_s`` or ``stop`` (whichever comes first).
+    """Train until ``iterations``, ``time_budget_s``, ``stop`` or early stopping (whichever
+    comes first), and publish the best policy by validation score.
 
-    Evaluates greedily on the validation split every ``eval_every`` iterations, and on
-    every split in ``final_splits`` at the end (add ``"test"`` only for final reports).
-    Publishes the greedy policy to the store's ``candidate`` channel every
-    ``publish_every`` iterations (0: only at the end), every ``publish_every_s`` seconds
-    of training (each such policy evaluated on validation first, so the paper gate can
-    judge it) and at the end. ``stop`` (set from another thread) ends the run after the
-    current iteration, with the same final evaluation, checkpoint and publication.
-    ``store`` defaults to the run folder itself (``file://``); another store gets metrics
-    and checkpoints mirrored from the local ``run_dir``.
+    Evaluates the greedy policy on the validation split every ``eval_every`` iterations,
+    at every publication point and at the end; each evaluation is scored by the
+    experiment's ``[selection]`` metric. The weights of the best-scoring policy are kept
+    (in memory: the inference-only tensors a bundle needs), and after ``patience``
+    evaluations without an improvement of more than ``min_improvement`` the run stops
+    early. Every ``publish_every`` iterations (0: only at the end), every
+    ``publish_every_s`` seconds of training and at the end, the best policy so far is
+    published to ``candidate`` with its own validation evaluation in its manifest, but only
+    when it beats the current candidate on validation (and flat, with
+    ``require_beat_flat``): ``publish_decision.py``; each decision goes to the progress
+    output and to ``metrics/selection.jsonl``. Only then, after the last selection
+    decision, is the selected policy evaluated on the other ``final_splits`` (add
+    ``"test"`` for a final report): selection never reads the test split.
+
+    ``stop`` (set from another thread) ends the run after the current iteration, with the
+    same final evaluation, checkpoint and publication decision. ``store`` defaults to the
+    run folder itself (``file://``); another store gets metrics and checkpoints mirrored
+    from the local ``run_dir``. Checkpoints hold the latest learner state (resume goes on
+    from there); the best policy lives on as the published candidate.
     """
     if iterations is None and time_budget_s is None and stop is None:
         raise ConfigError("give iterations, a time budget or a stop event")
     if publish_every < 0 or (publish_every_s is not None and not publish_every_s > 0):
         raise ConfigError("publish_every must be >= 0 and publish_every_s > 0")
+    unknown = [s for s in final_splits if s not in FINAL_SPLITS]
+    if unknown:
+        raise ConfigError(f"final_splits: {unknown}; choose among {FINAL_SPLITS} (validation "
+                          "is evaluated at the end in any case: selection needs it)")
     run = Path(run_dir).resolve()  # RLlib/pyarrow reject relative checkpoint paths
     run.mkdir(parents=True, exist_ok=True)
     store = store or PolicyStore(LocalBlobStore(run))
@@ -209,7 +245,7 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     ckpt_root = run / keys.CHECKPOINTS
     result = TrainResult(store_uri=store.uri)
     spec = exp.fit_env_spec()  # data prepared and normalizer fitted once, here
-    publisher = _Publisher(exp, spec, store)
+    selector = _Selector(exp, spec, store, run, progress)
     with ray_session(address):
         algo = build_dqn_config(exp, spec).live_run(store.uri, exp.features.hash).build_algo()
         try:
@@ -244,19 +280,19 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                     time_budget_s is not None and now - start >= time_budget_s) or (
                     stop is not None and stop.is_set())
                 due = publish_every_s is not None and now - published_at >= publish_every_s
-                if done % eval_every == 0 or last or due:
-                    for split in final_splits if last else ("validation",):
-                        curves: dict[str, Any] = {}
-                        evaluation = evaluate(_q_function(algo), exp, split, seed=exp.seed,
-                                              curves=curves, spec=spec)
-                        evaluation["iteration"] = algo.iteration
-                        curves["iteration"] = algo.iteration
-                        curve_file = run / keys.eval_curve_key(algo.iteration, split)
-                        curve_file.parent.mkdir(parents=True, exist_ok=True)
-                        curve_file.write_text(json.dumps(curves))
-                        _append(run / keys.EVAL_METRICS, evaluation)
-                        result.evaluations.append(evaluation)
-                        progress(_eval_line(evaluation))
+                publish_point = due or bool(publish_every and done % publish_every == 0)
+                if done % eval_every == 0 or last or publish_point:
+                    evaluation = _evaluate(_q_function(algo), exp, spec, "validation",
+                                           algo.iteration, run)
+                    result.evaluations.append(evaluation)
+                    progress(_eval_line(evaluation))
+                    selector.observe(algo, record, evaluation)
+                    if selector.tracker.should_stop and not last:
+                        last = result.stopped_early = True
+                        progress(f"early stop @ iter {algo.iteration}: "
+                                 f"{selector.tracker.since_improvement} validation "
+                                 "evaluations without improvement (patience "
+                                 f"{exp.selection.patience})")
                 mirror.metrics(force=last)
                 if done % checkpoint_every == 0 or last:
                     name = keys.checkpoint_dir_name(algo.iteration)
@@ -266,47 +302,158 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                     os.replace(tmp, run / keys.LATEST_CHECKPOINT)
                     mirror.checkpoint(name)
                     result.checkpoint = ckpt_root / name
-                if last or due or (publish_every and done % publish_every == 0):
+                if last or publish_point:
                     published_at = time.perf_counter()
-                    version = publisher.publish(algo, record, result.evaluations)
-                    result.published.append(version)
-                    progress(f"published policy v{version:06d} to {store.uri} (candidate)")
+                    decision = selector.publish(algo.iteration)
+                    result.decisions.append(decision)
+                    if decision.version is not None:
+                        result.published.append(decision.version)
                 if last:
+                    # the selection is decided: only now may the selected policy meet
+                    # the other final splits (the test split for a final report)
+                    for split in final_splits:
+                        if split != "validation":
+                            result.evaluations.append(selector.evaluate_best(split))
+                            progress(_eval_line(result.evaluations[-1]))
+                    mirror.metrics(force=True)
                     break
             result.iterations = algo.iteration
             result.env_steps_sampled = int(record["env_steps_sampled"] or 0)
             result.env_steps_trained = int(record["env_steps_trained"] or 0)
             result.wall_s = time.perf_counter() - start
+            result.best_iteration = selector.tracker.best_iteration
+            result.best_score = selector.tracker.best_score
         finally:
             algo.stop()
     return result
 
 
-class _Publisher:
-    """Builds bundles of the current greedy policy and publishes them to ``candidate``;
-    each carries the env spec the runners sample (its normalizer, fitted once on the
-    training split, and its data ranges)."""
+def _evaluate(q_values: Callable[[np.ndarray], np.ndarray], exp: ExperimentConfig,
+              spec: EnvSpec, split: str, iteration: int, run: Path) -> dict[str, Any]:
+    """Evaluate on ``split``; save the curves and append the record to
+    ``metrics/eval.jsonl``. ``iteration`` is that of the evaluated policy's weights."""
+    curves: dict[str, Any] = {}
+    evaluation = evaluate(q_values, exp, split, seed=exp.seed, curves=curves, spec=spec)
+    evaluation["iteration"] = iteration
+    curves["iteration"] = iteration
+    curve_file = run / keys.eval_curve_key(iteration, split)
+    curve_file.parent.mkdir(parents=True, exist_ok=True)
+    curve_file.write_text(json.dumps(curves))
+    _append(run / keys.EVAL_METRICS, evaluation)
+    return evaluation
 
-    def __init__(self, exp: ExperimentConfig, spec: EnvSpec, store: PolicyStore) -> None:
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The best policy so far: its inference-only tensors (copies), where training
+    stood, and its validation evaluation."""
+
+    iteration: int
+    tensors: dict[str, np.ndarray]
+    obs_dim: int
+    training: dict[str, Any]
+    evaluation: dict[str, Any]
+
+
+class _Selector:
+    """Scores validation evaluations, keeps the best policy's weights, decides and makes
+    publications, and evaluates the selected policy on the final splits.
+
+    The best weights stay in memory (a few hundred KB of float32 tensors, the same ones a
+    bundle ships), not in a second RLlib checkpoint: a checkpoint would also carry the
+    optimizer and learner state, which selection never needs, because training always
+    goes on from the latest state and only the best policy is published.
+    """
+
+    def __init__(self, exp: ExperimentConfig, spec: EnvSpec, store: PolicyStore, run: Path,
+                 progress: Callable[[str], None]) -> None:
         self.exp = exp
         self.spec = spec
         self.store = store
+        self.run = run
+        self.progress = progress
+        sel = exp.selection
+        self.tracker = EarlyStopping(patience=sel.patience,
+                                     min_improvement=sel.min_improvement)
+        self.best: _Snapshot | None = None
+        self.published: dict[int, int] = {}  # iteration of this run -> version
+        self._data: DataInfo | None = None
+        self._files: tuple[int, dict[str, bytes]] | None = None
 
-    def publish(self, algo: Any, record: dict[str, Any],
-                evaluations: list[dict[str, Any]]) -> int:
-        exp = self.exp
-        module = algo.get_module()
-        tensors = rllib_tensors(module.get_state(inference_only=True), exp.dqn.dueling)
-        obs_dim = int(module.observation_space.shape[0])
-        validation = [e for e in evaluations
-                      if e["split"] == "validation" and e["iteration"] == algo.iteration]
-        files = bundle_files(tensors, exp, self.spec, obs_dim,
-                             training={"iteration": algo.iteration,
-                                       "env_steps_sampled": record["env_steps_sampled"],
-                                       "env_steps_trained": record["env_steps_trained"]},
-                             evaluation=validation[-1] if validation else None)
-        return self.store.publish(files, channel="candidate",
-                                  reason=f"training iteration {algo.iteration}")
+    def observe(self, algo: Any, record: dict[str, Any], evaluation: dict[str, Any]) -> None:
+        """Score a validation evaluation of the learner's current policy; keep its weights
+        when it is the best so far."""
+        sel = self.exp.selection
+        value = score(evaluation, sel.metric, self.exp.env.initial_equity)
+        seen = self.tracker.observe(algo.iteration, value)
+        if seen.improved:
+            module = algo.get_module()
+            tensors = rllib_tensors(module.get_state(inference_only=True), self.exp.dqn.dueling)
+            self.best = _Snapshot(
+                iteration=algo.iteration,
+                tensors={k: v.copy() for k, v in tensors.items()},  # the learner goes on
+                obs_dim=int(module.observation_space.shape[0]),
+                training={"iteration": algo.iteration,
+                          "env_steps_sampled": record["env_steps_sampled"],
+                          "env_steps_trained": record["env_steps_trained"]},
+                evaluation=evaluation)
+        t = self.tracker
+        _append(self.run / keys.SELECTION_METRICS, {
+            "kind": "evaluation", "iteration": algo.iteration, "metric": sel.metric,
+            "score": value if math.isfinite(value) else None, "improved": seen.improved,
+            "best_iteration": t.best_iteration,
+            "best_score": t.best_score if t.best_score is not None
+            and math.isfinite(t.best_score) else None,
+            "evaluations_without_improvement": t.since_improvement,
+            "patience": sel.patience})
+        self.progress(f"selection @ iter {algo.iteration}: {sel.metric} {value:+.4g}"
+                      + (" (new best)" if seen.improved else
+                         f" (best {t.best_score:+.4g} at iter {t.best_iteration}; "
+                         f"{t.since_improvement} without improvement)"))
+
+    def files(self) -> dict[str, bytes]:
+        """The bundle of the best policy, with its own validation evaluation."""
+        best = self.best
+        if best is None:
+            raise ConfigError("no policy was evaluated on validation")
+        if self._files is None or self._files[0] != best.iteration:
+            self._files = (best.iteration, bundle_files(
+                best.tensors, self.exp, self.spec, best.obs_dim, training=best.training,
+                evaluation=best.evaluation))
+        return self._files[1]
+
+    def publish(self, iteration: int) -> PublishDecision:
+        """Publish the best policy to ``candidate`` if it qualifies (``decide``); the
+        decision is logged either way."""
+        if self._data is None:
+            self._data = data_info(self.spec)
+        sel = self.exp.selection
+        best = self.best
+        decision = decide(self.store, iteration=iteration, metric=sel.metric,
+                          min_improvement=sel.min_improvement,
+                          require_beat_flat=sel.require_beat_flat,
+                          best_iteration=best.iteration if best else None,
+                          best_evaluation=best.evaluation if best else None,
+                          initial_equity=self.exp.env.initial_equity, data=self._data,
+                          published=self.published)
+        if decision.publish and best is not None:
+            version = self.store.publish(
+                self.files(), channel="candidate",
+                reason=f"training iteration {best.iteration}: best on validation")
+            self.published[best.iteration] = version
+            decision = dataclasses.replace(decision, version=version)
+        _append(self.run / keys.SELECTION_METRICS, decision.to_record())
+        self.progress(decision.line())
+        return decision
+
+    def evaluate_best(self, split: str) -> dict[str, Any]:
+        """Evaluate the selected policy (rebuilt from its bundle) on ``split``."""
+        best = self.best
+        if best is None:
+            raise ConfigError("no policy was evaluated on validation")
+        policy = Policy(self.files())
+        return _evaluate(policy.q_values, self.exp, self.spec, split, best.iteration,
+                         self.run)
 
 
 def _fmt(x: Any, spec: str) -> str:

@@ -155,9 +155,12 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
                         for t in tables)
         reference = _write(ref.between(fold.train_start, fold.train_end), data / "ref") \
             if ref is not None else None
+        # every fold's selected policy is tested, whether or not it beat flat on its
+        # validation split: the walk-forward reports the method, it promotes nothing
         fold_exp = dataclasses.replace(
             exp, name=f"{exp.name}-fold{fold.index}",
-            data=dataclasses.replace(exp.data, sources=sources, reference=reference))
+            data=dataclasses.replace(exp.data, sources=sources, reference=reference),
+            selection=dataclasses.replace(exp.selection, require_beat_flat=False))
         progress(f"fold {fold.index}: training on {fold.train_start}..{fold.train_end}")
         trained = train(fold_exp, folder / "run", iterations=iterations,
                         time_budget_s=time_budget_s, address=address,

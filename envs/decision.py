@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """When a policy's greedy wish becomes a change of position (module docstring)."""
+    """When a policy's greedy wish becomes a change of position (``envs/decision.py``)."""
 
     margin: float = 0.0
     """Q advantage (reward units) a switch must exceed, on top of the cost term."""

@@ -104,15 +104,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(exp, run_dir, iterations=args.iterations, time_budget_s=args.time_budget,
                    resume=args.resume, address=args.address, eval_every=args.eval_every,
                    checkpoint_every=args.checkpoint_every, store=PolicyStore(blobs),
-                   publish_every=args.publish_every)
+                   publish_every=args.publish_every, final_splits=args.final_splits)
     print(json.dumps({"iterations": result.iterations,
                       "env_steps_sampled": result.env_steps_sampled,
                       "env_steps_trained": result.env_steps_trained,
                       "wall_s": round(result.wall_s, 1),
                       "checkpoint": str(result.checkpoint),
                       "store": result.store_uri,
-                      "published": [f"v{v:06d}" for v in result.published]}))
+                      "published": [f"v{v:06d}" for v in result.published],
+                      "best_iteration": result.best_iteration,
+                      "best_score": result.best_score,
+                      "selection_metric": exp.selection.metric,
+                      "stopped_early": result.stopped_early,
+                      "last_decision": result.decisions[-1].reason if result.decisions
+                      else None,
+                      "final": {e["split"]: e["iteration"] for e in result.evaluations
+                                if e["split"] in args.final_splits}}))
     return 0
+
+
+def _final_splits(text: str) -> tuple[str, ...]:
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in splits if s not in ("train", "validation", "test")]
+    if bad or not splits:
+        raise argparse.ArgumentTypeError(f"{text!r}: splits are a comma-separated list of "
+                                         "train, validation, test")
+    return tuple(dict.fromkeys(splits))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-every", type=int, default=10, help="iterations between evaluations")
     tr.add_argument("--checkpoint-every", type=int, default=10,
                     help="iterations between checkpoints")
+    tr.add_argument("--final-splits", type=_final_splits, default=("validation",),
+                    metavar="SPLITS", help="comma-separated splits the selected policy is "
+                    "evaluated on at the end, e.g. validation,test (default validation; "
+                    "test is read only after the selection is decided)")
     tr.set_defaults(func=_cmd_train)
     add_tune_command(sub)
 

@@ -28,9 +28,11 @@ from raytrade.algos.experiment import (
     NetworkConfig,
     ReplayConfig,
     ResourcesConfig,
+    SelectionConfig,
     TuneSettings,
 )
 from raytrade.envs.costs import CostModel
+from raytrade.envs.decision import DecisionRule
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.risk import RiskConfig
@@ -41,9 +43,11 @@ END = "<!-- /config-reference -->"
 SECTIONS: tuple[tuple[str, type], ...] = (
     ("(top level)", ExperimentConfig), ("[data]", DataConfig), ("[features]", FeatureSpec),
     ("[env]", EnvConfig), ("[env.costs]", CostModel), ("[env.risk]", RiskConfig),
+    ("[env.decision]", DecisionRule),
     ("[network]", NetworkConfig), ("[dqn]", DQNSettings), ("[replay]", ReplayConfig),
     ("[exploration]", ExplorationConfig), ("[resources]", ResourcesConfig),
     ("[fault_tolerance]", FaultToleranceConfig), ("[live]", LiveConfig),
+    ("[selection]", SelectionConfig),
     ("[tune]", TuneSettings))
 
 

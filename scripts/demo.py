@@ -6,7 +6,17 @@
 4. **train**: the Ape-X DQN trains in a background thread; after every ``train_budget_s``
    seconds of training it evaluates the greedy policy on validation and publishes it to
    ``candidate``. With online learning it also drains the live-experience queue;
-5. **promote**: each new candidate goes to ``paper`` only through the paper gate;
+   Training publishes to ``candidate`` only its best validation policy, and only when it
+   beats the current candidate (and flat after costs: the experiment's ``[selection]``);
+5. **promote**: each new candidate goes to ``paper`` only through the paper gate, which by
+   default requires beating flat after costs on validation. Until a candidate qualifies
+   the demo says so on the terminal (with the numbers) and training goes on; no paper
+   trader starts before one does. ``paper_override`` (``--paper-override``) is the demo's
+   only exception, off by default: training then also publishes policies that lose to flat,
+   and the first candidate that verifies and has a finite validation result goes to paper
+   even if the gate refuses it, as a *forced* move logged in the store's channel history
+   with the verdict it overrode, and printed as a demo override. Later candidates still
+   need the gate;
 6. **feed**: ``raytrade feed replay`` streams the test split (bars the policy was neither
    trained nor selected on) at ``speed``; the bars before it are REST history for warm-up;
 7. **paper**: one ``PaperTrader`` Ray actor per symbol follows ``paper`` and hot-swaps each
@@ -41,11 +51,17 @@ from typing import Any
 
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.algos.experiment import ExperimentConfig, LiveConfig
+from raytrade.algos.experiment import ExperimentConfig, LiveConfig, SelectionConfig
 from raytrade.algos.experiments import experiment_path
-from raytrade.algos.storage.keys import TRAIN_METRICS
+from raytrade.algos.storage.keys import SELECTION_METRICS, TRAIN_METRICS
 from raytrade.algos.storage.policy_store import PolicyStore
-from raytrade.algos.storage.promotion import GateLimits, live_gate, promote
+from raytrade.algos.storage.promotion import (
+    GateLimits,
+    PaperLimits,
+    live_gate,
+    paper_gate,
+    promote,
+)
 from raytrade.algos.train import TrainResult, ray_session, train
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.warmup import feature_warmup_bars
@@ -86,6 +102,9 @@ class DemoOptions:
     """Each paper trader's starting balance."""
     status_every_s: float = 2.0
     """Status refresh and candidate check period."""
+    paper_override: bool = False
+    """Demo override (module docstring): paper-trade the first candidate even when it
+    does not beat flat after costs on validation; the forced move is logged and printed."""
 
     def __post_init__(self) -> None:
         if not self.train_budget_s > 0 or not self.speed > 0 or self.status_every_s <= 0:
@@ -116,6 +135,9 @@ def load_demo_data(options: DemoOptions) -> tuple[DemoData, dict[str, Any]]:
     exp = dataclasses.replace(exp, live=dataclasses.replace(
         exp.live, enabled=options.online_learning) if options.online_learning else
         LiveConfig(enabled=False))
+    if options.paper_override:  # candidates that lose to flat are published (and judged)
+        exp = dataclasses.replace(exp, selection=dataclasses.replace(
+            exp.selection, require_beat_flat=False))
     files = resolve_sources(exp.data.sources)
     if any(f.startswith("synthetic:") for f in files):
         raise ConfigError(f"{path}: the demo replays bar files over a websocket; synthetic "
@@ -313,54 +335,85 @@ class Demo:
         self.train_thread = threading.Thread(target=target, name="learner", daemon=True)
         self.train_thread.start()
         live = "on" if exp.live.enabled else "off"
+        sel: SelectionConfig = exp.selection
+        flat = "beating flat after costs and " if sel.require_beat_flat else ""
         self.display.stage("train", f"Ape-X DQN ({exp.resources.num_env_runners} env "
                            f"runners x {exp.resources.num_envs_per_env_runner} envs), "
-                           f"a policy every {self.o.train_budget_s:.0f} s of training, "
-                           f"online learning {live}")
+                           f"the best validation policy published every "
+                           f"{self.o.train_budget_s:.0f} s of training if {flat}better than "
+                           f"the candidate by {sel.metric}, online learning {live}")
 
     def _first_policy(self) -> bool:
-        """Wait (with a progress bar) for the first published candidate and promote it."""
+        """Wait (with a progress bar) until a candidate reaches ``paper``: each new one
+        goes through the paper gate (``_promote``); while none qualifies the demo says
+        why (training's own publication decisions, then the gate's verdicts) and waits
+        for the next. True when paper trading can start."""
         metrics = self.store_dir / TRAIN_METRICS
-        pointer = None
-        with self.display.training(self.o.train_budget_s) as bar:
+        decisions = self.store_dir / SELECTION_METRICS
+        shown: set[int] = set()  # iterations whose "not published" decision was shown
+        budget = self.o.train_budget_s
+        with self.display.training(budget) as bar:
             while self._should_go_on():
                 pointer = self.store.channel("candidate")
-                if pointer is not None:
-                    break
+                if pointer is not None and pointer.version not in self.judged:
+                    at = last_record(metrics) or {}
+                    self.display.stage("train", f"v{pointer.version:06d} published to "
+                                       f"candidate after {at.get('iteration')} iterations, "
+                                       f"{fmt_or_dash(at.get('env_steps_sampled'), ',.0f')}"
+                                       " env steps")
+                    if self._promote(pointer.version, first=True):
+                        return True
+                decision = last_record(decisions)
+                if decision is not None and decision.get("kind") == "publication" and \
+                        decision.get("version") is None and \
+                        decision.get("iteration") not in shown:
+                    shown.add(int(decision["iteration"]))
+                    self.display.warn(f"nothing qualifies for paper yet: training did not "
+                                      f"publish at iteration {decision['iteration']}: "
+                                      f"{decision['reason']}; training goes on")
                 record = last_record(metrics)
                 if record is None:
                     bar.update(0.0, "starting the learner and env runners")
-                elif record["time_s"] < self.o.train_budget_s:
-                    bar.update(record["time_s"], f"iter {record['iteration']} | sampled "
-                               f"{fmt_or_dash(record['env_steps_sampled'], ',.0f')} | return "
-                               f"{fmt_or_dash(record['episode_return_mean'], '.3f')} | loss "
-                               f"{fmt_or_dash(record['qf_loss'], '.3g')}")
                 else:
-                    bar.update(self.o.train_budget_s, "evaluating on validation, publishing")
+                    t = float(record["time_s"])
+                    bar.update(t if t < budget else t % budget, f"iter {record['iteration']}"
+                               f" | sampled {fmt_or_dash(record['env_steps_sampled'], ',.0f')}"
+                               f" | return {fmt_or_dash(record['episode_return_mean'], '.3f')}"
+                               f" | loss {fmt_or_dash(record['qf_loss'], '.3g')}")
                 self.stop.wait(0.5)
-        if pointer is None:
-            return False
-        record = last_record(metrics) or {}
-        self.display.stage("train", f"v{pointer.version:06d} published to candidate after "
-                           f"{record.get('iteration')} iterations, "
-                           f"{fmt_or_dash(record.get('env_steps_sampled'), ',.0f')} env steps")
-        return self._promote(pointer.version, first=True)
+        return False
 
     def _promote(self, version: int, *, first: bool = False) -> bool:
-        """Move ``version`` to ``paper`` if the paper gate passes; True if it moved."""
+        """Move ``version`` to ``paper`` if the paper gate passes; True if it moved. With
+        ``first`` and ``paper_override``, a candidate refused only for not beating flat
+        (it verifies and has a finite validation result) is forced there instead."""
         self.judged.add(version)
         verdict, pointer = promote(self.store, "paper", version=version,
                                    reason=f"demo: candidate v{version:06d}")
+        override = False
+        if pointer is None and first and self.o.paper_override and \
+                paper_gate(self.store, version, PaperLimits(require_beat_flat=False)).passed:
+            override = True
+            verdict, pointer = promote(self.store, "paper", version=version, force=True,
+                                       reason=f"demo override (--paper-override): "
+                                       f"candidate v{version:06d}")
         sharpe = ", ".join(f"{name} {fmt_or_dash(v.get('greedy_sharpe'), '+.2f')}"
                            for name, v in verdict.actors.items())
         self.promotions.append({"version": version, "passed": verdict.passed,
-                                "reasons": verdict.reasons, "validation_sharpe": sharpe})
-        if pointer is not None:
+                                "reasons": verdict.reasons, "validation_sharpe": sharpe,
+                                "override": override})
+        if override:
+            self.display.warn(f"demo override: v{version:06d} does not qualify for paper "
+                              f"({verdict.summary()}); paper-trading it anyway to show the "
+                              "loop (--paper-override; logged as a forced move)")
+        elif pointer is not None:
             self.display.stage("promote", f"v{version:06d} -> paper (paper gate passed; "
                                f"validation Sharpe {sharpe})")
         elif first:
-            self.display.error(f"v{version:06d} refused by the paper gate: "
-                               f"{verdict.summary()}; not paper-trading it")
+            self.display.warn(f"nothing qualifies for paper yet: v{version:06d} stays on "
+                              f"candidate: {verdict.summary()}; training goes on and each "
+                              "new candidate is judged (--paper-override paper-trades one "
+                              "anyway)")
         else:
             self.display.warn(f"v{version:06d} stays on candidate: {verdict.summary()}")
         return pointer is not None
@@ -553,6 +606,10 @@ class Demo:
                                f"{fmt_or_dash(training['live_transitions_ingested'], ',.0f')} live "
                                f"transitions ingested, policies "
                                f"{', '.join(f'v{v}' for v in training['published'])}")
+        if "paper" not in self.summary:
+            self.display.stage("paper", "no paper trader ran: no candidate qualified for "
+                               "paper (the gate needs a policy that beats flat after costs "
+                               "on validation; --paper-override paper-trades one anyway)")
         gate = self.summary.get("live_gate")
         if gate:
             self.display.stage("live gate", ("passed" if gate["passed"] else "refused") +

@@ -57,7 +57,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                           train_budget_s=args.train_budget, duration_s=args.duration,
                           speed=args.speed, port=args.port,
                           online_learning=not args.no_online_learning,
-                          initial_equity=args.initial_equity)
+                          initial_equity=args.initial_equity,
+                          paper_override=args.paper_override)
     log_path = run_dir.resolve() / "logs" / "demo.log"
     with output_to_log(log_path) as terminal:
         display = Display(Console(file=terminal, soft_wrap=True),
@@ -98,6 +99,10 @@ def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="do not feed paper-trading transitions back to the learner")
     p.add_argument("--initial-equity", type=float, default=10_000.0,
                    help="each paper trader's starting balance, quote currency")
+    p.add_argument("--paper-override", action="store_true",
+                   help="demo override: paper-trade the first candidate even if it does not "
+                   "beat flat after costs on validation (a forced move, logged and printed); "
+                   "default: wait until a candidate passes the paper gate")
     p.add_argument("--status-every", type=float, default=30.0,
                    help="seconds between status lines when the output is not a terminal")
     p.set_defaults(func=_cmd_demo)

@@ -64,14 +64,16 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from raytrade.algos.storage.promotion import GateLimits, promote
+    from raytrade.algos.storage.promotion import GateLimits, PaperLimits, promote
 
     store = _store(args)
     limits = GateLimits(min_bars=args.min_bars, min_sharpe=args.min_sharpe,
                         max_drawdown=args.max_drawdown)
     version = parse_version(args.version) if args.version else None
     verdict, pointer = promote(store, args.channel, reason=args.reason, version=version,
-                               limits=limits, force=args.force)
+                               limits=limits, force=args.force,
+                               paper_limits=PaperLimits(
+                                   require_beat_flat=not args.allow_below_flat))
     print(json.dumps({"channel": args.channel, "passed": verdict.passed,
                       "reasons": verdict.reasons, "evidence": verdict.actors,
                       "moved_to": version_name(pointer.version) if pointer else None,
@@ -114,6 +116,10 @@ def add_store_commands(sub: Any) -> None:
     pr.add_argument("--reason", required=True, help="why; recorded in the move log")
     pr.add_argument("--force", action="store_true",
                     help="move even if the gate fails (logged as forced, with the verdict)")
+    pr.add_argument("--allow-below-flat", action="store_true",
+                    help="paper gate: accept a candidate that did not beat flat after costs "
+                    "on validation (default: refuse it; any finite validation result then "
+                    "passes)")
     pr.add_argument("--min-bars", type=int, default=288,
                     help="live gate: bars of paper trading on the version, per actor")
     pr.add_argument("--min-sharpe", type=float, default=0.0,

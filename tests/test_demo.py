@@ -11,6 +11,7 @@ and the child-process group stop.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -22,15 +23,19 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from raytrade.actors.journal import Journal
 from raytrade.algos.export import random_bundle
+from raytrade.algos.manifest import MANIFEST
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.child_process import ChildProcess
-from raytrade.scripts.demo import DemoOptions, check_run_dir, last_record, load_demo_data
+from raytrade.scripts.demo import Demo, DemoOptions, check_run_dir, last_record, load_demo_data
+from raytrade.scripts.demo_display import Display
 from raytrade.scripts.s3_local import free_port
+from rich.console import Console
 
 from tests.live_setup import experiment
 
@@ -96,7 +101,7 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     proc = subprocess.Popen(
         [sys.executable, "-m", "raytrade.scripts.cli", "demo", "--run-dir", str(run),
          "--train-budget", "15", "--speed", "600", "--port", str(port),
-         "--status-every", "5"],
+         "--status-every", "5", "--paper-override"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     terminal: list[str] = []
     reader = threading.Thread(target=lambda: terminal.extend(proc.stdout or []), daemon=True)
@@ -155,33 +160,43 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     versions = store.versions()
     paper = store.channel("paper")
     assert versions and paper is not None and paper.version in versions
-    # one policy after each training budget and one at the stop, each with the
-    # validation evidence the paper gate reads (and the test's unevaluated one)
+    # the best validation policy, published after a training budget when it beat the
+    # candidate, each with the validation evidence the paper gate reads (and the test's
+    # unevaluated one)
     trained = [v for v in versions if v not in ours]
-    assert len(trained) >= 2
+    assert trained
     for version in trained:
         assert store.manifest(version)["evaluation"]["split"] == "validation"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped_by"] == "Ctrl-C"
     # the paper gate judged every candidate on its evidence: the unevaluated one was
-    # refused and never reached paper; each trained one passed on a finite validation
-    # Sharpe per dataset (the one its promotion record shows) and was moved by the gate
+    # refused and never reached paper; a trained one passed only if it beat flat after
+    # costs on every validation dataset. The first went to paper either through the gate
+    # or, with --paper-override, as a forced move the terminal and the move log show
     promotions = {p["version"]: p for p in summary["promotions"]}
-    assert summary["promotions"][0]["passed"] is True, "paper trading needs the first"
+    first = summary["promotions"][0]
+    assert first["passed"] or first["override"], "paper trading needs the first"
     assert promotions[unevaluated]["passed"] is False
     assert promotions[unevaluated]["reasons"] == [
         f"{version_name(unevaluated)} has no validation evaluation"]
     moved = store.history("paper")
-    assert moved and all(m.kind == "promote" for m in moved), moved
-    assert {m.to_version for m in moved} == {v for v, p in promotions.items() if p["passed"]}
+    assert moved[0].to_version == first["version"]
+    assert moved[0].kind == ("force" if first["override"] else "promote"), moved
+    assert (f"demo override: {version_name(first['version'])}" in out) == first["override"]
+    assert all(m.kind == "promote" for m in moved[1:]), moved
+    assert {m.to_version for m in moved} == {
+        v for v, p in promotions.items() if p["passed"] or p["override"]}
     assert not set(ours) & {m.to_version for m in moved}
     for version, promotion in promotions.items():
         if version in ours:
             assert promotion["passed"] is False  # judged after the learner replaced it
             continue
-        assert promotion["passed"] is True and promotion["reasons"] == []
         evidence = store.manifest(version)["evaluation"]["datasets"]
         assert set(evidence) == {"ETHUSDT", "BTCUSDT"}
+        beats = all(per["greedy"]["final_equity"] > per["flat"]["final_equity"]
+                    for per in evidence.values())
+        assert promotion["passed"] is beats, promotion
+        assert beats or any("does not beat flat" in r for r in promotion["reasons"])
         for dataset, per in evidence.items():
             sharpe = per["greedy"]["sharpe"]
             assert isinstance(sharpe, float) and math.isfinite(sharpe)
@@ -283,3 +298,61 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _losing_candidate(store: PolicyStore) -> int:
+    """A candidate whose validation evaluation verifies and is finite but lost to flat."""
+    files = random_bundle(experiment(), seed=3)
+    manifest = json.loads(files[MANIFEST])
+    manifest["evaluation"] = {"split": "validation", "datasets": {"ETHUSDT": {
+        "greedy": {"final_equity": 9_500.0, "sharpe": -17.0},
+        "flat": {"final_equity": 10_000.0, "sharpe": None}}}}
+    return store.publish({**files, MANIFEST: json.dumps(manifest).encode()})
+
+
+def _quiet_demo(tmp_path: Path, **options: Any) -> tuple[Demo, io.StringIO]:
+    out = io.StringIO()
+    display = Display(Console(file=out, width=400, force_terminal=False), plain_every_s=1e9)
+    return Demo(DemoOptions(run_dir=tmp_path, **options), display), out
+
+
+def test_demo_first_policy_nothing_qualifies_says_why_and_starts_no_paper(
+        tmp_path: Path) -> None:
+    demo, out = _quiet_demo(tmp_path, duration_s=1.5)
+    (demo.store_dir / "metrics").mkdir(parents=True)
+    (demo.store_dir / "metrics" / "selection.jsonl").write_text(json.dumps({
+        "kind": "publication", "iteration": 7, "version": None,
+        "reason": "the best policy (iteration 7) does not beat flat"}) + "\n")
+    version = _losing_candidate(demo.store)
+    assert demo._first_policy() is False  # waited for a qualifying one until the duration
+    text = out.getvalue()
+    assert "nothing qualifies for paper yet: training did not publish at iteration 7: " \
+        "the best policy (iteration 7) does not beat flat; training goes on" in text
+    assert f"nothing qualifies for paper yet: {version_name(version)} stays on candidate: " \
+        "gate failed: ETHUSDT: does not beat flat after costs on validation (greedy " \
+        "9,500.00 vs flat 10,000.00, excess log growth -5.13 %)" in text
+    assert demo.store.channel("paper") is None and demo.promotions[0]["passed"] is False
+    demo._print_summary()
+    assert "no paper trader ran: no candidate qualified for paper" in out.getvalue()
+
+
+def test_demo_paper_override_forces_the_first_candidate_and_logs_it(tmp_path: Path) -> None:
+    demo, out = _quiet_demo(tmp_path, paper_override=True, duration_s=30)
+    version = _losing_candidate(demo.store)
+    assert demo._first_policy() is True
+    assert f"demo override: {version_name(version)} does not qualify for paper" in \
+        out.getvalue()
+    move = demo.store.history("paper")[-1]
+    assert move.kind == "force" and move.to_version == version
+    assert "does not beat flat" in move.reason and "demo override" in move.reason
+    assert demo.promotions == [{"version": version, "passed": False, "override": True,
+                                "reasons": demo.promotions[0]["reasons"],
+                                "validation_sharpe": "ETHUSDT -17.00"}]
+    # later candidates still need the gate
+    later = _losing_candidate(demo.store)
+    assert demo._promote(later) is False
+    assert demo.store.channel("paper").version == version  # type: ignore[union-attr]
+    # an unevaluated first candidate is not forced, even with the override
+    other, _ = _quiet_demo(tmp_path / "other", paper_override=True)
+    unevaluated = other.store.publish(random_bundle(experiment(), seed=4))
+    assert other._promote(unevaluated, first=True) is False

@@ -56,6 +56,10 @@ def test_shipped_experiments_load_and_build(name: str) -> None:
     ("[dqn]\nmax_updates_per_step = 0\n", "max_updates_per_step"),
     ("[network]\nencoder = \"lstm\"\n", "encoder"),
     ("[network]\nencoder = \"conv1d\"\nconv_kernel = 2\n", "conv_kernel"),
+    ("[selection]\nmetric = \"sortino\"\n", r"selection.metric must be one of"),
+    ("[selection]\npatience = -1\n", r"selection.patience must be >= 0"),
+    ("[selection]\nmin_improvement = -0.01\n", r"min_improvement"),
+    ("[selection]\nstop_after = 3\n", r"\[selection\] fields \['stop_after'\]"),
 ])
 def test_bad_experiment_files_name_file_and_field(tmp_path: Path, text: str,
                                                   message: str) -> None:

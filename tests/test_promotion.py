@@ -12,7 +12,13 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.manifest import MANIFEST
 from raytrade.algos.storage.policy_store import PolicyStore, default_actor
-from raytrade.algos.storage.promotion import GateLimits, live_gate, paper_gate, promote
+from raytrade.algos.storage.promotion import (
+    GateLimits,
+    PaperLimits,
+    live_gate,
+    paper_gate,
+    promote,
+)
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.metrics import performance
 from raytrade.scripts.cli import main
@@ -22,12 +28,16 @@ EXP = dataclasses.replace(EXP, network=dataclasses.replace(EXP.network, hidden=(
 FIVE_MIN = 300_000
 
 
-def _evaluated(seed: int, sharpe: float | None = 1.5) -> dict[str, bytes]:
+def _evaluated(seed: int, sharpe: float | None = 1.5,
+               greedy: float = 11_000.0) -> dict[str, bytes]:
+    """A bundle whose manifest carries a validation evaluation: the greedy policy ended
+    at ``greedy``, flat at the starting 10,000."""
     files = random_bundle(EXP, seed=seed)
     manifest = json.loads(files[MANIFEST])
     manifest["evaluation"] = None if sharpe is None else {
-        "split": "validation", "datasets": {"SYNTHUSDT": {"greedy": {
-            "sharpe": sharpe, "final_equity": 11_000.0}}}}
+        "split": "validation", "datasets": {"SYNTHUSDT": {
+            "greedy": {"sharpe": sharpe, "final_equity": greedy},
+            "flat": {"sharpe": None, "final_equity": 10_000.0}}}}
     return {**files, MANIFEST: json.dumps(manifest).encode()}
 
 
@@ -58,6 +68,29 @@ def test_candidate_to_paper_needs_an_evaluation(store: PolicyStore) -> None:
     assert not verdict.passed and pointer is None
     assert "no validation evaluation" in verdict.summary()
     assert store.channel("paper").version == 1  # type: ignore[union-attr]
+
+
+def test_paper_gate_by_default_refuses_a_candidate_that_does_not_beat_flat(
+        store: PolicyStore, capsys: pytest.CaptureFixture[str]) -> None:
+    losing = store.publish(_evaluated(2, sharpe=-17.0, greedy=9_800.0))
+    verdict, pointer = promote(store, "paper", reason="finite is not enough")
+    assert not verdict.passed and pointer is None
+    assert verdict.reasons == ["SYNTHUSDT: does not beat flat after costs on validation "
+                               "(greedy 9,800.00 vs flat 10,000.00, excess log growth "
+                               "-2.02 %)"]
+    assert verdict.actors["SYNTHUSDT"]["excess_log_growth"] == pytest.approx(np.log(0.98))
+    # a policy that never traded ties flat: it does not beat it either
+    tied = store.publish(_evaluated(3, sharpe=0.0, greedy=10_000.0))
+    assert "does not beat flat" in paper_gate(store, tied).summary()
+    # configurable: any finite validation result passes when beating flat is not required
+    assert paper_gate(store, losing, PaperLimits(require_beat_flat=False)).passed
+    uri = ["--store", store.uri, "--channel", "paper", "--version", "v2"]
+    assert main(["promote", *uri, "--reason", "try"]) == 1
+    assert "does not beat flat" in capsys.readouterr().err
+    assert main(["promote", *uri, "--reason", "accepted below flat",
+                 "--allow-below-flat"]) == 0
+    assert store.channel("paper").version == losing  # type: ignore[union-attr]
+    assert store.history("paper")[-1].kind == "promote"
 
 
 def test_paper_gate_refuses_a_bundle_no_executor_would_load(store: PolicyStore) -> None:

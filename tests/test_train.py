@@ -118,12 +118,18 @@ def test_cli_train_with_a_relative_store_checkpoints_and_exports(
     from raytrade.scripts.cli import main
 
     monkeypatch.chdir(tmp_path)  # the default store runs/<name> is relative
-    assert main(["train", "--config", str(experiment_path("synthetic_regime")),
-                 "--iterations", "1"]) == 0
+    # one iteration rarely beats flat: publish it anyway, to check the export
+    config = tmp_path / "exp.toml"
+    config.write_text(experiment_path("synthetic_regime").read_text()
+                      + "\n[selection]\nrequire_beat_flat = false\n")
+    assert main(["train", "--config", str(config), "--iterations", "1",
+                 "--final-splits", "validation,test"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["iterations"] == 1
+    assert out["iterations"] == 1 and out["best_iteration"] == 1
+    assert out["final"] == {"validation": 1, "test": 1}  # the test split on request
     assert (tmp_path / "runs" / "synthetic_regime" / "checkpoints" / "iter_000001").is_dir()
     assert out["published"] == ["v000001"]
+    assert "candidate channel is empty" in out["last_decision"]
     assert (tmp_path / "runs" / "synthetic_regime" / "policies" / "v000001"
             / "manifest.json").is_file()
 
@@ -174,21 +180,29 @@ def test_training_on_an_s3_store_publishes_mirrors_and_resumes_elsewhere(
         tmp_path: Path, moto_server: MotoServer) -> None:
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     exp = dataclasses.replace(exp, resources=dataclasses.replace(
-        exp.resources, num_env_runners=1, num_envs_per_env_runner=4))
+        exp.resources, num_env_runners=1, num_envs_per_env_runner=4),
+        selection=dataclasses.replace(exp.selection, require_beat_flat=False))
     uri = f"s3://{moto_server.new_bucket()}/runs/synth"
     store = PolicyStore(uri, endpoint_url=moto_server.endpoint_url)
     first = train(exp, tmp_path / "machine_a", iterations=2, eval_every=100,
                   checkpoint_every=2, store=store, publish_every=1, progress=lambda _: None)
-    assert first.published == [1, 2] and store.versions() == [1, 2]
-    assert store.channel("candidate").version == 2  # type: ignore[union-attr]
-    assert [m.reason for m in store.history("candidate")] == [
-        "training iteration 1", "training iteration 2"]
+    # iteration 1 is published (nothing on candidate); iteration 2 only if it is better
+    assert first.published[0] == 1 and store.versions() == first.published
+    assert [d.publish for d in first.decisions] == [True, len(first.published) == 2]
+    assert store.channel("candidate").version == first.published[-1]  # type: ignore[union-attr]
+    assert store.history("candidate")[0].reason == \
+        "training iteration 1: best on validation"
+    decisions = [json.loads(x) for x in store.blobs.get("metrics/selection.jsonl").data
+                 .splitlines() if json.loads(x)["kind"] == "publication"]
+    assert [d["version"] for d in decisions] == \
+        [d.version for d in first.decisions]  # mirrored to S3
     assert store.blobs.get("checkpoints/latest").data == b"iter_000002"
     assert len(store.blobs.get("metrics/train.jsonl").data.splitlines()) == 2
     # another machine, empty work folder: resume pulls the checkpoint from S3
     again = train(exp, tmp_path / "machine_b", iterations=1, resume=True, eval_every=100,
                   checkpoint_every=100, store=store, progress=lambda _: None)
-    assert again.iterations == 3 and again.published == [3]
+    assert again.iterations == 3 and again.published == (
+        [store.versions()[-1]] if again.decisions[-1].publish else [])
     lines = store.blobs.get("metrics/train.jsonl").data.splitlines()
     assert [json.loads(x)["iteration"] for x in lines] == [1, 2, 3]
     # evaluation curves are mirrored too (the last iteration of each call evaluates)

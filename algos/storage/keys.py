@@ -12,6 +12,7 @@ so the two sides cannot drift::
     metrics/train.jsonl                    one line per training iteration
     metrics/eval.jsonl                     one line per evaluation
     metrics/eval_curves/<iter>_<split>.json   equity curves of one evaluation
+    metrics/selection.jsonl                validation scores and publication decisions
     checkpoints/<name>/                    RLlib checkpoints (``iter_NNNNNN``)
     checkpoints/latest                     the newest checkpoint's name (one line)
     paper/<actor>/equity.jsonl             the actor's equity per decided bar
@@ -45,6 +46,7 @@ MOVES = "channels/moves/"
 METRICS_DIR = "metrics/"
 TRAIN_METRICS = "metrics/train.jsonl"
 EVAL_METRICS = "metrics/eval.jsonl"
+SELECTION_METRICS = "metrics/selection.jsonl"
 EVAL_CURVES = "metrics/eval_curves/"
 CHECKPOINTS = "checkpoints/"
 LATEST_CHECKPOINT = "checkpoints/latest"

@@ -1,6 +1,10 @@
 """Promotion gates: a policy moves to ``paper`` on evaluation evidence and to ``live`` only
 on paper-trading evidence read from the store.
 
+The paper gate reads the validation evaluation in the candidate's manifest and, by default
+(``PaperLimits``), passes only a policy that beat the flat baseline after costs on every
+validation dataset: a policy that loses to staying out is not worth paper-trading.
+
 Paper-trading record, written by the paper actors under ``paper/<actor>/``:
 
 - ``equity.jsonl``: one JSON object per closed bar, ``{"ts": open time ms UTC,
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from raytrade.algos.manifest import PolicyRejectedError, read_bundle
+from raytrade.algos.publish_decision import excess_by_dataset
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, PolicyStore, version_name
@@ -43,6 +48,15 @@ class GateLimits:
     def __post_init__(self) -> None:
         if self.min_bars < 2 or not 0 < self.max_drawdown <= 1:
             raise ConfigError("gate needs min_bars >= 2 and 0 < max_drawdown <= 1")
+
+
+@dataclass(frozen=True)
+class PaperLimits:
+    """Paper-gate rule. ``require_beat_flat`` (default): the candidate's greedy policy must
+    have ended above the flat baseline after costs (fees, slippage, borrow) on every
+    validation dataset; false accepts any finite validation result."""
+
+    require_beat_flat: bool = True
 
 
 @dataclass
@@ -137,34 +151,62 @@ def live_gate(store: PolicyStore, limits: GateLimits) -> Verdict:
     return verdict
 
 
-def paper_gate(store: PolicyStore, version: int) -> Verdict:
+def paper_gate(store: PolicyStore, version: int,
+               limits: PaperLimits | None = None) -> Verdict:
     """Evaluation evidence for ``paper``: the bundle verifies (typed manifest, checksums:
-    what every executor will check before serving it) and its manifest carries a finite
-    validation evaluation of the greedy policy (what the dashboard and operators judge it
-    by)."""
+    what every executor will check before serving it), its manifest carries a validation
+    evaluation with a finite greedy Sharpe per dataset (what the dashboard and operators
+    judge it by), and, with ``limits.require_beat_flat`` (the default), the greedy policy
+    ended above the flat baseline after costs on every validation dataset
+    (``selection.beats_flat``, at the manifest's starting equity). The evidence per
+    dataset (Sharpe, final equity, excess log growth over flat) is in ``actors``."""
+    limits = limits or PaperLimits()
     verdict = Verdict(True, version)
     try:
-        evaluation = read_bundle(store.files(version), version).evaluation
+        manifest = read_bundle(store.files(version), version)
     except PolicyRejectedError as exc:
         verdict.reasons.append(f"{version_name(version)} does not verify: {exc.reason}")
         verdict.passed = False
         return verdict
+    evaluation = manifest.evaluation
     if not isinstance(evaluation, dict) or not evaluation.get("datasets"):
         verdict.reasons.append(f"{version_name(version)} has no validation evaluation")
+    elif evaluation.get("split") != "validation":
+        verdict.reasons.append(f"{version_name(version)}'s evaluation is of the "
+                               f"{evaluation.get('split')!r} split, not validation")
     else:
+        initial = manifest.env.initial_equity
         for name, per in evaluation["datasets"].items():
             sharpe = per.get("greedy", {}).get("sharpe")
-            verdict.actors[name] = {"greedy_sharpe": sharpe,
-                                    "greedy_final_equity":
-                                        per.get("greedy", {}).get("final_equity")}
+            stats: dict[str, Any] = {"greedy_sharpe": sharpe, "greedy_final_equity":
+                                     per.get("greedy", {}).get("final_equity")}
+            verdict.actors[name] = stats
             if not isinstance(sharpe, int | float) or not np.isfinite(sharpe):
                 verdict.reasons.append(f"{name}: no finite validation Sharpe")
+            if not limits.require_beat_flat:
+                continue
+            try:
+                excess = excess_by_dataset({"split": "validation", "datasets": {name: per}},
+                                           initial)[name]
+            except (KeyError, TypeError, ValueError) as exc:
+                verdict.reasons.append(f"{name}: no greedy and flat final equity to compare "
+                                       f"({exc!r})")
+                continue
+            stats.update(flat_final_equity=per["flat"]["final_equity"],
+                         excess_log_growth=excess)
+            if not excess > 0:
+                verdict.reasons.append(
+                    f"{name}: does not beat flat after costs on validation (greedy "
+                    f"{float(per['greedy']['final_equity']):,.2f} vs flat "
+                    f"{float(per['flat']['final_equity']):,.2f}, excess log growth "
+                    f"{100 * excess:+.2f} %)")
     verdict.passed = not verdict.reasons
     return verdict
 
 
 def promote(store: PolicyStore, channel: str, *, reason: str, version: int | None = None,
-            limits: GateLimits | None = None, force: bool = False
+            limits: GateLimits | None = None, force: bool = False,
+            paper_limits: PaperLimits | None = None
             ) -> tuple[Verdict, ChannelPointer | None]:
     """Move ``candidate -> paper`` or ``paper -> live`` if the gate passes (or ``force``).
 
@@ -176,7 +218,7 @@ def promote(store: PolicyStore, channel: str, *, reason: str, version: int | Non
         target = version if version is not None else (source.version if source else None)
         if target is None:
             raise ConfigError("nothing to promote: the candidate channel is empty")
-        verdict = paper_gate(store, target)
+        verdict = paper_gate(store, target, paper_limits)
     elif channel == "live":
         verdict = live_gate(store, limits or GateLimits())
         if version is not None and version != verdict.version:

@@ -23,7 +23,7 @@ from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import BlobStore, LocalBlobStore, NotFoundError
 from raytrade.envs.errors import ConfigError
 
-METRICS = (keys.TRAIN_METRICS, keys.EVAL_METRICS)
+METRICS = (keys.TRAIN_METRICS, keys.EVAL_METRICS, keys.SELECTION_METRICS)
 
 
 class RunMirror:
