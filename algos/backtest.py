@@ -186,7 +186,8 @@ def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | Non
         "window": config.window, "latency_bars": config.latency_bars,
         "fee_bps": config.costs.fee_bps, "half_spread_bps": config.costs.half_spread_bps,
         "feature_spec_hash": spec.hash})
-    result.decisions = {m.name: decision_range(m, config.window, selection) for m in markets}
+    result.decisions = {m.name: decision_range(m, config.window, selection,
+                                               config.decision.every_bars) for m in markets}
     result.datasets = play_all(policy, markets, config, seed=seed,
                                momentum_bars=momentum_bars)
     return result

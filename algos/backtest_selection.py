@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from raytrade.algos.policy import Policy
+from raytrade.envs.decision import decision_bars
+from raytrade.envs.episodes import first_decision_bar
 from raytrade.envs.errors import ConfigError, RaytradeError
 from raytrade.envs.intervals import duration_text
 from raytrade.envs.io import load_bars
@@ -145,8 +147,13 @@ def select(markets: Sequence[MarketData], selection: Selection) -> list[MarketDa
     return out
 
 
-def decision_range(market: MarketData, window: int, selection: Selection) -> dict[str, Any]:
+def decision_range(market: MarketData, window: int, selection: Selection,
+                   every_bars: int = 1) -> dict[str, Any]:
     """Which bars ``market`` decides on and the warm-up before the first one.
+
+    With a decision interval (``every_bars``, the bundle's ``env.decision``) the first
+    decision is the first decision bar at or after the first complete window (as the env
+    plays it, ``episodes.first_decision_bar``), and ``decisions`` counts decision bars.
 
     ``warmup_bars`` counts the bars before the earliest bar that could decide: the
     features' warm-up (``feature_warmup_bars``, until every feature is finite) plus the
@@ -155,6 +162,10 @@ def decision_range(market: MarketData, window: int, selection: Selection) -> dic
     """
     interval = int(market.ts[1] - market.ts[0])
     warm = market.first_valid + window - 1
+    first = first_decision_bar(market, market.first, every_bars)
+    hits = np.flatnonzero(decision_bars(market.ts[first:market.last + 1], interval,
+                                        every_bars))
+    decisions, last = len(hits), first + int(hits[-1])
     if selection.ranged:
         lo = 0 if selection.start_ms is None else int(np.searchsorted(market.ts,
                                                                       selection.start_ms))
@@ -162,14 +173,15 @@ def decision_range(market: MarketData, window: int, selection: Selection) -> dic
         lo = 0 if market.split == "all" else getattr(market.splits, market.split).start
     return {"selection": market.split if not selection.ranged else "range",
             "selected_from_ms": int(market.ts[lo]),
-            "first_decision_bar": market.first, "first_decision_ms": int(market.ts[market.first]),
-            "first_decision_utc": utc(int(market.ts[market.first])),
-            "last_decision_bar": market.last, "last_decision_ms": int(market.ts[market.last]),
-            "last_decision_utc": utc(int(market.ts[market.last])),
-            "decisions": market.n_decisions, "interval": duration_text(interval),
+            "first_decision_bar": first, "first_decision_ms": int(market.ts[first]),
+            "first_decision_utc": utc(int(market.ts[first])),
+            "last_decision_bar": last, "last_decision_ms": int(market.ts[last]),
+            "last_decision_utc": utc(int(market.ts[last])),
+            "decisions": decisions, "every_bars": every_bars,
+            "interval": duration_text(interval),
             "feature_warmup_bars": market.first_valid, "window": window,
             "warmup_bars": warm, "warmup": duration_text(warm * interval),
-            "warmup_in_selection_bars": max(0, market.first - lo)}
+            "warmup_in_selection_bars": max(0, first - lo)}
 
 
 def header_lines(decisions: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -137,11 +137,10 @@ def rule_policy(q_values: QFunction, config: EnvConfig) -> Policy:
     """The Q-function's actions under ``config``'s decision rule (``decision.choose``, the
     function ``Policy.decide`` applies in the backtest, paper trading and the executor)."""
     thresholds = switch_thresholds(config)
-    positions = config.positions
 
     def choose_action(obs: npt.NDArray[np.float32], bar: int, position: float) -> int:
         q = q_values(obs[None])
-        return int(rule_choice(q, held_actions(positions, position), thresholds)[0])
+        return int(rule_choice(q, held_actions(config, position), thresholds)[0])
 
     return choose_action
 

@@ -150,7 +150,7 @@ class Policy:
                             position=self.positions[greedy], greedy_action=greedy,
                             q_values=tuple(float(v) for v in q), confidence=confidence,
                             held=False)
-        held_action = int(held_actions(self.positions, current_position)[0])
+        held_action = int(held_actions(self.manifest.env, current_position)[0])
         action = int(choose(q[None], [held_action], self.thresholds)[0])
         why = "policy" if action == greedy else "margin"
         if confidence < min_confidence:

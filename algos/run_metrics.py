@@ -28,8 +28,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from raytrade.envs.decision import held_actions, target_positions, unit_switch_cost
 from raytrade.envs.env_config import EnvConfig
-from raytrade.envs.metrics import interval_of, performance
+from raytrade.envs.metrics import (
+    average_holding_bars,
+    drawdown_curve,
+    interval_of,
+    performance,
+    trades_per_day,
+)
 from raytrade.envs.observation import N_POSITION_STATE
 
 COST_COLUMNS = ("total_return", "gross_return", "cost_drag", "fees_fraction",
@@ -47,6 +54,9 @@ def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
     Adds to ``performance(...).to_dict()``: ``final_equity``, and the amounts in quote
     currency ``fees``, ``slippage``, ``borrow`` and ``traded_notional``. ``halted_bar`` is
     the market bar whose close ended a halted episode (None when it played to the end).
+    With a decision interval (``interval_ms`` the decision period, one equity point per
+    decision) holding time, drawdown duration and trades per day are counted in bars
+    from ``run["bar"]`` (:func:`bar_counts`), as for a run decided every bar.
     """
     fees = float(run["fees"])
     slippage = float(run["slippage"])
@@ -56,8 +66,33 @@ def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
     perf = performance(run["equity"], run["position"], interval_ms, traded_notional=traded,
                        fills=int(run["trades"]), fees=fees, slippage=slippage, borrow=borrow,
                        halted_bar=None if halted_bar is None else int(halted_bar)).to_dict()
+    bars = np.asarray(run.get("bar", ()), dtype=np.int64)
+    steps = np.diff(bars)
+    if len(steps) and int(steps.max()) > 1:  # a decision interval: one point per decision
+        perf.update(bar_counts(np.asarray(run["equity"], dtype=np.float64),
+                               np.asarray(run["position"], dtype=np.float64), steps))
+        # ``interval_ms`` is the decision period; a full step is ``every_bars`` bars
+        perf["trades_per_day"] = trades_per_day(int(run["trades"]), int(steps.sum()),
+                                                interval_ms // int(steps.max()))
     return {**perf, "final_equity": float(run["equity"][-1]), "fees": fees,
             "slippage": slippage, "borrow": borrow, "traded_notional": traded}
+
+
+def bar_counts(equity: npt.NDArray[np.float64], position: npt.NDArray[np.float64],
+               steps: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """``avg_holding_bars`` and ``max_drawdown_bars`` in bars, from points one decision
+    apart (``steps[i]`` bars between point ``i`` and ``i + 1``): the position after a
+    decision is held for the bars of its step, and a drawdown lasts the bars of the steps
+    it spans."""
+    held = np.repeat(position[1:], steps)
+    under = drawdown_curve(equity)[1:] < 0
+    longest = run = 0
+    for flag, n in zip(under, steps, strict=True):
+        run = run + int(n) if flag else 0
+        longest = max(longest, run)
+    avg = average_holding_bars(held)
+    return {"avg_holding_bars": None if math.isnan(avg) else avg,
+            "max_drawdown_bars": longest}
 
 
 COST_COUNTERS = ("fees", "slippage", "borrow", "traded_notional", "trades")
@@ -115,15 +150,6 @@ def halted_label(name: str, record: dict[str, Any]) -> str:
     return f"{name} (halted)" if record.get("halted") else name
 
 
-def unit_switch_cost(config: EnvConfig) -> float:
-    """The cost of changing the position by 1 (a whole equity's notional) in Q units:
-    ``reward_scale * (fee + slippage)``, fee and slippage as fractions (module docstring)."""
-    costs = config.costs
-    slip = costs.fixed_slippage_bps if costs.fixed_slippage_bps is not None \
-        else costs.half_spread_bps
-    return float(config.reward_scale * (costs.fee_bps + slip) / 1e4)
-
-
 class QGapRecorder:
     """A Q-function that records the Q gap at every call (module docstring).
 
@@ -133,8 +159,8 @@ class QGapRecorder:
 
     def __init__(self, q_values: QFunction, config: EnvConfig) -> None:
         self._q = q_values
-        self._targets = np.asarray(config.positions, dtype=np.float64) \
-            * config.risk.position_fraction
+        self._config = config
+        self._targets = target_positions(config)
         self._unit_cost = unit_switch_cost(config)
         self.gaps: list[float] = []
         self.costs: list[float] = []
@@ -143,8 +169,7 @@ class QGapRecorder:
         q = self._q(obs)
         rows = np.asarray(q, dtype=np.float64).reshape(len(obs), -1)
         held_pos = np.asarray(obs, dtype=np.float64)[:, -N_POSITION_STATE]
-        for row, pos in zip(rows, held_pos, strict=True):
-            held = int(np.argmin(np.abs(self._targets - pos)))
+        for row, held in zip(rows, held_actions(self._config, held_pos), strict=True):
             best = int(np.argmax(row))
             self.gaps.append(float(row[best] - row[held]))
             self.costs.append(self._unit_cost * abs(self._targets[best] - self._targets[held]))

@@ -44,6 +44,7 @@ from raytrade.algos.export import bundle_files, data_info, rllib_tensors
 from raytrade.algos.manifest import DataInfo
 from raytrade.algos.policy import Policy
 from raytrade.algos.publish_decision import PublishDecision, decide
+from raytrade.algos.rllib_q import module_q_function
 from raytrade.algos.selection import score
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
@@ -178,22 +179,8 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 
 def _q_function(algo: Any) -> Callable[[np.ndarray], np.ndarray]:
-    import torch
-
-    module = algo.get_module()
-
-    def q_values(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = module.forward_inference({"obs": torch.as_tensor(obs)})
-        if "qf_preds" in out:
-            return out["qf_preds"].cpu().numpy()
-        # forward_inference of DQN returns the argmax action; turn it into one-hot "Q"
-        actions = out["actions"].cpu().numpy()
-        q = np.zeros((len(actions), module.action_space.n))
-        q[np.arange(len(actions)), actions] = 1.0
-        return q
-
-    return q_values
+    """The learner's Q-values (``rllib_q.py``): what the published bundle will compute."""
+    return module_q_function(algo.get_module())
 
 
 FINAL_SPLITS = ("train", "validation", "test")

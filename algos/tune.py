@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import QFunction, evaluate
 from raytrade.algos.experiment import ExperimentConfig, TuneSettings
 from raytrade.algos.export import bundle_files, rllib_tensors
-from raytrade.algos.manifest import TuneInfo
+from raytrade.algos.manifest import TuneInfo, read_bundle
+from raytrade.algos.publish_decision import decide
+from raytrade.algos.rllib_q import module_q_function
 from raytrade.algos.search_space import Dimension, apply_overrides, parse_space
 from raytrade.algos.selection import score
 from raytrade.algos.storage import keys
@@ -101,21 +101,9 @@ def trial_experiment(base: ExperimentConfig, overrides: Mapping[str, Any]) -> Ex
 
 
 def q_function(module: Any) -> QFunction:
-    """Greedy Q-values of an RLlib DQN module (the forward pass the evaluation uses)."""
-    import torch
-
-    def q_values(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.floating[Any]]:
-        with torch.no_grad():
-            out = module.forward_inference({"obs": torch.as_tensor(obs)})
-        if "qf_preds" in out:
-            preds: npt.NDArray[np.floating[Any]] = out["qf_preds"].cpu().numpy()
-            return preds
-        actions = out["actions"].cpu().numpy()  # argmax only: one-hot "Q"
-        q = np.zeros((len(actions), module.action_space.n))
-        q[np.arange(len(actions)), actions] = 1.0
-        return q
-
-    return q_values
+    """Q-values of an RLlib DQN module (``rllib_q.py``: the bundle's own Q, never the
+    argmax-only inference pass)."""
+    return module_q_function(module)
 
 
 def _trial(config: dict[str, Any], base: ExperimentConfig) -> None:
@@ -385,9 +373,10 @@ def choose_winner(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _publish_and_test(exp: ExperimentConfig, results: Any, winner: dict[str, Any],
                       document: dict[str, Any], store: PolicyStore,
-                      progress: Callable[[str], None]) -> int:
-    """Rebuild the winner from its best checkpoint, publish it, then (only then) evaluate
-    it on the test split once; fills ``document["winner"]``."""
+                      progress: Callable[[str], None]) -> int | None:
+    """Rebuild the winner from its best checkpoint, publish it when it qualifies (the
+    training driver's rules, ``publish_decision.decide``; None otherwise), then (only
+    then) evaluate it on the test split once; fills ``document["winner"]``."""
     from ray.rllib.core import (
         COMPONENT_LEARNER,
         COMPONENT_LEARNER_GROUP,
@@ -423,16 +412,32 @@ def _publish_and_test(exp: ExperimentConfig, results: Any, winner: dict[str, Any
                                    "env_steps_trained": trial["env_steps_trained"],
                                    "tune": info},
                          evaluation=validation)
-    version = store.publish(files, channel="candidate",
-                            reason=f"tune winner {info.trial_id} ({info.metric} "
-                                   f"{info.score:.4g} on validation)")
-    progress(f"winner {info.trial_id} ({info.metric} {info.score:.4g} on validation, "
-             f"{overrides}) published as v{version:06d} to {store.uri} (candidate)")
+    # the publication rules of training (``publish_decision.decide``): beat flat after
+    # costs on validation (``[selection] require_beat_flat``) and the current candidate
+    manifest = read_bundle(files)
+    assert manifest.data is not None  # a trained policy always records its data
+    decision = decide(store, iteration=int(trial["iteration"]), metric=info.metric,
+                      min_improvement=exp.selection.min_improvement,
+                      require_beat_flat=exp.selection.require_beat_flat,
+                      best_iteration=int(trial["iteration"]), best_evaluation=validation,
+                      initial_equity=trial_exp.env.initial_equity, data=manifest.data,
+                      published={})
+    version: int | None = None
+    if decision.publish:
+        version = store.publish(files, channel="candidate",
+                                reason=f"tune winner {info.trial_id} ({info.metric} "
+                                       f"{info.score:.4g} on validation)")
+        progress(f"winner {info.trial_id} ({info.metric} {info.score:.4g} on validation, "
+                 f"{overrides}) published as v{version:06d} to {store.uri} (candidate)")
+    else:
+        progress(f"winner {info.trial_id} ({info.metric} {info.score:.4g} on validation, "
+                 f"{overrides}) not published: {decision.reason}")
     # selection is over: the test split is read here, once, for the winner only
     test = evaluate(q_function(module), trial_exp, "test", seed=trial_exp.seed, spec=spec)
     document["winner"] = {**winner, "overrides": overrides,
                           "checkpoint_iteration": int(trial["iteration"]),
-                          "version": version, "test": test}
+                          "version": version, "published": decision.publish,
+                          "publication": decision.reason, "test": test}
     return version
 
 

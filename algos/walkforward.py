@@ -190,7 +190,9 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
                                                      for p, r in per.items()}
                                                  for d, per in ins.items()}})
     # the folds played bars of the FeatureSpec's interval (1h resampled from 5m files, say)
-    result.aggregate = aggregate(result.folds, exp.features.interval_ms)
+    # one equity point per decision: ``every_bars`` bars with a decision interval
+    result.aggregate = aggregate(result.folds,
+                                 exp.features.interval_ms * exp.env.decision.every_bars)
     return result
 
 

@@ -11,7 +11,8 @@ Q-values churns and loses to costs. :class:`DecisionRule` adds two guards:
   ``switch_cost`` is the cost of the trade in Q units: ``reward_scale * c * |p_b - p_h|``
   with ``c = (fee_bps + slippage_bps) / 1e4`` (the fixed slippage when the cost model has
   one, else the half spread, the modelled slippage's floor), and ``p`` the target positions
-  scaled by ``risk.position_fraction``. Q is in reward units (``reward_scale`` times the
+  scaled by ``risk.position_fraction``; the held action is the one whose scaled target is
+  nearest the current position. Q is in reward units (``reward_scale`` times the
   discounted sum of per-bar rewards; for ``log_return`` a log return), so the margin is
   "the log growth a switch must promise before it is worth paying for", in the same units.
 - **A decision interval.** With ``every_bars = k > 1`` the policy decides only on bars
@@ -31,7 +32,6 @@ every bar) reproduce the plain greedy policy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,24 +73,40 @@ class DecisionRule:
         return self.margin == 0 and self.cost_multiple == 0 and self.every_bars == 1
 
 
+def unit_switch_cost(config: EnvConfig) -> float:
+    """The cost of changing the position by 1 (a whole equity's notional) in Q units:
+    ``reward_scale * (fee_bps + slippage_bps) / 1e4``, the slippage being the fixed one when
+    the cost model has one, else the half spread (the modelled slippage's floor)."""
+    costs = config.costs
+    slip = costs.fixed_slippage_bps if costs.fixed_slippage_bps is not None \
+        else costs.half_spread_bps
+    return float(config.reward_scale * (costs.fee_bps + slip) / 1e4)
+
+
+def target_positions(config: EnvConfig) -> npt.NDArray[np.float64]:
+    """Each action's target as the account holds it: ``positions`` scaled by
+    ``risk.position_fraction`` (fraction of equity)."""
+    out: npt.NDArray[np.float64] = np.asarray(config.positions, dtype=np.float64) \
+        * config.risk.position_fraction
+    return out
+
+
 def switch_thresholds(config: EnvConfig) -> npt.NDArray[np.float64]:
     """``M[h, b]``: the Q advantage action ``b`` needs over the held action ``h`` (module
     docstring), zero on the diagonal; shape ``[n_actions, n_actions]``."""
     rule = config.decision
-    costs = config.costs
-    slip = costs.fixed_slippage_bps if costs.fixed_slippage_bps is not None \
-        else costs.half_spread_bps
-    c = (costs.fee_bps + slip) / 1e4
-    p = np.asarray(config.positions, dtype=np.float64) * config.risk.position_fraction
-    cost = config.reward_scale * c * np.abs(p[None, :] - p[:, None])
+    p = target_positions(config)
+    cost = unit_switch_cost(config) * np.abs(p[None, :] - p[:, None])
     out: npt.NDArray[np.float64] = rule.margin + rule.cost_multiple * cost
     np.fill_diagonal(out, 0.0)
     return out
 
 
-def held_actions(positions: Sequence[float], current: npt.ArrayLike) -> npt.NDArray[np.int64]:
-    """Per row, the action whose target is nearest the current position (the held one)."""
-    p = np.asarray(positions, dtype=np.float64)
+def held_actions(config: EnvConfig, current: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Per row, the held action: the one whose account target (``target_positions``, the
+    position fraction applied) is nearest the current position (fraction of equity, as the
+    account, the env's ``info["position"]`` and a broker hold it)."""
+    p = target_positions(config)
     cur = np.atleast_1d(np.asarray(current, dtype=np.float64))
     out: npt.NDArray[np.int64] = np.abs(cur[:, None] - p[None, :]).argmin(axis=1)
     return out

@@ -17,10 +17,10 @@ from raytrade.algos.run_metrics import (
     q_gap_summary,
     record_performance,
     run_performance,
-    unit_switch_cost,
 )
 from raytrade.algos.walkforward import WalkForwardResult, aggregate, dashboard_summary
 from raytrade.envs.costs import CostModel
+from raytrade.envs.decision import unit_switch_cost
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.market import MarketData
 from raytrade.envs.metrics import average_holding_bars, holding_runs, performance

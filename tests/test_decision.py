@@ -27,6 +27,7 @@ from raytrade.envs.decision import (
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError
+from raytrade.envs.risk import RiskConfig
 from raytrade.envs.trading_env import TradingEnv
 from raytrade.envs.vector_env import VectorTradingEnv
 
@@ -59,7 +60,14 @@ def test_choose_holds_unless_the_advantage_pays_and_prefers_the_cheaper_switch()
     rng = np.random.default_rng(0)
     qs = rng.standard_normal((500, 3))
     assert (choose(qs, rng.integers(0, 3, 500), plain) == qs.argmax(axis=1)).all()
-    assert held_actions((-1.0, 0.0, 1.0), [0.9, -0.2, 0.5001]).tolist() == [2, 1, 2]
+    assert held_actions(EnvConfig(), [0.9, -0.2, 0.5001]).tolist() == [2, 1, 2]
+    # a scaled account target (position_fraction 0.5: long is 0.5) is still the long action
+    half = EnvConfig(risk=RiskConfig(position_fraction=0.5))
+    assert held_actions(half, [0.5, -0.5, 0.1, 0.3]).tolist() == [2, 0, 1, 2]
+    rule = dataclasses.replace(half, decision=DecisionRule(margin=0.05))
+    # held long (0.5) with a small edge for long: the margin keeps long, never forces flat
+    assert choose([[0.0, 0.0, 0.04]], held_actions(rule, [0.5]),
+                  switch_thresholds(rule)).tolist() == [2]
 
 
 def test_rule_refuses_bad_values_with_the_field_named() -> None:
@@ -159,3 +167,25 @@ def test_one_rule_in_evaluation_backtest_and_executor(tmp_path: Path) -> None:
     ts = spec.markets("validation")[0].ts
     assert [executor.decides_at(int(t)) for t in ts[:6]] == \
         [bool((int(t) // FIVE_MIN) % 2 == 0) for t in ts[:6]]
+
+
+def test_metrics_of_a_decision_interval_are_counted_in_bars() -> None:
+    from raytrade.algos.run_metrics import run_performance
+
+    _, spec = _experiment()
+    markets = spec.markets("validation")
+    config = dataclasses.replace(spec.env, random_start=False, max_episode_steps=None,
+                                 decision=DecisionRule(every_bars=3))
+    decisions: list[int] = []
+
+    def long_long_flat(obs: np.ndarray, bar: int, held: float) -> int:
+        decisions.append(bar)
+        return 2 if len(decisions) % 3 else 1  # long for two decisions, then flat for one
+
+    run = play(markets, config, 0, long_long_flat)
+    perf = run_performance(run, 300_000 * 3)
+    steps = np.diff(run["bar"])
+    assert steps.max() == 3 and (steps[:-1] == 3).all()
+    assert perf["avg_holding_bars"] == pytest.approx(6.0, abs=0.5)  # two 3-bar decisions
+    days = int(steps.sum()) * 300_000 / 86_400_000
+    assert perf["trades_per_day"] == pytest.approx(run["trades"] / days)

@@ -37,8 +37,11 @@ def test_no_signal_market_greedy_policy_trades_far_less_than_random(tmp_path: Pa
     row = scenario_metrics(test, exp)["SYNTHUSDT"]
     greedy, random = row["greedy"], row["random"]
     report = f"{result.iterations} iterations, {result.env_steps_sampled} steps: {row}"
-    assert random["changes_per_1000"] > 500, report  # the yardstick really trades
+    # the yardstick really trades: uniform over 3 actions changes position on about 2 of
+    # every 3 decisions, and the rule decides every ``every_bars`` bars
+    every = exp.env.decision.every_bars
+    assert random["changes_per_1000"] > 0.75 * 1000 * (2 / 3) / every, report
     # played the whole split (the drawdown halt did not stop it) ...
-    assert greedy["bars"] == row["decisions"], report
+    assert test["datasets"]["SYNTHUSDT"]["greedy"]["halted"] is False, report
     # ... changing position at most a fifth as often as random
     assert greedy["changes_per_1000"] <= random["changes_per_1000"] / 5, report
