@@ -20,6 +20,8 @@ from raytrade.algos.train import TrainResult, ray_session, train
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.s3_local import MotoServer
 
+from tests.evaluation_match import assert_same_evaluation
+
 
 @pytest.mark.slow
 def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
@@ -59,7 +61,7 @@ def test_dqn_learns_the_planted_market_and_resumes(tmp_path: Path) -> None:
     assert policy.manifest.training.iteration == 8
     replay = evaluate(policy.q_values, exp, "validation", seed=exp.seed)
     final = [e for e in resumed.evaluations if e["split"] == "validation"][-1]
-    assert replay["datasets"] == final["datasets"]
+    assert_same_evaluation(replay["datasets"], final["datasets"])
     # the equity curves of each evaluation are saved for the dashboard; the last point
     # is the evaluation's final equity
     curves = json.loads((tmp_path / "metrics" / "eval_curves" / "000008_test.json")

@@ -22,6 +22,8 @@ from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.train import train
 from raytrade.envs.env_spec import EnvSpec
 
+from tests.evaluation_match import assert_same_evaluation
+
 
 def _small(**selection: Any) -> ExperimentConfig:
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
@@ -115,5 +117,5 @@ def test_train_early_stopping_publishes_the_best_evaluation_not_the_last(
     assert manifest["training"]["iteration"] == 1
     # the weights are the best iteration's: the bundle replays the best evaluation
     replay = evaluate(Policy(store.files(1)).q_values, exp, "validation", seed=exp.seed)
-    assert replay["datasets"] == best["datasets"]
+    assert_same_evaluation(replay["datasets"], best["datasets"])
     assert all(e[1] != "test" for e in events), "no test split unless asked for"
