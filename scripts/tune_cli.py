@@ -33,7 +33,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if winner is not None:
         summary["winner"] = {
             "trial_id": winner["trial_id"], "validation_score": winner["best_score"],
-            "overrides": winner["overrides"], "published": f"v{winner['version']:06d}",
+            "overrides": winner["overrides"],
+            "published": None if winner["version"] is None else f"v{winner['version']:06d}",
+            "publication": winner.get("publication"),
             "test": {name: {policy: per[policy]["final_equity"]
                             for policy in ("greedy", "flat", "buy_and_hold")}
                      for name, per in winner["test"]["datasets"].items()}}
