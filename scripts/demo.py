@@ -604,8 +604,8 @@ class Demo:
         if training:
             self.display.stage("learner", f"{training['iterations']} iterations, "
                                f"{fmt_or_dash(training['live_transitions_ingested'], ',.0f')} live "
-                               f"transitions ingested, policies "
-                               f"{', '.join(f'v{v}' for v in training['published'])}")
+                               f"transitions ingested, policies published: "
+                               f"{', '.join(f'v{v}' for v in training['published']) or 'none'}")
         if "paper" not in self.summary:
             self.display.stage("paper", "no paper trader ran: no candidate qualified for "
                                "paper (the gate needs a policy that beats flat after costs "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -79,19 +80,19 @@ class Display:
 
     def stage(self, name: str, text: str) -> None:
         """A finished step."""
-        self.console.print(f"[bold green]{name:>9}[/] {text}", highlight=False)
+        self.console.print(f"[bold green]{name:>9}[/] {escape(text)}", highlight=False)
 
     def note(self, text: str) -> None:
         """Something the user should read (a URL, how to stop)."""
-        self.console.print(f"          {text}", highlight=False)
+        self.console.print(f"          {escape(text)}", highlight=False)
 
     def warn(self, text: str) -> None:
         """Something went wrong but the demo goes on (or is stopping cleanly)."""
-        self.console.print(f"[bold yellow]{'warning':>9}[/] {text}", highlight=False)
+        self.console.print(f"[bold yellow]{'warning':>9}[/] {escape(text)}", highlight=False)
 
     def error(self, text: str) -> None:
         """Why the demo stopped."""
-        self.console.print(f"[bold red]{'error':>9}[/] {text}", highlight=False)
+        self.console.print(f"[bold red]{'error':>9}[/] {escape(text)}", highlight=False)
 
     def _plain_due(self) -> bool:
         now = time.monotonic()
@@ -139,7 +140,8 @@ class TrainingBar:
         if self.bar is None:
             if self.display._plain_due():
                 self.display.console.print(f"{'training':>9} {elapsed_s:.0f}/"
-                                           f"{self.budget_s:.0f} s {text}", highlight=False)
+                                           f"{self.budget_s:.0f} s {escape(text)}",
+                                           highlight=False)
             return
         progress, task = self.bar
         progress.update(task, completed=min(elapsed_s, self.budget_s),  # type: ignore[arg-type]
@@ -156,7 +158,7 @@ class StatusBoard:
         """Show ``status``."""
         if self.live is None:
             if self.display._plain_due():
-                self.display.console.print(f"{'status':>9} {status.plain()}",
+                self.display.console.print(f"{'status':>9} {escape(status.plain())}",
                                            highlight=False)
             return
         table = Table(title=None, expand=False)

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from raytrade.actors.journal import Journal
+from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.manifest import MANIFEST
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
@@ -95,11 +96,23 @@ def _port_closed(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _every_bar_config(folder: Path) -> Path:
+    """The bundled ETH/BTC experiment deciding on every bar: the shipped one decides on the
+    full hour, and this test needs a chunk of 64 decisions per trader within its budget
+    (the decision rule itself is tested in test_decision.py and test_paper_parity.py)."""
+    text = experiment_path("eth_btc_5m").read_text()
+    assert "every_bars = 12" in text
+    path = folder / "eth_btc_5m_every_bar.toml"
+    path.write_text(text.replace("every_bars = 12", "every_bars = 1"))
+    return path
+
+
 def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     run = tmp_path / "demo"
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "raytrade.scripts.cli", "demo", "--run-dir", str(run),
+         "--config", str(_every_bar_config(tmp_path)),
          "--train-budget", "15", "--speed", "600", "--port", str(port),
          "--status-every", "5", "--paper-override"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -322,12 +335,15 @@ def test_demo_first_policy_nothing_qualifies_says_why_and_starts_no_paper(
     (demo.store_dir / "metrics").mkdir(parents=True)
     (demo.store_dir / "metrics" / "selection.jsonl").write_text(json.dumps({
         "kind": "publication", "iteration": 7, "version": None,
-        "reason": "the best policy (iteration 7) does not beat flat"}) + "\n")
+        "reason": "the best policy (iteration 7) does not beat flat; "
+                  "[selection] require_beat_flat"}) + "\n")
     version = _losing_candidate(demo.store)
     assert demo._first_policy() is False  # waited for a qualifying one until the duration
     text = out.getvalue()
+    # printed as written: a [section] in a reason is text, not console markup
     assert "nothing qualifies for paper yet: training did not publish at iteration 7: " \
-        "the best policy (iteration 7) does not beat flat; training goes on" in text
+        "the best policy (iteration 7) does not beat flat; [selection] require_beat_flat; " \
+        "training goes on" in text
     assert f"nothing qualifies for paper yet: {version_name(version)} stays on candidate: " \
         "gate failed: ETHUSDT: does not beat flat after costs on validation (greedy " \
         "9,500.00 vs flat 10,000.00, excess log growth -5.13 %)" in text
