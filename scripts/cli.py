@@ -89,18 +89,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from raytrade.algos.experiment import ExperimentConfig
-    from raytrade.algos.storage.blobstore import LocalBlobStore, open_blobstore
     from raytrade.algos.storage.policy_store import PolicyStore
     from raytrade.algos.train import train
+    from raytrade.scripts.run_folder import open_run
 
-    exp = ExperimentConfig.load(args.config)
-    blobs = open_blobstore(args.store or f"runs/{exp.name}",
-                           endpoint_url=args.s3_endpoint_url)
-    if isinstance(blobs, LocalBlobStore):
-        run_dir = args.work_dir or blobs.root  # the folder is the store
-    else:
-        run_dir = args.work_dir or Path("runs") / exp.name
+    exp, blobs, run_dir = open_run(args)
     result = train(exp, run_dir, iterations=args.iterations, time_budget_s=args.time_budget,
                    resume=args.resume, address=args.address, eval_every=args.eval_every,
                    checkpoint_every=args.checkpoint_every, store=PolicyStore(blobs),

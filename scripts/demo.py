@@ -318,8 +318,8 @@ class Demo:
         child.wait_http(f"{url}/_stcore/health", b"ok", timeout_s=120)
         self.dashboard_url = url
         self.summary["dashboard"] = url
-        self.display.stage("dashboard", f"[bold]{url}[/]  (training, evaluation, paper "
-                           "trading and models, refreshed every 5 s)")
+        self.display.stage("dashboard", "(training, evaluation, paper trading and models, "
+                           "refreshed every 5 s)", emphasis=url)
 
     def _start_training(self, exp: ExperimentConfig) -> None:
         def target() -> None:

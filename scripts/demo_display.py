@@ -78,9 +78,11 @@ class Display:
         """True on a terminal that can redraw."""
         return self.console.is_terminal and not self.console.is_dumb_terminal
 
-    def stage(self, name: str, text: str) -> None:
-        """A finished step."""
-        self.console.print(f"[bold green]{name:>9}[/] {escape(text)}", highlight=False)
+    def stage(self, name: str, text: str, *, emphasis: str = "") -> None:
+        """A finished step; ``emphasis`` (a URL, say) is printed in bold before ``text``.
+        Both are printed as written: a ``[section]`` in them is text, not markup."""
+        lead = f"[bold]{escape(emphasis)}[/]  " if emphasis else ""
+        self.console.print(f"[bold green]{name:>9}[/] {lead}{escape(text)}", highlight=False)
 
     def note(self, text: str) -> None:
         """Something the user should read (a URL, how to stop)."""

@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from raytrade.algos.experiment import ExperimentConfig
-    from raytrade.algos.storage.blobstore import LocalBlobStore, open_blobstore
     from raytrade.algos.storage.policy_store import PolicyStore
     from raytrade.algos.tune import run_tune
+    from raytrade.scripts.run_folder import open_run
 
-    exp = ExperimentConfig.load(args.config)
-    blobs = open_blobstore(args.store or f"runs/{exp.name}-tune",
-                           endpoint_url=args.s3_endpoint_url)
-    if isinstance(blobs, LocalBlobStore):
-        run_dir = args.work_dir or blobs.root  # the folder is the store
-    else:
-        run_dir = args.work_dir or Path("runs") / f"{exp.name}-tune"
+    exp, blobs, run_dir = open_run(args, "-tune")
     outcome = run_tune(exp, run_dir, store=PolicyStore(blobs), address=args.address,
                        resume=args.resume)
     winner = outcome.winner
