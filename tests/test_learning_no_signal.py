@@ -28,8 +28,13 @@ def test_no_signal_market_greedy_policy_trades_far_less_than_random(tmp_path: Pa
     chosen = scenario("no-signal")
     exp = scenario_experiment(chosen, ExperimentConfig.load(experiment_path(chosen.experiment)),
                               SOURCE)
-    exp = dataclasses.replace(exp, resources=dataclasses.replace(
-        exp.resources, num_env_runners=1, num_envs_per_env_runner=8))
+    # decide on every bar: the most decisions per second of training, so the CI budget
+    # shows whether learning restrains trading (the interval is tested in test_decision.py)
+    exp = dataclasses.replace(
+        exp, resources=dataclasses.replace(exp.resources, num_env_runners=1,
+                                           num_envs_per_env_runner=8),
+        env=dataclasses.replace(exp.env, decision=dataclasses.replace(exp.env.decision,
+                                                                      every_bars=1)))
     lines: list[str] = []
     result = train(exp, tmp_path, time_budget_s=TRAIN_BUDGET_S, eval_every=10**9,
                    checkpoint_every=10**9, final_splits=("test",), progress=lines.append)
@@ -43,6 +48,5 @@ def test_no_signal_market_greedy_policy_trades_far_less_than_random(tmp_path: Pa
     assert random["changes_per_1000"] > 0.75 * 1000 * (2 / 3) / every, report
     # played the whole split (the drawdown halt did not stop it) ...
     assert test["datasets"]["SYNTHUSDT"]["greedy"]["halted"] is False, report
-    # ... changing position at most a quarter as often as random (an untrained network
-    # changes about as often as random; 75 s of training on 2 cores gives 0.2 or less)
-    assert greedy["changes_per_1000"] <= random["changes_per_1000"] / 4, report
+    # ... changing position at most a fifth as often as random
+    assert greedy["changes_per_1000"] <= random["changes_per_1000"] / 5, report
