@@ -179,9 +179,12 @@ def test_rest_fallback_while_stale_never_journals_a_bar_still_in_progress(
 
 def test_staleness_follows_the_injected_clock_not_the_system_clock(tmp_path: Path) -> None:
     # production intervals (speed 1: stale after 2 x 5 min) on a fake clock: the stream
-    # goes silent for 3 s of real time, the test moves the clock 700 s on, and the session
-    # goes stale at once and fetches the missing bars over REST, without waiting 10 min
-    eth, data = market(tmp_path, 100)
+    # goes silent for 10 s of real time, the test moves the clock 700 s on once the trader
+    # has traded the last bar before the silence, and the session goes stale at once and
+    # fetches the missing bars over REST, without waiting 10 min. The silence is long so
+    # that a trader lagging the stream by seconds (a loaded CI machine: warm-up, JIT) still
+    # reaches it before the stream resumes; a shorter one made the test flaky.
+    eth, data = market(tmp_path, 260)  # the 10 s silence loses 200 bars: 40 follow it
     store, _ = paper_store(tmp_path / "store", quick=True)
     silence = START + 20
     offset = {"s": 0.0}
@@ -195,7 +198,7 @@ def test_staleness_follows_the_injected_clock_not_the_system_clock(tmp_path: Pat
             offset["s"] = 700.0
 
     with replay_process(data, speed=SPEED, start=START,
-                        faults={"silence_at": {str(silence): 3.0}}) as info:
+                        faults={"silence_at": {str(silence): 10.0}}) as info:
         config = session_config(tmp_path, info, speed=1.0, stale_after_bars=2)
         session = PaperSession(config, store, clock=clock)
         run_session(session, 60, finished(int(eth.ts[-1])), jump)
