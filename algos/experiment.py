@@ -195,6 +195,17 @@ class SelectionConfig:
     require_beat_flat: bool = True
     """Publish to ``candidate`` only a policy whose greedy run ended above the flat baseline
     after costs on every validation dataset (the paper gate's default evidence)."""
+    min_evidence_t: float = 0.0
+    """With ``require_beat_flat``, also require the greedy policy's validation returns to
+    be this many standard errors above zero on every dataset (``t_stat`` of
+    ``envs/metrics.py``: per-decision returns, flat periods included), so that a lucky
+    hold on a market without an edge is not published (0: off; 2: about 1 chance in 40
+    that a policy without an edge passes on one validation run)."""
+    calibrate_cost_multiples: tuple[float, ...] = ()
+    """Decision-rule ``cost_multiple`` values to try on validation for every evaluated
+    policy (``decision_calibration.py``): each policy keeps the one that scores best on
+    validation (the configured one is always tried; ties go to the larger multiple, the
+    fewer trades), and its bundle carries that rule. Empty: the configured rule only."""
 
 
 TUNE_SCHEDULERS = ("asha", "pbt")
@@ -400,6 +411,13 @@ class ExperimentConfig:
                                     and sel.min_improvement >= 0):
             raise ConfigError("selection.patience must be >= 0 and min_improvement a finite "
                               "number >= 0")
+        if not (math.isfinite(sel.min_evidence_t) and sel.min_evidence_t >= 0):
+            raise ConfigError("selection.min_evidence_t must be a finite number >= 0, got "
+                              f"{sel.min_evidence_t!r}")
+        if any(isinstance(m, bool) or not isinstance(m, int | float) or not math.isfinite(m)
+               or m < 0 for m in sel.calibrate_cost_multiples):
+            raise ConfigError("selection.calibrate_cost_multiples must be finite numbers >= 0, "
+                              f"got {list(sel.calibrate_cost_multiples)!r}")
         if not self.network.hidden or any(h < 1 for h in self.network.hidden):
             raise ConfigError("network.hidden needs at least one positive layer size")
         if self.network.activation not in ("relu", "tanh", "silu"):

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from raytrade.algos.manifest import BundleManifest, DataInfo
-from raytrade.algos.selection import beats_flat, score
+from raytrade.algos.selection import beats_flat, evidence, score, significant
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.errors import RaytradeError
 
@@ -93,11 +93,13 @@ def validation_bars(data: DataInfo | None) -> dict[str, tuple[int, int, int]] | 
 def decide(store: PolicyStore, *, iteration: int, metric: str, min_improvement: float,
            require_beat_flat: bool, best_iteration: int | None,
            best_evaluation: Mapping[str, Any] | None, initial_equity: float,
-           data: DataInfo, published: Mapping[int, int]) -> PublishDecision:
+           data: DataInfo, published: Mapping[int, int],
+           min_evidence_t: float = 0.0) -> PublishDecision:
     """Decide whether the best policy (``best_evaluation``: its validation record, taken
     at ``best_iteration``) goes to ``candidate`` (module docstring). ``published`` maps
     iterations of this run already published to their versions; ``data`` is what this
-    run trains and validates on."""
+    run trains and validates on. With ``require_beat_flat`` and ``min_evidence_t > 0`` the
+    policy must also beat flat by that many standard errors (``selection.significant``)."""
 
     def out(publish: bool, reason: str, best: float | None = None,
             flat: bool | None = None, version: int | None = None,
@@ -119,6 +121,13 @@ def decide(store: PolicyStore, *, iteration: int, metric: str, min_improvement: 
                    "after costs on validation (excess log growth "
                    f"{describe_excess(best_evaluation, initial_equity)}); "
                    "[selection] require_beat_flat", ours, flat, current)
+    if require_beat_flat and not significant(best_evaluation, min_evidence_t):
+        shown = ", ".join(f"{name} {'-' if t is None else f'{t:.2f}'}"
+                          for name, t in evidence(best_evaluation).items())
+        return out(False, f"the best policy (iteration {best_iteration}) beats flat on "
+                   f"validation, but not by {min_evidence_t:g} standard errors (t {shown}): "
+                   "too little evidence of an edge; [selection] min_evidence_t",
+                   ours, flat, current)
     mine = f"iteration {best_iteration} {metric} {_fmt(ours)}"
     if current is None:
         return out(True, f"{mine}; the candidate channel is empty", ours, flat)

@@ -74,3 +74,27 @@ def beats_flat(evaluation: Mapping[str, Any], initial_equity: float) -> bool:
     return bool(datasets) and all(
         _log_growth(per, "greedy", initial_equity) > _log_growth(per, "flat", initial_equity)
         for per in datasets.values())
+
+
+def evidence(evaluation: Mapping[str, Any]) -> dict[str, float | None]:
+    """Per dataset of a validation record, the greedy policy's ``t_stat`` (its mean
+    per-decision return in standard errors, ``envs/metrics.py``; None when not finite,
+    e.g. a policy that never held a position)."""
+    if evaluation.get("split") != "validation":
+        raise ConfigError("selection reads validation evaluations only, got split "
+                          f"{evaluation.get('split')!r}")
+    out: dict[str, float | None] = {}
+    for name, per in (evaluation.get("datasets") or {}).items():
+        value = per["greedy"].get("t_stat")
+        out[name] = float(value) if value is not None and math.isfinite(float(value)) \
+            else None
+    return out
+
+
+def significant(evaluation: Mapping[str, Any], min_t: float) -> bool:
+    """True when every dataset's greedy ``t_stat`` (:func:`evidence`) is at least
+    ``min_t`` (always True for ``min_t <= 0``)."""
+    if min_t <= 0:
+        return True
+    values = evidence(evaluation)
+    return bool(values) and all(v is not None and v >= min_t for v in values.values())

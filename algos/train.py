@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from raytrade.algos.decision_calibration import calibrated_evaluation
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.early_stopping import EarlyStopping
 from raytrade.algos.evaluation import evaluate
@@ -50,6 +51,7 @@ from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.storage.run_store import RunMirror
+from raytrade.envs.decision import rule_summary
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError
 
@@ -269,11 +271,11 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
                 due = publish_every_s is not None and now - published_at >= publish_every_s
                 publish_point = due or bool(publish_every and done % publish_every == 0)
                 if done % eval_every == 0 or last or publish_point:
-                    evaluation = _evaluate(_q_function(algo), exp, spec, "validation",
-                                           algo.iteration, run)
+                    evaluation, exp_r, spec_r = _evaluate_validation(
+                        _q_function(algo), exp, spec, algo.iteration, run)
                     result.evaluations.append(evaluation)
                     progress(_eval_line(evaluation))
-                    selector.observe(algo, record, evaluation)
+                    selector.observe(algo, record, evaluation, exp_r, spec_r)
                     if selector.tracker.should_stop and not last:
                         last = result.stopped_early = True
                         progress(f"early stop @ iter {algo.iteration}: "
@@ -315,12 +317,33 @@ def train(exp: ExperimentConfig, run_dir: str | Path, *, iterations: int | None 
     return result
 
 
+def _evaluate_validation(q_values: Callable[[np.ndarray], np.ndarray], exp: ExperimentConfig,
+                         spec: EnvSpec, iteration: int, run: Path
+                         ) -> tuple[dict[str, Any], ExperimentConfig, EnvSpec]:
+    """Evaluate on validation under the decision rule chosen there
+    (``decision_calibration.py``; the configured one when nothing is to calibrate); save
+    it like :func:`_evaluate`. Returns the record and the experiment and spec carrying the
+    chosen rule."""
+    curves: dict[str, Any] = {}
+    evaluation, exp_r, spec_r = calibrated_evaluation(q_values, exp, spec, seed=exp.seed,
+                                                      curves=curves)
+    return _save_evaluation(evaluation, curves, "validation", iteration, run), exp_r, spec_r
+
+
 def _evaluate(q_values: Callable[[np.ndarray], np.ndarray], exp: ExperimentConfig,
               spec: EnvSpec, split: str, iteration: int, run: Path) -> dict[str, Any]:
     """Evaluate on ``split``; save the curves and append the record to
     ``metrics/eval.jsonl``. ``iteration`` is that of the evaluated policy's weights."""
     curves: dict[str, Any] = {}
     evaluation = evaluate(q_values, exp, split, seed=exp.seed, curves=curves, spec=spec)
+    evaluation["decision"] = rule_summary(spec.env.decision)
+    return _save_evaluation(evaluation, curves, split, iteration, run)
+
+
+def _save_evaluation(evaluation: dict[str, Any], curves: dict[str, Any], split: str,
+                     iteration: int, run: Path) -> dict[str, Any]:
+    """Stamp ``iteration`` on the record and its curves, write the curves and append the
+    record to ``metrics/eval.jsonl``."""
     evaluation["iteration"] = iteration
     curves["iteration"] = iteration
     curve_file = run / keys.eval_curve_key(iteration, split)
@@ -338,6 +361,10 @@ class _Snapshot:
     iteration: int
     tensors: dict[str, np.ndarray]
     obs_dim: int
+    exp: ExperimentConfig
+    """The experiment with the decision rule chosen on validation (``decision_calibration``)."""
+    spec: EnvSpec
+    """The env spec with that rule."""
     training: dict[str, Any]
     evaluation: dict[str, Any]
 
@@ -367,9 +394,11 @@ class _Selector:
         self._data: DataInfo | None = None
         self._files: tuple[int, dict[str, bytes]] | None = None
 
-    def observe(self, algo: Any, record: dict[str, Any], evaluation: dict[str, Any]) -> None:
-        """Score a validation evaluation of the learner's current policy; keep its weights
-        when it is the best so far."""
+    def observe(self, algo: Any, record: dict[str, Any], evaluation: dict[str, Any],
+                exp: ExperimentConfig, spec: EnvSpec) -> None:
+        """Score a validation evaluation of the learner's current policy, made under the
+        decision rule ``exp`` and ``spec`` carry; keep its weights (and that rule) when it
+        is the best so far."""
         sel = self.exp.selection
         value = score(evaluation, sel.metric, self.exp.env.initial_equity)
         seen = self.tracker.observe(algo.iteration, value)
@@ -379,7 +408,7 @@ class _Selector:
             self.best = _Snapshot(
                 iteration=algo.iteration,
                 tensors={k: v.copy() for k, v in tensors.items()},  # the learner goes on
-                obs_dim=int(module.observation_space.shape[0]),
+                obs_dim=int(module.observation_space.shape[0]), exp=exp, spec=spec,
                 training={"iteration": algo.iteration,
                           "env_steps_sampled": record["env_steps_sampled"],
                           "env_steps_trained": record["env_steps_trained"]},
@@ -405,7 +434,7 @@ class _Selector:
             raise ConfigError("no policy was evaluated on validation")
         if self._files is None or self._files[0] != best.iteration:
             self._files = (best.iteration, bundle_files(
-                best.tensors, self.exp, self.spec, best.obs_dim, training=best.training,
+                best.tensors, best.exp, best.spec, best.obs_dim, training=best.training,
                 evaluation=best.evaluation))
         return self._files[1]
 
@@ -419,6 +448,7 @@ class _Selector:
         decision = decide(self.store, iteration=iteration, metric=sel.metric,
                           min_improvement=sel.min_improvement,
                           require_beat_flat=sel.require_beat_flat,
+                          min_evidence_t=sel.min_evidence_t,
                           best_iteration=best.iteration if best else None,
                           best_evaluation=best.evaluation if best else None,
                           initial_equity=self.exp.env.initial_equity, data=self._data,
@@ -439,7 +469,7 @@ class _Selector:
         if best is None:
             raise ConfigError("no policy was evaluated on validation")
         policy = Policy(self.files())
-        return _evaluate(policy.q_values, self.exp, self.spec, split, best.iteration,
+        return _evaluate(policy.q_values, best.exp, best.spec, split, best.iteration,
                          self.run)
 
 
@@ -473,4 +503,8 @@ def _eval_line(e: dict[str, Any]) -> str:
                      f"flat {per['flat']['final_equity']:.0f} "
                      f"hold {per['buy_and_hold']['final_equity']:.0f}{halt['buy_and_hold']} "
                      f"random {per['random']['final_equity']:.0f}{halt['random']}{oracle}")
-    return f"eval @ iter {e['iteration']} ({e['split']}): " + "; ".join(parts)
+    rule = ""
+    if e.get("calibration"):
+        rule = (f" [cost_multiple {e['decision']['cost_multiple']:g} chosen on validation of "
+                + ", ".join(f"{c['cost_multiple']:g}" for c in e["calibration"]) + "]")
+    return f"eval @ iter {e['iteration']} ({e['split']}){rule}: " + "; ".join(parts)

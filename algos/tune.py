@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytrade.algos.decision_calibration import calibrated_evaluation, recorded_rule, with_rule
 from raytrade.algos.dqn_config import build_dqn_config
 from raytrade.algos.evaluation import QFunction, evaluate
 from raytrade.algos.experiment import ExperimentConfig, TuneSettings
@@ -129,8 +130,8 @@ def _trial(config: dict[str, Any], base: ExperimentConfig) -> None:
             last = algo.iteration >= settings.max_iterations or (
                 settings.max_trial_s is not None and elapsed >= settings.max_trial_s)
             if algo.iteration % settings.eval_every == 0 or last:
-                evaluation = evaluate(q_function(algo.get_module()), exp, "validation",
-                                      seed=exp.seed, spec=spec)
+                evaluation, _, _ = calibrated_evaluation(q_function(algo.get_module()), exp,
+                                                         spec, seed=exp.seed)
                 evaluation["iteration"] = algo.iteration
                 value = score(evaluation, metric, exp.env.initial_equity)
                 reported = value if math.isfinite(value) else SCORE_FLOOR
@@ -401,7 +402,10 @@ def _publish_and_test(exp: ExperimentConfig, results: Any, winner: dict[str, Any
             / COMPONENT_RL_MODULE / DEFAULT_MODULE_ID)
     overrides = dict(trial["overrides"])
     trial_exp = trial_experiment(exp, overrides)
-    spec = trial_exp.fit_env_spec()  # the same deterministic fit the trial made
+    # the same deterministic fit the trial made, with the decision rule its validation
+    # chose (``decision_calibration``)
+    trial_exp, spec = with_rule(trial_exp, trial_exp.fit_env_spec(),
+                                recorded_rule(validation, trial_exp))
     info = TuneInfo(trial_id=str(winner["trial_id"]), overrides=overrides,
                     metric=str(trial["metric"]), score=float(trial["score"]),
                     trials=len(document["trials"]))
@@ -419,6 +423,7 @@ def _publish_and_test(exp: ExperimentConfig, results: Any, winner: dict[str, Any
     decision = decide(store, iteration=int(trial["iteration"]), metric=info.metric,
                       min_improvement=exp.selection.min_improvement,
                       require_beat_flat=exp.selection.require_beat_flat,
+                      min_evidence_t=exp.selection.min_evidence_t,
                       best_iteration=int(trial["iteration"]), best_evaluation=validation,
                       initial_equity=trial_exp.env.initial_equity, data=manifest.data,
                       published={})

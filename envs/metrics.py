@@ -83,6 +83,13 @@ def sharpe(returns: npt.ArrayLike, periods: float) -> float:
     return float(r.mean() / sd * math.sqrt(periods))
 
 
+def t_stat(returns: npt.ArrayLike) -> float:
+    """``mean(r) / std(r, ddof=1) * sqrt(len(r))``: the mean return in standard errors;
+    NaN with fewer than 2 returns or no variance."""
+    r = np.asarray(returns, dtype=np.float64)
+    return sharpe(r, len(r))
+
+
 def sortino(returns: npt.ArrayLike, periods: float) -> float:
     """Annualized Sortino ratio (target 0); NaN without downside."""
     r = np.asarray(returns, dtype=np.float64)
@@ -240,6 +247,11 @@ class Performance:
     """The drawdown halt or ruin ended the run early."""
     halted_bar: int | None
     """The bar at whose close the run stopped, when ``halted`` (the caller's numbering)."""
+    t_stat: float = math.nan
+    """The mean per-period return in standard errors: ``mean(r) / std(r, ddof=1) *
+    sqrt(len(r))`` (the Sharpe ratio not annualized but scaled by the run's length): how
+    far the return is from what a zero-mean strategy's noise makes (about 2: 1 in 40 by
+    luck). NaN like the Sharpe ratio."""
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-friendly dict (NaN becomes None)."""
@@ -287,4 +299,4 @@ def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int
         turnover=traded_notional / mean_equity if mean_equity else math.nan,
         trades_per_day=trades_per_day(int(fills), len(r), interval_ms),
         avg_holding_bars=average_holding_bars(pos),
-        halted=halted_bar is not None, halted_bar=halted_bar)
+        halted=halted_bar is not None, halted_bar=halted_bar, t_stat=t_stat(r))

@@ -96,9 +96,15 @@ def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[s
                 record = json.loads(line)
                 steps[record["iteration"]] = (record["env_steps_sampled"], record["time_s"])
     last = {e["split"]: e for e in result.evaluations}  # the last of each split
-    metrics = {split: scenario_metrics(e, exp, cost_aware_filter(exp, split))
+    published = bool(result.decisions) and result.decisions[-1].publish
+    metrics = {split: scenario_metrics(e, exp, cost_aware_filter(exp, split), published)
                for split, e in last.items() if split in ("validation", "test")}
-    return {"seed": exp.seed, "env_steps_sampled": result.env_steps_sampled,
+    return {"seed": exp.seed, "published": published,
+            "decision": last["validation"].get("decision"),  # the selected policy's rule
+            "calibration": next((e["calibration"] for e in result.evaluations
+                                 if e.get("calibration") and
+                                 e["iteration"] == result.best_iteration), None),
+            "env_steps_sampled": result.env_steps_sampled,
             "env_steps_trained": result.env_steps_trained, "iterations": result.iterations,
             "wall_s": result.wall_s, "final": final_shares(result.evaluations),
             "scenario": metrics,
