@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from raytrade.algos.experiment import SelectionConfig
 from raytrade.algos.manifest import BundleManifest, DataInfo
 from raytrade.algos.selection import beats_flat, evidence, score, significant
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
@@ -116,18 +117,11 @@ def decide(store: PolicyStore, *, iteration: int, metric: str, min_improvement: 
     if current is not None and published.get(best_iteration) == current:
         return out(False, f"the best policy (iteration {best_iteration}, {metric} "
                    f"{_fmt(ours)}) is already the candidate", ours, flat, current)
-    if require_beat_flat and not flat:
-        return out(False, f"the best policy (iteration {best_iteration}) does not beat flat "
-                   "after costs on validation (excess log growth "
-                   f"{describe_excess(best_evaluation, initial_equity)}); "
-                   "[selection] require_beat_flat", ours, flat, current)
-    if require_beat_flat and not significant(best_evaluation, min_evidence_t):
-        shown = ", ".join(f"{name} {'-' if t is None else f'{t:.2f}'}"
-                          for name, t in evidence(best_evaluation).items())
-        return out(False, f"the best policy (iteration {best_iteration}) beats flat on "
-                   f"validation, but not by {min_evidence_t:g} standard errors (t {shown}): "
-                   "too little evidence of an edge; [selection] min_evidence_t",
-                   ours, flat, current)
+    passed, why, rule = evidence_gate(best_evaluation, require_beat_flat, min_evidence_t,
+                                      initial_equity)
+    if not passed:
+        return out(False, f"the best policy (iteration {best_iteration}) {why}; "
+                   f"[selection] {rule}", ours, flat, current)
     mine = f"iteration {best_iteration} {metric} {_fmt(ours)}"
     if current is None:
         return out(True, f"{mine}; the candidate channel is empty", ours, flat)
@@ -158,3 +152,39 @@ def decide(store: PolicyStore, *, iteration: int, metric: str, min_improvement: 
     margin = f" by more than {min_improvement:g}" if min_improvement else ""
     return out(False, f"{versus}: does not beat the candidate{margin}", ours, flat,
                current, theirs)
+
+
+
+def evidence_gate(evaluation: Mapping[str, Any], require_beat_flat: bool,
+                  min_evidence_t: float, initial_equity: float) -> tuple[bool, str, str]:
+    """The publication gate's evidence rules on a validation record: with
+    ``require_beat_flat`` the greedy policy must end above flat after costs on every
+    dataset (``selection.beats_flat``) and, with ``min_evidence_t > 0``, its returns be
+    that many standard errors above zero (``selection.significant``). Returns (passed,
+    why, the ``[selection]`` field that decided)."""
+    if not require_beat_flat:
+        return True, "does not need to beat flat", "require_beat_flat"
+    excess = describe_excess(evaluation, initial_equity)
+    if not beats_flat(evaluation, initial_equity):
+        return False, ("does not beat flat after costs on validation (excess log growth "
+                       f"{excess})"), "require_beat_flat"
+    if not significant(evaluation, min_evidence_t):
+        shown = ", ".join(f"{name} {'-' if t is None else f'{t:.2f}'}"
+                          for name, t in evidence(evaluation).items())
+        return False, (f"beats flat on validation (excess log growth {excess}), but not by "
+                       f"{min_evidence_t:g} standard errors (t {shown}): too little "
+                       "evidence of an edge"), "min_evidence_t"
+    return True, f"beats flat on validation (excess log growth {excess})", "require_beat_flat"
+
+
+def deployable(evaluation: Mapping[str, Any] | None, selection: SelectionConfig,
+               initial_equity: float) -> tuple[bool, str]:
+    """Whether a policy with this validation record passes the publication gate's evidence
+    rules (:func:`evidence_gate` with the experiment's ``[selection]``; the comparison with
+    a current candidate aside), and why: what the walk-forward and the learning benchmark
+    count as "deployed"."""
+    if not isinstance(evaluation, Mapping) or evaluation.get("split") != "validation":
+        return (not selection.require_beat_flat), "no validation evaluation"
+    passed, why, _ = evidence_gate(evaluation, selection.require_beat_flat,
+                                   selection.min_evidence_t, initial_equity)
+    return passed, why

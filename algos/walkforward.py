@@ -14,6 +14,13 @@ For fold ``k`` the training window is ``[start + k*step, + train)`` and the test
    decisions are taken on test-window bars only;
 4. the same on the training window gives the in-sample numbers, for the gap.
 
+Every fold's policy is tested, whether or not it qualified: the walk-forward reports the
+method. Beside it, ``deployed`` is what the system would have traded in that window: the
+policy when it passes the experiment's publication gate on its own validation split (the
+end of its training window; ``[selection] require_beat_flat`` and ``min_evidence_t``,
+``publish_decision.deployable``), flat otherwise. The fold records ``deployed`` (bool) and
+``deploy_reason``.
+
 The aggregate out-of-sample curve chains the folds' test curves (each fold restarts from
 the initial equity; returns are compounded), measured with the shared metrics module.
 
@@ -36,6 +43,7 @@ import numpy as np
 from raytrade.algos.backtest import env_config, play_all
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.policy import Policy
+from raytrade.algos.publish_decision import deployable
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.train import train
 from raytrade.envs.bars import BarTable
@@ -181,8 +189,15 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
                     fold.test_end, exp.seed, momentum_bars)
         ins = _play(policy, tables, ref, folder / "in_sample_data", fold.train_start,
                     fold.train_end, exp.seed, momentum_bars)
+        deploy, why = deployable(policy.manifest.evaluation, exp.selection,
+                                 exp.env.initial_equity)
+        progress(f"fold {fold.index}: {'deployed' if deploy else 'not deployed'}: {why}")
+        for played in (oos, ins):
+            for per in played.values():
+                per["deployed"] = per["policy" if deploy else "flat"]
         result.folds.append({
-            **dataclasses.asdict(fold), "version": published,
+            **dataclasses.asdict(fold), "version": published, "deployed": deploy,
+            "deploy_reason": why,
             "iterations": trained.iterations, "env_steps_trained": trained.env_steps_trained,
             "normalizer_fit": [policy.normalizer.fit_start_ts, policy.normalizer.fit_end_ts],
             "out_of_sample": oos, "in_sample": {d: {p: {k: v for k, v in r.items()

@@ -9,6 +9,9 @@ ones the evaluation (``algos.evaluation.evaluate``) and the paper export
 (``algos.run_metrics.record_performance`` on ``equity.jsonl``) computed with the shared
 metrics module; nothing is recomputed differently here.
 
+The calibration table lists the decision cost multiples the evaluated policy tried on
+validation and the one it kept (``algos.decision_calibration``).
+
 The Q-gap table summarizes, per dataset, how far the greedy policy's best Q was above the
 Q of the position it held, against the cost of switching in the same Q units (see
 ``algos.run_metrics``).
@@ -61,6 +64,21 @@ def q_gaps(record: Mapping[str, Any]) -> pd.DataFrame:
             rows.append({"dataset": dataset,
                          **{label: gap.get(k) for k, label in Q_GAP_LABELS.items()}})
     return pd.DataFrame(rows, columns=["dataset", *Q_GAP_LABELS.values()])
+
+
+def decision_calibration(record: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per cost multiple the evaluated policy tried on validation
+    (``algos.decision_calibration``): its score in the ``[selection]`` metric's units, the
+    trades it made, and whether it is the one chosen. Empty when the record was not
+    calibrated."""
+    table = record.get("calibration")
+    if not isinstance(table, list):
+        return pd.DataFrame(columns=["cost multiple", "validation score", "trades", "chosen"])
+    chosen = (record.get("decision") or {}).get("cost_multiple")
+    return pd.DataFrame([{"cost multiple": row.get("cost_multiple"),
+                          "validation score": row.get("score"), "trades": row.get("trades"),
+                          "chosen": row.get("cost_multiple") == chosen} for row in table],
+                        columns=["cost multiple", "validation score", "trades", "chosen"])
 
 
 def paper_costs(equity: pd.DataFrame) -> pd.DataFrame:

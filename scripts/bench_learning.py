@@ -79,9 +79,11 @@ def final_shares(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[str, Any]:
-    """One training run of ``exp`` on a private local Ray: its learning curve, the final
-    shares (:func:`final_shares`) and the scenario metrics of the final validation and
-    test evaluations (``learning_scenarios.scenario_metrics``)."""
+    """One training run of ``exp`` on a private local Ray: its learning curve, the shares
+    (:func:`final_shares`) and the scenario metrics (``learning_scenarios.scenario_metrics``)
+    of the selected policy's validation evaluation and of its one test evaluation, whether
+    the run published it (``deployed`` in the metrics), why, and the decision rule it
+    kept with the cost multiples it tried on validation."""
     steps: dict[int, tuple[float, float]] = {}
 
     def progress(line: str) -> None:
@@ -95,18 +97,21 @@ def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[s
             for line in fh:
                 record = json.loads(line)
                 steps[record["iteration"]] = (record["env_steps_sampled"], record["time_s"])
-    last = {e["split"]: e for e in result.evaluations}  # the last of each split
+    # the selected policy's evaluations: its validation record (the one selection kept)
+    # and the test record made once, after the last selection decision
+    last = {e["split"]: e for e in result.evaluations
+            if e["split"] != "validation" or e["iteration"] == result.best_iteration}
     published = bool(result.decisions) and result.decisions[-1].publish
     metrics = {split: scenario_metrics(e, exp, cost_aware_filter(exp, split), published)
                for split, e in last.items() if split in ("validation", "test")}
     return {"seed": exp.seed, "published": published,
-            "decision": last["validation"].get("decision"),  # the selected policy's rule
-            "calibration": next((e["calibration"] for e in result.evaluations
-                                 if e.get("calibration") and
-                                 e["iteration"] == result.best_iteration), None),
+            "publication": result.decisions[-1].reason if result.decisions else None,
+            "best_iteration": result.best_iteration,
+            "decision": last["test"].get("decision") if "test" in last else None,
+            "calibration": last["validation"].get("calibration"),
             "env_steps_sampled": result.env_steps_sampled,
             "env_steps_trained": result.env_steps_trained, "iterations": result.iterations,
-            "wall_s": result.wall_s, "final": final_shares(result.evaluations),
+            "wall_s": result.wall_s, "final": final_shares(list(last.values())),
             "scenario": metrics,
             "curve": [curve_point(e, steps) for e in result.evaluations]}
 

@@ -9,12 +9,16 @@ seconds (or ``--iterations``) on its training window only (``algos/walkforward.p
 normalizer and every selection see that window alone; the test window is played once).
 ``--days`` keeps only the first days of the data.
 
-Reported per fold, dataset and policy (the agent ``policy``, ``flat``, ``buy_and_hold``,
-``momentum``, ``random``): net and gross return (before costs), Sharpe, cost drag (fees,
-slippage and borrow paid as a fraction of the starting equity), turnover per year and
-position changes per 1,000 bars; and the aggregates the targets need: the largest fold
-cost drag of the agent (target <= 2 %) and the median fold Sharpe of the agent against
-buy-and-hold's (target: at least as high), each with whether it is met.
+Reported per fold, dataset and policy (the fold's trained ``policy``, ``deployed``,
+``flat``, ``buy_and_hold``, ``momentum``, ``random``): net and gross return (before
+costs), Sharpe, cost drag (fees, slippage and borrow paid as a fraction of the starting
+equity), turnover per year and position changes per 1,000 bars; and the aggregates the
+targets need: the largest fold cost drag (target <= 2 %) and the median fold Sharpe
+against buy-and-hold's (target: at least as high), each with whether it is met.
+``targets`` judges ``deployed``, what the system would have traded: the fold's policy
+when it passed the publication gate on its own validation split (beat flat after costs,
+by ``[selection] min_evidence_t`` standard errors), flat otherwise; ``targets_policy``
+judges the trained policy of every fold, qualified or not.
 
 ``--quick`` (for CI: it proves the script runs and prints every field, not what the
 agent learns): ETHUSDT only, light features, the first 10 days, one fold of 8 days'
@@ -46,7 +50,7 @@ from raytrade.algos.walkforward import duration_ms, run_walkforward
 from raytrade.envs.io import load_bars, write_bars
 from raytrade.envs.sample import SYMBOLS, sample_path
 
-POLICIES = ("policy", "flat", "buy_and_hold", "momentum", "random")
+POLICIES = ("policy", "deployed", "flat", "buy_and_hold", "momentum", "random")
 MAX_COST_DRAG = 0.02
 """Target: no fold's cost drag above 2 % of the starting equity."""
 COST_KEYS = ("fees", "slippage", "borrow")
@@ -77,6 +81,8 @@ def fold_rows(folds: Sequence[Mapping[str, Any]], initial: float) -> list[dict[s
     for fold in folds:
         for dataset, per in fold["out_of_sample"].items():
             row: dict[str, Any] = {"fold": fold["index"], "dataset": dataset,
+                                   "deployed_policy": fold.get("deployed"),
+                                   "deploy_reason": fold.get("deploy_reason"),
                                    "test_start": fold["test_start"],
                                    "test_end": fold["test_end"],
                                    "iterations": fold["iterations"],
@@ -100,28 +106,40 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(kept) if kept else None
 
 
-def targets(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The aggregates the targets read, over every fold and dataset: the agent's largest
-    cost drag and its median Sharpe against buy-and-hold's (a fold whose Sharpe is
-    undefined, e.g. flat throughout, is left out of that median)."""
-    drags = [r["policy"]["cost_drag"] for r in rows]
-    agent = _median([r["policy"]["sharpe"] for r in rows])
+def _fold_sharpe(record: Mapping[str, Any]) -> float | None:
+    """A fold's Sharpe for the medians: a record that never held a position (no trades,
+    no return: flat throughout) counts as 0, the Sharpe of staying out; otherwise the
+    record's (None when undefined)."""
+    if record["sharpe"] is None and not record["changes_per_1000"] and \
+            not record["net_return"]:
+        return 0.0
+    return record["sharpe"]
+
+
+def targets(rows: Sequence[Mapping[str, Any]], agent: str = "policy") -> dict[str, Any]:
+    """The aggregates the targets read for ``agent`` (``policy``: the fold's trained policy,
+    qualified or not; ``deployed``: what the publication gate let trade, else flat), over
+    every fold and dataset: the largest cost drag and the median Sharpe against
+    buy-and-hold's (a fold flat throughout counts as Sharpe 0; one whose Sharpe is
+    otherwise undefined is left out). Keys end in ``_<agent>``."""
+    drags = [r[agent]["cost_drag"] for r in rows]
+    mine = _median([_fold_sharpe(r[agent]) for r in rows])
     hold = _median([r["buy_and_hold"]["sharpe"] for r in rows])
-    per_dataset = {d: {"median_sharpe_policy": _median([r["policy"]["sharpe"] for r in rows
-                                                        if r["dataset"] == d]),
+    per_dataset = {d: {f"median_sharpe_{agent}": _median([_fold_sharpe(r[agent])
+                                                          for r in rows if r["dataset"] == d]),
                        "median_sharpe_buy_and_hold": _median(
                            [r["buy_and_hold"]["sharpe"] for r in rows if r["dataset"] == d]),
-                       "max_cost_drag_policy": max(r["policy"]["cost_drag"] for r in rows
-                                                   if r["dataset"] == d)}
+                       f"max_cost_drag_{agent}": max(r[agent]["cost_drag"] for r in rows
+                                                     if r["dataset"] == d)}
                    for d in dict.fromkeys(r["dataset"] for r in rows)}
-    return {"max_fold_cost_drag_policy": max(drags),
+    return {"agent": agent, f"max_fold_cost_drag_{agent}": max(drags),
             "max_fold_cost_drag_target": MAX_COST_DRAG,
             "cost_drag_met": max(drags) <= MAX_COST_DRAG,
-            "median_fold_sharpe_policy": agent,
+            f"median_fold_sharpe_{agent}": mine,
             "median_fold_sharpe_buy_and_hold": hold,
-            "sharpe_met": agent is not None and hold is not None and agent >= hold,
-            "median_fold_net_return_policy": _median([r["policy"]["net_return"]
-                                                      for r in rows]),
+            "sharpe_met": mine is not None and hold is not None and mine >= hold,
+            f"median_fold_net_return_{agent}": _median([r[agent]["net_return"]
+                                                        for r in rows]),
             "median_fold_net_return_buy_and_hold": _median([r["buy_and_hold"]["net_return"]
                                                             for r in rows]),
             "per_dataset": per_dataset}
@@ -209,7 +227,9 @@ def main(argv: list[str] | None = None) -> None:
                       "config": {**vars(args), "symbols": symbols,
                                  "experiment": exp.name,
                                  "reference": None if reference is None else "BTCUSDT"},
-                      "targets": targets(rows), "folds": rows, "timing": timing,
+                      "targets": targets(rows, "deployed"),
+                      "targets_policy": targets(rows, "policy"), "folds": rows,
+                      "timing": timing,
                       "wall_s": round(total, 1)}, indent=1))
 
 

@@ -31,11 +31,14 @@ from raytrade.scripts.s3_local import free_port
 
 @functools.lru_cache(maxsize=1)
 def experiment() -> ExperimentConfig:
-    """The bundled ETH/BTC 5m experiment, deciding plain greedy on every bar: the live-side
-    tests check the plumbing bar by bar whatever rule the shipped file tunes, and the
-    parity test adds its own rule case (``bundle(rule=...)``)."""
+    """The bundled ETH/BTC 5m experiment, deciding plain greedy on every bar (and no
+    calibration of the rule on validation): the live-side tests check the plumbing bar by
+    bar whatever rule the shipped file tunes, and the parity test adds its own rule case
+    (``bundle(rule=...)``)."""
     exp = ExperimentConfig.load(files("raytrade.algos.experiments") / "eth_btc_5m.toml")
-    return dataclasses.replace(exp, env=dataclasses.replace(exp.env, decision=DecisionRule()))
+    return dataclasses.replace(exp, env=dataclasses.replace(exp.env, decision=DecisionRule()),
+                               selection=dataclasses.replace(exp.selection,
+                                                             calibrate_cost_multiples=()))
 
 
 @functools.lru_cache(maxsize=1)

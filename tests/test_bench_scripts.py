@@ -76,6 +76,17 @@ def test_scenario_metrics_every_scenario_reports_every_field(name: str) -> None:
             row["greedy"]["log_growth"] / aware["log_growth"])
     if name == "weak-drift":  # no band pays the costs: the filter never trades
         assert aware["changes_per_1000"] == 0
+    assert "deployed" not in row  # only with the run's publication decision
+    for published, source in ((True, "greedy"), (False, "flat")):
+        (row,) = scenario_metrics(record, exp, filters, published).values()
+        assert row["published"] is published
+        assert {k: v for k, v in row["deployed"].items() if k != "filter_share"} == \
+            {k: v for k, v in row[source].items() if k != "filter_share"}
+    if name == "regime-costly":  # published: the greedy policy's share; not: flat's, 0
+        (row,) = scenario_metrics(record, exp, filters, True).values()
+        assert row["deployed"]["filter_share"] == row["greedy"]["filter_share"]
+        (row,) = scenario_metrics(record, exp, filters, False).values()
+        assert row["deployed"]["filter_share"] == 0.0
 
 
 def test_scenario_unknown_name_lists_the_known_ones() -> None:
@@ -85,11 +96,11 @@ def test_scenario_unknown_name_lists_the_known_ones() -> None:
 
 def test_scenario_targets_check_the_summary_statistic() -> None:
     (median, worst) = scenario("regime-costly").targets
-    summary = {"scenario/test/X/greedy/filter_share": {"median": 0.92, "min": 0.75}}
+    summary = {"scenario/test/X/deployed/filter_share": {"median": 0.92, "min": 0.75}}
     assert median.check(summary, "scenario/test/X/")["met"] is True
     checked = worst.check(summary, "scenario/test/X/")
     assert checked["met"] is False and checked["value"] == 0.75
-    assert checked["metric"] == "scenario/test/X/greedy/filter_share"
+    assert checked["metric"] == "scenario/test/X/deployed/filter_share"
     assert median.check({}, "scenario/test/X/") == {**checked, "statistic": "median",
                                                     "threshold": 0.9, "value": None,
                                                     "met": False}
@@ -121,8 +132,12 @@ def test_bench_learning_reduced_run_prints_every_field(
     for policy in ("greedy", "random", "flat"):
         assert set(row[policy]) >= POLICY_FIELDS
     assert {t["metric"] for t in out["targets"]} == {
-        "scenario/test/SYNTHUSDT/greedy/net_return",
-        "scenario/test/SYNTHUSDT/greedy/changes_per_1000"}
+        "scenario/test/SYNTHUSDT/deployed/net_return",
+        "scenario/test/SYNTHUSDT/deployed/changes_per_1000"}
+    # what is deployed is the selected policy when its run published it, else flat
+    assert row["deployed"] == {**row["greedy" if run["published"] else "flat"],
+                               "filter_share": None}
+    assert run["decision"]["cost_multiple"] in (0.5, 1.0, 2.0, 4.0, 8.0)
     for target in out["targets"]:
         assert set(target) == {"metric", "statistic", "op", "threshold", "value", "met"}
         assert out["summary"][target["metric"]]["n"] == 1
@@ -144,15 +159,20 @@ def test_bench_walkforward_quick_prints_every_field(
     assert out["config"]["symbols"] == ["ETHUSDT"] and out["config"]["reference"] == "BTCUSDT"
     (row,) = out["folds"]  # one fold, one dataset
     assert row["dataset"] == "ETHUSDT" and row["iterations"] == 1
-    for policy in ("policy", "flat", "buy_and_hold", "momentum", "random"):
+    for policy in ("policy", "deployed", "flat", "buy_and_hold", "momentum", "random"):
         assert set(row[policy]) == {"net_return", "gross_return", "cost_drag", "cost_parts",
                                     "sharpe", "turnover_per_year", "changes_per_1000",
                                     "max_drawdown"}, policy
         assert row[policy]["cost_drag"] >= 0 and "fees" in row[policy]["cost_parts"]
     assert row["flat"]["cost_drag"] == 0 and row["flat"]["net_return"] == 0
-    t = out["targets"]
-    assert t["max_fold_cost_drag_policy"] == row["policy"]["cost_drag"]
+    assert row["deployed"] == row["policy" if row["deployed_policy"] else "flat"]
+    assert row["deploy_reason"]
+    t = out["targets_policy"]
+    assert t["agent"] == "policy" and t["max_fold_cost_drag_policy"] == row["policy"]["cost_drag"]
     assert t["cost_drag_met"] == (t["max_fold_cost_drag_policy"] <= 0.02)
+    d = out["targets"]  # judged on what would have been deployed
+    assert d["agent"] == "deployed" and d["max_fold_cost_drag_deployed"] == \
+        row["deployed"]["cost_drag"]
     assert t["median_fold_sharpe_buy_and_hold"] == row["buy_and_hold"]["sharpe"]
     assert set(t["per_dataset"]) == {"ETHUSDT"}
     assert out["timing"][0]["train_s"] > 0
@@ -166,7 +186,8 @@ def test_walkforward_targets_over_folds_and_datasets() -> None:
 
     folds = [{"index": k, "test_start": k, "test_end": k + 1, "iterations": 1,
               "env_steps_trained": 10,
-              "out_of_sample": {d: {"policy": perf(0.01, s, fee), "flat": perf(0, None, 0),
+              "out_of_sample": {d: {"policy": perf(0.01, s, fee),
+                                    "flat": {**perf(0, None, 0), "trades": 0},
                                     "buy_and_hold": perf(0.02, 1.0, 10.0)}
                                 for d, s, fee in (("A", 0.5 + k, 100.0 * (k + 1)),
                                                   ("B", 2.0, 50.0))}}
@@ -179,3 +200,11 @@ def test_walkforward_targets_over_folds_and_datasets() -> None:
     assert t["median_fold_sharpe_policy"] == 2.0 and t["sharpe_met"]
     assert t["per_dataset"]["A"]["median_sharpe_policy"] == 1.5
     assert math.isclose(t["per_dataset"]["B"]["max_cost_drag_policy"], 0.005)
+    # what was deployed: fold 0 stayed flat (Sharpe 0, no costs), folds 1 and 2 traded
+    for row in rows:
+        row["deployed"] = row["flat"] if row["fold"] == 0 else row["policy"]
+    d = targets(rows, "deployed")
+    assert d["max_fold_cost_drag_deployed"] == pytest.approx(0.03)
+    # Sharpes 0, 1.5, 2.5 (A) and 0, 2.0, 2.0 (B): median 1.75 (a flat fold counts as 0)
+    assert d["median_fold_sharpe_deployed"] == 1.75 and d["sharpe_met"]
+    assert d["per_dataset"]["A"]["median_sharpe_deployed"] == 1.5

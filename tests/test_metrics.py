@@ -55,3 +55,15 @@ def test_undefined_ratios_are_nan_not_inf() -> None:
     assert math.isnan(metrics.sharpe(np.zeros(1), 365))
     d = metrics.performance(np.full(5, 100.0), np.zeros(5), 60_000).to_dict()
     assert d["sharpe"] is None and d["max_drawdown"] == 0.0
+
+
+def test_t_stat_is_the_mean_return_in_standard_errors(real_returns: np.ndarray) -> None:
+    r = np.asarray(real_returns, dtype=np.float64)
+    expected = r.mean() / (r.std(ddof=1) / math.sqrt(len(r)))
+    assert metrics.t_stat(r) == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(metrics.t_stat(np.zeros(10))) and math.isnan(metrics.t_stat([0.1]))
+    # in a Performance record: the Sharpe ratio scaled by the square root of the years
+    equity = 100.0 * np.cumprod(np.r_[1.0, 1.0 + r[:500]])
+    perf = metrics.performance(equity, np.ones(501), 3_600_000)
+    assert perf.t_stat == pytest.approx(
+        perf.sharpe * math.sqrt(500 / metrics.bars_per_year(3_600_000)), rel=1e-9)

@@ -12,7 +12,7 @@ from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.manifest import MANIFEST, DataInfo
-from raytrade.algos.publish_decision import decide, describe_excess
+from raytrade.algos.publish_decision import decide, deployable, describe_excess
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.env_spec import BarRange, DatasetRange
 from raytrade.envs.typed_json import encode
@@ -109,3 +109,41 @@ def test_publish_decision_record_is_strict_json(store_uri: str) -> None:
     assert record["kind"] == "publication" and record["candidate_score"] is None
     json.dumps(record, allow_nan=False)
     assert describe_excess(_evaluation(10_100.0), 10_000.0) == "SYNTHUSDT +1.00 %"
+
+
+def test_publish_decision_needs_evidence_of_an_edge_when_asked(store_uri: str) -> None:
+    store = PolicyStore(store_uri)
+
+    def decide_t(t: float | None, min_t: float, greedy: float = 10_100.0) -> Any:
+        evaluation = _evaluation(greedy)
+        evaluation["datasets"]["SYNTHUSDT"]["greedy"]["t_stat"] = t
+        return decide(store, iteration=20, metric="excess_log_growth", min_improvement=0.0,
+                      require_beat_flat=True, best_iteration=20, best_evaluation=evaluation,
+                      initial_equity=10_000.0, data=_data(), published={},
+                      min_evidence_t=min_t)
+
+    weak = decide_t(1.2, 2.0)
+    assert not weak.publish and weak.beats_flat is True
+    assert "but not by 2 standard errors (t SYNTHUSDT 1.20)" in weak.reason
+    assert "[selection] min_evidence_t" in weak.reason
+    assert not decide_t(None, 2.0).publish  # no variance, no evidence
+    assert decide_t(2.5, 2.0).publish
+    assert decide_t(1.2, 0.0).publish  # off
+    # losing to flat is refused for that reason first, whatever its t
+    assert "does not beat flat" in decide_t(3.0, 2.0, greedy=9_900.0).reason
+
+
+def test_deployable_applies_the_experiments_evidence_rules() -> None:
+    evaluation = _evaluation(10_100.0)
+    evaluation["datasets"]["SYNTHUSDT"]["greedy"]["t_stat"] = 1.5
+    sel = EXP.selection
+    assert deployable(evaluation, dataclasses.replace(sel, min_evidence_t=0.0),
+                      10_000.0) == (True, "beats flat on validation (excess log growth "
+                                          "SYNTHUSDT +1.00 %)")
+    ok, why = deployable(evaluation, dataclasses.replace(sel, min_evidence_t=2.0), 10_000.0)
+    assert not ok and "not by 2 standard errors (t SYNTHUSDT 1.50)" in why
+    ok, why = deployable(_evaluation(9_900.0), sel, 10_000.0)
+    assert not ok and "does not beat flat" in why and "-1.01 %" in why
+    assert deployable(_evaluation(9_900.0), dataclasses.replace(
+        sel, require_beat_flat=False), 10_000.0)[0]
+    assert deployable(None, sel, 10_000.0) == (False, "no validation evaluation")

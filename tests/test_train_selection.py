@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import raytrade.algos.decision_calibration as calibration_module
 import raytrade.algos.train as train_module
+from raytrade.algos.decision_calibration import recorded_rule
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
@@ -62,6 +64,7 @@ def _instrument(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Event], Callable[
         return publish(self, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate", recording_evaluate)
+    monkeypatch.setattr(calibration_module, "evaluate", recording_evaluate)
     monkeypatch.setattr(EnvSpec, "markets", recording_markets)
     monkeypatch.setattr(PolicyStore, "publish", recording_publish)
 
@@ -102,8 +105,10 @@ def test_train_early_stopping_publishes_the_best_evaluation_not_the_last(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     events, progress = _instrument(monkeypatch)
     # no later score can beat the first by 10 log units: iteration 1 stays the best, and
-    # patience 1 stops the run at the next evaluation
-    exp = _small(require_beat_flat=False, patience=1, min_improvement=10.0)
+    # patience 1 stops the run at the next evaluation; each evaluated policy chooses its
+    # cost multiple on validation, and the bundle carries the one chosen
+    exp = _small(require_beat_flat=False, patience=1, min_improvement=10.0,
+                 calibrate_cost_multiples=(1.0, 4.0))
     result = train(exp, tmp_path, iterations=6, eval_every=1, checkpoint_every=100,
                    progress=progress)
     assert result.stopped_early and result.iterations == 2
@@ -111,11 +116,19 @@ def test_train_early_stopping_publishes_the_best_evaluation_not_the_last(
     best, last = result.evaluations
     assert (best["iteration"], last["iteration"]) == (1, 2)
     assert best["datasets"] != last["datasets"], "training changed the greedy policy"
+    assert [row["cost_multiple"] for row in best["calibration"]] == [0.0, 1.0, 4.0]
     store = PolicyStore(tmp_path.as_uri())
     manifest = store.manifest(1)
     assert manifest["evaluation"] == json.loads(json.dumps(best))
     assert manifest["training"]["iteration"] == 1
-    # the weights are the best iteration's: the bundle replays the best evaluation
-    replay = evaluate(Policy(store.files(1)).q_values, exp, "validation", seed=exp.seed)
+    chosen = recorded_rule(best, exp)
+    policy = Policy(store.files(1))
+    assert policy.manifest.env.decision == chosen
+    # the weights are the best iteration's and the rule the one chosen: the bundle replays
+    # the best evaluation
+    ruled = dataclasses.replace(exp, env=policy.manifest.env)
+    replay = evaluate(policy.q_values, ruled, "validation", seed=exp.seed)
     assert_same_evaluation(replay["datasets"], best["datasets"])
+    # every validation evaluation went through the calibration: one per evaluated policy
+    assert [e for e in events if e[0] == "evaluate"] == [("evaluate", "validation")] * 2
     assert all(e[1] != "test" for e in events), "no test split unless asked for"

@@ -84,8 +84,15 @@ def test_walkforward_on_real_bars_never_leaks_and_reports(
         assert f["train_start"] <= f["normalizer_fit"][0] <= f["normalizer_fit"][1] \
             < f["test_start"]
         # decisions out of sample lie in the test window only; baselines side by side
+        # what the system would have traded: the policy when its own validation passed
+        # the publication gate, flat otherwise
+        assert isinstance(f["deployed"], bool) and f["deploy_reason"]
+        for played in (f["out_of_sample"], f["in_sample"]):
+            for per in played.values():
+                assert per["deployed"] == per["policy" if f["deployed"] else "flat"]
         for dataset, per in f["out_of_sample"].items():
-            assert set(per) == {"policy", "buy_and_hold", "flat", "random", "momentum"}
+            assert set(per) == {"policy", "deployed", "buy_and_hold", "flat", "random",
+                                "momentum"}
             ts = np.array(per["policy"]["curves"]["ts"])
             assert ts.min() >= f["test_start"] and ts.max() < f["test_end"], dataset
             assert per["flat"]["final_equity"] == 10_000.0

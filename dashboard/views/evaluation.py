@@ -1,7 +1,8 @@
 """Evaluation: the shared metrics of the greedy policy against buy-and-hold and flat per
 evaluation, the latest evaluation's costs per policy (net beside gross return, cost drag,
 fees, slippage, borrow, turnover, trades per day, holding time, halted) and the greedy
-policy's Q gaps against the cost of switching (``dashboard/cost_tables.py``), and the
+policy's Q gaps against the cost of switching, the decision rule and the cost multiples
+tried on validation (``dashboard/cost_tables.py``), and the
 equity and drawdown curves of an evaluation when training saved them
 (curves of different lengths on their bar times, a policy that stopped early marked where
 it stopped: see ``dashboard/eval_curves.py``)."""
@@ -11,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 from raytrade.dashboard.charts import curves_with_stops
 from raytrade.dashboard.context import empty, reader, refresh_s, show_errors
-from raytrade.dashboard.cost_tables import evaluation_costs, q_gaps
+from raytrade.dashboard.cost_tables import decision_calibration, evaluation_costs, q_gaps
 from raytrade.dashboard.eval_curves import dataset_curves
 
 st.title("Evaluation")
@@ -39,6 +40,14 @@ def body() -> None:
         st.dataframe(evaluation_costs(record), hide_index=True)
         st.caption("A policy marked (halted) was stopped early by the drawdown halt or ruin: "
                    "its return is not that of a full run.")
+        rule = record.get("decision")
+        if isinstance(rule, dict):
+            st.caption(f"Decision rule: every {rule.get('every_bars')} bar(s), margin "
+                       f"{rule.get('margin')}, cost multiple {rule.get('cost_multiple')}.")
+        calibration = decision_calibration(record)
+        if len(calibration):
+            st.subheader("Cost multiple chosen on validation")
+            st.dataframe(calibration, hide_index=True)
         gaps = q_gaps(record)
         st.subheader("Greedy Q gap against the cost of switching (Q units)")
         if len(gaps):
