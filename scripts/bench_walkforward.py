@@ -113,7 +113,7 @@ def _fold_sharpe(record: Mapping[str, Any]) -> float | None:
     if record["sharpe"] is None and not record["changes_per_1000"] and \
             not record["net_return"]:
         return 0.0
-    return record["sharpe"]
+    return None if record["sharpe"] is None else float(record["sharpe"])
 
 
 def targets(rows: Sequence[Mapping[str, Any]], agent: str = "policy") -> dict[str, Any]:
