@@ -9,7 +9,8 @@ slippage for nothing). So, with ``[selection] calibrate_cost_multiples``, every 
 training driver evaluates plays the validation split once per multiple (greedy only, the
 same env, costs and accounting as the evaluation) and keeps the multiple with the best
 ``[selection] metric`` score (``selection.score``, the same one early stopping and
-publication use); ties go to the larger multiple, the one that trades less. The policy is
+publication use); a smaller multiple must beat a larger one by more than ``[selection]
+min_improvement`` (ties go to the larger multiple, which usually trades less). The policy is
 then scored, kept and published with that rule in its bundle, so the backtest, the paper
 trader and the executor apply what validation chose.
 
@@ -35,7 +36,8 @@ from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.errors import ConfigError
 
 TIE = 1e-12
-"""Scores closer than this are a tie (the larger multiple wins)."""
+"""Scores closer than this (or ``[selection] min_improvement`` when larger) are a tie:
+the larger multiple wins."""
 
 
 def with_rule(exp: ExperimentConfig, spec: EnvSpec, rule: DecisionRule
@@ -68,6 +70,7 @@ def calibrate(q_values: QFunction, exp: ExperimentConfig, spec: EnvSpec,
     if split != "validation":
         raise ConfigError(f"the decision margin is chosen on validation only, not {split!r}")
     rules = candidate_rules(exp)
+    tolerance = max(TIE, exp.selection.min_improvement)
     markets = spec.markets(split)
     base = dataclasses.replace(spec.env, random_start=False, max_episode_steps=None)
     flat_action = min(range(len(base.positions)), key=lambda i: abs(base.positions[i]))
@@ -89,9 +92,11 @@ def calibrate(q_values: QFunction, exp: ExperimentConfig, spec: EnvSpec,
         value = score({"split": split, "datasets": datasets}, exp.selection.metric,
                       exp.env.initial_equity)
         finite = value == value and abs(value) != float("inf")
+        if value != value:  # NaN ranks last, as in early stopping
+            value = -float("inf")
         table.append({"cost_multiple": rule.cost_multiple,
                       "score": value if finite else None, "trades": trades})
-        if best is None or value >= best[0] - TIE:  # increasing multiples: ties go up
+        if best is None or value >= best[0] - tolerance:  # increasing multiples: ties go up
             best = (value, rule)
     assert best is not None
     return best[1], table

@@ -199,13 +199,16 @@ class SelectionConfig:
     """With ``require_beat_flat``, also require the greedy policy's validation returns to
     be this many standard errors above zero on every dataset (``t_stat`` of
     ``envs/metrics.py``: per-decision returns, flat periods included), so that a lucky
-    hold on a market without an edge is not published (0: off; 2: about 1 chance in 40
-    that a policy without an edge passes on one validation run)."""
+    hold on a market without an edge is not published (0: off; ignored without
+    ``require_beat_flat``). A floor, not a significance level: selection keeps the best of
+    many checkpoints and cost multiples on the same split. In annualized Sharpe terms it
+    asks for ``min_evidence_t / sqrt(validation years)``: about 10 for 2 on 13.5 days."""
     calibrate_cost_multiples: tuple[float, ...] = ()
     """Decision-rule ``cost_multiple`` values to try on validation for every evaluated
     policy (``decision_calibration.py``): each policy keeps the one that scores best on
-    validation (the configured one is always tried; ties go to the larger multiple, the
-    fewer trades), and its bundle carries that rule. Empty: the configured rule only."""
+    validation (the configured one is always tried; a smaller multiple must beat a larger
+    one by more than ``min_improvement``, so ties go to the larger, which usually trades
+    less), and its bundle carries that rule. Empty: the configured rule only."""
 
 
 TUNE_SCHEDULERS = ("asha", "pbt")
@@ -430,6 +433,11 @@ class ExperimentConfig:
             raise ConfigError("network.conv_channels must be positive and conv_kernel an "
                               "odd number >= 1")
         self.tune.check(type(self))
+        if sel.calibrate_cost_multiples and "env.decision.cost_multiple" in self.tune.space:
+            raise ConfigError("[tune.space] 'env.decision.cost_multiple': with [selection] "
+                              "calibrate_cost_multiples every evaluated policy chooses its "
+                              "multiple on validation, and the multiple does not change "
+                              "training; remove one of the two")
         if self.tune.space:
             # every edge of every dimension must make a valid experiment (checked here, at
             # load time, not in a trial an hour into the search)

@@ -9,7 +9,10 @@ says so, compares anyway if its validation bars are the same as ours (same datas
 first and last bar), and otherwise publishes, because a score on other bars is no evidence
 against this run's policy (and the newest data is what the operator asked for). A
 candidate with no readable manifest or no validation evaluation is replaced likewise.
-The decision, with both scores, is written by the training driver to
+With ``[selection] min_evidence_t`` the policy must also beat flat by that many standard
+errors of its per-decision validation returns (``evidence_gate``; the same rules decide
+what the walk-forward and the learning benchmark count as deployed, ``deployable``). The
+decision, with both scores, is written by the training driver to
 ``metrics/selection.jsonl`` and shown in its progress output.
 """
 
@@ -152,7 +155,6 @@ def decide(store: PolicyStore, *, iteration: int, metric: str, min_improvement: 
     margin = f" by more than {min_improvement:g}" if min_improvement else ""
     return out(False, f"{versus}: does not beat the candidate{margin}", ours, flat,
                current, theirs)
-
 
 
 def evidence_gate(evaluation: Mapping[str, Any], require_beat_flat: bool,

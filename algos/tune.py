@@ -64,6 +64,7 @@ from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import BlobStore, LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.train import iteration_metrics, ray_session
+from raytrade.envs.decision import rule_summary
 from raytrade.envs.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -439,6 +440,7 @@ def _publish_and_test(exp: ExperimentConfig, results: Any, winner: dict[str, Any
                  f"{overrides}) not published: {decision.reason}")
     # selection is over: the test split is read here, once, for the winner only
     test = evaluate(q_function(module), trial_exp, "test", seed=trial_exp.seed, spec=spec)
+    test["decision"] = rule_summary(spec.env.decision)
     document["winner"] = {**winner, "overrides": overrides,
                           "checkpoint_iteration": int(trial["iteration"]),
                           "version": version, "published": decision.publish,

@@ -277,6 +277,7 @@ def dashboard_summary(result: WalkForwardResult, name: str) -> dict[str, Any]:
                          "oos_turnover": per["policy"].get("turnover"),
                          "oos_trades_per_day": per["policy"].get("trades_per_day"),
                          "oos_halted": per["policy"].get("halted"),
+                         "deployed": f.get("deployed"),
                          "in_sample_sharpe": ins["policy"]["sharpe"],
                          "in_sample_return": ins["policy"]["total_return"]})
     return {"name": name, **{k: v for k, v in result.config.items()

@@ -250,8 +250,9 @@ class Performance:
     t_stat: float = math.nan
     """The mean per-period return in standard errors: ``mean(r) / std(r, ddof=1) *
     sqrt(len(r))`` (the Sharpe ratio not annualized but scaled by the run's length): how
-    far the return is from what a zero-mean strategy's noise makes (about 2: 1 in 40 by
-    luck). NaN like the Sharpe ratio."""
+    far the return is from what a zero-mean strategy's noise makes (for one strategy
+    tested once, 2 or more happens by luck about 1 time in 40). NaN like the Sharpe
+    ratio."""
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-friendly dict (NaN becomes None)."""

@@ -35,6 +35,7 @@ from typing import Any
 
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
+from raytrade.algos.publish_decision import deployable
 from raytrade.algos.storage.keys import TRAIN_METRICS
 from raytrade.algos.train import train
 from raytrade.scripts.bench_stats import summarize
@@ -101,11 +102,13 @@ def learn_once(exp: ExperimentConfig, seconds: float, eval_every: int) -> dict[s
     # and the test record made once, after the last selection decision
     last = {e["split"]: e for e in result.evaluations
             if e["split"] != "validation" or e["iteration"] == result.best_iteration}
-    published = bool(result.decisions) and result.decisions[-1].publish
+    # deployed: the selected policy passes the publication gate's evidence rules on its
+    # validation record (``publish_decision.deployable``, as the walk-forward counts it)
+    published, why = deployable(last.get("validation"), exp.selection, exp.env.initial_equity)
     metrics = {split: scenario_metrics(e, exp, cost_aware_filter(exp, split), published)
                for split, e in last.items() if split in ("validation", "test")}
     return {"seed": exp.seed, "published": published,
-            "publication": result.decisions[-1].reason if result.decisions else None,
+            "publication": why,
             "best_iteration": result.best_iteration,
             "decision": last["test"].get("decision") if "test" in last else None,
             "calibration": last["validation"].get("calibration"),
@@ -163,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         "experiment": exp.name, "sources": list(exp.data.sources),
         "budget_s": args.budget_s, "seconds": args.budget_s, "repeats": args.repeats,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "targets": targets, "summary": summary, "runs": runs}, indent=1))
+        "targets": targets, "published_runs": sum(bool(r["published"]) for r in runs),
+        "summary": summary, "runs": runs}, indent=1))
 
 
 def summary_and_targets(chosen: Scenario, runs: list[dict[str, Any]]
@@ -189,8 +193,9 @@ def combine(outputs: list[dict[str, Any]]) -> dict[str, Any]:
         raise SystemExit(f"--combine: seed repeated among the runs {sorted(seeds)}")
     chosen = scenario(names.pop())
     summary, targets = summary_and_targets(chosen, runs)
-    return {**outputs[0], "repeats": len(runs), "targets": targets, "summary": summary,
-            "runs": runs, "combined_from": len(outputs)}
+    return {**outputs[0], "repeats": len(runs), "targets": targets,
+            "published_runs": sum(bool(r.get("published")) for r in runs),
+            "summary": summary, "runs": runs, "combined_from": len(outputs)}
 
 
 if __name__ == "__main__":

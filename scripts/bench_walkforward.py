@@ -121,7 +121,9 @@ def targets(rows: Sequence[Mapping[str, Any]], agent: str = "policy") -> dict[st
     qualified or not; ``deployed``: what the publication gate let trade, else flat), over
     every fold and dataset: the largest cost drag and the median Sharpe against
     buy-and-hold's (a fold flat throughout counts as Sharpe 0; one whose Sharpe is
-    otherwise undefined is left out). Keys end in ``_<agent>``."""
+    otherwise undefined is left out). Keys end in ``_<agent>``; ``deployed_rows`` counts
+    the fold rows whose policy passed the gate, and ``vacuous`` says the deployed targets
+    were met (or not) by staying flat in every fold."""
     drags = [r[agent]["cost_drag"] for r in rows]
     mine = _median([_fold_sharpe(r[agent]) for r in rows])
     hold = _median([r["buy_and_hold"]["sharpe"] for r in rows])
@@ -132,7 +134,12 @@ def targets(rows: Sequence[Mapping[str, Any]], agent: str = "policy") -> dict[st
                        f"max_cost_drag_{agent}": max(r[agent]["cost_drag"] for r in rows
                                                      if r["dataset"] == d)}
                    for d in dict.fromkeys(r["dataset"] for r in rows)}
-    return {"agent": agent, f"max_fold_cost_drag_{agent}": max(drags),
+    deployed = sum(bool(r.get("deployed_policy")) for r in rows)
+    return {"agent": agent, "rows": len(rows), "deployed_rows": deployed,
+            # judged on what was deployed when nothing was: flat everywhere, Sharpe 0 and
+            # no costs; the targets then say nothing about the agent
+            "vacuous": agent == "deployed" and deployed == 0,
+            f"max_fold_cost_drag_{agent}": max(drags),
             "max_fold_cost_drag_target": MAX_COST_DRAG,
             "cost_drag_met": max(drags) <= MAX_COST_DRAG,
             f"median_fold_sharpe_{agent}": mine,

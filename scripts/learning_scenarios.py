@@ -22,9 +22,11 @@ the out-of-sample (test) split, and the targets the numbers are judged against.
   and at most 5 position changes per 1,000 bars.
 
 Targets are judged on what the system deploys (``deployed`` in :func:`scenario_metrics`):
-the selected policy when its run published it (it beat flat after costs on validation),
-flat when nothing qualified. The selected network's own greedy numbers are reported
-beside it, published or not, so a gate that merely hides a bad network is visible.
+the selected policy when it passes the publication gate's evidence rules on its validation
+record (it beat flat after costs there, by ``[selection] min_evidence_t`` standard errors:
+``publish_decision.deployable``), flat when nothing qualified. The selected network's own
+greedy numbers are reported beside it, qualified or not, so a gate that merely hides a bad
+network is visible.
 
 The three cost scenarios share one experiment file and differ only in the source, so any
 difference between them is the market's: the same agent, network, budget and costs.
@@ -181,10 +183,10 @@ def scenario_metrics(evaluation: Mapping[str, Any], exp: ExperimentConfig,
     :func:`cost_aware_filter` on the same split) and ``filter_share``, the greedy log
     growth as a share of the better filter's after costs (None unless that grew).
 
-    With ``published`` (whether the run's selection published its policy: it beat flat
-    after costs on validation, ``[selection] require_beat_flat``) also ``deployed``: what
-    the system trades on the split, the greedy policy's row when it was published, the
-    flat baseline's when nothing qualified (no policy is paper-traded then)."""
+    With ``published`` (whether the run's selected policy passes the publication gate's
+    evidence rules on validation, ``publish_decision.deployable``) also ``deployed``: what
+    the system trades on the split, the greedy policy's row when it qualified, the flat
+    baseline's when nothing did (no policy is paper-traded then)."""
     initial = exp.env.initial_equity
     split = evaluation["split"]
     decisions = {m.name: m.n_decisions for m in exp.fit_env_spec().markets(split)}

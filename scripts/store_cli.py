@@ -73,7 +73,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     verdict, pointer = promote(store, args.channel, reason=args.reason, version=version,
                                limits=limits, force=args.force,
                                paper_limits=PaperLimits(
-                                   require_beat_flat=not args.allow_below_flat))
+                                   require_beat_flat=not args.allow_below_flat,
+                                   min_evidence_t=args.min_evidence_t))
     print(json.dumps({"channel": args.channel, "passed": verdict.passed,
                       "reasons": verdict.reasons, "evidence": verdict.actors,
                       "moved_to": version_name(pointer.version) if pointer else None,
@@ -120,6 +121,10 @@ def add_store_commands(sub: Any) -> None:
                     help="paper gate: accept a candidate that did not beat flat after costs "
                     "on validation (default: refuse it; any finite validation result then "
                     "passes)")
+    pr.add_argument("--min-evidence-t", type=float, default=0.0,
+                    help="paper gate: also require the candidate's validation returns to be "
+                    "this many standard errors above zero on every dataset (the shipped "
+                    "experiments publish only at 2 or more; default 0: off)")
     pr.add_argument("--min-bars", type=int, default=288,
                     help="live gate: bars of paper trading on the version, per actor")
     pr.add_argument("--min-sharpe", type=float, default=0.0,

@@ -138,6 +138,7 @@ def test_bench_learning_reduced_run_prints_every_field(
     assert row["deployed"] == {**row["greedy" if run["published"] else "flat"],
                                "filter_share": None}
     assert run["decision"]["cost_multiple"] in (0.5, 1.0, 2.0, 4.0, 8.0)
+    assert out["published_runs"] == int(run["published"]) and run["publication"]
     for target in out["targets"]:
         assert set(target) == {"metric", "statistic", "op", "threshold", "value", "met"}
         assert out["summary"][target["metric"]]["n"] == 1
@@ -203,8 +204,16 @@ def test_walkforward_targets_over_folds_and_datasets() -> None:
     # what was deployed: fold 0 stayed flat (Sharpe 0, no costs), folds 1 and 2 traded
     for row in rows:
         row["deployed"] = row["flat"] if row["fold"] == 0 else row["policy"]
+    for row in rows:
+        row["deployed_policy"] = row["fold"] != 0
     d = targets(rows, "deployed")
+    assert (d["rows"], d["deployed_rows"], d["vacuous"]) == (6, 4, False)
     assert d["max_fold_cost_drag_deployed"] == pytest.approx(0.03)
     # Sharpes 0, 1.5, 2.5 (A) and 0, 2.0, 2.0 (B): median 1.75 (a flat fold counts as 0)
     assert d["median_fold_sharpe_deployed"] == 1.75 and d["sharpe_met"]
     assert d["per_dataset"]["A"]["median_sharpe_deployed"] == 1.5
+    # nothing deployed: flat everywhere meets the drag target, and says so
+    for row in rows:
+        row["deployed"], row["deployed_policy"] = row["flat"], False
+    d = targets(rows, "deployed")
+    assert d["vacuous"] and d["cost_drag_met"] and d["median_fold_sharpe_deployed"] == 0.0

@@ -101,12 +101,25 @@ def test_a_confident_long_q_is_kept_trading_only_where_holding_beat_flat(seed: i
 
 def test_calibrated_evaluation_records_the_rule_and_the_bundle_config_carries_it() -> None:
     exp, spec = _setup()
-    rng = np.random.default_rng(0)
     scale = 3 * unit_switch_cost(exp.env)
-    record, exp_r, spec_r = calibrated_evaluation(
-        lambda obs: rng.normal(0.0, scale, (len(obs), 3)), exp, spec, seed=0)
+    # noise that is a fixed function of the observation, so every play of the same bars
+    # sees the same Q-values (the calibration's and the evaluation's)
+    rng = np.random.default_rng(0)
+    weights: list[np.ndarray] = []
+
+    def noise(obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float64)
+        if not weights:
+            weights.append(rng.normal(size=(x.shape[-1], 3)))
+        return scale * np.sin(50.0 * x @ weights[0])
+
+    record, exp_r, spec_r = calibrated_evaluation(noise, exp, spec, seed=0)
     chosen = recorded_rule(record, exp)
     assert record["decision"]["cost_multiple"] == chosen.cost_multiple >= 4.0
+    # the full evaluation under the chosen rule scores what the calibration table said
+    (row,) = [r for r in record["calibration"] if r["cost_multiple"] == chosen.cost_multiple]
+    assert score(record, exp.selection.metric, exp.env.initial_equity) == \
+        pytest.approx(row["score"], abs=1e-12)
     assert [row["cost_multiple"] for row in record["calibration"]] == list(GRID)
     assert exp_r.env.decision == spec_r.env.decision == chosen
     assert exp_r.env == spec_r.env and exp_r.data == exp.data

@@ -93,6 +93,30 @@ def test_paper_gate_by_default_refuses_a_candidate_that_does_not_beat_flat(
     assert store.history("paper")[-1].kind == "promote"
 
 
+def test_paper_gate_can_ask_for_the_publication_rules_evidence(
+        store: PolicyStore, capsys: pytest.CaptureFixture[str]) -> None:
+    def with_t(seed: int, t: float | None) -> int:
+        files = _evaluated(seed)
+        manifest = json.loads(files[MANIFEST])
+        manifest["evaluation"]["datasets"]["SYNTHUSDT"]["greedy"]["t_stat"] = t
+        return store.publish({**files, MANIFEST: json.dumps(manifest).encode()})
+
+    weak, strong, unmeasured = with_t(2, 1.2), with_t(3, 2.6), with_t(4, None)
+    assert paper_gate(store, weak).passed  # off by default
+    verdict = paper_gate(store, weak, PaperLimits(min_evidence_t=2.0))
+    assert verdict.reasons == ["SYNTHUSDT: beats flat on validation, but its returns are "
+                               "1.20 standard errors above zero, fewer than 2"]
+    assert verdict.actors["SYNTHUSDT"]["greedy_t_stat"] == 1.2
+    assert paper_gate(store, strong, PaperLimits(min_evidence_t=2.0)).passed
+    assert "not measured" in paper_gate(store, unmeasured,
+                                        PaperLimits(min_evidence_t=2.0)).summary()
+    uri = ["--store", store.uri, "--channel", "paper", "--reason", "evidence"]
+    assert main(["promote", *uri, "--version", "v2", "--min-evidence-t", "2"]) == 1
+    assert "1.20 standard errors" in capsys.readouterr().err
+    assert main(["promote", *uri, "--version", "v3", "--min-evidence-t", "2"]) == 0
+    assert store.channel("paper").version == strong  # type: ignore[union-attr]
+
+
 def test_paper_gate_refuses_a_bundle_no_executor_would_load(store: PolicyStore) -> None:
     # written past publish()'s checks (an older writer, a damaged upload) but carrying a
     # fine evaluation: the gate must not move what every executor would then reject

@@ -109,6 +109,16 @@ def test_train_early_stopping_publishes_the_best_evaluation_not_the_last(
     # cost multiple on validation, and the bundle carries the one chosen
     exp = _small(require_beat_flat=False, patience=1, min_improvement=10.0,
                  calibrate_cost_multiples=(1.0, 4.0))
+    # the choice itself is tested in test_decision_calibration.py; here it is pinned to a
+    # multiple other than the configured one, so the bundle can only carry it if the
+    # driver passed it on
+    real = calibration_module.calibrate
+
+    def pinned(*args: Any, **kwargs: Any) -> Any:
+        rule, table = real(*args, **kwargs)
+        return dataclasses.replace(rule, cost_multiple=4.0), table
+
+    monkeypatch.setattr(calibration_module, "calibrate", pinned)
     result = train(exp, tmp_path, iterations=6, eval_every=1, checkpoint_every=100,
                    progress=progress)
     assert result.stopped_early and result.iterations == 2
@@ -122,6 +132,7 @@ def test_train_early_stopping_publishes_the_best_evaluation_not_the_last(
     assert manifest["evaluation"] == json.loads(json.dumps(best))
     assert manifest["training"]["iteration"] == 1
     chosen = recorded_rule(best, exp)
+    assert chosen.cost_multiple == 4.0 != exp.env.decision.cost_multiple
     policy = Policy(store.files(1))
     assert policy.manifest.env.decision == chosen
     # the weights are the best iteration's and the rule the one chosen: the bundle replays

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from raytrade.algos.decision_calibration import recorded_rule
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.algos.manifest import BundleManifest
@@ -155,7 +156,10 @@ def _search_experiment() -> ExperimentConfig:
     data["replay"]["capacity"] = 5000
     # four iterations do not learn to beat flat after costs: publish the winner anyway, so
     # the test can check which one (a real search keeps the default, true)
-    data["selection"] = {"require_beat_flat": False}
+    data["selection"] = {"require_beat_flat": False,
+                         # every trial's evaluations choose their cost multiple on
+                         # validation: the winner's bundle must carry the one chosen
+                         "calibrate_cost_multiples": [1.0, 4.0]}
     data["resources"].update(num_envs_per_env_runner=4, rollout_fragment_length=16,
                              async_sampling=False)
     return ExperimentConfig.from_dict(data)
@@ -226,11 +230,15 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
     assert manifest.network.hidden == tuple(tune.overrides["network.hidden"])
     assert manifest.evaluation is not None and manifest.evaluation["split"] == "validation"
     assert manifest.training.iteration == best["best_iteration"]
+    # the decision rule chosen on validation travels in the bundle and judged the test
+    assert [c["cost_multiple"] for c in manifest.evaluation["calibration"]] == [0.0, 1.0, 4.0]
+    assert manifest.env.decision == recorded_rule(manifest.evaluation, exp)
 
     saved = json.loads(store.blobs.get(keys.TUNE_TRIALS).data)
     assert saved["trials"] == json.loads(json.dumps(rows))
     assert saved["winner"]["trial_id"] == best["trial_id"]
     assert saved["winner"]["test"]["split"] == "test"
+    assert saved["winner"]["test"]["decision"] == manifest.evaluation["decision"]
 
     requests = tune_probe.read(str(log))
     trial_pids = {pid for _, pid, split, _ in requests if split == "validation"}

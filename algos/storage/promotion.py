@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from raytrade.algos.manifest import PolicyRejectedError, read_bundle
 from raytrade.algos.publish_decision import excess_by_dataset
+from raytrade.algos.selection import evidence
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, PolicyStore, version_name
@@ -57,6 +58,11 @@ class PaperLimits:
     validation dataset; false accepts any finite validation result."""
 
     require_beat_flat: bool = True
+    min_evidence_t: float = 0.0
+    """With ``require_beat_flat``, also require the greedy policy's validation ``t_stat``
+    (its per-decision returns in standard errors, ``envs/metrics.py``) to be at least this
+    on every dataset: the publication rule of ``[selection] min_evidence_t``, for a
+    candidate published by hand (0: off; a bundle without ``t_stat`` then fails)."""
 
 
 @dataclass
@@ -200,6 +206,14 @@ def paper_gate(store: PolicyStore, version: int,
                     f"{float(per['greedy']['final_equity']):,.2f} vs flat "
                     f"{float(per['flat']['final_equity']):,.2f}, excess log growth "
                     f"{100 * excess:+.2f} %)")
+            elif limits.min_evidence_t > 0:
+                t = evidence({"split": "validation", "datasets": {name: per}})[name]
+                stats["greedy_t_stat"] = t
+                if t is None or t < limits.min_evidence_t:
+                    verdict.reasons.append(
+                        f"{name}: beats flat on validation, but its returns are "
+                        f"{'not measured' if t is None else f'{t:.2f}'} standard errors "
+                        f"above zero, fewer than {limits.min_evidence_t:g}")
     verdict.passed = not verdict.reasons
     return verdict
 
