@@ -12,8 +12,10 @@
    default requires beating flat after costs on validation. Until a candidate qualifies
    the demo says so on the terminal (with the numbers) and training goes on; no paper
    trader starts before one does. ``paper_override`` (``--paper-override``) is the demo's
-   only exception, off by default: training then also publishes policies that lose to flat,
-   and the first candidate that verifies and has a finite validation result goes to paper
+   only exception, off by default: training then also publishes policies that lose to flat
+   (with the configured decision rule: a cost multiple chosen on validation from policies
+   that all lose would be one that never trades, which shows no loop), and the first
+   candidate that verifies and has a finite validation result goes to paper
    even if the gate refuses it, as a *forced* move logged in the store's channel history
    with the verdict it overrode, and printed as a demo override. Later candidates still
    need the gate;
@@ -137,7 +139,7 @@ def load_demo_data(options: DemoOptions) -> tuple[DemoData, dict[str, Any]]:
         LiveConfig(enabled=False))
     if options.paper_override:  # candidates that lose to flat are published (and judged)
         exp = dataclasses.replace(exp, selection=dataclasses.replace(
-            exp.selection, require_beat_flat=False))
+            exp.selection, require_beat_flat=False, calibrate_cost_multiples=()))
     files = resolve_sources(exp.data.sources)
     if any(f.startswith("synthetic:") for f in files):
         raise ConfigError(f"{path}: the demo replays bar files over a websocket; synthetic "

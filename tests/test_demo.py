@@ -179,7 +179,11 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     trained = [v for v in versions if v not in ours]
     assert trained
     for version in trained:
-        assert store.manifest(version)["evaluation"]["split"] == "validation"
+        manifest = store.manifest(version)
+        assert manifest["evaluation"]["split"] == "validation"
+        # --paper-override publishes with the configured rule, not one chosen on validation
+        assert manifest["env"]["decision"]["cost_multiple"] == 1.0
+        assert "calibration" not in manifest["evaluation"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped_by"] == "Ctrl-C"
     # the paper gate judged every candidate on its evidence: the unevaluated one was

@@ -30,11 +30,15 @@ def test_no_signal_market_greedy_policy_trades_far_less_than_random(tmp_path: Pa
                               SOURCE)
     # decide on every bar: the most decisions per second of training, so the CI budget
     # shows whether learning restrains trading (the interval is tested in test_decision.py)
+    # and judge the network under the configured rule: a cost multiple chosen on
+    # validation would make any Q-function trade rarely, hiding a learner that does not
+    # learn the cost of trading (the choice is tested in test_decision_calibration.py)
     exp = dataclasses.replace(
         exp, resources=dataclasses.replace(exp.resources, num_env_runners=1,
                                            num_envs_per_env_runner=8),
         env=dataclasses.replace(exp.env, decision=dataclasses.replace(exp.env.decision,
-                                                                      every_bars=1)))
+                                                                      every_bars=1)),
+        selection=dataclasses.replace(exp.selection, calibrate_cost_multiples=()))
     lines: list[str] = []
     result = train(exp, tmp_path, time_budget_s=TRAIN_BUDGET_S, eval_every=10**9,
                    checkpoint_every=10**9, final_splits=("test",), progress=lines.append)
