@@ -25,9 +25,18 @@ read once after selection, is not.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
-from raytrade.algos.evaluation import QFunction, evaluate, play, rule_policy
+from raytrade.algos.evaluation import (
+    QFunction,
+    decision_step_ms,
+    evaluate,
+    flat_action,
+    full_split_config,
+    play,
+    rule_policy,
+)
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.run_metrics import run_performance
 from raytrade.algos.selection import score
@@ -72,11 +81,11 @@ def calibrate(q_values: QFunction, exp: ExperimentConfig, spec: EnvSpec,
     rules = candidate_rules(exp)
     tolerance = max(TIE, exp.selection.min_improvement)
     markets = spec.markets(split)
-    base = dataclasses.replace(spec.env, random_start=False, max_episode_steps=None)
-    flat_action = min(range(len(base.positions)), key=lambda i: abs(base.positions[i]))
-    step_ms = int(markets[0].ts[1] - markets[0].ts[0]) * base.decision.every_bars
-    flats = {m.name: run_performance(play(markets, base, d, lambda o, b, p: flat_action),
-                                     step_ms) for d, m in enumerate(markets)}
+    base = full_split_config(spec.env)
+    flat = flat_action(base)
+    step_ms = decision_step_ms(markets, base)
+    flats = {m.name: run_performance(play(markets, base, d, lambda o, b, p: flat), step_ms)
+             for d, m in enumerate(markets)}
     table: list[dict[str, Any]] = []
     best: tuple[float, DecisionRule] | None = None
     for rule in rules:
@@ -91,9 +100,9 @@ def calibrate(q_values: QFunction, exp: ExperimentConfig, spec: EnvSpec,
                                      "flat": flats[market.name]}
         value = score({"split": split, "datasets": datasets}, exp.selection.metric,
                       exp.env.initial_equity)
-        finite = value == value and abs(value) != float("inf")
-        if value != value:  # NaN ranks last, as in early stopping
-            value = -float("inf")
+        finite = math.isfinite(value)
+        if math.isnan(value):  # NaN ranks last, as in early stopping
+            value = -math.inf
         table.append({"cost_multiple": rule.cost_multiple,
                       "score": value if finite else None, "trades": trades})
         if best is None or value >= best[0] - tolerance:  # increasing multiples: ties go up

@@ -86,9 +86,9 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
     """
     spec = spec or exp.fit_env_spec()
     markets = spec.markets(split)
-    config = dataclasses.replace(spec.env, random_start=False, max_episode_steps=None)
+    config = full_split_config(spec.env)
     positions = np.asarray(exp.env.positions)
-    flat = int(np.argmin(np.abs(positions)))
+    flat = flat_action(exp.env)
     longest = int(np.argmax(positions))
     rng = np.random.default_rng(seed)
     gaps = QGapRecorder(q_values, config)  # the greedy policy's Q gap at each decision
@@ -100,9 +100,7 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         "random": lambda obs, bar, pos: int(rng.integers(len(positions))),
     }
     planted = planted_actions(exp)
-    # one equity point per decision: with a decision interval the metrics' period is
-    # ``every_bars`` bars (the episode's last step may be shorter)
-    step_ms = int(markets[0].ts[1] - markets[0].ts[0]) * config.decision.every_bars
+    step_ms = decision_step_ms(markets, config)
     out: dict[str, Any] = {"split": split, "datasets": {}}
     for d, market in enumerate(markets):
         per: dict[str, Any] = {}
@@ -131,6 +129,23 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
                                            per[name]["final_equity"], exp.env.initial_equity)
         out["datasets"][market.name] = per
     return out
+
+
+def full_split_config(env: EnvConfig) -> EnvConfig:
+    """``env`` for an evaluation episode: the whole split, from its first bar, no step
+    limit."""
+    return dataclasses.replace(env, random_start=False, max_episode_steps=None)
+
+
+def flat_action(env: EnvConfig) -> int:
+    """The action whose target position is nearest zero (the flat baseline)."""
+    return int(np.argmin(np.abs(np.asarray(env.positions))))
+
+
+def decision_step_ms(markets: list[MarketData], config: EnvConfig) -> int:
+    """The metrics' period: one equity point per decision, so ``every_bars`` bars (the
+    episode's last step may be shorter)."""
+    return int(markets[0].ts[1] - markets[0].ts[0]) * config.decision.every_bars
 
 
 def rule_policy(q_values: QFunction, config: EnvConfig) -> Policy:
