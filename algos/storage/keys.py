@@ -21,6 +21,13 @@ so the two sides cannot drift::
     paper/<actor>/record.json              length of the exported record (shrink guard)
     paper/<actor>/performance.json         metrics and costs of the record, per version
     paper/<actor>/journal.sqlite.gz        snapshot of its SQLite journal (survives a move)
+    live/commands/<ms>-<id>.json           operator commands to the live actors (halt,
+                                           flatten, resume, adopt), one object each
+    live/<actor>/health.json               a live actor's state: halts, position, faults
+    live/<actor>/orders.jsonl              its orders (every state they reached)
+    live/<actor>/fills.jsonl               its fills, with paper's fill price on the bar
+    live/<actor>/equity.jsonl              its allocation's equity and position per bar
+    live/<actor>/events.jsonl              reconciliations, halts, operator actions
     reports/walk_forward/<name>.json       walk-forward reports
     tune/trials.json                       the last hyperparameter search: its trials,
                                            winner and the winner's test result
@@ -141,6 +148,34 @@ def paper_key(actor: str, name: str) -> str:
     """``paper/<actor>/<name>``; ``name`` one of ``EQUITY``, ``TRADES``, ``HEALTH``,
     ``RECORD``, ``PERFORMANCE``, ``JOURNAL_SNAPSHOT``."""
     return paper_prefix(actor) + name
+
+
+# ---- live trading
+LIVE = "live/"
+LIVE_COMMANDS = "live/commands/"
+LIVE_HEALTH = "health.json"
+LIVE_ORDERS = "orders.jsonl"
+LIVE_FILLS = "fills.jsonl"
+LIVE_EQUITY = "equity.jsonl"
+LIVE_EVENTS = "events.jsonl"
+
+
+def live_prefix(actor: str) -> str:
+    """The folder of one live actor's record (ends in ``/``)."""
+    if not _ACTOR.fullmatch(actor) or actor == "commands":
+        raise ConfigError(f"live actor name {actor!r}: use letters, digits, '_', '.' or "
+                          "'-' (it names the store folder live/<actor>/; not 'commands')")
+    return f"{LIVE}{actor}/"
+
+
+def live_key(actor: str, name: str) -> str:
+    """``live/<actor>/<name>``; ``name`` one of the ``LIVE_*`` file names."""
+    return live_prefix(actor) + name
+
+
+def live_command_key(at_ms: int, token: str) -> str:
+    """One operator command; keys sort by time."""
+    return f"{LIVE_COMMANDS}{at_ms:013d}-{token}.json"
 
 
 def walk_forward_report_key(name: str) -> str:
