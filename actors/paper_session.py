@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -136,6 +136,7 @@ class PaperSession:
             if policy is None:
                 return
             self._build(policy)
+            await self._before_trading()
             self.executor.start()
             await self._trade()
         finally:
@@ -186,7 +187,8 @@ class PaperSession:
         self.state = "running"
         tasks = [asyncio.create_task(self.feed.run(), name="feed"),
                  asyncio.create_task(self._process(), name="process"),
-                 asyncio.create_task(self._supervise(), name="watchdog")]
+                 asyncio.create_task(self._supervise(), name="watchdog"),
+                 *(asyncio.create_task(c, name=n) for n, c in self._extra_tasks())]
         stop = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
         self.feed.stop()
@@ -200,7 +202,25 @@ class PaperSession:
             if task in done and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
+    # ---- hooks for sessions built on this one (the live session); no-ops here
+    async def _before_trading(self) -> None:
+        """After the parts are built, before the first bar."""
+
+    def _extra_tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """More tasks to run beside the feed, the trader and the watchdog."""
+        return []
+
+    async def _after_step(self, outcome: StepOutcome) -> None:
+        """After each traded bar (its step is journaled)."""
+
+    async def _before_shutdown(self) -> None:
+        """Before the journal closes."""
+
     async def _shutdown(self) -> None:
+        try:
+            await self._before_shutdown()
+        except Exception:
+            log.exception("%s: shutdown hook failed", self.config.actor)
         self.state = "stopped"
         self.executor.stop()
         self._worker.shutdown(wait=True)
@@ -283,6 +303,7 @@ class PaperSession:
                 self._after(outcome)
                 raise
             self._after(outcome)
+            await self._after_step(outcome)
 
     def _after(self, out: StepOutcome) -> None:
         assert self.watchdog is not None
@@ -314,10 +335,13 @@ class PaperSession:
             await self.watchdog.check()
             if self.clock() - self._last_export >= self.config.export_every_s:
                 self._last_export = self.clock()
-                objects = await asyncio.get_running_loop().run_in_executor(
-                    self._worker, self._export_objects)
-                await asyncio.to_thread(upload_paper, self.store.blobs, self.config.actor,
-                                        objects)
+                await self._export_now()
+
+    async def _export_now(self) -> None:
+        """Write the record to the store (``paper/<actor>/``)."""
+        objects = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._export_objects)
+        await asyncio.to_thread(upload_paper, self.store.blobs, self.config.actor, objects)
 
     def _on_gap(self, symbol: str, start: int, end: int, why: str) -> None:
         self.journal_event("gap", {"start": start, "end": end, "why": why}, symbol)

@@ -1,0 +1,534 @@
+"""A live trading session for one symbol: the paper session's bar step, then real orders.
+
+The live session *is* a paper session (``paper_session.py``): the same feed, bars,
+features, executor, decision rule and risk rules decide a target position on every
+closed bar, and the paper twin fills it in its journal exactly as paper trading would.
+After each live bar's step (already journaled) the session turns the decided target into
+exchange orders:
+
+1. operator commands from the store are applied (``algos/storage/live_commands.py``):
+   halt, flatten, resume, adopt. A halted symbol sends nothing; a flatten trades to zero;
+2. the daily loss limit: a loss of the allocation since 00:00 UTC beyond
+   ``LiveLimits.daily_loss_limit`` flattens and halts until the next UTC day;
+3. the target fraction of the allocation's equity (capital plus its PnL, from the orders
+   journal) becomes a base quantity at the close; the risk rules (``live_risk.py``:
+   stale data, order rate, notional caps) clip or refuse it; the plan
+   (``order_planner.py``) sizes it to the exchange's filters;
+4. the router (``order_router.py``) sends it with deterministic client ids and learns
+   each order's fate from the user stream or REST;
+5. reconciliation (``reconcile.py``) compares the exchange's account with the orders
+   journal; a mismatch halts the symbol and alerts.
+
+At start, before any bar: the orders journal's open orders are resolved by client id (a
+``kill -9`` between send and acknowledgement leaves one), then the account is reconciled.
+A first start on an account that already holds a position halts until a person adopts it.
+The record goes to ``live/<actor>/`` (``live_export.py``), never to ``paper/``: the paper
+gate's evidence stays the paper actors'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import numpy as np
+from raytrade.actors.alerts import Notifier
+from raytrade.actors.bar_sequencer import LIVE
+from raytrade.actors.live_config import LiveConfig
+from raytrade.actors.live_export import live_objects, upload_live
+from raytrade.actors.live_ledger import AppliedFill, Halt, LiveLedger
+from raytrade.actors.live_risk import LiveRisk
+from raytrade.actors.order_planner import Leg, OrderPlan, desired_position, plan_orders
+from raytrade.actors.order_router import OrderRouter, RouterSettings
+from raytrade.actors.paper_session import PaperSession
+from raytrade.actors.reconcile import reconcile
+from raytrade.actors.records import Fill, StepOutcome
+from raytrade.actors.session_factory import SessionFactory
+from raytrade.actors.venues.execution import (
+    AccountSnapshot,
+    ExecutionReport,
+    OrderExecution,
+    SymbolFilters,
+    VenueBannedError,
+)
+from raytrade.actors.watchdog import Clock
+from raytrade.algos.storage.live_commands import LiveCommand, read_commands
+from raytrade.algos.storage.policy_store import PolicyStore
+from raytrade.envs.errors import ConfigError, TemporaryError
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+class LiveSession(PaperSession):
+    """Runs one live actor until ``stop()`` (module docstring). ``execution`` is the
+    venue's order side for this account (built by the caller: ``live_actor.py`` from the
+    config and keys; tests pass the loopback exchange's)."""
+
+    def __init__(self, config: LiveConfig, store: PolicyStore, execution: OrderExecution,
+                 *, notifiers: Sequence[Notifier] = (), clock: Clock | None = None,
+                 factory: SessionFactory | None = None) -> None:
+        super().__init__(config.paper, store, notifiers=notifiers, clock=clock,
+                         factory=factory)
+        self.live = config
+        self.execution = execution
+        self.ledger: LiveLedger | None = None
+        self.router: OrderRouter | None = None
+        self.filters: SymbolFilters | None = None
+        self.risk: LiveRisk | None = None
+        self.account: AccountSnapshot | None = None
+        self.stream_up = False
+        self.last_reconcile: dict[str, Any] | None = None
+        self.ack_latencies_ms: deque[float] = deque(maxlen=100_000)
+        self.bar_to_ack_ms: deque[float] = deque(maxlen=100_000)
+        self._lock = asyncio.Lock()
+        self._last_price = float("nan")
+        self._last_target = 0.0
+        self._last_reconcile_at = 0.0
+        self._command_errors: set[str] = set()
+        self._bar_arrival: dict[int, float] = {}
+
+    # ---- clock
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds (journal times)."""
+        return int(self.clock() * 1000)
+
+    def market_ms(self) -> int:
+        """The market's time (the replay's virtual time in replays)."""
+        return self.parts.market.now_ms() if self.parts is not None else self.now_ms()
+
+    # ---- start
+    async def _before_trading(self) -> None:
+        cfg = self.live
+        policy = self.executor.policy
+        assert policy is not None
+        if cfg.market == "spot" and min(policy.manifest.env.positions) < 0:
+            raise ConfigError(f"policy v{policy.version} can go short "
+                              f"({policy.manifest.env.positions}), and {cfg.venue} is "
+                              "long/flat: trade it on binance-futures")
+        self.filters = await self.execution.filters(cfg.symbol)
+        self.ledger = LiveLedger(cfg.orders_journal_path, base_asset=self.filters.base_asset,
+                                 quote_asset=self.filters.quote_asset,
+                                 synchronous=cfg.paper.synchronous)
+        stale_ms = (int(cfg.limits.stale_after_s * 1000) if cfg.limits.stale_after_s else
+                    2 * self.interval_ms)
+        self.risk = LiveRisk(cfg.limits, stale_ms)
+        self.router = OrderRouter(
+            self.execution, self.ledger,
+            RouterSettings(cfg.actor, cfg.symbol, cfg.order_type, cfg.price_band_bps,
+                           cfg.fill_timeout_s, policy.manifest.env.costs.fee_bps,
+                           dry_run=cfg.dry_run),
+            self.now_ms, on_ban=self._on_ban, on_fill=self._on_fill,
+            stream_up=lambda: self.stream_up)
+        self.ledger.event("start", {"venue": cfg.venue, "network": cfg.network,
+                                    "dry_run": cfg.dry_run, "capital": cfg.capital},
+                          cfg.symbol, self.now_ms())
+        for row in self.ledger.orders(open_only=True):
+            status = await self.router.resolve(str(row["cid"]))
+            self.ledger.event("resolved", {"cid": row["cid"], "status": status},
+                              cfg.symbol, self.now_ms())
+            log.info("%s: order %s from before the restart: %s", cfg.actor, row["cid"],
+                     status)
+        await self._startup_baseline()
+        await self._apply_commands()
+
+    async def _startup_baseline(self) -> None:
+        cfg, ledger, filters = self.live, self.ledger, self.filters
+        assert ledger is not None and filters is not None
+        if cfg.dry_run and ledger.book(cfg.symbol) is None:
+            ledger.set_baseline(cfg.symbol, 0.0, cfg.capital, self.now_ms(),
+                                by="raytrade", why="dry run: a flat book")
+        snapshot = await self._snapshot()
+        if snapshot is None:
+            return
+        if ledger.book(cfg.symbol) is None:
+            held = snapshot.positions.get(cfg.symbol, 0.0)
+            price = snapshot.prices.get(cfg.symbol, float("nan"))
+            dust = abs(held) < filters.min_qty or abs(held) * price < filters.min_notional
+            ledger.set_baseline(cfg.symbol, held, cfg.capital, self.now_ms(), by="raytrade",
+                                why="first start")
+            if not dust:
+                self._halt("reconciliation", f"the account already holds {held:g} "
+                           f"{filters.base_asset} at the first start: look, then run "
+                           "`raytrade live reconcile --adopt`", "raytrade")
+        await self._reconcile("start", snapshot)
+
+    # ---- tasks beside the feed
+    def _extra_tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        tasks: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("commands", self._poll_commands()), ("reconcile", self._reconcile_loop())]
+        if not self.live.dry_run:
+            tasks.append(("user_stream", self.execution.user_stream().run(
+                self._on_report, self._on_stream_state)))
+        return tasks
+
+    def _on_report(self, report: ExecutionReport) -> None:
+        if self.router is not None:
+            self.router.on_report(report)
+
+    def _on_stream_state(self, up: bool, why: str) -> None:
+        if up != self.stream_up and self.ledger is not None:
+            self.ledger.event("stream_up" if up else "stream_down", why, self.live.symbol,
+                              self.now_ms())
+        self.stream_up = up
+
+    async def _poll_commands(self) -> None:
+        while True:
+            await asyncio.sleep(self.live.command_poll_s)
+            try:
+                await self._apply_commands()
+            except TemporaryError as exc:
+                log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.live.reconcile_every_s, 5.0))
+            due = self.clock() - self._last_reconcile_at >= self.live.reconcile_every_s
+            if due and not self.live.dry_run:
+                async with self._lock:
+                    try:
+                        await self._reconcile("periodic")
+                    except TemporaryError as exc:
+                        log.warning("%s: reconciliation failed: %s", self.live.actor, exc)
+
+    # ---- operator commands
+    async def _apply_commands(self) -> None:
+        ledger = self.ledger
+        assert ledger is not None
+        last = ledger.meta("last_command")
+        commands, errors = await asyncio.to_thread(read_commands, self.store.blobs, last)
+        for error in errors:
+            if error not in self._command_errors:
+                self._command_errors.add(error)
+                self._alert("command_invalid", f"an operator command was not understood "
+                            f"and is ignored: {error}")
+        for command in commands:
+            if command.applies_to(self.live.actor):
+                async with self._lock:
+                    await self._apply(command)
+            ledger.set_meta("last_command", command.id)
+
+    async def _apply(self, command: LiveCommand) -> None:
+        ledger, sym = self.ledger, self.live.symbol
+        assert ledger is not None
+        halt = ledger.halt(sym)
+        detail = f"{command.action} by {command.by}: {command.reason or 'no reason given'}"
+        log.warning("%s: operator command %s", self.live.actor, detail)
+        if command.action == "halt":
+            self._halt("operator", command.reason or "halted by an operator", command.by)
+            await self._cancel_open()
+        elif command.action == "flatten":
+            self._halt("flatten", command.reason or "flattened by an operator", command.by)
+            await self._cancel_open()
+            await self._flatten(command.at_ms)
+        elif command.action == "resume":
+            if halt is not None and halt.kind == "reconciliation":
+                ledger.event("resume_refused", f"{detail}: a reconciliation halt needs "
+                             "`raytrade live reconcile --adopt`", sym, self.now_ms(),
+                             command.by)
+            elif halt is not None:
+                ledger.set_halt(sym, None, event="resume", by=command.by, detail=detail,
+                                at_ms=self.now_ms())
+        elif command.action == "adopt":
+            await self._adopt(command, detail)
+
+    async def _adopt(self, command: LiveCommand, detail: str) -> None:
+        ledger, sym = self.ledger, self.live.symbol
+        assert ledger is not None
+        snapshot = await self._snapshot()
+        if snapshot is None:
+            return
+        foreign = [o.client_order_id for o in snapshot.open_orders if o.symbol == sym
+                   and o.client_order_id not in self._open_cids()]
+        if foreign:
+            ledger.event("adopt_refused", f"{detail}: cancel the open orders the journal "
+                         f"does not know first ({', '.join(foreign)})", sym, self.now_ms(),
+                         command.by)
+            return
+        book = ledger.book(sym)
+        held = snapshot.positions.get(sym, 0.0)
+        ledger.set_baseline(sym, held, book.cash if book else self.live.capital,
+                            self.now_ms(), by=command.by, why=f"adopted: {detail}")
+        halt = ledger.halt(sym)
+        if halt is not None and halt.kind == "reconciliation":
+            ledger.set_halt(sym, None, event="adopt", by=command.by, detail=detail,
+                            at_ms=self.now_ms())
+        await self._reconcile("adopt", snapshot)
+
+    def _halt(self, kind: str, reason: str, by: str) -> None:
+        ledger = self.ledger
+        assert ledger is not None
+        current = ledger.halt(self.live.symbol)
+        if current is not None and current.kind == kind:
+            return
+        if current is not None and current.kind == "reconciliation" and kind != "flatten":
+            ledger.event(kind, f"{reason} (already halted: {current.reason})",
+                         self.live.symbol, self.now_ms(), by)
+            return
+        ledger.set_halt(self.live.symbol, Halt(kind, reason, by, self.now_ms()), event=kind,
+                        by=by, detail=reason, at_ms=self.now_ms())
+        self._alert(f"live_{kind}", f"{self.live.symbol} halted ({kind}) by {by}: {reason}")
+
+    def _on_ban(self, exc: VenueBannedError) -> None:
+        self._halt("banned", f"the exchange banned this IP (HTTP 418) for "
+                   f"{exc.retry_after_s:.0f} s: {exc}", "exchange")
+
+    # ---- the bar
+    async def _after_step(self, outcome: StepOutcome) -> None:
+        if self.ledger is None or self.router is None:
+            return
+        await self._apply_commands()
+        async with self._lock:
+            await self._trade_bar(outcome)
+
+    async def _trade_bar(self, outcome: StepOutcome) -> None:
+        cfg, ledger = self.live, self.ledger
+        assert ledger is not None and self.filters is not None and self.risk is not None
+        bar = outcome.bar
+        price = bar.close
+        self._last_price = price
+        if isinstance(outcome.result, Fill):  # the paper twin's fill: the slippage reference
+            decided_at = outcome.result.bar_ts - self.interval_ms * self._latency_bars()
+            ledger.set_paper_price(cfg.symbol, decided_at, outcome.result.price)
+        decision = outcome.decision
+        book = ledger.book(cfg.symbol)
+        if book is None:
+            return
+        target = decision.decided if decision is not None else self._last_target
+        self._last_target = target
+        close_ms = bar.ts + self.interval_ms
+        if outcome.kind == LIVE and decision is not None:
+            self._daily_loss(book.equity(price))
+            halt = ledger.halt(cfg.symbol)
+            if halt is None:
+                equity = book.equity(price)
+                desired = desired_position(target, equity, price, self.live.market)
+                await self._trade_to(desired, price, bar_ts=bar.ts, version=decision.version,
+                                     close_ms=close_ms, operator=False)
+            elif halt.kind in ("flatten", "daily_loss"):
+                await self._flatten(bar.ts)
+            if not cfg.dry_run:
+                await self._reconcile("bar")
+        paper = self.trader.broker.equity if self.trader is not None else None
+        ledger.mark(cfg.symbol, bar.ts, price, target, paper)
+
+    def _latency_bars(self) -> int:
+        return self.trader.broker.config.latency_bars if self.trader is not None else 1
+
+    def _daily_loss(self, equity: float) -> None:
+        ledger, sym = self.ledger, self.live.symbol
+        assert ledger is not None
+        day = self.now_ms() // DAY_MS
+        start = ledger.day_start(sym, day, equity)
+        halt = ledger.halt(sym)
+        if halt is not None and halt.kind == "daily_loss" and halt.at_ms // DAY_MS < day:
+            ledger.set_halt(sym, None, event="resume", by="raytrade",
+                            detail="a new UTC day: the daily loss limit resets",
+                            at_ms=self.now_ms())
+            return
+        loss = start - equity
+        if loss >= self.live.limits.daily_loss_limit and halt is None:
+            self._halt("daily_loss", f"the allocation lost {loss:.2f} since 00:00 UTC "
+                       f"(limit {self.live.limits.daily_loss_limit:g}): flat until the "
+                       "next UTC day", "raytrade")
+
+    async def _flatten(self, at_ms: int) -> None:
+        ledger = self.ledger
+        assert ledger is not None
+        book = ledger.book(self.live.symbol)
+        if book is None or self.filters is None:
+            return
+        price = self._last_price
+        if not price > 0:
+            snapshot = await self._snapshot()
+            price = snapshot.prices.get(self.live.symbol, float("nan")) if snapshot else price
+        if abs(book.position) < self.filters.step_size or not price > 0:
+            return
+        await self._trade_to(0.0, price, bar_ts=at_ms, version=None, close_ms=self.market_ms(),
+                             operator=True)
+
+    async def _trade_to(self, desired: float, price: float, *, bar_ts: int,
+                        version: int | None, close_ms: int, operator: bool) -> None:
+        ledger, risk, filters, router = self.ledger, self.risk, self.filters, self.router
+        assert ledger and risk and filters and router
+        sym = self.live.symbol
+        book = ledger.book(sym)
+        assert book is not None
+        plan = plan_orders(book.position, desired, filters, price, self.live.market)
+        verdict = risk.check(book.position, desired, price, bar_close_ms=close_ms,
+                             now_ms=self.market_ms(), other_notional=self._other_notional(),
+                             legs=len(plan.legs), operator=operator)
+        if verdict.refusal:
+            if plan.legs:
+                ledger.event("risk", verdict.refusal, sym, self.now_ms())
+                log.warning("%s: no order: %s", self.live.actor, verdict.refusal)
+            return
+        if verdict.clipped:
+            ledger.event("risk", verdict.clipped, sym, self.now_ms())
+            plan = plan_orders(book.position, verdict.desired, filters, price,
+                               self.live.market)
+        if plan.skipped:
+            ledger.event("skipped", plan.skipped, sym, self.now_ms())
+        if not plan.legs:
+            return
+        if operator:
+            plan = OrderPlan(plan.desired, plan.current,
+                             tuple(Leg(leg.leg + 2, leg.side, leg.qty, leg.reduce_only)
+                                   for leg in plan.legs), plan.skipped)
+        risk.sent(self.market_ms(), len(plan.legs))
+        results = await router.execute(plan, filters, bar_ts=bar_ts, version=version,
+                                       price=price)
+        for result in results:
+            if result.ack_latency_ms is not None:
+                self.ack_latencies_ms.append(result.ack_latency_ms)
+        if results and results[0].ack_latency_ms is not None and not operator:
+            arrived = self.bar_arrivals.get(bar_ts)
+            if arrived is not None:
+                self.bar_to_ack_ms.append((self.clock() - arrived) * 1000.0
+                                          if arrived else 0.0)
+
+    async def _cancel_open(self) -> None:
+        ledger = self.ledger
+        assert ledger is not None and self.router is not None
+        if self.live.dry_run:
+            return
+        for order in await self.execution.open_orders(self.live.symbol):
+            if ledger.order(order.client_order_id) is not None:
+                state = await self.execution.cancel(self.live.symbol, order.client_order_id)
+                self.router.apply_state(state)
+
+    def _other_notional(self) -> float:
+        snap = self.account
+        if snap is None:
+            return 0.0
+        return sum(abs(snap.positions.get(s, 0.0)) * snap.prices.get(s, 0.0)
+                   for s in self.live.run_symbols if s != self.live.symbol)
+
+    # ---- reconciliation
+    async def _snapshot(self) -> AccountSnapshot | None:
+        if self.live.dry_run and not getattr(self.execution, "has_keys", True):
+            return None
+        self.account = await self.execution.account(self.live.run_symbols)
+        return self.account
+
+    def _open_cids(self) -> set[str]:
+        assert self.ledger is not None
+        return {str(r["cid"]) for r in self.ledger.orders(open_only=True)}
+
+    async def _reconcile(self, why: str, snapshot: AccountSnapshot | None = None) -> None:
+        ledger, sym, router = self.ledger, self.live.symbol, self.router
+        assert ledger is not None and self.filters is not None and router is not None
+        self._last_reconcile_at = self.clock()
+        for row in ledger.orders(open_only=True):
+            await router.resolve(str(row["cid"]))
+        snapshot = snapshot or await self._snapshot()
+        if snapshot is None:
+            return
+        book = ledger.book(sym)
+        if book is None:
+            return
+        result = reconcile(book.position, snapshot.positions.get(sym, 0.0),
+                           [o for o in snapshot.open_orders if o.symbol == sym],
+                           self._open_cids(), self.filters.step_size / 2)
+        self.last_reconcile = {"at_ms": self.now_ms(), "ok": result.ok,
+                               "detail": f"{why}: {result.detail}"}
+        if result.ok:
+            if why != "bar":
+                ledger.event("reconciled", f"{why}: {result.detail}", sym, self.now_ms())
+            return
+        ledger.event("mismatch", f"{why}: {result.detail}", sym, self.now_ms())
+        self._halt("reconciliation", result.detail, "raytrade")
+
+    # ---- fills, health, export
+    def _on_fill(self, fill: AppliedFill) -> None:
+        log.info("%s: fill %s %s %.12g @ %.8g (commission %.8g %s%s)", self.live.actor,
+                 fill.cid, fill.side, fill.qty, fill.price, fill.commission,
+                 fill.commission_asset, ", estimated" if fill.estimated else "")
+
+    @property
+    def bar_arrivals(self) -> dict[int, float]:
+        """When each live bar arrived (bar open ms -> clock s), for bar-to-ack latency."""
+        return self._bar_arrival
+
+    def _after(self, out: StepOutcome) -> None:
+        arrived = self._arrivals.get((self.config.symbol, out.bar.ts))
+        if arrived is not None:
+            self._bar_arrival[out.bar.ts] = arrived
+            if len(self._bar_arrival) > 1000:
+                self._bar_arrival.pop(next(iter(self._bar_arrival)))
+        super()._after(out)
+
+    def live_health(self) -> dict[str, Any]:
+        """The live part of the health record (``live/<actor>/health.json``)."""
+        ledger, cfg = self.ledger, self.live
+        halt = ledger.halt(cfg.symbol) if ledger is not None else None
+        book = ledger.book(cfg.symbol) if ledger is not None else None
+        price = self._last_price
+        equity = book.equity(price) if book is not None and price > 0 else None
+        day_pnl = None
+        if ledger is not None and equity is not None:
+            day_pnl = equity - ledger.day_start(cfg.symbol, self.now_ms() // DAY_MS, equity)
+        faults = list(self.health().get("unresolved_faults", []))
+        if halt is not None:
+            faults.append(f"halted ({halt.kind}): {halt.reason}")
+        if not self.stream_up and not cfg.dry_run:
+            faults.append("user data stream down: fills from REST")
+
+        def pct(values: deque[float], q: float) -> float | None:
+            return round(float(np.percentile(np.array(values), q)), 3) if values else None
+
+        return {
+            "actor": cfg.actor, "symbol": cfg.symbol, "venue": cfg.venue,
+            "market": cfg.market, "network": cfg.network, "dry_run": cfg.dry_run,
+            "state": self.state, "updated_at": self.clock(),
+            "halted": None if halt is None else {"kind": halt.kind, "reason": halt.reason,
+                                                 "by": halt.by, "at_ms": halt.at_ms},
+            "position_qty": book.position if book is not None else None,
+            "target": self._last_target, "equity": equity, "day_pnl": day_pnl,
+            "price": price if price > 0 else None,
+            "open_orders": ledger.orders(open_only=True) if ledger is not None else [],
+            "stream_up": self.stream_up, "last_reconcile": self.last_reconcile,
+            "order_latency_ms": {"p50": pct(self.ack_latencies_ms, 50),
+                                 "p99": pct(self.ack_latencies_ms, 99)},
+            "bar_to_ack_ms": {"p50": pct(self.bar_to_ack_ms, 50),
+                              "p99": pct(self.bar_to_ack_ms, 99)},
+            "unresolved_faults": faults,
+        }
+
+    async def _export_now(self) -> None:
+        if self.ledger is None:
+            return
+        objects = live_objects(self.ledger, self.live.symbol, self.live_health())
+        await asyncio.to_thread(upload_live, self.store.blobs, self.live.actor, objects)
+
+    def export(self) -> bool:
+        """Write the live record now (shutdown and tests)."""
+        self._last_export = self.clock()
+        if self.ledger is None:
+            return False
+        upload_live(self.store.blobs, self.live.actor,
+                    live_objects(self.ledger, self.live.symbol, self.live_health()))
+        return True
+
+    async def _before_shutdown(self) -> None:
+        if self.ledger is None:
+            return
+        book = self.ledger.book(self.live.symbol)
+        log.info("%s: stopping with position %s on %s", self.live.actor,
+                 None if book is None else f"{book.position:g}", self.live.symbol)
+        self.ledger.event("shutdown", {"position": None if book is None else book.position},
+                          self.live.symbol, self.now_ms())
+        self.export()
+        self.ledger.close()
+        self.ledger = None
+        await self.execution.close()
+
+
+def wall_clock() -> float:
+    """Seconds (the default clock)."""
+    return time.time()
