@@ -55,8 +55,9 @@ class LiveLimits:
     max_orders_per_minute: int = 10
     """Orders this actor may send in any 60 s window; more are refused."""
     stale_after_s: float | None = None
-    """A bar whose close is older than this (wall clock) is stale: no policy orders on it.
-    None: two bar intervals."""
+    """A bar whose close is older than this (market time: the wall clock live, the
+    replay's clock in replays) is stale: no policy orders on it. None: two bar
+    intervals."""
 
     def __post_init__(self) -> None:
         for name in ("max_symbol_notional", "max_total_notional", "daily_loss_limit"):

@@ -176,25 +176,35 @@ def run_paper(configs: Sequence[PaperConfig], store_uri: str, *,
               stop_event: threading.Event | None = None) -> list[dict[str, Any]]:
     """Start one actor per config on the connected Ray, supervise until ``duration_s``,
     SIGINT/SIGTERM or ``stop_event``; stop them cleanly and return their final status."""
+    actors = [PaperTrader.options(name=actor_name(c), get_if_exists=True).remote(  # type: ignore[attr-defined]
+        c, store_uri, endpoint_url, list(notifiers)) for c in configs]
+    return supervise([c.actor for c in configs], actors, duration_s=duration_s,
+                     check_every_s=check_every_s, stop_event=stop_event)
+
+
+def supervise(names: Sequence[str], actors: Sequence[Any], *, duration_s: float | None,
+              check_every_s: float, stop_event: threading.Event | None
+              ) -> list[dict[str, Any]]:
+    """Start restartable trader actors (``start``/``status``/``stop`` methods), call
+    ``start`` again every ``check_every_s`` (it restarts a session after a crash), log
+    their status, and stop them cleanly at the end; their final statuses."""
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    actors = [PaperTrader.options(name=actor_name(c), get_if_exists=True).remote(  # type: ignore[attr-defined]
-        c, store_uri, endpoint_url, list(notifiers)) for c in configs]
     ray.get([a.start.remote() for a in actors])
     deadline = None if duration_s is None else time.monotonic() + duration_s
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         stop.wait(check_every_s if deadline is None else
                   max(0.0, min(check_every_s, deadline - time.monotonic())))
-        for config, actor in zip(configs, actors, strict=True):
+        for name, actor in zip(names, actors, strict=True):
             try:
                 ray.get(actor.start.remote(), timeout=30)  # restarts after a crash
                 status = ray.get(actor.status.remote(), timeout=30)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
-                log.warning("paper actor %s unavailable (restarting?): %s", config.actor, exc)
+                log.warning("actor %s unavailable (restarting?): %s", name, exc)
                 continue
-            log.info("%s: %s equity %s position %s faults %s", config.actor,
+            log.info("%s: %s equity %s position %s faults %s", name,
                      status.get("state"), (status.get("trader") or {}).get("equity"),
                      (status.get("trader") or {}).get("position"),
                      status.get("unresolved_faults"))

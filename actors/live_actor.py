@@ -1,0 +1,113 @@
+"""``LiveTrader``: one symbol's live session as a restartable Ray actor, and its launcher.
+
+Like the paper trader (``paper_actor.py``): Ray restarts a dead actor, the supervisor
+calls ``start`` again, and the new session resolves the orders its predecessor left open
+by client id before anything else, then reconciles. Keys are loaded inside the actor's
+process (``binance_auth.load_keys``: environment variables or an owner-only file on the
+node), never passed through Ray, so they appear in no task argument, runtime environment
+or Ray dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from raytrade.actors.alerts import Notifier
+from raytrade.actors.live_config import LiveConfig
+from raytrade.actors.live_session import LiveSession
+from raytrade.actors.paper_actor import supervise
+from raytrade.actors.venues.execution import OrderExecution
+from raytrade.algos.storage.policy_store import PolicyStore
+
+log = logging.getLogger(__name__)
+
+
+def build_execution(config: LiveConfig) -> OrderExecution:
+    """The order side for ``config``: Binance spot or USD-M futures at the network's
+    endpoints, with the keys from the environment or the key file (a dry run without
+    keys reads only public endpoints). Installs the keys' log redaction."""
+    from raytrade.actors.venues.binance_auth import install_redaction, load_keys
+    from raytrade.actors.venues.binance_orders import BinanceExecution
+
+    keys = None
+    try:
+        keys = load_keys(env_prefix=config.key_env_prefix, key_file=config.key_file)
+    except Exception:
+        if not config.dry_run:
+            raise
+        log.warning("%s: dry run without keys: no account to read or reconcile",
+                    config.actor)
+    if keys is not None:
+        install_redaction(keys)
+    rest_url, ws_url = config.endpoints()
+    return BinanceExecution(config.market, rest_url, ws_url, keys,
+                            timeout_s=config.order_timeout_s)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
+class LiveTrader:
+    """One symbol's live trader on Ray (module docstring)."""
+
+    def __init__(self, config: LiveConfig, store_uri: str, endpoint_url: str | None = None,
+                 notifiers: Sequence[Notifier] = ()) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.config = config
+        self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
+        self.notifiers = list(notifiers)
+        self.session: LiveSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.error: str | None = None
+
+    async def start(self) -> bool:
+        """Start the session unless it runs; True if it was (re)started."""
+        if self.task is not None and not self.task.done():
+            return False
+        self.session = LiveSession(self.config, self.store, build_execution(self.config),
+                                   notifiers=self.notifiers)
+        self.task = asyncio.create_task(self.session.run())
+        self.task.add_done_callback(self._done)
+        return True
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            log.error("live session %s stopped: %s", self.config.actor, self.error,
+                      exc_info=exc)
+
+    async def status(self) -> dict[str, Any]:
+        """Paper-side health, the live record's health, whether it runs and why not."""
+        session = self.session
+        health = session.health() if session is not None else {}
+        live = session.live_health() if session is not None and session.ledger else {}
+        running = self.task is not None and not self.task.done()
+        return {**health, "live": live, "running": running, "error": self.error}
+
+    async def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Stop cleanly: finish the order in flight, export, close the journals."""
+        if self.session is not None and self.task is not None:
+            self.session.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
+            except (TimeoutError, Exception):
+                log.exception("live session %s did not stop cleanly", self.config.actor)
+        return await self.status()
+
+
+def run_live(configs: Sequence[LiveConfig], store_uri: str, *,
+             endpoint_url: str | None = None, notifiers: Sequence[Notifier] = (),
+             duration_s: float | None = None, check_every_s: float = 5.0,
+             stop_event: threading.Event | None = None) -> list[dict[str, Any]]:
+    """One live actor per config on the connected Ray, supervised like the paper
+    actors (``paper_actor.supervise``); their final statuses."""
+    actors = [LiveTrader.options(name=f"raytrade-live-{c.actor}",  # type: ignore[attr-defined]
+                                 get_if_exists=True).remote(c, store_uri, endpoint_url,
+                                                            list(notifiers))
+              for c in configs]
+    return supervise([c.actor for c in configs], actors, duration_s=duration_s,
+                     check_every_s=check_every_s, stop_event=stop_event)
