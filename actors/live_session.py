@@ -123,7 +123,7 @@ class LiveSession(PaperSession):
             RouterSettings(cfg.actor, cfg.symbol, cfg.order_type, cfg.price_band_bps,
                            cfg.fill_timeout_s, policy.manifest.env.costs.fee_bps,
                            dry_run=cfg.dry_run),
-            self.now_ms, on_ban=self._on_ban, on_fill=self._on_fill,
+            self.clock, on_ban=self._on_ban, on_fill=self._on_fill,
             stream_up=lambda: self.stream_up)
         self.ledger.event("start", {"venue": cfg.venue, "network": cfg.network,
                                     "dry_run": cfg.dry_run, "capital": cfg.capital},
@@ -386,11 +386,11 @@ class LiveSession(PaperSession):
         for result in results:
             if result.ack_latency_ms is not None:
                 self.ack_latencies_ms.append(result.ack_latency_ms)
-        if results and results[0].ack_latency_ms is not None and not operator:
-            arrived = self.bar_arrivals.get(bar_ts)
+        first = results[0] if results else None
+        if first is not None and first.acked_at is not None and not operator:
+            arrived = self._bar_arrival.get(bar_ts)
             if arrived is not None:
-                self.bar_to_ack_ms.append((self.clock() - arrived) * 1000.0
-                                          if arrived else 0.0)
+                self.bar_to_ack_ms.append((first.acked_at - arrived) * 1000.0)
 
     async def _cancel_open(self) -> None:
         ledger = self.ledger
@@ -449,11 +449,6 @@ class LiveSession(PaperSession):
         log.info("%s: fill %s %s %.12g @ %.8g (commission %.8g %s%s)", self.live.actor,
                  fill.cid, fill.side, fill.qty, fill.price, fill.commission,
                  fill.commission_asset, ", estimated" if fill.estimated else "")
-
-    @property
-    def bar_arrivals(self) -> dict[int, float]:
-        """When each live bar arrived (bar open ms -> clock s), for bar-to-ack latency."""
-        return self._bar_arrival
 
     def _after(self, out: StepOutcome) -> None:
         arrived = self._arrivals.get((self.config.symbol, out.bar.ts))

@@ -17,7 +17,7 @@ For each leg, in order (a futures close before the open):
 
 A leg the exchange rejects (insufficient balance, a filter) is journaled with the
 exchange's code and message, and the plan stops there (the next bar plans afresh from the
-journal's position). Times: the injected ``clock_ms``.
+journal's position). Times: the injected ``clock`` (seconds).
 """
 
 from __future__ import annotations
@@ -74,24 +74,30 @@ class LegResult:
     reason: str
     ack_latency_ms: float | None
     """From the call to send to the acknowledgement (None: no acknowledgement)."""
+    acked_at: float | None = None
+    """The clock (seconds) at the acknowledgement."""
 
 
 class OrderRouter:
     """One actor's order sending (module docstring)."""
 
     def __init__(self, execution: OrderExecution, ledger: LiveLedger,
-                 settings: RouterSettings, clock_ms: Callable[[], int], *,
+                 settings: RouterSettings, clock: Callable[[], float], *,
                  on_ban: Callable[[VenueBannedError], None] = lambda exc: None,
                  on_fill: Callable[[AppliedFill], None] = lambda fill: None,
                  stream_up: Callable[[], bool] = lambda: False) -> None:
         self.execution = execution
         self.ledger = ledger
         self.settings = settings
-        self.clock_ms = clock_ms
+        self.clock = clock
         self.on_ban = on_ban
         self.on_fill = on_fill
         self.stream_up = stream_up
         self._final: dict[str, asyncio.Event] = {}
+
+    def clock_ms(self) -> int:
+        """Journal time, ms."""
+        return int(self.clock() * 1000)
 
     # ---- the user stream
     def on_report(self, report: ExecutionReport) -> None:
@@ -159,19 +165,20 @@ class OrderRouter:
                                   ref_price=price, at_ms=now):
             status = await self.resolve(cid)  # decided before (a restart): never resend
             return LegResult(cid, status, self._filled(cid), "already sent", None)
-        started = asyncio.get_running_loop().time()
+        started = self.clock()
         state = await self._place(order)
+        acked_at = self.clock()
         if state is None:
             return LegResult(cid, self._status(cid), self._filled(cid),
                              str(self._row(cid).get("reason", "")), None)
-        ack_ms = (asyncio.get_running_loop().time() - started) * 1000.0
+        ack_ms = (acked_at - started) * 1000.0
         self.ledger.acknowledge(state, self.clock_ms())
         if state.status == "rejected":
             log.warning("%s: order %s rejected: %s", self.settings.actor, cid, state.reason)
-            return LegResult(cid, "rejected", 0.0, state.reason, ack_ms)
+            return LegResult(cid, "rejected", 0.0, state.reason, ack_ms, acked_at)
         await self._settle(cid, state)
         return LegResult(cid, self._status(cid), self._filled(cid),
-                         str(self._row(cid).get("reason", "")), ack_ms)
+                         str(self._row(cid).get("reason", "")), ack_ms, acked_at)
 
     async def _place(self, order: OrderRequest) -> OrderState | None:
         """Send with retries (module docstring); None when nothing could be placed."""
