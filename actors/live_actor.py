@@ -29,21 +29,14 @@ log = logging.getLogger(__name__)
 
 def build_execution(config: LiveConfig) -> OrderExecution:
     """The order side for ``config``: Binance spot or USD-M futures at the network's
-    endpoints, with the keys from the environment or the key file (a dry run without
-    keys reads only public endpoints). Installs the keys' log redaction."""
+    endpoints, with the keys from the environment or the key file. A dry run needs keys
+    too (read-only keys suffice): it reads the real account to say what it would send.
+    Installs the keys' log redaction before anything can log."""
     from raytrade.actors.venues.binance_auth import install_redaction, load_keys
     from raytrade.actors.venues.binance_orders import BinanceExecution
 
-    keys = None
-    try:
-        keys = load_keys(env_prefix=config.key_env_prefix, key_file=config.key_file)
-    except Exception:
-        if not config.dry_run:
-            raise
-        log.warning("%s: dry run without keys: no account to read or reconcile",
-                    config.actor)
-    if keys is not None:
-        install_redaction(keys)
+    keys = load_keys(prefix=config.key_env_prefix, path=config.key_file)
+    install_redaction(keys)
     rest_url, ws_url = config.endpoints()
     return BinanceExecution(config.market, rest_url, ws_url, keys,
                             timeout_s=config.order_timeout_s)

@@ -140,9 +140,6 @@ class LiveSession(PaperSession):
     async def _startup_baseline(self) -> None:
         cfg, ledger, filters = self.live, self.ledger, self.filters
         assert ledger is not None and filters is not None
-        if cfg.dry_run and ledger.book(cfg.symbol) is None:
-            ledger.set_baseline(cfg.symbol, 0.0, cfg.capital, self.now_ms(),
-                                by="raytrade", why="dry run: a flat book")
         snapshot = await self._snapshot()
         if snapshot is None:
             return
@@ -150,7 +147,9 @@ class LiveSession(PaperSession):
             held = snapshot.positions.get(cfg.symbol, 0.0)
             price = snapshot.prices.get(cfg.symbol, float("nan"))
             dust = abs(held) < filters.min_qty or abs(held) * price < filters.min_notional
-            ledger.set_baseline(cfg.symbol, held, cfg.capital, self.now_ms(), by="raytrade",
+            # the allocation's equity is the capital: a held position is part of it
+            cash = cfg.capital - (held * price if held else 0.0)
+            ledger.set_baseline(cfg.symbol, held, cash, self.now_ms(), by="raytrade",
                                 why="first start")
             if not dust:
                 self._halt("reconciliation", f"the account already holds {held:g} "
@@ -189,7 +188,7 @@ class LiveSession(PaperSession):
         while True:
             await asyncio.sleep(min(self.live.reconcile_every_s, 5.0))
             due = self.clock() - self._last_reconcile_at >= self.live.reconcile_every_s
-            if due and not self.live.dry_run:
+            if due:
                 async with self._lock:
                     try:
                         await self._reconcile("periodic")
@@ -252,8 +251,13 @@ class LiveSession(PaperSession):
             return
         book = ledger.book(sym)
         held = snapshot.positions.get(sym, 0.0)
-        ledger.set_baseline(sym, held, book.cash if book else self.live.capital,
-                            self.now_ms(), by=command.by, why=f"adopted: {detail}")
+        price = snapshot.prices.get(sym, 0.0)
+        # the change nobody journaled is valued at the current price and taken out of
+        # the allocation's cash, so adopting it does not move the allocation's equity
+        before = book.position if book else 0.0
+        cash = (book.cash if book else self.live.capital) - (held - before) * price
+        ledger.set_baseline(sym, held, cash, self.now_ms(), by=command.by,
+                            why=f"adopted: {detail}")
         halt = ledger.halt(sym)
         if halt is not None and halt.kind == "reconciliation":
             ledger.set_halt(sym, None, event="adopt", by=command.by, detail=detail,
@@ -312,8 +316,7 @@ class LiveSession(PaperSession):
                                      close_ms=close_ms, operator=False)
             elif halt.kind in ("flatten", "daily_loss"):
                 await self._flatten(bar.ts)
-            if not cfg.dry_run:
-                await self._reconcile("bar")
+            await self._reconcile("bar")
         paper = self.trader.broker.equity if self.trader is not None else None
         ledger.mark(cfg.symbol, bar.ts, price, target, paper)
 
@@ -411,8 +414,6 @@ class LiveSession(PaperSession):
 
     # ---- reconciliation
     async def _snapshot(self) -> AccountSnapshot | None:
-        if self.live.dry_run and not getattr(self.execution, "has_keys", True):
-            return None
         self.account = await self.execution.account(self.live.run_symbols)
         return self.account
 

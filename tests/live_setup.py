@@ -150,3 +150,16 @@ def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int) -> Backte
 def as_array(x: list[float]) -> np.ndarray:
     """float64 array."""
     return np.asarray(x, dtype=np.float64)
+
+
+def live_store(root: Path, seed: int = 3, *, positions: tuple[float, ...] = (0.0, 1.0),
+               channel: str = "live") -> tuple[PolicyStore, Policy]:
+    """A local store whose ``channel`` serves a random policy of ``quick_experiment``
+    trading ``positions`` (long/flat by default, for spot) with an identity normalizer,
+    deciding on every bar."""
+    exp = quick_experiment()
+    exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, positions=positions))
+    store = PolicyStore(root.as_uri())
+    files_ = random_bundle(exp, seed=seed)
+    version = store.publish(files_, channel=channel, reason="test policy")
+    return store, Policy(files_, version)
