@@ -140,7 +140,8 @@ def actor_page(rec: LiveRecord) -> None:
     if rec.equity:
         st.altair_chart(value_lines(equity_frame(rec.equity)))
         st.subheader("Position (base units)")
-        st.altair_chart(value_lines(position_frame(rec.equity), "position"))
+        st.altair_chart(value_lines(position_frame(rec.equity), "position")
+                        .mark_line(interpolate="step-after"))
     else:
         empty("No traded bars", "Equity appears after the actor's first decided bar.")
     st.subheader("Open orders")
