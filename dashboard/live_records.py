@@ -39,7 +39,9 @@ OrderStatus = Literal["sending", "new", "partially_filled", "filled", "canceled"
                       "expired", "lost", "dry_run"]
 OPEN_STATUSES = frozenset({"sending", "new", "partially_filled"})
 """Order states that may still fill."""
-HaltKind = Literal["operator", "flatten", "reconciliation", "daily_loss", "banned"]
+HALT_KINDS = ("operator", "flatten", "reconciliation", "daily_loss", "banned")
+"""The halt kinds the live actor writes; an unknown one is still shown (a halt must never
+be hidden because its kind is new)."""
 Network = Literal["testnet", "mainnet", "loopback"]
 
 
@@ -128,7 +130,8 @@ class LiveEvent:
 class Halt:
     """Why an actor sends no orders."""
 
-    kind: HaltKind
+    kind: str
+    """One of ``HALT_KINDS``."""
     reason: str
     by: str
     at_ms: int
@@ -157,9 +160,13 @@ class LiveHealth:
 
     actor: str
     symbol: str
-    venue: Literal["binance-spot", "binance-futures"]
-    market: Literal["spot", "futures"]
+    venue: str
+    """``binance-spot`` or ``binance-futures`` (shown as written)."""
+    market: str
+    """``spot`` or ``futures``."""
     network: Network
+    """Checked strictly: the page marks MAINNET in red, so an unknown network is an
+    error, never shown as if it were a test network."""
     dry_run: bool
     """Orders are journaled, not sent."""
     state: str

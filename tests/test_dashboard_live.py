@@ -275,9 +275,8 @@ def test_live_reader_names_a_malformed_health_and_keeps_the_record(
     for broken, message in (
             ({**health, "network": "prod"}, "field 'network' must be one of 'testnet', "
                                             "'mainnet', 'loopback', got 'prod'"),
-            ({**health, "halted": {**health["halted"], "kind": "tired"}},
-             "field 'halted': field 'kind' must be one of 'operator', 'flatten', "
-             "'reconciliation', 'daily_loss', 'banned', got 'tired'"),
+            ({**health, "halted": {**health["halted"], "by": 5}},
+             "field 'halted': field 'by' must be a string, got 5"),
             ({**health, "open_orders": [{}]}, "field 'open_orders' item 0: field "
                                               "'client_order_id' is missing")):
         store.blobs.put(key, json.dumps(broken).encode())
@@ -286,6 +285,12 @@ def test_live_reader_names_a_malformed_health_and_keeps_the_record(
         assert len(record.fills) == len(exports["btc"][keys.LIVE_FILLS])
     store.blobs.put(key, b"{")
     assert reader.record("btc").errors[0].startswith(f"{key}: not JSON")
+    # a halt of a kind this dashboard does not know is still shown, never hidden
+    store.blobs.put(key, json.dumps({**health, "halted": {**health["halted"],
+                                                          "kind": "stale_data"}}).encode())
+    record = reader.record("btc")
+    assert record.errors == () and record.health is not None
+    assert record.health.halted is not None and record.health.halted.kind == "stale_data"
 
 
 def test_live_reader_lists_actors_without_commands_and_names_bad_folders(

@@ -25,7 +25,7 @@ from raytrade.dashboard.context import (
     show_errors,
     viewer,
 )
-from raytrade.dashboard.live_actions import describe, operator_command
+from raytrade.dashboard.live_actions import EFFECTS, describe, operator_command
 from raytrade.dashboard.live_reader import LiveRecord
 from raytrade.dashboard.live_records import LiveHealth
 from raytrade.dashboard.live_tables import (
@@ -91,6 +91,8 @@ def kill_switch() -> None:
         cols = st.columns(3)
         pressed = {action: col.form_submit_button(action.capitalize())
                    for action, col in zip(("halt", "flatten", "resume"), cols, strict=True)}
+    st.caption(" ".join(f"{action.capitalize()}: the actor {effect}." for action, effect
+                        in EFFECTS.items() if action != "adopt"))
     for action, hit in pressed.items():
         if hit:
             send(action, (str(actor),), reason_one, confirmed_one, acting)
