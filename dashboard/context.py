@@ -4,16 +4,16 @@ period, the optional login gate and the empty-state helper.
 Configuration comes from the environment, set by ``raytrade dashboard``:
 ``RAYTRADE_DASHBOARD_STORE`` (store URI), ``RAYTRADE_S3_ENDPOINT_URL`` (S3-compatible
 endpoint), ``RAYTRADE_DASHBOARD_REFRESH_S`` (auto-refresh period, default 10),
-``RAYTRADE_DASHBOARD_ACTIONS=1`` (show promote and rollback),
-``RAYTRADE_DASHBOARD_ALLOW`` (comma-separated e-mail allow-list: requires Streamlit's OIDC
-login, configured in ``.streamlit/secrets.toml`` under ``[auth]``) and
+``RAYTRADE_DASHBOARD_ACTIONS=1`` (show promote and rollback, and the Live page's kill
+switch), ``RAYTRADE_DASHBOARD_ALLOW`` (comma-separated e-mail allow-list: requires
+Streamlit's OIDC login, configured in ``.streamlit/secrets.toml`` under ``[auth]``) and
 ``RAYTRADE_DASHBOARD_IDENTITY_HEADER`` (the request header in which an authenticating
 reverse proxy passes the viewer's identity, e.g. ``X-Forwarded-Email``).
 
-Promote and rollback are recorded in the store's move log as made by the *viewer*
-(``viewer``), never by the server's OS user: the logged-in e-mail, else the proxy's
-identity header, else (a loopback dashboard without login) an explicit
-``unauthenticated dashboard viewer``.
+Promote and rollback (in the store's move log) and the kill switch's commands (under
+``live/commands/``) are recorded as made by the *viewer* (``viewer``), never by the
+server's OS user: the logged-in e-mail, else the proxy's identity header, else (a loopback
+dashboard without login) an explicit ``unauthenticated dashboard viewer``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def refresh_s() -> float:
 
 
 def actions_enabled() -> bool:
-    """Whether promote and rollback are offered."""
+    """Whether promote and rollback, and the kill switch, are offered."""
     return os.environ.get(ACTIONS_ENV) == "1"
 
 
@@ -80,7 +80,8 @@ def identity(*, login_required: bool, user: Mapping[str, Any], headers: Mapping[
 
 
 def viewer() -> str | None:
-    """The identity the current viewer's promote or rollback is recorded under."""
+    """The identity the current viewer's promote, rollback or operator command is
+    recorded under."""
     return identity(login_required=bool(_allow_list()), user=st.user.to_dict(),
                     headers=dict(st.context.headers),
                     identity_header=os.environ.get(IDENTITY_HEADER_ENV) or None)

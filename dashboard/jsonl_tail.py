@@ -7,7 +7,8 @@ else the object was rewritten and is parsed again from the start). An unchanged 
 costs one ``get`` and no parsing.
 
 A malformed line is not fatal: it is skipped and reported in ``errors`` with the object's
-key and line number, so one bad write never hides a run's history.
+key and line number, so one bad write never hides a run's history. A subclass may check
+each object further (``_keep``: e.g. against a record schema) and skip it the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raytrade.algos.storage.blobstore import BlobStore, NotFoundError
+from raytrade.envs.errors import DataError
 
 
 @dataclass
@@ -69,6 +71,14 @@ class JsonlTail:
         if not isinstance(row, dict):
             self.errors.append(f"{self.key} line {self._lines}: not a JSON object")
             return
+        try:
+            self._keep(row, f"{self.key} line {self._lines}")
+        except DataError as exc:
+            self.errors.append(str(exc))
+
+    def _keep(self, row: dict[str, Any], where: str) -> None:
+        """Keep one parsed object (``where``: its key and line, for errors); raise
+        ``DataError`` to skip it, naming ``where``. Subclasses check their schema here."""
         self.rows.append(row)
 
     def _reset(self) -> None:

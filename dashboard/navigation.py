@@ -38,6 +38,7 @@ PAGES = (
     PageSpec("training", "Training"),
     PageSpec("evaluation", "Evaluation"),
     PageSpec("paper", "Paper trading"),
+    PageSpec("live", "Live trading"),
     PageSpec("models", "Models"),
     PageSpec("walk_forward", "Walk-forward"),
     PageSpec("tune", "Hyperparameter search"),

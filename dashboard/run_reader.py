@@ -10,7 +10,8 @@ evaluation and the paper actors publish:
   the move log);
 - ``paper/<actor>/{equity.jsonl,trades.jsonl,health.json}``;
 - ``reports/walk_forward/*.json``: walk-forward reports, when present;
-- ``tune/trials.json``: the last hyperparameter search's trials and winner, when present.
+- ``tune/trials.json``: the last hyperparameter search's trials and winner, when present;
+- ``live/<actor>/...`` and ``live/commands/`` through ``live`` (``LiveReader``).
 
 Metrics derived here (live Sharpe, drawdown) come from ``envs.metrics``, the module every
 other part uses, so the numbers on the pages equal the gate's and the backtest's.
@@ -30,6 +31,7 @@ from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import ChannelPointer, Move, PolicyStore
 from raytrade.algos.storage.promotion import paper_actors
 from raytrade.dashboard.jsonl_tail import JsonlTail
+from raytrade.dashboard.live_reader import LiveReader
 from raytrade.envs.metrics import drawdown_curve, interval_of, performance
 
 CHANNELS = ("candidate", "paper", "live")
@@ -69,6 +71,8 @@ class RunReader:
     def __init__(self, store: PolicyStore) -> None:
         self.store = store
         self._tails: dict[str, JsonlTail] = {}
+        self.live = LiveReader(store.blobs)
+        """The live actors' records and the operator commands."""
 
     @property
     def uri(self) -> str:

@@ -5,9 +5,10 @@ allow-list of logins (``--allow``, Streamlit OIDC configured in ``secrets.toml``
 or ``--behind-proxy`` says an authenticating reverse proxy is in front. Error details are
 never shown to viewers (``client.showErrorDetails = none``) unless ``--dev``.
 
-Promote and rollback (``--enable-actions``) are logged as made by the viewer: the login's
-e-mail, or the identity the proxy passes in ``--identity-header``. On a non-loopback
-address they are refused unless one of the two tells who the viewer is.
+Promote and rollback, and the Live page's kill switch (``--enable-actions``), are logged
+as made by the viewer: the login's e-mail, or the identity the proxy passes in
+``--identity-header``. On a non-loopback address they are refused unless one of the two
+tells who the viewer is.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def add_dashboard_command(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--refresh", type=float, default=10.0, help="auto-refresh seconds")
     p.add_argument("--enable-actions", action="store_true",
-                   help="show promote and rollback (reason and confirmation required)")
+                   help="show promote and rollback, and the Live page's kill switch (halt, "
+                        "flatten, resume); reason and confirmation required")
     p.add_argument("--allow", help="comma-separated e-mails allowed to log in (OIDC, "
                    "configured under [auth] in .streamlit/secrets.toml)")
     p.add_argument("--behind-proxy", action="store_true",

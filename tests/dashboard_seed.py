@@ -1,5 +1,5 @@
-"""Seeded run data for the dashboard tests: what training, evaluation and a paper actor
-publish, in their documented formats, written into a store."""
+"""Seeded run data for the dashboard tests: what training, evaluation, a paper actor and
+two live actors publish, in their documented formats, written into a store."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import numpy.typing as npt
 from raytrade.actors.paper_export import upload_paper
 from raytrade.algos.evaluation import evaluate
 from raytrade.algos.export import random_bundle
+from raytrade.algos.storage import keys
+from raytrade.algos.storage.blobstore import BlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.metrics import performance
 
@@ -141,4 +143,113 @@ def seed_store(store: PolicyStore, *, bars: int = 400) -> dict[str, Any]:
                             traded_notional=last["traded_notional"])
     return {"versions": (v1, v2), "paper_perf": perf, "paper_cost_perf": cost_perf,
             "fills": len(fills), "bars": bars,
-            "evaluation": evals[-1][0], "curves": evals[-1][1]}
+            "evaluation": evals[-1][0], "curves": evals[-1][1],
+            "live": seed_live(store.blobs, version=v1)}
+
+
+HALTED_BY = "alice@example.com (dashboard login)"
+"""Who halted the seeded ``btc`` live actor."""
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def live_export(actor: str, symbol: str, *, version: int, bars: int, network: str,
+                venue: str, halted: dict[str, Any] | None, paper: bool, seed: int
+                ) -> dict[str, Any]:
+    """One live actor's export (``dashboard/live_records.py``): ``bars`` bars of equity
+    (with paper's equity beside it when ``paper``), an order per position change (the
+    market order's ``new`` state, then its ``filled`` one), a fill per order with paper's
+    fill price on the same bar (a few basis points apart, both directions; the last fill
+    unmatched when not ``paper``), a rejected order, one open limit order, and events.
+    Returns the exported objects by file name."""
+    rng = np.random.default_rng(seed)
+    price = 1800 * np.exp(np.cumsum(rng.normal(0, 0.002, bars)))
+    target = np.where(np.arange(bars) // 6 % 2 == 0, 0.5, 0.0)
+    qty = np.zeros(bars)  # sized when the target changes, then held
+    for i in range(bars):
+        held = qty[i - 1] if i else 0.0
+        changed = not i or target[i] != target[i - 1]
+        qty[i] = round(target[i] * 10_000 / price[i], 4) if changed else held
+    equity_rows, orders, fills, cash = [], [], [], 10_000.0
+    for i in range(bars):
+        ts = T0 + i * BAR
+        change = float(qty[i] - (qty[i - 1] if i else 0.0))
+        if change:
+            side = "buy" if change > 0 else "sell"
+            cid = f"{actor}-{ts}-{version}-0"
+            paper_price = float(price[i])
+            slip = float(rng.normal(2.0, 3.0))  # bps, positive: live paid more
+            live_price = paper_price * (1 + (slip if side == "buy" else -slip) / 1e4)
+            sent = ts + BAR
+            new = {"client_order_id": cid, "symbol": symbol, "bar_ts": ts,
+                   "version": version, "leg": 0, "side": side, "qty": abs(change),
+                   "kind": "market", "limit_price": None, "reduce_only": side == "sell",
+                   "status": "new", "venue_order_id": str(1000 + i), "filled_qty": 0.0,
+                   "avg_price": None, "reason": "target change", "sent_ms": sent,
+                   "ack_ms": sent + 4, "updated_ms": sent + 4}
+            orders += [new, {**new, "status": "filled", "filled_qty": abs(change),
+                             "avg_price": live_price, "updated_ms": sent + 9}]
+            fills.append({"fill_id": f"{symbol}-{1000 + i}-1", "client_order_id": cid,
+                          "symbol": symbol, "side": side, "qty": abs(change),
+                          "price": live_price, "commission": abs(change) * live_price * 1e-3,
+                          "commission_asset": "USDT", "at_ms": sent + 9, "bar_ts": ts,
+                          "paper_price": paper_price, "slippage_bps": slip})
+            cash -= change * live_price
+        value = cash + float(qty[i] * price[i])
+        equity_rows.append({"ts": ts, "equity": value, "cash": cash,
+                            "position_qty": float(qty[i]), "target": float(target[i]),
+                            "price": float(price[i]),
+                            "paper_equity": value * 1.0005 if paper else None,
+                            "pnl": value - 10_000.0})
+    if not paper:
+        fills[-1] = {**fills[-1], "paper_price": None, "slippage_bps": None}
+    end = T0 + bars * BAR
+    rejected = {**orders[0], "client_order_id": f"{actor}-{end}-{version}-0", "bar_ts": end,
+                "status": "rejected", "venue_order_id": None, "ack_ms": None,
+                "reason": "-2010 Account has insufficient balance for requested action.",
+                "sent_ms": end + 100, "updated_ms": end + 150}
+    open_order = {**orders[0], "client_order_id": f"{actor}-{end}-{version}-1",
+                  "bar_ts": end, "kind": "limit", "limit_price": float(price[-1]) * 0.99,
+                  "status": "new", "venue_order_id": "2000", "sent_ms": end + 200,
+                  "ack_ms": end + 205, "updated_ms": end + 205}
+    orders += [rejected, open_order]
+    events = [{"at_ms": T0, "kind": "reconciled", "by": None,
+               "detail": "balances, orders and position match the journal"},
+              {"at_ms": end + 150, "kind": "risk", "by": None,
+               "detail": "order rejected: insufficient balance"}]
+    if halted:
+        events.append({"at_ms": halted["at_ms"], "kind": "halt", "by": halted["by"],
+                       "detail": halted["reason"]})
+    last = equity_rows[-1]
+    health = {"actor": actor, "symbol": symbol, "venue": venue,
+              "market": "spot" if venue == "binance-spot" else "futures",
+              "network": network, "dry_run": False, "state": "halted" if halted else "running",
+              "updated_at": end / 1000 + 600, "halted": halted,
+              "position_qty": last["position_qty"], "target": last["target"],
+              "equity": last["equity"], "day_pnl": last["pnl"], "price": last["price"],
+              "open_orders": [open_order], "stream_up": True,
+              "last_reconcile": {"at_ms": end, "ok": True, "detail": "all match"},
+              "order_latency_ms": {"p50": 4.0, "p99": 9.5}, "unresolved_faults": []}
+    return {keys.LIVE_HEALTH: health, keys.LIVE_ORDERS: orders, keys.LIVE_FILLS: fills,
+            keys.LIVE_EQUITY: equity_rows, keys.LIVE_EVENTS: events}
+
+
+def seed_live(blobs: BlobStore, *, version: int = 1) -> dict[str, dict[str, Any]]:
+    """Two live actors' exports under ``live/``: ``eth`` (testnet futures, trading, with
+    paper's equity and fill prices) and ``btc`` (mainnet spot, halted by an operator,
+    one fill paper did not match); returns each actor's objects by file name."""
+    halt = {"kind": "operator", "reason": "exchange maintenance", "by": HALTED_BY,
+            "at_ms": T0 + 41 * BAR}
+    exports = {
+        "eth": live_export("eth", "ETHUSDT", version=version, bars=60, network="testnet",
+                           venue="binance-futures", halted=None, paper=True, seed=3),
+        "btc": live_export("btc", "BTCUSDT", version=version, bars=40, network="mainnet",
+                           venue="binance-spot", halted=halt, paper=False, seed=4)}
+    for actor, files in exports.items():
+        for name, content in files.items():
+            data = (json.dumps(content).encode() if name == keys.LIVE_HEALTH
+                    else _jsonl(content))
+            blobs.put(keys.live_key(actor, name), data)
+    return exports

@@ -33,7 +33,7 @@ from raytrade.scripts.s3_local import free_port
 from tests.dashboard_seed import seed_store
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
-CHARTS = {"training": 8, "evaluation": 6, "paper": 4}
+CHARTS = {"training": 8, "evaluation": 6, "paper": 4, "live": 2}
 """Charts a page draws from the seeded data (pages not named: a table or a notice)."""
 
 
