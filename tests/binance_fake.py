@@ -59,11 +59,15 @@ class FakeBinance:
         self.script: dict[tuple[str, str], list[Canned]] = defaultdict(list)
         self.requests: list[Seen] = []
         self.listen_keys: set[str] = set()
+        """Active listen keys (one at most: one account)."""
+        self.keys_issued: list[str] = []
+        """The key each ``POST`` listen-key request returned."""
         self.lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -140,11 +144,12 @@ class FakeBinance:
         if path in ("/api/v3/userDataStream", "/fapi/v1/listenKey"):
             if key != self.api_key:
                 return Canned(401, {"code": -2015, "msg": "Invalid API-key."})
-            if method == "POST":
-                lk = secrets.token_hex(30)
+            if method == "POST":  # as Binance: the active key if there is one
                 with self.lock:
-                    self.listen_keys.add(lk)
-                return Canned(200, {"listenKey": lk})
+                    if not self.listen_keys:
+                        self.listen_keys.add(secrets.token_hex(30))
+                    self.keys_issued.append(next(iter(self.listen_keys)))
+                    return Canned(200, {"listenKey": self.keys_issued[-1]})
             if method == "PUT":
                 known = params.get("listenKey") in self.listen_keys or \
                     (path == "/fapi/v1/listenKey" and self.listen_keys)

@@ -435,6 +435,28 @@ def test_place_429_backs_off_without_sending_until_retry_after(fake: FakeBinance
     run(ex.close())
 
 
+def test_place_too_many_orders_code_is_rate_limited_whatever_the_status(
+        fake: FakeBinance) -> None:
+    fake.on("POST", "/api/v3/order", Canned(400, {
+        "code": -1015, "msg": "Too many new orders; current limit is 100 orders per 10 "
+                              "SECOND."}, {"Retry-After": "0"}))
+    ex = execution(fake)
+    with pytest.raises(RateLimitedError, match="-1015"):
+        run(ex.place(BUY))
+    run(ex.close())
+
+
+def test_place_unreadable_2xx_reply_is_fate_unknown(fake: FakeBinance) -> None:
+    fake.on("POST", "/api/v3/order", Canned(200, b"<html>ok</html>"),
+            Canned(200, {**spot_order(), "executedQty": None}))
+    ex = execution(fake)
+    with pytest.raises(OrderFateUnknownError, match="not JSON"):
+        run(ex.place(BUY))
+    with pytest.raises(OrderFateUnknownError, match="'executedQty'"):
+        run(ex.place(BUY))
+    run(ex.close())
+
+
 def test_place_418_bans_every_request_until_the_ban_ends(fake: FakeBinance) -> None:
     fake.on("POST", "/api/v3/order",
             Canned(418, {"code": -1003, "msg": "Way too many requests; IP banned until "
@@ -655,10 +677,10 @@ def test_user_stream_reports_survive_drop_and_expiry_and_key_is_closed(
         await _until(lambda: len(reports) == 1 and stream.counts["malformed"] == 1)
         ws.drop_all()  # no close frame
         await ws.wait_connected()
-        assert stream.counts["listen_keys"] == 1  # same key after a plain drop
+        assert len(set(fake.keys_issued)) == 1  # the same key after a plain drop
         await ws.expire_all()
         await ws.wait_connected()
-        assert stream.counts["listen_keys"] == 2 and stream.counts["expired"] == 1
+        assert len(set(fake.keys_issued)) == 2 and stream.counts["expired"] == 1
         await ws.send_all({**EXEC_TRADE, "x": "TRADE", "X": "FILLED", "t": 78})
         await _until(lambda: len(reports) == 2)
         assert [up for up, _ in states] == [True, False, True, False, True]
@@ -677,7 +699,7 @@ def test_user_stream_keepalive_refused_recreates_the_listen_key(fake: FakeBinanc
         with fake.lock:
             fake.listen_keys.clear()  # the exchange forgot the key
         await ws.wait_connected()
-        assert stream.counts["listen_keys"] == 2
+        assert len(set(fake.keys_issued)) == 2
         assert any("keepalive refused: -1125" in why for up, why in states if not up)
 
     run(_stream_session(fake, body, keepalive_s=0.1))

@@ -87,6 +87,11 @@ class ServerClock:
         with self._lock:
             self._next_sync = 0.0
 
+    def peek_ms(self) -> int:
+        """The server's time now by the last offset, never syncing (local time before the
+        first sync): for time stamps that need no request."""
+        return int(self._wall_ms() + (self._offset_ms or 0.0))
+
     def now_ms(self) -> int:
         """The server's time now (ms), resyncing first when the offset is older than
         ``resync_s`` or was invalidated."""

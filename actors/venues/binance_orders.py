@@ -220,6 +220,7 @@ class BinanceExecution:
         try:
             data = await self.transport.call("POST", self.paths.order, params, signed=True,
                                              unsafe=True)
+            return parse_order(data, self._market, f"POST {self.paths.order}")
         except BinanceApiError as exc:
             if exc.code in REFUSAL_CODES:
                 log.info("order %s %s refused: %s %s", order.client_order_id, order.symbol,
@@ -228,8 +229,6 @@ class BinanceExecution:
                                   "rejected", order.qty, 0.0, None,
                                   reason=f"{exc.code} {exc.msg}")
             raise
-        try:
-            return parse_order(data, self._market, f"POST {self.paths.order}")
         except MalformedReplyError as exc:
             raise OrderFateUnknownError(f"{exc}; the order was accepted (HTTP 2xx) but its "
                                         "state could not be read") from None
@@ -315,7 +314,7 @@ class BinanceExecution:
             asyncio.gather(*(self.open_orders(s) for s in symbols)))
         price_map = dict(zip(symbols, prices, strict=True))
         open_orders = tuple(o for group in orders for o in group)
-        at_ms = self.transport.clock.now_ms()
+        at_ms = self.transport.clock.peek_ms()
         if self._market == "futures":
             fut = parse_futures_account(data, where)
             return AccountSnapshot(at_ms, fut.balances,
@@ -338,10 +337,15 @@ class BinanceExecution:
 
     # ---- stream and lifetime
 
-    def user_stream(self) -> BinanceUserStream:
-        """The account's order-update stream (``binance_user_stream.py``)."""
+    def user_stream(self, *, initial_backoff_s: float = 0.5,
+                    max_backoff_s: float = 30.0) -> BinanceUserStream:
+        """The account's order-update stream (``binance_user_stream.py``), reconnecting
+        after a drop with back-off doubling from ``initial_backoff_s`` to
+        ``max_backoff_s``."""
         return BinanceUserStream(self.transport, self._market, self.paths.listen_key,
-                                 self.ws_url, keepalive_s=self.keepalive_s)
+                                 self.ws_url, keepalive_s=self.keepalive_s,
+                                 initial_backoff_s=initial_backoff_s,
+                                 max_backoff_s=max_backoff_s)
 
     async def close(self) -> None:
         """Close the REST connections."""

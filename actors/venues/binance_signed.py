@@ -20,8 +20,9 @@ carries the query string.
 Errors (HTTP status and Binance ``code``):
 - -1021 (timestamp outside recvWindow): resync the clock and retry once; a second -1021
   is a ``ClockSkewError`` (temporary; nothing was placed);
-- 429: ``RateLimitedError(retry_after_s)``, and requests are refused locally until then;
-  418: ``VenueBannedError``, likewise until the ban ends;
+- 418: ``VenueBannedError``, and requests are refused locally until the ban ends;
+  429 (or codes -1003/-1015 with another status): ``RateLimitedError(retry_after_s)``,
+  and requests are refused locally until then;
 - 401, -2014, -2015, -1022: ``VenueAuthError``;
 - timeouts, broken connections after sending, 5xx, 408, -1006/-1007 (Binance's "execution
   status unknown"): ``OrderFateUnknownError`` for a request marked ``unsafe`` (placing an
@@ -66,6 +67,8 @@ AUTH_CODES = frozenset({-2014, -2015, -1022})
 UNKNOWN_FATE_CODES = frozenset({-1006, -1007})
 """Binance: "execution status unknown" (message bus / backend timeout)."""
 TIMESTAMP_CODE = -1021
+RATE_LIMIT_CODES = frozenset({-1003, -1015})
+"""Too many requests / too many new orders: a rate limit whatever the HTTP status."""
 Params = Mapping[str, str | int | float | bool]
 
 
@@ -227,6 +230,7 @@ class SignedTransport:
         raise AssertionError("unreachable")
 
     def _server_time(self) -> int:
+        self.tracker.check(f"GET {self._time_path}")
         status, headers, body = self._exchange("GET", self._prefix + self._time_path,
                                                {"User-Agent": "raytrade"},
                                                f"GET {self._time_path}", False)
@@ -285,12 +289,12 @@ class SignedTransport:
         detail = f"HTTP {status}" + (f", Binance code {code}: {msg}" if code is not None
                                       else f": {msg}" if msg else "")
         header = {k.lower(): v for k, v in headers}
-        if status == 429:
-            wait = self.tracker.on_429(header.get("retry-after"))
-            raise RateLimitedError(f"{what}: {detail}; backing off {wait:.1f} s", wait)
         if status == 418:
             wait = self.tracker.on_418(header.get("retry-after"), msg)
             raise VenueBannedError(f"{what}: {detail}; IP banned for {wait:.0f} s", wait)
+        if status == 429 or code in RATE_LIMIT_CODES:
+            wait = self.tracker.on_429(header.get("retry-after"))
+            raise RateLimitedError(f"{what}: {detail}; backing off {wait:.1f} s", wait)
         if status == 401 or code in AUTH_CODES:
             raise VenueAuthError(f"{what}: {detail} (check the API key, its permissions and "
                                  "IP whitelist, and the secret)")

@@ -1,15 +1,17 @@
 """Binance's user data stream: order updates over a websocket (``execution.UserStream``).
 
 The listen-key protocol, for spot (``/api/v3/userDataStream``) and USD-M futures
-(``/fapi/v1/listenKey``): ``POST`` creates a key (API key header, no signature), the
+(``/fapi/v1/listenKey``): ``POST`` returns the account's key (API key header, no
+signature; a new one if none is active, else the active one, its validity extended), the
 socket is ``<ws_url>/ws/<key>``, ``PUT`` keeps the key alive (Binance expires it 60 min
 after the last keepalive; we send one every ``keepalive_s``, 30 min by default) and
-``DELETE`` closes it. When the key expires the server sends ``listenKeyExpired`` and
-closes the socket; a keepalive answered with -1125 means the same: either way a new key is
-created and the stream reconnects at once. Any other drop reconnects after a back-off
-(doubling from ``initial_backoff_s`` to ``max_backoff_s``). Order updates sent while the
-stream is down are lost with it: ``on_state(False, why)`` tells the caller to fall back to
-REST queries until ``on_state(True, ...)``.
+``DELETE`` closes it. Every (re)connect starts with a ``POST``, so a stream never
+reconnects with a key the exchange has forgotten. When the key expires the server sends
+``listenKeyExpired`` and closes the socket; a keepalive answered with -1125 means the
+same: either way the stream reconnects at once with a new key. Any other drop reconnects
+after a back-off (doubling from ``initial_backoff_s`` to ``max_backoff_s``). Order
+updates sent while the stream is down are lost with it: ``on_state(False, why)`` tells the
+caller to fall back to REST queries until ``on_state(True, ...)``.
 
 Frames: ``executionReport`` (spot) and ``ORDER_TRADE_UPDATE`` (futures) become
 ``ExecutionReport``; account updates and other events are counted and ignored (balances
@@ -65,7 +67,7 @@ class BinanceUserStream:
         self.max_backoff_s = max_backoff_s
         self.open_timeout_s = open_timeout_s
         self.ping_interval_s = ping_interval_s
-        self.counts = {"connects": 0, "listen_keys": 0, "keepalives": 0, "reports": 0,
+        self.counts = {"connects": 0, "listen_key_posts": 0, "keepalives": 0, "reports": 0,
                        "malformed": 0, "ignored": 0, "expired": 0, "drops": 0}
         self._up: bool | None = None
 
@@ -77,12 +79,10 @@ class BinanceUserStream:
         try:
             while True:
                 try:
-                    if key is None:
-                        key = await self._create_key()
+                    key = await self._create_key()
                     await self._session(key, on_report, on_state)
                     why = "the server closed the stream"
                 except _KeyGone as exc:
-                    key = None
                     self._set(on_state, False, str(exc))
                     backoff = self.initial_backoff_s
                     continue
@@ -92,8 +92,6 @@ class BinanceUserStream:
                 except (OSError, TimeoutError, websockets.WebSocketException,
                         TemporaryError, OperationalError) as exc:
                     why = f"{exc.__class__.__name__}: {exc}"
-                    if isinstance(exc, websockets.InvalidStatus):
-                        key = None  # a refused handshake: the key may be gone
                 self.counts["drops"] += 1
                 self._set(on_state, False, why)
                 log.warning("user stream down (%s); reconnecting in %.2f s", why, backoff)
@@ -114,7 +112,7 @@ class BinanceUserStream:
         if not isinstance(key, str) or not key.isalnum():
             raise MalformedReplyError(f"POST {self.path}: field 'listenKey' is missing or "
                                       "not alphanumeric")
-        self.counts["listen_keys"] += 1
+        self.counts["listen_key_posts"] += 1
         return key
 
     def _key_params(self, key: str) -> dict[str, str | int | float | bool]:
@@ -224,7 +222,7 @@ def _spot_report(m: Mapping[str, Any]) -> ExecutionReport:
         side=r.side(m, "S", w), status=r.status(m, "X", w), qty=r.decimal(m, "q", w),
         last_qty=r.decimal(m, "l", w), last_price=r.decimal(m, "L", w),
         cum_qty=r.decimal(m, "z", w), cum_quote=r.decimal(m, "Z", w),
-        commission=r.decimal(m, "n", w) if trade else 0.0,
+        commission=r.decimal(m, "n", w, signed=True) if trade else 0.0,
         commission_asset=asset if isinstance(asset, str) else "",
         trade_id=_int(m, "t", w) if trade else -1, event_ms=_int(m, "E", w),
         reason=reason if isinstance(reason, str) and reason != "NONE" else "")
@@ -236,7 +234,7 @@ def _futures_report(o: Mapping[str, Any], event_ms: int) -> ExecutionReport:
     cum = r.decimal(o, "z", w)
     avg = r.decimal(o, "ap", w) if "ap" in o else 0.0
     asset = o.get("N")
-    commission = r.decimal(o, "n", w) if trade and "n" in o else 0.0
+    commission = r.decimal(o, "n", w, signed=True) if trade and "n" in o else 0.0
     cum_quote = cum * avg
     if not math.isfinite(cum_quote):
         raise MalformedReplyError(f"{w}: cumulative quote {cum} x {avg} is not finite")
