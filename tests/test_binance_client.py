@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from raytrade.actors.events import KlineEvent, MessageRejectedError, QuoteEvent, TradeEvent
 from raytrade.actors.venues.binance_auth import ApiKeys, install_redaction, load_keys
 from raytrade.actors.venues.binance_clock import (
     RateLimitTracker,
@@ -41,6 +42,8 @@ from raytrade.actors.venues.execution import (
     VenueBannedError,
 )
 from raytrade.actors.venues.http import RestUnavailableError
+from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
+from raytrade.actors.venues.registry import build_venue
 from raytrade.envs.errors import ConfigError, TemporaryError
 
 from tests.binance_fake import Canned, FakeBinance, FakeUserStream
@@ -708,3 +711,40 @@ def test_user_stream_keepalive_refused_recreates_the_listen_key(fake: FakeBinanc
 
 def test_every_test_here_left_no_key_in_the_environment() -> None:
     assert DOC_KEY not in "".join(os.environ.values())
+
+
+# ---- the futures market-data venue
+
+def test_futures_venue_subscribes_agg_trades_and_parses_its_frames() -> None:
+    venue = build_venue("binance-futures", VenueEndpoints())
+    adapter = venue.stream(Subscription(("BTCUSDT",), "5m", trades=True))
+    assert adapter.url() == "wss://fstream.binance.com/stream"
+    assert json.loads(adapter.subscribe_requests(1)[0][1])["params"] == \
+        ["btcusdt@kline_5m", "btcusdt@aggTrade", "btcusdt@bookTicker"]
+    kline = {"stream": "btcusdt@kline_5m", "data": {
+        "e": "kline", "E": 1638747660000, "s": "BTCUSDT", "k": {
+            "t": 1638747600000, "T": 1638747899999, "s": "BTCUSDT", "i": "5m", "f": 1,
+            "L": 2, "o": "0.0010", "c": "0.0020", "h": "0.0025", "l": "0.0010",
+            "v": "1000", "n": 100, "x": True, "q": "1.0", "V": "500", "Q": "0.5",
+            "B": "123"}}}
+    agg = {"e": "aggTrade", "E": 123456789, "s": "BTCUSDT", "a": 5933014, "p": "0.001",
+           "q": "100", "f": 100, "l": 105, "T": 123456785, "m": True}
+    book = {"e": "bookTicker", "u": 400900217, "E": 1568014460893, "T": 1568014460891,
+            "s": "BTCUSDT", "b": "25.35190000", "B": "31.21000000", "a": "25.36520000",
+            "A": "40.66000000"}
+    (k,), (t,), (q,) = (adapter.parse(json.dumps(x)) for x in (kline, agg, book))
+    assert isinstance(k, KlineEvent) and k.closed and k.bar.close == 0.002
+    assert isinstance(t, TradeEvent) and (t.trade_id, t.price, t.qty) == (5933014, 0.001, 100)
+    assert isinstance(q, QuoteEvent) and (q.bid, q.ask) == (25.3519, 25.3652)
+    with pytest.raises(MessageRejectedError, match="'a'"):
+        adapter.parse(json.dumps({**agg, "a": "x"}))
+
+
+def test_futures_venue_history_reads_fapi_klines(fake: FakeBinance) -> None:
+    row = [300_000, "10.0", "11.0", "9.5", "10.5", "3.0", 599_999, "31.0", 5, "1.0", "10.0",
+           "0"]
+    fake.on("GET", "/fapi/v1/klines", Canned(200, [row]))
+    history = build_venue("binance-futures", VenueEndpoints(rest_url=fake.url)).history()
+    bars = run(history.fetch("BTCUSDT", "5m", 300_000, 600_000))
+    assert [(b.ts, b.close) for b in bars] == [(300_000, 10.5)]
+    assert fake.seen("GET", "/fapi/v1/klines")[0].params["symbol"] == "BTCUSDT"
