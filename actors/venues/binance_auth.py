@@ -208,14 +208,30 @@ class RedactionFilter(logging.Filter):
 
 
 _FILTER = RedactionFilter()
+_factory_installed = False
 
 
 def install_redaction(keys: ApiKeys) -> RedactionFilter:
-    """Redact ``keys`` from every log record: the filter goes on the root logger, on every
-    handler that exists now (records propagated from child loggers skip the root logger's
-    own filters but pass its handlers' filters), and is returned for handlers added later.
-    Idempotent; several key pairs accumulate."""
+    """Redact ``keys`` from every log record, from now on. Idempotent; several key pairs
+    accumulate.
+
+    Three layers, because each alone has a gap: the record factory redacts every record
+    as it is made (``logging.setLogRecordFactory``; records below a logger's level are
+    never made, so this costs nothing for them), which also covers handlers added later;
+    the filter goes on the root logger and on every handler that exists now, in case
+    other code replaces the factory; and it is returned for handlers built later."""
+    global _factory_installed
     _FILTER.add(keys)
+    if not _factory_installed:
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            _FILTER.filter(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _factory_installed = True
     loggers: list[logging.Logger] = [logging.getLogger()]
     loggers += [lg for lg in logging.Logger.manager.loggerDict.values()
                 if isinstance(lg, logging.Logger)]
