@@ -319,6 +319,13 @@ EXEC_TRADE = {"e": "executionReport", "E": 1499405658658, "s": "BTCUSDT", "c": "
               "M": True, "O": 1499405658657, "Z": "172.00000000", "Y": "172.00000000",
               "Q": "0.00000000", "W": 1499405658657, "V": "EXPIRE_MAKER"}
 
+FUTURES_UPDATE = {"e": "ORDER_TRADE_UPDATE", "E": 1568879465651, "T": 1568879465650, "o": {
+    "s": "BTCUSDT", "c": "f1", "S": "SELL", "o": "MARKET", "f": "GTC", "q": "0.010",
+    "p": "0", "ap": "43000", "sp": "0", "x": "TRADE", "X": "FILLED", "i": 8886774,
+    "l": "0.010", "z": "0.010", "L": "43000", "N": "USDT", "n": "0.172",
+    "T": 1568879465650, "t": 12, "b": "0", "a": "0", "m": False, "R": True,
+    "wt": "CONTRACT_PRICE", "ot": "MARKET", "ps": "BOTH", "cp": False, "rp": "1.5"}}
+
 
 def test_parse_event_spot_trade_cancel_and_futures_update() -> None:
     r = parse_event(json.dumps(EXEC_TRADE), "spot")
@@ -331,13 +338,7 @@ def test_parse_event_spot_trade_cancel_and_futures_update() -> None:
     c = parse_event(json.dumps(cancel), "spot")
     assert isinstance(c, ExecutionReport)
     assert (c.client_order_id, c.status, c.trade_id, c.commission) == ("a1", "canceled", -1, 0)
-    fut = {"e": "ORDER_TRADE_UPDATE", "E": 1568879465651, "T": 1568879465650, "o": {
-        "s": "BTCUSDT", "c": "f1", "S": "SELL", "o": "MARKET", "f": "GTC", "q": "0.010",
-        "p": "0", "ap": "43000", "sp": "0", "x": "TRADE", "X": "FILLED", "i": 8886774,
-        "l": "0.010", "z": "0.010", "L": "43000", "N": "USDT", "n": "0.172",
-        "T": 1568879465650, "t": 12, "b": "0", "a": "0", "m": False, "R": True,
-        "wt": "CONTRACT_PRICE", "ot": "MARKET", "ps": "BOTH", "cp": False, "rp": "1.5"}}
-    f = parse_event(json.dumps(fut), "futures")
+    f = parse_event(json.dumps(FUTURES_UPDATE), "futures")
     assert isinstance(f, ExecutionReport)
     assert (f.client_order_id, f.side, f.status, f.cum_quote, f.commission, f.trade_id,
             f.event_ms) == ("f1", "sell", "filled", 430.0, 0.172, 12, 1568879465651)
@@ -641,11 +642,11 @@ def test_account_futures_equity_is_wallet_plus_unrealized(fake: FakeBinance) -> 
 
 async def _stream_session(fake: FakeBinance, body: Callable[
         [FakeUserStream, BinanceUserStream, list[ExecutionReport], list[tuple[bool, str]]],
-        Awaitable[None]], **kw: Any) -> BinanceUserStream:
+        Awaitable[None]], market: str = "spot", **kw: Any) -> BinanceUserStream:
     ws = FakeUserStream(fake)
     await ws.start()
-    ex = BinanceExecution("spot", fake.url, ws.url, KEYS, timeout_s=2.0)
-    stream = BinanceUserStream(ex.transport, "spot", ex.paths.listen_key, ws.url,
+    ex = BinanceExecution(market, fake.url, ws.url, KEYS, timeout_s=2.0)  # type: ignore[arg-type]
+    stream = BinanceUserStream(ex.transport, ex.market, ex.paths.listen_key, ws.url,
                                initial_backoff_s=0.05, **kw)
     reports: list[ExecutionReport] = []
     states: list[tuple[bool, str]] = []
@@ -707,6 +708,21 @@ def test_user_stream_keepalive_refused_recreates_the_listen_key(fake: FakeBinanc
     run(_stream_session(fake, body, keepalive_s=0.1))
     assert fake.seen("PUT", "/api/v3/userDataStream")[0].params["listenKey"]
 
+
+
+def test_user_stream_futures_keepalive_without_key_param_and_key_left_open(
+        fake: FakeBinance) -> None:
+    async def body(ws: FakeUserStream, stream: BinanceUserStream,
+                   reports: list[ExecutionReport], states: list[tuple[bool, str]]) -> None:
+        await ws.send_all({"e": "ACCOUNT_UPDATE", "E": 1, "T": 1, "a": {"m": "ORDER"}})
+        await ws.send_all(FUTURES_UPDATE)
+        await _until(lambda: len(reports) == 1 and stream.counts["keepalives"] >= 1)
+        assert (reports[0].client_order_id, reports[0].status) == ("f1", "filled")
+        assert stream.counts["ignored"] == 1
+
+    run(_stream_session(fake, body, "futures", keepalive_s=0.05, close_key=False))
+    assert fake.seen("PUT", "/fapi/v1/listenKey")[0].params == {}
+    assert not fake.seen("DELETE", "/fapi/v1/listenKey") and fake.listen_keys
 
 
 # ---- the futures market-data venue

@@ -337,15 +337,16 @@ class BinanceExecution:
 
     # ---- stream and lifetime
 
-    def user_stream(self, *, initial_backoff_s: float = 0.5,
-                    max_backoff_s: float = 30.0) -> BinanceUserStream:
+    def user_stream(self, *, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                    close_key: bool = True) -> BinanceUserStream:
         """The account's order-update stream (``binance_user_stream.py``), reconnecting
         after a drop with back-off doubling from ``initial_backoff_s`` to
-        ``max_backoff_s``."""
+        ``max_backoff_s``; ``close_key=False`` when other streams share the account (every
+        stream of an account gets the same listen key)."""
         return BinanceUserStream(self.transport, self._market, self.paths.listen_key,
                                  self.ws_url, keepalive_s=self.keepalive_s,
                                  initial_backoff_s=initial_backoff_s,
-                                 max_backoff_s=max_backoff_s)
+                                 max_backoff_s=max_backoff_s, close_key=close_key)
 
     async def close(self) -> None:
         """Close the REST connections."""

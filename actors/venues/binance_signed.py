@@ -234,7 +234,11 @@ class SignedTransport:
         status, headers, body = self._exchange("GET", self._prefix + self._time_path,
                                                {"User-Agent": "raytrade"},
                                                f"GET {self._time_path}", False)
-        data = self._interpret(f"GET {self._time_path}", status, headers, body, False)
+        try:
+            data = self._interpret(f"GET {self._time_path}", status, headers, body, False)
+        except _Resync:
+            raise MalformedReplyError(f"GET {self._time_path}: -1021 on an unsigned "
+                                      "request") from None
         value = data.get("serverTime") if isinstance(data, dict) else None
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise MalformedReplyError(f"GET {self._time_path}: field 'serverTime' is "

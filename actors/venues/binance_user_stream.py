@@ -5,10 +5,11 @@ The listen-key protocol, for spot (``/api/v3/userDataStream``) and USD-M futures
 signature; a new one if none is active, else the active one, its validity extended), the
 socket is ``<ws_url>/ws/<key>``, ``PUT`` keeps the key alive (Binance expires it 60 min
 after the last keepalive; we send one every ``keepalive_s``, 30 min by default) and
-``DELETE`` closes it. Every (re)connect starts with a ``POST``, so a stream never
-reconnects with a key the exchange has forgotten. When the key expires the server sends
-``listenKeyExpired`` and closes the socket; a keepalive answered with -1125 means the
-same: either way the stream reconnects at once with a new key. Any other drop reconnects
+``DELETE`` closes it (when ``run`` ends, unless ``close_key`` is off). Every (re)connect
+starts with a ``POST``, so a stream never reconnects with a key the exchange has
+forgotten. When the key expires the server sends ``listenKeyExpired`` and closes the
+socket; a keepalive answered with -1125 means the same: either way the stream reconnects
+at once with a new key. Any other drop reconnects
 after a back-off (doubling from ``initial_backoff_s`` to ``max_backoff_s``). Order
 updates sent while the stream is down are lost with it: ``on_state(False, why)`` tells the
 caller to fall back to REST queries until ``on_state(True, ...)``.
@@ -55,7 +56,7 @@ class BinanceUserStream:
     def __init__(self, transport: SignedTransport, market: MarketKind, listen_key_path: str,
                  ws_url: str, *, keepalive_s: float = 1800.0, initial_backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0, open_timeout_s: float = 10.0,
-                 ping_interval_s: float | None = 20.0) -> None:
+                 ping_interval_s: float | None = 20.0, close_key: bool = True) -> None:
         if keepalive_s <= 0:
             raise ValueError(f"keepalive_s must be > 0, got {keepalive_s}")
         self.transport = transport
@@ -67,6 +68,10 @@ class BinanceUserStream:
         self.max_backoff_s = max_backoff_s
         self.open_timeout_s = open_timeout_s
         self.ping_interval_s = ping_interval_s
+        self.close_key = close_key
+        """DELETE the listen key when ``run`` ends. Binance hands every stream of one
+        account the same key: streams sharing an account leave it open (it expires 60 min
+        after its last keepalive) so that one stopping does not cut the others off."""
         self.counts = {"connects": 0, "listen_key_posts": 0, "keepalives": 0, "reports": 0,
                        "malformed": 0, "ignored": 0, "expired": 0, "drops": 0}
         self._up: bool | None = None
@@ -98,7 +103,7 @@ class BinanceUserStream:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
         finally:
-            if key is not None:
+            if key is not None and self.close_key:
                 await self._close_key(key)
 
     def _set(self, on_state: Callable[[bool, str], None], up: bool, why: str) -> None:
