@@ -44,10 +44,10 @@ import select
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from raytrade.actors.venues.binance_auth import ApiKeys
 from raytrade.actors.venues.binance_clock import RateLimitTracker, ServerClock
@@ -70,6 +70,7 @@ TIMESTAMP_CODE = -1021
 RATE_LIMIT_CODES = frozenset({-1003, -1015})
 """Too many requests / too many new orders: a rate limit whatever the HTTP status."""
 Params = Mapping[str, str | int | float | bool]
+T = TypeVar("T")
 
 
 class BinanceApiError(OperationalError):
@@ -200,6 +201,10 @@ class SignedTransport:
         return await loop.run_in_executor(self._executor, functools.partial(
             self.call_sync, method, path, params, signed=signed, api_key=api_key,
             unsafe=unsafe))
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the transport's threads (blocking work that uses its connections)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def call_sync(self, method: str, path: str, params: Params | None = None, *,
                   signed: bool = False, api_key: bool = False, unsafe: bool = False) -> Any:
