@@ -642,12 +642,13 @@ def test_account_futures_equity_is_wallet_plus_unrealized(fake: FakeBinance) -> 
 
 async def _stream_session(fake: FakeBinance, body: Callable[
         [FakeUserStream, BinanceUserStream, list[ExecutionReport], list[tuple[bool, str]]],
-        Awaitable[None]], market: str = "spot", **kw: Any) -> BinanceUserStream:
+        Awaitable[None]], market: str = "spot", initial_backoff_s: float = 0.05,
+        **kw: Any) -> BinanceUserStream:
     ws = FakeUserStream(fake)
     await ws.start()
     ex = BinanceExecution(market, fake.url, ws.url, KEYS, timeout_s=2.0)  # type: ignore[arg-type]
     stream = BinanceUserStream(ex.transport, ex.market, ex.paths.listen_key, ws.url,
-                               initial_backoff_s=0.05, **kw)
+                               initial_backoff_s=initial_backoff_s, **kw)
     reports: list[ExecutionReport] = []
     states: list[tuple[bool, str]] = []
     task = asyncio.create_task(stream.run(reports.append,
@@ -708,6 +709,27 @@ def test_user_stream_keepalive_refused_recreates_the_listen_key(fake: FakeBinanc
     run(_stream_session(fake, body, keepalive_s=0.1))
     assert fake.seen("PUT", "/api/v3/userDataStream")[0].params["listenKey"]
 
+
+
+def test_user_stream_malformed_listen_key_reply_retries_and_key_loss_loop_backs_off(
+        fake: FakeBinance) -> None:
+    fake.on("POST", "/api/v3/userDataStream", Canned(200, {"listenKey": "../x"}))
+
+    async def body(ws: FakeUserStream, stream: BinanceUserStream,
+                   reports: list[ExecutionReport], states: list[tuple[bool, str]]) -> None:
+        assert states[0][0] is False and "'listenKey'" in states[0][1]
+        t0 = time.monotonic()
+        await ws.expire_all()
+        await ws.wait_connected()  # a first loss: a new key at once
+        first = time.monotonic() - t0
+        t0 = time.monotonic()
+        await ws.expire_all()
+        await ws.wait_connected()  # lost again within a minute: after the back-off
+        again = time.monotonic() - t0
+        assert first < 0.9 <= 1.0 <= again, (first, again)
+
+    stream = run(_stream_session(fake, body, initial_backoff_s=1.0))
+    assert stream.counts["expired"] == 2
 
 
 def test_user_stream_futures_keepalive_without_key_param_and_key_left_open(

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,12 +39,16 @@ from raytrade.actors.venues.binance_signed import (
     SignedTransport,
 )
 from raytrade.actors.venues.execution import ExecutionReport, MarketKind, VenueAuthError
-from raytrade.envs.errors import OperationalError, TemporaryError
+from raytrade.envs.errors import DataError, OperationalError, TemporaryError
 from websockets.asyncio.client import ClientConnection, connect
 
 log = logging.getLogger(__name__)
 
 LISTEN_KEY_GONE = -1125
+KEY_GONE_QUIET_S = 60.0
+"""A listen key lost again within this many seconds of the last loss is not re-created
+at once but after the drop back-off (a server that expires every key cannot make the
+stream hammer the listen-key endpoint)."""
 
 
 class _KeyGone(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -81,23 +86,32 @@ class BinanceUserStream:
         """Keep the stream up until cancelled; ``VenueAuthError`` (bad keys) ends it."""
         backoff = self.initial_backoff_s
         key: str | None = None
+        last_gone = -math.inf
         try:
             while True:
+                connects = self.counts["connects"]
                 try:
                     key = await self._create_key()
                     await self._session(key, on_report, on_state)
                     why = "the server closed the stream"
                 except _KeyGone as exc:
                     self._set(on_state, False, str(exc))
-                    backoff = self.initial_backoff_s
-                    continue
+                    # at once, unless keys keep vanishing: then back off as for a drop
+                    now = time.monotonic()
+                    quiet, last_gone = now - last_gone > KEY_GONE_QUIET_S, now
+                    if quiet:
+                        backoff = self.initial_backoff_s
+                        continue
+                    why = str(exc)
                 except VenueAuthError:
                     self._set(on_state, False, "the exchange refused the API key")
                     raise
                 except (OSError, TimeoutError, websockets.WebSocketException,
-                        TemporaryError, OperationalError) as exc:
+                        TemporaryError, OperationalError, DataError) as exc:
                     why = f"{exc.__class__.__name__}: {exc}"
                 self.counts["drops"] += 1
+                if self.counts["connects"] > connects:  # it was up: a fresh drop
+                    backoff = self.initial_backoff_s
                 self._set(on_state, False, why)
                 log.warning("user stream down (%s); reconnecting in %.2f s", why, backoff)
                 await asyncio.sleep(backoff)
