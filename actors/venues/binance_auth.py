@@ -97,7 +97,7 @@ def load_keys(*, prefix: str = DEFAULT_PREFIX, path: Path | str | None = None,
                               f"is not set or empty (both {key_var} and {secret_var} are "
                               "needed)")
         assert key is not None and secret is not None
-        return _build(key, secret, "environment variables " f"{key_var}/{secret_var}")
+        return _build(key, secret, f"environment variables {key_var}/{secret_var}")
     file = env.get(file_var)
     if file:
         return _from_file(Path(file))
