@@ -24,7 +24,8 @@ class PaperConfig:
     """Exchange symbol (``BTCUSDT``; ``BTC-USD`` on Coinbase)."""
     venue: str = DEFAULT_VENUE
     """A name in the venue registry (``actors/venues/registry.py``): ``binance``,
-    ``coinbase``, or ``replay`` (Binance's protocol from the replay server)."""
+    ``binance-futures`` (USD-M perpetuals), ``coinbase``, or ``replay`` (Binance's protocol
+    from the replay server)."""
     interval: str = "5m"
     """Bar interval; must equal the policy's FeatureSpec base interval."""
     feed_url: str | None = None

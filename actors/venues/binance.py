@@ -39,14 +39,20 @@ INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h",
 
 
 class BinanceSpot:
-    """Stream adapter for Binance spot (and any server speaking its protocol)."""
+    """Stream adapter for Binance spot (and any server speaking its protocol). USD-M
+    futures (``binance_futures.py``) subclass it: another default endpoint and trade
+    stream, the same frames otherwise."""
+
+    default_ws: ClassVar[str] = DEFAULT_WS
+    trade_stream: ClassVar[str] = "trade"
+    """The public trade stream's name (``<symbol>@<trade_stream>``)."""
 
     def __init__(self, subscription: Subscription, ws_url: str | None = None, *,
                  venue: str = "binance") -> None:
         self.venue = venue
         self.subscription = subscription
         self.interval_ms = interval_to_ms(subscription.interval)
-        self.base = (ws_url or DEFAULT_WS).rstrip("/")
+        self.base = (ws_url or self.default_ws).rstrip("/")
         for suffix in ("/stream", "/ws"):
             if self.base.endswith(suffix):
                 self.base = self.base[: -len(suffix)]
@@ -58,7 +64,7 @@ class BinanceSpot:
             s = sym.lower()
             out.append(f"{s}@kline_{self.subscription.interval}")
             if self.subscription.trades:
-                out.append(f"{s}@trade")
+                out.append(f"{s}@{self.trade_stream}")
             if self.subscription.quotes:
                 out.append(f"{s}@bookTicker")
         return out
@@ -88,7 +94,11 @@ class BinanceSpot:
             return [SubscribeFailed(rid if isinstance(rid, int) else None,
                                     int(msg["code"]) if isinstance(msg["code"], int) else -1,
                                     str(msg["msg"]))]
-        kind = msg.get("e")
+        return self._event(msg.get("e"), stream, msg, raw)
+
+    def _event(self, kind: object, stream: str, msg: Mapping[str, Any], raw: str | bytes
+               ) -> list[FeedEvent]:
+        """Events of one unwrapped frame whose ``e`` field is ``kind``."""
         if kind == "kline":
             return [self._kline(msg, raw)]
         if kind == "trade":

@@ -54,12 +54,16 @@ def parse_rest_klines(data: Any, symbol: str, interval_ms: int, source: str) -> 
 class RestKlines:
     """Klines of one venue's REST API (Binance or anything speaking its protocol)."""
 
-    def __init__(self, base_url: str | None = None, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, *, timeout_s: float = 10.0,
+                 path: str = "/api/v3/klines") -> None:
         self.base = (base_url or DEFAULT_REST).rstrip("/")
         self.timeout_s = timeout_s
+        self.path = path
+        """The klines endpoint (spot ``/api/v3/klines``, USD-M futures ``/fapi/v1/klines``:
+        the same rows)."""
 
     def _get(self, params: dict[str, str | int]) -> object:
-        return get_json(f"{self.base}/api/v3/klines?{urllib.parse.urlencode(params)}",
+        return get_json(f"{self.base}{self.path}?{urllib.parse.urlencode(params)}",
                         self.timeout_s)
 
     def fetch_sync(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Bar]:

@@ -18,12 +18,14 @@ from collections.abc import Mapping
 
 from raytrade.actors.simulators.replay_venue import ReplayVenue
 from raytrade.actors.venues.binance import BinanceVenue
+from raytrade.actors.venues.binance_futures import BinanceFuturesVenue
 from raytrade.actors.venues.coinbase import CoinbaseVenue
 from raytrade.actors.venues.protocol import Venue, VenueEndpoints, VenueFactory
 from raytrade.envs.errors import ConfigError
 
 _ENTRIES: tuple[VenueFactory, ...] = (
     BinanceVenue,
+    BinanceFuturesVenue,
     CoinbaseVenue,
     ReplayVenue,
 )
