@@ -185,8 +185,19 @@ class LiveSession(PaperSession):
                 log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
 
     async def _reconcile_loop(self) -> None:
+        """Reconcile every ``reconcile_every_s``; keep the order connection warm (an
+        order after minutes of silence would otherwise pay for a new TLS handshake)."""
+        warm = getattr(self.execution, "warm", None)
+        last_warm = self.clock()
         while True:
             await asyncio.sleep(min(self.live.reconcile_every_s, 5.0))
+            if warm is not None and self.clock() - last_warm >= 20.0:
+                last_warm = self.clock()
+                try:
+                    await warm()
+                except TemporaryError as exc:
+                    log.warning("%s: keeping the order connection warm failed: %s",
+                                self.live.actor, exc)
             due = self.clock() - self._last_reconcile_at >= self.live.reconcile_every_s
             if due:
                 async with self._lock:

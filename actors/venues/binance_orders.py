@@ -346,11 +346,13 @@ class BinanceExecution:
     # ---- stream and lifetime
 
     def user_stream(self, *, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                    close_key: bool = True) -> BinanceUserStream:
+                    close_key: bool = False) -> BinanceUserStream:
         """The account's order-update stream (``binance_user_stream.py``), reconnecting
         after a drop with back-off doubling from ``initial_backoff_s`` to
-        ``max_backoff_s``; ``close_key=False`` when other streams share the account (every
-        stream of an account gets the same listen key)."""
+        ``max_backoff_s``. The listen key is left to expire by default: the live trader
+        runs one stream per symbol on one account, and every stream of an account gets
+        the same key, so closing it would cut the others off (``close_key=True`` for a
+        stream alone on its account)."""
         return BinanceUserStream(self.transport, self._market, self.paths.listen_key,
                                  self.ws_url, keepalive_s=self.keepalive_s,
                                  initial_backoff_s=initial_backoff_s,
