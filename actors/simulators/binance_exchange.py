@@ -86,7 +86,9 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][ABORT_EXTENSION] = {"abort": self.transport.abort}
+            scope["extensions"][ABORT_EXTENSION] = {
+                "abort": self.transport.abort,
+                "write_buffer_size": self.transport.get_write_buffer_size}
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,8 @@ class BinanceExchangeSim:
             sock.close()
             raise OperationalError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(self.app, log_config=None, access_log=False,
-                                ws=AbortableWebSocketProtocol, lifespan="on",
+        config = uvicorn.Config(self.app, log_config=None, log_level="warning",
+                                access_log=False, ws=AbortableWebSocketProtocol, lifespan="on",
                                 timeout_graceful_shutdown=1, ws_ping_interval=20.0)
         server = uvicorn.Server(config)
         self._server = server
@@ -662,7 +664,7 @@ class BinanceExchangeSim:
         order = updates[-1].order
         self._publish(ctx.account, ctx.market, updates[:1])
         if "drop_user_stream" in kinds:
-            self.streams.drop_all()
+            await self.streams.drop_all()
         self._publish(ctx.account, ctx.market, updates[1:])
         if partial is not None and order.is_open:
             self._spawn(self._fill_rest(ctx.account, ctx.market, order.order_id,

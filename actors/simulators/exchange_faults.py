@@ -124,7 +124,10 @@ def parse_fault(raw: object, where: str) -> Fault:
         raise ConfigError(f"{where}: field(s) {unknown} not used by kind {kind!r} "
                           f"(it takes {sorted(allowed) or 'no options'})")
     opts = {name: _number(raw, name, where) for name in allowed if name in raw}
-    return Fault(kind=kind, at_order=at, **opts)
+    try:
+        return Fault(kind=kind, at_order=at, **opts)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def parse_faults(raw: object, source: str) -> tuple[Fault, ...]:

@@ -51,6 +51,18 @@ class _Connection:
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sending = False
+
+    def flushed(self) -> bool:
+        """Every queued frame has been handed to the socket (and, where the server tells,
+        the socket's write buffer is empty)."""
+        if not self.queue.empty() or self.sending:
+            return False
+        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
+        if ext is None:
+            return True
+        buffered: Callable[[], int] = ext["write_buffer_size"]
+        return buffered() == 0
 
     def abort(self) -> None:
         """Cut the TCP stream without a close frame (client sees 1006)."""
@@ -123,13 +135,18 @@ class UserStreams:
         for key in list(self.keys):
             self.expire(key, now_ms)
 
-    def drop_all(self) -> None:
-        """Cut every connection (no close frame); keys stay valid."""
-        for conns in self._conns.values():
-            for conn in conns:
-                conn.abort()
-                self.dropped += 1
+    async def drop_all(self, flush_timeout_s: float = 1.0) -> None:
+        """Cut every connection (no close frame) once the frames already queued on it
+        have gone out (at most ``flush_timeout_s``); keys stay valid, and events published
+        from now on reach only later connections."""
+        conns = [c for cs in self._conns.values() for c in cs]
         self._conns.clear()
+        deadline = time.monotonic() + flush_timeout_s
+        while not all(c.flushed() for c in conns) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        for conn in conns:
+            conn.abort()
+            self.dropped += 1
 
     # ---- events
     def publish(self, account: str, market: Market, events: list[dict[str, Any]]) -> None:
@@ -178,7 +195,11 @@ class UserStreams:
                 if frame is None:
                     await conn.ws.close(1000)
                     return
-                await conn.ws.send_text(frame)
+                conn.sending = True
+                try:
+                    await conn.ws.send_text(frame)
+                finally:
+                    conn.sending = False
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("user stream send ended: %s", type(exc).__name__)
 
