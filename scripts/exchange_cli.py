@@ -21,6 +21,7 @@ from raytrade.envs.errors import ConfigError
 def _cmd_exchange_sim(args: argparse.Namespace) -> int:
     from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim
     from raytrade.actors.simulators.exchange_accounts import load_accounts
+    from raytrade.actors.simulators.exchange_book import default_specs
     from raytrade.actors.simulators.exchange_faults import load_faults
     from raytrade.actors.simulators.exchange_prices import FeedPrices, ReplayPrices
     from raytrade.actors.simulators.replay_server import ReplayServer, replay_tables
@@ -34,6 +35,7 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
     faults = load_faults(args.faults) if args.faults else ()
     symbols = [s.strip().upper() for s in (args.symbols or "").split(",") if s.strip()]
     replay: ReplayServer | None = None
+    reference: dict[str, float] = {}
     if args.replay:
         tables = replay_tables([load_bars(p) for p in resolve_sources(tuple(args.replay))],
                                args.interval)
@@ -41,11 +43,18 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
                               port=args.replay_port, start_on_connect=args.start_on_connect)
         prices: Any = ReplayPrices(replay, half_spread_bps=args.half_spread_bps)
         symbols = symbols or sorted(replay.tables)
+        unknown = sorted(set(symbols) - set(replay.tables))
+        if unknown:
+            raise ConfigError(f"--symbols {unknown} are not in the replayed files "
+                              f"({sorted(replay.tables)})")
+        # filters scaled by the price where the replay starts (before any bar closes)
+        reference = {s: float(t.close[replay.start]) for s, t in replay.tables.items()}
     else:
         prices = FeedPrices(args.replay_url, half_spread_bps=args.half_spread_bps)
         if not symbols:
             raise ConfigError("--replay-url needs --symbols (the symbols to trade)")
-    sim = BinanceExchangeSim(accounts, prices, symbols=symbols, faults=faults,
+    sim = BinanceExchangeSim(accounts, prices, specs=default_specs(symbols, prices, reference),
+                             faults=faults,
                              host=args.host, port=args.port, skew_ms=args.skew_ms,
                              listen_key_ttl_s=args.listen_key_ttl)
 

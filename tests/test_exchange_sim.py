@@ -4,6 +4,7 @@ websocket, every scheduled fault, the loopback extras and the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -12,12 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from raytrade.actors.simulators.exchange_book import (
     SymbolSpec,
 )
 from raytrade.actors.simulators.exchange_faults import Fault, load_faults, parse_faults
-from raytrade.actors.simulators.exchange_prices import FixedPrices, ReplayPrices
+from raytrade.actors.simulators.exchange_prices import FeedPrices, FixedPrices, ReplayPrices
 from raytrade.actors.simulators.replay_server import ReplayServer
 from raytrade.envs.bars import BarTable
 from raytrade.envs.errors import ConfigError
@@ -186,6 +189,19 @@ def test_every_response_carries_weight_and_order_counts(sim: BinanceExchangeSim)
     assert (h["x-mbx-order-count-10s"], h["x-mbx-order-count-1d"]) == ("1", "1")
     _, h, _ = order(sim, "futures", "count-2")
     assert h["x-mbx-order-count-1m"] == "1" and "x-mbx-used-weight-1m" in h
+
+
+def test_keep_alive_requests_answer_without_delayed_ack_stall(sim: BinanceExchangeSim
+                                                               ) -> None:
+    conn = HTTPConnection("127.0.0.1", sim.port, timeout=5)
+    latencies = []
+    for _ in range(15):
+        t0 = time.perf_counter()
+        conn.request("GET", "/api/v3/time")
+        conn.getresponse().read()
+        latencies.append(time.perf_counter() - t0)
+    conn.close()
+    assert sorted(latencies)[7] < 0.02  # Nagle + delayed ACK would make it ~40 ms
 
 
 # ---- exchangeInfo and prices
@@ -620,6 +636,30 @@ def test_replay_prices_quote_the_last_closed_bar(btc: BarTable) -> None:
     assert prices.quote("btcusdt") == pytest.approx((close * 0.999, close * 1.001))
     assert prices.quote("ETHUSDT") is None
     assert ReplayPrices(ReplayServer([btc.slice(0, 50)], start=0)).quote("BTCUSDT") is None
+
+
+def test_feed_prices_read_a_running_replay_over_rest(btc: BarTable) -> None:
+    server = ReplayServer([btc.slice(0, 50)], start=10, speed=1.0)
+    ready, stop = threading.Event(), threading.Event()
+
+    async def serve() -> None:
+        async with server:
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(5)
+        feed = FeedPrices(server.rest_url, half_spread_bps=10.0)
+        assert feed.quote("BTCUSDT") == ReplayPrices(server, half_spread_bps=10.0).quote(
+            "BTCUSDT")
+        assert feed.quote("ETHUSDT") is None
+        assert FeedPrices("http://127.0.0.1:9", timeout_s=0.5).quote("BTCUSDT") is None
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def test_accounts_file_readable_by_others_or_malformed_refused(tmp_path: Path) -> None:

@@ -196,7 +196,9 @@ class BinanceExchangeSim:
         """Authenticated order requests so far (the faults' ``at_order`` counter)."""
         self.banned_until_ms = 0
         self._weights: dict[Market, tuple[int, int]] = {}
-        self._order_counts: dict[tuple[str, Market, int], int] = {}
+        """market -> (minute number, weight used in it)."""
+        self._order_counts: dict[tuple[str, Market, int], tuple[int, int]] = {}
+        """(account, market, window length ms) -> (window number, orders in it)."""
         self._event_no = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -224,8 +226,11 @@ class BinanceExchangeSim:
         """Listen and serve in a background thread; returns once accepting."""
         if self._thread is not None:
             raise OperationalError("the exchange is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections whose socket says
+        # so, and without it every keep-alive reply waits ~40 ms for a delayed ACK
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError as exc:
@@ -423,9 +428,9 @@ class BinanceExchangeSim:
         headers = {}
         for label, span in spans.items():
             slot = (account, market, span)
-            window, n = divmod(self._order_counts.get(slot, 0), 1 << 40)
+            window, n = self._order_counts.get(slot, (now_ms // span, 0))
             n = (n if window == now_ms // span else 0) + 1
-            self._order_counts[slot] = (now_ms // span) * (1 << 40) + n
+            self._order_counts[slot] = (now_ms // span, n)
             headers[f"X-MBX-ORDER-COUNT-{label}"] = str(n)
         return headers
 

@@ -132,12 +132,16 @@ class SymbolSpec:
                    Decimal(4_529_764) * Decimal(10) ** max(0, e - 4))
 
 
-def default_specs(symbols: Iterable[str], prices: PriceSource) -> list[SymbolSpec]:
-    """Spot and futures ``SymbolSpec.default`` for each symbol, scaled by its price now."""
+def default_specs(symbols: Iterable[str], prices: PriceSource,
+                  reference: Mapping[str, float] | None = None) -> list[SymbolSpec]:
+    """Spot and futures ``SymbolSpec.default`` for each symbol, scaled by its price in
+    ``reference`` (symbol -> price), else its price now."""
     out: list[SymbolSpec] = []
     for s in symbols:
-        q = prices.quote(s)
-        ref = None if q is None else (q[0] + q[1]) / 2
+        ref = (reference or {}).get(s.upper())
+        if ref is None:
+            q = prices.quote(s)
+            ref = None if q is None else (q[0] + q[1]) / 2
         out += [SymbolSpec.default(s, "spot", ref), SymbolSpec.default(s, "futures", ref)]
     return out
 
