@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim
+from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim, Limits
 from raytrade.actors.simulators.exchange_accounts import AccountConfig, load_accounts
 from raytrade.actors.simulators.exchange_book import (
     ExchangeBook,
@@ -181,7 +181,15 @@ def test_signed_params_split_between_query_and_body_accepted(sim: BinanceExchang
     assert status == 200 and body["status"] == "FILLED"
 
 
+def test_signature_over_percent_encoded_params_verifies(sim: BinanceExchangeSim) -> None:
+    status, _, body = order(sim, "spot", "x:y/z.1_-", qty="0.001")
+    assert (status, body["clientOrderId"]) == (200, "x:y/z.1_-")
+
+
 def test_every_response_carries_weight_and_order_counts(sim: BinanceExchangeSim) -> None:
+    into_window = time.time() % 10  # rate windows are fixed 10 s / 1 min slots
+    if into_window > 9.0:
+        time.sleep(10.05 - into_window)
     _, h1, _ = http("GET", f"{sim.rest_url}{SPOT}/time")
     _, h2, _ = http("GET", f"{sim.rest_url}{SPOT}/exchangeInfo")
     assert int(h2["x-mbx-used-weight-1m"]) == int(h1["x-mbx-used-weight-1m"]) + 20
@@ -202,6 +210,21 @@ def test_keep_alive_requests_answer_without_delayed_ack_stall(sim: BinanceExchan
         latencies.append(time.perf_counter() - t0)
     conn.close()
     assert sorted(latencies)[7] < 0.02  # Nagle + delayed ACK would make it ~40 ms
+
+
+def test_rate_limits_answer_429_with_retry_after() -> None:
+    with start_sim(limits=Limits(spot_weight_1m=40, spot_orders_10s=2)) as sim:
+        into_window = time.time() % 10  # rate windows are fixed 10 s / 1 min slots
+        if into_window > 9.0:
+            time.sleep(10.05 - into_window)
+        assert [order(sim, "spot", f"rl-{i}", qty="0.001")[0] for i in range(3)] == \
+            [200, 200, 429]
+        assert order(sim, "spot", "rl-3", qty="0.001")[2]["code"] == -1015
+        assert http("GET", f"{sim.rest_url}{SPOT}/exchangeInfo")[0] == 200  # weight 24
+        status, headers, body = http("GET", f"{sim.rest_url}{SPOT}/exchangeInfo")
+        assert (status, body["code"]) == (429, -1003) and int(headers["retry-after"]) >= 1
+        assert http("GET", f"{sim.rest_url}{FUT}/time")[0] == 200  # futures weigh apart
+        assert [o["clientOrderId"] for o in account_orders(sim)] == ["rl-0", "rl-1"]
 
 
 # ---- exchangeInfo and prices

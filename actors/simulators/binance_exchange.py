@@ -373,14 +373,14 @@ class BinanceExchangeSim:
     def _build_app(self) -> Starlette:
         r = self._route
         routes: list[Route | WebSocketRoute] = []
-        for market, base, info_path in (("spot", "/api/v3", "/api/v3/exchangeInfo"),
-                                        ("futures", "/fapi", "/fapi/v1/exchangeInfo")):
-            m: Market = "spot" if market == "spot" else "futures"
-            v1 = "/api/v3" if m == "spot" else "/fapi/v1"
-            v2 = "/api/v3" if m == "spot" else "/fapi/v2"
+        markets: tuple[tuple[Market, str, str, str], ...] = (
+            ("spot", "/api/v3", "/api/v3", "/api/v3/userDataStream"),
+            ("futures", "/fapi/v1", "/fapi/v2", "/fapi/v1/listenKey"))
+        for m, v1, v2, lk_path in markets:
             routes += [
                 r(f"{v1}/time", "GET", m, "time", "NONE", self._time),
-                r(info_path, "GET", m, "exchangeInfo", "NONE", self._exchange_info),
+                r(f"{v1}/exchangeInfo", "GET", m, "exchangeInfo", "NONE",
+                  self._exchange_info),
                 r(f"{v1}/ticker/price", "GET", m, "ticker", "NONE", self._ticker),
                 r(f"{v1}/order", "POST", m, "newOrder", "SIGNED", self._new_order),
                 r(f"{v1}/order", "GET", m, "order", "SIGNED", self._query_order),
@@ -388,10 +388,8 @@ class BinanceExchangeSim:
                 r(f"{v1}/openOrders", "GET", m, "openOrders", "SIGNED", self._open_orders),
                 r(f"{v2}/account", "GET", m, "account", "SIGNED", self._account),
             ]
-            lk_path = "/api/v3/userDataStream" if m == "spot" else "/fapi/v1/listenKey"
             routes += [r(lk_path, meth, m, "listenKey", "USER_STREAM", self._listen_key)
                        for meth in ("POST", "PUT", "DELETE")]
-            del base
         routes += [
             r("/fapi/v1/premiumIndex", "GET", "futures", "premiumIndex", "NONE",
               self._premium_index),

@@ -311,8 +311,9 @@ class ExchangeBook:
         q = self.prices.quote(spec.symbol)
         if q is None:
             return None
-        bid = Decimal(repr(q[0])).quantize(spec.tick_size, rounding=ROUND_FLOOR)
-        ask = Decimal(repr(q[1])).quantize(spec.tick_size, rounding=ROUND_CEILING)
+        # float() first: a source may hand numpy scalars, whose repr is not a number
+        bid = Decimal(repr(float(q[0]))).quantize(spec.tick_size, rounding=ROUND_FLOOR)
+        ask = Decimal(repr(float(q[1]))).quantize(spec.tick_size, rounding=ROUND_CEILING)
         return max(bid, spec.tick_size), max(ask, bid)
 
     def mark(self, spec: SymbolSpec) -> Decimal | None:
@@ -649,8 +650,3 @@ def _order_state(o: Order) -> dict[str, Any]:
             "fills": [{"tradeId": f.trade_id, "price": str(f.price), "qty": str(f.qty),
                        "commission": str(f.commission), "commissionAsset": f.commission_asset,
                        "realizedPnl": str(f.realized_pnl)} for f in o.fills]}
-
-
-def spot_balances(book: ExchangeBook, key: str) -> Mapping[str, Decimal]:
-    """The account's spot balances (free; nothing is ever locked)."""
-    return dict(book.accounts[key].spot)
