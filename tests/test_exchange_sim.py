@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim, Limits
+from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim
 from raytrade.actors.simulators.exchange_accounts import AccountConfig, load_accounts
 from raytrade.actors.simulators.exchange_book import (
     ExchangeBook,
@@ -34,6 +34,7 @@ from raytrade.actors.simulators.exchange_book import (
     SymbolSpec,
 )
 from raytrade.actors.simulators.exchange_faults import Fault, load_faults, parse_faults
+from raytrade.actors.simulators.exchange_gate import Limits
 from raytrade.actors.simulators.exchange_prices import FeedPrices, FixedPrices, ReplayPrices
 from raytrade.actors.simulators.replay_server import ReplayServer
 from raytrade.envs.bars import BarTable

@@ -5,17 +5,12 @@ and injecting faults on a schedule.
 
 Layers: ``exchange_book`` holds the accounts, symbols and orders and matches them;
 ``exchange_wire`` renders Binance's JSON; ``exchange_streams`` owns listen keys and the
-user-stream websockets; ``exchange_faults`` the fault schedule. This module is the HTTP
-side: a Starlette app served by uvicorn in a background thread with its own event loop
-(every state change happens on that loop; the Python API below hands its calls to it).
-
-Every REST request is weighed into ``X-MBX-USED-WEIGHT-1M`` (fixed one-minute windows per
-market, 429 over the limit); order requests also into the order counts. SIGNED requests
-are checked like Binance does: the ``X-MBX-APIKEY`` account (401 -2015), the HMAC-SHA256
-signature over the query string followed by the form body (-1022), then ``timestamp`` and
-``recvWindow`` against the server time, which is the wall clock plus ``skew_ms`` (-1021).
-Faults scheduled on the Nth authenticated order request (``exchange_faults``) fire between
-the signature check and the timestamp check.
+user-stream websockets; ``exchange_gate`` checks each request (ban, weights, order counts,
+key, signature, timestamp); ``exchange_faults`` is the fault schedule. This module is the
+HTTP side: a Starlette app served by uvicorn in a background thread with its own event
+loop (every state change happens on that loop; the Python API below hands its calls to
+it). The server time is the wall clock plus ``skew_ms``. Faults scheduled on the Nth
+authenticated order request fire between the signature check and the timestamp check.
 
 Loopback-only extras (no signature): ``GET /sim/state``, ``POST /sim/faults``,
 ``POST /sim/adjust``. Secrets are never logged or shown.
@@ -25,11 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
-import math
 import socket
 import threading
 import time
@@ -54,11 +46,15 @@ from raytrade.actors.simulators.exchange_book import (
     SymbolSpec,
     default_specs,
 )
-from raytrade.actors.simulators.exchange_faults import (
-    BEFORE_PLACING,
-    Fault,
-    FaultSchedule,
-    parse_faults,
+from raytrade.actors.simulators.exchange_faults import Fault, FaultSchedule, parse_faults
+from raytrade.actors.simulators.exchange_gate import (
+    Limits,
+    RequestGate,
+    check_timestamp,
+    error_response,
+    mandatory,
+    verify_signature,
+    with_headers,
 )
 from raytrade.actors.simulators.exchange_prices import PriceSource
 from raytrade.actors.simulators.exchange_streams import ABORT_EXTENSION, UserStreams
@@ -92,16 +88,6 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Rate limits the exchange enforces (Binance's defaults)."""
-
-    spot_weight_1m: int = 6000
-    futures_weight_1m: int = 2400
-    spot_orders_10s: int = 100
-    futures_orders_1m: int = 1200
-
-
-@dataclass(frozen=True)
 class _Ctx:
     request: Request
     market: Market
@@ -112,22 +98,6 @@ class _Ctx:
 
 
 Handler = Callable[[_Ctx], Awaitable[Response]]
-
-_SPOT_WEIGHTS = {"time": 1, "exchangeInfo": 20, "ticker": 2, "order": 4, "newOrder": 1,
-                 "cancel": 1, "openOrders": 6, "account": 20, "listenKey": 2}
-_FUTURES_WEIGHTS = {"time": 1, "exchangeInfo": 1, "ticker": 1, "premiumIndex": 1,
-                    "order": 1, "newOrder": 0, "cancel": 1, "openOrders": 1, "account": 5,
-                    "positionRisk": 5, "listenKey": 1}
-
-
-def _error(code: int, msg: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"code": code, "msg": msg}, status_code=status)
-
-
-def _mandatory(name: str) -> ExchangeError:
-    return ExchangeError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, "
-                         "or malformed.")
-
 
 def _decimal_param(params: dict[str, str], name: str) -> Decimal | None:
     raw = params.get(name)
@@ -142,19 +112,6 @@ def _decimal_param(params: dict[str, str], name: str) -> Decimal | None:
         raise ExchangeError(-1100, f"Illegal characters found in parameter '{name}'; legal "
                             "range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
     return d
-
-
-def _strip_signature(raw: str) -> tuple[str, str | None]:
-    """``raw`` without its ``signature=`` parameter, and the signature."""
-    parts = raw.split("&") if raw else []
-    sig = None
-    kept = []
-    for part in parts:
-        if part.startswith("signature="):
-            sig = urllib.parse.unquote(part[len("signature="):])
-        else:
-            kept.append(part)
-    return "&".join(kept), sig
 
 
 class BinanceExchangeSim:
@@ -178,7 +135,7 @@ class BinanceExchangeSim:
                  symbols: Sequence[str] = (), faults: Iterable[Fault] = (),
                  host: str = "127.0.0.1", port: int = 0, skew_ms: int = 0,
                  listen_key_ttl_s: float = 3600.0, fees: Fees | None = None,
-                 default_leverage: int = 1, limits: Limits = Limits()) -> None:
+                 default_leverage: int = 1, limits: Limits | None = None) -> None:
         if specs is None:
             if not symbols:
                 raise ConfigError("the exchange needs symbols (or specs)")
@@ -189,16 +146,12 @@ class BinanceExchangeSim:
         self.streams = UserStreams(listen_key_ttl_s)
         self.host, self.port = host, port
         self.skew_ms = skew_ms
-        self.limits = limits
+        self.gate = RequestGate(limits or Limits(), host)
+        """Weights, order counts, the ban (``exchange_gate``)."""
         self.requests: Counter[str] = Counter()
         """Requests by ``METHOD /path``."""
         self.order_requests = 0
         """Authenticated order requests so far (the faults' ``at_order`` counter)."""
-        self.banned_until_ms = 0
-        self._weights: dict[Market, tuple[int, int]] = {}
-        """market -> (minute number, weight used in it)."""
-        self._order_counts: dict[tuple[str, Market, int], tuple[int, int]] = {}
-        """(account, market, window length ms) -> (window number, orders in it)."""
         self._event_no = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -367,7 +320,7 @@ class BinanceExchangeSim:
                 "order_requests": self.order_requests,
                 "faults_fired": dict(self.faults.fired),
                 "faults_pending": [f.to_json() for f in self.faults.pending],
-                "banned_until": self.banned_until_ms}
+                "banned_until": self.gate.banned_until_ms}
 
     # ---- the app
     def _build_app(self) -> Starlette:
@@ -409,154 +362,50 @@ class BinanceExchangeSim:
 
         return Route(path, endpoint, methods=[method], name=f"{market}:{method}:{path}")
 
-    def _weight(self, market: Market, name: str, params: dict[str, str], now_ms: int) -> int:
-        table = _SPOT_WEIGHTS if market == "spot" else _FUTURES_WEIGHTS
-        w = table.get(name, 1)
-        if name in ("openOrders", "ticker", "positionRisk") and "symbol" not in params:
-            w = {"openOrders": 80 if market == "spot" else 40, "ticker": 4 if market == "spot"
-                 else 2, "positionRisk": 5}[name]
-        window = now_ms // 60_000
-        prev_window, used = self._weights.get(market, (window, 0))
-        used = (used if prev_window == window else 0) + w
-        self._weights[market] = (window, used)
-        return used
-
-    def _count_order(self, account: str, market: Market, now_ms: int) -> dict[str, str]:
-        spans = {"10S": 10_000, "1D": 86_400_000} if market == "spot" else {"1M": 60_000}
-        headers = {}
-        for label, span in spans.items():
-            slot = (account, market, span)
-            window, n = self._order_counts.get(slot, (now_ms // span, 0))
-            n = (n if window == now_ms // span else 0) + 1
-            self._order_counts[slot] = (now_ms // span, n)
-            headers[f"X-MBX-ORDER-COUNT-{label}"] = str(n)
-        return headers
-
     async def _dispatch(self, request: Request, market: Market, name: str,
                         security: Security, handler: Handler) -> Response:
         self.requests[f"{request.method} {request.url.path}"] += 1
         now = self.now_ms()
-        if self.banned_until_ms > now:
-            return self._ban_response(now)
+        banned = self.gate.banned(now)
+        if banned is not None:
+            return banned
         query = request.url.query
         body = (await request.body()).decode("utf-8", errors="replace")
         params = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-        params.update(urllib.parse.parse_qsl(query, keep_blank_values=True))
-        used = self._weight(market, name, params, now)
+        params.update(urllib.parse.parse_qsl(query, keep_blank_values=True))  # query wins
+        used = self.gate.weigh(market, name, params, now)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-        limit = self.limits.spot_weight_1m if market == "spot" else \
-            self.limits.futures_weight_1m
-        if used > limit:
-            return self._too_many(headers, limit, 60 - (now // 1000) % 60)
+        if used > self.gate.weight_limit(market):
+            return self.gate.too_many(headers, self.gate.weight_limit(market),
+                                      60 - (now // 1000) % 60)
         try:
             account = ""
             faults: tuple[Fault, ...] = ()
             if security != "NONE":
                 account = self._api_key(request)
             if security == "SIGNED":
-                self._verify_signature(account, query, body)
+                verify_signature(self.book.secret(account) or "", query, body)
                 if name == "newOrder":
-                    headers.update(self._count_order(account, market, now))
-                    if self._orders_over_limit(headers, market):
-                        return _with(_error(-1015, self._order_limit_msg(market), 429),
-                                     headers)
+                    headers.update(self.gate.count_order(account, market, now))
+                    over = self.gate.orders_over_limit(headers, market)
+                    if over is not None:
+                        return over
                     faults = self.faults.take(self.order_requests)
                     self.order_requests += 1
-                    refusal = self._refusal(faults, market, now)
+                    refusal = self.gate.refusal(faults, market, now)
                     if refusal is not None:
-                        return _with(refusal, headers)
-                self._check_timestamp(params, now)
+                        return with_headers(refusal, headers)
+                check_timestamp(params, now)
             response = await handler(_Ctx(request, market, params, account, now, faults))
         except ExchangeError as exc:
-            response = _error(exc.code, exc.msg, exc.status)
-        return _with(response, headers)
-
-    def _orders_over_limit(self, headers: dict[str, str], market: Market) -> bool:
-        if market == "spot":
-            return int(headers["X-MBX-ORDER-COUNT-10S"]) > self.limits.spot_orders_10s
-        return int(headers["X-MBX-ORDER-COUNT-1M"]) > self.limits.futures_orders_1m
-
-    def _order_limit_msg(self, market: Market) -> str:
-        if market == "spot":
-            return (f"Too many new orders; current limit is {self.limits.spot_orders_10s} "
-                    "orders per 10 SECOND.")
-        return (f"Too many new orders; current limit is {self.limits.futures_orders_1m} "
-                "orders per MINUTE.")
-
-    def _too_many(self, headers: dict[str, str], limit: int, retry_after_s: float) -> Response:
-        resp = _error(-1003, f"Too many requests; current limit of IP({self.host}) is {limit} "
-                      "requests per minute. Please use the websocket for live updates to "
-                      "avoid polling the API.", 429)
-        return _with(resp, {**headers, "Retry-After": str(max(1, math.ceil(retry_after_s)))})
-
-    def _ban_response(self, now_ms: int) -> Response:
-        resp = _error(-1003, f"Way too many requests; IP({self.host}) banned until "
-                      f"{self.banned_until_ms}. Please use the websocket for live updates to "
-                      "avoid bans.", 418)
-        wait = max(1, math.ceil((self.banned_until_ms - now_ms) / 1000))
-        return _with(resp, {"Retry-After": str(wait)})
-
-    def _refusal(self, faults: tuple[Fault, ...], market: Market, now_ms: int
-                 ) -> Response | None:
-        """The answer of the first fault that refuses the order, if any."""
-        for f in faults:
-            if f.kind not in BEFORE_PLACING:
-                continue
-            if f.kind == "rate_limit":
-                limit = self.limits.spot_weight_1m if market == "spot" else \
-                    self.limits.futures_weight_1m
-                return self._too_many({}, limit, f.retry_after_s)
-            if f.kind == "ban":
-                self.banned_until_ms = now_ms + int(f.retry_after_s * 1000)
-                return self._ban_response(now_ms)
-            if f.kind == "error_5xx_before":
-                return _error(-1008, "Server is currently overloaded with other requests. "
-                              "Please try again in a few minutes.", 503)
-            if f.kind == "timestamp":
-                return _error(-1021, "Timestamp for this request is outside of the "
-                              "recvWindow.")
-            if f.kind == "insufficient_balance":
-                return (_error(-2010, "Account has insufficient balance for requested "
-                               "action.") if market == "spot" else
-                        _error(-2019, "Margin is insufficient."))
-            if f.kind == "filter_lot_size":
-                return (_error(-1013, "Filter failure: LOT_SIZE") if market == "spot" else
-                        _error(-1111, "Precision is over the maximum defined for this "
-                               "asset."))
-        return None
+            response = error_response(exc.code, exc.msg, exc.status)
+        return with_headers(response, headers)
 
     def _api_key(self, request: Request) -> str:
         key = request.headers.get("X-MBX-APIKEY", "")
         if not key or self.book.secret(key) is None:
             raise ExchangeError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         return key
-
-    def _verify_signature(self, account: str, query: str, body: str) -> None:
-        q, sig_q = _strip_signature(query)
-        b, sig_b = _strip_signature(body)
-        sig = sig_q if sig_q is not None else sig_b
-        if not sig:
-            raise _mandatory("signature")
-        secret = self.book.secret(account) or ""
-        expected = hmac.new(secret.encode(), (q + b).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sig.lower()):
-            raise ExchangeError(-1022, "Signature for this request is not valid.")
-
-    @staticmethod
-    def _check_timestamp(params: dict[str, str], now_ms: int) -> None:
-        try:
-            ts = int(params["timestamp"])
-        except (KeyError, ValueError) as exc:
-            raise _mandatory("timestamp") from exc
-        try:
-            window = int(params.get("recvWindow", "5000"))
-        except ValueError as exc:
-            raise _mandatory("recvWindow") from exc
-        if window > 60_000 or window <= 0:
-            raise ExchangeError(-1131, "recvWindow must be less than 60000")
-        if ts >= now_ms + 1000 or now_ms - ts > window:
-            raise ExchangeError(-1021, "Timestamp for this request is outside of the "
-                                "recvWindow.")
 
     # ---- public endpoints
     async def _time(self, ctx: _Ctx) -> Response:
@@ -628,7 +477,7 @@ class BinanceExchangeSim:
         p = ctx.params
         for name in ("symbol", "side", "type"):
             if not p.get(name):
-                raise _mandatory(name)
+                raise mandatory(name)
         side, typ = p["side"].upper(), p["type"].upper()
         if side not in ("BUY", "SELL"):
             raise ExchangeError(-1117, "Invalid side.")
@@ -636,7 +485,7 @@ class BinanceExchangeSim:
             raise ExchangeError(-1116, "Invalid orderType.")
         qty = _decimal_param(p, "quantity")
         if qty is None:
-            raise _mandatory("quantity")
+            raise mandatory("quantity")
         cid = p.get("newClientOrderId") or None
         if cid is not None and not CLIENT_ID.match(cid):
             raise ExchangeError(-1100, "Illegal characters found in parameter "
@@ -683,7 +532,7 @@ class BinanceExchangeSim:
         if "accept_then_timeout" in kinds:
             await asyncio.sleep(kinds["accept_then_timeout"].delay)
         if "error_5xx_after" in kinds:
-            return _error(-1007, "Timeout waiting for response from backend server. Send "
+            return error_response(-1007, "Timeout waiting for response from backend server. Send "
                           "status unknown; execution status unknown.", 503)
         return response
 
@@ -720,7 +569,7 @@ class BinanceExchangeSim:
     def _order_ref(self, ctx: _Ctx) -> tuple[str, str | None, int | None]:
         symbol = ctx.params.get("symbol")
         if not symbol:
-            raise _mandatory("symbol")
+            raise mandatory("symbol")
         cid = ctx.params.get("origClientOrderId") or None
         oid_raw = ctx.params.get("orderId") or None
         if cid is None and oid_raw is None:
@@ -773,7 +622,7 @@ class BinanceExchangeSim:
             return JSONResponse({"listenKey": self.streams.create(ctx.account, ctx.market)})
         given = ctx.params.get("listenKey") or None
         if ctx.market == "spot" and given is None:
-            raise _mandatory("listenKey")
+            raise mandatory("listenKey")
         lk = self.streams.find(ctx.account, ctx.market, given)
         if lk is None:
             raise ExchangeError(-1125, "This listenKey does not exist.")
@@ -838,9 +687,3 @@ def _sim_decimal(value: object, name: str) -> Decimal:
     if not d.is_finite():
         raise ConfigError(f"POST /sim/adjust: {name!r} is not finite")
     return d
-
-
-def _with(response: Response, headers: dict[str, str]) -> Response:
-    for k, v in headers.items():
-        response.headers[k] = v
-    return response
