@@ -712,9 +712,12 @@ def test_cli_exchange_sim_prints_urls_serves_and_exits_on_sigterm(tmp_path: Path
     accounts.write_text(json.dumps([{"key": KEY, "secret": SECRET,
                                      "spot": {"USDT": 1000}, "futures_wallet": 1000}]))
     accounts.chmod(0o600)
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"faults": [{"kind": "rate_limit", "at_order": 4}]}))
     proc = subprocess.Popen([sys.executable, "-m", "raytrade.scripts.cli", "exchange", "sim",
                              "--accounts", str(accounts), "--replay", "sample:BTCUSDT",
-                             "--start", "100"], stdout=subprocess.PIPE,
+                             "--start", "100", "--faults", str(faults)],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         assert proc.stdout is not None
@@ -725,6 +728,9 @@ def test_cli_exchange_sim_prints_urls_serves_and_exits_on_sigterm(tmp_path: Path
         assert abs(t["serverTime"] - time.time() * 1000) < 5000
         _, _, tick = http("GET", f"{info['rest_url']}/api/v3/ticker/price?symbol=BTCUSDT")
         assert float(tick["price"]) > 0
+        _, _, state = http("GET", f"{info['rest_url']}/sim/state")
+        assert state["faults_pending"] == [{"kind": "rate_limit", "at_order": 4,
+                                            "retry_after_s": 1.0}]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == 0
