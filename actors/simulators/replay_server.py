@@ -220,6 +220,14 @@ class ReplayServer:
         k = self.start + max(0, (now - int(self.ts[self.start])) // self.interval_ms)
         return min(int(k), self.stop)
 
+    def last_closed_close(self, symbol: str) -> float | None:
+        """The close of ``symbol``'s last bar closed on the virtual clock (what a client of
+        this feed has seen last), or None before the first close or for a symbol not
+        served. Read by the loopback exchange's ``ReplayPrices``."""
+        table = self.tables.get(symbol.upper())
+        k = self.closed_until()
+        return None if table is None or k == 0 else float(table.close[k - 1])
+
     def _start_clock(self) -> None:
         if self._t0 is None:
             self._t0 = time.monotonic()

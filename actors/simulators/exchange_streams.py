@@ -1,0 +1,214 @@
+"""The loopback exchange's user data streams: listen keys (created, kept alive, deleted,
+expired after a configurable time without keepalive) and the websocket connections that
+follow them, to which order and account events are pushed.
+
+A listen key belongs to one account and one market (spot or futures), like on Binance:
+``POST`` returns the account's live key for that market if it has one (extending it),
+else a new 60-character key. When a key expires (or the ``expire_listen_key`` fault
+fires) every connection on it receives ``listenKeyExpired`` and is closed; the key is
+forgotten, so a keepalive answers -1125 and the client must create a new one. ``drop_all``
+cuts every connection without a close frame (the ``drop_user_stream`` fault). Events
+published while no connection follows a key are lost, as on Binance.
+
+Used from the exchange's event loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from raytrade.actors.simulators.exchange_book import Market
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger(__name__)
+
+ABORT_EXTENSION = "raytrade.abort"
+"""ASGI scope extension through which the server lets the app cut a connection's TCP
+stream (``binance_exchange.AbortableWebSocketProtocol``)."""
+
+
+@dataclass(frozen=True)
+class ListenKey:
+    """One listen key: its account (API key), market and expiry (``time.monotonic``)."""
+
+    key: str
+    account: str
+    market: Market
+    expires_at: float
+
+
+class _Connection:
+    """One websocket following a listen key: a queue of frames to send (None: close)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sending = False
+
+    def flushed(self) -> bool:
+        """Every queued frame has been handed to the socket (and, where the server tells,
+        the socket's write buffer is empty)."""
+        if not self.queue.empty() or self.sending:
+            return False
+        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
+        if ext is None:
+            return True
+        buffered: Callable[[], int] = ext["write_buffer_size"]
+        return buffered() == 0
+
+    def abort(self) -> None:
+        """Cut the TCP stream without a close frame (client sees 1006)."""
+        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
+        if ext is not None:
+            abort: Callable[[], None] = ext["abort"]
+            abort()
+        else:  # a server without the extension: the closest is an error close
+            self.queue.put_nowait(None)
+
+
+class UserStreams:
+    """Listen keys and their connections (module docstring)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        if not ttl_s > 0:
+            raise ValueError(f"listen key ttl must be > 0 s, got {ttl_s}")
+        self.ttl_s = ttl_s
+        self.keys: dict[str, ListenKey] = {}
+        self._conns: dict[str, set[_Connection]] = {}
+        self.expired = 0
+        self.dropped = 0
+
+    # ---- keys
+    def create(self, account: str, market: Market) -> str:
+        """The account's live key for ``market`` (extended), or a new one."""
+        for lk in self.keys.values():
+            if lk.account == account and lk.market == market:
+                self.keys[lk.key] = replace(lk, expires_at=time.monotonic() + self.ttl_s)
+                return lk.key
+        alphabet = string.ascii_letters + string.digits
+        key = "".join(secrets.choice(alphabet) for _ in range(60))
+        self.keys[key] = ListenKey(key, account, market, time.monotonic() + self.ttl_s)
+        return key
+
+    def find(self, account: str, market: Market, key: str | None) -> ListenKey | None:
+        """The account's key ``key`` (its only key for ``market`` if None), if alive."""
+        for lk in self.keys.values():
+            if lk.account == account and lk.market == market and key in (None, lk.key):
+                return lk
+        return None
+
+    def keepalive(self, lk: ListenKey) -> None:
+        """Extend ``lk`` by the ttl."""
+        self.keys[lk.key] = replace(lk, expires_at=time.monotonic() + self.ttl_s)
+
+    def delete(self, lk: ListenKey) -> None:
+        """Forget ``lk`` and close its connections."""
+        self.keys.pop(lk.key, None)
+        for conn in self._conns.pop(lk.key, set()):
+            conn.queue.put_nowait(None)
+
+    def expire(self, key: str, now_ms: int) -> None:
+        """Send ``listenKeyExpired`` on ``key``'s connections, close them, forget it."""
+        self.keys.pop(key, None)
+        self.expired += 1
+        frame = json.dumps({"e": "listenKeyExpired", "E": now_ms, "listenKey": key})
+        for conn in self._conns.pop(key, set()):
+            conn.queue.put_nowait(frame)
+            conn.queue.put_nowait(None)
+
+    def expire_due(self, now_ms: int) -> None:
+        """Expire every key past its time."""
+        now = time.monotonic()
+        for key in [k for k, lk in self.keys.items() if lk.expires_at <= now]:
+            self.expire(key, now_ms)
+
+    def expire_all(self, now_ms: int) -> None:
+        """Expire every key now."""
+        for key in list(self.keys):
+            self.expire(key, now_ms)
+
+    async def drop_all(self, flush_timeout_s: float = 1.0) -> None:
+        """Cut every connection (no close frame) once the frames already queued on it
+        have gone out (at most ``flush_timeout_s``); keys stay valid, and events published
+        from now on reach only later connections."""
+        conns = [c for cs in self._conns.values() for c in cs]
+        self._conns.clear()
+        deadline = time.monotonic() + flush_timeout_s
+        while not all(c.flushed() for c in conns) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        for conn in conns:
+            conn.abort()
+            self.dropped += 1
+
+    # ---- events
+    def publish(self, account: str, market: Market, events: list[dict[str, Any]]) -> None:
+        """Queue ``events`` on every connection following one of the account's keys for
+        ``market``."""
+        frames = [json.dumps(e) for e in events]
+        for lk in self.keys.values():
+            if lk.account == account and lk.market == market:
+                for conn in self._conns.get(lk.key, ()):
+                    for frame in frames:
+                        conn.queue.put_nowait(frame)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Live keys, for ``/sim/state`` (account, market, seconds left, connections)."""
+        now = time.monotonic()
+        return [{"listenKey": lk.key, "account": lk.account, "market": lk.market,
+                 "expires_in_s": round(lk.expires_at - now, 3),
+                 "connections": len(self._conns.get(lk.key, ()))}
+                for lk in self.keys.values()]
+
+    # ---- the websocket endpoint
+    async def serve(self, ws: WebSocket) -> None:
+        """Follow ``/ws/<listenKey>`` until the client leaves or the key ends; an unknown
+        key is refused at the handshake (HTTP 403)."""
+        key = str(ws.path_params["listen_key"])
+        if key not in self.keys:
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        conn = _Connection(ws)
+        self._conns.setdefault(key, set()).add(conn)
+        sender = asyncio.create_task(self._send(conn))
+        receiver = asyncio.create_task(self._receive(ws))
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sender.cancel()
+            receiver.cancel()
+            self._conns.get(key, set()).discard(conn)
+
+    @staticmethod
+    async def _send(conn: _Connection) -> None:
+        try:
+            while True:
+                frame = await conn.queue.get()
+                if frame is None:
+                    await conn.ws.close(1000)
+                    return
+                conn.sending = True
+                try:
+                    await conn.ws.send_text(frame)
+                finally:
+                    conn.sending = False
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            log.debug("user stream send ended: %s", type(exc).__name__)
+
+    @staticmethod
+    async def _receive(ws: WebSocket) -> None:
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
