@@ -28,7 +28,8 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-KINDS = ("halt", "drawdown", "feed_down", "policy_rejected", "journal")
+KINDS = ("halt", "drawdown", "feed_down", "policy_rejected", "journal", "live_halt",
+         "reconciliation", "command_invalid")
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,8 @@ class LiveSession(PaperSession):
             return
         ledger.set_halt(self.live.symbol, Halt(kind, reason, by, self.now_ms()), event=kind,
                         by=by, detail=reason, at_ms=self.now_ms())
-        self._alert(f"live_{kind}", f"{self.live.symbol} halted ({kind}) by {by}: {reason}")
+        self._alert("reconciliation" if kind == "reconciliation" else "live_halt",
+                    f"{self.live.symbol} halted ({kind}) by {by}: {reason}")
 
     def _on_ban(self, exc: VenueBannedError) -> None:
         self._halt("banned", f"the exchange banned this IP (HTTP 418) for "

@@ -303,7 +303,12 @@ class PaperSession:
                 self._after(outcome)
                 raise
             self._after(outcome)
-            await self._after_step(outcome)
+            after = asyncio.ensure_future(self._after_step(outcome))
+            try:
+                await asyncio.shield(after)
+            except asyncio.CancelledError:
+                await after  # a stop never cuts a bar's orders in half
+                raise
 
     def _after(self, out: StepOutcome) -> None:
         assert self.watchdog is not None

@@ -1,0 +1,289 @@
+"""The live trader end to end on real processes over loopback: the loopback Binance
+exchange (``raytrade exchange sim``, its own process, with the replay feed it fills on),
+the real Binance client (signed REST, user data stream), real SQLite journals, and the
+paper trader beside it on the same bars."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from raytrade.actors.live_ledger import LiveLedger
+from raytrade.actors.live_session import LiveSession
+from raytrade.actors.paper_session import PaperSession
+from raytrade.algos.storage.live_commands import issue_command
+
+from tests.exchange_setup import (
+    Alerts,
+    account,
+    execution,
+    exchange_process,
+    live_config,
+    paper_config,
+    run_sessions,
+    sim_post,
+    sim_state,
+)
+from tests.live_setup import bars, live_store, write_csv
+
+START = 300  # the quick FeatureSpec needs about 140 bars of warm-up
+BAR_MS = 300_000
+
+
+def speed_for(bar_s: float) -> float:
+    """Replay speed with one 5m bar every ``bar_s`` seconds."""
+    return BAR_MS / (bar_s * 1000)
+
+
+def market(tmp_path: Path, live_bars: int) -> tuple[int, list[Path]]:
+    """ETH (traded) and BTC (reference) files; the last bar's open time."""
+    eth, btc = bars(START + live_bars)
+    return int(eth.ts[-1]), [write_csv(eth, tmp_path), write_csv(btc, tmp_path)]
+
+
+def rows(path: Path | str, sql: str) -> list[tuple[Any, ...]]:
+    """Read a journal after its session closed it."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def done_at(session: PaperSession, last_ts: int) -> bool:
+    """The session traded its last bar."""
+    return session.trader is not None and (session.trader.last_ts or 0) >= last_ts
+
+
+def orders_on_exchange(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every order of the test account, on both markets."""
+    state = account(info)
+    return list(state["orders"])
+
+
+def ledger_of(session: LiveSession) -> LiveLedger:
+    """The closed session's orders journal, reopened."""
+    return LiveLedger(session.live.orders_journal_path)
+
+
+def assert_reconciled(session: LiveSession, info: dict[str, Any], symbol: str = "ETHUSDT",
+                      base: str = "ETH", market: str = "spot") -> None:
+    """The orders journal and the exchange agree: the position, and every order the
+    exchange has is journaled once with the same filled quantity (nothing lost, nothing
+    doubled)."""
+    ledger = ledger_of(session)
+    try:
+        state = account(info)
+        ours = {o["clientOrderId"]: o for o in state["orders"]}
+        assert len(ours) == len(state["orders"]), "a client order id was placed twice"
+        for cid, order in ours.items():
+            row = ledger.order(cid)
+            assert row is not None, f"order {cid} on the exchange is not journaled"
+            assert float(row["filled_qty"]) == pytest.approx(float(order["executedQty"]),
+                                                             abs=1e-12), cid
+        book = ledger.book(symbol)
+        assert book is not None
+        held = (float(state["spot"].get(base, 0.0)) if market == "spot" else
+                float(state["positions"].get(symbol, {}).get("amount", 0.0)))
+        assert book.position == pytest.approx(held, abs=1e-9)
+        assert not ledger.events(kind="mismatch"), ledger.events(kind="mismatch")
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize(("venue", "positions", "base"),
+                         [("binance-spot", (0.0, 1.0), "ETH"),
+                          ("binance-futures", (-1.0, 0.0, 1.0), "ETH")])
+def test_live_and_paper_trade_the_same_targets_and_differ_only_by_fill_prices(
+        tmp_path: Path, venue: str, positions: tuple[float, ...], base: str) -> None:
+    bar_s = 0.15
+    last_ts, data = market(tmp_path, 40)
+    store, policy = live_store(tmp_path / "store", positions=positions)
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s), venue=venue), store,
+                           execution(info, "spot" if venue == "binance-spot" else "futures"))
+        paper = PaperSession(paper_config(tmp_path, info, speed_for(bar_s), "paper-eth"),
+                             store)
+        run_sessions([live, paper], 60,
+                     lambda: done_at(live, last_ts) and done_at(paper, last_ts))
+        assert_reconciled(live, info, market="spot" if venue == "binance-spot" else "futures")
+    decided = "SELECT d.ts, d.decided FROM decisions d JOIN bars b ON b.ts = d.ts AND " \
+              "b.symbol = d.symbol WHERE b.kind = 'live' ORDER BY d.ts"
+    live_targets = dict(rows(live.config.journal_path, decided))
+    paper_targets = dict(rows(paper.config.journal_path, decided))
+    common = sorted(set(live_targets) & set(paper_targets))
+    assert len(common) >= 30
+    assert [live_targets[t] for t in common] == [paper_targets[t] for t in common]
+    ledger = ledger_of(live)
+    try:
+        marks = ledger.equity_rows("ETHUSDT")
+        fills = ledger.fills()
+    finally:
+        ledger.close()
+    # after each live bar's orders the position is the decided fraction of the
+    # allocation's equity, up to the quantity step and the commission
+    traded = [m for m in marks if m["ts"] in set(common)]
+    exposure = np.array([m["position"] * m["price"] / m["equity"] for m in traded])
+    target = np.array([m["target"] for m in traded])
+    assert np.abs(exposure - target).max() < 0.01
+    assert len(fills) >= 8 and any(f["side"] == "sell" for f in fills)
+    if venue == "binance-futures":
+        assert min(m["position"] for m in marks) < 0 < max(m["position"] for m in marks)
+    # equity: live's return differs from paper's by what its fill prices gave or took,
+    # and by the exchange's commission against the cost model's fee (the loopback
+    # futures taker fee is 5 bp, the policy's model charges 10 bp)
+    compared = [f for f in fills if f["paper_price"] is not None]
+    assert len(compared) >= len(fills) - 2  # the last bar's paper fill is after the stop
+    price_effect = sum((1 if f["side"] == "sell" else -1) * (f["price"] - f["paper_price"])
+                       * f["qty"] for f in compared) / 1000.0
+    fee_bps = policy.manifest.env.costs.fee_bps
+    fee_effect = sum(fee_bps / 1e4 * f["qty"] * f["paper_price"] - (
+        f["commission"] * f["price"] if f["commission_asset"] == base else f["commission"])
+        for f in compared) / 1000.0
+    paper_equity = {m["ts"]: m["paper_equity"] for m in marks}
+    first, end = traded[0], traded[-1]
+    live_return = end["equity"] / first["equity"] - 1
+    paper_return = paper_equity[end["ts"]] / paper_equity[first["ts"]] - 1
+    print(f"{venue}: live {live_return:+.4%}, paper {paper_return:+.4%}, fill prices "
+          f"{price_effect:+.4%}, commission against the modelled fee {fee_effect:+.4%}, "
+          f"{len(compared)} fills")
+    assert abs((live_return - paper_return) - price_effect - fee_effect) < 0.003
+
+
+FAULTS = ["error_5xx_before", "error_5xx_after", "rate_limit", "timestamp",
+          "insufficient_balance", "filter_lot_size", "partial_fill", "expire_listen_key",
+          "drop_user_stream", "accept_then_timeout"]
+
+
+def test_every_injected_fault_ends_reconciled_with_nothing_lost_or_doubled(
+        tmp_path: Path) -> None:
+    bar_s = 0.25
+    last_ts, data = market(tmp_path, 70)
+    store, _ = live_store(tmp_path / "store", seed=5)
+    faults: list[dict[str, Any]] = [{"kind": k, "at_order": 2 * i + 1}
+                                    for i, k in enumerate(FAULTS)]
+    faults[-1]["delay_s"] = 2.5  # beyond the 1 s order timeout
+    alerts = Alerts()
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START,
+                          faults=faults) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s)), store,
+                           execution(info), notifiers=[alerts])
+        run_sessions([live], 90, lambda: done_at(live, last_ts))
+        state = sim_state(info)
+        assert_reconciled(live, info)
+    fired = set(state["faults_fired"])
+    assert fired == set(FAULTS), f"not reached: {set(FAULTS) - fired}"
+    ledger = ledger_of(live)
+    try:
+        events = {e["kind"] for e in ledger.events()}
+        statuses = [o["status"] for o in ledger.orders()]
+        rejected = [o["reason"] for o in ledger.orders() if o["status"] == "rejected"]
+    finally:
+        ledger.close()
+    assert {"fate_unknown", "rate_limited", "stream_down", "stream_up"} <= events
+    assert any("-2010" in r for r in rejected) and any("-1013" in r for r in rejected)
+    assert "sending" not in statuses and ledger is not None
+    assert "reconciliation" not in alerts.kinds()
+
+
+def test_a_position_changed_behind_the_journal_halts_alerts_and_adopt_resumes(
+        tmp_path: Path) -> None:
+    bar_s = 0.2
+    last_ts, data = market(tmp_path, 60)
+    store, _ = live_store(tmp_path / "store", seed=5)
+    alerts = Alerts()
+    seen: dict[str, Any] = {}
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s)), store,
+                           execution(info), notifiers=[alerts])
+
+        def during() -> None:
+            ledger = live.ledger
+            if ledger is None or live.trader is None or (live.trader.last_ts or 0) < \
+                    int(bars(START)[0].ts[-1]) + 10 * BAR_MS:
+                return
+            if "adjusted" not in seen:
+                sim_post(info, "/sim/adjust", {"asset": "ETH", "delta": "0.25"})
+                seen["adjusted"] = len(orders_on_exchange(info))
+            elif "halted" not in seen and "reconciliation" in alerts.kinds():
+                time.sleep(4 * bar_s)  # bars pass while halted: nothing may be sent
+                seen["halted"] = len(orders_on_exchange(info))
+                seen["during_halt"] = seen["halted"]
+                issue_command(store.blobs, "adopt", by="alice", reason="my manual buy",
+                              actors=(live.live.actor,))
+            elif "halted" in seen and "after" not in seen:
+                seen["after"] = True
+
+        run_sessions([live], 60, lambda: done_at(live, last_ts), during)
+        orders_end = len(orders_on_exchange(info))
+        assert_reconciled(live, info)
+    assert "reconciliation" in alerts.kinds()
+    ledger = ledger_of(live)
+    try:
+        events = ledger.events()
+        kinds = [e["kind"] for e in events]
+        adopt = [e for e in events if e["kind"] == "adopt"]
+    finally:
+        ledger.close()
+    assert kinds.index("mismatch") < kinds.index("adopt")
+    assert adopt and adopt[0]["by"] == "alice"
+    assert orders_end > seen["halted"], "trading did not resume after adopt"
+
+
+def test_halt_and_flatten_act_within_one_bar_and_journal_who(tmp_path: Path) -> None:
+    bar_s = 0.3
+    last_ts, data = market(tmp_path, 50)
+    store, _ = live_store(tmp_path / "store", seed=5)
+    marks: dict[str, Any] = {}
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s)), store,
+                           execution(info))
+
+        def during() -> None:
+            ledger = live.ledger
+            if ledger is None or live.trader is None:
+                return
+            book = ledger.book("ETHUSDT")
+            if "halt" not in marks and book is not None and book.position > 0.01:
+                marks["halt"] = time.monotonic()
+                issue_command(store.blobs, "halt", by="bob", reason="news")
+                marks["orders_at_halt"] = len(orders_on_exchange(info))
+            elif "halt" in marks and "checked" not in marks and \
+                    time.monotonic() - marks["halt"] > 5 * bar_s:
+                marks["checked"] = len(orders_on_exchange(info))
+                marks["held"] = ledger.book("ETHUSDT").position  # type: ignore[union-attr]
+                marks["flatten"] = time.monotonic()
+                issue_command(store.blobs, "flatten", by="carol", reason="risk off")
+            elif "flatten" in marks and "flat_after_s" not in marks and \
+                    abs(ledger.book("ETHUSDT").position) < 0.0001:  # type: ignore[union-attr]
+                marks["flat_after_s"] = time.monotonic() - marks["flatten"]
+
+        run_sessions([live], 60, lambda: done_at(live, last_ts), during)
+        assert_reconciled(live, info)
+    # one order may already be in flight when the halt lands, none after it
+    assert marks["checked"] - marks["orders_at_halt"] <= 1
+    assert marks["held"] > 0.01  # a halt keeps the position
+    assert marks["flat_after_s"] < bar_s
+    ledger = ledger_of(live)
+    try:
+        who = [(e["kind"], e["by"]) for e in ledger.events() if e["kind"] in
+               ("halt", "flatten", "operator")]
+    finally:
+        ledger.close()
+    assert ("operator", "bob") in who and ("flatten", "carol") in who
+
+
+def test_a_spot_trader_refuses_a_policy_that_goes_short(tmp_path: Path) -> None:
+    last_ts, data = market(tmp_path, 5)
+    store, _ = live_store(tmp_path / "store", positions=(-1.0, 0.0, 1.0))
+    with exchange_process(tmp_path, data, speed=speed_for(0.2), start=START) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(0.2)), store,
+                           execution(info))
+        with pytest.raises(Exception, match="long/flat: trade it on binance-futures"):
+            run_sessions([live], 30, lambda: False)
+    assert dataclasses.is_dataclass(live.live)
