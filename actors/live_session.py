@@ -92,6 +92,7 @@ class LiveSession(PaperSession):
         self._last_reconcile_at = 0.0
         self._command_errors: set[str] = set()
         self._bar_arrival: dict[int, float] = {}
+        self._last_skip = ""
 
     # ---- clock
     def now_ms(self) -> int:
@@ -387,8 +388,10 @@ class LiveSession(PaperSession):
             ledger.event("risk", verdict.clipped, sym, self.now_ms())
             plan = plan_orders(book.position, verdict.desired, filters, price,
                                self.live.market)
-        if plan.skipped:
+        dust = "under one step" in plan.skipped  # rounding, not a decision: not journaled
+        if plan.skipped and not dust and plan.skipped != self._last_skip:
             ledger.event("skipped", plan.skipped, sym, self.now_ms())
+        self._last_skip = plan.skipped
         if not plan.legs:
             return
         if operator:
@@ -454,7 +457,9 @@ class LiveSession(PaperSession):
             if why != "bar":
                 ledger.event("reconciled", f"{why}: {result.detail}", sym, self.now_ms())
             return
-        ledger.event("mismatch", f"{why}: {result.detail}", sym, self.now_ms())
+        halt = ledger.halt(sym)
+        if halt is None or halt.kind != "reconciliation" or halt.reason != result.detail:
+            ledger.event("mismatch", f"{why}: {result.detail}", sym, self.now_ms())
         self._halt("reconciliation", result.detail, "raytrade")
 
     # ---- fills, health, export
