@@ -28,18 +28,18 @@ log = logging.getLogger(__name__)
 
 
 def build_execution(config: LiveConfig) -> OrderExecution:
-    """The order side for ``config``: Binance spot or USD-M futures at the network's
-    endpoints, with the keys from the environment or the key file. A dry run needs keys
-    too (read-only keys suffice): it reads the real account to say what it would send.
+    """The order side for ``config`` (``execution_registry``) at the network's endpoints,
+    with the keys from the environment or the key file. A dry run needs keys too
+    (read-only keys suffice): it reads the real account to say what it would send.
     Installs the keys' log redaction before anything can log."""
     from raytrade.actors.venues.binance_auth import install_redaction, load_keys
-    from raytrade.actors.venues.binance_orders import BinanceExecution
+    from raytrade.actors.venues.execution_registry import execution_venue
 
     keys = load_keys(prefix=config.key_env_prefix, path=config.key_file)
     install_redaction(keys)
     rest_url, ws_url = config.endpoints()
-    return BinanceExecution(config.market, rest_url, ws_url, keys,
-                            timeout_s=config.order_timeout_s)
+    return execution_venue(config.venue).build(rest_url, ws_url, keys,
+                                               config.order_timeout_s)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
@@ -77,7 +77,10 @@ class LiveTrader:
         """Paper-side health, the live record's health, whether it runs and why not."""
         session = self.session
         health = session.health() if session is not None else {}
-        live = session.live_health() if session is not None and session.ledger else {}
+        live: dict[str, Any] = {}
+        if session is not None:
+            live = session.live_health() if session.ledger is not None else \
+                session.final_health
         running = self.task is not None and not self.task.done()
         return {**health, "live": live, "running": running, "error": self.error}
 

@@ -23,21 +23,10 @@ from typing import Literal
 
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.venues.execution import MarketKind
+from raytrade.actors.venues.execution_registry import DEFAULT_EXECUTION_VENUE, execution_venue
 from raytrade.envs.errors import ConfigError
 
-ExecutionVenue = Literal["binance-spot", "binance-futures"]
 Network = Literal["testnet", "mainnet", "loopback"]
-EXECUTION_VENUES: dict[str, MarketKind] = {"binance-spot": "spot", "binance-futures": "futures"}
-
-ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
-    ("binance-spot", "mainnet"): ("https://api.binance.com", "wss://stream.binance.com:9443"),
-    ("binance-spot", "testnet"): ("https://testnet.binance.vision",
-                                  "wss://stream.testnet.binance.vision"),
-    ("binance-futures", "mainnet"): ("https://fapi.binance.com", "wss://fstream.binance.com"),
-    ("binance-futures", "testnet"): ("https://testnet.binancefuture.com",
-                                     "wss://fstream.binancefuture.com"),
-}
-"""(venue, network) -> (REST base URL, user-stream websocket base URL)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +65,9 @@ class LiveConfig:
 
     paper: PaperConfig
     """Market data, journal of decisions, the channel followed (``live``)."""
-    venue: ExecutionVenue = "binance-spot"
-    """Where orders go."""
+    venue: str = DEFAULT_EXECUTION_VENUE
+    """Where orders go: a name in ``actors/venues/execution_registry.py``
+    (``binance-spot``, ``binance-futures``)."""
     network: Network = "testnet"
     """``testnet`` (default), ``mainnet`` (real money) or ``loopback`` (the simulator)."""
     rest_url: str | None = None
@@ -111,9 +101,7 @@ class LiveConfig:
     limits: LiveLimits = field(default_factory=LiveLimits)
 
     def __post_init__(self) -> None:
-        if self.venue not in EXECUTION_VENUES:
-            raise ConfigError(f"execution venue {self.venue!r}: one of "
-                              f"{', '.join(EXECUTION_VENUES)}")
+        execution_venue(self.venue)
         if self.network not in ("testnet", "mainnet", "loopback"):
             raise ConfigError(f"network {self.network!r}: testnet, mainnet or loopback")
         if self.network == "loopback":
@@ -152,7 +140,7 @@ class LiveConfig:
     @property
     def market(self) -> MarketKind:
         """``spot`` or ``futures``."""
-        return EXECUTION_VENUES[self.venue]
+        return execution_venue(self.venue).market
 
     @property
     def run_symbols(self) -> tuple[str, ...]:
@@ -164,7 +152,7 @@ class LiveConfig:
         if self.network == "loopback":
             assert self.rest_url is not None and self.ws_url is not None
             return self.rest_url, self.ws_url
-        return ENDPOINTS[(self.venue, self.network)]
+        return execution_venue(self.venue).endpoints[self.network]
 
     @property
     def orders_journal_path(self) -> str:

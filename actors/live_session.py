@@ -93,6 +93,8 @@ class LiveSession(PaperSession):
         self._command_errors: set[str] = set()
         self._bar_arrival: dict[int, float] = {}
         self._last_skip = ""
+        self.final_health: dict[str, Any] = {}
+        """The live health at shutdown (the orders journal is closed after it)."""
 
     # ---- clock
     def now_ms(self) -> int:
@@ -519,13 +521,14 @@ class LiveSession(PaperSession):
         objects = live_objects(self.ledger, self.live.symbol, self.live_health())
         await asyncio.to_thread(upload_live, self.store.blobs, self.live.actor, objects)
 
-    def export(self) -> bool:
+    def export(self, health: dict[str, Any] | None = None) -> bool:
         """Write the live record now (shutdown and tests)."""
         self._last_export = self.clock()
         if self.ledger is None:
             return False
         upload_live(self.store.blobs, self.live.actor,
-                    live_objects(self.ledger, self.live.symbol, self.live_health()))
+                    live_objects(self.ledger, self.live.symbol,
+                                 health or self.live_health()))
         return True
 
     async def _before_shutdown(self) -> None:
@@ -536,7 +539,8 @@ class LiveSession(PaperSession):
                  None if book is None else f"{book.position:g}", self.live.symbol)
         self.ledger.event("shutdown", {"position": None if book is None else book.position},
                           self.live.symbol, self.now_ms())
-        self.export()
+        self.final_health = {**self.live_health(), "state": "stopped"}
+        self.export(self.final_health)
         self.ledger.close()
         self.ledger = None
         await self.execution.close()

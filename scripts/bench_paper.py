@@ -58,9 +58,7 @@ from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.features.warmup import feature_warmup_bars
-from raytrade.envs.io import load_bars
-from raytrade.envs.resample import align
-from raytrade.envs.sample import sample_path
+from raytrade.scripts.bench_markets import markets
 from raytrade.scripts.s3_local import free_port
 
 
@@ -73,22 +71,6 @@ def experiment(spec: str) -> ExperimentConfig:
     features = dataclasses.replace(exp.features, higher_timeframes=(), pivot_levels=2,
                                    smc_level=1, regime_vol_long=96)
     return dataclasses.replace(exp, features=features)
-
-
-def markets(n_symbols: int, n_bars: int) -> tuple[list[BarTable], BarTable]:
-    """``n_symbols`` traded tables (real bars; copies renamed past the bundled ones) and
-    the BTCUSDT reference, aligned and cut to ``n_bars``."""
-    paths = [str(sample_path(s)) for s in ("ETHUSDT", "BTCUSDT", "BNBUSDT", "SOLUSDT",
-                                            "XRPUSDT")]
-    tables = align([load_bars(p) for p in paths])
-    btc = next(t for t in tables if t.symbol == "BTCUSDT")
-    real = [t for t in tables if t.symbol != "BTCUSDT"] or [btc]
-    out = []
-    for k in range(n_symbols):
-        base = real[k % len(real)]
-        name = base.symbol if k < len(real) else f"{base.symbol[:3]}{k:02d}USDT"
-        out.append(dataclasses.replace(base, symbol=name).slice(0, n_bars))
-    return out, btc.slice(0, n_bars)
 
 
 def offline_peer(exp: ExperimentConfig, policy: Policy, table: BarTable, ref: BarTable,

@@ -16,6 +16,10 @@ import json
 import os
 import socket
 
+from raytrade.actors.venues.execution_registry import (
+    DEFAULT_EXECUTION_VENUE,
+    execution_venue_names,
+)
 from raytrade.actors.venues.registry import DEFAULT_VENUE, venue_names
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts.paper_cli import alert_notifiers
@@ -33,7 +37,8 @@ def _configs(args: argparse.Namespace) -> list[object]:
     limits = LiveLimits(max_symbol_notional=args.max_symbol_notional,
                         max_total_notional=args.max_total_notional,
                         daily_loss_limit=args.daily_loss_limit,
-                        max_orders_per_minute=args.max_orders_per_minute)
+                        max_orders_per_minute=args.max_orders_per_minute,
+                        stale_after_s=args.stale_after_s)
     return [LiveConfig(
         paper=PaperConfig(actor=f"{args.name_prefix}{s.lower()}", symbol=s, venue=args.feed,
                           interval=args.interval, feed_url=args.feed_url,
@@ -128,8 +133,8 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     lv.add_argument("--store", help="run store: file:///path or s3://bucket/x")
     lv.add_argument("--s3-endpoint-url", help="S3-compatible endpoint")
     lv.add_argument("--channel", default="live", help="channel to follow (default live)")
-    lv.add_argument("--venue", default="binance-spot",
-                    choices=("binance-spot", "binance-futures"),
+    lv.add_argument("--venue", default=DEFAULT_EXECUTION_VENUE,
+                    choices=execution_venue_names(),
                     help="where orders go: binance-spot (long/flat) or binance-futures "
                          "(USD-M perpetuals, long/short)")
     net = lv.add_mutually_exclusive_group()
@@ -155,6 +160,9 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     lv.add_argument("--max-total-notional", type=float, default=5000.0)
     lv.add_argument("--daily-loss-limit", type=float, default=100.0)
     lv.add_argument("--max-orders-per-minute", type=int, default=10)
+    lv.add_argument("--stale-after-s", type=float, default=None,
+                    help="no policy orders on a bar that closed longer ago than this "
+                         "(market time; default two bar intervals)")
     lv.add_argument("--order-type", choices=("limit", "market"), default="limit",
                     help="limit: marketable limit IOC with a price band (default)")
     lv.add_argument("--price-band-bps", type=float, default=50.0)

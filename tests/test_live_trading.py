@@ -172,7 +172,7 @@ FAULTS = ["error_5xx_before", "error_5xx_after", "rate_limit", "timestamp",
 
 def test_every_injected_fault_ends_reconciled_with_nothing_lost_or_doubled(
         tmp_path: Path) -> None:
-    bar_s = 0.25
+    bar_s = 0.15
     last_ts, data = market(tmp_path, 70)
     store, _ = live_store(tmp_path / "store", seed=5)
     faults: list[dict[str, Any]] = [{"kind": k, "at_order": 2 * i + 1}
@@ -226,10 +226,11 @@ def test_a_position_changed_behind_the_journal_halts_alerts_and_adopt_resumes(
                 seen["during_halt"] = seen["halted"]
                 issue_command(store.blobs, "adopt", by="alice", reason="my manual buy",
                               actors=(live.live.actor,))
-            elif "halted" in seen and "after" not in seen:
-                seen["after"] = True
+            elif "halted" in seen and len(orders_on_exchange(info)) > seen["halted"]:
+                seen["resumed"] = True
 
-        run_sessions([live], 60, lambda: done_at(live, last_ts), during)
+        run_sessions([live], 60, lambda: done_at(live, last_ts) or "resumed" in seen,
+                     during)
         orders_end = len(orders_on_exchange(info))
         assert_reconciled(live, info, mismatches=True)
     assert "reconciliation" in alerts.kinds()
@@ -273,7 +274,8 @@ def test_halt_and_flatten_act_within_one_bar_and_journal_who(tmp_path: Path) -> 
                     abs(ledger.book("ETHUSDT").position) < 0.0001:  # type: ignore[union-attr]
                 marks["flat_after_s"] = time.monotonic() - marks["flatten"]
 
-        run_sessions([live], 60, lambda: done_at(live, last_ts), during)
+        run_sessions([live], 60, lambda: done_at(live, last_ts) or "flat_after_s" in marks,
+                     during)
         assert_reconciled(live, info)
     # one order may already be in flight when the halt lands, none after it
     assert marks["checked"] - marks["orders_at_halt"] <= 1
@@ -382,3 +384,57 @@ def test_kill_9_between_send_and_ack_resolves_the_order_by_client_id_never_twice
             data_ = path.read_bytes()
             assert KEY.encode() not in data_ and SECRET.encode() not in data_, path
     assert "X-MBX-APIKEY" not in log.read_text() or KEY not in log.read_text()
+
+
+def test_raytrade_live_cli_trades_on_ray_and_the_kill_switch_reaches_it(
+        tmp_path: Path) -> None:
+    bar_s = 0.5
+    _, data = market(tmp_path, 400)
+    store, _ = live_store(tmp_path / "store", seed=5)
+    out = tmp_path / "cli.log"
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        env = {**os.environ, "RAYTRADE_BINANCE_API_KEY": KEY,
+               "RAYTRADE_BINANCE_API_SECRET": SECRET}
+        cli = [sys.executable, "-m", "raytrade.scripts.cli", "live"]
+        proc = subprocess.Popen(
+            [*cli, "--store", store.uri, "--symbols", "ETHUSDT", "--feed", "replay",
+             "--feed-url", info["replay"]["ws_url"], "--rest-url", info["replay"]["rest_url"],
+             "--speed", str(speed_for(bar_s)), "--order-rest-url", info["rest_url"],
+             "--order-ws-url", info["ws_url"], "--journal", str(tmp_path / "journals"),
+             "--max-orders-per-minute", "1000", "--stale-after-s", "86400",
+             "--export-every-s", "0.5", "--duration", "90"],
+            env=env, stdout=subprocess.PIPE, stderr=out.open("wb"), text=True)
+        try:
+            wait_for(lambda: len(orders_on_exchange(info)) >= 2, 80, "the actor's orders")
+            subprocess.run([*cli, "halt", "--store", store.uri, "--reason", "cli test",
+                            "--by", "dave"], check=True, capture_output=True)
+            halted = wait_for(lambda: _halted(store.uri), 20, "the halt in live/")
+            sent = len(orders_on_exchange(info))
+            time.sleep(3 * bar_s)
+            assert len(orders_on_exchange(info)) == sent
+        finally:
+            proc.send_signal(signal.SIGINT)
+            stdout, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 0, out.read_text()[-3000:]
+    assert halted["by"] == "dave" and halted["kind"] == "operator"
+    final = json.loads(stdout)
+    assert final[0]["actor"] == "live-ethusdt" and final[0]["live"]["halted"]
+    status = subprocess.run([*cli, "status", "--store", store.uri], check=True,
+                            capture_output=True, text=True)
+    assert json.loads(status.stdout)[0]["halted"]["reason"] == "cli test"
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "accounts.json":
+            blob = path.read_bytes()
+            assert KEY.encode() not in blob and SECRET.encode() not in blob, path
+
+
+def _halted(store_uri: str) -> dict[str, Any] | None:
+    from raytrade.algos.storage import keys
+    from raytrade.algos.storage.blobstore import NotFoundError, open_blobstore
+
+    try:
+        health = json.loads(open_blobstore(store_uri).get(
+            keys.live_key("live-ethusdt", keys.LIVE_HEALTH)).data)
+    except NotFoundError:
+        return None
+    return health.get("halted")
