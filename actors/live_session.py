@@ -332,8 +332,8 @@ class LiveSession(PaperSession):
             elif halt.kind in ("flatten", "daily_loss"):
                 await self._flatten(bar.ts)
             await self._reconcile("bar")
-        paper = self.trader.broker.equity if self.trader is not None else None
-        ledger.mark(cfg.symbol, bar.ts, price, target, paper)
+            paper = self.trader.broker.equity if self.trader is not None else None
+            ledger.mark(cfg.symbol, bar.ts, price, target, paper)  # live bars only
 
     def _latency_bars(self) -> int:
         return self.trader.broker.config.latency_bars if self.trader is not None else 1
