@@ -431,7 +431,8 @@ class LiveSession(PaperSession):
 
     # ---- reconciliation
     async def _snapshot(self) -> AccountSnapshot | None:
-        self.account = await self.execution.account(self.live.run_symbols)
+        self.account = await self.execution.account(self.live.run_symbols,
+                                                     open_orders_for=(self.live.symbol,))
         return self.account
 
     def _open_cids(self) -> set[str]:

@@ -23,6 +23,7 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
     from raytrade.actors.simulators.exchange_accounts import load_accounts
     from raytrade.actors.simulators.exchange_book import default_specs
     from raytrade.actors.simulators.exchange_faults import load_faults
+    from raytrade.actors.simulators.exchange_gate import Limits
     from raytrade.actors.simulators.exchange_prices import FeedPrices, ReplayPrices
     from raytrade.actors.simulators.replay_server import ReplayServer, replay_tables
     from raytrade.envs.io import load_bars
@@ -56,7 +57,9 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
     sim = BinanceExchangeSim(accounts, prices, specs=default_specs(symbols, prices, reference),
                              faults=faults,
                              host=args.host, port=args.port, skew_ms=args.skew_ms,
-                             listen_key_ttl_s=args.listen_key_ttl)
+                             listen_key_ttl_s=args.listen_key_ttl,
+                             limits=Limits(spot_weight_1m=args.weight_limit,
+                                           futures_weight_1m=args.futures_weight_limit))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -104,6 +107,11 @@ def add_exchange_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                      help="server time minus wall clock, ms (tests of clock sync)")
     sim.add_argument("--listen-key-ttl", type=float, default=3600.0,
                      help="seconds a listen key lives without keepalive (default 3600)")
+    sim.add_argument("--weight-limit", type=int, default=6000,
+                     help="spot request weight per minute per IP (Binance: 6000); raise it "
+                          "for replays much faster than real time")
+    sim.add_argument("--futures-weight-limit", type=int, default=2400,
+                     help="futures request weight per minute (Binance: 2400)")
     sim.add_argument("--half-spread-bps", type=float, default=1.0,
                      help="bid and ask around the bar close, bps (default 1)")
     src = sim.add_argument_group("prices")

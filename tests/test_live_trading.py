@@ -438,3 +438,33 @@ def _halted(store_uri: str) -> dict[str, Any] | None:
     except NotFoundError:
         return None
     return health.get("halted")
+
+
+def test_an_account_snapshot_over_many_symbols_asks_once_for_filters_and_prices() -> None:
+    import asyncio
+    from decimal import Decimal
+
+    from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim
+    from raytrade.actors.simulators.exchange_accounts import AccountConfig
+    from raytrade.actors.simulators.exchange_prices import FixedPrices
+
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
+    prices = FixedPrices({"BTCUSDT": 40_000.0, "ETHUSDT": 2_000.0, "SOLUSDT": 150.0,
+                          "XRPUSDT": 0.5}, half_spread_bps=0.0)
+    account_ = AccountConfig(KEY, SECRET, {"USDT": Decimal(1000), "SOL": Decimal(2)})
+    with BinanceExchangeSim([account_], prices, symbols=symbols) as sim:
+        client = execution({"rest_url": sim.rest_url, "ws_url": sim.ws_url})
+
+        async def snapshot() -> Any:
+            try:
+                return await client.account(symbols, open_orders_for=("ETHUSDT",))
+            finally:
+                await client.close()
+
+        snap = asyncio.run(snapshot())
+        requests = sim.state()["requests"]
+    assert snap.positions == {"BTCUSDT": 0.0, "ETHUSDT": 0.0, "SOLUSDT": 2.0, "XRPUSDT": 0.0}
+    assert snap.prices["SOLUSDT"] == 150.0 and snap.equity == pytest.approx(1300.0)
+    assert requests["GET /api/v3/exchangeInfo"] == 1
+    assert requests["GET /api/v3/ticker/price"] == 1
+    assert requests["GET /api/v3/openOrders"] == 1

@@ -29,6 +29,7 @@ talks to Binance's production and testnet endpoints and to the loopback exchange
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -165,8 +166,37 @@ class BinanceExecution:
         """Sync the clock and load the filters of ``symbols`` now, so the first order pays
         for neither."""
         await self.warm()
+        await self._refresh_stale(symbols)
         for symbol in symbols:
             await self.filters(symbol)
+
+    async def _refresh_stale(self, symbols: tuple[str, ...]) -> None:
+        """Load the filters of every symbol in ``symbols`` not cached or older than the
+        refresh period in one ``exchangeInfo`` request (weight 20 whatever the number of
+        symbols: twenty actors reconciling twenty symbols must not ask 400 times)."""
+        now = time.monotonic()
+        stale = [s for s in symbols if s not in self._symbols
+                 or now - self._symbols[s][1] >= self.filters_refresh_s]
+        if len(stale) < 2:
+            return
+        async with self._filters_lock:
+            params: Params = ({"symbols": json.dumps(stale, separators=(",", ":"))}
+                              if self._market == "spot" else {})
+            try:
+                data = await self.transport.call("GET", self.paths.exchange_info, params)
+            except TemporaryError as exc:
+                log.warning("filters of %s: batched refresh failed (%s); asking one by one",
+                            stale, exc)
+                return
+            except BinanceApiError as exc:  # e.g. -1121: one of them is not listed
+                log.warning("filters of %s: batched refresh refused (%s %s); asking one "
+                            "by one", stale, exc.code, exc.msg)
+                return
+            if isinstance(data, dict):
+                self.transport.tracker.set_limits(parse_rate_limits(data.get("rateLimits")))
+            fetched = time.monotonic()
+            for name, entry in parse_symbols(data, f"GET {self.paths.exchange_info}").items():
+                self._symbols[name] = (entry, fetched)
 
     async def warm(self) -> None:
         """Re-measure the clock offset (``GET /time``, weight 1), which leaves a fresh
@@ -311,16 +341,35 @@ class BinanceExecution:
         data = await self.transport.call("GET", self.paths.price, {"symbol": symbol})
         return parse_price(data, self.paths.price_field, symbol, f"GET {self.paths.price}")
 
-    async def account(self, symbols: tuple[str, ...]) -> AccountSnapshot:
-        """Balances, positions, prices and open orders for ``symbols``; equity as
+    async def prices(self, symbols: tuple[str, ...]) -> dict[str, float]:
+        """Current prices of ``symbols``: one request per symbol for one or two, else one
+        request for every symbol (weight 4 on spot instead of 2 per symbol)."""
+        if len(symbols) <= 2:
+            values = await asyncio.gather(*(self.price(s) for s in symbols))
+            return dict(zip(symbols, values, strict=True))
+        where = f"GET {self.paths.price}"
+        data = await self.transport.call("GET", self.paths.price, {})
+        if not isinstance(data, list):
+            raise MalformedReplyError(f"{where}: expected a JSON array of prices")
+        rows = {row.get("symbol"): row for row in data if isinstance(row, dict)}
+        missing = [s for s in symbols if s not in rows]
+        if missing:
+            raise MalformedReplyError(f"{where}: no price for {missing}")
+        return {s: parse_price(rows[s], self.paths.price_field, s, where) for s in symbols}
+
+    async def account(self, symbols: tuple[str, ...], *,
+                      open_orders_for: tuple[str, ...] | None = None) -> AccountSnapshot:
+        """Balances, positions, prices and open orders for ``symbols`` (open orders only
+        for ``open_orders_for`` when given: 6 weight per symbol); equity as
         ``AccountSnapshot`` defines it (in the symbols' common quote asset on spot)."""
+        await self._refresh_stale(symbols)
         filters = [await self.filters(s) for s in symbols]
         where = f"GET {self.paths.account}"
-        data, prices, orders = await asyncio.gather(
+        wanted = symbols if open_orders_for is None else open_orders_for
+        data, price_map, orders = await asyncio.gather(
             self.transport.call("GET", self.paths.account, signed=True),
-            asyncio.gather(*(self.price(s) for s in symbols)),
-            asyncio.gather(*(self.open_orders(s) for s in symbols)))
-        price_map = dict(zip(symbols, prices, strict=True))
+            self.prices(symbols),
+            asyncio.gather(*(self.open_orders(s) for s in wanted)))
         open_orders = tuple(o for group in orders for o in group)
         at_ms = self.transport.clock.peek_ms()
         if self._market == "futures":

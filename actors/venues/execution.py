@@ -252,8 +252,10 @@ class OrderExecution(Protocol):
         """Orders on ``symbol`` that can still fill."""
         ...
 
-    async def account(self, symbols: tuple[str, ...]) -> AccountSnapshot:
-        """Balances, positions, prices and open orders for ``symbols``."""
+    async def account(self, symbols: tuple[str, ...], *,
+                      open_orders_for: tuple[str, ...] | None = None) -> AccountSnapshot:
+        """Balances, positions and prices for ``symbols``, and the open orders of
+        ``open_orders_for`` (None: of ``symbols``)."""
         ...
 
     def user_stream(self) -> UserStream:
