@@ -29,11 +29,12 @@ gate's evidence stays the paper actors'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from raytrade.actors.alerts import Notifier
@@ -63,6 +64,7 @@ from raytrade.envs.errors import ConfigError, TemporaryError
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+T = TypeVar("T")
 
 
 class LiveSession(PaperSession):
@@ -93,6 +95,8 @@ class LiveSession(PaperSession):
         self._command_errors: set[str] = set()
         self._bar_arrival: dict[int, float] = {}
         self._last_skip = ""
+        self._failing: str | None = None
+        """The last temporary failure of the order side, until a success."""
         self.final_health: dict[str, Any] = {}
         """The live health at shutdown (the orders journal is closed after it)."""
 
@@ -114,7 +118,8 @@ class LiveSession(PaperSession):
             raise ConfigError(f"policy v{policy.version} can go short "
                               f"({policy.manifest.env.positions}), and {cfg.venue} is "
                               "long/flat: trade it on binance-futures")
-        self.filters = await self.execution.filters(cfg.symbol)
+        self.filters = await self._persist("the symbol's filters",
+                                           lambda: self.execution.filters(cfg.symbol))
         self.ledger = LiveLedger(cfg.orders_journal_path, base_asset=self.filters.base_asset,
                                  quote_asset=self.filters.quote_asset,
                                  synchronous=cfg.paper.synchronous)
@@ -131,14 +136,37 @@ class LiveSession(PaperSession):
         self.ledger.event("start", {"venue": cfg.venue, "network": cfg.network,
                                     "dry_run": cfg.dry_run, "capital": cfg.capital},
                           cfg.symbol, self.now_ms())
+        router = self.router
         for row in self.ledger.orders(open_only=True):
-            status = await self.router.resolve(str(row["cid"]))
-            self.ledger.event("resolved", {"cid": row["cid"], "status": status},
-                              cfg.symbol, self.now_ms())
-            log.info("%s: order %s from before the restart: %s", cfg.actor, row["cid"],
-                     status)
-        await self._startup_baseline()
-        await self._apply_commands()
+            cid = str(row["cid"])
+            status = await self._persist(f"the fate of order {cid}",
+                                         lambda cid=cid: router.resolve(cid))  # type: ignore[misc]
+            self.ledger.event("resolved", {"cid": cid, "status": status}, cfg.symbol,
+                              self.now_ms())
+            log.info("%s: order %s from before the restart: %s", cfg.actor, cid, status)
+        await self._persist("the start-up reconciliation", self._startup_baseline)
+        await self._persist("the operator commands", self._apply_commands)
+
+    async def _persist(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A start-up step that must succeed before the first order: temporary errors
+        (the exchange's 429 or 5xx, a store outage) are retried after the exchange's
+        ``Retry-After``, else with a backoff doubling to 30 s; a stop ends the wait."""
+        delay = 1.0
+        while True:
+            try:
+                return await call()
+            except TemporaryError as exc:
+                if self._stop.is_set():
+                    raise
+                wait = max(float(getattr(exc, "retry_after_s", 0.0) or 0.0), delay)
+                log.warning("%s: %s failed, retrying in %.1f s: %s", self.live.actor, what,
+                            wait, exc)
+                self._failing = f"{what}: {exc}"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), min(wait, 60.0))
+                delay = min(delay * 2, 30.0)
+            else:
+                self._failing = None
 
     async def _startup_baseline(self) -> None:
         cfg, ledger, filters = self.live, self.ledger, self.filters
@@ -299,11 +327,25 @@ class LiveSession(PaperSession):
 
     # ---- the bar
     async def _after_step(self, outcome: StepOutcome) -> None:
+        """Commands, then the bar's orders. A temporary failure (the exchange's 429 or
+        5xx, a store outage) skips what is left of this bar, journaled: the next bar
+        plans afresh from the journal, and an order left of unknown fate is resolved by
+        its client id at the next reconciliation."""
         if self.ledger is None or self.router is None:
             return
-        await self._apply_commands()
+        try:
+            await self._apply_commands()
+        except TemporaryError as exc:
+            log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
         async with self._lock:
-            await self._trade_bar(outcome)
+            try:
+                await self._trade_bar(outcome)
+                self._failing = None
+            except TemporaryError as exc:
+                self._failing = f"bar {outcome.bar.ts}: {exc}"
+                log.warning("%s: the bar's order flow failed: %s", self.live.actor, exc)
+                self.ledger.event("bar_failed", {"bar": outcome.bar.ts, "error": str(exc)},
+                                  self.live.symbol, self.now_ms())
 
     async def _trade_bar(self, outcome: StepOutcome) -> None:
         cfg, ledger = self.live, self.ledger
@@ -494,6 +536,8 @@ class LiveSession(PaperSession):
             faults.append(f"halted ({halt.kind}): {halt.reason}")
         if not self.stream_up and not cfg.dry_run:
             faults.append("user data stream down: fills from REST")
+        if self._failing:
+            faults.append(f"exchange failing: {self._failing}")
 
         def pct(values: deque[float], q: float) -> float | None:
             return round(float(np.percentile(np.array(values), q)), 3) if values else None

@@ -22,7 +22,11 @@
 6. **feed**: ``raytrade feed replay`` streams the test split (bars the policy was neither
    trained nor selected on) at ``speed``; the bars before it are REST history for warm-up;
 7. **paper**: one ``PaperTrader`` Ray actor per symbol follows ``paper`` and hot-swaps each
-   promoted policy; with online learning their transitions go back to the learner.
+   promoted policy; with online learning their transitions go back to the learner;
+8. **live** (``live_stage``, ``--live-stage``): the feed comes from ``raytrade exchange
+   sim``, a loopback Binance exchange filling at the replay's prices, and one
+   ``LiveTrader`` per symbol sends it signed orders (USD-M futures for a policy that can
+   go short, spot otherwise), following ``paper`` (the loopback exchange holds no money).
 
 It then shows status until Ctrl-C, SIGTERM or ``duration_s`` (counted from the start).
 The shutdown stops the traders (journals closed, open positions logged), judges the live
@@ -31,7 +35,9 @@ policy) and the dashboard, and writes ``summary.json``. Run folder::
 
     store/      the file:// run store: metrics, checkpoints, policies, channels, paper/
     journals/   the paper traders' SQLite journals
-    logs/       demo.log (this process), replay.log, dashboard.log, ray/ (Ray's logs)
+    logs/       demo.log (this process), replay.log (or exchange.log with the live
+                stage), dashboard.log, ray/ (Ray's logs)
+    exchange-*.json   the loopback account and its keys (live stage; owner-only)
     data.json   what was loaded; summary.json: what happened
 """
 
@@ -41,6 +47,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -51,6 +58,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from raytrade.actors.live_actor import run_live
+from raytrade.actors.live_config import LiveConfig as LiveTraderConfig
+from raytrade.actors.live_config import LiveLimits
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.algos.experiment import ExperimentConfig, LiveConfig, SelectionConfig
@@ -107,6 +117,12 @@ class DemoOptions:
     paper_override: bool = False
     """Demo override (module docstring): paper-trade the first candidate even when it
     does not beat flat after costs on validation; the forced move is logged and printed."""
+    live_stage: bool = False
+    """Also run one live trader per symbol against a loopback Binance exchange
+    (``raytrade exchange sim``, filling at the replay's prices): real signed orders, user
+    data stream, reconciliation, its orders journal and ``live/<actor>/`` record. It
+    follows the ``paper`` channel: no policy reaches ``live`` in a short demo, and the
+    loopback exchange holds no money."""
 
     def __post_init__(self) -> None:
         if not self.train_budget_s > 0 or not self.speed > 0 or self.status_every_s <= 0:
@@ -228,6 +244,10 @@ class Demo:
         self.paper_finals: list[dict[str, Any]] = []
         self.paper_error: str | None = None
         self.configs: list[PaperConfig] = []
+        self.live_thread: threading.Thread | None = None
+        self.live_finals: list[dict[str, Any]] = []
+        self.live_error: str | None = None
+        self.live_configs: list[LiveTraderConfig] = []
         self.judged: set[int] = set()
         self.promotions: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {"run_dir": str(self.run_dir),
@@ -427,12 +447,33 @@ class Demo:
         return self._should_go_on()
 
     def _start_feed_and_paper(self, data: DemoData) -> None:
-        replay = ChildProcess("replay feed", [
-            sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data",
-            *data.files, "--speed", str(self.o.speed), "--start", str(data.replay_start),
-            "--port", "0", "--start-on-connect"], self.logs / "replay.log", banner=True)
+        replay_args = [*data.files, "--speed", str(self.o.speed), "--start",
+                       str(data.replay_start), "--start-on-connect"]
+        if self.o.live_stage:  # the exchange starts the replay it fills on
+            key, secret = secrets.token_hex(16), secrets.token_hex(24)
+            accounts = self.run_dir / "exchange-accounts.json"
+            _owner_only(accounts, json.dumps([{"key": key, "secret": secret,
+                                               "spot": {"USDT": "100000"},
+                                               "futures_wallet": "100000"}]))
+            _owner_only(self.run_dir / "exchange-keys.json",
+                        json.dumps({"api_key": key, "api_secret": secret}))
+            replay = ChildProcess("replay feed", [
+                sys.executable, "-m", "raytrade.scripts.cli", "exchange", "sim",
+                "--accounts", str(accounts), "--port", "0",
+                # the replay compresses time by ``speed``: so are the per-minute limits
+                "--weight-limit", str(int(6000 * max(1.0, self.o.speed))),
+                "--futures-weight-limit", str(int(2400 * max(1.0, self.o.speed))),
+                "--replay", *replay_args],
+                self.logs / "exchange.log", banner=True)
+        else:
+            replay = ChildProcess("replay feed", [
+                sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data",
+                *replay_args, "--port", "0"], self.logs / "replay.log", banner=True)
         self.children["replay feed"] = replay
         banner = replay.read_banner()
+        exchange = None
+        if self.o.live_stage:
+            exchange, banner = banner, {**banner["replay"], "symbols": banner["symbols"]}
         seconds_per_bar = interval_to_ms(data.interval) / 1000 / self.o.speed
         self.summary["replay"] = {**banner, "speed": self.o.speed,
                                   "start": data.replay_start}
@@ -460,6 +501,39 @@ class Demo:
         self.display.stage("paper", f"{len(self.configs)} paper traders on the paper "
                            f"channel ({', '.join(c.actor for c in self.configs)}), "
                            f"journals in {journals}; warming up over REST")
+        if exchange is not None:
+            self._start_live(data, exchange, journals)
+
+    def _start_live(self, data: DemoData, exchange: dict[str, Any], journals: Path) -> None:
+        """One live trader per symbol on the loopback exchange (``live_stage``)."""
+        interval_s = interval_to_ms(data.interval) / 1000
+        # a policy that can go short trades USD-M futures; a long/flat one spot
+        venue = "binance-futures" if min(data.exp.env.positions) < 0 else "binance-spot"
+        self.live_configs = [LiveTraderConfig(
+            paper=dataclasses.replace(c, actor=f"demo-live-{c.symbol.lower()}",
+                                      online_learning=False),
+            venue=venue, network="loopback", rest_url=str(exchange["rest_url"]),
+            ws_url=str(exchange["ws_url"]), symbols=tuple(data.symbols), capital=1000.0,
+            key_file=str(self.run_dir / "exchange-keys.json"),
+            # a loaded 2-core demo may lag a replayed bar by a second: four bars of
+            # market time before a bar counts as stale
+            limits=LiveLimits(stale_after_s=4 * interval_s))
+            for c in self.configs]
+
+        def target() -> None:
+            try:
+                self.live_finals = run_live(self.live_configs, self.store.uri,
+                                            stop_event=self.stop)
+            except BaseException as exc:
+                self.live_error = f"{exc.__class__.__name__}: {exc}"
+                log.exception("live trading failed")
+
+        self.live_thread = threading.Thread(target=target, name="live", daemon=True)
+        self.live_thread.start()
+        self.display.stage("live", f"{len(self.live_configs)} live traders "
+                           f"({', '.join(c.actor for c in self.live_configs)}) sending "
+                           f"signed orders to the loopback exchange at "
+                           f"{exchange['rest_url']} (following paper; no money)")
 
     def _watch(self, data: DemoData) -> None:
         import ray
@@ -534,6 +608,16 @@ class Demo:
             self.summary["live_gate"] = {"passed": verdict.passed, "version": verdict.version,
                                          "reasons": verdict.reasons,
                                          "actors": verdict.actors}
+        if self.live_thread is not None:
+            if not self._join(self.live_thread, 180):
+                self.display.warn("live traders did not stop in time")
+            finals = {f.get("actor"): f.get("live") or {} for f in self.live_finals}
+            self.summary["live"] = [{
+                "actor": c.actor, "symbol": c.symbol, "error": self.live_error,
+                **{k: finals.get(c.actor, {}).get(k) for k in (
+                    "position_qty", "equity", "halted", "last_reconcile",
+                    "order_latency_ms", "bar_to_ack_ms", "unresolved_faults")}}
+                for c in self.live_configs]
         replay = self.children.pop("replay feed", None)
         if replay is not None:
             replay.stop()
@@ -602,6 +686,15 @@ class Demo:
             self.display.stage("paper", f"{row['actor']}: {row.get('journaled_decisions')} "
                                f"decisions, {row.get('journaled_fills')} fills journaled, "
                                f"equity {fmt_or_dash(equity, ',.2f')}{ret}{costs}")
+        for row in self.summary.get("live", []):
+            latency = row.get("bar_to_ack_ms") or {}
+            self.display.stage("live", f"{row['actor']}: position "
+                               f"{fmt_or_dash(row.get('position_qty'), '.6g')}, allocation "
+                               f"equity {fmt_or_dash(row.get('equity'), ',.2f')}, bar close to "
+                               f"order acknowledged p50 {fmt_or_dash(latency.get('p50'), '.1f')}"
+                               f" ms, last reconciliation "
+                               f"{'ok' if (row.get('last_reconcile') or {}).get('ok') else '-'}"
+                               + (f", ERROR {row['error']}" if row.get("error") else ""))
         training = self.summary.get("training")
         if training:
             self.display.stage("learner", f"{training['iterations']} iterations, "
@@ -651,3 +744,11 @@ def check_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"{run_dir} is not empty; the demo needs a new folder (a journal "
                           "left there would resume an older paper session)")
 
+
+
+def _owner_only(path: Path, text: str) -> None:
+    """Write a secrets file readable by its owner only (created so, never widened)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)

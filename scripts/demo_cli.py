@@ -58,7 +58,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                           speed=args.speed, port=args.port,
                           online_learning=not args.no_online_learning,
                           initial_equity=args.initial_equity,
-                          paper_override=args.paper_override)
+                          paper_override=args.paper_override,
+                          live_stage=args.live_stage)
     log_path = run_dir.resolve() / "logs" / "demo.log"
     with output_to_log(log_path) as terminal:
         display = Display(Console(file=terminal, soft_wrap=True),
@@ -103,6 +104,10 @@ def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="demo override: paper-trade the first candidate even if it does not "
                    "beat flat after costs on validation (a forced move, logged and printed); "
                    "default: wait until a candidate passes the paper gate")
+    p.add_argument("--live-stage", action="store_true",
+                   help="also run a live trader per symbol against a loopback Binance "
+                   "exchange filling at the replay's prices (signed orders, user stream, "
+                   "reconciliation; follows paper; no money)")
     p.add_argument("--status-every", type=float, default=30.0,
                    help="seconds between status lines when the output is not a terminal")
     p.set_defaults(func=_cmd_demo)

@@ -114,7 +114,7 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         [sys.executable, "-m", "raytrade.scripts.cli", "demo", "--run-dir", str(run),
          "--config", str(_every_bar_config(tmp_path)),
          "--train-budget", "15", "--speed", "600", "--port", str(port),
-         "--status-every", "5", "--paper-override"],
+         "--status-every", "5", "--paper-override", "--live-stage"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     terminal: list[str] = []
     reader = threading.Thread(target=lambda: terminal.extend(proc.stdout or []), daemon=True)
@@ -134,7 +134,10 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
             ingested = max((r.get("live_transitions_ingested") or 0 for r in train),
                            default=0)
             fed = _fed(terminal)  # every trader has fed the learner one chunk
-            if seen_page and fills > 0 and isinstance(ingested, float | int) and \
+            live_orders = sum(len(_lines(p)) for p in
+                              (store_dir / "live").glob("*/orders.jsonl"))
+            if seen_page and fills > 0 and live_orders > 0 and \
+                    isinstance(ingested, float | int) and \
                     ingested > 0 and len(fed) == 2 and min(fed.values()) >= 64 and \
                     _answers(f"{url}/_stcore/health") == b"ok":
                 break
@@ -159,7 +162,7 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     log = (run / "logs" / "demo.log").read_text()
     assert "Started a local Ray instance" in log  # library chatter went to the log
     assert any((run / "logs" / "ray").iterdir()), "Ray's session logs are kept"
-    assert (run / "logs" / "replay.log").exists() and (run / "logs" / "dashboard.log").exists()
+    assert (run / "logs" / "exchange.log").exists() and (run / "logs" / "dashboard.log").exists()
 
     # training: metrics, validation evaluations with curves, a final checkpoint
     train = _lines(store_dir / "metrics" / "train.jsonl")
@@ -247,6 +250,18 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         finally:
             journal.close()
     assert total_fills > 0, "paper fills journaled"
+
+    # the live stage: signed orders on the loopback exchange, reconciled, keys kept out
+    assert [r["actor"] for r in summary["live"]] == ["demo-live-ethusdt", "demo-live-btcusdt"]
+    for row in summary["live"]:
+        assert row["error"] is None and row["last_reconcile"]["ok"], row
+    acked = [o for p in (store_dir / "live").glob("*/orders.jsonl") for o in _lines(p)
+             if o["status"] in ("filled", "partially_filled", "expired")]
+    assert acked, "live orders acknowledged by the loopback exchange"
+    keys_file = run / "exchange-keys.json"
+    assert keys_file.stat().st_mode & 0o077 == 0
+    secret = json.loads(keys_file.read_text())["api_secret"]
+    assert secret not in out and secret not in log
 
     # nothing left running
     assert _port_closed(port), "dashboard stopped"
