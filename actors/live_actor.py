@@ -39,7 +39,7 @@ def build_execution(config: LiveConfig) -> OrderExecution:
     install_redaction(keys)
     rest_url, ws_url = config.endpoints()
     return execution_venue(config.venue).build(rest_url, ws_url, keys,
-                                               config.order_timeout_s)
+                                               config.order_timeout_s, config.recv_window_ms)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)

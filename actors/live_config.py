@@ -88,6 +88,10 @@ class LiveConfig:
     """How far through the last close a marketable limit may fill (basis points)."""
     order_timeout_s: float = 5.0
     """An order request without an answer after this is of unknown fate (queried)."""
+    recv_window_ms: int = 5000
+    """Binance's ``recvWindow``: a signed request older than this when it reaches the
+    exchange is refused, so an order of unknown fate that is still absent this long
+    after it was sent (plus a second) was never placed."""
     fill_timeout_s: float = 3.0
     """Wait this long for the user stream to report an order final before asking REST."""
     reconcile_every_s: float = 60.0
@@ -120,6 +124,8 @@ class LiveConfig:
                               f"{self.paper.channel!r}")
         if not (math.isfinite(self.capital) and self.capital > 0):
             raise ConfigError(f"capital must be a positive amount, got {self.capital}")
+        if not 500 <= self.recv_window_ms <= 60_000:
+            raise ConfigError("recv_window_ms must be in [500, 60000] (Binance's limit)")
         if not 0 < self.price_band_bps <= 1_000:
             raise ConfigError("price_band_bps must be in (0, 1000]")
         for name in ("order_timeout_s", "fill_timeout_s", "reconcile_every_s",

@@ -130,7 +130,8 @@ class LiveSession(PaperSession):
             self.execution, self.ledger,
             RouterSettings(cfg.actor, cfg.symbol, cfg.order_type, cfg.price_band_bps,
                            cfg.fill_timeout_s, policy.manifest.env.costs.fee_bps,
-                           dry_run=cfg.dry_run),
+                           dry_run=cfg.dry_run,
+                           unknown_window_s=cfg.recv_window_ms / 1000 + 1.0),
             self.clock, on_ban=self._on_ban, on_fill=self._on_fill,
             stream_up=lambda: self.stream_up)
         self.ledger.event("start", {"venue": cfg.venue, "network": cfg.network,

@@ -8,9 +8,11 @@ For each leg, in order (a futures close before the open):
    to ``max_wait_s``) and retries; other ``TemporaryError``s retry with backoff; an
    ``OrderFateUnknownError`` (timeout, 5xx, a dropped connection after sending) is
    resolved by querying the client id before anything else: found, its state is taken;
-   not found, it was never placed and the same id is sent again (a duplicate is
-   impossible: Binance refuses an id that is open, and the query just showed it is not
-   final either). ``VenueBannedError`` halts the symbol (the session's ``on_ban``);
+   not found, it is queried again until the request's ``recvWindow`` has passed (a
+   request still inside the exchange may land late, and an order that fills at once is
+   final, so Binance would accept its id a second time); only an order still absent
+   then was never placed, and the same id is sent again. ``VenueBannedError`` halts the
+   symbol (the session's ``on_ban``);
 3. the acknowledgement is journaled; fills come from the user stream (``on_report``)
    and, when the stream has not reported the order final within ``fill_timeout_s`` (or
    is down), from a REST query, whose commission is estimated from ``commission_bps``.
@@ -62,6 +64,9 @@ class RouterSettings:
     retries: int = 3
     """Attempts on temporary errors."""
     dry_run: bool = False
+    unknown_window_s: float = 6.0
+    """How long after sending an order whose fate is unknown may still appear: the
+    request's ``recvWindow`` (5 s) plus a margin for the clocks."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,7 @@ class OrderRouter:
         attempt = 0
         while True:
             self.ledger.set_status(cid, "sending", "", self.clock_ms(), attempt=True)
+            sent_at = self.clock()
             try:
                 return await self.execution.place(order)
             except RateLimitedError as exc:
@@ -206,10 +212,10 @@ class OrderRouter:
                             self.settings.actor, cid, exc)
                 self.ledger.event("fate_unknown", {"cid": cid, "error": str(exc)},
                                   self.settings.symbol, self.clock_ms())
-                state = await self._query_until_known(order.symbol, cid)
+                state = await self._absent_for_good(order.symbol, cid, sent_at)
                 if state is not None:
                     return state
-                attempt += 1  # never placed: the same id again
+                attempt += 1  # never placed, and now it never will be: the same id again
                 if attempt > self.settings.retries:
                     self.ledger.set_status(cid, "lost", f"not placed after {attempt} "
                                            f"attempts: {exc}", self.clock_ms())
@@ -225,6 +231,24 @@ class OrderRouter:
                                            self.clock_ms())
                     return None
                 await asyncio.sleep(min(0.2 * 2 ** attempt, 2.0))
+
+    async def _absent_for_good(self, symbol: str, cid: str, sent_at: float
+                               ) -> OrderState | None:
+        """After an unknown fate: the order's state if the exchange has it, else None once
+        it cannot appear any more. A request may still be inside the exchange after the
+        gateway gave up (a 5xx, a timeout), and an order that lands and fills at once is
+        final, so a second request with the same id would be accepted: an absent order
+        is queried again until ``unknown_window_s`` after it was sent (Binance's
+        ``recvWindow``: the matching engine refuses a request older than that), and only
+        then counts as never placed."""
+        while True:
+            state = await self._query_until_known(symbol, cid)
+            if state is not None:
+                return state
+            left = sent_at + self.settings.unknown_window_s - self.clock()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(left + 0.05, 0.5))
 
     async def _query_until_known(self, symbol: str, cid: str) -> OrderState | None:
         """Query ``cid`` until the exchange answers (temporary errors retried)."""

@@ -93,6 +93,7 @@ def live_config(tmp_path: Path, info: dict[str, Any], speed: float, *,
     base: dict[str, Any] = {
         "venue": venue, "network": "loopback", "rest_url": info["rest_url"],
         "ws_url": info["ws_url"], "capital": 1000.0, "order_timeout_s": 1.0,
+        "recv_window_ms": 1500,
         "fill_timeout_s": 1.0, "command_poll_s": 0.1, "reconcile_every_s": 1.0,
         "limits": LiveLimits(stale_after_s=86_400.0, max_orders_per_minute=1000,
                              max_symbol_notional=5000.0)}
@@ -100,9 +101,10 @@ def live_config(tmp_path: Path, info: dict[str, Any], speed: float, *,
 
 
 def execution(info: dict[str, Any], market: str = "spot") -> BinanceExecution:
-    """The real Binance client on the loopback exchange."""
+    """The real Binance client on the loopback exchange (``recvWindow`` 1.5 s, as in
+    ``live_config``: an unknown fate settles 2.5 s after the request)."""
     return BinanceExecution(market, info["rest_url"], info["ws_url"],  # type: ignore[arg-type]
-                            ApiKeys(KEY, SECRET), timeout_s=1.0)
+                            ApiKeys(KEY, SECRET), timeout_s=1.0, recv_window_ms=1500)
 
 
 def run_sessions(sessions: Sequence[PaperSession], timeout_s: float,

@@ -165,7 +165,7 @@ def test_live_and_paper_trade_the_same_targets_and_differ_only_by_fill_prices(
     assert abs((live_return - paper_return) - price_effect - fee_effect) < 0.003
 
 
-FAULTS = ["error_5xx_before", "error_5xx_after", "rate_limit", "timestamp",
+FAULTS = ["error_5xx_before", "error_5xx_after", "place_late", "rate_limit", "timestamp",
           "insufficient_balance", "filter_lot_size", "partial_fill", "expire_listen_key",
           "drop_user_stream", "accept_then_timeout"]
 
@@ -178,6 +178,7 @@ def test_every_injected_fault_ends_reconciled_with_nothing_lost_or_doubled(
     faults: list[dict[str, Any]] = [{"kind": k, "at_order": 2 * i + 1}
                                     for i, k in enumerate(FAULTS)]
     faults[-1]["delay_s"] = 2.5  # beyond the 1 s order timeout
+    faults[FAULTS.index("place_late")]["delay_s"] = 0.8  # after the 503, in recvWindow
     alerts = Alerts()
     with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START,
                           faults=faults) as info:
@@ -197,8 +198,11 @@ def test_every_injected_fault_ends_reconciled_with_nothing_lost_or_doubled(
         ledger.close()
     assert {"fate_unknown", "rate_limited", "stream_down", "stream_up"} <= events
     assert any("-2010" in r for r in rejected) and any("-1013" in r for r in rejected)
-    assert "sending" not in statuses and ledger is not None
+    assert "sending" not in statuses
     assert "reconciliation" not in alerts.kinds()
+    # the order placed after its 503 was found by its id, not sent a second time
+    late = [o for o in state["accounts"][KEY]["orders"]]
+    assert len({o["clientOrderId"] for o in late}) == len(late)
 
 
 def test_a_position_changed_behind_the_journal_halts_alerts_and_adopt_resumes(

@@ -510,6 +510,11 @@ class BinanceExchangeSim:
     async def _new_order(self, ctx: _Ctx) -> Response:
         req, resp_type = self._parse_new_order(ctx)
         kinds = {f.kind: f for f in ctx.faults}
+        if "place_late" in kinds:
+            self._spawn(self._place_late(ctx, req, kinds["place_late"].delay))
+            return error_response(-1007, "Timeout waiting for response from backend "
+                                  "server. Send status unknown; execution status unknown.",
+                                  503)
         partial = kinds.get("partial_fill")
         updates = self.book.place(ctx.account, ctx.market, req, ctx.now_ms,
                                   partial.fraction if partial else None)
@@ -535,6 +540,19 @@ class BinanceExchangeSim:
             return error_response(-1007, "Timeout waiting for response from backend server. Send "
                           "status unknown; execution status unknown.", 503)
         return response
+
+    async def _place_late(self, ctx: _Ctx, req: NewOrder, delay_s: float) -> None:
+        """The ``place_late`` fault: the order reaches the book after the reply, if still
+        within its ``recvWindow`` (as Binance's matching engine checks it)."""
+        await asyncio.sleep(delay_s)
+        window = int(ctx.params.get("recvWindow") or 5000)
+        if self.now_ms() > int(ctx.params.get("timestamp") or 0) + window:
+            return
+        try:
+            updates = self.book.place(ctx.account, ctx.market, req, self.now_ms(), None)
+        except ExchangeError:
+            return  # refused (a duplicate id, the balance): nothing placed
+        self._publish(ctx.account, ctx.market, updates)
 
     async def _fill_rest(self, account: str, market: Market, order_id: int,
                          delay_s: float) -> None:

@@ -9,6 +9,9 @@ Kinds (nothing placed unless said):
 - ``accept_then_timeout``: place and fill the order, then hold the HTTP reply for
   ``delay_s`` (default 30) so the client times out not knowing the order's fate;
 - ``error_5xx_before``: 503; ``error_5xx_after``: place and fill, then answer 503;
+- ``place_late``: answer 503 at once and place the order ``delay_s`` (default 1) later,
+  as a request still inside the matching engine after the gateway gave up would be (it
+  is still placed only within the request's ``recvWindow``);
 - ``rate_limit``: 429 with ``Retry-After: retry_after_s`` (default 1);
 - ``ban``: 418 with ``Retry-After``; every request is refused for ``retry_after_s``;
 - ``timestamp``: -1021 (as if the client's clock were off);
@@ -37,7 +40,7 @@ from typing import Any, Literal, get_args
 
 from raytrade.envs.errors import ConfigError
 
-FaultKind = Literal["accept_then_timeout", "error_5xx_before", "error_5xx_after",
+FaultKind = Literal["accept_then_timeout", "error_5xx_before", "error_5xx_after", "place_late",
                     "rate_limit", "ban", "timestamp", "insufficient_balance",
                     "filter_lot_size", "partial_fill", "expire_listen_key",
                     "drop_user_stream"]
@@ -45,11 +48,12 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 _OPTIONS: dict[str, frozenset[str]] = {
     "accept_then_timeout": frozenset({"delay_s"}),
+    "place_late": frozenset({"delay_s"}),
     "rate_limit": frozenset({"retry_after_s"}),
     "ban": frozenset({"retry_after_s"}),
     "partial_fill": frozenset({"fraction", "delay_s"}),
 }
-_DEFAULT_DELAY_S = {"accept_then_timeout": 30.0, "partial_fill": 0.2}
+_DEFAULT_DELAY_S = {"accept_then_timeout": 30.0, "partial_fill": 0.2, "place_late": 1.0}
 
 BEFORE_PLACING: frozenset[str] = frozenset({
     "error_5xx_before", "rate_limit", "ban", "timestamp", "insufficient_balance",

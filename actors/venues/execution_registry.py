@@ -21,8 +21,9 @@ from raytrade.actors.venues.binance_orders import BinanceExecution
 from raytrade.actors.venues.execution import MarketKind, OrderExecution
 from raytrade.envs.errors import ConfigError
 
-Builder = Callable[[str, str, ApiKeys, float], OrderExecution]
-"""(REST URL, websocket URL, keys, request timeout in s) -> the order side."""
+Builder = Callable[[str, str, ApiKeys, float, int], OrderExecution]
+"""(REST URL, websocket URL, keys, request timeout in s, recvWindow in ms) -> the order
+side."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class ExecutionVenue:
 
 
 def _binance(market: MarketKind) -> Builder:
-    def build(rest_url: str, ws_url: str, keys: ApiKeys, timeout_s: float) -> OrderExecution:
-        return BinanceExecution(market, rest_url, ws_url, keys, timeout_s=timeout_s)
+    def build(rest_url: str, ws_url: str, keys: ApiKeys, timeout_s: float,
+              recv_window_ms: int) -> OrderExecution:
+        return BinanceExecution(market, rest_url, ws_url, keys, timeout_s=timeout_s,
+                                recv_window_ms=recv_window_ms)
     return build
 
 
