@@ -8,12 +8,14 @@ acknowledgement and status, the fills, the book (position in base units, cash of
 allocation in quote currency), reconciliations, halts and operator actions.
 
 Fills are applied from an order's *cumulative* filled quantity and quote value, whoever
-reports them (the user stream, the order's acknowledgement, a REST query): only the part
-beyond what the journal already has becomes a fill, so a report seen twice, or seen on
-the stream after REST, changes nothing. Commission comes with stream trades; a fill
-learnt from REST alone estimates it from the account's fee rate and says so
-(``estimated``). On spot, commission on a buy is paid in the base asset (the position
-grows by the quantity less the commission), on a sell in the quote asset.
+reports them (the user stream, the acknowledgement's list of fills on spot, a REST
+query): only the part beyond what the journal already has becomes a fill, so a report
+seen twice, or seen on the stream after the acknowledgement, changes nothing. Commission
+comes with stream trades and spot acknowledgements; a fill learnt from an order query
+alone (after a restart, or on futures with the stream down) estimates it from the
+policy's fee rate and says so (``estimated``). On spot, commission on a buy is paid in
+the base asset (the position grows by the quantity less the commission), on a sell in
+the quote asset.
 
 Opened ``locking_mode=EXCLUSIVE``: a second trader on the same file is refused.
 """
@@ -47,12 +49,19 @@ CREATE TABLE IF NOT EXISTS book(symbol TEXT PRIMARY KEY, position REAL NOT NULL,
 CREATE TABLE IF NOT EXISTS equity(symbol TEXT NOT NULL, ts INTEGER NOT NULL,
   equity REAL NOT NULL, cash REAL NOT NULL, position REAL NOT NULL, target REAL NOT NULL,
   price REAL NOT NULL, paper_equity REAL, PRIMARY KEY(symbol, ts));
-CREATE TABLE IF NOT EXISTS state(symbol TEXT PRIMARY KEY, halt_kind TEXT,
-  halt_reason TEXT, halt_by TEXT, halt_at INTEGER, day INTEGER, day_start_equity REAL);
+CREATE TABLE IF NOT EXISTS state(symbol TEXT PRIMARY KEY, day INTEGER,
+  day_start_equity REAL);
+CREATE TABLE IF NOT EXISTS halts(symbol TEXT NOT NULL, kind TEXT NOT NULL,
+  reason TEXT NOT NULL, by TEXT NOT NULL, at_ms INTEGER NOT NULL,
+  PRIMARY KEY(symbol, kind));
+CREATE TABLE IF NOT EXISTS commands(id TEXT PRIMARY KEY, action TEXT NOT NULL,
+  by TEXT NOT NULL, applied_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT,
   at_ms INTEGER NOT NULL, symbol TEXT, kind TEXT NOT NULL, by TEXT, detail TEXT NOT NULL);
 """
 
+HALT_ORDER = ("reconciliation", "banned", "daily_loss", "flatten", "operator")
+"""Halt kinds, most severe first."""
 OPEN_STATUSES = ("sending", "new", "partially_filled")
 """Orders whose fate the trader must still learn."""
 
@@ -299,25 +308,63 @@ class LiveLedger:
         return [dict(zip([d[0] for d in cur.description], r, strict=True))
                 for r in cur.fetchall()]
 
-    def halt(self, symbol: str) -> Halt | None:
-        """Why ``symbol`` is halted, or None."""
-        row = self.db.execute("SELECT halt_kind, halt_reason, halt_by, halt_at FROM state "
-                              "WHERE symbol=?", (symbol,)).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return Halt(str(row[0]), str(row[1]), str(row[2]), int(row[3]))
+    def halts(self, symbol: str) -> list[Halt]:
+        """Every reason ``symbol`` is halted, the most severe first (``HALT_ORDER``).
+        Halts are kept apart by kind: lifting one (``adopt`` lifts a reconciliation
+        halt, ``resume`` an operator's) never lifts another."""
+        rows = self.db.execute("SELECT kind, reason, by, at_ms FROM halts WHERE symbol=?",
+                               (symbol,)).fetchall()
+        halts = [Halt(str(k), str(r), str(b), int(a)) for k, r, b, a in rows]
+        return sorted(halts, key=lambda h: (HALT_ORDER.index(h.kind)
+                                            if h.kind in HALT_ORDER else len(HALT_ORDER),
+                                            h.at_ms))
 
-    def set_halt(self, symbol: str, halt: Halt | None, *, event: str, by: str | None,
-                 detail: str, at_ms: int) -> None:
-        """Set or clear the halt, and journal the event (who, why)."""
-        values = (None, None, None, None) if halt is None else (
-            halt.kind, halt.reason, halt.by, halt.at_ms)
-        self._tx([("INSERT INTO state(symbol) VALUES(?) ON CONFLICT(symbol) DO NOTHING",
-                   (symbol,)),
-                  ("UPDATE state SET halt_kind=?, halt_reason=?, halt_by=?, halt_at=? "
-                   "WHERE symbol=?", (*values, symbol)),
+    def halt(self, symbol: str) -> Halt | None:
+        """The most severe reason ``symbol`` is halted, or None."""
+        halts = self.halts(symbol)
+        return halts[0] if halts else None
+
+    def add_halt(self, symbol: str, halt: Halt, *, detail: str) -> bool:
+        """Halt for ``halt.kind`` (journaled with who and why); False if already so."""
+        try:
+            self._tx([("INSERT INTO halts VALUES(?,?,?,?,?)",
+                       (symbol, halt.kind, halt.reason, halt.by, halt.at_ms)),
+                      ("INSERT INTO events(at_ms, symbol, kind, by, detail) VALUES(?,?,?,?,?)",
+                       (halt.at_ms, symbol, halt.kind, halt.by, detail))])
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def lift_halts(self, symbol: str, kinds: tuple[str, ...], *, event: str, by: str,
+                   detail: str, at_ms: int) -> list[str]:
+        """Lift the halts of ``kinds`` (journaled); the kinds lifted."""
+        present = [h.kind for h in self.halts(symbol) if h.kind in kinds]
+        if not present:
+            return []
+        self._tx([*(("DELETE FROM halts WHERE symbol=? AND kind=?", (symbol, k))
+                    for k in present),
                   ("INSERT INTO events(at_ms, symbol, kind, by, detail) VALUES(?,?,?,?,?)",
-                   (at_ms, symbol, event, by, detail))])
+                   (at_ms, symbol, event, by, f"{detail} (lifted: {', '.join(present)})"))])
+        return present
+
+    # ---- operator commands
+    def applied_commands(self) -> set[str]:
+        """Ids of the operator commands this journal has applied (or set aside)."""
+        return {str(r[0]) for r in self.db.execute("SELECT id FROM commands")}
+
+    def command_applied(self, command_id: str, action: str, by: str, at_ms: int) -> None:
+        """Record that a command was applied (or set aside), so it never applies twice."""
+        self._tx([("INSERT OR IGNORE INTO commands VALUES(?,?,?,?)",
+                   (command_id, action, by, at_ms))])
+
+    def day_start_equity(self, symbol: str, day: int) -> float | None:
+        """The allocation's equity at the start of UTC day ``day``, if recorded (read
+        only: health and exports never set the daily loss limit's baseline)."""
+        row = self.db.execute("SELECT day, day_start_equity FROM state WHERE symbol=?",
+                              (symbol,)).fetchone()
+        if row is not None and row[0] == day and row[1] is not None:
+            return float(row[1])
+        return None
 
     def day_start(self, symbol: str, day: int, equity: float) -> float:
         """The allocation's equity at the start of UTC day ``day`` (set on its first

@@ -94,6 +94,7 @@ class LiveSession(PaperSession):
         self._last_reconcile_at = 0.0
         self._command_errors: set[str] = set()
         self._bar_arrival: dict[int, float] = {}
+        self._commands_lock = asyncio.Lock()
         self._last_skip = ""
         self._failing: str | None = None
         """The last temporary failure of the order side, until a success."""
@@ -118,11 +119,12 @@ class LiveSession(PaperSession):
             raise ConfigError(f"policy v{policy.version} can go short "
                               f"({policy.manifest.env.positions}), and {cfg.venue} is "
                               "long/flat: trade it on binance-futures")
+        self.ledger = LiveLedger(cfg.orders_journal_path, synchronous=cfg.paper.synchronous)
+        await self._sit_out_ban()
         self.filters = await self._persist("the symbol's filters",
                                            lambda: self.execution.filters(cfg.symbol))
-        self.ledger = LiveLedger(cfg.orders_journal_path, base_asset=self.filters.base_asset,
-                                 quote_asset=self.filters.quote_asset,
-                                 synchronous=cfg.paper.synchronous)
+        self.ledger.base_asset = self.filters.base_asset
+        self.ledger.quote_asset = self.filters.quote_asset
         stale_ms = (int(cfg.limits.stale_after_s * 1000) if cfg.limits.stale_after_s else
                     2 * self.interval_ms)
         self.risk = LiveRisk(cfg.limits, stale_ms)
@@ -148,14 +150,33 @@ class LiveSession(PaperSession):
         await self._persist("the start-up reconciliation", self._startup_baseline)
         await self._persist("the operator commands", self._apply_commands)
 
+    async def _sit_out_ban(self) -> None:
+        """A 418 ban outlives a restart (the orders journal keeps its end): send nothing
+        to the exchange before it is over. Repeat offences lengthen Binance's bans."""
+        assert self.ledger is not None
+        until = float(self.ledger.meta("banned_until_ms") or 0)
+        wait = (until - self.now_ms()) / 1000
+        if wait > 0:
+            log.warning("%s: the exchange banned this IP: waiting %.0f s before any "
+                        "request", self.live.actor, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+
     async def _persist(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """A start-up step that must succeed before the first order: temporary errors
         (the exchange's 429 or 5xx, a store outage) are retried after the exchange's
-        ``Retry-After``, else with a backoff doubling to 30 s; a stop ends the wait."""
+        ``Retry-After``, else with a backoff doubling to 30 s; a ban (418) is waited out
+        (and halts the symbol once the journal is open); a stop ends the wait."""
         delay = 1.0
         while True:
             try:
                 return await call()
+            except VenueBannedError as exc:
+                if self._stop.is_set():
+                    raise
+                self._on_ban(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), exc.retry_after_s + 1.0)
             except TemporaryError as exc:
                 if self._stop.is_set():
                     raise
@@ -173,8 +194,6 @@ class LiveSession(PaperSession):
         cfg, ledger, filters = self.live, self.ledger, self.filters
         assert ledger is not None and filters is not None
         snapshot = await self._snapshot()
-        if snapshot is None:
-            return
         if ledger.book(cfg.symbol) is None:
             held = snapshot.positions.get(cfg.symbol, 0.0)
             price = snapshot.prices.get(cfg.symbol, float("nan"))
@@ -215,6 +234,8 @@ class LiveSession(PaperSession):
                 await self._apply_commands()
             except TemporaryError as exc:
                 log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
+            except VenueBannedError as exc:
+                self._on_ban(exc)
 
     async def _reconcile_loop(self) -> None:
         """Reconcile every ``reconcile_every_s``; keep the order connection warm (an
@@ -227,6 +248,8 @@ class LiveSession(PaperSession):
                 last_warm = self.clock()
                 try:
                     await warm()
+                except VenueBannedError as exc:
+                    self._on_ban(exc)
                 except TemporaryError as exc:
                     log.warning("%s: keeping the order connection warm failed: %s",
                                 self.live.actor, exc)
@@ -235,30 +258,50 @@ class LiveSession(PaperSession):
                 async with self._lock:
                     try:
                         await self._reconcile("periodic")
+                    except VenueBannedError as exc:
+                        self._on_ban(exc)
                     except TemporaryError as exc:
                         log.warning("%s: reconciliation failed: %s", self.live.actor, exc)
 
     # ---- operator commands
     async def _apply_commands(self) -> None:
-        ledger = self.ledger
-        assert ledger is not None
-        last = ledger.meta("last_command")
-        commands, errors = await asyncio.to_thread(read_commands, self.store.blobs, last)
-        for error in errors:
-            if error not in self._command_errors:
-                self._command_errors.add(error)
-                self._alert("command_invalid", f"an operator command was not understood "
-                            f"and is ignored: {error}")
-        for command in commands:
-            if command.applies_to(self.live.actor):
+        """Apply every operator command for this actor that the journal has not applied
+        (by id, so an issuer's clock, ahead or behind, never hides one). A journal that
+        has never seen commands (a first start) takes over only the standing halt of the
+        history: the last halt, flatten or resume for this actor; a standing flatten
+        becomes a halt (the account's holdings predate this journal: a person decides)."""
+        async with self._commands_lock:
+            ledger = self.ledger
+            assert ledger is not None
+            commands, errors = await asyncio.to_thread(read_commands, self.store.blobs)
+            for error in errors:
+                if error not in self._command_errors:
+                    self._command_errors.add(error)
+                    self._alert("command_invalid", f"an operator command was not "
+                                f"understood and is ignored: {error}")
+            ours = [c for c in commands if c.applies_to(self.live.actor)]
+            if ledger.meta("commands_seen") is None:
+                standing = [c for c in ours if c.action in ("halt", "flatten", "resume")]
+                if standing and standing[-1].action != "resume":
+                    c = standing[-1]
+                    self._halt("operator", f"standing {c.action} by {c.by} from before this "
+                               f"journal: {c.reason or 'no reason given'}", c.by)
+                for c in ours:
+                    ledger.command_applied(c.id, c.action, c.by, self.now_ms())
+                ledger.set_meta("commands_seen", "1")
+                return
+            applied = ledger.applied_commands()
+            for command in ours:
+                if command.id in applied:
+                    continue
                 async with self._lock:
                     await self._apply(command)
-            ledger.set_meta("last_command", command.id)
+                ledger.command_applied(command.id, command.action, command.by,
+                                       self.now_ms())
 
     async def _apply(self, command: LiveCommand) -> None:
         ledger, sym = self.ledger, self.live.symbol
         assert ledger is not None
-        halt = ledger.halt(sym)
         detail = f"{command.action} by {command.by}: {command.reason or 'no reason given'}"
         log.warning("%s: operator command %s", self.live.actor, detail)
         if command.action == "halt":
@@ -269,13 +312,15 @@ class LiveSession(PaperSession):
             await self._cancel_open()
             await self._flatten(command.at_ms)
         elif command.action == "resume":
-            if halt is not None and halt.kind == "reconciliation":
+            lifted = ledger.lift_halts(sym, ("operator", "flatten", "banned", "daily_loss"),
+                                       event="resume", by=command.by, detail=detail,
+                                       at_ms=self.now_ms())
+            if lifted:
+                self._working_target(None)  # the position moved without the policy
+            if ledger.halt(sym) is not None:
                 ledger.event("resume_refused", f"{detail}: a reconciliation halt needs "
                              "`raytrade live reconcile --adopt`", sym, self.now_ms(),
                              command.by)
-            elif halt is not None:
-                ledger.set_halt(sym, None, event="resume", by=command.by, detail=detail,
-                                at_ms=self.now_ms())
         elif command.action == "adopt":
             await self._adopt(command, detail)
 
@@ -283,8 +328,6 @@ class LiveSession(PaperSession):
         ledger, sym = self.ledger, self.live.symbol
         assert ledger is not None
         snapshot = await self._snapshot()
-        if snapshot is None:
-            return
         foreign = [o.client_order_id for o in snapshot.open_orders if o.symbol == sym
                    and o.client_order_id not in self._open_cids()]
         if foreign:
@@ -301,28 +344,34 @@ class LiveSession(PaperSession):
         cash = (book.cash if book else self.live.capital) - (held - before) * price
         ledger.set_baseline(sym, held, cash, self.now_ms(), by=command.by,
                             why=f"adopted: {detail}")
-        halt = ledger.halt(sym)
-        if halt is not None and halt.kind == "reconciliation":
-            ledger.set_halt(sym, None, event="adopt", by=command.by, detail=detail,
-                            at_ms=self.now_ms())
+        self._working_target(None)
+        ledger.lift_halts(sym, ("reconciliation",), event="adopt", by=command.by,
+                          detail=detail, at_ms=self.now_ms())
         await self._reconcile("adopt", snapshot)
 
     def _halt(self, kind: str, reason: str, by: str) -> None:
+        """Halt for ``kind`` (each kind is lifted on its own), journaled and alerted."""
         ledger = self.ledger
         assert ledger is not None
-        current = ledger.halt(self.live.symbol)
-        if current is not None and current.kind == kind:
-            return
-        if current is not None and current.kind == "reconciliation" and kind != "flatten":
-            ledger.event(kind, f"{reason} (already halted: {current.reason})",
-                         self.live.symbol, self.now_ms(), by)
-            return
-        ledger.set_halt(self.live.symbol, Halt(kind, reason, by, self.now_ms()), event=kind,
-                        by=by, detail=reason, at_ms=self.now_ms())
-        self._alert("reconciliation" if kind == "reconciliation" else "live_halt",
-                    f"{self.live.symbol} halted ({kind}) by {by}: {reason}")
+        if ledger.add_halt(self.live.symbol, Halt(kind, reason, by, self.now_ms()),
+                           detail=reason):
+            self._alert("reconciliation" if kind == "reconciliation" else "live_halt",
+                        f"{self.live.symbol} halted ({kind}) by {by}: {reason}")
+
+    def _working_target(self, target: float | None) -> None:
+        """The target the journal's position was last traded to in full (None: none,
+        after a flatten, adopt or resume): live trades when the decided target differs,
+        and holds its units otherwise, as the shared accounting does."""
+        assert self.ledger is not None
+        self.ledger.set_meta("working_target", "" if target is None else repr(target))
 
     def _on_ban(self, exc: VenueBannedError) -> None:
+        """A 418: halt until a person resumes, and remember the ban's end across
+        restarts (``_sit_out_ban``)."""
+        if self.ledger is None:
+            return
+        until = self.now_ms() + int(exc.retry_after_s * 1000)
+        self.ledger.set_meta("banned_until_ms", str(until))
         self._halt("banned", f"the exchange banned this IP (HTTP 418) for "
                    f"{exc.retry_after_s:.0f} s: {exc}", "exchange")
 
@@ -338,10 +387,14 @@ class LiveSession(PaperSession):
             await self._apply_commands()
         except TemporaryError as exc:
             log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
+        except VenueBannedError as exc:
+            self._on_ban(exc)
         async with self._lock:
             try:
                 await self._trade_bar(outcome)
                 self._failing = None
+            except VenueBannedError as exc:
+                self._on_ban(exc)
             except TemporaryError as exc:
                 self._failing = f"bar {outcome.bar.ts}: {exc}"
                 log.warning("%s: the bar's order flow failed: %s", self.live.actor, exc)
@@ -365,14 +418,18 @@ class LiveSession(PaperSession):
         self._last_target = target
         close_ms = bar.ts + self.interval_ms
         if outcome.kind == LIVE and decision is not None:
+            self.filters = await self.execution.filters(cfg.symbol)  # refreshed when due
             self._daily_loss(book.equity(price))
-            halt = ledger.halt(cfg.symbol)
-            if halt is None:
+            kinds = {h.kind for h in ledger.halts(cfg.symbol)}
+            working = ledger.meta("working_target") or ""
+            if not kinds and (working == "" or float(working) != target):
                 equity = book.equity(price)
                 desired = desired_position(target, equity, price, self.live.market)
-                await self._trade_to(desired, price, bar_ts=bar.ts, version=decision.version,
-                                     close_ms=close_ms, operator=False)
-            elif halt.kind in ("flatten", "daily_loss"):
+                if await self._trade_to(desired, price, bar_ts=bar.ts,
+                                        version=decision.version, close_ms=close_ms,
+                                        operator=False):
+                    self._working_target(target)
+            elif kinds & {"flatten", "daily_loss"}:
                 await self._flatten(bar.ts)
             await self._reconcile("bar")
             paper = self.trader.broker.equity if self.trader is not None else None
@@ -386,11 +443,12 @@ class LiveSession(PaperSession):
         assert ledger is not None
         day = self.now_ms() // DAY_MS
         start = ledger.day_start(sym, day, equity)
-        halt = ledger.halt(sym)
-        if halt is not None and halt.kind == "daily_loss" and halt.at_ms // DAY_MS < day:
-            ledger.set_halt(sym, None, event="resume", by="raytrade",
-                            detail="a new UTC day: the daily loss limit resets",
-                            at_ms=self.now_ms())
+        halt = next((h for h in ledger.halts(sym) if h.kind == "daily_loss"), None)
+        if halt is not None and halt.at_ms // DAY_MS < day:
+            ledger.lift_halts(sym, ("daily_loss",), event="resume", by="raytrade",
+                              detail="a new UTC day: the daily loss limit resets",
+                              at_ms=self.now_ms())
+            self._working_target(None)
             return
         loss = start - equity
         if loss >= self.live.limits.daily_loss_limit and halt is None:
@@ -399,51 +457,67 @@ class LiveSession(PaperSession):
                        "next UTC day", "raytrade")
 
     async def _flatten(self, at_ms: int) -> None:
-        ledger = self.ledger
-        assert ledger is not None
-        book = ledger.book(self.live.symbol)
-        if book is None or self.filters is None:
+        """Close the position the *exchange* holds (which the journal may not know after
+        a mismatch), at the exchange's price."""
+        if self.filters is None:
             return
-        price = self._last_price
-        if not price > 0:
-            snapshot = await self._snapshot()
-            price = snapshot.prices.get(self.live.symbol, float("nan")) if snapshot else price
-        if abs(book.position) < self.filters.step_size or not price > 0:
+        self._working_target(None)
+        snapshot = await self._snapshot()
+        held = snapshot.positions.get(self.live.symbol, 0.0)
+        price = snapshot.prices.get(self.live.symbol, self._last_price)
+        if abs(held) < self.filters.step_size or not price > 0:
             return
         await self._trade_to(0.0, price, bar_ts=at_ms, version=None, close_ms=self.market_ms(),
-                             operator=True)
+                             operator=True, current=held)
 
     async def _trade_to(self, desired: float, price: float, *, bar_ts: int,
-                        version: int | None, close_ms: int, operator: bool) -> None:
+                        version: int | None, close_ms: int, operator: bool,
+                        current: float | None = None) -> bool:
+        """Orders from the position (the journal's, or ``current``) to ``desired`` (base
+        units) under the risk rules; True when the plan went through in full (every leg
+        filled, or nothing needed). Orders the journal still has open are resolved by
+        client id first; while one stays open nothing new is planned."""
         ledger, risk, filters, router = self.ledger, self.risk, self.filters, self.router
         assert ledger and risk and filters and router
         sym = self.live.symbol
+        for row in ledger.orders(open_only=True):
+            await router.resolve(str(row["cid"]))
+        pending = [str(r["cid"]) for r in ledger.orders(open_only=True)]
+        if pending:
+            ledger.event("pending", f"orders still open, nothing new planned: "
+                         f"{', '.join(pending)}", sym, self.now_ms())
+            return False
         book = ledger.book(sym)
         assert book is not None
-        plan = plan_orders(book.position, desired, filters, price, self.live.market)
-        verdict = risk.check(book.position, desired, price, bar_close_ms=close_ms,
-                             now_ms=self.market_ms(), other_notional=self._other_notional(),
-                             legs=len(plan.legs), operator=operator)
+        position = book.position if current is None else current
+        if not operator:
+            desired = self._affordable(position, desired, price)
+        plan = plan_orders(position, desired, filters, price, self.live.market)
+        # stale data is judged on the wall clock live (a late bar re-anchors the market
+        # clock to its own close), on the replay's clock in replays
+        now = self.now_ms() if self.config.speed == 1.0 else self.market_ms()
+        verdict = risk.check(position, desired, price, bar_close_ms=close_ms, now_ms=now,
+                             other_notional=self._other_notional(), legs=len(plan.legs),
+                             operator=operator)
         if verdict.refusal:
             if plan.legs:
                 ledger.event("risk", verdict.refusal, sym, self.now_ms())
                 log.warning("%s: no order: %s", self.live.actor, verdict.refusal)
-            return
+            return False
         if verdict.clipped:
             ledger.event("risk", verdict.clipped, sym, self.now_ms())
-            plan = plan_orders(book.position, verdict.desired, filters, price,
-                               self.live.market)
+            plan = plan_orders(position, verdict.desired, filters, price, self.live.market)
         dust = "under one step" in plan.skipped  # rounding, not a decision: not journaled
         if plan.skipped and not dust and plan.skipped != self._last_skip:
             ledger.event("skipped", plan.skipped, sym, self.now_ms())
         self._last_skip = plan.skipped
         if not plan.legs:
-            return
+            return True
         if operator:
             plan = OrderPlan(plan.desired, plan.current,
                              tuple(Leg(leg.leg + 2, leg.side, leg.qty, leg.reduce_only)
                                    for leg in plan.legs), plan.skipped)
-        risk.sent(self.market_ms(), len(plan.legs))
+        risk.sent(now, len(plan.legs))
         results = await router.execute(plan, filters, bar_ts=bar_ts, version=version,
                                        price=price)
         for result in results:
@@ -454,6 +528,21 @@ class LiveSession(PaperSession):
             arrived = self._bar_arrival.get(bar_ts)
             if arrived is not None:
                 self.bar_to_ack_ms.append((first.acked_at - arrived) * 1000.0)
+        return len(results) == len(plan.legs) and all(
+            r.status in ("filled", "dry_run") for r in results)
+
+    def _affordable(self, position: float, desired: float, price: float) -> float:
+        """On spot, a buy the account's quote balance cannot pay for (at the limit price
+        through the band, plus commission) is clipped to what it can: Binance refuses
+        the whole order otherwise (-2010)."""
+        snap, filters = self.account, self.filters
+        if self.live.market != "spot" or snap is None or filters is None or \
+                desired <= position:
+            return desired
+        fee = self.router.settings.commission_bps / 1e4 if self.router else 0.0
+        band = self.live.price_band_bps / 1e4 if self.live.order_type == "limit" else 0.0
+        cash = snap.balances.get(filters.quote_asset, 0.0)
+        return min(desired, position + max(cash, 0.0) / (price * (1 + band) * (1 + fee)))
 
     async def _cancel_open(self) -> None:
         ledger = self.ledger
@@ -473,7 +562,7 @@ class LiveSession(PaperSession):
                    for s in self.live.run_symbols if s != self.live.symbol)
 
     # ---- reconciliation
-    async def _snapshot(self) -> AccountSnapshot | None:
+    async def _snapshot(self) -> AccountSnapshot:
         self.account = await self.execution.account(self.live.run_symbols,
                                                      open_orders_for=(self.live.symbol,))
         return self.account
@@ -489,8 +578,6 @@ class LiveSession(PaperSession):
         for row in ledger.orders(open_only=True):
             await router.resolve(str(row["cid"]))
         snapshot = snapshot or await self._snapshot()
-        if snapshot is None:
-            return
         book = ledger.book(sym)
         if book is None:
             return
@@ -531,7 +618,8 @@ class LiveSession(PaperSession):
         equity = book.equity(price) if book is not None and price > 0 else None
         day_pnl = None
         if ledger is not None and equity is not None:
-            day_pnl = equity - ledger.day_start(cfg.symbol, self.now_ms() // DAY_MS, equity)
+            start = ledger.day_start_equity(cfg.symbol, self.now_ms() // DAY_MS)
+            day_pnl = None if start is None else equity - start
         faults = list(self.health().get("unresolved_faults", []))
         if halt is not None:
             faults.append(f"halted ({halt.kind}): {halt.reason}")

@@ -177,6 +177,7 @@ class OrderRouter:
             return LegResult(cid, self._status(cid), self._filled(cid),
                              str(self._row(cid).get("reason", "")), None)
         ack_ms = (acked_at - started) * 1000.0
+        self.apply_trades(state)
         self.ledger.acknowledge(state, self.clock_ms())
         if state.status == "rejected":
             log.warning("%s: order %s rejected: %s", self.settings.actor, cid, state.reason)
@@ -299,6 +300,24 @@ class OrderRouter:
         else:
             self.apply_state(state)
         return self._status(cid)
+
+    def apply_trades(self, state: OrderState) -> None:
+        """Fills an acknowledgement lists with their commissions (spot ``FULL``), applied
+        in order as cumulative progress: exact, and ignored when the stream told first
+        (the same trade ids)."""
+        row = self.ledger.order(state.client_order_id)
+        if row is None or not state.trades:
+            return
+        cum_qty, cum_quote = 0.0, 0.0
+        for trade in state.trades:
+            cum_qty += trade.qty
+            cum_quote += trade.qty * trade.price
+            applied = self.ledger.progress(
+                state.client_order_id, cum_qty, cum_quote, self.clock_ms(),
+                fill_id=f"t{trade.trade_id}", commission=trade.commission,
+                commission_asset=trade.commission_asset, estimated=False)
+            if applied is not None:
+                self.on_fill(applied)
 
     def apply_state(self, state: OrderState) -> None:
         """An order's state from REST: status, and fills beyond the journal's."""

@@ -54,7 +54,7 @@ class LiveOrder:
     symbol: str
     bar_ts: int
     """Open time of the bar whose decision sent it (ms UTC)."""
-    version: int
+    version: int | None
     """The policy version that decided it."""
     leg: int | str
     side: Side
@@ -173,12 +173,12 @@ class LiveHealth:
     updated_at: float
     """When the actor wrote this (seconds since the epoch)."""
     halted: Halt | None
-    position_qty: float
+    position_qty: float | None
     target: float
-    equity: float
+    equity: float | None
     """The actor's allocation, quote currency."""
-    day_pnl: float
-    price: float
+    day_pnl: float | None
+    price: float | None
     open_orders: tuple[LiveOrder, ...]
     stream_up: bool
     last_reconcile: Reconciliation | None

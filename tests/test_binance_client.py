@@ -357,20 +357,35 @@ def test_execution_satisfies_the_order_execution_protocol(fake: FakeBinance) -> 
     run(ex.close())
 
 
+FULL_FILLS = [{"price": "42990.00000000", "qty": "0.00400000", "commission": "0.00000400",
+               "commissionAsset": "BTC", "tradeId": 56},
+              {"price": "43006.66666667", "qty": "0.00600000", "commission": "0.00000600",
+               "commissionAsset": "BTC", "tradeId": 57}]
+
+
 def test_place_spot_market_signed_request_returns_filled_state(fake: FakeBinance) -> None:
-    fake.on("POST", "/api/v3/order", Canned(200, spot_order(),
+    fake.on("POST", "/api/v3/order", Canned(200, spot_order(fills=FULL_FILLS),
                                             {"X-MBX-ORDER-COUNT-10S": "1"}))
     ex = execution(fake)
     state = run(ex.place(BUY))
     assert (state.status, state.filled_qty) == ("filled", 0.01)
+    # the FULL reply's fills, with their commissions, come with the state
+    assert [(t.trade_id, t.qty, t.commission, t.commission_asset) for t in state.trades] == [
+        (56, 0.004, 0.000004, "BTC"), (57, 0.006, 0.000006, "BTC")]
     sent = fake.seen("POST", "/api/v3/order")[0]
     assert sent.api_key == DOC_KEY
     assert {k: sent.params[k] for k in ("symbol", "side", "type", "quantity",
                                         "newClientOrderId", "newOrderRespType")} == \
         {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
-         "newClientOrderId": "a1", "newOrderRespType": "RESULT"}
+         "newClientOrderId": "a1", "newOrderRespType": "FULL"}
     assert ex.transport.tracker.usage()["ORDERS 10S"] == (1, None)
     run(ex.close())
+
+
+def test_a_full_reply_whose_fills_do_not_add_up_is_refused_naming_them() -> None:
+    bad = spot_order(fills=FULL_FILLS[:1])  # 0.004 listed, 0.01 executed
+    with pytest.raises(MalformedReplyError, match="fills add up to 0.004"):
+        parse_order(bad, "spot", "POST /api/v3/order")
 
 
 def test_place_futures_limit_reduce_only_sends_ioc_and_reduce_only(

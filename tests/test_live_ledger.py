@@ -77,14 +77,30 @@ def test_a_sell_pays_commission_in_quote_and_a_final_order_is_never_reopened(
 def test_halts_record_who_and_why_and_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "b.orders.sqlite"
     led = LiveLedger(path, base_asset="BTC", quote_asset="USDT")
-    led.set_halt("BTCUSDT", Halt("operator", "news", "alice", 9), event="halt", by="alice",
-                 detail="halt by alice: news", at_ms=9)
+    assert led.add_halt("BTCUSDT", Halt("operator", "news", "alice", 9),
+                        detail="halt by alice: news")
+    assert not led.add_halt("BTCUSDT", Halt("operator", "again", "bob", 10), detail="x")
     with pytest.raises(JournalError, match="locked"):
         LiveLedger(path)
     led.close()
     again = LiveLedger(path)
     assert again.halt("BTCUSDT") == Halt("operator", "news", "alice", 9)
-    assert [(e["kind"], e["by"]) for e in again.events()] == [("halt", "alice")]
+    assert [(e["kind"], e["by"]) for e in again.events()] == [("operator", "alice")]
+
+
+def test_each_halt_kind_is_lifted_on_its_own(ledger: LiveLedger) -> None:
+    ledger.add_halt("BTCUSDT", Halt("operator", "news", "alice", 1), detail="news")
+    ledger.add_halt("BTCUSDT", Halt("reconciliation", "moved", "raytrade", 2), detail="moved")
+    assert ledger.halt("BTCUSDT").kind == "reconciliation"  # type: ignore[union-attr]
+    # an adopt lifts the mismatch, never the operator's halt
+    assert ledger.lift_halts("BTCUSDT", ("reconciliation",), event="adopt", by="bob",
+                             detail="adopt by bob", at_ms=3) == ["reconciliation"]
+    assert [h.kind for h in ledger.halts("BTCUSDT")] == ["operator"]
+    assert ledger.lift_halts("BTCUSDT", ("reconciliation",), event="adopt", by="bob",
+                             detail="again", at_ms=4) == []
+    lifted = ledger.lift_halts("BTCUSDT", ("operator", "flatten"), event="resume", by="carol",
+                               detail="resume by carol", at_ms=5)
+    assert lifted == ["operator"] and ledger.halt("BTCUSDT") is None
 
 
 def test_export_carries_slippage_against_the_paper_fill(ledger: LiveLedger) -> None:

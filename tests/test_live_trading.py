@@ -21,6 +21,7 @@ from raytrade.actors.live_ledger import LiveLedger
 from raytrade.actors.live_session import LiveSession
 from raytrade.actors.paper_session import PaperSession
 from raytrade.algos.storage.live_commands import issue_command
+from raytrade.dashboard.live_reader import LiveReader
 from raytrade.envs.errors import ConfigError
 
 from tests.exchange_setup import (
@@ -37,6 +38,7 @@ from tests.exchange_setup import (
     sim_state,
 )
 from tests.live_setup import bars, live_store, write_csv
+from tests.test_dashboard_live import live_page, texts
 
 START = 300  # the quick FeatureSpec needs about 140 bars of warm-up
 BAR_MS = 300_000
@@ -225,9 +227,10 @@ def test_a_position_changed_behind_the_journal_halts_alerts_and_adopt_resumes(
                 sim_post(info, "/sim/adjust", {"asset": "ETH", "delta": "0.25"})
                 seen["adjusted"] = len(orders_on_exchange(info))
             elif "halted" not in seen and "reconciliation" in alerts.kinds():
+                at_mismatch = len(orders_on_exchange(info))
                 time.sleep(4 * bar_s)  # bars pass while halted: nothing may be sent
                 seen["halted"] = len(orders_on_exchange(info))
-                seen["during_halt"] = seen["halted"]
+                seen["sent_while_halted"] = seen["halted"] - at_mismatch
                 issue_command(store.blobs, "adopt", by="alice", reason="my manual buy",
                               actors=(live.live.actor,))
             elif "halted" in seen and len(orders_on_exchange(info)) > seen["halted"]:
@@ -245,6 +248,7 @@ def test_a_position_changed_behind_the_journal_halts_alerts_and_adopt_resumes(
         adopt = [e for e in events if e["kind"] == "adopt"]
     finally:
         ledger.close()
+    assert seen["sent_while_halted"] == 0
     assert kinds.index("mismatch") < kinds.index("adopt")
     assert adopt and adopt[0]["by"] == "alice"
     assert orders_end > seen["halted"], "trading did not resume after adopt"
@@ -292,6 +296,69 @@ def test_halt_and_flatten_act_within_one_bar_and_journal_who(tmp_path: Path) -> 
     finally:
         ledger.close()
     assert ("operator", "bob") in who and ("flatten", "carol") in who
+
+
+def test_halts_of_each_kind_are_lifted_only_by_their_own_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's halt survives an adopt; a flatten while the journal disagrees with
+    the exchange closes the exchange's position and keeps the mismatch halt; a command
+    stamped by a clock far behind is still applied; resume lifts what it may."""
+    bar_s = 0.2
+    last_ts, data = market(tmp_path, 80)
+    store, _ = live_store(tmp_path / "store", seed=5)
+    steps: dict[str, Any] = {}
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s)), store,
+                           execution(info))
+
+        def halts() -> set[str]:
+            ledger = live.ledger
+            return {h.kind for h in ledger.halts("ETHUSDT")} if ledger else set()
+
+        def during() -> None:
+            ledger = live.ledger
+            if ledger is None or ledger.book("ETHUSDT") is None:
+                return
+            if "halt" not in steps and ledger.book("ETHUSDT").position > 0.01:  # type: ignore[union-attr]
+                steps["halt"] = True  # stamped an hour in the past: a slow clock
+                issue_command(store.blobs, "halt", by="ann", reason="slow clock",
+                              at_ms=int(time.time() * 1000) - 3_600_000)
+            elif "halt" in steps and "adjust" not in steps and "operator" in halts():
+                steps["adjust"] = True
+                sim_post(info, "/sim/adjust", {"asset": "ETH", "delta": "0.3"})
+            elif "adjust" in steps and "adopt" not in steps and "reconciliation" in halts():
+                steps["adopt"] = True
+                issue_command(store.blobs, "adopt", by="ben", reason="looked",
+                              actors=(live.live.actor,))
+            elif "adopt" in steps and "flatten" not in steps and \
+                    halts() == {"operator"}:
+                steps["orders_before_flatten"] = len(orders_on_exchange(info))
+                steps["flatten"] = True
+                sim_post(info, "/sim/adjust", {"asset": "ETH", "delta": "0.2"})
+            elif "flatten" in steps and "flattened" not in steps and \
+                    "reconciliation" in halts():
+                steps["flattened"] = True
+                issue_command(store.blobs, "flatten", by="cy", reason="risk off")
+            elif "flattened" in steps and "resume" not in steps and \
+                    float(account(info)["spot"].get("ETH", 0)) < 0.0001:
+                steps["resume"] = True
+                issue_command(store.blobs, "resume", by="dee", reason="done")
+            elif "resume" in steps and "after_resume" not in steps and \
+                    "operator" not in halts() and "flatten" not in halts():
+                steps["after_resume"] = halts()
+
+        run_sessions([live], 60, lambda: done_at(live, last_ts) or "after_resume" in steps,
+                     during)
+    assert steps.get("flatten"), steps  # the operator's halt outlived the adopt
+    assert steps.get("resume"), steps  # the flatten sold what the exchange held
+    assert steps["after_resume"] == {"reconciliation"}  # resume cannot lift a mismatch
+    # the dashboard reads this real record (flatten orders carry no policy version)
+    record = LiveReader(store.blobs).record("live-eth")
+    assert record.errors == () and record.health is not None
+    assert record.health.halted is not None and record.health.halted.kind == "reconciliation"
+    assert any(o.version is None for o in record.orders)
+    page = live_page(monkeypatch, store.uri)
+    assert any("reconciliation" in t for t in texts(page))
 
 
 def test_a_spot_trader_refuses_a_policy_that_goes_short(tmp_path: Path) -> None:

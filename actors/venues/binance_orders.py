@@ -9,8 +9,9 @@ talks to Binance's production and testnet endpoints and to the loopback exchange
 - ``place`` sends ``MARKET`` orders, or ``LIMIT`` orders with ``timeInForce=IOC`` (a
   marketable limit: a market order with a price band), ``reduceOnly`` on futures,
   ``newClientOrderId`` = the caller's idempotency key (checked locally against Binance's
-  ``^[.A-Z:/a-z0-9_-]{1,36}$`` first) and ``newOrderRespType=RESULT`` (the state after
-  matching, so an IOC or market order's fills are known from the reply). An exchange
+  ``^[.A-Z:/a-z0-9_-]{1,36}$`` first) and ``newOrderRespType=FULL`` on spot (the state
+  after matching with each fill and its commission) or ``RESULT`` on futures (the state
+  after matching). An exchange
   refusal (insufficient balance or margin, a filter failure, an unknown symbol, a duplicate
   client id, a refused reduce-only order) comes back as a ``rejected`` ``OrderState`` with
   ``"<code> <msg>"`` as its reason; other failures raise (``binance_signed.py``).
@@ -295,7 +296,9 @@ class BinanceExecution:
         if order.reduce_only:
             params["reduceOnly"] = True
         params["newClientOrderId"] = cid
-        params["newOrderRespType"] = "RESULT"
+        # spot FULL lists the fills with their commissions (the journal books them
+        # exactly even when the user stream is down); futures have no FULL
+        params["newOrderRespType"] = "FULL" if self._market == "spot" else "RESULT"
         return params
 
     async def query(self, symbol: str, client_order_id: str) -> OrderState | None:

@@ -20,6 +20,7 @@ from raytrade.actors.venues.execution import (
     OrderState,
     OrderStatus,
     SymbolFilters,
+    Trade,
 )
 
 STATUSES: Mapping[str, OrderStatus] = {
@@ -126,10 +127,19 @@ def parse_order(data: Any, market: MarketKind, where: str) -> OrderState:
         if key in d:
             update = integer(d, key, where)
             break
+    trades: list[Trade] = []
+    for i, fill in enumerate(d.get("fills") or ()):  # spot FULL replies
+        f = obj(fill, f"{where} fills[{i}]")
+        trades.append(Trade(integer(f, "tradeId", where), decimal(f, "qty", where),
+                            decimal(f, "price", where), decimal(f, "commission", where),
+                            text(f, "commissionAsset", where)))
+    if trades and abs(sum(t.qty for t in trades) - filled) > 1e-9 * max(filled, 1.0):
+        raise MalformedReplyError(f"{where}: fills add up to {sum(t.qty for t in trades)}, "
+                                  f"executedQty is {filled}")
     return OrderState(client_order_id=cid, venue_order_id=str(integer(d, "orderId", where)),
                       symbol=text(d, "symbol", where), side=side(d, "side", where),
                       status=status(d, "status", where), qty=qty, filled_qty=filled,
-                      avg_price=avg, update_ms=update)
+                      avg_price=avg, update_ms=update, trades=tuple(trades))
 
 
 def parse_orders(data: Any, market: MarketKind, where: str) -> list[OrderState]:

@@ -131,6 +131,18 @@ class OrderRequest:
 
 
 @dataclass(frozen=True)
+class Trade:
+    """One fill of an order as its acknowledgement lists it (spot ``FULL`` replies)."""
+
+    trade_id: int
+    qty: float
+    """Base units."""
+    price: float
+    commission: float
+    commission_asset: str
+
+
+@dataclass(frozen=True)
 class OrderState:
     """What the venue reports about one order."""
 
@@ -149,6 +161,9 @@ class OrderState:
     """Why it was rejected or expired (the exchange's code and message)."""
     update_ms: int = 0
     """When the exchange last changed it."""
+    trades: tuple[Trade, ...] = ()
+    """Its fills with their commissions, when the reply lists them (spot ``FULL``);
+    empty otherwise (then only ``filled_qty`` and ``avg_price`` are known)."""
 
     @property
     def final(self) -> bool:

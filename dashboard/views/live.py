@@ -50,6 +50,11 @@ NETWORK_BADGES = {"mainnet": ":red-badge[MAINNET: real money]",
                   "testnet": ":blue-badge[testnet]", "loopback": ":gray-badge[loopback]"}
 
 
+
+def _fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted, or a dash before the actor has one (no bar traded yet)."""
+    return "-" if value is None else format(value, spec)
+
 def send(action: str, actors: tuple[str, ...], reason: str, confirmed: bool,
          by: str | None) -> None:
     """Write one operator command, or say why nothing was written."""
@@ -111,11 +116,11 @@ def header(h: LiveHealth) -> None:
     for fault in h.unresolved_faults:
         st.error(fault)
     cols = st.columns(5)
-    cols[0].metric("Position", f"{h.position_qty:+,.8g}")
+    cols[0].metric("Position", _fmt(h.position_qty, "+,.8g"))
     cols[1].metric("Target", f"{h.target:+.0%}")
-    cols[2].metric("Equity", f"{h.equity:,.2f}")
-    cols[3].metric("Day PnL", f"{h.day_pnl:+,.2f}")
-    cols[4].metric("Price", f"{h.price:,.8g}")
+    cols[2].metric("Equity", _fmt(h.equity, ",.2f"))
+    cols[3].metric("Day PnL", _fmt(h.day_pnl, "+,.2f"))
+    cols[4].metric("Price", _fmt(h.price, ",.8g"))
     row = st.columns(4)
     row[0].metric("User stream", "up" if h.stream_up else "DOWN")
     rec = h.last_reconcile
