@@ -384,7 +384,7 @@ def test_place_spot_market_signed_request_returns_filled_state(fake: FakeBinance
 
 def test_a_full_reply_whose_fills_do_not_add_up_is_refused_naming_them() -> None:
     bad = spot_order(fills=FULL_FILLS[:1])  # 0.004 listed, 0.01 executed
-    with pytest.raises(MalformedReplyError, match="fills add up to 0.004"):
+    with pytest.raises(MalformedReplyError, match=r"fills add up to 0\.004"):
         parse_order(bad, "spot", "POST /api/v3/order")
 
 
