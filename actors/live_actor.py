@@ -10,7 +10,6 @@ or Ray dashboard.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from raytrade.actors.alerts import Notifier
 from raytrade.actors.live_config import LiveConfig
 from raytrade.actors.live_session import LiveSession
 from raytrade.actors.paper_actor import supervise
+from raytrade.actors.session_host import SessionHost
 from raytrade.actors.venues.execution import OrderExecution
 from raytrade.algos.storage.policy_store import PolicyStore
 
@@ -43,55 +43,36 @@ def build_execution(config: LiveConfig) -> OrderExecution:
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
-class LiveTrader:
+class LiveTrader(SessionHost):
     """One symbol's live trader on Ray (module docstring)."""
+
+    label = "live"
 
     def __init__(self, config: LiveConfig, store_uri: str, endpoint_url: str | None = None,
                  notifiers: Sequence[Notifier] = ()) -> None:
         logging.basicConfig(level=logging.INFO)
+        super().__init__(config.actor)
         self.config = config
         self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
         self.notifiers = list(notifiers)
-        self.session: LiveSession | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.error: str | None = None
 
-    async def start(self) -> bool:
-        """Start the session unless it runs; True if it was (re)started."""
-        if self.task is not None and not self.task.done():
-            return False
-        self.session = LiveSession(self.config, self.store, build_execution(self.config),
-                                   notifiers=self.notifiers)
-        self.task = asyncio.create_task(self.session.run())
-        self.task.add_done_callback(self._done)
-        return True
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.error = f"{exc.__class__.__name__}: {exc}"
-            log.error("live session %s stopped: %s", self.config.actor, self.error,
-                      exc_info=exc)
+    def _new_session(self) -> LiveSession:
+        return LiveSession(self.config, self.store, build_execution(self.config),
+                           notifiers=self.notifiers)
 
     async def status(self) -> dict[str, Any]:
         """Paper-side health, the live record's health, whether it runs and why not."""
         session = self.session
         health = session.health() if session is not None else {}
         live: dict[str, Any] = {}
-        if session is not None:
+        if isinstance(session, LiveSession):
             live = session.live_health() if session.ledger is not None else \
                 session.final_health
-        running = self.task is not None and not self.task.done()
-        return {**health, "live": live, "running": running, "error": self.error}
+        return {**health, "live": live, "running": self.running, "error": self.error}
 
     async def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Stop cleanly: finish the order in flight, export, close the journals."""
-        if self.session is not None and self.task is not None:
-            self.session.stop()
-            try:
-                await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
-            except (TimeoutError, Exception):
-                log.exception("live session %s did not stop cleanly", self.config.actor)
+        await self.stop_session(timeout_s)
         return await self.status()
 
 

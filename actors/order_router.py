@@ -125,7 +125,9 @@ class OrderRouter:
             if applied is not None:
                 self.on_fill(applied)
         self.ledger.acknowledge(_state_of(report), now)
-        self._event(report.client_order_id).set()  # wakes a waiting ``_settle``
+        waiting = self._final.get(report.client_order_id)
+        if waiting is not None:
+            waiting.set()  # wakes the ``_settle`` waiting for this order
 
     def _event(self, cid: str) -> asyncio.Event:
         if cid not in self._final:

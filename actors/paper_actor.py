@@ -12,7 +12,6 @@ not import RLlib: the conversion to RLlib episodes happens on the learner.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import threading
@@ -25,6 +24,7 @@ import numpy.typing as npt
 import ray
 from raytrade.actors.alerts import Notifier
 from raytrade.actors.paper_session import PaperConfig, PaperSession
+from raytrade.actors.session_host import SessionHost
 from raytrade.algos.live_experience import PushResult, TransitionChunk, queue_address
 from raytrade.algos.storage.policy_store import PolicyStore
 
@@ -110,58 +110,39 @@ class ExperiencePusher:
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
-class PaperTrader:
+class PaperTrader(SessionHost):
     """One symbol's paper trader on Ray (module docstring)."""
+
+    label = "paper"
 
     def __init__(self, config: PaperConfig, store_uri: str, endpoint_url: str | None = None,
                  notifiers: Sequence[Notifier] = ()) -> None:
         logging.basicConfig(level=logging.INFO)
+        super().__init__(config.actor)
         self.config = config
         self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
         self.notifiers = list(notifiers)
-        self.session: PaperSession | None = None
-        self.task: asyncio.Task[None] | None = None
         self.pusher = ExperiencePusher(self.store.uri, self._feature_hash)
-        self.error: str | None = None
 
     def _feature_hash(self) -> str | None:
         """The FeatureSpec hash of the policy the session trades (None before it has one)."""
         policy = self.session.executor.policy if self.session is not None else None
         return policy.feature_spec.hash if policy is not None else None
 
-    async def start(self) -> bool:
-        """Start the session unless it runs; True if it was (re)started."""
-        if self.task is not None and not self.task.done():
-            return False
-        self.session = PaperSession(self.config, self.store, notifiers=self.notifiers,
-                                    push_transitions=self.pusher)
-        self.task = asyncio.create_task(self.session.run())
-        self.task.add_done_callback(self._done)
-        return True
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.error = f"{exc.__class__.__name__}: {exc}"
-            log.error("paper session %s stopped: %s", self.config.actor, self.error,
-                      exc_info=exc)
+    def _new_session(self) -> PaperSession:
+        return PaperSession(self.config, self.store, notifiers=self.notifiers,
+                            push_transitions=self.pusher)
 
     async def status(self) -> dict[str, Any]:
         """The session's health, plus whether it runs and why it stopped."""
         health = self.session.health() if self.session is not None else {}
-        running = self.task is not None and not self.task.done()
-        return {**health, "running": running, "error": self.error,
+        return {**health, "running": self.running, "error": self.error,
                 "pushed_transitions": self.pusher.pushed,
                 "live_experience": self.pusher.stats()}
 
     async def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Stop cleanly: flush the journal, close sockets, log open positions."""
-        if self.session is not None and self.task is not None:
-            self.session.stop()
-            try:
-                await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
-            except (TimeoutError, Exception):
-                log.exception("paper session %s did not stop cleanly", self.config.actor)
+        await self.stop_session(timeout_s)
         return await self.status()
 
 

@@ -32,6 +32,9 @@ def _configs(args: argparse.Namespace) -> list[object]:
     symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
     if not symbols:
         raise ConfigError("--symbols needs at least one symbol")
+    if args.order_rest_url and (args.mainnet or args.testnet):
+        raise ConfigError("--order-rest-url is the loopback exchange: it does not go with "
+                          "--testnet or --mainnet")
     network: Network = ("mainnet" if args.mainnet else
                         "loopback" if args.order_rest_url else "testnet")
     limits = LiveLimits(max_symbol_notional=args.max_symbol_notional,

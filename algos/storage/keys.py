@@ -24,7 +24,7 @@ so the two sides cannot drift::
     live/commands/<ms>-<id>.json           operator commands to the live actors (halt,
                                            flatten, resume, adopt), one object each
     live/<actor>/health.json               a live actor's state: halts, position, faults
-    live/<actor>/orders.jsonl              its orders (every state they reached)
+    live/<actor>/orders.jsonl              its orders, each in its latest state
     live/<actor>/fills.jsonl               its fills, with paper's fill price on the bar
     live/<actor>/equity.jsonl              its allocation's equity and position per bar
     live/<actor>/events.jsonl              reconciliations, halts, operator actions

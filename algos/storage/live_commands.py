@@ -2,20 +2,22 @@
 
 ``raytrade live halt|flatten|resume`` and ``raytrade live reconcile --adopt``, and the
 dashboard's Live page behind its login, write one immutable object per command under
-``live/commands/`` (``keys.live_command_key``: the keys sort by time). Every live actor
-polls the folder about once a second and before every order, applies each command it has
-not applied yet (it journals the last applied id with who issued it), so a command acts
-within one bar on every actor, whichever machine issued it, and survives an actor's
-restart. The store is the one thing every actor, the command line and the dashboard
-already share, so no extra service has to be running for the kill switch to work.
+``live/commands/`` (``keys.live_command_key``: the keys sort by issue time). Every live
+actor polls the folder about once a second and before every bar's orders, and applies
+each command whose id its journal has not recorded yet (by id, not by time, so a command
+from a machine whose clock is behind is applied too), journaling who issued it; so a
+command acts within one bar on every actor, whichever machine issued it, and survives an
+actor's restart. A fresh journal takes over only the standing halt of the history. The
+store is the one thing every actor, the command line and the dashboard already share, so
+no extra service has to be running for the kill switch to work.
 
 Actions:
 - ``halt``: send no more orders (open orders are cancelled); positions stay.
 - ``flatten``: close the positions, then halt.
-- ``resume``: lift an operator's halt or flatten (not a reconciliation halt: that one
-  needs ``adopt``).
-- ``adopt``: accept the exchange's balances, positions and open orders as the journal's
-  after a reconciliation mismatch, and lift that halt. Only for named actors.
+- ``resume``: lift an operator's halt or flatten, a ban's halt or the daily loss halt
+  (not a reconciliation halt: that one needs ``adopt``).
+- ``adopt``: accept the exchange's position as the journal's after a reconciliation
+  mismatch, and lift that halt only (an operator's halt stays). Only for named actors.
 """
 
 from __future__ import annotations
