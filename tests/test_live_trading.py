@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from raytrade.actors.live_config import LiveLimits
 from raytrade.actors.live_ledger import LiveLedger
 from raytrade.actors.live_session import LiveSession
 from raytrade.actors.paper_session import PaperSession
@@ -169,17 +170,18 @@ def test_live_and_paper_trade_the_same_targets_and_differ_only_by_fill_prices(
 
 FAULTS = ["error_5xx_before", "error_5xx_after", "place_late", "rate_limit", "timestamp",
           "insufficient_balance", "filter_lot_size", "partial_fill", "expire_listen_key",
-          "drop_user_stream", "accept_then_timeout"]
+          "drop_user_stream", "accept_then_timeout", "ban"]
+"""In order; the ban comes last: it halts the symbol until a person resumes."""
 
 
 def test_every_injected_fault_ends_reconciled_with_nothing_lost_or_doubled(
         tmp_path: Path) -> None:
     bar_s = 0.15
-    last_ts, data = market(tmp_path, 70)
+    last_ts, data = market(tmp_path, 90)
     store, _ = live_store(tmp_path / "store", seed=5)
     faults: list[dict[str, Any]] = [{"kind": k, "at_order": 2 * i + 1}
                                     for i, k in enumerate(FAULTS)]
-    faults[-1]["delay_s"] = 2.5  # beyond the 1 s order timeout
+    faults[FAULTS.index("accept_then_timeout")]["delay_s"] = 2.5  # beyond the 1 s timeout
     faults[FAULTS.index("place_late")]["delay_s"] = 0.8  # after the 503, in recvWindow
     alerts = Alerts()
     with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START,
@@ -198,7 +200,10 @@ def test_every_injected_fault_ends_reconciled_with_nothing_lost_or_doubled(
         rejected = [o["reason"] for o in ledger.orders() if o["status"] == "rejected"]
     finally:
         ledger.close()
-    assert {"fate_unknown", "rate_limited", "stream_down", "stream_up"} <= events
+    assert {"fate_unknown", "rate_limited", "stream_down", "stream_up", "banned"} <= events
+    # the 418 halted the symbol: no order after the banned one
+    assert state["order_requests"] == 2 * FAULTS.index("ban") + 2
+    assert live.final_health["halted"]["kind"] == "banned"
     assert any("-2010" in r for r in rejected) and any("-1013" in r for r in rejected)
     assert "sending" not in statuses
     assert "reconciliation" not in alerts.kinds()
@@ -359,6 +364,42 @@ def test_halts_of_each_kind_are_lifted_only_by_their_own_command(
     assert any(o.version is None for o in record.orders)
     page = live_page(monkeypatch, store.uri)
     assert any("reconciliation" in t for t in texts(page))
+
+
+def test_a_dry_run_journals_the_orders_it_would_send_and_sends_none(tmp_path: Path) -> None:
+    bar_s = 0.15
+    last_ts, data = market(tmp_path, 30)
+    store, _ = live_store(tmp_path / "store")
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s), dry_run=True),
+                           store, execution(info))
+        run_sessions([live], 60, lambda: done_at(live, last_ts))
+        assert orders_on_exchange(info) == []
+        assert sim_state(info)["order_requests"] == 0
+    statuses = rows(live.live.orders_journal_path, "SELECT status FROM orders")
+    assert statuses and {s for (s,) in statuses} == {"dry_run"}
+    assert live.final_health["dry_run"] and live.final_health["last_reconcile"]["ok"]
+
+
+def test_the_daily_loss_limit_flattens_and_halts_for_the_day(tmp_path: Path) -> None:
+    bar_s = 0.15
+    last_ts, data = market(tmp_path, 40)
+    store, _ = live_store(tmp_path / "store")
+    with exchange_process(tmp_path, data, speed=speed_for(bar_s), start=START) as info:
+        # 1 USDT of loss on a 1,000 USDT allocation: a round trip's commission
+        limits = LiveLimits(stale_after_s=86_400.0, max_orders_per_minute=1000,
+                            max_symbol_notional=5000.0, daily_loss_limit=1.0)
+        live = LiveSession(live_config(tmp_path, info, speed_for(bar_s), limits=limits),
+                           store, execution(info))
+        run_sessions([live], 60, lambda: done_at(live, last_ts))
+        held = float(account(info)["spot"].get("ETH", 0.0))
+        assert_reconciled(live, info)
+    assert live.final_health["halted"]["kind"] == "daily_loss"
+    assert held < 0.0001  # flattened
+    journal = live.live.orders_journal_path
+    halted_at = rows(journal, "SELECT at_ms FROM events WHERE kind='daily_loss'")[0][0]
+    after = rows(journal, f"SELECT side FROM orders WHERE sent_ms > {halted_at}")
+    assert all(side == "sell" for (side,) in after)  # only the flatten
 
 
 def test_a_spot_trader_refuses_a_policy_that_goes_short(tmp_path: Path) -> None:
