@@ -22,7 +22,6 @@ from raytrade.actors.live_session import LiveSession
 from raytrade.actors.paper_actor import supervise
 from raytrade.actors.session_host import SessionHost
 from raytrade.actors.venues.execution import OrderExecution
-from raytrade.algos.storage.policy_store import PolicyStore
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,8 @@ class LiveTrader(SessionHost):
 
     def __init__(self, config: LiveConfig, store_uri: str, endpoint_url: str | None = None,
                  notifiers: Sequence[Notifier] = ()) -> None:
-        logging.basicConfig(level=logging.INFO)
-        super().__init__(config.actor)
+        super().__init__(config.actor, store_uri, endpoint_url, notifiers)
         self.config = config
-        self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
-        self.notifiers = list(notifiers)
 
     def _new_session(self) -> LiveSession:
         return LiveSession(self.config, self.store, build_execution(self.config),

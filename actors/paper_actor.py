@@ -26,7 +26,6 @@ from raytrade.actors.alerts import Notifier
 from raytrade.actors.paper_session import PaperConfig, PaperSession
 from raytrade.actors.session_host import SessionHost
 from raytrade.algos.live_experience import PushResult, TransitionChunk, queue_address
-from raytrade.algos.storage.policy_store import PolicyStore
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +116,8 @@ class PaperTrader(SessionHost):
 
     def __init__(self, config: PaperConfig, store_uri: str, endpoint_url: str | None = None,
                  notifiers: Sequence[Notifier] = ()) -> None:
-        logging.basicConfig(level=logging.INFO)
-        super().__init__(config.actor)
+        super().__init__(config.actor, store_uri, endpoint_url, notifiers)
         self.config = config
-        self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
-        self.notifiers = list(notifiers)
         self.pusher = ExperiencePusher(self.store.uri, self._feature_hash)
 
     def _feature_hash(self) -> str | None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
+from raytrade.actors.alerts import Notifier
 from raytrade.actors.paper_session import PaperSession
+from raytrade.algos.storage.policy_store import PolicyStore
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +22,12 @@ class SessionHost:
     label = "trading"
     """Names the session in logs (``paper``, ``live``)."""
 
-    def __init__(self, actor: str) -> None:
+    def __init__(self, actor: str, store_uri: str, endpoint_url: str | None,
+                 notifiers: Sequence[Notifier]) -> None:
+        logging.basicConfig(level=logging.INFO)
         self.actor = actor
+        self.store = PolicyStore(store_uri, endpoint_url=endpoint_url)
+        self.notifiers = list(notifiers)
         self.session: PaperSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.error: str | None = None

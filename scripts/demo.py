@@ -53,6 +53,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -488,21 +489,28 @@ class Demo:
             initial_equity=self.o.initial_equity, speed=self.o.speed,
             online_learning=self.o.online_learning) for s in data.symbols]
 
-        def target() -> None:
-            try:
-                self.paper_finals = run_paper(self.configs, self.store.uri,
-                                              stop_event=self.stop)
-            except BaseException as exc:
-                self.paper_error = f"{exc.__class__.__name__}: {exc}"
-                log.exception("paper trading failed")
-
-        self.paper_thread = threading.Thread(target=target, name="paper", daemon=True)
-        self.paper_thread.start()
+        self.paper_thread = self._in_thread(
+            "paper", lambda: run_paper(self.configs, self.store.uri, stop_event=self.stop))
         self.display.stage("paper", f"{len(self.configs)} paper traders on the paper "
                            f"channel ({', '.join(c.actor for c in self.configs)}), "
                            f"journals in {journals}; warming up over REST")
         if exchange is not None:
             self._start_live(data, exchange, journals)
+
+    def _in_thread(self, stage: str, run: Callable[[], list[dict[str, Any]]]
+                   ) -> threading.Thread:
+        """Run the ``paper`` or ``live`` traders in a daemon thread: their final statuses
+        go to ``<stage>_finals``, an error to ``<stage>_error`` (and the log)."""
+        def target() -> None:
+            try:
+                setattr(self, f"{stage}_finals", run())
+            except BaseException as exc:
+                setattr(self, f"{stage}_error", f"{exc.__class__.__name__}: {exc}")
+                log.exception("%s trading failed", stage)
+
+        thread = threading.Thread(target=target, name=stage, daemon=True)
+        thread.start()
+        return thread
 
     def _start_live(self, data: DemoData, exchange: dict[str, Any], journals: Path) -> None:
         """One live trader per symbol on the loopback exchange (``live_stage``)."""
@@ -520,16 +528,8 @@ class Demo:
             limits=LiveLimits(stale_after_s=4 * interval_s))
             for c in self.configs]
 
-        def target() -> None:
-            try:
-                self.live_finals = run_live(self.live_configs, self.store.uri,
-                                            stop_event=self.stop)
-            except BaseException as exc:
-                self.live_error = f"{exc.__class__.__name__}: {exc}"
-                log.exception("live trading failed")
-
-        self.live_thread = threading.Thread(target=target, name="live", daemon=True)
-        self.live_thread.start()
+        self.live_thread = self._in_thread(
+            "live", lambda: run_live(self.live_configs, self.store.uri, stop_event=self.stop))
         self.display.stage("live", f"{len(self.live_configs)} live traders "
                            f"({', '.join(c.actor for c in self.live_configs)}) sending "
                            f"signed orders to the loopback exchange at "

@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 
 import uvicorn
 from raytrade.actors.simulators import exchange_wire as wire
-from raytrade.actors.simulators.exchange_accounts import AccountConfig
+from raytrade.actors.simulators.exchange_accounts import AccountConfig, parse_decimal
 from raytrade.actors.simulators.exchange_book import (
     CLIENT_ID,
     ExchangeBook,
@@ -696,12 +696,4 @@ class BinanceExchangeSim:
 
 
 def _sim_decimal(value: object, name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(f"POST /sim/adjust: {name!r} must be a number or decimal string")
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ConfigError(f"POST /sim/adjust: {name!r} is not a number: {value!r}") from exc
-    if not d.is_finite():
-        raise ConfigError(f"POST /sim/adjust: {name!r} is not finite")
-    return d
+    return parse_decimal(value, f"POST /sim/adjust: {name!r}")

@@ -52,7 +52,9 @@ class AccountConfig:
             raise ConfigError(f"account {self.key}: 'futures_wallet' is negative")
 
 
-def _decimal(value: object, where: str) -> Decimal:
+def parse_decimal(value: object, where: str) -> Decimal:
+    """A finite decimal from a JSON number or decimal string; ``ConfigError`` naming
+    ``where`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"{where}: expected a number or a decimal string, got {value!r}")
     try:
@@ -83,8 +85,8 @@ def parse_accounts(raw: object, source: str) -> tuple[AccountConfig, ...]:
         spot = item.get("spot", {})
         if not isinstance(spot, dict):
             raise ConfigError(f"{where}: 'spot' must be an object of asset: amount")
-        balances = {str(a).upper(): _decimal(v, f"{where}: spot.{a}") for a, v in spot.items()}
-        wallet = _decimal(item.get("futures_wallet", 0), f"{where}: 'futures_wallet'")
+        balances = {str(a).upper(): parse_decimal(v, f"{where}: spot.{a}") for a, v in spot.items()}
+        wallet = parse_decimal(item.get("futures_wallet", 0), f"{where}: 'futures_wallet'")
         try:
             out.append(AccountConfig(key=item["key"], secret=item["secret"], spot=balances,
                                      futures_wallet=wallet))
