@@ -230,12 +230,17 @@ class LiveSession(PaperSession):
     async def _poll_commands(self) -> None:
         while True:
             await asyncio.sleep(self.live.command_poll_s)
-            try:
-                await self._apply_commands()
-            except TemporaryError as exc:
-                log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
-            except VenueBannedError as exc:
-                self._on_ban(exc)
+            await self._commands_now()
+
+    async def _commands_now(self) -> None:
+        """Apply the pending operator commands; a store or exchange failure is logged
+        (the command stays pending and is applied at the next poll)."""
+        try:
+            await self._apply_commands()
+        except TemporaryError as exc:
+            log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
+        except VenueBannedError as exc:
+            self._on_ban(exc)
 
     async def _reconcile_loop(self) -> None:
         """Reconcile every ``reconcile_every_s``; keep the order connection warm (an
@@ -383,12 +388,7 @@ class LiveSession(PaperSession):
         its client id at the next reconciliation."""
         if self.ledger is None or self.router is None:
             return
-        try:
-            await self._apply_commands()
-        except TemporaryError as exc:
-            log.warning("%s: reading operator commands failed: %s", self.live.actor, exc)
-        except VenueBannedError as exc:
-            self._on_ban(exc)
+        await self._commands_now()
         async with self._lock:
             try:
                 await self._trade_bar(outcome)
