@@ -38,13 +38,21 @@ def order_record(row: dict[str, Any]) -> dict[str, Any]:
             "updated_ms": row["updated_ms"]}
 
 
+def slippage_bps(side: str, price: float, paper_price: float | None) -> float | None:
+    """A live fill's slippage against the paper twin's fill on the same bar, basis points,
+    positive when live paid more (bought higher or sold lower); None without a paper
+    price."""
+    if paper_price is None or not paper_price > 0:
+        return None
+    sign = 1.0 if side == "buy" else -1.0
+    return sign * (price - paper_price) / paper_price * 1e4
+
+
 def fill_record(row: dict[str, Any]) -> dict[str, Any]:
     """One fill as exported, with its slippage against the paper twin's fill."""
     paper = row["paper_price"]
-    slippage = None
-    if paper:
-        sign = 1.0 if row["side"] == "buy" else -1.0
-        slippage = sign * (float(row["price"]) - float(paper)) / float(paper) * 1e4
+    slippage = slippage_bps(str(row["side"]), float(row["price"]),
+                            None if paper is None else float(paper))
     return {"fill_id": row["fill_id"], "client_order_id": row["cid"],
             "symbol": row["symbol"], "side": row["side"], "qty": row["qty"],
             "price": row["price"], "commission": row["commission"],

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from raytrade.actors.live_export import slippage_bps
 from raytrade.algos.storage.live_commands import LiveCommand
 from raytrade.dashboard.live_reader import LiveRecord
 from raytrade.dashboard.live_records import (
@@ -64,10 +65,7 @@ def fill_slippage_bps(fill: LiveFill) -> float | None:
     price); None when paper did not fill that bar."""
     if fill.slippage_bps is not None:
         return fill.slippage_bps if math.isfinite(fill.slippage_bps) else None
-    if fill.paper_price is None or not fill.paper_price > 0:
-        return None
-    sign = 1.0 if fill.side == "buy" else -1.0
-    return sign * (fill.price - fill.paper_price) / fill.paper_price * 1e4
+    return slippage_bps(fill.side, fill.price, fill.paper_price)
 
 
 def slippage_summary(fills: Iterable[LiveFill]) -> SlippageSummary:
