@@ -260,7 +260,7 @@ def test_a_position_changed_behind_the_journal_halts_alerts_and_adopt_resumes(
 
 
 def test_halt_and_flatten_act_within_one_bar_and_journal_who(tmp_path: Path) -> None:
-    bar_s = 0.3
+    bar_s = 0.6  # a bar long enough that a loaded CI machine still shows one bar
     last_ts, data = market(tmp_path, 50)
     store, _ = live_store(tmp_path / "store", seed=5)
     marks: dict[str, Any] = {}
