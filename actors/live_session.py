@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -278,12 +279,18 @@ class LiveSession(PaperSession):
         async with self._commands_lock:
             ledger = self.ledger
             assert ledger is not None
-            commands, errors = await asyncio.to_thread(read_commands, self.store.blobs)
+            applied = ledger.applied_commands()
+            commands, errors = await asyncio.to_thread(
+                functools.partial(read_commands, self.store.blobs, skip=applied))
             for error in errors:
                 if error not in self._command_errors:
                     self._command_errors.add(error)
                     self._alert("command_invalid", f"an operator command was not "
                                 f"understood and is ignored: {error}")
+            for c in commands:  # another actor's: set aside, never fetched again
+                if not c.applies_to(self.live.actor):
+                    ledger.command_applied(c.id, f"{c.action} (not for this actor)", c.by,
+                                           self.now_ms())
             ours = [c for c in commands if c.applies_to(self.live.actor)]
             if ledger.meta("commands_seen") is None:
                 standing = [c for c in ours if c.action in ("halt", "flatten", "resume")]
@@ -295,10 +302,7 @@ class LiveSession(PaperSession):
                     ledger.command_applied(c.id, c.action, c.by, self.now_ms())
                 ledger.set_meta("commands_seen", "1")
                 return
-            applied = ledger.applied_commands()
             for command in ours:
-                if command.id in applied:
-                    continue
                 async with self._lock:
                     await self._apply(command)
                 ledger.command_applied(command.id, command.action, command.by,
@@ -424,7 +428,8 @@ class LiveSession(PaperSession):
             working = ledger.meta("working_target") or ""
             if not kinds and (working == "" or float(working) != target):
                 equity = book.equity(price)
-                desired = desired_position(target, equity, price, self.live.market)
+                desired = desired_position(target, equity, price, self.live.market,
+                                           fee_rate=self._fee_rate())
                 if await self._trade_to(desired, price, bar_ts=bar.ts,
                                         version=decision.version, close_ms=close_ms,
                                         operator=False):
@@ -531,6 +536,10 @@ class LiveSession(PaperSession):
         return len(results) == len(plan.legs) and all(
             r.status in ("filled", "dry_run") for r in results)
 
+    def _fee_rate(self) -> float:
+        """The policy's fee rate (a fraction): its trained cost model sizes trades."""
+        return self.router.settings.commission_bps / 1e4 if self.router else 0.0
+
     def _affordable(self, position: float, desired: float, price: float) -> float:
         """On spot, a buy the account's quote balance cannot pay for (at the limit price
         through the band, plus commission) is clipped to what it can: Binance refuses
@@ -539,7 +548,7 @@ class LiveSession(PaperSession):
         if self.live.market != "spot" or snap is None or filters is None or \
                 desired <= position:
             return desired
-        fee = self.router.settings.commission_bps / 1e4 if self.router else 0.0
+        fee = self._fee_rate()
         band = self.live.price_band_bps / 1e4 if self.live.order_type == "limit" else 0.0
         cash = snap.balances.get(filters.quote_asset, 0.0)
         return min(desired, position + max(cash, 0.0) / (price * (1 + band) * (1 + fee)))

@@ -3,7 +3,8 @@ deterministic client order ids and a price-protection band. Pure functions, no I
 
 The policy decides a target as a fraction of the allocation's equity (the same number the
 paper twin trades); here it becomes a signed quantity of the base asset at the bar's
-close, and the difference from the journal's position becomes at most two *legs*:
+close, sized by the shared accounting's rule (the fee included), and the difference from
+the journal's position becomes at most two *legs*:
 - spot (long/flat): one buy or one sell; a sell never exceeds the position;
 - futures (one-way mode): a change that crosses zero is a reduce-only close of the whole
   position, then an opening order for the new side; a change that only shrinks is
@@ -26,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 from raytrade.actors.venues.execution import MarketKind, OrderSide, SymbolFilters
+from raytrade.envs.accounting import target_units
 from raytrade.envs.errors import ConfigError
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -56,14 +58,17 @@ class OrderPlan:
     """Why a wanted change is not sent (under the exchange's minimum), if so."""
 
 
-def desired_position(target: float, equity: float, price: float, market: MarketKind) -> float:
-    """Base units for a target fraction of ``equity`` (quote) at ``price``."""
+def desired_position(target: float, equity: float, price: float, market: MarketKind, *,
+                     fee_rate: float) -> float:
+    """Base units for a target fraction of ``equity`` (quote) filled at ``price``, sized as
+    the shared accounting sizes a trade (``envs.accounting.target_units``: position and
+    fee together are ``target * equity``)."""
     if market == "spot" and target < 0:
         raise ConfigError(f"target {target:g} is short, and spot is long/flat: trade this "
                           "policy on binance-futures")
     if not (price > 0 and math.isfinite(price)):
         raise ValueError(f"no valid price ({price}) to size an order")
-    return target * max(equity, 0.0) / price
+    return float(target_units(target, max(equity, 0.0), price, fee_rate))
 
 
 def plan_orders(current: float, desired: float, filters: SymbolFilters, price: float,

@@ -32,14 +32,17 @@ import types
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from raytrade.actors.live_ledger import HALT_ORDER
+from raytrade.actors.live_ledger import OPEN_STATUSES as JOURNAL_OPEN_STATUSES
+from raytrade.actors.live_ledger import Halt as Halt  # the journal's halt, read back
 from raytrade.envs.errors import DataError
 
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["sending", "new", "partially_filled", "filled", "canceled", "rejected",
                       "expired", "lost", "dry_run"]
-OPEN_STATUSES = frozenset({"sending", "new", "partially_filled"})
+OPEN_STATUSES = frozenset(JOURNAL_OPEN_STATUSES)
 """Order states that may still fill."""
-HALT_KINDS = ("operator", "flatten", "reconciliation", "daily_loss", "banned")
+HALT_KINDS = HALT_ORDER
 """The halt kinds the live actor writes; an unknown one is still shown (a halt must never
 be hidden because its kind is new)."""
 Network = Literal["testnet", "mainnet", "loopback"]
@@ -124,17 +127,6 @@ class LiveEvent:
     by: str | None
     """Who caused it (a person for operator actions), None for the actor itself."""
     detail: str
-
-
-@dataclass(frozen=True)
-class Halt:
-    """Why an actor sends no orders."""
-
-    kind: str
-    """One of ``HALT_KINDS``."""
-    reason: str
-    by: str
-    at_ms: int
 
 
 @dataclass(frozen=True)

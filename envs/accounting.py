@@ -63,6 +63,15 @@ def new_account(initial_equity: float = 10_000.0) -> FloatArray:
 
 
 @numba.njit(cache=True)
+def target_units(target: float, equity: float, fill_price: float,
+                 fee_rate: float) -> float:  # pragma: no cover - compiled
+    """Base units for ``target`` (a fraction of ``equity``, quote currency) bought or sold
+    at ``fill_price``, so that the position and its fee together are ``target * equity``
+    (the module docstring's sizing; the live order planner sizes with it too)."""
+    return target * equity / (fill_price * (1.0 + fee_rate))
+
+
+@numba.njit(cache=True)
 def execute_target(acct: FloatArray, target: float, price: float, bar_quote_volume: float,
                    sigma: float, cp: FloatArray) -> float:  # pragma: no cover - compiled
     """Trade to ``target`` at reference ``price`` if the target changed; return the notional.
@@ -81,7 +90,7 @@ def execute_target(acct: FloatArray, target: float, price: float, bar_quote_volu
     slip = slippage_fraction(est_notional, bar_quote_volume, sigma, cp)
     delta_sign = 1.0 if want > units else -1.0
     fill = price * (1.0 + slip * delta_sign)
-    want = target * equity / (fill * (1.0 + cp[C_FEE]))
+    want = target_units(target, equity, fill, cp[C_FEE])
     delta = want - units
     notional = abs(delta) * fill
     fee = notional * cp[C_FEE]

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -22,6 +21,8 @@ from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.paper_session import PaperSession
 from raytrade.actors.venues.binance_auth import ApiKeys
 from raytrade.actors.venues.binance_orders import BinanceExecution
+
+from tests.live_setup import banner_process
 
 KEY = "rtTestKey7Qm2vX9pL4sN8dF3hJ6kA1zC5bG0"
 SECRET = "rtTestSecret4Tq9wE2rY7uI5oP1aS3dF6gH8jK0lZx"
@@ -46,13 +47,8 @@ def exchange_process(tmp_path: Path, data: Sequence[Path], *, speed: float, star
         path = tmp_path / "faults.json"
         path.write_text(json.dumps({"faults": faults}))
         cmd += ["--faults", str(path)]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        yield json.loads(server.stdout.readline())
-    finally:
-        server.terminate()
-        server.wait(15)
+    with banner_process(cmd) as banner:
+        yield dict(banner)
 
 
 def sim_state(info: dict[str, Any]) -> dict[str, Any]:

@@ -102,13 +102,22 @@ def replay_process(data: list[Path], *, speed: float, start: int,
            "--port", str(free_port()), "--start-on-connect"]
     if faults:
         cmd += ["--faults", json.dumps(faults)]
+    with banner_process(cmd) as banner:
+        yield banner
+
+
+@contextlib.contextmanager
+def banner_process(cmd: list[str], stop_timeout_s: float = 15.0
+                   ) -> Iterator[dict[str, object]]:
+    """A server command that prints one JSON line once it listens: yields that line,
+    then stops the server (SIGTERM)."""
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         yield json.loads(server.stdout.readline())
     finally:
         server.terminate()
-        server.wait(10)
+        server.wait(stop_timeout_s)
 
 
 @dataclasses.dataclass

@@ -123,6 +123,7 @@ def test_commands_round_trip_through_the_store_in_order(tmp_path: Path) -> None:
     assert [c.id for c in commands] == [first.id, second.id] and errors == []
     assert first.applies_to("anyone") and not second.applies_to("live-eth")
     assert read_commands(blobs, after=first.id)[0] == [second]
+    assert read_commands(blobs, skip={first.id})[0] == [second]
     blobs.put(keys.live_command_key(3000, "zz"), b'{"id": "x"}')
     commands, errors = read_commands(blobs, after=second.id)
     assert commands == [] and "field 'action'" in errors[0]

@@ -30,18 +30,20 @@ def test_filters_round_quantities_down_and_prices_away_from_the_book() -> None:
     assert limit_price(40000.0, "sell", 50, BTC) == 39800.0
 
 
-def test_spot_plan_buys_the_difference_sized_to_the_step() -> None:
-    desired = desired_position(0.5, 1000.0, 40000.0, "spot")
+def test_spot_plan_buys_the_difference_sized_like_the_accounting_and_the_step() -> None:
+    # position and its 10 bp fee together are half the equity, as the env sizes a trade
+    desired = desired_position(0.5, 1000.0, 40000.0, "spot", fee_rate=0.001)
+    assert desired == pytest.approx(500.0 / (40000.0 * 1.001))
     plan = plan_orders(0.0, desired, BTC, 40000.0, "spot")
     assert [(leg.side, leg.qty, leg.reduce_only) for leg in plan.legs] == [
-        ("buy", 0.0125, False)]
+        ("buy", 0.01248, False)]
 
 
 def test_spot_plan_never_sells_more_than_it_holds_and_refuses_shorts() -> None:
     plan = plan_orders(0.01, 0.0, BTC, 40000.0, "spot")
     assert [(leg.side, leg.qty) for leg in plan.legs] == [("sell", 0.01)]
     with pytest.raises(ConfigError, match="long/flat"):
-        desired_position(-0.5, 1000.0, 40000.0, "spot")
+        desired_position(-0.5, 1000.0, 40000.0, "spot", fee_rate=0.001)
 
 
 def test_plan_drops_a_change_under_the_exchange_minimum_and_says_why() -> None:

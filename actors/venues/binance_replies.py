@@ -9,7 +9,7 @@ arrive as strings (``"0.00100000"``), ids and times as integers (ms UTC).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,18 @@ def obj(data: Any, where: str) -> Mapping[str, Any]:
         raise MalformedReplyError(f"{where}: expected a JSON object, got "
                                   f"{type(data).__name__}")
     return data
+
+
+def items(d: Mapping[str, Any], field: str, where: str
+          ) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The objects of the array ``d[field]``, each with the place errors name
+    (``<where> <field>[i]``); ``MalformedReplyError`` if it is not an array of objects."""
+    rows = d.get(field)
+    if not isinstance(rows, list):
+        raise MalformedReplyError(f"{where}: field {field!r} is not an array")
+    for i, row in enumerate(rows):
+        at = f"{where} {field}[{i}]"
+        yield at, obj(row, at)
 
 
 def text(d: Mapping[str, Any], key: str, where: str) -> str:
@@ -160,14 +172,9 @@ class ExchangeSymbol:
 
 def parse_symbols(data: Any, where: str) -> dict[str, ExchangeSymbol]:
     """Every symbol of an ``exchangeInfo`` reply (spot or futures)."""
-    d = obj(data, where)
-    symbols = d.get("symbols")
-    if not isinstance(symbols, list):
-        raise MalformedReplyError(f"{where}: field 'symbols' is not an array")
     out = {}
-    for i, entry in enumerate(symbols):
-        e = obj(entry, f"{where} symbols[{i}]")
-        name = text(e, "symbol", f"{where} symbols[{i}]")
+    for at, e in items(obj(data, where), "symbols", where):
+        name = text(e, "symbol", at)
         out[name] = ExchangeSymbol(parse_filters(e, f"{where} {name}"),
                                    text(e, "status", f"{where} {name}"))
     return out
@@ -223,14 +230,8 @@ def parse_filters(entry: Mapping[str, Any], where: str) -> SymbolFilters:
 
 def parse_spot_balances(data: Any, where: str) -> dict[str, float]:
     """Asset -> free + locked, non-zero only, from ``GET /api/v3/account``."""
-    d = obj(data, where)
-    rows = d.get("balances")
-    if not isinstance(rows, list):
-        raise MalformedReplyError(f"{where}: field 'balances' is not an array")
     out = {}
-    for i, row in enumerate(rows):
-        r = obj(row, f"{where} balances[{i}]")
-        at = f"{where} balances[{i}]"
+    for at, r in items(obj(data, where), "balances", where):
         total = decimal(r, "free", at) + decimal(r, "locked", at)
         if total:
             out[text(r, "asset", at)] = total
@@ -259,15 +260,11 @@ def parse_futures_account(data: Any, where: str) -> FuturesAccount:
     for key in ("assets", "positions"):
         if not isinstance(d.get(key), list):
             raise MalformedReplyError(f"{where}: field {key!r} is not an array")
-    for i, row in enumerate(d["assets"]):
-        at = f"{where} assets[{i}]"
-        r = obj(row, at)
+    for at, r in items(d, "assets", where):
         wb = decimal(r, "walletBalance", at, signed=True)
         if wb:
             balances[text(r, "asset", at)] = wb
-    for i, row in enumerate(d["positions"]):
-        at = f"{where} positions[{i}]"
-        r = obj(row, at)
+    for at, r in items(d, "positions", where):
         amt = decimal(r, "positionAmt", at, signed=True)
         if amt:
             sym = text(r, "symbol", at)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Literal, cast, get_args
 
@@ -108,16 +109,17 @@ def issue_command(blobs: BlobStore, action: str, *, by: str, reason: str = "",
     return command
 
 
-def read_commands(blobs: BlobStore, after: str | None = None
-                  ) -> tuple[list[LiveCommand], list[str]]:
-    """Commands issued after the command id ``after`` (all if None), oldest first, and an
-    error for each stored object that is not a valid command (named by key: it is
-    skipped, and the caller reports it)."""
+def read_commands(blobs: BlobStore, after: str | None = None, *,
+                  skip: Collection[str] = ()) -> tuple[list[LiveCommand], list[str]]:
+    """Commands issued after the command id ``after`` (all if None), oldest first, less
+    those whose id is in ``skip`` (not even fetched: an actor polling every second reads
+    only what is new to it), and an error for each stored object that is not a valid
+    command (named by key: it is skipped, and the caller reports it)."""
     commands: list[LiveCommand] = []
     errors: list[str] = []
     for key in blobs.list(keys.LIVE_COMMANDS):
         name = key.rsplit("/", 1)[-1].removesuffix(".json")
-        if after is not None and name <= after:
+        if (after is not None and name <= after) or name in skip:
             continue
         try:
             command = LiveCommand.from_json(blobs.get(key).data, key)
