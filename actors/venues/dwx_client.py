@@ -1,0 +1,402 @@
+"""An asyncio client for one DWX Connect terminal folder (the file protocol:
+``dwx_files.py``; the records: ``dwx_records.py``; the EA sources and Darwinex's own
+client: ``github.com/darwinex/dwxconnect``, ``mql/`` and ``python/api/dwx_client.py``).
+
+One ``DwxClient`` per folder per process (``shared_client``): two writers numbering
+commands independently would collide in the EA's de-duplication memory, and their
+subscriptions would overwrite each other (``SUBSCRIBE_SYMBOLS`` *replaces* the EA's
+list). The market-data feed and the order side of one folder share it: subscriptions
+are the union of everything asked for, sent whole every time.
+
+- One poll task reads the EA's files every ``poll_s`` (change detection and tolerant
+  parsing in ``dwx_files.JsonFile``): the account and open orders, new messages, ticks,
+  closed bars. A file that stays invalid is counted in ``faults`` and logged, naming it.
+- ``send`` writes a command with the next id (ids cycle below 100000; ``RESET_COMMAND_IDS``
+  is sent first, as the EA expects of a client that starts) and confirms delivery: the EA
+  deletes a command file once it has read it. A command still unread after
+  ``command_timeout_s`` is withdrawn (renamed away, so it can never run late) and
+  reported: ``CommandNotReadError``, never dropped in silence.
+- ``request`` sends and waits for the EA's reply: the first message written after the
+  command that the caller's matcher accepts (the EA writes its INFO/ERROR messages with
+  no command id; commands that expect a reply are serialized, so a reply is the next
+  message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``.
+- The EA restarting (it deletes its files, command slots included, and forgets its
+  subscriptions and command ids) is noticed when ``DWX_Orders.txt`` vanishes and comes
+  back: the subscriptions are sent again. The EA rewrites that file at least once a
+  second, so ``alive`` is False when it has not for ``stale_after_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raytrade.actors.events import MessageRejectedError
+from raytrade.actors.venues import dwx_files as f
+from raytrade.actors.venues import dwx_records as r
+from raytrade.envs.bars import Bar
+from raytrade.envs.errors import ConfigError, TemporaryError
+
+log = logging.getLogger(__name__)
+
+
+class CommandNotReadError(TemporaryError):
+    """The EA did not read a command within ``command_timeout_s``; it was withdrawn and
+    will not run."""
+
+
+class ReplyTimeoutError(TemporaryError):
+    """The EA read a command but wrote no reply to it in time: its effect is unknown."""
+
+
+class EaError(Exception):
+    """The EA answered a command with an ERROR message (``message``)."""
+
+    def __init__(self, message: r.Message) -> None:
+        super().__init__(f"{message.error_type}: {message.text}")
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Timing of a ``DwxClient``. Seconds."""
+
+    poll_s: float = 0.02
+    """How often the EA's files are read (the EA's own timer is 25 ms)."""
+    command_timeout_s: float = 5.0
+    """A command file still unread after this is withdrawn and reported."""
+    reply_timeout_s: float = 10.0
+    """A command read but unanswered after this is reported (``ReplyTimeoutError``)."""
+    invalid_after_s: float = 2.0
+    """An EA file invalid (half written) for this long is reported."""
+    stale_after_s: float = 5.0
+    """``DWX_Orders.txt`` not rewritten for this long: the EA is not running."""
+    server_utc_offset_s: int = 0
+    """The broker's server time minus UTC (``dwx_records.server_time_ms``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("poll_s", "command_timeout_s", "reply_timeout_s", "invalid_after_s",
+                     "stale_after_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"DWX ClientConfig.{name} must be > 0")
+        if abs(self.server_utc_offset_s) > 14 * 3600:
+            raise ConfigError(f"DWX server UTC offset {self.server_utc_offset_s} s is beyond "
+                              "+-14 h")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A delivered command."""
+
+    command_id: int
+    command: str
+    content: str
+    seq: int
+    """The message sequence number when it was written: its reply comes after."""
+
+
+@dataclass
+class _State:
+    """What the poll task has read (mutable, owned by the client)."""
+
+    orders: r.OrdersFile | None = None
+    orders_seen: float = -1e18
+    ticks: dict[str, r.Tick] = field(default_factory=dict)
+    bars: dict[tuple[str, str], Bar] = field(default_factory=dict)
+    messages: deque[tuple[int, r.Message]] = field(default_factory=lambda: deque(maxlen=500))
+    seen: set[tuple[int, str]] = field(default_factory=set)
+    seq: int = 0
+
+
+class DwxClient:
+    """One terminal folder's client (module docstring)."""
+
+    def __init__(self, files_dir: str | Path, config: ClientConfig | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or ClientConfig()
+        self.paths = f.DwxPaths(Path(files_dir))
+        self.clock = clock
+        self.slots = f.CommandSlots(self.paths)
+        inv = self.config.invalid_after_s
+        self.files = {name: f.JsonFile(self.paths.file(name), invalid_after_s=inv,
+                                       clock=clock)
+                      for name in (f.ORDERS, f.MESSAGES, f.MARKET_DATA, f.BAR_DATA)}
+        self.state = _State()
+        self.faults: Counter[str] = Counter()
+        """``invalid_file``, ``command_not_read``, ``reply_timeout``, ``ea_restart``,
+        ``rejected_record``."""
+        self.last_fault = ""
+        self.listeners: list[Callable[[], None]] = []
+        """Called after every poll that changed something."""
+        self.tick_symbols: set[str] = set()
+        self.bar_pairs: set[tuple[str, str]] = set()
+        self._next_id = random.SystemRandom().randrange(f.COMMAND_ID_MODULUS)
+        """Ids start at random: another process writing to the folder (which it should
+        not) rarely collides with this one in the EA's memory of the last 1000."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._polled: asyncio.Event | None = None
+        self._send_lock: asyncio.Lock | None = None
+        self._reply_locks: dict[str, asyncio.Lock] = {}
+        self._orders_gone = False
+        self._started = False
+
+    # ---- lifetime
+    async def start(self) -> None:
+        """Start (or restart on this event loop) the poll task; the first start marks
+        the messages already there as seen and resets the EA's command ids."""
+        loop = asyncio.get_running_loop()
+        if self._task is not None and not self._task.done() and self._loop is loop:
+            return
+        self.paths.check()
+        self._loop = loop
+        self._polled = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._reply_locks = {}
+        first = not self._started
+        self._started = True
+        self._poll_once(initial=first)
+        self._task = loop.create_task(self._run(), name=f"dwx-poll {self.paths.files_dir}")
+        if first:
+            await self.send("RESET_COMMAND_IDS", "")
+
+    async def stop(self) -> None:
+        """Stop the poll task (the EA keeps running)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self._poll_once()
+            except Exception as exc:  # the poll loop must never die
+                log.exception("DWX poll of %s failed: %s", self.paths.files_dir, exc)
+            assert self._polled is not None
+            self._polled.set()
+            self._polled = asyncio.Event()
+            await asyncio.sleep(self.config.poll_s)
+
+    async def wait_poll(self, timeout: float | None = None) -> None:
+        """Until the next poll has run (or ``timeout`` s)."""
+        await self.start()
+        event = self._polled
+        assert event is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout or self.config.reply_timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``."""
+        return self.clock() - self.state.orders_seen < self.config.stale_after_s
+
+    # ---- reading
+    def _read(self, name: str) -> f.FileChange | None:
+        try:
+            return self.files[name].poll()
+        except f.InvalidFileError as exc:
+            self.report_fault("invalid_file", str(exc))
+            return None
+
+    def report_fault(self, kind: str, detail: str) -> None:
+        """Count and log one fault (``faults``)."""
+        self.faults[kind] += 1
+        self.last_fault = detail
+        log.warning("DWX %s: %s", kind, detail)
+
+    def _poll_once(self, initial: bool = False) -> None:
+        changed = False
+        orders_file = self.files[f.ORDERS]
+        before = orders_file.rewrites
+        change = self._read(f.ORDERS)
+        if orders_file.rewrites != before:
+            self.state.orders_seen = self.clock()  # rewritten, even if unchanged
+        if not orders_file.exists and self.state.orders is not None:
+            self._orders_gone = True
+        if change is not None:
+            changed |= self._apply(change, lambda d: self._set_orders(
+                r.parse_orders(d, self.config.server_utc_offset_s, str(orders_file.path))))
+            if self._orders_gone:
+                self._orders_gone = False
+                self._on_restart()
+        change = self._read(f.MESSAGES)
+        if change is not None:
+            changed |= self._apply(change, lambda d: self._add_messages(
+                r.parse_messages(d, str(self.paths.file(f.MESSAGES))), initial))
+        change = self._read(f.MARKET_DATA)
+        if change is not None:
+            changed |= self._apply(change, lambda d: self.state.ticks.update(
+                r.parse_market_data(d, str(self.paths.file(f.MARKET_DATA)))))
+        change = self._read(f.BAR_DATA)
+        if change is not None:
+            changed |= self._apply(change, lambda d: self.state.bars.update(
+                r.parse_bar_data(d, self.config.server_utc_offset_s,
+                                 str(self.paths.file(f.BAR_DATA)))))
+        if changed:
+            for listener in list(self.listeners):
+                listener()
+
+    def _apply(self, change: f.FileChange, use: Callable[[object], object]) -> bool:
+        try:
+            use(change.data)
+        except MessageRejectedError as exc:
+            self.report_fault("rejected_record", exc.reason)
+            return False
+        return True
+
+    def _set_orders(self, orders: r.OrdersFile) -> None:
+        self.state.orders = orders
+
+    def _add_messages(self, messages: list[r.Message], initial: bool) -> None:
+        st = self.state
+        for m in messages:
+            key = (m.millis, str(m))
+            if key in st.seen:
+                continue
+            st.seen.add(key)
+            if initial:
+                continue  # from before this client: never a reply to its commands
+            st.seq += 1
+            st.messages.append((st.seq, m))
+            if m.kind == "ERROR":
+                log.warning("DWX EA: %s", m)
+        if len(st.seen) > 5000:  # the EA keeps its last 50: older keys never return
+            st.seen = {(m.millis, str(m)) for m in messages}
+
+    def _on_restart(self) -> None:
+        self.report_fault("ea_restart", f"the EA in {self.paths.folder} restarted: subscribing "
+                    "again")
+        for name in (f.MESSAGES, f.MARKET_DATA, f.BAR_DATA):
+            self.files[name].forget()
+        if self._loop is not None and (self.tick_symbols or self.bar_pairs):
+            self._loop.create_task(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        try:
+            if self.tick_symbols:
+                await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(self.tick_symbols)))
+            if self.bar_pairs:
+                await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(self.bar_pairs))
+        except TemporaryError as exc:
+            log.warning("DWX: subscribing again failed (%s); retried at the next restart "
+                        "or subscription", exc)
+
+    def messages_after(self, seq: int) -> list[tuple[int, r.Message]]:
+        """Messages read after sequence number ``seq``, oldest first."""
+        return [(s, m) for s, m in self.state.messages if s > seq]
+
+    # ---- commands
+    def new_id(self) -> int:
+        """The next command id (ids cycle below 100000)."""
+        self._next_id = (self._next_id + 1) % f.COMMAND_ID_MODULUS
+        return self._next_id
+
+    async def send(self, command: str, content: str, *, command_id: int | None = None
+                   ) -> Sent:
+        """Write one command and wait until the EA has read it (module docstring);
+        ``command_id`` reuses an id (a resend the EA must skip if it ran the first)."""
+        if self._send_lock is None or self._loop is not asyncio.get_running_loop():
+            await self.start()
+        assert self._send_lock is not None
+        async with self._send_lock:  # one writer: ids and slots in order
+            cid = self.new_id() if command_id is None else command_id
+            text = f.command_text(cid, command, content)
+            seq = self.state.seq
+            slot = await asyncio.to_thread(self.slots.write, text)
+        deadline = self.clock() + self.config.command_timeout_s
+        while self.slots.read(slot) == text:
+            if self.clock() >= deadline:
+                if await asyncio.to_thread(self.slots.withdraw, slot, text):
+                    detail = (f"the EA did not read command {cid} {command} within "
+                              f"{self.config.command_timeout_s:g} s ({self.paths.command(slot)}"
+                              "); withdrawn, it will not run: is the EA attached and "
+                              "AutoTrading on?")
+                    self.report_fault("command_not_read", detail)
+                    raise CommandNotReadError(detail)
+                break  # read just now
+            await asyncio.sleep(self.config.poll_s)
+        return Sent(cid, command, content, seq)
+
+    async def request(self, command: str, content: str,
+                      match: Callable[[r.Message], bool], *, family: str,
+                      command_id: int | None = None, timeout_s: float | None = None
+                      ) -> r.Message:
+        """Send and return the EA's INFO reply; ``EaError`` for its ERROR reply;
+        ``ReplyTimeoutError`` without one. Requests of one ``family`` (the EA's message
+        prefix, e.g. ``OPEN_ORDER``) run one at a time so that replies pair up."""
+        async with self.exclusive(family):
+            sent = await self.send(command, content, command_id=command_id)
+            return await self.reply(sent, match, timeout_s=timeout_s)
+
+    def exclusive(self, name: str) -> asyncio.Lock:
+        """A lock by name on this event loop (requests of a family, an answer file)."""
+        return self._reply_locks.setdefault(name, asyncio.Lock())
+
+    async def reply(self, sent: Sent, match: Callable[[r.Message], bool], *,
+                    timeout_s: float | None = None) -> r.Message:
+        """The first message after ``sent`` accepted by ``match`` (module docstring)."""
+        deadline = self.clock() + (timeout_s or self.config.reply_timeout_s)
+        marker = f"{sent.command_id}|{sent.command}"
+        while True:
+            for _, m in self.messages_after(sent.seq):
+                if m.kind == "ERROR" and m.error_type.startswith("WRONG_FORMAT") \
+                        and marker in m.text:
+                    raise EaError(m)
+                if match(m):
+                    if m.kind == "ERROR":
+                        raise EaError(m)
+                    return m
+            if self.clock() >= deadline:
+                detail = (f"no reply from the EA to command {sent.command_id} "
+                          f"{sent.command} {sent.content!r} within "
+                          f"{timeout_s or self.config.reply_timeout_s:g} s")
+                self.report_fault("reply_timeout", detail)
+                raise ReplyTimeoutError(detail)
+            await self.wait_poll(max(0.0, deadline - self.clock()))
+
+    # ---- subscriptions
+    async def subscribe_ticks(self, symbols: tuple[str, ...]) -> None:
+        """Add ``symbols`` to the tick subscription (the whole union is sent)."""
+        if set(symbols) <= self.tick_symbols and self.alive:
+            return
+        self.tick_symbols |= set(symbols)
+        await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(self.tick_symbols)))
+
+    async def subscribe_bars(self, pairs: tuple[tuple[str, str], ...]) -> None:
+        """Add (symbol, timeframe) pairs to the bar subscription (the union is sent)."""
+        if set(pairs) <= self.bar_pairs and self.alive:
+            return
+        self.bar_pairs |= set(pairs)
+        await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(self.bar_pairs))
+
+
+def _pairs(pairs: set[tuple[str, str]]) -> str:
+    return ",".join(f"{s},{tf}" for s, tf in sorted(pairs))
+
+
+_CLIENTS: dict[Path, DwxClient] = {}
+
+
+def shared_client(files_dir: str | Path, config: ClientConfig | None = None) -> DwxClient:
+    """The process's one client for ``files_dir`` (module docstring); a second caller
+    asking for another server time offset is refused (``ConfigError``): both would read
+    the same files."""
+    key = Path(files_dir).resolve()
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = DwxClient(key, config)
+    elif config is not None and config.server_utc_offset_s != \
+            client.config.server_utc_offset_s:
+        raise ConfigError(f"DWX folder {key} is already read with server UTC offset "
+                          f"{client.config.server_utc_offset_s} s, not "
+                          f"{config.server_utc_offset_s} s")
+    return client
