@@ -96,29 +96,30 @@ class OrderRecord:
                           tuple(self.trades))
 
 
-def check_account_kind(account: rec.AccountInfo, network: str, dry_run: bool,
-                       folder: object) -> None:
-    """The account the EA shows must be the network's (contract: ``testnet`` a demo
-    account, ``mainnet`` real money; ``loopback`` the EA simulator, recognised by its
-    state file). An EA that does not report the kind cannot prove a demo account:
-    ``testnet`` is refused then, except for a dry run."""
+def check_account_kind(account: rec.AccountInfo, network: str, folder: Path) -> str:
+    """The account behind the EA must be the network's: ``testnet`` a demo account,
+    ``mainnet`` real money, ``loopback`` the EA simulator (recognised by its state file);
+    ``ConfigError`` otherwise. The stock EAs do not report the account kind: then a
+    ``testnet`` run cannot prove it trades a demo account, and the reason is returned
+    (the order side refuses every order with it; a dry run sends none); "" when verified
+    or when ``mainnet`` was spelled out."""
     if network == "loopback":
-        if not (Path(str(folder)) / "sim_state.json").exists():
+        if not (folder / "sim_state.json").exists():
             raise ConfigError(f"network loopback is for the EA simulator, and {folder} holds "
                               "no simulator (sim_state.json): use testnet or mainnet")
-        return
-    kind = account.trade_mode
+        return ""
     want = {"testnet": "demo", "mainnet": "real"}.get(network)
     if want is None:
         raise ConfigError(f"network {network!r}: testnet, mainnet or loopback")
+    kind = account.trade_mode
     if kind is None:
-        if network == "testnet" and not dry_run:
-            raise ConfigError(
-                f"account {account.number}: the EA does not report whether it is a demo or "
-                "a real account, so testnet (demo) cannot be verified: add the trade_mode "
-                "field to the EA's account_info (README), or run --dry-run, or --mainnet "
-                "if this is real money")
-        return
+        if network == "testnet":
+            return (f"account {account.number}: the EA does not report whether it is a demo "
+                    "or a real account, so a testnet (demo) run cannot be verified: add the "
+                    "trade_mode field to the EA's account_info (README), run --dry-run, or "
+                    "--mainnet if this is real money")
+        return ""
     if kind != want:
         raise ConfigError(f"account {account.number} is a {kind} account, but network "
                           f"{network} trades a {want} account: refused")
+    return ""

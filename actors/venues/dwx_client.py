@@ -147,6 +147,7 @@ class DwxClient:
         self._reply_locks: dict[str, asyncio.Lock] = {}
         self._orders_gone = False
         self._started = False
+        self._resubscribing: asyncio.Task[None] | None = None
 
     # ---- lifetime
     async def start(self) -> None:
@@ -274,21 +275,32 @@ class DwxClient:
 
     def _on_restart(self) -> None:
         self.report_fault("ea_restart", f"the EA in {self.paths.folder} restarted: subscribing "
-                    "again")
+                          "again")
         for name in (f.MESSAGES, f.MARKET_DATA, f.BAR_DATA):
             self.files[name].forget()
+        self.state.ticks.clear()  # the EA deleted its files: what they said is gone
+        self.state.bars.clear()
         if self._loop is not None and (self.tick_symbols or self.bar_pairs):
-            self._loop.create_task(self._resubscribe())
+            if self._resubscribing is not None:
+                self._resubscribing.cancel()
+            self._resubscribing = self._loop.create_task(self._resubscribe())
 
     async def _resubscribe(self) -> None:
-        try:
-            if self.tick_symbols:
-                await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(self.tick_symbols)))
-            if self.bar_pairs:
-                await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(self.bar_pairs))
-        except TemporaryError as exc:
-            log.warning("DWX: subscribing again failed (%s); retried at the next restart "
-                        "or subscription", exc)
+        """Send the subscriptions again until the EA has read them (back-off doubling to
+        30 s): the feed and the order side rely on them."""
+        delay = self.config.poll_s
+        while True:
+            try:
+                if self.tick_symbols:
+                    await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(self.tick_symbols)))
+                if self.bar_pairs:
+                    await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(self.bar_pairs))
+                return
+            except TemporaryError as exc:
+                log.warning("DWX: subscribing again failed (%s); retrying in %.1f s", exc,
+                            delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def messages_after(self, seq: int) -> list[tuple[int, r.Message]]:
         """Messages read after sequence number ``seq``, oldest first."""
@@ -365,18 +377,19 @@ class DwxClient:
 
     # ---- subscriptions
     async def subscribe_ticks(self, symbols: tuple[str, ...]) -> None:
-        """Add ``symbols`` to the tick subscription (the whole union is sent)."""
-        if set(symbols) <= self.tick_symbols and self.alive:
-            return
-        self.tick_symbols |= set(symbols)
-        await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(self.tick_symbols)))
+        """Add ``symbols`` to the tick subscription (the whole union is sent; kept only
+        once the EA has read it)."""
+        wanted = self.tick_symbols | set(symbols)
+        if wanted != self.tick_symbols:
+            await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(wanted)))
+            self.tick_symbols = wanted
 
     async def subscribe_bars(self, pairs: tuple[tuple[str, str], ...]) -> None:
         """Add (symbol, timeframe) pairs to the bar subscription (the union is sent)."""
-        if set(pairs) <= self.bar_pairs and self.alive:
-            return
-        self.bar_pairs |= set(pairs)
-        await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(self.bar_pairs))
+        wanted = self.bar_pairs | set(pairs)
+        if wanted != self.bar_pairs:
+            await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(wanted))
+            self.bar_pairs = wanted
 
 
 def _pairs(pairs: set[tuple[str, str]]) -> str:

@@ -60,6 +60,7 @@ from raytrade.actors.venues.dwx_symbols import SymbolSpec, VenueConfig
 from raytrade.actors.venues.execution import (
     FINAL_STATUSES,
     AccountSnapshot,
+    MarketKind,
     OrderFateUnknownError,
     OrderRequest,
     OrderState,
@@ -73,19 +74,19 @@ class DwxExecution:
     (module docstring). ``network``: ``testnet`` (a demo account), ``mainnet`` (real
     money) or ``loopback`` (the EA simulator); checked by ``ready``."""
 
-    def __init__(self, client: DwxClient, config: VenueConfig, *, network: str,
-                 dry_run: bool = False) -> None:
+    def __init__(self, client: DwxClient, config: VenueConfig, *, network: str) -> None:
         self.client = client
         self.config = config
         self.network = network
-        self.dry_run = dry_run
         self.records: dict[str, OrderRecord] = {}
         self.listeners: list[Callable[[OrderRecord], None]] = []
         """Called when a record gains a fill or ends (the user stream)."""
         self._checked = False
+        self.unverified = ""
+        """Why the account kind could not be verified: every order is refused."""
 
     @property
-    def market(self) -> str:
+    def market(self) -> MarketKind:
         """Always ``futures`` (a signed position)."""
         return "futures"
 
@@ -111,8 +112,10 @@ class DwxExecution:
         if self._checked:
             return
         orders = await self.orders_now()
-        check_account_kind(orders.account, self.network, self.dry_run,
-                           self.client.paths.folder)
+        self.unverified = check_account_kind(orders.account, self.network,
+                                             self.client.paths.folder)
+        if self.unverified:
+            log.error("DWX: %s", self.unverified)
         symbols = tuple(sorted(self.config.symbols))
         await self.client.subscribe_ticks(symbols)
         for symbol in symbols:
@@ -146,6 +149,8 @@ class DwxExecution:
         record = self.records.get(order.client_order_id)
         if record is None:
             record = self._new_record(order)
+            if self.unverified:
+                record.finish("rejected", self.unverified)
         async with self.client.exclusive("orders"):
             if record.unknown is not None:
                 await self._resolve(record)

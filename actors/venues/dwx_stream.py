@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from raytrade.actors.venues.execution import ExecutionReport
 
 if TYPE_CHECKING:
-    from raytrade.actors.venues.dwx_orders import DwxExecution, OrderRecord
+    from raytrade.actors.venues.dwx_book import OrderRecord
+    from raytrade.actors.venues.dwx_orders import DwxExecution
 
 log = logging.getLogger(__name__)
 
