@@ -305,7 +305,7 @@ class DwxExecution:
 
     def _commission(self, spec: SymbolSpec, mt_commission: float) -> float:
         tick = self.client.state.ticks.get(spec.symbol)
-        return -mt_commission * spec.quote_per_account(tick.tick_value if tick else None)
+        return 0.0 - mt_commission * spec.quote_per_account(tick.tick_value if tick else None)
 
     async def _resolve(self, record: OrderRecord, *, history: bool = True) -> None:
         """Decide a step of unknown fate from the EA's state (module docstring)."""
