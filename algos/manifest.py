@@ -13,9 +13,12 @@ only it. Reading is strict (``envs/typed_json.py``): a missing or unknown field,
 value of the wrong type, is refused with the field's path (``env.costs.fee_bps``); no
 trading rule is ever read with a default.
 
-``raytrade.policy/2`` is read by a migration (``MIGRATIONS``): it lacked only the decision
-rule (``env.decision``), and every v2 policy decided plain greedy on every bar, which is
-the default rule, so the migration records what the bundle did. ``raytrade.policy/1`` is
+``raytrade.policy/3`` and ``raytrade.policy/2`` are read by migrations (``MIGRATIONS``,
+applied in turn until the current format): v3 lacked only the trading calendar
+(``env.calendar``), and every v3 policy traded a market open around the clock, which is
+the default calendar (``ALWAYS``); v2 also lacked the decision rule (``env.decision``),
+and every v2 policy decided plain greedy on every bar, which is the default rule. Each
+migration records what the bundle did. ``raytrade.policy/1`` is
 refused, not migrated: it did not record the reward's
 parameters (``dsr_eta``, ``drawdown_penalty``, ``turnover_penalty``), the initial equity,
 the episode settings, the env id or the data ranges, and wrote an uncapped
@@ -32,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from raytrade.envs.calendar import ALWAYS
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import DatasetRange, EnvSpec
 from raytrade.envs.errors import ConfigError, RaytradeError
@@ -40,13 +44,24 @@ from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.observation import N_POSITION_STATE, POSITION_STATE_NAMES
 from raytrade.envs.typed_json import decode, encode
 
-BUNDLE_FORMAT = "raytrade.policy/3"
+BUNDLE_FORMAT = "raytrade.policy/4"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 REEXPORT = ("re-export it from its training run with `raytrade train --config "
             "EXPERIMENT.toml --store STORE --resume --iterations 1` (restores the newest "
             "checkpoint, trains one more iteration and publishes a " + BUNDLE_FORMAT +
             " bundle), or train the experiment again")
+
+def _from_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``raytrade.policy/3`` manifest read as v4. v3 had no trading calendar because
+    every market was taken to trade around the clock, which is the default calendar
+    (``envs.calendar.ALWAYS``); nothing else changed."""
+    env = data.get("env")
+    if not isinstance(env, dict):
+        return data  # malformed: the strict reader names it
+    return {**data, "format": "raytrade.policy/4",
+            "env": {**env, "calendar": encode(ALWAYS)}}
+
 
 def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
     """A ``raytrade.policy/2`` manifest read as v3. v2 had no decision rule because its
@@ -59,16 +74,17 @@ def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
     training = data.get("training")
     if isinstance(training, dict):  # v2 had no search: no policy of it won a trial
         training = {**training, "tune": None}
-    return {**data, "format": BUNDLE_FORMAT, "training": training,
+    return {**data, "format": "raytrade.policy/3", "training": training,
             "env": {**env, "decision": {"margin": 0.0, "cost_multiple": 0.0,
                                         "every_bars": 1}}}
 
 
 MIGRATIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "raytrade.policy/2": _from_v2,
+    "raytrade.policy/3": _from_v3,
 }
-"""Older formats read by a tested migration to the current one (tests/test_manifest.py
-pins each old schema with its fixture)."""
+"""Older formats, each read by a tested migration to the next one, applied in turn up to
+the current one (tests/test_manifest.py pins each old schema with its fixture)."""
 
 OLD_FORMATS = {
     "raytrade.policy/1": "it does not record the reward's parameters (dsr_eta, "
@@ -305,7 +321,7 @@ class BundleManifest:
     def from_dict(cls, data: Any) -> BundleManifest:
         """Inverse of :meth:`to_dict`; ``ConfigError`` naming the field otherwise, with
         how to re-export a bundle of an older format."""
-        if isinstance(data, dict) and data.get("format") in MIGRATIONS:
+        while isinstance(data, dict) and data.get("format") in MIGRATIONS:
             data = MIGRATIONS[data["format"]](data)
         if isinstance(data, dict) and data.get("format") != BUNDLE_FORMAT:
             fmt = data.get("format")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import DataError
 from raytrade.envs.intervals import ms_to_interval
 
@@ -49,7 +50,9 @@ def _frozen(array: npt.ArrayLike, dtype: type) -> npt.NDArray[np.generic]:
 
 @dataclass(frozen=True)
 class BarTable:
-    """A validated, immutable, regular series of bars for one symbol.
+    """A validated, immutable, regular series of bars for one symbol: one bar every
+    ``interval_ms`` except across the closures of its trading ``calendar`` (weekends and
+    holidays of a forex market; never for the 24/7 default).
 
     Attributes:
         symbol: exchange symbol such as ``"BTCUSDT"`` (``""`` when unknown).
@@ -58,6 +61,8 @@ class BarTable:
         open, high, low, close, volume: float64 arrays of the same length.
         filled: True where a bar was synthesized by the repair mode to fill a gap.
         source: where the bars came from (a file path or a description).
+        calendar: when the market trades (``envs/calendar.py``); steps across its closures
+            are not gaps.
     """
 
     symbol: str
@@ -70,6 +75,7 @@ class BarTable:
     volume: FloatArray
     filled: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     source: str = ""
+    calendar: TradingCalendar = ALWAYS
 
     def __post_init__(self) -> None:
         n = len(self.ts)
@@ -111,7 +117,7 @@ class BarTable:
             symbol=self.symbol, interval_ms=self.interval_ms, ts=self.ts[start:stop],
             open=self.open[start:stop], high=self.high[start:stop], low=self.low[start:stop],
             close=self.close[start:stop], volume=self.volume[start:stop],
-            filled=self.filled[start:stop], source=self.source,
+            filled=self.filled[start:stop], source=self.source, calendar=self.calendar,
         )
 
     def between(self, start_ms: int | None = None, end_ms: int | None = None) -> BarTable:
@@ -139,7 +145,8 @@ class BarTable:
     @classmethod
     def from_arrays(cls, ts: npt.ArrayLike, ohlcv: npt.ArrayLike, *, interval_ms: int,
                     symbol: str = "", source: str = "",
-                    filled: npt.ArrayLike | None = None) -> BarTable:
+                    filled: npt.ArrayLike | None = None,
+                    calendar: TradingCalendar = ALWAYS) -> BarTable:
         """Build a table from open times (ms) and a ``[T, 5]`` OHLCV matrix."""
         m = np.asarray(ohlcv, dtype=np.float64)
         if m.ndim != 2 or m.shape[1] != 5:
@@ -147,4 +154,4 @@ class BarTable:
         fl = np.zeros(len(m), dtype=bool) if filled is None else np.asarray(filled, dtype=bool)
         return cls(symbol=symbol, interval_ms=interval_ms, ts=np.asarray(ts, dtype=np.int64),
                    open=m[:, 0], high=m[:, 1], low=m[:, 2], close=m[:, 3], volume=m[:, 4],
-                   filled=fl, source=source)
+                   filled=fl, source=source, calendar=calendar)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from raytrade.envs.calendar import TradingCalendar
 from raytrade.envs.costs import CostModel
 from raytrade.envs.decision import DecisionRule
 from raytrade.envs.errors import ConfigError, reject_unknown_fields
@@ -51,6 +52,11 @@ class EnvConfig:
     """Steps before ``truncated``; None plays to the end of the split."""
     random_start: bool = True
     """Start episodes at a random bar (from ``np_random``); False starts at the first."""
+    calendar: TradingCalendar = field(default_factory=TradingCalendar)
+    """When the market trades (``envs/calendar.py``): 24/7 by default; ``kind = "forex"``
+    accepts weekend and holiday closures in the data instead of calling them gaps, sizes
+    warm-ups in expected bars, annualizes with the calendar's bars per year and keeps the
+    live side from alerting while the market is closed."""
 
     def __post_init__(self) -> None:
         if len(self.positions) < 2 or len(set(self.positions)) != len(self.positions):
@@ -89,8 +95,8 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
-        """Build from plain values (nested ``costs``, ``risk`` and ``decision`` dicts
-        allowed)."""
+        """Build from plain values (nested ``costs``, ``risk``, ``decision`` and
+        ``calendar`` dicts allowed)."""
         reject_unknown_fields("EnvConfig", data, (f.name for f in dataclasses.fields(cls)))
         kwargs = dict(data)
         for name, kind in (("costs", CostModel), ("risk", RiskConfig),
@@ -101,6 +107,8 @@ class EnvConfig:
                     kwargs[name] = kind(**value)
                 except TypeError as exc:
                     raise ConfigError(f"bad EnvConfig.{name}: {exc}") from exc
+        if "calendar" in kwargs and not isinstance(kwargs["calendar"], TradingCalendar):
+            kwargs["calendar"] = TradingCalendar.from_dict(kwargs["calendar"])
         if "positions" in kwargs:
             kwargs["positions"] = tuple(float(p) for p in kwargs["positions"])
         return cls(**kwargs)

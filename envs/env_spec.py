@@ -89,7 +89,8 @@ class EnvSpec:
         split of every source together."""
         _, normalizer = load_markets(list(sources), spec=features, split="train",
                                      reference=reference, train=train, validation=validation,
-                                     window=env.window, costs=env.costs)
+                                     window=env.window, costs=env.costs,
+                                     calendar=env.calendar)
         return cls(sources=tuple(sources), reference=reference, train=train,
                    validation=validation, features=features, env=env, normalizer=normalizer)
 
@@ -98,7 +99,8 @@ class EnvSpec:
         markets, _ = load_markets(list(self.sources), spec=self.features, split=split,
                                   reference=self.reference, train=self.train,
                                   validation=self.validation, window=self.env.window,
-                                  costs=self.env.costs, normalizer=self.normalizer)
+                                  costs=self.env.costs, normalizer=self.normalizer,
+                                  calendar=self.env.calendar)
         return markets
 
     @property

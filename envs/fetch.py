@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from raytrade.envs.bars import BarTable
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import (
     DataError,
     DataFormatError,
@@ -174,7 +175,8 @@ def _fetch_month(base_url: str, symbol: str, interval: str, month: str, folder: 
     return target
 
 
-def _month_bars(archive: Path, interval_ms: int) -> BarTable:
+def _month_bars(archive: Path, interval_ms: int,
+                calendar: TradingCalendar = ALWAYS) -> BarTable:
     try:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if n.endswith(".csv")]
@@ -183,7 +185,7 @@ def _month_bars(archive: Path, interval_ms: int) -> BarTable:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(zf.extract(names[0], tmp))
                 try:
-                    table = load_bars(path, interval_ms=interval_ms)
+                    table = load_bars(path, interval_ms=interval_ms, calendar=calendar)
                 except DataValidationError as exc:
                     raise DataValidationError(f"{archive}!{names[0]}", exc.rule, exc.rows,
                                               exc.detail) from exc
@@ -192,13 +194,16 @@ def _month_bars(archive: Path, interval_ms: int) -> BarTable:
     except zipfile.BadZipFile as exc:
         raise FetchError(f"{archive}: not a valid zip archive ({exc})") from exc
     return BarTable.from_arrays(table.ts, table.ohlcv(), interval_ms=interval_ms,
-                                symbol=table.symbol, source=f"{archive}!{names[0]}")
+                                symbol=table.symbol, source=f"{archive}!{names[0]}",
+                                calendar=calendar)
 
 
 def fetch_klines(symbol: str, interval: str, start: str, end: str, data_dir: str | Path, *,
                  base_url: str = DEFAULT_BASE_URL, timeout: float = 30.0,
-                 retries: int = 3) -> FetchReport:
+                 retries: int = 3, calendar: TradingCalendar = ALWAYS) -> FetchReport:
     """Download, verify, validate and join monthly archives ``start..end`` (``"YYYY-MM"``).
+    Validation (each month and the joins between months) accepts ``calendar``'s closures
+    (the 24/7 default for Binance's spot markets: none).
 
     Raises:
         FetchError: unreachable server, missing month, checksum mismatch, bad archive.
@@ -215,16 +220,17 @@ def fetch_klines(symbol: str, interval: str, start: str, end: str, data_dir: str
     for month in months:
         archive = _fetch_month(base_url, symbol, interval, month, folder, report, timeout,
                                retries)
-        tables.append(_month_bars(archive, iv))
+        tables.append(_month_bars(archive, iv, calendar))
     ts = np.concatenate([t.ts for t in tables])
     ohlcv = np.concatenate([t.ohlcv() for t in tables])
-    broken = first_broken_rule(ts, ohlcv, iv)
+    broken = first_broken_rule(ts, ohlcv, iv, calendar)
     if broken is not None:
         rule, rows, detail = broken
         raise DataError(f"{symbol} {interval} {start}..{end}: months do not join up: rule "
                         f"'{rule}' broken at open time {int(ts[rows[0]])}: {detail}")
     joined = BarTable.from_arrays(ts, ohlcv, interval_ms=iv, symbol=symbol,
-                                  source=f"binance:{symbol}:{interval}:{start}..{end}")
+                                  source=f"binance:{symbol}:{interval}:{start}..{end}",
+                                  calendar=calendar)
     out = root / f"{symbol}_{interval}_{months[0]}_{months[-1]}.csv.gz"
     report.output = write_bars(joined, out)
     report.bars = len(joined)

@@ -9,19 +9,23 @@ from pathlib import Path
 
 import pandas as pd
 from raytrade.envs.bars import BarTable
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.loaders import load_raw
-from raytrade.envs.validation import RepairReport, repair_raw, validate_raw
+from raytrade.envs.validation import RepairReport, closure_report, repair_raw, validate_raw
 
 
-def load_bars(path: str | Path, *, interval_ms: int | None = None) -> BarTable:
-    """Read and validate one OHLCV file (CSV, ``.csv.gz`` or Parquet); raise on any broken rule."""
-    return validate_raw(load_raw(path), interval_ms)
+def load_bars(path: str | Path, *, interval_ms: int | None = None,
+              calendar: TradingCalendar = ALWAYS) -> BarTable:
+    """Read and validate one OHLCV file (CSV, ``.csv.gz`` or Parquet); raise on any broken
+    rule. Steps across ``calendar``'s closures are accepted (24/7 default: none)."""
+    return validate_raw(load_raw(path), interval_ms, calendar)
 
 
-def load_bars_repaired(path: str | Path, *,
-                       interval_ms: int | None = None) -> tuple[BarTable, RepairReport]:
-    """Read a file in repair mode: exact duplicates dropped, gaps filled, all reported."""
-    return repair_raw(load_raw(path), interval_ms)
+def load_bars_repaired(path: str | Path, *, interval_ms: int | None = None,
+                       calendar: TradingCalendar = ALWAYS) -> tuple[BarTable, RepairReport]:
+    """Read a file in repair mode: exact duplicates dropped, gaps inside sessions filled,
+    all reported (closures counted, never filled)."""
+    return repair_raw(load_raw(path), interval_ms, calendar)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -65,8 +69,10 @@ def write_bars(table: BarTable, path: str | Path) -> Path:
 
 
 def describe(table: BarTable) -> dict[str, object]:
-    """A short summary: symbol, interval, bar count, first and last open time (ISO UTC)."""
-    return {
+    """A short summary: symbol, interval, bar count, first and last open time (ISO UTC);
+    with a calendar that closes, also the calendar, the closures stepped across and the
+    bars found inside closures (accepted)."""
+    out: dict[str, object] = {
         "file": table.source,
         "symbol": table.symbol or None,
         "interval": table.interval,
@@ -75,3 +81,8 @@ def describe(table: BarTable) -> dict[str, object]:
         "last": pd.Timestamp(int(table.ts[-1]), unit="ms", tz="UTC").isoformat(),
         "filled_bars": int(table.filled.sum()),
     }
+    if not table.calendar.always:
+        closures, inside = closure_report(table)
+        out.update(calendar=table.calendar.describe(), closures=closures,
+                   bars_in_closures=inside)
+    return out

@@ -10,6 +10,14 @@ Accepted layouts:
   from its magnitude, value by value, so files that mix ms and µs (Binance switched spot
   archives to µs in 2025) load correctly: below 1e11 seconds, below 1e14 ms, below 1e17 µs,
   else ns (unambiguous for dates between 1973 and 5138).
+- Headed CSV files whose first header cell is empty: the layout pandas writes for a frame
+  indexed by time (``DataFrame.to_csv()``, e.g. ``,Open,High,Low,Close,Volume``, the layout
+  of the EURUSD and GOOG bars shipped in the ``backtesting`` package); that first column is
+  the time column when no named one is present.
+
+The symbol and interval come from a file name such as ``BTCUSDT_5m_2025.csv``; a file
+named only by its symbol (``EURUSD.csv``: 3 to 20 capitals and digits) gives the symbol,
+and its interval is inferred from the bars (``validation.infer_interval``).
 
 Any other column is an error unless it is one of Binance's extra kline fields, ``symbol``
 or ``filled`` (the gap marker written by the repair mode): a column we do not understand
@@ -41,6 +49,9 @@ KNOWN_EXTRA_COLUMNS = frozenset({
     "symbol", "filled",
 })
 _NAME_PATTERN = re.compile(r"(?P<symbol>[A-Z0-9]{2,20})[-_](?P<interval>\d+[smhdw])(?![A-Za-z])")
+_SYMBOL_ONLY = re.compile(r"^(?P<symbol>[A-Z][A-Z0-9]{2,19})$")
+INDEX_COLUMN = "unnamed: 0"
+"""The lower-cased name pandas gives a CSV's empty first header cell (an index column)."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +88,13 @@ class RawBars:
 
 
 def parse_name(path: str | Path) -> tuple[str, int | None]:
-    """Symbol and interval (ms) from a file name such as ``BTCUSDT_5m_2025.csv``."""
-    match = _NAME_PATTERN.search(Path(path).name)
+    """Symbol and interval (ms) from a file name such as ``BTCUSDT_5m_2025.csv``; the
+    symbol alone from one such as ``EURUSD.csv`` (its interval is then inferred)."""
+    name = Path(path).name
+    match = _NAME_PATTERN.search(name)
     if match is None:
-        return "", None
+        only = _SYMBOL_ONLY.match(name.split(".", 1)[0])
+        return (only.group("symbol") if only else ""), None
     return match.group("symbol"), interval_to_ms(match.group("interval"))
 
 
@@ -173,10 +187,13 @@ def _to_raw(frame: pd.DataFrame, source: str, kind: str, offset: int,
     frame = frame.rename(columns=lambda c: str(c).strip().lower())
     columns = list(frame.columns)
     time_col = next((c for c in TIME_COLUMNS if c in columns), None)
+    if time_col is None and columns and columns[0] == INDEX_COLUMN:
+        time_col = INDEX_COLUMN  # pandas' index column: ``,Open,High,...``
     missing = [c for c in OHLCV if c not in columns]
     problems = []
     if time_col is None:
-        problems.append("no time column (expected one of " + ", ".join(TIME_COLUMNS) + ")")
+        problems.append("no time column (expected one of " + ", ".join(TIME_COLUMNS)
+                        + ", or an unnamed first column)")
     if missing:
         problems.append(f"missing columns {missing}")
     if problems:

@@ -9,10 +9,17 @@ split (features before it are still computed from real history, which is causal 
 avoids losing the window to warm-up); a split the warm-up leaves under
 ``dataset.MIN_DATA_SHARE`` of gets a ``WarmupWarning``.
 
-Sources are file paths, glob patterns, ``"sample:SYMBOL"`` for the bundled data, or
+Sources are file paths, glob patterns, ``"sample:SYMBOL"`` for the bundled data,
+``"backtesting:NAME"`` for the real bars shipped inside the installed ``backtesting``
+package (``EURUSD``: 5000 hourly EURUSD bars, 2017-04-19 to 2018-02-07 UTC, with forex
+weekends and holidays; read in place, never copied), or
 ``"synthetic:KIND[:seed=S][:n=N][:drift=BPS][:volume=X]"`` for a planted-signal market
 (``synthetic.py``, options in :func:`synthetic_source`), which has no reference asset
 (use a FeatureSpec with ``reference_symbol=None``).
+
+Every source is read under the env's trading calendar (``EnvConfig.calendar``,
+``envs/calendar.py``): a file's steps across the calendar's closures are accepted, and a
+synthetic market, generated around the clock, keeps only the bars the calendar expects.
 Results are cached per process in two layers: the bars, features and splits of a set of
 sources are prepared once, normalized once per normalizer, and every split is then a view
 of the same arrays; many envs on one runner, and the evaluation and the publisher in the
@@ -24,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
+import importlib.util
 import json
 import math
 import warnings
@@ -34,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.costs import CostModel, cost_inputs
 from raytrade.envs.dataset import MIN_DATA_SHARE, WarmupWarning, fit_normalizer, prepare_features
 from raytrade.envs.errors import ConfigError, DataError
@@ -84,11 +93,45 @@ class MarketData:
         return self.last - self.first + 1
 
 
-def load_source(src: str) -> BarTable:
-    """Bars of one resolved source: a file, or a ``synthetic:`` market."""
+def load_source(src: str, calendar: TradingCalendar = ALWAYS) -> BarTable:
+    """Bars of one resolved source under ``calendar``: a file, or a ``synthetic:`` market
+    (generated around the clock; with a calendar that closes, the bars inside closures are
+    left out, so it trades like that market)."""
     if not src.startswith("synthetic:"):
-        return load_bars(src)
-    return synthetic_source(src).bars
+        return load_bars(src, calendar=calendar)
+    bars = synthetic_source(src).bars
+    if calendar.always:
+        return bars
+    keep = calendar.expected_mask(bars.ts, bars.interval_ms)
+    return BarTable.from_arrays(bars.ts[keep], bars.ohlcv()[keep],
+                                interval_ms=bars.interval_ms, symbol=bars.symbol,
+                                source=bars.source, calendar=calendar)
+
+
+BACKTESTING_PACKAGE = "backtesting"
+
+
+def backtesting_path(name: str) -> Path:
+    """The CSV ``NAME`` (``EURUSD``, ``GOOG``, ``BTCUSD``) shipped inside the installed
+    ``backtesting`` package's ``test`` folder, read in place (the package is AGPL: its data
+    is never copied into this repository).
+
+    Raises:
+        ConfigError: the package is not installed, or has no such file (names the ones
+            it has).
+    """
+    spec = importlib.util.find_spec(BACKTESTING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"source 'backtesting:{name}' reads the bars shipped in the "
+                          f"'{BACKTESTING_PACKAGE}' package, which is not installed "
+                          f"(pip install {BACKTESTING_PACKAGE})")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "test"
+    path = folder / f"{name}.csv"
+    if not name or not path.is_file():
+        have = sorted(p.stem for p in folder.glob("*.csv"))
+        raise ConfigError(f"source 'backtesting:{name}': the '{BACKTESTING_PACKAGE}' package "
+                          f"has no {name or '(empty name)'}.csv; it ships {', '.join(have)}")
+    return path
 
 
 SYNTHETIC_FORMAT = ("synthetic:KIND[:seed=S][:n=N][:drift=BPS][:volume=X] (KIND: "
@@ -145,13 +188,16 @@ def _is_number(text: str) -> bool:
 
 
 def resolve_sources(sources: tuple[str, ...]) -> list[str]:
-    """Expand globs and ``sample:`` names into file paths (sorted within each glob)."""
+    """Expand globs, ``sample:`` and ``backtesting:`` names into file paths (sorted within
+    each glob)."""
     out: list[str] = []
     for src in sources:
         if src.startswith("synthetic:"):
             out.append(src)
         elif src.startswith("sample:"):
             out.append(str(sample_path(src.split(":", 1)[1])))
+        elif src.startswith(BACKTESTING_PACKAGE + ":"):
+            out.append(str(backtesting_path(src.split(":", 1)[1])))
         elif any(ch in src for ch in "*?["):
             matches = sorted(glob.glob(src))
             if not matches:
@@ -164,17 +210,17 @@ def resolve_sources(sources: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _reference_for(tables: list[BarTable], spec: FeatureSpec,
-                   reference: str | None) -> BarTable | None:
+def _reference_for(tables: list[BarTable], spec: FeatureSpec, reference: str | None,
+                   calendar: TradingCalendar = ALWAYS) -> BarTable | None:
     if not spec.reference_symbol:
         return None
     if reference:
-        return load_bars(resolve_sources((reference,))[0])
+        return load_bars(resolve_sources((reference,))[0], calendar=calendar)
     for t in tables:
         if t.symbol == spec.reference_symbol:
             return t
     try:
-        return load_bars(sample_path(spec.reference_symbol))
+        return load_bars(sample_path(spec.reference_symbol), calendar=calendar)
     except DataError as exc:
         raise DataError(f"the FeatureSpec needs {spec.reference_symbol} bars: pass "
                         f"reference=PATH or include its file in the sources") from exc
@@ -182,14 +228,14 @@ def _reference_for(tables: list[BarTable], spec: FeatureSpec,
 
 @functools.lru_cache(maxsize=8)
 def _prepared(sources: tuple[str, ...], reference: str | None, spec_json: str, train: float,
-              validation: float, sigma_span: int
+              validation: float, sigma_span: int, calendar: TradingCalendar = ALWAYS
               ) -> tuple[tuple[BarTable, FeatureMatrix, Splits, FloatArray, FloatArray], ...]:
     """Bars, raw features, splits and cost inputs of every source: the expensive part,
     done once per process for every split and normalizer that reads the same data."""
     spec = FeatureSpec.from_json(spec_json)
     costs = CostModel(sigma_span=sigma_span)
-    tables = [load_source(p) for p in resolve_sources(sources)]
-    ref = _reference_for(tables, spec, reference)
+    tables = [load_source(p, calendar) for p in resolve_sources(sources)]
+    ref = _reference_for(tables, spec, reference, calendar)
     out = []
     for table in tables:
         bars, features, splits = prepare_features(table, ref, spec, train=train,
@@ -202,11 +248,12 @@ def _prepared(sources: tuple[str, ...], reference: str | None, spec_json: str, t
 @functools.lru_cache(maxsize=8)
 def _normalized(sources: tuple[str, ...], reference: str | None, spec_json: str,
                 train: float, validation: float, sigma_span: int,
-                normalizer_json: str | None
+                normalizer_json: str | None, calendar: TradingCalendar = ALWAYS
                 ) -> tuple[tuple[MarketData, ...], Normalizer]:
     """Every source normalized (``split="all"`` ranges), and the normalizer used."""
     spec = FeatureSpec.from_json(spec_json)
-    prepared = _prepared(sources, reference, spec_json, train, validation, sigma_span)
+    prepared = _prepared(sources, reference, spec_json, train, validation, sigma_span,
+                         calendar)
     if normalizer_json is None:
         normalizer = fit_normalizer([(b, f, s) for b, f, s, _, _ in prepared], spec)
     else:
@@ -273,11 +320,14 @@ def restrict_range(market: MarketData, start_ms: int, end_ms: int) -> MarketData
 def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = None,
                  split: str = "train", reference: str | None = None, train: float = 0.7,
                  validation: float = 0.15, window: int = 16, costs: CostModel | None = None,
-                 normalizer: Normalizer | None = None) -> tuple[list[MarketData], Normalizer]:
+                 normalizer: Normalizer | None = None, calendar: TradingCalendar = ALWAYS
+                 ) -> tuple[list[MarketData], Normalizer]:
     """Prepare every source for episodes on ``split``; return the markets and the normalizer.
 
     The normalizer is fitted on the training splits of all sources together unless one is
-    given (for example the one stored in a policy bundle).
+    given (for example the one stored in a policy bundle). ``calendar`` is the market's
+    trading calendar (``EnvConfig.calendar``): closures in the data are accepted, never
+    filled.
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
@@ -285,5 +335,5 @@ def load_markets(sources: Sequence[str] | str, *, spec: FeatureSpec | None = Non
     src = (sources,) if isinstance(sources, str) else tuple(sources)
     norm_json = None if normalizer is None else json.dumps(normalizer.to_dict())
     every, norm = _normalized(src, reference, spec.to_json(), float(train), float(validation),
-                              int((costs or CostModel()).sigma_span), norm_json)
+                              int((costs or CostModel()).sigma_span), norm_json, calendar)
     return [restrict(m, split, window) for m in every], norm

@@ -85,7 +85,8 @@ def build_markets(markets: Sequence[MarketData] | None, data: Sequence[str] | st
     if data is None:
         raise ConfigError("give markets= or data=")
     loaded, norm = load_markets(data, spec=spec, split=split, reference=reference,
-                                window=config.window, costs=config.costs)
+                                window=config.window, costs=config.costs,
+                                calendar=config.calendar)
     return loaded, norm.clip
 
 

@@ -78,6 +78,11 @@ def _decode(hint: Any, data: Any, path: str) -> Any:
         return _decode(rest[0], data, path)
     if hint is Any:
         return data
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if data not in allowed or isinstance(data, bool):
+            raise ConfigError(f"{path}: expected one of {list(allowed)}, got {data!r}")
+        return data
     if hint in _OWN_FORMAT:
         return _own_format(hint, data, path)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):

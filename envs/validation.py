@@ -4,7 +4,10 @@ Rules, checked in this order; the first broken rule raises a
 :class:`~raytrade.envs.errors.DataValidationError` naming the file, the rows and the rule:
 
 1. ``sorted_unique``: open times strictly increasing (no duplicates, no going back);
-2. ``regular_interval``: every step between open times equals the interval;
+2. ``regular_interval``: every step between open times equals the interval, except a step
+   across a closure of the trading calendar (``envs/calendar.py``): one whose skipped bars
+   all lie in closures (a forex weekend, a holiday) is accepted; a step that skips even one
+   bar the calendar expects is a gap and refused;
 3. ``finite``: no NaN or infinite open, high, low, close or volume;
 4. ``positive_prices``: open, high, low, close > 0;
 5. ``nonnegative_volume``: volume >= 0;
@@ -15,7 +18,12 @@ The interval is the one named in the file name when there is one, else the most 
 step between open times. Repair mode (:func:`repair_raw`) changes only two things and
 reports each change: it drops rows that exactly repeat an earlier row (same time and
 values), and it fills gaps with flat bars (open = high = low = close = previous close,
-volume 0) marked ``filled``. Everything else still fails: nothing is repaired silently.
+volume 0) marked ``filled``, only where the calendar expects a bar: a closure is never
+filled. Everything else still fails: nothing is repaired silently.
+
+Bars inside a closure (a broker's quote just after the Friday close) are accepted, never
+refused: they are real trades. :func:`closure_report` counts them and the closures a
+file steps across; the repair report carries the same counts.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from raytrade.envs.bars import BarTable, FloatArray, IntArray
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import DataValidationError
 from raytrade.envs.intervals import ms_to_interval
 from raytrade.envs.loaders import RawBars
@@ -50,6 +59,10 @@ class RepairReport:
 
     source: str
     changes: list[RepairChange] = field(default_factory=list)
+    closures: int = 0
+    """Steps across a closure of the calendar (weekends, holidays), accepted as they are."""
+    bars_in_closures: int = 0
+    """Bars lying wholly inside a closure (kept: a broker's late quote is still a trade)."""
 
     @property
     def dropped(self) -> int:
@@ -82,12 +95,13 @@ def _fail(raw: RawBars, rule: str, positions: IntArray, detail: str) -> DataVali
                                f"{detail} ({len(positions)} rows; first at {first})")
 
 
-def first_broken_rule(ts: IntArray, ohlcv: FloatArray,
-                      interval_ms: int) -> tuple[str, IntArray, str] | None:
+def first_broken_rule(ts: IntArray, ohlcv: FloatArray, interval_ms: int,
+                      calendar: TradingCalendar = ALWAYS) -> tuple[str, IntArray, str] | None:
     """The first broken rule as ``(rule, row positions, detail)``, or None if all hold.
 
     Pure and vectorized: the file validator and the streaming feature pipeline both call it,
-    so live bars and historical files obey one set of rules.
+    so live bars and historical files obey one set of rules. ``calendar`` says which longer
+    steps are closures rather than gaps (the 24/7 default: none).
     """
     steps = np.diff(ts)
     bad = np.flatnonzero(steps <= 0) + 1
@@ -95,11 +109,24 @@ def first_broken_rule(ts: IntArray, ohlcv: FloatArray,
         dup = int(np.sum(steps == 0))
         return ("sorted_unique", bad, f"open times must strictly increase; {dup} duplicates, "
                                       f"{len(bad) - dup} out of order")
-    bad = np.flatnonzero(steps != interval_ms) + 1
+    irregular = steps != interval_ms
+    if not calendar.always and irregular.any():
+        irregular &= ~calendar.closure_steps(ts, interval_ms)
+    bad = np.flatnonzero(irregular) + 1
     if len(bad):
+        if calendar.always:
+            return ("regular_interval", bad,
+                    f"expected a {ms_to_interval(interval_ms)} step, found "
+                    f"{int(steps[bad[0] - 1])} ms (a gap or a misaligned bar; repair mode "
+                    "fills whole-bar gaps)")
+        a, b = int(ts[bad[0] - 1]), int(ts[bad[0]])
+        missing = calendar.expected_between(a, b, interval_ms)
         return ("regular_interval", bad,
-                f"expected a {ms_to_interval(interval_ms)} step, found {int(steps[bad[0] - 1])} ms "
-                "(a gap or a misaligned bar; repair mode fills whole-bar gaps)")
+                f"expected a {ms_to_interval(interval_ms)} step, found "
+                f"{int(steps[bad[0] - 1])} ms from {_iso(a)}: "
+                + (f"{missing} bars the {calendar.describe()} calendar expects are missing "
+                   "(a gap inside a session; repair mode fills whole-bar gaps)"
+                   if (b - a) % interval_ms == 0 else "a misaligned bar"))
     o, h, lo, c, v = (ohlcv[:, j] for j in range(5))
     with np.errstate(invalid="ignore"):
         checks = (
@@ -116,21 +143,35 @@ def first_broken_rule(ts: IntArray, ohlcv: FloatArray,
     return None
 
 
-def validate_raw(raw: RawBars, interval_ms: int | None = None) -> BarTable:
-    """Check every rule and return the immutable table, or raise on the first broken rule."""
+def validate_raw(raw: RawBars, interval_ms: int | None = None,
+                 calendar: TradingCalendar = ALWAYS) -> BarTable:
+    """Check every rule and return the immutable table (carrying ``calendar``), or raise on
+    the first broken rule."""
     if len(raw) == 0:
         raise DataValidationError(raw.source, "finite", [], "no rows")
     iv = interval_ms or infer_interval(raw)
-    broken = first_broken_rule(raw.ts, raw.ohlcv, iv)
+    broken = first_broken_rule(raw.ts, raw.ohlcv, iv, calendar)
     if broken is not None:
         rule, positions, detail = broken
         raise _fail(raw, rule, positions, detail)
     return BarTable.from_arrays(raw.ts, raw.ohlcv, interval_ms=iv, symbol=raw.symbol,
-                                source=raw.source, filled=raw.filled)
+                                source=raw.source, filled=raw.filled, calendar=calendar)
 
 
-def repair_raw(raw: RawBars, interval_ms: int | None = None) -> tuple[BarTable, RepairReport]:
-    """Drop exact duplicates, fill whole-bar gaps, then validate; report every change.
+def closure_report(table: BarTable) -> tuple[int, int]:
+    """``(closures, bars_in_closures)`` of a validated table: the steps across a closure of
+    its calendar, and the bars lying wholly inside one (accepted, counted)."""
+    if table.calendar.always or len(table) == 0:
+        return 0, 0
+    closures = int(table.calendar.closure_steps(table.ts, table.interval_ms).sum())
+    inside = int((~table.calendar.expected_mask(table.ts, table.interval_ms)).sum())
+    return closures, inside
+
+
+def repair_raw(raw: RawBars, interval_ms: int | None = None,
+               calendar: TradingCalendar = ALWAYS) -> tuple[BarTable, RepairReport]:
+    """Drop exact duplicates, fill whole-bar gaps where ``calendar`` expects bars (never a
+    closure), then validate; report every change and count the closures.
 
     Raises:
         DataValidationError: a rule the repair mode does not fix is broken (conflicting
@@ -154,7 +195,8 @@ def repair_raw(raw: RawBars, interval_ms: int | None = None) -> tuple[BarTable, 
                                            f"exact repeat of {raw.where([j])[0]}"))
     ts, ohlcv, locs, filled = raw.ts[keep], raw.ohlcv[keep], raw.locations[keep], raw.filled[keep]
     steps = np.diff(ts)
-    gaps = np.flatnonzero((steps > iv) & (steps % iv == 0))
+    gaps = np.flatnonzero((steps > iv) & (steps % iv == 0)
+                          & ~calendar.closure_steps(ts, iv))
     if len(gaps):
         parts_ts, parts_x, parts_loc, parts_fill = [], [], [], []
         start = 0
@@ -163,16 +205,20 @@ def repair_raw(raw: RawBars, interval_ms: int | None = None) -> tuple[BarTable, 
             parts_x.append(ohlcv[start:g + 1])
             parts_loc.append(locs[start:g + 1])
             parts_fill.append(filled[start:g + 1])
-            n = int(steps[g] // iv) - 1
+            grid = ts[g] + iv * np.arange(1, int(steps[g] // iv), dtype=np.int64)
+            new = grid[calendar.expected_mask(grid, iv)]  # a closure is never filled
+            n = len(new)
             prev_close = ohlcv[g, 3]
-            parts_ts.append(ts[g] + iv * np.arange(1, n + 1, dtype=np.int64))
+            parts_ts.append(new)
             parts_x.append(np.tile([prev_close] * 4 + [0.0], (n, 1)))
             parts_loc.append(np.full(n, locs[g], dtype=np.int64))
             parts_fill.append(np.ones(n, dtype=bool))
+            skipped = "" if n == len(grid) else \
+                f" ({len(grid) - n} in closures of the {calendar.describe()} calendar left out)"
             report.changes.append(RepairChange(
                 "filled_gap", f"{raw.location_kind} {int(locs[g])}",
-                f"{n} bars from {_iso(int(ts[g]) + iv)} to {_iso(int(ts[g]) + n * iv)} "
-                f"filled flat at the previous close {prev_close}, volume 0"))
+                f"{n} bars from {_iso(int(new[0]))} to {_iso(int(new[-1]))} "
+                f"filled flat at the previous close {prev_close}, volume 0{skipped}"))
             start = g + 1
         parts_ts.append(ts[start:])
         parts_x.append(ohlcv[start:])
@@ -183,7 +229,9 @@ def repair_raw(raw: RawBars, interval_ms: int | None = None) -> tuple[BarTable, 
     fixed = RawBars(source=raw.source, ts=ts, ohlcv=ohlcv, locations=locs,
                     location_kind=raw.location_kind, symbol=raw.symbol,
                     interval_hint_ms=raw.interval_hint_ms, filled=filled)
-    return validate_raw(fixed, iv), report
+    table = validate_raw(fixed, iv, calendar)
+    report.closures, report.bars_in_closures = closure_report(table)
+    return table, report
 
 
 def _iso(ms: int) -> str:

@@ -31,6 +31,7 @@ from raytrade.algos.experiment import (
     SelectionConfig,
     TuneSettings,
 )
+from raytrade.envs.calendar import TradingCalendar
 from raytrade.envs.costs import CostModel
 from raytrade.envs.decision import DecisionRule
 from raytrade.envs.env_config import EnvConfig
@@ -43,7 +44,7 @@ END = "<!-- /config-reference -->"
 SECTIONS: tuple[tuple[str, type], ...] = (
     ("(top level)", ExperimentConfig), ("[data]", DataConfig), ("[features]", FeatureSpec),
     ("[env]", EnvConfig), ("[env.costs]", CostModel), ("[env.risk]", RiskConfig),
-    ("[env.decision]", DecisionRule),
+    ("[env.decision]", DecisionRule), ("[env.calendar]", TradingCalendar),
     ("[network]", NetworkConfig), ("[dqn]", DQNSettings), ("[replay]", ReplayConfig),
     ("[exploration]", ExplorationConfig), ("[resources]", ResourcesConfig),
     ("[fault_tolerance]", FaultToleranceConfig), ("[live]", LiveConfig),

@@ -24,6 +24,7 @@ from raytrade.algos.manifest import (
     verify_bundle,
 )
 from raytrade.algos.policy import Policy
+from raytrade.envs.calendar import ALWAYS
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.risk import RiskConfig
 
@@ -32,8 +33,12 @@ V2_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v2.json"
 """A ``raytrade.policy/2`` manifest as ``export.random_bundle`` wrote it (synthetic_regime,
 seed 3, fitted env spec): the old schema the v2 migration reads."""
 V3_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v3.json"
-"""A ``raytrade.policy/3`` manifest as ``export.random_bundle`` writes it (synthetic_regime,
-seed 3, fitted env spec): the format's schema, pinned."""
+"""A ``raytrade.policy/3`` manifest as ``export.random_bundle`` wrote it (synthetic_regime,
+seed 3, fitted env spec): the old schema the v3 migration reads."""
+V4_MANIFEST = Path(__file__).resolve().parent / "fixtures" / "manifest_v4.json"
+"""A ``raytrade.policy/4`` manifest as ``export.random_bundle`` writes it (synthetic_regime,
+seed 3, fitted env spec; the v3 fixture with its 24/7 calendar): the format's schema,
+pinned."""
 """A ``raytrade.policy/1`` manifest as ``export.random_bundle`` wrote it before the typed
 manifest (synthetic_regime experiment, seed 3)."""
 
@@ -68,7 +73,7 @@ def _with(doc: dict[str, Any]) -> dict[str, bytes]:
 def test_manifest_round_trip_keeps_every_env_field_and_infinity() -> None:
     exp = _experiment()
     manifest = BundleManifest.from_json(_files()[MANIFEST])
-    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/3"
+    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/4"
     assert manifest.env == exp.env  # the complete EnvConfig: reward parameters included
     assert manifest.env.risk.max_notional == math.inf
     assert _document()["env"]["risk"]["max_notional"] == "Infinity"
@@ -161,27 +166,41 @@ def test_published_format_schema_is_pinned_so_a_field_change_must_bump_the_forma
     # or renaming a field of the manifest (an EnvConfig field included) fails here: bump
     # BUNDLE_FORMAT, add the old one to OLD_FORMATS (refuse with how to re-export, or a
     # tested migration), and write this fixture anew.
-    text = V3_MANIFEST.read_bytes()
+    text = V4_MANIFEST.read_bytes()
     manifest = BundleManifest.from_json(text)
     assert json.loads(manifest.to_json()) == json.loads(text)
-    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/3"
+    assert manifest.format == BUNDLE_FORMAT == "raytrade.policy/4"
+
+
+def test_manifest_v3_is_migrated_with_the_24_7_calendar_it_traded_under() -> None:
+    v3 = json.loads(V3_MANIFEST.read_bytes())
+    assert "calendar" not in v3["env"]
+    manifest = BundleManifest.from_dict(v3)
+    assert manifest.format == BUNDLE_FORMAT
+    assert manifest.env.calendar == ALWAYS
+    # everything else reads exactly as written
+    again = manifest.to_dict()
+    assert {k: v for k, v in again["env"].items() if k != "calendar"} == v3["env"]
+    assert {k: v for k, v in again.items() if k not in ("env", "format")} == \
+        {k: v for k, v in v3.items() if k not in ("env", "format")}
 
 
 def test_manifest_v2_is_migrated_with_the_plain_greedy_rule_it_decided_by() -> None:
     v2 = json.loads(V2_MANIFEST.read_bytes())
     manifest = BundleManifest.from_dict(v2)
     assert manifest.format == BUNDLE_FORMAT
-    assert manifest.env.decision.is_plain_greedy
+    assert manifest.env.decision.is_plain_greedy and manifest.env.calendar == ALWAYS
     # everything else reads exactly as written
     again = manifest.to_dict()
-    assert {k: v for k, v in again["env"].items() if k != "decision"} == v2["env"]
+    assert {k: v for k, v in again["env"].items()
+            if k not in ("decision", "calendar")} == v2["env"]
     assert again["training"] == {**v2["training"], "tune": None}
     assert {k: v for k, v in again.items() if k not in ("env", "format", "training")} == \
         {k: v for k, v in v2.items() if k not in ("env", "format", "training")}
 
 
 def test_manifest_with_a_field_of_another_schema_says_what_to_do() -> None:
-    doc = json.loads(V3_MANIFEST.read_bytes())
+    doc = json.loads(V4_MANIFEST.read_bytes())
     doc["env"]["reward_clip"] = 3.0
     with pytest.raises(ConfigError, match=r"env\.reward_clip: unknown field.*re-export"):
         BundleManifest.from_dict(doc)

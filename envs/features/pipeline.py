@@ -7,6 +7,13 @@ depend only on bars ``<= t`` and are bit-identical whichever way they were compu
 
 Bars are checked before any state changes (the rules of ``validation.py``, plus
 continuity with the previous call): a rejected bar leaves the state as it was.
+
+Closures of the trading calendar (``envs/calendar.py``) are skipped, never filled: the
+next bar after a forex weekend simply follows the Friday bar. Every feature counts bars,
+not hours (returns over ``h`` bars, rolling windows, swings), so a series with a weekend
+gives the same features as the same bars with no weekend between them; the one place
+wall-clock time enters is the higher timeframes, whose buckets are clock-aligned
+(``resample.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from raytrade.envs.bars import Bar, BarTable, FloatArray, IntArray
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import FeatureError
 from raytrade.envs.features.reference import reference_kernel, reference_state
 from raytrade.envs.features.regime import N_COLUMNS as N_REGIME
@@ -71,8 +79,9 @@ class FeatureMatrix:
 class StreamingFeatures:
     """Feature state that advances one closed bar (or a chunk of bars) at a time."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, calendar: TradingCalendar = ALWAYS) -> None:
         self.spec = spec
+        self.calendar = calendar
         self._base_ms = spec.interval_ms
         self._base_h, self._base_p = timeframe_params(
             spec.return_horizons, spec.vol_window, spec.rsi_period, spec.macd_fast,
@@ -165,14 +174,16 @@ class StreamingFeatures:
             raise FeatureError(f"expected ohlcv of shape [{len(ts)}, 5], got {x.shape}")
         if len(ts) == 0:
             return
-        if self.last_ts is not None and ts[0] != self.last_ts + self._base_ms:
+        if self.last_ts is not None and ts[0] != self.last_ts + self._base_ms and not (
+                ts[0] > self.last_ts and self.calendar.expected_between(
+                    self.last_ts, int(ts[0]), self._base_ms) == 0):
             raise FeatureError(
                 f"bar at {int(ts[0])} does not follow the last bar at {self.last_ts} "
                 f"(expected {self.last_ts + self._base_ms}): backfill the gap first")
         if ts[0] % self._base_ms:
             raise FeatureError(f"bar open time {int(ts[0])} is not aligned to the "
                                f"{self.spec.base_interval} interval")
-        broken = first_broken_rule(ts, x, self._base_ms)
+        broken = first_broken_rule(ts, x, self._base_ms, self.calendar)
         if broken is not None:
             rule, rows, detail = broken
             raise FeatureError(f"bar {int(rows[0])} of this update (open time "
@@ -189,7 +200,7 @@ class StreamingFeatures:
 
     def _higher(self, i: int, htf_ms: int, ts: IntArray, x: FloatArray) -> FloatArray:
         """Higher-timeframe block, forward-filled so row t only sees HTF bars closed by t."""
-        _, hx, at = aggregate(self._htf_agg[i], ts, x, self._base_ms, htf_ms)
+        _, hx, at = aggregate(self._htf_agg[i], ts, x, self._base_ms, htf_ms, self.calendar)
         rows = np.empty((len(hx), n_columns(self._htf_h)))
         timeframe_kernel(self._htf_state[i], hx, self._htf_h, self._htf_p, rows)
         marks = np.full(len(ts), -1, dtype=np.int64)
@@ -216,12 +227,13 @@ class FeaturePipeline:
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec or FeatureSpec()
 
-    def stream(self) -> StreamingFeatures:
-        """A fresh streaming state for this spec."""
-        return StreamingFeatures(self.spec)
+    def stream(self, calendar: TradingCalendar = ALWAYS) -> StreamingFeatures:
+        """A fresh streaming state for this spec, skipping ``calendar``'s closures."""
+        return StreamingFeatures(self.spec, calendar)
 
     def compute(self, bars: BarTable, reference: BarTable | None = None) -> FeatureMatrix:
-        """Features of every bar of a validated table (and its aligned reference).
+        """Features of every bar of a validated table (and its aligned reference), its
+        calendar's closures skipped.
 
         Raises:
             FeatureError: interval mismatch with the spec, or a reference that is missing
@@ -239,7 +251,7 @@ class FeaturePipeline:
                 raise FeatureError(f"reference {reference.symbol or reference.source} is not "
                                    f"aligned with {bars.symbol or bars.source}: align them first")
             ref_close = reference.close
-        values = self.stream().update_many(bars.ts, bars.ohlcv(), ref_close)
+        values = self.stream(bars.calendar).update_many(bars.ts, bars.ohlcv(), ref_close)
         values.setflags(write=False)
         return FeatureMatrix(values=values, ts=bars.ts, names=self.spec.names,
                              spec_hash=self.spec.hash)

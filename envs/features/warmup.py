@@ -8,6 +8,12 @@ to 6,348 (BNB). So the count is *measured*: the pipeline runs on generated marke
 random walks and trending regimes (``planted_market``, fixed seeds), and the latest first
 all-finite row among them, plus the observation window and a margin, is the answer.
 
+The count is in bars the market's calendar expects (``envs/calendar.py``): with a forex
+calendar the generated markets keep only session bars, so the higher-timeframe buckets cut
+short by closures are measured too, and whoever turns the count into a span of time (the
+live REST backfill) must use ``TradingCalendar.start_for_bars``, which skips closures,
+never ``count * interval``.
+
 It is an estimate, not a guarantee: on an unusual market the features can still be NaN
 after it, and then the trader holds ("features warming up") until they are finite, which
 costs time, never a trade on incomplete data. Cached per spec.
@@ -21,6 +27,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from raytrade.envs.bars import BarTable
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import FeatureError
 from raytrade.envs.features.pipeline import FeatureMatrix, FeaturePipeline
 from raytrade.envs.features.spec import FeatureSpec
@@ -31,23 +39,36 @@ _MAX_BARS = 1 << 20
 _MARKETS = ((0.0, 0), (0.0, 1), (0.0, 2), (0.0006, 0), (0.0006, 1), (0.0006, 2))
 
 
-def feature_warmup_bars(spec: FeatureSpec, window: int = 1, margin: float = 0.25) -> int:
+def feature_warmup_bars(spec: FeatureSpec, window: int = 1, margin: float = 0.25,
+                        calendar: TradingCalendar = ALWAYS) -> int:
     """Bars of history to fetch before the first bar that should decide.
 
     Args:
         spec: the feature set.
         window: observation rows (the policy manifest's ``env.window``).
         margin: extra fraction on top of the measured count; rounded up.
+        calendar: the market's trading calendar (the policy manifest's
+            ``env.calendar``); the count is of bars it expects.
 
     Raises:
         FeatureError: some generated market has no finite row within 2**20 bars.
     """
-    first = _latest_first_valid(spec.to_json())
+    first = _latest_first_valid(spec.to_json(), calendar)
     return int(np.ceil((first + max(window, 1) - 1) * (1.0 + margin)))
 
 
+def _session_bars(bars: BarTable, calendar: TradingCalendar) -> BarTable:
+    """A generated 24/7 market with only the bars ``calendar`` expects."""
+    if calendar.always:
+        return bars
+    keep = calendar.expected_mask(bars.ts, bars.interval_ms)
+    return BarTable.from_arrays(bars.ts[keep], bars.ohlcv()[keep],
+                                interval_ms=bars.interval_ms, symbol=bars.symbol,
+                                source=bars.source, calendar=calendar)
+
+
 @lru_cache(maxsize=32)
-def _latest_first_valid(spec_json: str) -> int:
+def _latest_first_valid(spec_json: str, calendar: TradingCalendar = ALWAYS) -> int:
     spec = FeatureSpec.from_json(spec_json)
     pipeline = FeaturePipeline(spec)
     latest = 0
@@ -57,13 +78,13 @@ def _latest_first_valid(spec_json: str) -> int:
             if n > _MAX_BARS:
                 raise FeatureError(f"FeatureSpec {spec.hash[:12]}: no row of features is "
                                    f"finite within {_MAX_BARS} generated bars")
-            bars = planted_market(n, seed=seed, symbol="WARMUP", drift=drift,
-                                  interval=spec.base_interval).bars
-            ref = planted_market(n, seed=seed + 100, symbol=spec.reference_symbol or "REF",
-                                 drift=drift, interval=spec.base_interval).bars \
-                if spec.reference_symbol else None
+            bars = _session_bars(planted_market(n, seed=seed, symbol="WARMUP", drift=drift,
+                                                interval=spec.base_interval).bars, calendar)
+            ref = _session_bars(planted_market(
+                n, seed=seed + 100, symbol=spec.reference_symbol or "REF", drift=drift,
+                interval=spec.base_interval).bars, calendar) if spec.reference_symbol else None
             first = pipeline.compute(bars, ref).first_valid
-            if first < n:
+            if first < len(bars):
                 latest = max(latest, first)
                 break
             n *= 4
