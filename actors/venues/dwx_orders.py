@@ -153,10 +153,11 @@ class DwxExecution:
                 record.finish("rejected", self.unverified)
         async with self.client.exclusive("orders"):
             if record.unknown is not None:
+                # sent again after ``query`` found nothing: a step the EA's state does not
+                # show did not run; it is sent again with its command id (the EA skips an
+                # id it ran)
                 await self._resolve(record)
-                if record.unknown is not None:
-                    raise OrderFateUnknownError(f"order {order.client_order_id}: the fate of "
-                                                f"its {record.unknown.kind} is still unknown")
+                record.unknown = None
             if record.status not in FINAL_STATUSES:
                 await self._execute(record)
             self._notify(record)

@@ -1,0 +1,210 @@
+"""The DWX Connect venue (``actors/venues/dwx*.py``) against the EA simulator
+(``raytrade dwx sim``: its own process on a temporary folder, replaying the real EURUSD
+hourly bars shipped inside the ``backtesting`` package), and its file layer and config on
+real files.
+
+The EA's failure modes each get their turn in one simulator run (a command file left
+unread, a half-written orders file, a broker rejection, the EA restarting and reloading
+its orders); the live trader trades through the EA (open, reduce, reverse, and the kill
+switch's flatten) and its journal must agree with the simulator's truth; the paper actor
+replays EURUSD through the EA decision for decision like the backtest
+(``tests/test_paper_parity.py`` for the websocket venues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import backtesting
+import pytest
+from raytrade.actors.simulators.dwx_ea_faults import EaFault
+from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
+from raytrade.actors.venues import dwx_files as f
+from raytrade.actors.venues.dwx_book import order_comment
+from raytrade.actors.venues.dwx_client import ClientConfig, CommandNotReadError, DwxClient
+from raytrade.actors.venues.dwx_orders import DwxExecution
+from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_config
+from raytrade.actors.venues.execution import OrderFateUnknownError, OrderRequest
+from raytrade.envs.errors import ConfigError
+
+EURUSD = Path(backtesting.__file__).parent / "test" / "EURUSD.csv"
+VENUE_TOML = """\
+[server]
+utc_offset_hours = 0
+
+[symbols.EURUSD]
+contract_size = 100000
+pip_size = 0.0001
+pip_value = 10.0
+min_lot = 0.01
+lot_step = 0.01
+max_lot = 100
+magic = 4242
+"""
+EA = EaOptions(bar_seconds=30.0, maximum_orders=10, maximum_lot_size=10.0)
+"""A simulated terminal whose EA inputs allow several tickets of several lots."""
+
+
+def venue_config(folder: Path) -> Path:
+    path = folder / "raytrade-dwx.toml"
+    path.write_text(VENUE_TOML)
+    return path
+
+
+def ea_tickets(ea: EaProcess) -> dict[int, dict[str, Any]]:
+    """The simulator's open orders by ticket (its truth file)."""
+    return {int(o["ticket"]): o for o in ea.state()["broker"]["orders"]}
+
+
+def ea_position(ea: EaProcess, magic: int = 4242) -> float:
+    """Net EURUSD base units of ``magic``'s tickets, from the truth file."""
+    lots = sum((o["lots"] if o["type"] == "buy" else -o["lots"])
+               for o in ea_tickets(ea).values() if o["magic"] == magic)
+    return round(lots * 100_000, 6)
+
+
+# ---- the file layer and the config, on real files
+
+def test_command_slots_fill_the_lowest_free_slot_never_overwrite_and_withdraw(
+        tmp_path: Path) -> None:
+    paths = f.DwxPaths(tmp_path)
+    paths.check()
+    slots = f.CommandSlots(paths)
+    a, b = f.command_text(1, "OPEN_ORDER", "EURUSD,buy,0.01"), f.command_text(2, "X", "")
+    assert a == "<:1|OPEN_ORDER|EURUSD,buy,0.01:>"
+    assert (slots.write(a), slots.write(b)) == (0, 1)
+    paths.command(0).unlink()  # the EA consumed slot 0: the next command goes there
+    assert slots.write(f.command_text(3, "X", "")) == 0
+    assert slots.read(1) == b  # never overwritten
+    assert slots.withdraw(1, b) and slots.read(1) is None  # taken back unread
+    assert not slots.withdraw(1, b)  # nothing left to take back
+    assert not list(paths.folder.glob(".raytrade-*"))  # no temporary file left behind
+    with pytest.raises(ConfigError, match="ASCII without"):
+        f.command_text(4, "OPEN_ORDER", "EURUSD,buy|sell")
+
+
+def test_json_file_half_written_is_held_and_a_lasting_invalid_file_is_reported_by_name(
+        tmp_path: Path) -> None:
+    now = [0.0]
+    path = tmp_path / "DWX_Orders.txt"
+    reader = f.JsonFile(path, invalid_after_s=2.0, clock=lambda: now[0])
+    path.write_bytes(b'{"account_info": {"name": "x"}, "ord')  # the EA mid-write
+    assert reader.poll() is None and reader.invalid == 1
+    path.write_bytes(b'{"a": 1}\r\n')  # finished: read at once
+    change = reader.poll()
+    assert change is not None and change.data == {"a": 1}
+    assert reader.poll() is None  # unchanged: not parsed again
+    path.write_bytes(b'{"a": ')
+    assert reader.poll() is None
+    now[0] = 2.5  # still the same broken text: reported once, naming the file
+    with pytest.raises(f.InvalidFileError, match="DWX_Orders.txt: not valid JSON"):
+        reader.poll()
+    assert reader.poll() is None
+    path.write_bytes("\ufeff".encode("utf-16-le") + '{"b": 2}'.encode("utf-16-le"))
+    change = reader.poll()  # the MT5 EA's UTF-16
+    assert change is not None and change.data == {"b": 2}
+
+
+def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
+    config = load_venue_config(venue_config(tmp_path))
+    spec = config.spec("EURUSD")
+    filters = spec.filters()
+    assert (filters.step_size, filters.min_qty, filters.max_qty) == (1000.0, 1000.0, 1e7)
+    assert (filters.base_asset, filters.quote_asset, spec.tick_size) == ("EUR", "USD", 1e-5)
+    assert spec.lots(23_000.0) == 0.23
+    spec.check_tick_value(1.0, "USD", "x.toml")  # 10 USD a pip = 1 USD a point
+    with pytest.raises(ConfigError, match=r"x.toml: symbols.EURUSD.pip_value 10 .* tick_value 2"):
+        spec.check_tick_value(2.0, "USD", "x.toml")
+    with pytest.raises(ConfigError, match="no \\[symbols.GBPUSD\\] section"):
+        config.spec("GBPUSD")
+    bad = VENUE_TOML.replace("lot_step = 0.01", "lot_step = -1")
+    with pytest.raises(ConfigError, match=r"bad.toml: symbols.EURUSD.lot_step: -1 must be"):
+        parse_venue_config(tomllib.loads(bad), "bad.toml")
+    with pytest.raises(ConfigError, match=r"symbols.EURUSD.min_lot: 0.015 is not a multiple"):
+        parse_venue_config(tomllib.loads(
+            VENUE_TOML.replace("min_lot = 0.01", "min_lot = 0.015")), "c.toml")
+    cid = "rt-" + "x" * 40
+    assert order_comment("rt-1a2b3c4d-lz3k0-7-0") == "rt-1a2b3c4d-lz3k0-7-0"
+    assert len(order_comment(cid)) == 31 and order_comment(cid) == order_comment(cid)
+
+
+# ---- the client against the simulated EA's failure modes
+
+def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_restart(
+        tmp_path: Path) -> None:
+    files = tmp_path / "MQL4" / "Files"
+    faults = (EaFault("reject", at_command=3),
+              EaFault("leave_unread", at_command=4, delay_s=1.6),
+              EaFault("half_written", at_command=5, file="orders", delay_s=0.4),
+              EaFault("restart", at_command=6, delay_s=0.8))
+    config = parse_venue_config(tomllib.loads(VENUE_TOML), "venue.toml")
+    with start_ea(files, EURUSD, faults=faults, options=EA) as ea:
+        async def scenario() -> None:
+            client = DwxClient(files, ClientConfig(command_timeout_s=1.0, reply_timeout_s=1.5))
+            execution = DwxExecution(client, config, network="loopback")
+            await execution.ready()  # commands 0 (RESET_COMMAND_IDS) and 1 (ticks)
+            opened = await execution.place(OrderRequest("rt-t-1", "EURUSD", "buy", 3000.0))
+            assert (opened.status, opened.filled_qty) == ("filled", 3000.0)  # command 2
+            assert ea_position(ea) == 3000.0
+            # 3: the broker refuses the close ("off quotes"): rejected, nothing changed
+            refused = await execution.place(OrderRequest("rt-t-2", "EURUSD", "sell", 1000.0,
+                                                         reduce_only=True))
+            assert refused.status == "rejected" and "off quotes" in refused.reason
+            assert ea_position(ea) == 3000.0
+            # 4: the EA leaves the command unread: withdrawn, reported, it never runs
+            with pytest.raises(OrderFateUnknownError, match="did not read command"):
+                await execution.place(OrderRequest("rt-t-3", "EURUSD", "sell", 1000.0))
+            assert client.faults["command_not_read"] == 1
+            assert await execution.query("EURUSD", "rt-t-3") is None
+            await asyncio.sleep(1.0)  # the EA reads again; the withdrawn file is gone
+            assert ea_position(ea) == 3000.0 and ea.state()["commands_read"] == 4
+            # the same client id again continues the order, sent once, filled once: the
+            # close (4) and the closed trades for its price (5)
+            invalid_before = client.files[f.ORDERS].invalid
+            again = await execution.place(OrderRequest("rt-t-3", "EURUSD", "sell", 1000.0))
+            assert (again.status, again.filled_qty) == ("filled", 1000.0)
+            assert ea_position(ea) == 2000.0
+            # after 5 the EA's next orders file stays half written for 0.4 s: held, unused
+            await asyncio.sleep(1.6)
+            await client.wait_poll()
+            assert client.files[f.ORDERS].invalid > invalid_before
+            assert client.faults["invalid_file"] == 0 and client.faults["rejected_record"] == 0
+            snapshot = await execution.account(("EURUSD",))
+            assert snapshot.positions["EURUSD"] == ea_position(ea) == 2000.0
+            # 6: the EA opens the order, then restarts before its reply reaches us: files
+            # deleted, subscriptions and ids forgotten, the broker's orders reloaded
+            with pytest.raises(OrderFateUnknownError, match="no reply from the EA"):
+                await execution.place(OrderRequest("rt-t-4", "EURUSD", "buy", 2000.0))
+            found = await execution.query("EURUSD", "rt-t-4")  # by its comment
+            assert found is not None and (found.status, found.filled_qty) == ("filled", 2000.0)
+            assert ea_position(ea) == 4000.0
+            deadline = asyncio.get_running_loop().time() + 8.0
+            while client.faults["ea_restart"] == 0 or "EURUSD" not in client.state.ticks:
+                assert asyncio.get_running_loop().time() < deadline, client.faults
+                await client.wait_poll()
+            assert ea.state()["restarts"] == 1 and ea.state()["market_symbols"] == ["EURUSD"]
+            flat = await execution.place(OrderRequest("rt-t-5", "EURUSD", "sell", 4000.0))
+            assert flat.status == "filled" and ea_position(ea) == 0.0
+            short = await execution.place(OrderRequest("rt-t-6", "EURUSD", "sell", 1000.0))
+            assert short.status == "filled" and ea_position(ea) == -1000.0
+            tickets = ea_tickets(ea)
+            assert [t["comment"] for t in tickets.values()] == ["rt-t-6"]
+            found = await execution.query("EURUSD", "rt-t-6")
+            assert found is not None and found.venue_order_id == str(next(iter(tickets)))
+            await client.stop()
+
+        asyncio.run(scenario())
+
+
+def test_dwx_client_reports_a_command_when_no_ea_reads_the_folder(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        client = DwxClient(tmp_path, ClientConfig(command_timeout_s=0.3, poll_s=0.01))
+        with pytest.raises(CommandNotReadError, match=r"DWX_Commands_0.txt\); withdrawn"):
+            await client.start()  # RESET_COMMAND_IDS: nobody reads it
+        assert not list((tmp_path / "DWX").glob("DWX_Commands_*"))  # nothing left to run
+        await client.stop()
+
+    asyncio.run(scenario())
