@@ -100,7 +100,7 @@ def test_json_file_half_written_is_held_and_a_lasting_invalid_file_is_reported_b
     path.write_bytes(b'{"a": ')
     assert reader.poll() is None
     now[0] = 2.5  # still the same broken text: reported once, naming the file
-    with pytest.raises(f.InvalidFileError, match="DWX_Orders.txt: not valid JSON"):
+    with pytest.raises(f.InvalidFileError, match=r"DWX_Orders\.txt: not valid JSON"):
         reader.poll()
     assert reader.poll() is None
     path.write_bytes("\ufeff".encode("utf-16-le") + '{"b": 2}'.encode("utf-16-le"))
@@ -116,9 +116,9 @@ def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None
     assert (filters.base_asset, filters.quote_asset, spec.tick_size) == ("EUR", "USD", 1e-5)
     assert spec.lots(23_000.0) == 0.23
     spec.check_tick_value(1.0, "USD", "x.toml")  # 10 USD a pip = 1 USD a point
-    with pytest.raises(ConfigError, match=r"x.toml: symbols.EURUSD.pip_value 10 .* tick_value 2"):
+    with pytest.raises(ConfigError, match=r"x.toml: symbols.EURUSD.pip_value 10 .*value 2"):
         spec.check_tick_value(2.0, "USD", "x.toml")
-    with pytest.raises(ConfigError, match="no \\[symbols.GBPUSD\\] section"):
+    with pytest.raises(ConfigError, match=r"no \[symbols\.GBPUSD\] section"):
         config.spec("GBPUSD")
     bad = VENUE_TOML.replace("lot_step = 0.01", "lot_step = -1")
     with pytest.raises(ConfigError, match=r"bad.toml: symbols.EURUSD.lot_step: -1 must be"):

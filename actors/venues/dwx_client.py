@@ -292,11 +292,11 @@ class DwxClient:
         while True:
             try:
                 if self.tick_symbols:
-                    await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(self.tick_symbols)))
+                    await self._subscribe_ticks(self.tick_symbols)
                 if self.bar_pairs:
-                    await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(self.bar_pairs))
+                    await self._subscribe_bars(self.bar_pairs)
                 return
-            except TemporaryError as exc:
+            except (TemporaryError, EaError) as exc:
                 log.warning("DWX: subscribing again failed (%s); retrying in %.1f s", exc,
                             delay)
                 await asyncio.sleep(delay)
@@ -377,19 +377,40 @@ class DwxClient:
 
     # ---- subscriptions
     async def subscribe_ticks(self, symbols: tuple[str, ...]) -> None:
-        """Add ``symbols`` to the tick subscription (the whole union is sent; kept only
-        once the EA has read it)."""
+        """Add ``symbols`` to the tick subscription: the whole union is sent and kept once
+        the EA has confirmed it (a command deleted unread by an EA starting up gets no
+        reply: ``ReplyTimeoutError``, and the next call sends it again)."""
         wanted = self.tick_symbols | set(symbols)
         if wanted != self.tick_symbols:
-            await self.send("SUBSCRIBE_SYMBOLS", ",".join(sorted(wanted)))
+            await self._subscribe_ticks(wanted)
             self.tick_symbols = wanted
 
     async def subscribe_bars(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        """Add (symbol, timeframe) pairs to the bar subscription (the union is sent)."""
+        """Add (symbol, timeframe) pairs to the bar subscription (as ``subscribe_ticks``)."""
         wanted = self.bar_pairs | set(pairs)
         if wanted != self.bar_pairs:
-            await self.send("SUBSCRIBE_SYMBOLS_BAR_DATA", _pairs(wanted))
+            await self._subscribe_bars(wanted)
             self.bar_pairs = wanted
+
+    async def _subscribe_ticks(self, symbols: set[str]) -> None:
+        content = ",".join(sorted(symbols))
+
+        def match(m: r.Message) -> bool:
+            return (m.kind == "INFO" and m.text.startswith("Successfully subscribed to: ")) \
+                or m.error_type == "SUBSCRIBE_SYMBOL"
+
+        await self.request("SUBSCRIBE_SYMBOLS", content, match, family="SUBSCRIBE_SYMBOLS")
+
+    async def _subscribe_bars(self, pairs: set[tuple[str, str]]) -> None:
+        content = _pairs(pairs)
+
+        def match(m: r.Message) -> bool:
+            return (m.kind == "INFO" and m.text == f"Successfully subscribed to bar data: "
+                    f"{content}") or m.error_type in ("SUBSCRIBE_BAR_DATA",
+                                                      "BAR_DATA_WRONG_FORMAT")
+
+        await self.request("SUBSCRIBE_SYMBOLS_BAR_DATA", content, match,
+                           family="SUBSCRIBE_SYMBOLS_BAR_DATA")
 
 
 def _pairs(pairs: set[tuple[str, str]]) -> str:

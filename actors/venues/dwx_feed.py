@@ -26,7 +26,7 @@ from raytrade.actors.event_filter import EventFilter
 from raytrade.actors.events import KlineEvent, MarketEvent, QuoteEvent
 from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.health import FeedHealth
-from raytrade.actors.venues.dwx_client import DwxClient
+from raytrade.actors.venues.dwx_client import DwxClient, EaError
 from raytrade.envs.errors import ConfigError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class DwxFeed:
                         subscribed = True
                         self.health.count("connects")
                         backoff = self.config.initial_backoff_s
-                    except TemporaryError as exc:
+                    except (TemporaryError, EaError) as exc:
                         self.health.count("subscribe_errors")
                         self._down(f"subscribing failed: {exc}")
                         self.health.backoff_s = backoff

@@ -117,7 +117,6 @@ class DwxExecution:
         if self.unverified:
             log.error("DWX: %s", self.unverified)
         symbols = tuple(sorted(self.config.symbols))
-        await self.client.subscribe_ticks(symbols)
         for symbol in symbols:
             tick = await self._tick(symbol)
             if tick.tick_value is not None:
@@ -127,7 +126,11 @@ class DwxExecution:
         self._checked = True
 
     async def _tick(self, symbol: str) -> rec.Tick:
-        await self.client.subscribe_ticks((symbol,))
+        try:
+            await self.client.subscribe_ticks((symbol,))
+        except EaError as exc:
+            raise ConfigError(f"the terminal behind {self.client.paths.folder} does not "
+                              f"trade {symbol}: {exc}") from None
         deadline = self.client.clock() + self.client.config.reply_timeout_s
         while symbol not in self.client.state.ticks:
             if self.client.clock() >= deadline:
