@@ -14,6 +14,13 @@ consecutive bars:
 
 Released bars carry a ``kind``: ``warmup`` (history before the first live bar), ``catchup``
 (backfilled, or held while stale: too late to act on) or ``live`` (the newest bar, in time).
+
+**Calendars.** With the market's trading calendar (``envs/calendar.py``; the policy
+manifest's ``env.calendar``), a jump across a closure (a forex weekend, a holiday) is not
+a gap: the Sunday-evening bar follows the Friday bar at once, with no REST request and no
+``gaps`` count. A jump that skips a bar the calendar expects is a gap as before, and only
+the expected bars must come back from REST. The warm-up history starts at
+``calendar.start_for_bars``, so ``warmup_bars`` counts session bars, not hours.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from raytrade.actors.events import MessageRejectedError
 from raytrade.actors.health import FeedHealth
 from raytrade.envs.bars import Bar
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import TemporaryError
 
 log = logging.getLogger(__name__)
@@ -52,8 +60,10 @@ class BarSequencer:
     def __init__(self, symbol: str, interval_ms: int, backfill: Backfill | None,
                  health: FeedHealth, *, warmup_bars: int = 0, max_waiting: int = 10_000,
                  last_ts: int | None = None,
-                 on_gap: Callable[[str, int, int, str], None] | None = None) -> None:
+                 on_gap: Callable[[str, int, int, str], None] | None = None,
+                 calendar: TradingCalendar = ALWAYS) -> None:
         self.symbol = symbol
+        self.calendar = calendar
         self.interval_ms = interval_ms
         self.backfill = backfill
         self.health = health
@@ -91,7 +101,7 @@ class BarSequencer:
         out: list[SequencedBar] = []
         if self.last_ts is None:
             if self.warmup_bars and self.backfill is not None:
-                start = first - self.warmup_bars * self.interval_ms
+                start = self.calendar.start_for_bars(first, self.warmup_bars, self.interval_ms)
                 history = await self._fetch(start, first, warmup=True)
                 if history is None:
                     return []
@@ -101,26 +111,51 @@ class BarSequencer:
             if self.last_ts is None:
                 self.last_ts = first - self.interval_ms
         expected = self.last_ts + self.interval_ms
-        if first > expected:
-            missing = (first - expected) // self.interval_ms
+        if first > expected and not self._follows(self.last_ts, first):
+            missing = self.calendar.expected_between(self.last_ts, first, self.interval_ms)
             if not self.stale:
                 self.health.count("gaps")
             fetched = await self._fetch(expected, first, warmup=False)
-            if fetched is None or len(fetched) != missing:
+            got = None if fetched is None else self._expected_count(fetched)
+            if fetched is None or got != missing:
                 self._go_stale(expected, first, "REST backfill failed" if fetched is None
-                               else f"REST returned {len(fetched)} of {missing} bars")
+                               else f"REST returned {got} of {missing} bars")
                 return out
             self.health.count("gaps_backfilled")
             out.extend(SequencedBar(self.symbol, b, CATCHUP) for b in fetched)
-            self.last_ts = fetched[-1].ts
+            if fetched:
+                self.last_ts = fetched[-1].ts
         self.stale = False
-        while self.last_ts + self.interval_ms in self.waiting:
-            bar = self.waiting.pop(self.last_ts + self.interval_ms)
-            self.last_ts = bar.ts
-            out.append(SequencedBar(self.symbol, bar, CATCHUP))
+        if self.calendar.always:
+            while self.last_ts + self.interval_ms in self.waiting:
+                bar = self.waiting.pop(self.last_ts + self.interval_ms)
+                self.last_ts = bar.ts
+                out.append(SequencedBar(self.symbol, bar, CATCHUP))
+        else:  # the next bar may follow a closure
+            for ts in sorted(self.waiting):
+                if not self._follows(self.last_ts, ts):
+                    break
+                bar = self.waiting.pop(ts)
+                self.last_ts = bar.ts
+                out.append(SequencedBar(self.symbol, bar, CATCHUP))
         if out and newest is not None and out[-1].bar.ts == newest:
             out[-1] = SequencedBar(self.symbol, out[-1].bar, LIVE)
         return out
+
+    def _follows(self, prev: int, ts: int) -> bool:
+        """Whether the bar opening at ``ts`` comes right after the one at ``prev``: one
+        interval later, or with only closures of the calendar between them."""
+        return ts == prev + self.interval_ms or (
+            not self.calendar.always and ts > prev
+            and self.calendar.expected_between(prev, ts, self.interval_ms) == 0)
+
+    def _expected_count(self, bars: list[Bar]) -> int:
+        """How many of ``bars`` the calendar expects (a broker's late quote inside a
+        closure is kept, but does not stand in for a missing session bar)."""
+        if self.calendar.always:
+            return len(bars)
+        opens = [b.ts for b in bars]
+        return int(self.calendar.expected_mask(opens, self.interval_ms).sum())
 
     def _go_stale(self, start: int, end: int, why: str) -> None:
         if not self.stale:
@@ -132,8 +167,9 @@ class BarSequencer:
         self.stale = True
 
     async def _fetch(self, start: int, end: int, *, warmup: bool) -> list[Bar] | None:
-        """Consecutive bars in ``[start, end)`` over REST, ending at ``end``; None on
-        failure. Warm-up accepts a shorter history (the data may begin later)."""
+        """Consecutive bars in ``[start, end)`` over REST (closures between them allowed),
+        ending at ``end``; None on failure. Warm-up accepts a shorter history (the data may
+        begin later)."""
         if self.backfill is None:
             return None
         try:
@@ -143,9 +179,10 @@ class BarSequencer:
             self.health.last_error = f"REST: {exc}"
             return None
         bars = [b for b in bars if start <= b.ts < end]
-        ok = all(b2.ts - b1.ts == self.interval_ms for b1, b2 in itertools.pairwise(bars))
-        if not ok or (bars and bars[-1].ts != end - self.interval_ms) or \
-                (not warmup and (not bars or bars[0].ts != start)):
+        ok = all(self._follows(b1.ts, b2.ts) for b1, b2 in itertools.pairwise(bars))
+        if not ok or (bars and not self._follows(bars[-1].ts, end)) or \
+                (not warmup and (not bars or not self._follows(start - self.interval_ms,
+                                                               bars[0].ts))):
             self.health.count("rest_errors")
             self.health.last_error = f"REST: bars for {start}..{end} not consecutive"
             return None

@@ -11,7 +11,8 @@
 - ``performance.json``: ``{"record": metrics, "versions": {version: metrics}}``, the shared
   metrics with costs (``algos.run_metrics.record_performance``: net and gross return, cost
   drag, fees, slippage, borrow, turnover, trades per day, holding time, ``halted``) of
-  the whole record and of each policy version's bars;
+  the whole record and of each policy version's bars, annualized with the market's trading
+  calendar (the policy manifest's ``env.calendar``);
 - ``trades.jsonl``: every fill;
 - ``health.json``: feed and trader state, counters, and ``unresolved_faults``;
 - ``record.json``: the exported record's length (``equity_rows``, ``first_ts``,
@@ -60,6 +61,7 @@ from raytrade.algos.run_metrics import record_performance
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import BlobStore, NotFoundError, StoreError
 from raytrade.envs.accounting import BORROW, FEES, HALTED, SLIPPAGE, TRADES, TURNOVER
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import TemporaryError
 
 log = logging.getLogger(__name__)
@@ -108,13 +110,15 @@ def equity_records(journal: Journal, symbol: str) -> list[dict[str, Any]]:
     return out
 
 
-def performance_json(rows: list[dict[str, Any]]) -> bytes:
-    """The ``performance.json`` body: metrics of the whole record and per version."""
+def performance_json(rows: list[dict[str, Any]], calendar: TradingCalendar = ALWAYS) -> bytes:
+    """The ``performance.json`` body: metrics of the whole record and per version, with
+    ``calendar``'s bars per year."""
     versions: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         versions.setdefault(str(r["version"]), []).append(r)
-    return json.dumps({"record": record_performance(rows),
-                       "versions": {v: record_performance(vr) for v, vr in versions.items()}},
+    return json.dumps({"record": record_performance(rows, calendar),
+                       "versions": {v: record_performance(vr, calendar)
+                                    for v, vr in versions.items()}},
                       indent=1, default=float).encode()
 
 
@@ -138,13 +142,15 @@ def journal_snapshot(journal: Journal) -> bytes:
 
 
 def paper_objects(journal: Journal, symbol: str, health: dict[str, Any], *,
-                  snapshot_every_bars: int = SNAPSHOT_EVERY_BARS) -> dict[str, bytes]:
+                  snapshot_every_bars: int = SNAPSHOT_EVERY_BARS,
+                  calendar: TradingCalendar = ALWAYS) -> dict[str, bytes]:
     """The objects' bodies, read from the journal, plus a journal snapshot (uncompressed)
     when one is due (the first export of a journal, then every ``snapshot_every_bars``
-    equity rows). Runs on the thread that owns the journal."""
+    equity rows). Runs on the thread that owns the journal. ``calendar``: the market's
+    trading calendar, for the bars per year of ``performance.json``."""
     records = equity_records(journal, symbol)
     objects = {keys.EQUITY: "".join(json.dumps(r) + "\n" for r in records).encode(),
-               keys.PERFORMANCE: performance_json(records),
+               keys.PERFORMANCE: performance_json(records, calendar),
                keys.TRADES: trade_lines(journal, symbol),
                keys.HEALTH: json.dumps(health, indent=1, default=str).encode()}
     rows = journal.equity_rows(symbol)

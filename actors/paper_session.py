@@ -45,6 +45,7 @@ from raytrade.actors.watchdog import Clock, Watchdog
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar
+from raytrade.envs.calendar import ALWAYS
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import interval_to_ms
 
@@ -180,7 +181,8 @@ class PaperSession:
                 "stale", {"last_ts": parts.trader.last_ts}, self.config.symbol),
             on_fresh=lambda sym, ts: self.journal_event("fresh", {"ts": ts}, sym),
             on_feed_down=lambda down_s, why: self._alert(
-                "feed_down", f"feed not live for {down_s:.0f} s: {why}"))
+                "feed_down", f"feed not live for {down_s:.0f} s: {why}"),
+            calendar=policy.manifest.env.calendar, market_ms=parts.market.now_ms)
 
     async def _trade(self) -> None:
         assert self.feed is not None
@@ -398,7 +400,9 @@ class PaperSession:
     def _export_objects(self) -> dict[str, bytes]:
         """Read the export from the journal (on the worker thread, which owns it)."""
         assert self.journal is not None
-        return paper_objects(self.journal, self.config.symbol, self.health())
+        calendar = self.parts.trader.calendar if self.parts is not None else ALWAYS
+        return paper_objects(self.journal, self.config.symbol, self.health(),
+                             calendar=calendar)
 
     def export(self) -> bool:
         """Write equity, trades and health to ``paper/<actor>/`` now (not while the worker

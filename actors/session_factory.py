@@ -115,7 +115,8 @@ class SessionFactory:
                               broker, journal, policy_source,
                               min_confidence=cfg.min_confidence,
                               rewards=policy.manifest.env, on_transitions=self.push_transitions
-                              if cfg.online_learning else None)
+                              if cfg.online_learning else None,
+                              calendar=policy.manifest.env.calendar)
         trader.restore()
         return trader
 
@@ -128,9 +129,10 @@ class SessionFactory:
         venue = self.venue
         trader = self.trader(policy, journal, policy_source)
         spec = policy.feature_spec
+        calendar = policy.manifest.env.calendar  # closures are not gaps, warm-up skips them
         warmup = cfg.warmup_bars
         if warmup is None:
-            warmup = feature_warmup_bars(spec, trader.window)
+            warmup = feature_warmup_bars(spec, trader.window, calendar=calendar)
             log.info("%s: %d bars of warm-up history for FeatureSpec %s", cfg.actor,
                      warmup, spec.hash[:12])
         joiner = BarJoiner(cfg.symbol, reference_symbol(cfg, venue, spec.reference_symbol))
@@ -149,7 +151,7 @@ class SessionFactory:
 
         sequencers = {sym: BarSequencer(sym, self.interval_ms, backfill, feed.health,
                                         warmup_bars=warmup, last_ts=trader.last_ts,
-                                        on_gap=on_gap)
+                                        on_gap=on_gap, calendar=calendar)
                       for sym in joiner.symbols}
         trade_bars = {sym: TradeBarBuilder(self.interval_ms, sym)
                       for sym in joiner.symbols} if from_trades else {}

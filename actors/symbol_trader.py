@@ -36,6 +36,7 @@ from raytrade.actors.records import BarStep, DecisionRecord, StepOutcome
 from raytrade.algos.policy import Policy
 from raytrade.envs.accounting import EQUITY, HALTED, REQUESTED, TARGET, drawdown
 from raytrade.envs.bars import Bar
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.features.pipeline import StreamingFeatures
@@ -63,7 +64,7 @@ class SymbolTrader:
                  min_confidence: float = 0.0, rewards: EnvConfig | None = None,
                  on_transitions: Callable[[F32, npt.NDArray[np.int64],
                                            npt.NDArray[np.float32]], None] | None = None,
-                 chunk: int = 64) -> None:
+                 chunk: int = 64, calendar: TradingCalendar = ALWAYS) -> None:
         self.symbol = symbol
         self.spec = spec
         self.window = window
@@ -71,7 +72,9 @@ class SymbolTrader:
         self.journal = journal
         self.policy_source = policy_source
         self.min_confidence = min_confidence
-        self.features = StreamingFeatures(spec)
+        self.calendar = calendar
+        """The market's trading calendar (``policy.manifest.env.calendar``)."""
+        self.features = StreamingFeatures(spec, calendar)  # closures skipped, not gaps
         self.rows: deque[F32] = deque(maxlen=window)
         self.last_ts: int | None = None
         if on_transitions is not None and rewards is None:

@@ -15,6 +15,12 @@ intervals pass that many times faster than the clock.
   ``feed_down`` alert on every check and is an unresolved fault in the health export.
 - **Gaps**: a sequencer holding a gap it could not fill (``bar_sequencer.py``) retries on
   every check.
+- **Market closed**: with a trading calendar that closes (``envs/calendar.py``; the policy
+  manifest's ``env.calendar``), no bar arriving and the feed not ``live`` while the
+  calendar says the market is closed (a forex weekend, a holiday) are what a closed market
+  looks like: no ``stale`` hold, no ``feed_down`` alert or fault, no REST fallback. Both
+  clocks restart at the open, so staleness and feed-down are measured in session time.
+  "Now" for the calendar is the venue's time (``MarketClock.now_ms``).
 - **Closed bars only** (``MarketClock``): a venue's REST reply may include the bar still
   in progress (Binance klines do: a partial close and volume). Only bars whose close time
   (open + interval) had passed on the market clock when the request was sent are
@@ -31,6 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from raytrade.actors.bar_sequencer import BarSequencer, SequencedBar
 from raytrade.actors.health import FeedHealth
 from raytrade.envs.bars import Bar
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +95,20 @@ class Watchdog:
 
     The session calls ``live_bar`` when a sequencer releases a live bar, ``processed``
     after each traded bar, and ``check`` periodically; ``on_stale``, ``on_fresh`` and
-    ``on_feed_down`` report transitions (journal, alerts).
+    ``on_feed_down`` report transitions (journal, alerts). ``calendar`` says when the
+    market is closed and ``market_ms`` the venue's time in ms (default: the clock).
     """
 
     def __init__(self, *, clock: Clock, interval_s: float, stale_after_bars: float,
                  feed_down_alert_s: float, health: FeedHealth,
                  sequencers: Mapping[str, BarSequencer], offer: Offer, release: Release,
                  on_stale: Callable[[], None], on_fresh: Callable[[str, int], None],
-                 on_feed_down: Callable[[float, str], None]) -> None:
+                 on_feed_down: Callable[[float, str], None],
+                 calendar: TradingCalendar = ALWAYS,
+                 market_ms: Callable[[], int] | None = None) -> None:
         self.clock = clock
+        self.calendar = calendar
+        self.market_ms = market_ms or (lambda: int(self.clock() * 1000.0))
         self.interval_s = interval_s
         self.stale_after_s = stale_after_bars * interval_s
         self.feed_down_alert_s = feed_down_alert_s
@@ -125,9 +137,19 @@ class Watchdog:
             self.last_bar_at = self.clock()
 
     # ---- the periodic check
+    def market_closed(self) -> bool:
+        """Whether the calendar says the market is closed now (never around the clock)."""
+        return not self.calendar.always and not self.calendar.is_open(self.market_ms())
+
     async def check(self) -> None:
-        """Feed state, staleness (with the REST fallback) and gap retries, now."""
+        """Feed state, staleness (with the REST fallback) and gap retries, now; while the
+        market is closed, only the stale and feed-down clocks move (to the open)."""
         now = self.clock()
+        if self.market_closed():
+            self.feed_down_since = None
+            if self.last_bar_at is not None:
+                self.last_bar_at = now  # staleness counts session time: from the open
+            return
         if self.health.state != "live":
             self.feed_down_since = self.feed_down_since or now
             if now - self.feed_down_since > self.feed_down_alert_s:

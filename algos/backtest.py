@@ -35,6 +35,7 @@ from raytrade.algos.policy import Policy
 from raytrade.algos.run_metrics import run_performance
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.envs.env_config import EnvConfig
+from raytrade.envs.episodes import bar_interval_ms
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.market import M_CLOSE, M_OPEN, MarketData, load_markets
 from raytrade.envs.metrics import drawdown_curve
@@ -132,8 +133,9 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
     pos = np.asarray(config.positions)
     out: dict[str, dict[str, Any]] = {}
     for d, market in enumerate(markets):
-        # one equity point per decision (``every_bars`` bars with a decision interval)
-        step_ms = int(market.ts[1] - market.ts[0]) * config.decision.every_bars
+        # one equity point per decision (``every_bars`` bars with a decision interval); the
+        # median spacing, so a file that starts before a weekend still reads its interval
+        step_ms = bar_interval_ms(market) * config.decision.every_bars
         choosers: dict[str, Chooser] = {
             "policy": lambda obs, bar, held: policy.decide(obs, held).action,
             "buy_and_hold": lambda obs, bar, held: int(np.argmax(pos)),
@@ -143,7 +145,7 @@ def play_all(policy: Policy, markets: Sequence[MarketData], config: EnvConfig, *
         per: dict[str, Any] = {}
         for name, choose in choosers.items():
             run = play(list(markets), config, d, choose)
-            per[name] = {**run_performance(run, step_ms),
+            per[name] = {**run_performance(run, step_ms, config.calendar),
                          "bars": int(run["bar"][-1] - run["bar"][0]),
                          "halted_ts": None if run["halted_bar"] is None
                          else int(market.ts[run["halted_bar"]]),
@@ -175,7 +177,7 @@ def run_backtest(policy: Policy, sources: Sequence[str], *, reference: str | Non
     markets, _ = load_markets(list(sources), spec=spec, split=selection.split,
                               reference=reference, train=train, validation=validation,
                               window=config.window, costs=config.costs,
-                              normalizer=policy.normalizer)
+                              normalizer=policy.normalizer, calendar=config.calendar)
     markets = select(markets, selection)
     result = BacktestResult(policy.version or 0, {
         "policy": version_name(policy.version or 0), "sources": list(sources),

@@ -5,7 +5,9 @@ fills; at the end of an episode (all its chunks, when sampling split it) this ca
 computes the shared metrics (``envs/metrics.py``) and logs them as
 ``episode_sharpe``, ``episode_max_drawdown``, ``episode_total_return``,
 ``episode_turnover`` (fills per bar) and ``episode_trades``, averaged over the last 100
-episodes.
+episodes. Sharpe is annualized with the env's trading calendar (the ``env.calendar`` of
+the env spec RLlib hands the runners, ``envs/env_spec.py``) and the bar interval is the
+median spacing of the episode's bars, so a weekend inside an episode changes neither.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import Any
 
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
-from raytrade.envs.metrics import performance
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
+from raytrade.envs.errors import ConfigError
+from raytrade.envs.metrics import interval_of, performance
+from raytrade.envs.typed_json import decode
 
 WINDOW = 100
 
@@ -27,18 +32,34 @@ def episode_infos(episode: Any, prev_chunks: list[Any] | None) -> list[dict[str,
     return infos
 
 
-def episode_metrics(infos: list[dict[str, Any]]) -> dict[str, float] | None:
+def episode_metrics(infos: list[dict[str, Any]],
+                    calendar: TradingCalendar = ALWAYS) -> dict[str, float] | None:
     """Shared metrics of one episode from its infos (None if it is too short)."""
     if len(infos) < 3 or "equity" not in infos[0]:
         return None
     equity = np.array([i["equity"] for i in infos], dtype=np.float64)
     position = np.array([i["position"] for i in infos], dtype=np.float64)
-    interval = int(infos[1]["ts"] - infos[0]["ts"])
+    interval = interval_of([i["ts"] for i in infos])
     trades = int(infos[-1]["trades"]) - int(infos[0]["trades"])
-    perf = performance(equity, position, interval, fills=trades)
+    perf = performance(equity, position, interval, fills=trades, calendar=calendar)
     return {"episode_sharpe": perf.sharpe, "episode_max_drawdown": perf.max_drawdown,
             "episode_total_return": perf.total_return,
             "episode_turnover": trades / (len(infos) - 1), "episode_trades": float(trades)}
+
+
+def runner_calendar(env_runner: Any) -> TradingCalendar:
+    """The trading calendar of the env spec an env runner builds its envs from
+    (``env_config["env_spec"]["env"]["calendar"]``); the 24/7 default when there is none
+    (a runner without an env spec, as in unit tests)."""
+    config = getattr(getattr(env_runner, "config", None), "env_config", None)
+    try:
+        data = config["env_spec"]["env"]["calendar"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return ALWAYS
+    try:
+        return decode(TradingCalendar, data, "env_spec.env.calendar")
+    except ConfigError:
+        return ALWAYS
 
 
 class TradingMetricsCallback(RLlibCallback):
@@ -48,7 +69,8 @@ class TradingMetricsCallback(RLlibCallback):
                        metrics_logger: Any = None, **kwargs: Any) -> None:
         if metrics_logger is None:
             return
-        values = episode_metrics(episode_infos(episode, prev_episode_chunks))
+        values = episode_metrics(episode_infos(episode, prev_episode_chunks),
+                                 runner_calendar(kwargs.get("env_runner")))
         if values is None:
             return
         for key, value in values.items():

@@ -84,7 +84,8 @@ def calibrate(q_values: QFunction, exp: ExperimentConfig, spec: EnvSpec,
     base = full_split_config(spec.env)
     flat = flat_action(base)
     step_ms = decision_step_ms(markets, base)
-    flats = {m.name: run_performance(play(markets, base, d, lambda o, b, p: flat), step_ms)
+    flats = {m.name: run_performance(play(markets, base, d, lambda o, b, p: flat), step_ms,
+                                     base.calendar)
              for d, m in enumerate(markets)}
     table: list[dict[str, Any]] = []
     best: tuple[float, DecisionRule] | None = None
@@ -96,7 +97,7 @@ def calibrate(q_values: QFunction, exp: ExperimentConfig, spec: EnvSpec,
         for d, market in enumerate(markets):
             run = play(markets, config, d, policy)
             trades += int(run["trades"])
-            datasets[market.name] = {"greedy": run_performance(run, step_ms),
+            datasets[market.name] = {"greedy": run_performance(run, step_ms, base.calendar),
                                      "flat": flats[market.name]}
         value = score({"split": split, "datasets": datasets}, exp.selection.metric,
                       exp.env.initial_equity)

@@ -110,7 +110,7 @@ def evaluate(q_values: QFunction, exp: ExperimentConfig, split: str = "validatio
         for name, choose in chosen.items():
             gaps.reset()
             run = play(markets, config, d, choose)
-            per[name] = run_performance(run, step_ms)
+            per[name] = run_performance(run, step_ms, config.calendar)
             per[name]["bars"] = int(run["bar"][-1] - run["bar"][0])  # fewer if halted
             if name == "greedy":
                 per[name]["q_gap"] = gaps.summary()

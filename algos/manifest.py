@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raytrade.envs.calendar import ALWAYS
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import DatasetRange, EnvSpec
 from raytrade.envs.errors import ConfigError, RaytradeError
@@ -347,6 +347,19 @@ class BundleManifest:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"manifest.json is malformed: {exc}") from exc
         return cls.from_dict(data)
+
+
+def manifest_calendar(manifest: Mapping[str, Any]) -> TradingCalendar:
+    """The trading calendar recorded in a parsed ``manifest.json`` (``env.calendar``), for
+    readers that annualize a record without reading the whole bundle (the live gate, the
+    dashboard). A format without the field (before ``raytrade.policy/4``) traded around the
+    clock: ``ALWAYS``, as its migration says; a malformed one is refused with its path."""
+    env = manifest.get("env")
+    if not isinstance(env, Mapping) or "calendar" not in env:
+        if manifest.get("format") in MIGRATIONS:
+            return ALWAYS
+        raise ConfigError("manifest.json: env.calendar: missing")
+    return decode(TradingCalendar, env["calendar"], "env.calendar")
 
 
 def read_bundle(files: Mapping[str, bytes], version: int | None = None) -> BundleManifest:

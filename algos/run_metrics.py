@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.decision import held_actions, target_positions, unit_switch_cost
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.metrics import (
@@ -48,7 +49,8 @@ equity; turnover a multiple of mean equity; holding time in bars)."""
 QFunction = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
 
 
-def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
+def run_performance(run: dict[str, Any], interval_ms: int,
+                    calendar: TradingCalendar = ALWAYS) -> dict[str, Any]:
     """The shared metrics of one ``play`` result, with its costs (module docstring).
 
     Adds to ``performance(...).to_dict()``: ``final_equity``, and the amounts in quote
@@ -56,7 +58,8 @@ def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
     the market bar whose close ended a halted episode (None when it played to the end).
     With a decision interval (``interval_ms`` the decision period, one equity point per
     decision) holding time, drawdown duration and trades per day are counted in bars
-    from ``run["bar"]`` (:func:`bar_counts`), as for a run decided every bar.
+    from ``run["bar"]`` (:func:`bar_counts`), as for a run decided every bar. ``calendar``
+    is the market's trading calendar (``EnvConfig.calendar``): it sets the bars per year.
     """
     fees = float(run["fees"])
     slippage = float(run["slippage"])
@@ -65,7 +68,8 @@ def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
     halted_bar = run.get("halted_bar")
     perf = performance(run["equity"], run["position"], interval_ms, traded_notional=traded,
                        fills=int(run["trades"]), fees=fees, slippage=slippage, borrow=borrow,
-                       halted_bar=None if halted_bar is None else int(halted_bar)).to_dict()
+                       halted_bar=None if halted_bar is None else int(halted_bar),
+                       calendar=calendar).to_dict()
     bars = np.asarray(run.get("bar", ()), dtype=np.int64)
     steps = np.diff(bars)
     if len(steps) and int(steps.max()) > 1:  # a decision interval: one point per decision
@@ -73,7 +77,7 @@ def run_performance(run: dict[str, Any], interval_ms: int) -> dict[str, Any]:
                                np.asarray(run["position"], dtype=np.float64), steps))
         # ``interval_ms`` is the decision period; a full step is ``every_bars`` bars
         perf["trades_per_day"] = trades_per_day(int(run["trades"]), int(steps.sum()),
-                                                interval_ms // int(steps.max()))
+                                                interval_ms // int(steps.max()), calendar)
     return {**perf, "final_equity": float(run["equity"][-1]), "fees": fees,
             "slippage": slippage, "borrow": borrow, "traded_notional": traded}
 
@@ -100,7 +104,8 @@ COST_COUNTERS = ("fees", "slippage", "borrow", "traded_notional", "trades")
 count), read from the paper broker's account after each bar."""
 
 
-def record_performance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def record_performance(rows: Sequence[Mapping[str, Any]],
+                       calendar: TradingCalendar = ALWAYS) -> dict[str, Any]:
     """The shared metrics, costs included, of a paper-trading record (or a slice of it).
 
     ``rows``: one per decided bar, oldest first, with ``ts`` (bar open time, ms), ``equity``,
@@ -110,8 +115,10 @@ def record_performance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ``envs.metrics``). Rows without counters (records exported before they existed) leave
     the costs unknown: NaN amounts, so the cost fractions and the gross return are None in
     ``to_dict`` and the fill count is 0. ``halted_bar`` is the index (in ``rows``) of the
-    first halted row, and ``halted_ts`` its bar time. Empty dict with fewer than two rows or
-    no bar interval.
+    first halted row, and ``halted_ts`` its bar time. ``calendar``: the market's trading
+    calendar (the policy manifest's ``env.calendar``), for the bars per year; the bar
+    interval is the median spacing of ``ts``, which closures do not move. Empty dict with
+    fewer than two rows or no bar interval.
     """
     if len(rows) < 2:
         return {}
@@ -132,7 +139,8 @@ def record_performance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        traded_notional=grown("traded_notional"),
                        fills=0 if math.isnan(fills) else int(fills),
                        fees=grown("fees"), slippage=grown("slippage"), borrow=grown("borrow"),
-                       halted_bar=halted[0] if halted else None).to_dict()
+                       halted_bar=halted[0] if halted else None,
+                       calendar=calendar).to_dict()
     return {**perf, "final_equity": float(rows[-1]["equity"]),
             **{k: _present(grown(k)) for k in COST_COUNTERS if k != "trades"},
             "halted_ts": int(ts[halted[0]]) if halted else None}

@@ -47,6 +47,7 @@ from raytrade.algos.publish_decision import deployable
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
 from raytrade.algos.train import train
 from raytrade.envs.bars import BarTable
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.io import load_bars
 from raytrade.envs.market import MarketData, load_markets, resolve_sources, restrict_range
@@ -108,7 +109,9 @@ class WalkForwardResult:
 def _tables(exp: ExperimentConfig) -> tuple[list[BarTable], BarTable | None]:
     paths = resolve_sources(exp.data.sources)
     ref_path = resolve_sources((exp.data.reference,))[0] if exp.data.reference else None
-    loaded = [load_bars(p) for p in paths] + ([load_bars(ref_path)] if ref_path else [])
+    cal = exp.env.calendar
+    loaded = [load_bars(p, calendar=cal) for p in paths] + (
+        [load_bars(ref_path, calendar=cal)] if ref_path else [])
     aligned = align(loaded)
     return aligned[:len(paths)], (aligned[-1] if ref_path else None)
 
@@ -135,7 +138,7 @@ def _play(policy: Policy, tables: list[BarTable], ref: BarTable | None, folder: 
     ref_file = _write(ref.between(end_ms=end_ms), folder / "ref") if ref else None
     markets, _ = load_markets(files, spec=policy.feature_spec, split="all",
                               reference=ref_file, window=config.window, costs=config.costs,
-                              normalizer=policy.normalizer)
+                              normalizer=policy.normalizer, calendar=config.calendar)
     return play_all(policy, _window(markets, start_ms, end_ms), config, seed=seed,
                     momentum_bars=momentum_bars, curve_points=None)
 
@@ -207,13 +210,16 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
     # the folds played bars of the FeatureSpec's interval (1h resampled from 5m files, say)
     # one equity point per decision: ``every_bars`` bars with a decision interval
     result.aggregate = aggregate(result.folds,
-                                 exp.features.interval_ms * exp.env.decision.every_bars)
+                                 exp.features.interval_ms * exp.env.decision.every_bars,
+                                 exp.env.calendar)
     return result
 
 
-def aggregate(folds: list[dict[str, Any]], interval_ms: int) -> dict[str, Any]:
-    """Per dataset and policy: the chained out-of-sample curve's shared metrics, and the
-    mean in-sample minus out-of-sample gap of Sharpe and total return."""
+def aggregate(folds: list[dict[str, Any]], interval_ms: int,
+              calendar: TradingCalendar = ALWAYS) -> dict[str, Any]:
+    """Per dataset and policy: the chained out-of-sample curve's shared metrics (annualized
+    with ``calendar``'s bars per year), and the mean in-sample minus out-of-sample gap of
+    Sharpe and total return."""
     out: dict[str, Any] = {}
     for dataset in folds[0]["out_of_sample"]:
         per_policy: dict[str, Any] = {}
@@ -229,7 +235,8 @@ def aggregate(folds: list[dict[str, Any]], interval_ms: int) -> dict[str, Any]:
                 else:
                     equity.extend((eq[1:] / eq[0] * equity[-1]).tolist())
                     position.extend(c["position"][1:])
-            perf = performance(np.asarray(equity), np.asarray(position), interval_ms)
+            perf = performance(np.asarray(equity), np.asarray(position), interval_ms,
+                               calendar=calendar)
             gaps_sharpe = [_gap(f, dataset, name, "sharpe") for f in folds]
             gaps_ret = [_gap(f, dataset, name, "total_return") for f in folds]
             drags = [f["out_of_sample"][dataset][name].get("cost_drag") for f in folds]

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 from raytrade.algos.run_metrics import COST_COLUMNS, halted_label, record_performance
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 
 COST_LABELS = dict(zip(COST_COLUMNS, ("net return", "gross return", "cost drag", "fees",
                                      "slippage", "borrow", "turnover", "trades/day",
@@ -81,18 +82,19 @@ def decision_calibration(record: Mapping[str, Any]) -> pd.DataFrame:
                         columns=["cost multiple", "validation score", "trades", "chosen"])
 
 
-def paper_costs(equity: pd.DataFrame) -> pd.DataFrame:
+def paper_costs(equity: pd.DataFrame, calendar: TradingCalendar = ALWAYS) -> pd.DataFrame:
     """The cost table of a paper record (``PaperRecord.equity``): one row per policy
-    version traded (named ``vNNNNNN``), then the whole record (``all versions``)."""
+    version traded (named ``vNNNNNN``), then the whole record (``all versions``); per
+    year and per day with ``calendar`` (``PaperRecord.calendar``)."""
     if not len(equity):
         return pd.DataFrame(columns=["policy", *COST_LABELS.values()])
     frame = equity.assign(ts=equity["ts_ms"]).drop(columns=["ts_ms"])
     rows = []
     for version in sorted(frame["version"].dropna().unique()):
-        perf = record_performance(_records(frame[frame["version"] == version]))
+        perf = record_performance(_records(frame[frame["version"] == version]), calendar)
         if perf:
             rows.append(cost_row(f"v{int(version):06d}", perf))
-    whole = record_performance(_records(frame))
+    whole = record_performance(_records(frame), calendar)
     if whole:
         rows.append(cost_row("all versions", whole))
     return pd.DataFrame(rows, columns=["policy", *COST_LABELS.values()])

@@ -14,7 +14,9 @@ evaluation and the paper actors publish:
 - ``live/<actor>/...`` and ``live/commands/`` through ``live`` (``LiveReader``).
 
 Metrics derived here (live Sharpe, drawdown) come from ``envs.metrics``, the module every
-other part uses, so the numbers on the pages equal the gate's and the backtest's.
+other part uses, so the numbers on the pages equal the gate's and the backtest's; they are
+annualized with the trading calendar the record's newest policy version recorded in its
+manifest (``env.calendar``), as the live gate does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from raytrade.algos.manifest import manifest_calendar
 from raytrade.algos.run_metrics import COST_COUNTERS
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
@@ -32,6 +35,8 @@ from raytrade.algos.storage.policy_store import ChannelPointer, Move, PolicyStor
 from raytrade.algos.storage.promotion import paper_actors
 from raytrade.dashboard.jsonl_tail import JsonlTail
 from raytrade.dashboard.live_reader import LiveReader
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
+from raytrade.envs.errors import RaytradeError
 from raytrade.envs.metrics import drawdown_curve, interval_of, performance
 
 CHANNELS = ("candidate", "paper", "live")
@@ -53,6 +58,8 @@ class PaperRecord:
     trades: pd.DataFrame
     health: dict[str, Any]
     errors: list[str] = field(default_factory=list)
+    calendar: TradingCalendar = ALWAYS
+    """The market's trading calendar, from the newest traded version's manifest."""
 
     def live_metrics(self) -> dict[str, float | int | None]:
         """Shared-module metrics of the whole record (``envs.metrics.performance``)."""
@@ -61,7 +68,7 @@ class PaperRecord:
             return {}
         interval = interval_of(eq["ts_ms"].to_numpy())  # as the live gate measures it
         perf = performance(eq["equity"].to_numpy(), eq["position"].to_numpy(), interval,
-                           fills=len(self.trades))
+                           fills=len(self.trades), calendar=self.calendar)
         return perf.to_dict()
 
 
@@ -168,7 +175,21 @@ class RunReader:
             health = {}
         except json.JSONDecodeError as exc:
             health = {"unresolved_faults": [f"health.json is malformed: {exc}"]}
-        return PaperRecord(actor, equity, trades, health, errors + trade_errors)
+        return PaperRecord(actor, equity, trades, health, errors + trade_errors,
+                           self._calendar(equity))
+
+    def _calendar(self, equity: pd.DataFrame) -> TradingCalendar:
+        """The calendar of the newest version in a paper record (its manifest's
+        ``env.calendar``); around the clock when the record is empty or the manifest can
+        no longer be read (retained away)."""
+        versions = pd.to_numeric(equity["version"], errors="coerce").dropna() \
+            if len(equity) else pd.Series(dtype=float)
+        if not len(versions):
+            return ALWAYS
+        try:
+            return manifest_calendar(self.store.manifest(int(versions.max())))
+        except (NotFoundError, RaytradeError):
+            return ALWAYS
 
     # ---- walk-forward reports
     def walk_forward_reports(self) -> list[str]:

@@ -1,8 +1,11 @@
 """Performance metrics, one definition for env callbacks, backtests, paper actors, dashboard.
 
-Inputs are per-bar simple returns of equity (or an equity curve) and the bar interval;
-annualization assumes markets open around the clock (crypto): ``bars_per_year =
-365 * 24 h / interval``. Conventions follow empyrical (checked against it in tests):
+Inputs are per-bar simple returns of equity (or an equity curve), the bar interval and the
+market's trading calendar (``envs/calendar.py``); annualization uses the calendar's bars
+per year: ``365 * 24 h / interval`` for a market open around the clock (crypto, the
+default), the expected session bars of a 365-day year for one that closes (forex 1h with
+Christmas and New Year closed: about 6223, not 8760). Conventions follow empyrical
+(checked against it in tests):
 
 - Sharpe: ``mean(r) / std(r, ddof=1) * sqrt(bars_per_year)`` (risk-free 0);
 - Sortino: ``mean(r) * bars_per_year / (sqrt(mean(min(r, 0)^2)) * sqrt(bars_per_year))``;
@@ -27,7 +30,8 @@ equity ``E0`` (the curve's first finite point) so they add up with the returns:
   cost, to first order: the position sizes are the ones actually traded);
 - turnover: traded notional / mean equity over the run (``turnover_per_year`` is the same
   per year);
-- trades per day: fills / (bars stepped * interval / 1 day);
+- trades per day: fills / (bars stepped / the calendar's bars per day), i.e. per 24 hours of
+  trading (``bars * interval / 1 day`` around the clock);
 - average holding time: mean length, in bars, of the runs of consecutive points with a
   non-zero position of one sign (a reversal starts a new run; a run still open at the end
   counts with the bars seen); NaN if no position was ever held;
@@ -46,14 +50,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
+from raytrade.envs.calendar import ALWAYS, TradingCalendar
 
 MS_PER_YEAR = 365 * 24 * 3600 * 1000
 MS_PER_DAY = 24 * 3600 * 1000
 
 
-def bars_per_year(interval_ms: int) -> float:
-    """Bars in a 365-day year of round-the-clock trading."""
-    return MS_PER_YEAR / interval_ms
+def bars_per_year(interval_ms: int, calendar: TradingCalendar = ALWAYS) -> float:
+    """Bars in a 365-day year: of round-the-clock trading by default, else the ones
+    ``calendar`` expects (``TradingCalendar.bars_per_year``)."""
+    if calendar.always:
+        return MS_PER_YEAR / interval_ms
+    return calendar.bars_per_year(interval_ms)
 
 
 def interval_of(ts_ms: npt.ArrayLike) -> int:
@@ -192,9 +200,14 @@ def average_holding_bars(position: npt.ArrayLike) -> float:
     return float(runs.mean()) if len(runs) else math.nan
 
 
-def trades_per_day(fills: int, bars: int, interval_ms: int) -> float:
-    """Fills per day of ``bars`` bar intervals; NaN without bars or interval."""
-    days = bars * interval_ms / MS_PER_DAY
+def trades_per_day(fills: int, bars: int, interval_ms: int,
+                   calendar: TradingCalendar = ALWAYS) -> float:
+    """Fills per day of trading over ``bars`` bar intervals (a day: the calendar's bars per
+    year / 365; 24 h around the clock); NaN without bars or interval."""
+    if calendar.always or interval_ms <= 0:
+        days = bars * interval_ms / MS_PER_DAY
+    else:
+        days = bars / (calendar.bars_per_year(interval_ms) / 365)
     return fills / days if days > 0 else math.nan
 
 
@@ -263,19 +276,20 @@ class Performance:
 def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int, *,
                 traded_notional: float = 0.0, fills: int = 0, fees: float = 0.0,
                 slippage: float = 0.0, borrow: float = 0.0,
-                halted_bar: int | None = None) -> Performance:
+                halted_bar: int | None = None,
+                calendar: TradingCalendar = ALWAYS) -> Performance:
     """All metrics of an equity curve and the positions held along it.
 
     ``traded_notional``, ``fees``, ``slippage`` and ``borrow`` are the run's totals in
     quote currency, ``fills`` its fill count; ``halted_bar`` the bar at which the drawdown
-    halt or ruin stopped the run (None: it ran to the end). Definitions in the
-    module docstring.
+    halt or ruin stopped the run (None: it ran to the end); ``calendar`` the market's
+    trading calendar, which sets the bars per year. Definitions in the module docstring.
     """
     e = np.asarray(equity, dtype=np.float64)
     pos = np.asarray(position, dtype=np.float64)
     keep = np.isfinite(e)
     e, pos = e[keep], pos[keep]
-    periods = bars_per_year(interval_ms)
+    periods = bars_per_year(interval_ms, calendar)
     r = returns_from_equity(e)
     pnls = trade_pnls(e, pos)
     years = max(len(r), 1) / periods
@@ -298,6 +312,6 @@ def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int
         gross_return=total + drag, cost_drag=drag, fees_fraction=of_start(fees),
         slippage_fraction=of_start(slippage), borrow_fraction=of_start(borrow),
         turnover=traded_notional / mean_equity if mean_equity else math.nan,
-        trades_per_day=trades_per_day(int(fills), len(r), interval_ms),
+        trades_per_day=trades_per_day(int(fills), len(r), interval_ms, calendar),
         avg_holding_bars=average_holding_bars(pos),
         halted=halted_bar is not None, halted_bar=halted_bar, t_stat=t_stat(r))

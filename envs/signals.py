@@ -71,7 +71,7 @@ def summarize(result: SimulationResult, bars: BarTable) -> dict[str, Any]:
     s = result.start
     perf = performance(result.equity[s:], result.target[s:], bars.interval_ms,
                        traded_notional=float(result.turnover[-1]),
-                       fills=int(result.trades[-1]))
+                       fills=int(result.trades[-1]), calendar=bars.calendar)
 
     def clean(x: float) -> float | None:
         return None if math.isnan(x) else round(float(x), 10)

@@ -12,6 +12,7 @@ import pytest
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
+from raytrade.envs.metrics import performance
 from raytrade.envs.typed_json import decode, encode
 
 H = 3_600_000
@@ -118,3 +119,19 @@ def test_calendar_json_with_an_unknown_kind_is_refused_with_its_path() -> None:
     data = encode(FX) | {"kind": "crypto"}
     with pytest.raises(ConfigError, match=r"env\.calendar\.kind: expected one of"):
         decode(TradingCalendar, data, "env.calendar")
+
+
+def test_performance_annualizes_with_the_calendars_bars_per_year() -> None:
+    rng = np.random.default_rng(0)
+    equity = 100.0 * np.cumprod(1.0 + rng.normal(2e-4, 1e-3, 500))
+    position = np.ones(500)
+    returns = equity[1:] / equity[:-1] - 1.0
+    hand = (1461 * 120 - 2 * 20 * 24) / 10227 * 365     # forex 1h, see above
+    fx = performance(equity, position, H, fills=10, calendar=FX)
+    assert fx.sharpe == pytest.approx(returns.mean() / returns.std(ddof=1) * hand ** 0.5)
+    assert fx.annual_return == pytest.approx(np.prod(1 + returns) ** (hand / 499) - 1)
+    # ten fills over 499 session hours: days of trading are hand / 365 bars each
+    assert fx.trades_per_day == pytest.approx(10 / (499 / (hand / 365)))
+    crypto = performance(equity, position, H, fills=10)
+    assert crypto.sharpe == pytest.approx(fx.sharpe * (8760 / hand) ** 0.5)
+    assert crypto == performance(equity, position, H, fills=10, calendar=ALWAYS)

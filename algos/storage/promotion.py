@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from raytrade.algos.manifest import PolicyRejectedError, read_bundle
+from raytrade.algos.manifest import PolicyRejectedError, manifest_calendar, read_bundle
 from raytrade.algos.publish_decision import excess_by_dataset
 from raytrade.algos.selection import evidence
 from raytrade.algos.storage import keys
@@ -134,8 +134,10 @@ def live_gate(store: PolicyStore, limits: GateLimits) -> Verdict:
         interval = interval_of(ts)
         stats: dict[str, Any] = {"bars": len(rows)}
         if len(rows) >= 2 and interval > 0:
+            # annualized with the market's calendar, as the policy's manifest records it
             perf = performance(np.array([r["equity"] for r in rows]),
-                               np.array([r["position"] for r in rows]), interval)
+                               np.array([r["position"] for r in rows]), interval,
+                               calendar=manifest_calendar(store.manifest(version)))
             # the shared metric is signed (-0.25 = 25% below the peak); limits are sizes
             stats.update(sharpe=perf.sharpe, max_drawdown=abs(perf.max_drawdown),
                          total_return=perf.total_return)

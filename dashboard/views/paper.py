@@ -66,7 +66,7 @@ def body() -> None:
         empty("No traded bars", "The actor is warming up or waiting for a policy.")
     else:
         st.subheader("Costs per policy version (fractions of starting equity)")
-        st.dataframe(paper_costs(rec.equity), hide_index=True)
+        st.dataframe(paper_costs(rec.equity, rec.calendar), hide_index=True)
         st.subheader("Equity")
         st.altair_chart(value_lines(rec.equity.set_index("ts")[["equity"]]))
         st.subheader("Drawdown")
