@@ -6,9 +6,15 @@
   its symbols' ticks (``SUBSCRIBE_SYMBOLS``); a subscription the EA does not read in time
   is counted (``subscribe_errors``) and retried with back-off. After an EA restart (it
   forgets its subscriptions) the client sends them all again by itself.
-- The bar file holds the last *closed* bar of each pair that has a new one; a bar is
-  delivered once, in order (``EventFilter``); a bar missed between two polls is a gap the
-  session's sequencer backfills over ``GET_HISTORIC_DATA``.
+- The bar file holds the last *closed* bar of each pair that has a new one, so a reader
+  that looks too late sees only the newer bar (the real EA's own warning). A new bar more
+  than one interval after the last delivered one makes the feed ask ``GET_HISTORIC_DATA``
+  for the bars between. If the EA ran without a break since the last delivered bar, the
+  bars were only read late (a slow poll): they are delivered first, in order, as a
+  websocket delivers what it buffered. After a break (the EA restarted or stopped
+  answering) they are left to the session's sequencer, which backfills them as catch-up,
+  as after a websocket's reconnect; a closure (a weekend) has no bars either way. Every
+  bar is delivered once, in order (``EventFilter``).
 - MetaTrader ticks carry no sizes: a quote's sizes are 1.0, meaning "quoted".
 - Health: ``live`` while the EA rewrites its orders file (it does at least once a second,
   through weekends too: a closed market is not a dead bridge), ``degraded`` while it does
@@ -27,6 +33,8 @@ from raytrade.actors.events import KlineEvent, MarketEvent, QuoteEvent
 from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.health import FeedHealth
 from raytrade.actors.venues.dwx_client import DwxClient, EaError
+from raytrade.actors.venues.dwx_requests import historic_bars
+from raytrade.envs.bars import Bar
 from raytrade.envs.errors import ConfigError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -64,6 +72,9 @@ class DwxFeed:
         self._wake = asyncio.Event()
         self._quote_id = 0
         self._last_tick: dict[str, tuple[float, float]] = {}
+        self._unbroken = False
+        """The EA ran without a break since the last bar delivered (module docstring)."""
+        self._restarts = client.faults["ea_restart"]
 
     def stop(self) -> None:
         """Ask ``run`` to return."""
@@ -95,9 +106,12 @@ class DwxFeed:
                         backoff = min(backoff * 2, self.config.max_backoff_s)
                         continue
                 alive = client.alive
+                if not alive or client.faults["ea_restart"] != self._restarts:
+                    self._unbroken = False
+                    self._restarts = client.faults["ea_restart"]
                 if alive:
                     self.health.state = "live"
-                    self._deliver()
+                    await self._deliver()
                 elif was_alive:
                     self.health.count("idle_timeouts")
                     self._down(f"the EA has not rewritten its orders file for "
@@ -124,20 +138,41 @@ class DwxFeed:
         if self.quotes:
             await self.client.subscribe_ticks(self.symbols)
 
-    def _deliver(self) -> None:
+    async def _deliver(self) -> None:
         state = self.client.state
         now = self.clock()
         for symbol in self.symbols:
             bar = state.bars.get((symbol, self.timeframe))
+            last = self.filter.last_closed.get(symbol)
+            if bar is not None and last is not None and bar.ts > last + self.interval_ms \
+                    and self._unbroken:
+                for missed in await self._missed(symbol, last, bar.ts):
+                    self._emit(KlineEvent(symbol, self.interval_ms, missed, True,
+                                          int(now * 1000)), now)
             if bar is not None:
                 self._emit(KlineEvent(symbol, self.interval_ms, bar, True, int(now * 1000)),
                            now)
+                self._unbroken = True
             tick = state.ticks.get(symbol) if self.quotes else None
             if tick is not None and self._last_tick.get(symbol) != (tick.bid, tick.ask):
                 self._last_tick[symbol] = (tick.bid, tick.ask)
                 self._quote_id += 1
                 self._emit(QuoteEvent(symbol, self._quote_id, tick.bid, 1.0, tick.ask, 1.0),
                            now)
+
+    async def _missed(self, symbol: str, last: int, new: int) -> list[Bar]:
+        """The bars between ``last`` and ``new`` (none on a failure: the sequencer
+        backfills them)."""
+        try:
+            bars = await historic_bars(self.client, symbol, self.timeframe,
+                                       last + self.interval_ms, new - 1)
+        except (TemporaryError, EaError) as exc:
+            self.health.count("rest_errors")
+            self.health.last_error = f"GET_HISTORIC_DATA for missed bars: {exc}"
+            return []
+        between = [b for b in bars if last < b.ts < new]
+        self.health.count("backfilled_bars", len(between))
+        return between
 
     def _emit(self, event: MarketEvent, now: float) -> None:
         last = self.filter.last_closed.get(event.symbol) if isinstance(event, KlineEvent) \
