@@ -26,6 +26,9 @@ import backtesting
 import numpy as np
 import pytest
 from raytrade.actors.journal import Journal
+from raytrade.actors.live_config import LiveConfig, LiveLimits
+from raytrade.actors.live_ledger import LiveLedger
+from raytrade.actors.live_session import LiveSession
 from raytrade.actors.paper_actor import run_paper
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.simulators.dwx_ea_faults import EaFault
@@ -36,13 +39,16 @@ from raytrade.actors.venues.dwx_client import ClientConfig, CommandNotReadError,
 from raytrade.actors.venues.dwx_orders import DwxExecution
 from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_config
 from raytrade.actors.venues.execution import OrderFateUnknownError, OrderRequest
+from raytrade.actors.venues.execution_registry import execution_venue
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
+from raytrade.algos.storage.live_commands import issue_command
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.io import load_bars
 
 from tests.dwx_setup import eurusd_backtest, eurusd_csv, eurusd_experiment, eurusd_store
+from tests.exchange_setup import run_sessions
 
 EURUSD = Path(backtesting.__file__).parent / "test" / "EURUSD.csv"
 VENUE_TOML = """\
@@ -293,3 +299,80 @@ def test_paper_actor_on_the_ea_replaying_eurusd_matches_backtest(
     np.testing.assert_allclose(live_equity, path.equity[:len(live_equity)], rtol=1e-9)
     assert journal.count("fills") > 5, "the policy traded: fills exercised"
     journal.close()
+
+
+# ---- the live trader through the EA
+
+LIVE_BAR_S = 0.3
+LIVE_SEED = 5
+"""A random policy of (-1, 0.5, 1) that reduces a long and reverses within 24 bars from
+any first live bar in 400..440 (checked on the backtest: the live decisions are its)."""
+
+
+def test_live_trader_through_the_ea_opens_reduces_reverses_and_the_kill_switch_flattens(
+        tmp_path: Path) -> None:
+    csv = eurusd_csv(tmp_path, 520)
+    store, _ = eurusd_store(tmp_path / "store", channel="live", seed=LIVE_SEED,
+                            positions=(-1.0, 0.5, 1.0))
+    files = tmp_path / "MQL4" / "Files"
+    options = dataclasses.replace(EA, bar_seconds=LIVE_BAR_S, start_bar=400)
+    with start_ea(files, csv, options=options) as ea:
+        paper = PaperConfig(actor="live-eurusd", symbol="EURUSD", venue="dwx", interval="1h",
+                            files_dir=str(files), journal_dir=str(tmp_path / "journal"),
+                            channel="live", speed=3600 / LIVE_BAR_S, stale_after_bars=40,
+                            export_every_s=0.5, use_quote_spread=False)
+        config = LiveConfig(
+            paper=paper, venue="dwx", network="loopback",
+            venue_config=str(venue_config(tmp_path)), capital=5000.0, order_timeout_s=1.0,
+            fill_timeout_s=1.0, command_poll_s=0.1, reconcile_every_s=1.0,
+            limits=LiveLimits(stale_after_s=86_400.0, max_orders_per_minute=1000,
+                              max_symbol_notional=20_000.0, max_total_notional=20_000.0,
+                              daily_loss_limit=2_000.0))
+        live = LiveSession(config, store, execution_venue("dwx").build(config.setup()))
+        marks: dict[str, float] = {}
+
+        def during() -> None:
+            ledger = live.ledger
+            book = ledger.book("EURUSD") if ledger is not None else None
+            if ledger is None or book is None:
+                return
+            held = [m["position"] for m in ledger.equity_rows("EURUSD")]  # after each bar
+            reduced = any(0 < abs(b) < abs(a) and a * b > 0 for a, b in itertools.pairwise(held))
+            # a reversal is two legs: the close (leg 0), then the opening (leg 1)
+            reversed_ = any(o["leg"] == 1 and o["status"] == "filled"
+                            for o in ledger.orders())
+            if "flatten" not in marks and reduced and reversed_ and book.position != 0:
+                marks["flatten"] = book.position
+                issue_command(store.blobs, "flatten", by="carol", reason="kill switch")
+            elif "flatten" in marks and any(h.kind == "flatten" for h in
+                                            ledger.halts("EURUSD")) and \
+                    book.position == 0 and ea_position(ea) == 0 and \
+                    not ledger.orders(open_only=True):
+                marks["flat"] = 1.0
+
+        run_sessions([live], 45, lambda: "flat" in marks, during)
+        assert "flat" in marks, marks
+        state = ea.state()["broker"]
+    ledger = LiveLedger(config.orders_journal_path)
+    try:
+        book = ledger.book("EURUSD")
+        assert book is not None and book.position == 0.0
+        assert ledger.halts("EURUSD")[0].kind == "flatten"
+        assert ("flatten", "carol") in [(e["kind"], e["by"]) for e in ledger.events()]
+        assert not ledger.events(kind="mismatch")
+        orders = ledger.orders()
+        filled = [o for o in orders if o["status"] == "filled"]
+        # every order that opened a ticket carries its client id in the ticket's comment
+        # (MT4 renames a partially closed ticket's comment "to #<the remainder's ticket>")
+        comment = {int(o["ticket"]): o["comment"] for o in state["orders"] + state["history"]}
+        opened = [o for o in filled if not o["reduce_only"]]
+        tickets = [int(str(o["venue_order_id"]).split(",")[-1]) for o in opened]
+        assert opened and all(comment[t] == o["cid"] or comment[t].startswith("to #")
+                              for o, t in zip(opened, tickets, strict=True))
+        # the journal's fills add up to what the broker did: flat on both sides
+        assert sum(f["qty"] if f["side"] == "buy" else -f["qty"]
+                   for f in ledger.fills()) == pytest.approx(0.0, abs=1e-6)
+        assert not [o for o in state["orders"] if o["magic"] == 4242]
+        assert len(ledger.fills()) >= 4
+    finally:
+        ledger.close()

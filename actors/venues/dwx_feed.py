@@ -166,7 +166,13 @@ class DwxFeed:
         try:
             bars = await historic_bars(self.client, symbol, self.timeframe,
                                        last + self.interval_ms, new - 1)
-        except (TemporaryError, EaError) as exc:
+        except EaError as exc:
+            if exc.message.error_type == "HISTORIC_DATA":
+                return []  # no bar in between: a closure
+            self.health.count("rest_errors")
+            self.health.last_error = f"GET_HISTORIC_DATA for missed bars: {exc}"
+            return []
+        except TemporaryError as exc:
             self.health.count("rest_errors")
             self.health.last_error = f"GET_HISTORIC_DATA for missed bars: {exc}"
             return []
