@@ -219,12 +219,16 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
         asyncio.run(scenario())
 
 
-def test_dwx_client_reports_a_command_when_no_ea_reads_the_folder(tmp_path: Path) -> None:
+def test_dwx_client_without_an_ea_reports_the_command_and_refuses_a_second_client(
+        tmp_path: Path) -> None:
     async def scenario() -> None:
         client = DwxClient(tmp_path, ClientConfig(command_timeout_s=0.3, poll_s=0.01))
         with pytest.raises(CommandNotReadError, match=r"DWX_Commands_0.txt\); withdrawn"):
             await client.start()  # RESET_COMMAND_IDS: nobody reads it
         assert not list((tmp_path / "DWX").glob("DWX_Commands_*"))  # nothing left to run
+        # the EA keeps one subscription list: a second client would clobber it
+        with pytest.raises(ConfigError, match="already used by another raytrade client"):
+            await DwxClient(tmp_path).start()
         await client.stop()
 
     asyncio.run(scenario())

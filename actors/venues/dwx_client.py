@@ -2,11 +2,12 @@
 ``dwx_files.py``; the records: ``dwx_records.py``; the EA sources and Darwinex's own
 client: ``github.com/darwinex/dwxconnect``, ``mql/`` and ``python/api/dwx_client.py``).
 
-One ``DwxClient`` per folder per process (``shared_client``): two writers numbering
-commands independently would collide in the EA's de-duplication memory, and their
-subscriptions would overwrite each other (``SUBSCRIBE_SYMBOLS`` *replaces* the EA's
-list). The market-data feed and the order side of one folder share it: subscriptions
-are the union of everything asked for, sent whole every time.
+One ``DwxClient`` per folder (``shared_client`` in a process; ``dwx_files.FolderLock``
+refuses a second client, in this process or another): two writers numbering commands
+independently would collide in the EA's de-duplication memory, and their subscriptions
+would overwrite each other (``SUBSCRIBE_SYMBOLS`` *replaces* the EA's list). The
+market-data feed and the order side of one folder share it: subscriptions are the union
+of everything asked for, sent whole every time.
 
 - One poll task reads the EA's files every ``poll_s`` (change detection and tolerant
   parsing in ``dwx_files.JsonFile``): the account and open orders, new messages, ticks,
@@ -124,6 +125,7 @@ class DwxClient:
         self.paths = f.DwxPaths(Path(files_dir))
         self.clock = clock
         self.slots = f.CommandSlots(self.paths)
+        self.lock = f.FolderLock(self.paths)
         inv = self.config.invalid_after_s
         self.files = {name: f.JsonFile(self.paths.file(name), invalid_after_s=inv,
                                        clock=clock)
@@ -157,6 +159,7 @@ class DwxClient:
         if self._task is not None and not self._task.done() and self._loop is loop:
             return
         self.paths.check()
+        self.lock.acquire()
         self._loop = loop
         self._polled = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -175,6 +178,7 @@ class DwxClient:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.lock.release()
 
     async def _run(self) -> None:
         while True:

@@ -199,6 +199,48 @@ class CommandSlots:
         return True
 
 
+class FolderLock:
+    """This process's claim on an EA folder: ``DWX/raytrade-client.lock`` under an
+    exclusive ``flock``. The EA keeps *one* list of tick and bar subscriptions, which
+    every ``SUBSCRIBE_*`` command replaces, so two clients on one folder would unsubscribe
+    each other: a second one (another process, or a second client in this one) is
+    refused with ``ConfigError`` naming the holder. Released by ``release`` or when the
+    process ends. Where ``fcntl`` does not exist (Windows) the claim is not enforced."""
+
+    def __init__(self, paths: DwxPaths) -> None:
+        self.path = paths.folder / "raytrade-client.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Claim the folder (idempotent)."""
+        if self._fd is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(f"{self.path.parent} is already used by another raytrade "
+                              f"client (process {holder}): the EA keeps one subscription "
+                              "list, so each terminal folder takes one raytrade process "
+                              "(trade several symbols from one process, or give each its "
+                              "own terminal)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the folder up."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def decode(raw: bytes) -> str:
     """EA file bytes as text: UTF-16 (with BOM), UTF-8 (with or without BOM) or ANSI;
     trailing line breaks and NULs removed."""
