@@ -79,6 +79,17 @@ def ea_tickets(ea: EaProcess) -> dict[int, dict[str, Any]]:
     return {int(o["ticket"]): o for o in ea.state()["broker"]["orders"]}
 
 
+async def ea_settles_at(ea: EaProcess, position: float, timeout_s: float = 3.0) -> bool:
+    """True once the simulator's truth shows ``position``: it saves its truth file just
+    after the EA's files, so a reader of both may be a moment ahead of it."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while ea_position(ea) != position:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 def ea_position(ea: EaProcess, magic: int = 4242) -> float:
     """Net EURUSD base units of ``magic``'s tickets, from the truth file."""
     lots = sum((o["lots"] if o["type"] == "buy" else -o["lots"])
@@ -168,48 +179,48 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             await execution.ready()  # commands 0 (RESET_COMMAND_IDS) and 1 (ticks)
             opened = await execution.place(OrderRequest("rt-t-1", "EURUSD", "buy", 3000.0))
             assert (opened.status, opened.filled_qty) == ("filled", 3000.0)  # command 2
-            assert ea_position(ea) == 3000.0
+            assert await ea_settles_at(ea, 3000.0)
             # 3: the broker refuses the close ("off quotes"): rejected, nothing changed
             refused = await execution.place(OrderRequest("rt-t-2", "EURUSD", "sell", 1000.0,
                                                          reduce_only=True))
             assert refused.status == "rejected" and "off quotes" in refused.reason
-            assert ea_position(ea) == 3000.0
+            assert await ea_settles_at(ea, 3000.0)
             # 4: the EA leaves the command unread: withdrawn, reported, it never runs
             with pytest.raises(OrderFateUnknownError, match="did not read command"):
                 await execution.place(OrderRequest("rt-t-3", "EURUSD", "sell", 1000.0))
             assert client.faults["command_not_read"] == 1
             assert await execution.query("EURUSD", "rt-t-3") is None
             await asyncio.sleep(1.0)  # the EA reads again; the withdrawn file is gone
-            assert ea_position(ea) == 3000.0 and ea.state()["commands_read"] == 4
+            assert await ea_settles_at(ea, 3000.0) and ea.state()["commands_read"] == 4
             # the same client id again continues the order, sent once, filled once: the
             # close (4) and the closed trades for its price (5)
             invalid_before = client.files[f.ORDERS].invalid
             again = await execution.place(OrderRequest("rt-t-3", "EURUSD", "sell", 1000.0))
             assert (again.status, again.filled_qty) == ("filled", 1000.0)
-            assert ea_position(ea) == 2000.0
+            assert await ea_settles_at(ea, 2000.0)
             # after 5 the EA's next orders file stays half written for 0.4 s: held, unused
             await asyncio.sleep(1.6)
             await client.wait_poll()
             assert client.files[f.ORDERS].invalid > invalid_before
             assert client.faults["invalid_file"] == 0 and client.faults["rejected_record"] == 0
             snapshot = await execution.account(("EURUSD",))
-            assert snapshot.positions["EURUSD"] == ea_position(ea) == 2000.0
+            assert snapshot.positions["EURUSD"] == 2000.0 and await ea_settles_at(ea, 2000.0)
             # 6: the EA opens the order, then restarts before its reply reaches us: files
             # deleted, subscriptions and ids forgotten, the broker's orders reloaded
             with pytest.raises(OrderFateUnknownError, match="no reply from the EA"):
                 await execution.place(OrderRequest("rt-t-4", "EURUSD", "buy", 2000.0))
             found = await execution.query("EURUSD", "rt-t-4")  # by its comment
             assert found is not None and (found.status, found.filled_qty) == ("filled", 2000.0)
-            assert ea_position(ea) == 4000.0
+            assert await ea_settles_at(ea, 4000.0)
             deadline = asyncio.get_running_loop().time() + 8.0
             while client.faults["ea_restart"] == 0 or "EURUSD" not in client.state.ticks:
                 assert asyncio.get_running_loop().time() < deadline, client.faults
                 await client.wait_poll()
             assert ea.state()["restarts"] == 1 and ea.state()["market_symbols"] == ["EURUSD"]
             flat = await execution.place(OrderRequest("rt-t-5", "EURUSD", "sell", 4000.0))
-            assert flat.status == "filled" and ea_position(ea) == 0.0
+            assert flat.status == "filled" and await ea_settles_at(ea, 0.0)
             short = await execution.place(OrderRequest("rt-t-6", "EURUSD", "sell", 1000.0))
-            assert short.status == "filled" and ea_position(ea) == -1000.0
+            assert short.status == "filled" and await ea_settles_at(ea, -1000.0)
             tickets = ea_tickets(ea)
             assert [t["comment"] for t in tickets.values()] == ["rt-t-6"]
             found = await execution.query("EURUSD", "rt-t-6")

@@ -9,9 +9,9 @@ would overwrite each other (``SUBSCRIBE_SYMBOLS`` *replaces* the EA's list). The
 market-data feed and the order side of one folder share it: subscriptions are the union
 of everything asked for, sent whole every time.
 
-- One poll task reads the EA's files every ``poll_s`` (change detection and tolerant
-  parsing in ``dwx_files.JsonFile``): the account and open orders, new messages, ticks,
-  closed bars. A file that stays invalid is counted in ``faults`` and logged, naming it.
+- One poll task reads the EA's files every ``poll_s`` (``dwx_reader.EaReader``): the
+  account and open orders, new messages, ticks, closed bars; a file that stays invalid is
+  counted in ``faults`` and logged, naming it.
 - ``send`` writes a command with the next id (ids cycle below 100000; ``RESET_COMMAND_IDS``
   is sent first, as the EA expects of a client that starts) and confirms delivery: the EA
   deletes a command file once it has read it. A command still unread after
@@ -22,9 +22,8 @@ of everything asked for, sent whole every time.
   no command id; commands that expect a reply are serialized, so a reply is the next
   message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``.
 - The EA restarting (it deletes its files, command slots included, and forgets its
-  subscriptions and command ids) is noticed when ``DWX_Orders.txt`` vanishes and comes
-  back: the subscriptions are sent again. The EA rewrites that file at least once a
-  second, so ``alive`` is False when it has not for ``stale_after_s``.
+  subscriptions and command ids; ``EaReader`` notices) makes the client send the
+  subscriptions again until the EA confirms them.
 """
 
 from __future__ import annotations
@@ -34,15 +33,13 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from raytrade.actors.events import MessageRejectedError
 from raytrade.actors.venues import dwx_files as f
 from raytrade.actors.venues import dwx_records as r
-from raytrade.envs.bars import Bar
+from raytrade.actors.venues.dwx_reader import EaReader
 from raytrade.envs.errors import ConfigError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -103,19 +100,6 @@ class Sent:
     """The message sequence number when it was written: its reply comes after."""
 
 
-@dataclass
-class _State:
-    """What the poll task has read (mutable, owned by the client)."""
-
-    orders: r.OrdersFile | None = None
-    orders_seen: float = -1e18
-    ticks: dict[str, r.Tick] = field(default_factory=dict)
-    bars: dict[tuple[str, str], Bar] = field(default_factory=dict)
-    messages: deque[tuple[int, r.Message]] = field(default_factory=lambda: deque(maxlen=500))
-    seen: set[tuple[int, str]] = field(default_factory=set)
-    seq: int = 0
-
-
 class DwxClient:
     """One terminal folder's client (module docstring)."""
 
@@ -126,15 +110,16 @@ class DwxClient:
         self.clock = clock
         self.slots = f.CommandSlots(self.paths)
         self.lock = f.FolderLock(self.paths)
-        inv = self.config.invalid_after_s
-        self.files = {name: f.JsonFile(self.paths.file(name), invalid_after_s=inv,
-                                       clock=clock)
-                      for name in (f.ORDERS, f.MESSAGES, f.MARKET_DATA, f.BAR_DATA)}
-        self.state = _State()
-        self.faults: Counter[str] = Counter()
+        self.reader = EaReader(self.paths, clock=clock,
+                               invalid_after_s=self.config.invalid_after_s,
+                               stale_after_s=self.config.stale_after_s,
+                               offset_s=self.config.server_utc_offset_s,
+                               on_restart=self._on_restart)
+        self.files = self.reader.files
+        self.state = self.reader.state
+        self.faults = self.reader.faults
         """``invalid_file``, ``command_not_read``, ``reply_timeout``, ``ea_restart``,
         ``rejected_record``."""
-        self.last_fault = ""
         self.listeners: list[Callable[[], None]] = []
         """Called after every poll that changed something."""
         self.tick_symbols: set[str] = set()
@@ -147,7 +132,6 @@ class DwxClient:
         self._polled: asyncio.Event | None = None
         self._send_lock: asyncio.Lock | None = None
         self._reply_locks: dict[str, asyncio.Lock] = {}
-        self._orders_gone = False
         self._started = False
         self._resubscribing: asyncio.Task[None] | None = None
 
@@ -202,88 +186,18 @@ class DwxClient:
     @property
     def alive(self) -> bool:
         """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``."""
-        return self.clock() - self.state.orders_seen < self.config.stale_after_s
-
-    # ---- reading
-    def _read(self, name: str) -> f.FileChange | None:
-        try:
-            return self.files[name].poll()
-        except f.InvalidFileError as exc:
-            self.report_fault("invalid_file", str(exc))
-            return None
+        return self.reader.alive
 
     def report_fault(self, kind: str, detail: str) -> None:
         """Count and log one fault (``faults``)."""
-        self.faults[kind] += 1
-        self.last_fault = detail
-        log.warning("DWX %s: %s", kind, detail)
+        self.reader.report_fault(kind, detail)
 
     def _poll_once(self, initial: bool = False) -> None:
-        changed = False
-        orders_file = self.files[f.ORDERS]
-        before = orders_file.rewrites
-        change = self._read(f.ORDERS)
-        if orders_file.rewrites != before:
-            self.state.orders_seen = self.clock()  # rewritten, even if unchanged
-        if not orders_file.exists and self.state.orders is not None:
-            self._orders_gone = True
-        if change is not None:
-            changed |= self._apply(change, lambda d: self._set_orders(
-                r.parse_orders(d, self.config.server_utc_offset_s, str(orders_file.path))))
-            if self._orders_gone:
-                self._orders_gone = False
-                self._on_restart()
-        change = self._read(f.MESSAGES)
-        if change is not None:
-            changed |= self._apply(change, lambda d: self._add_messages(
-                r.parse_messages(d, str(self.paths.file(f.MESSAGES))), initial))
-        change = self._read(f.MARKET_DATA)
-        if change is not None:
-            changed |= self._apply(change, lambda d: self.state.ticks.update(
-                r.parse_market_data(d, str(self.paths.file(f.MARKET_DATA)))))
-        change = self._read(f.BAR_DATA)
-        if change is not None:
-            changed |= self._apply(change, lambda d: self.state.bars.update(
-                r.parse_bar_data(d, self.config.server_utc_offset_s,
-                                 str(self.paths.file(f.BAR_DATA)))))
-        if changed:
+        if self.reader.poll(initial=initial):
             for listener in list(self.listeners):
                 listener()
 
-    def _apply(self, change: f.FileChange, use: Callable[[object], object]) -> bool:
-        try:
-            use(change.data)
-        except MessageRejectedError as exc:
-            self.report_fault("rejected_record", exc.reason)
-            return False
-        return True
-
-    def _set_orders(self, orders: r.OrdersFile) -> None:
-        self.state.orders = orders
-
-    def _add_messages(self, messages: list[r.Message], initial: bool) -> None:
-        st = self.state
-        for m in messages:
-            key = (m.millis, str(m))
-            if key in st.seen:
-                continue
-            st.seen.add(key)
-            if initial:
-                continue  # from before this client: never a reply to its commands
-            st.seq += 1
-            st.messages.append((st.seq, m))
-            if m.kind == "ERROR":
-                log.warning("DWX EA: %s", m)
-        if len(st.seen) > 5000:  # the EA keeps its last 50: older keys never return
-            st.seen = {(m.millis, str(m)) for m in messages}
-
     def _on_restart(self) -> None:
-        self.report_fault("ea_restart", f"the EA in {self.paths.folder} restarted: subscribing "
-                          "again")
-        for name in (f.MESSAGES, f.MARKET_DATA, f.BAR_DATA):
-            self.files[name].forget()
-        self.state.ticks.clear()  # the EA deleted its files: what they said is gone
-        self.state.bars.clear()
         if self._loop is not None and (self.tick_symbols or self.bar_pairs):
             if self._resubscribing is not None:
                 self._resubscribing.cancel()
@@ -305,10 +219,6 @@ class DwxClient:
                             delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-
-    def messages_after(self, seq: int) -> list[tuple[int, r.Message]]:
-        """Messages read after sequence number ``seq``, oldest first."""
-        return [(s, m) for s, m in self.state.messages if s > seq]
 
     # ---- commands
     def new_id(self) -> int:
@@ -363,7 +273,7 @@ class DwxClient:
         deadline = self.clock() + (timeout_s or self.config.reply_timeout_s)
         marker = f"{sent.command_id}|{sent.command}"
         while True:
-            for _, m in self.messages_after(sent.seq):
+            for _, m in self.reader.messages_after(sent.seq):
                 if m.kind == "ERROR" and m.error_type.startswith("WRONG_FORMAT") \
                         and marker in m.text:
                     raise EaError(m)

@@ -1,0 +1,153 @@
+"""The reading half of the DWX client (``dwx_client.py``): what the EA writes, polled.
+
+``EaReader.poll`` reads each of the EA's files that changed (``dwx_files.JsonFile``:
+change detection, half-written files held, a lasting invalid one reported naming it) and
+keeps the latest validated state (``dwx_records.py``): the account and open orders, the
+ticks, the last closed bar per pair, and the messages in the order they arrived, each
+with a sequence number (a command's reply is a message after the command's number).
+
+Messages are keyed by the EA's millisecond counter and text: the EA rewrites its last
+50 each time, and a key seen once is never taken again; the messages already there when
+the client starts are marked seen (they answer nobody's command).
+
+The EA rewrites ``DWX_Orders.txt`` at least once a second: ``alive`` is False when it has
+not for ``stale_after_s``. The file vanishing and coming back is the EA restarting (it
+deletes its files at start and stop): what its other files said is dropped, the change
+counted (``faults["ea_restart"]``) and ``on_restart`` called.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raytrade.actors.events import MessageRejectedError
+from raytrade.actors.venues import dwx_files as f
+from raytrade.actors.venues import dwx_records as r
+from raytrade.envs.bars import Bar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EaState:
+    """What the reader has read (mutable, owned by the reader)."""
+
+    orders: r.OrdersFile | None = None
+    orders_seen: float = -1e18
+    ticks: dict[str, r.Tick] = field(default_factory=dict)
+    bars: dict[tuple[str, str], Bar] = field(default_factory=dict)
+    messages: deque[tuple[int, r.Message]] = field(default_factory=lambda: deque(maxlen=500))
+    seen: set[tuple[int, str]] = field(default_factory=set)
+    seq: int = 0
+
+
+class EaReader:
+    """Polls one EA folder's files (module docstring). Times: ``clock`` seconds."""
+
+    def __init__(self, paths: f.DwxPaths, *, clock: Callable[[], float],
+                 invalid_after_s: float, stale_after_s: float, offset_s: int,
+                 on_restart: Callable[[], None]) -> None:
+        self.paths = paths
+        self.clock = clock
+        self.stale_after_s = stale_after_s
+        self.offset_s = offset_s
+        self.on_restart = on_restart
+        self.files = {name: f.JsonFile(paths.file(name), invalid_after_s=invalid_after_s,
+                                       clock=clock)
+                      for name in (f.ORDERS, f.MESSAGES, f.MARKET_DATA, f.BAR_DATA)}
+        self.state = EaState()
+        self.faults: Counter[str] = Counter()
+        self.last_fault = ""
+        self._orders_gone = False
+
+    @property
+    def alive(self) -> bool:
+        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``."""
+        return self.clock() - self.state.orders_seen < self.stale_after_s
+
+    # ---- reading
+    def _read(self, name: str) -> f.FileChange | None:
+        try:
+            return self.files[name].poll()
+        except f.InvalidFileError as exc:
+            self.report_fault("invalid_file", str(exc))
+            return None
+
+    def report_fault(self, kind: str, detail: str) -> None:
+        """Count and log one fault (``faults``)."""
+        self.faults[kind] += 1
+        self.last_fault = detail
+        log.warning("DWX %s: %s", kind, detail)
+
+    def poll(self, *, initial: bool = False) -> bool:
+        """Read what changed; True if anything did. ``initial``: the first poll of a
+        client (its messages are marked seen)."""
+        changed = False
+        orders_file = self.files[f.ORDERS]
+        before = orders_file.rewrites
+        change = self._read(f.ORDERS)
+        if orders_file.rewrites != before:
+            self.state.orders_seen = self.clock()  # rewritten, even if unchanged
+        if not orders_file.exists and self.state.orders is not None:
+            self._orders_gone = True
+        if change is not None:
+            changed |= self._apply(change, lambda d: self._set_orders(
+                r.parse_orders(d, self.offset_s, str(orders_file.path))))
+            if self._orders_gone:
+                self._orders_gone = False
+                self._restarted()
+        change = self._read(f.MESSAGES)
+        if change is not None:
+            changed |= self._apply(change, lambda d: self._add_messages(
+                r.parse_messages(d, str(self.paths.file(f.MESSAGES))), initial))
+        change = self._read(f.MARKET_DATA)
+        if change is not None:
+            changed |= self._apply(change, lambda d: self.state.ticks.update(
+                r.parse_market_data(d, str(self.paths.file(f.MARKET_DATA)))))
+        change = self._read(f.BAR_DATA)
+        if change is not None:
+            changed |= self._apply(change, lambda d: self.state.bars.update(
+                r.parse_bar_data(d, self.offset_s, str(self.paths.file(f.BAR_DATA)))))
+        return changed
+
+    def _apply(self, change: f.FileChange, use: Callable[[object], object]) -> bool:
+        try:
+            use(change.data)
+        except MessageRejectedError as exc:
+            self.report_fault("rejected_record", exc.reason)
+            return False
+        return True
+
+    def _set_orders(self, orders: r.OrdersFile) -> None:
+        self.state.orders = orders
+
+    def _add_messages(self, messages: list[r.Message], initial: bool) -> None:
+        st = self.state
+        for m in messages:
+            key = (m.millis, str(m))
+            if key in st.seen:
+                continue
+            st.seen.add(key)
+            if initial:
+                continue  # from before this client: never a reply to its commands
+            st.seq += 1
+            st.messages.append((st.seq, m))
+            if m.kind == "ERROR":
+                log.warning("DWX EA: %s", m)
+        if len(st.seen) > 5000:  # the EA keeps its last 50: older keys never return
+            st.seen = {(m.millis, str(m)) for m in messages}
+
+    def _restarted(self) -> None:
+        self.report_fault("ea_restart", f"the EA in {self.paths.folder} restarted")
+        for name in (f.MESSAGES, f.MARKET_DATA, f.BAR_DATA):
+            self.files[name].forget()
+        self.state.ticks.clear()  # the EA deleted its files: what they said is gone
+        self.state.bars.clear()
+        self.on_restart()
+
+    def messages_after(self, seq: int) -> list[tuple[int, r.Message]]:
+        """Messages read after sequence number ``seq``, oldest first."""
+        return [(s, m) for s, m in self.state.messages if s > seq]
