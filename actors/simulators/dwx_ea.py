@@ -134,7 +134,7 @@ class SimulatedEa:
             raise ConfigError(f"start bar {settings.start_bar} must be in 1..{len(bars) - 1} "
                               f"({bars.source} has {len(bars)} bars)")
         self.settings, self.spec, self.bars, self.faults = settings, spec, bars, faults
-        self.offset_s = int(round(settings.server_utc_offset_h * 3600))
+        self.offset_s = round(settings.server_utc_offset_h * 3600)
         self.restarts = 0
         previous = self._load_state()
         if previous is not None:
@@ -277,6 +277,9 @@ class SimulatedEa:
                     continue
             self.current_command = self.commands_read
             self.commands_read += 1
+            cut = self._fault_due("half_written", self.current_command)
+            if cut is not None:
+                self.cut = cut
             go_on = self._execute(_decode_command(raw))
             self._after_command(self.current_command)
             if not go_on or self.down_until is not None:
@@ -412,9 +415,6 @@ class SimulatedEa:
         return None
 
     def _after_command(self, index: int) -> None:
-        cut = self._fault_due("half_written", index)
-        if cut is not None:
-            self.cut = cut
         restart = self._fault_due("restart", index)
         if restart is not None:
             log.info("fault: the EA restarts (down for %.1f s)", restart.seconds)
