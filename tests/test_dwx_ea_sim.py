@@ -18,6 +18,7 @@ from typing import Any
 import backtesting
 import pytest
 from raytrade.actors.simulators.dwx_ea_bars import load_ea_bars
+from raytrade.actors.simulators.dwx_ea_broker import Broker, BrokerSpec, MtError
 from raytrade.actors.simulators.dwx_ea_faults import EaFault, parse_faults
 from raytrade.actors.simulators.dwx_ea_format import server_epoch
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
@@ -261,3 +262,23 @@ def test_dwx_ea_faults_unknown_field_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"faults\[0\]: unknown fields \['at_order'\]"):
         parse_faults({"faults": [{"kind": "reject", "at_order": 1}]})
     assert parse_faults({"faults": [{"kind": "restart", "at_command": 2}]})[0].seconds == 1.0
+
+
+def test_dwx_ea_broker_stops_pending_and_margin_follow_mt4() -> None:
+    broker = Broker(BrokerSpec(leverage=100), balance=1_000.0, server_time=0, bid=1.10000)
+    with pytest.raises(MtError) as money:  # 1 lot of EURUSD needs 1,100 USD at 1:100
+        broker.open("EURUSD", "buy", 1.0, broker.ask, 0, 0, 1, "", 0)
+    assert money.value.code == 134
+    with pytest.raises(MtError) as stops:  # a buy's stop loss above the bid
+        broker.open("EURUSD", "buy", 0.1, broker.ask, 1.2, 0, 1, "", 0)
+    assert stops.value.code == 130
+    buy = broker.open("EURUSD", "buy", 0.1, broker.ask, 1.09, 1.13, 1, "x" * 40, 0)
+    assert len(buy.comment) == 31 and buy.open_price == 1.1001
+    limit = broker.open("EURUSD", "selllimit", 0.1, 1.12, 0, 0, 2, "lim", 0)
+    broker.bar_closed(1.1205, 1.0950, 1.1000, server_time=3600)  # reaches 1.12: the limit fills
+    assert broker.orders[limit.ticket].type == "sell"
+    assert broker.orders[limit.ticket].open_time == 3600
+    broker.bar_closed(1.1010, 1.0890, 1.0900, server_time=7200)  # the buy's stop loss
+    closed = broker.history[buy.ticket]
+    assert (closed.close_price, closed.comment[-4:], closed.profit) == (1.09, "[sl]", -101.0)
+    assert broker.balance == 899.0

@@ -14,7 +14,8 @@ What a MetaTrader 4 broker does with ``OrderSend``/``OrderClose``/``OrderDelete`
   with the same open price, time and magic number;
 - stop loss, take profit and pending orders trigger on each closed bar's range (the bars are
   bid prices; buys close at the bid, sells at the ask = bid + spread), the stop loss first when
-  one bar reaches both; the history comment gains ``[sl]``/``[tp]`` as MT4 brokers write it;
+  one bar reaches both; the history comment gains ``[sl]``/``[tp]`` as MT4 brokers write it
+  (a comment too long for the tag within 31 characters loses its tail: keep comments to 27);
 - profit is (close - open) x lots x contract size in the quote currency, rounded to cents when
   booked; margin is lots x contract size x open price / leverage; no commission or swap.
 """
@@ -231,7 +232,7 @@ class Broker:
             hit = self._stop_hit(order, high, low, spread)
             if hit is not None:
                 price, tag = hit
-                self._book(order, price, (order.comment + tag)[:COMMENT_MAX])
+                self._book(order, price, order.comment[:COMMENT_MAX - len(tag)] + tag)
         self.bid = round(close, self.spec.digits)
 
     # -- helpers ------------------------------------------------------------------------
