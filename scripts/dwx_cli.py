@@ -19,10 +19,11 @@ from types import FrameType
 
 
 def _cmd_dwx_sim(args: argparse.Namespace) -> int:
-    from raytrade.actors.simulators.dwx_ea import EaSettings, SimulatedEa
+    from raytrade.actors.simulators.dwx_ea import SimulatedEa
     from raytrade.actors.simulators.dwx_ea_bars import load_ea_bars
     from raytrade.actors.simulators.dwx_ea_broker import BrokerSpec
     from raytrade.actors.simulators.dwx_ea_faults import load_ea_faults
+    from raytrade.actors.simulators.dwx_ea_files import EaSettings
     from raytrade.envs.errors import ConfigError
 
     symbol = args.symbol.upper()

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from raytrade.actors.simulators.dwx_ea import FOLDER, read_sim_state
 from raytrade.actors.simulators.dwx_ea_faults import EaFault, faults_json
+from raytrade.actors.simulators.dwx_ea_files import FOLDER, read_sim_state
 from raytrade.scripts.child_process import ChildProcess
 
 
