@@ -33,8 +33,11 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                  "maximum_lot_size"):
         if not getattr(args, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be above 0")
-    if args.leverage < 1 or args.maximum_orders < 1 or args.spread_points < 0:
-        raise ConfigError("--leverage and --maximum-orders must be >= 1, --spread-points >= 0")
+    if args.leverage < 1 or args.maximum_orders < 1 or args.timer_ms < 1:
+        raise ConfigError("--leverage, --maximum-orders and --timer-ms must be >= 1")
+    if args.spread_points < 0 or args.commission_per_lot < 0 or not 0 <= args.digits <= 8:
+        raise ConfigError("--spread-points and --commission-per-lot must be >= 0, --digits "
+                          "in 0..8")
     if args.min_lot > args.max_lot:
         raise ConfigError(f"--min-lot {args.min_lot} is above --max-lot {args.max_lot}")
     bars = load_ea_bars(args.bars, args.timeframe)
@@ -42,6 +45,7 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                       min_lot=args.min_lot, max_lot=args.max_lot, lot_step=args.lot_step,
                       leverage=args.leverage, spread_points=args.spread_points,
                       slippage_points=args.slippage_points,
+                      commission_per_lot=args.commission_per_lot,
                       currency=(args.currency or symbol[3:6]).upper(),
                       account_number=args.account_number, account_name=args.account_name,
                       account_kind=args.account)
@@ -113,6 +117,8 @@ def add_dwx_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                      help="units of the base currency per lot (default 100000)")
     sym.add_argument("--digits", type=int, default=5, help="price digits (default 5)")
     sym.add_argument("--spread-points", type=int, default=10, help="ask minus bid (default 10)")
+    sym.add_argument("--commission-per-lot", type=float, default=0.0,
+                     help="account currency per lot, charged at the open (default 0)")
     sym.add_argument("--min-lot", type=float, default=0.01)
     sym.add_argument("--max-lot", type=float, default=100.0)
     sym.add_argument("--lot-step", type=float, default=0.01)

@@ -265,7 +265,8 @@ def test_dwx_ea_faults_unknown_field_is_refused() -> None:
 
 
 def test_dwx_ea_broker_stops_pending_and_margin_follow_mt4() -> None:
-    broker = Broker(BrokerSpec(leverage=100), balance=1_000.0, server_time=0, bid=1.10000)
+    broker = Broker(BrokerSpec(leverage=100, commission_per_lot=7.0), balance=1_000.0,
+                    server_time=0, bid=1.10000)
     with pytest.raises(MtError) as money:  # 1 lot of EURUSD needs 1,100 USD at 1:100
         broker.open("EURUSD", "buy", 1.0, broker.ask, 0, 0, 1, "", 0)
     assert money.value.code == 134
@@ -274,6 +275,7 @@ def test_dwx_ea_broker_stops_pending_and_margin_follow_mt4() -> None:
     assert stops.value.code == 130
     buy = broker.open("EURUSD", "buy", 0.1, broker.ask, 1.09, 1.13, 1, "x" * 40, 0)
     assert len(buy.comment) == 31 and buy.open_price == 1.1001
+    assert buy.commission == -0.7 and broker.equity() == pytest.approx(1_000 - 1.0 - 0.7)
     limit = broker.open("EURUSD", "selllimit", 0.1, 1.12, 0, 0, 2, "lim", 0)
     broker.bar_closed(1.1205, 1.0950, 1.1000, server_time=3600)  # reaches 1.12: the limit fills
     assert broker.orders[limit.ticket].type == "sell"
@@ -281,4 +283,5 @@ def test_dwx_ea_broker_stops_pending_and_margin_follow_mt4() -> None:
     broker.bar_closed(1.1010, 1.0890, 1.0900, server_time=7200)  # the buy's stop loss
     closed = broker.history[buy.ticket]
     assert (closed.close_price, closed.comment[-4:], closed.profit) == (1.09, "[sl]", -101.0)
-    assert broker.balance == 899.0
+    assert broker.balance == 899.0 - 0.7  # the stop's loss and the buy's commission
+    assert broker.orders[limit.ticket].commission == -0.7  # charged when the limit filled

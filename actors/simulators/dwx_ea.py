@@ -28,7 +28,7 @@ the simulator's truth (it is not part of the protocol).
 
 Not modelled: several symbols (others are unknown to this terminal), timeframes other than
 the replayed one (subscriptions to them never publish, historic requests answer an error),
-commission and swap (always 0.00), MT5's differences (listed in the README section).
+swap (always 0.00), MT5's differences (listed in the README section).
 """
 
 from __future__ import annotations

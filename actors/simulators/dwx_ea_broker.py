@@ -17,7 +17,10 @@ What a MetaTrader 4 broker does with ``OrderSend``/``OrderClose``/``OrderDelete`
   one bar reaches both; the history comment gains ``[sl]``/``[tp]`` as MT4 brokers write it
   (a comment too long for the tag within 31 characters loses its tail: keep comments to 27);
 - profit is (close - open) x lots x contract size in the quote currency, rounded to cents when
-  booked; margin is lots x contract size x open price / leverage; no commission or swap.
+  booked; margin is lots x contract size x open price / leverage; no swap;
+- commission (``commission_per_lot``, account currency per lot, the round turn) is charged as
+  MT4 brokers do at the open: the order shows it (negative) at once, equity includes it, and
+  the balance pays it when the order closes (a partial close takes its share of it).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class BrokerSpec:
     leverage: int = 100
     spread_points: int = 10
     slippage_points: int = 3
+    commission_per_lot: float = 0.0
+    """Account currency per lot, charged once per order (the round turn) at its open."""
     currency: str = "USD"
     account_number: int = 7_000_001
     account_name: str = "raytrade simulator"
@@ -85,6 +90,8 @@ class SimOrder:
     close_time: int = 0
     profit: float = 0.0
     """Booked profit of a closed order (account currency); the amount of a deposit."""
+    commission: float = 0.0
+    """Commission charged (negative, account currency)."""
 
 
 class Broker:
@@ -124,7 +131,8 @@ class Broker:
 
     def equity(self) -> float:
         """Balance plus the floating profit of every open market order."""
-        return self.balance + sum(self.floating(o) for o in self.orders.values())
+        return self.balance + sum(self.floating(o) + o.commission
+                                  for o in self.orders.values())
 
     def margin(self) -> float:
         """Margin held by the open market orders."""
@@ -161,7 +169,8 @@ class Broker:
             self._check_pending_price(type_, price)
             self._check_stops(type_, price, sl, tp)
         order = SimOrder(self._ticket(), symbol, type_, lots, price, self.server_time, sl, tp,
-                         magic, comment[:COMMENT_MAX], expiration)
+                         magic, comment[:COMMENT_MAX], expiration,
+                         commission=self._commission(lots) if type_ in MARKET else 0.0)
         self.orders[order.ticket] = order
         return order
 
@@ -178,9 +187,11 @@ class Broker:
         if rest <= 1e-9:
             self._book(order, price, order.comment)
             return
+        share = round(order.commission * lots / order.lots, 2)
         new = dataclasses.replace(order, ticket=self._ticket(), lots=round(rest, 2),
-                                  comment=f"from #{ticket}")
-        closed = dataclasses.replace(order, lots=lots)
+                                  comment=f"from #{ticket}",
+                                  commission=round(order.commission - share, 2))
+        closed = dataclasses.replace(order, lots=lots, commission=share)
         self._book(closed, price, f"to #{new.ticket}")
         self.orders[new.ticket] = new
 
@@ -227,7 +238,8 @@ class Broker:
                 elif self._pending_hit(order, high, low, spread):
                     self.orders[order.ticket] = dataclasses.replace(
                         order, type=order.type[:-5] if order.type.endswith("limit")
-                        else order.type[:-4], open_time=server_time)
+                        else order.type[:-4], open_time=server_time,
+                        commission=self._commission(order.lots))
                 continue
             hit = self._stop_hit(order, high, low, spread)
             if hit is not None:
@@ -241,11 +253,14 @@ class Broker:
         self.next_ticket += 1
         return ticket
 
+    def _commission(self, lots: float) -> float:
+        return -round(self.spec.commission_per_lot * lots, 2)
+
     def _book(self, order: SimOrder, price: float, comment: str) -> None:
         size = order.lots * self.spec.contract_size
         profit = round((price - order.open_price) * size if order.type == "buy"
                        else (order.open_price - price) * size, 2)
-        self.balance = round(self.balance + profit, 2)
+        self.balance = round(self.balance + profit + order.commission, 2)
         self.orders.pop(order.ticket, None)
         self.history[order.ticket] = dataclasses.replace(
             order, close_price=price, close_time=self.server_time, profit=profit,

@@ -60,7 +60,8 @@ def mt_type(order: SimOrder) -> str:
 def order_line(o: SimOrder, pnl: float) -> OrderLine:
     """An order as the EA prints it."""
     return OrderLine(o.ticket, o.magic, o.symbol, o.lots, mt_type(o), o.open_price,
-                     o.open_time, o.sl, o.tp, pnl, o.comment, o.close_price, o.close_time)
+                     o.open_time, o.sl, o.tp, pnl, o.comment, o.close_price, o.close_time,
+                     o.commission)
 
 
 def _resized(items: list[Any], size: int, fill: Any) -> list[Any]:

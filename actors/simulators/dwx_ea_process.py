@@ -41,6 +41,7 @@ class EaOptions:
     contract_size: float = 100_000.0
     digits: int = 5
     spread_points: int = 10
+    commission_per_lot: float = 0.0
     min_lot: float = 0.01
     max_lot: float = 100.0
     lot_step: float = 0.01
