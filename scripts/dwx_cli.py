@@ -56,7 +56,7 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                           maximum_lot_size=args.maximum_lot_size,
                           server_utc_offset_h=args.server_utc_offset_hours,
                           trade_mode_field=args.trade_mode_field, encoding=args.encoding,
-                          balance=args.balance)
+                          balance=args.balance, pace=args.pace)
     faults = load_ea_faults(args.faults) if args.faults else ()
     ea = SimulatedEa(settings, spec, bars, faults)
     stopping: list[bool] = []
@@ -98,6 +98,10 @@ def add_dwx_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                      help="wall-clock seconds per replayed bar (default 1)")
     sim.add_argument("--start-bar", type=int, help="index of the first forming bar; earlier "
                      "bars are history (default: 200, or the last bar of a shorter file)")
+    sim.add_argument("--pace", choices=("bars", "clock"), default="bars",
+                     help="bars: each bar takes --bar-seconds and closures (weekends) pass at "
+                          "once; clock: wall time follows server time, so the market is "
+                          "closed for --bar-seconds per missing bar (default bars)")
     sim.add_argument("--faults", metavar="FILE", help="JSON {\"faults\": [{\"kind\": "
                      "leave_unread|half_written|reject|restart, \"at_command\": N, ...}]}")
     acct = sim.add_argument_group("account")

@@ -17,9 +17,11 @@ from typing import Any
 
 import backtesting
 import pytest
+from raytrade.actors.simulators.dwx_ea import SimulatedEa
 from raytrade.actors.simulators.dwx_ea_bars import load_ea_bars
 from raytrade.actors.simulators.dwx_ea_broker import Broker, BrokerSpec, MtError
 from raytrade.actors.simulators.dwx_ea_faults import EaFault, parse_faults
+from raytrade.actors.simulators.dwx_ea_files import EaSettings
 from raytrade.actors.simulators.dwx_ea_format import server_epoch
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.envs.errors import ConfigError, DataValidationError
@@ -285,3 +287,25 @@ def test_dwx_ea_broker_stops_pending_and_margin_follow_mt4() -> None:
     assert (closed.close_price, closed.comment[-4:], closed.profit) == (1.09, "[sl]", -101.0)
     assert broker.balance == 899.0 - 0.7  # the stop's loss and the buy's commission
     assert broker.orders[limit.ticket].commission == -0.7  # charged when the limit filled
+
+
+def test_dwx_ea_clock_pace_closes_the_market_over_a_weekend(tmp_path: Path) -> None:
+    bars = load_ea_bars(EURUSD, "H1")
+    friday = next(i for i in range(len(bars) - 1) if bars.ts[i + 1] - bars.ts[i] > 3600)
+    gap = int(bars.ts[friday + 1] - bars.ts[friday]) // 3600
+    ea = SimulatedEa(EaSettings(tmp_path, bar_seconds=0.01, start_bar=friday, pace="clock"),
+                     BrokerSpec(), bars)
+    ea.on_init()
+    ea.next_bar_at = time.monotonic()  # Friday's last bar closes now
+    ea.step()
+    assert not ea.broker.market_open and ea.cursor == friday + 1
+    assert ea.broker.server_time == bars.ts[friday] + 3600
+    _put(ea.settings.dwx_dir, 0, 1, "OPEN_ORDER", "EURUSD,buy,0.01,0,0,0,1,weekend,0")
+    ea.step()
+    messages = _read_json(ea.settings.dwx_dir / "DWX_Messages.txt")
+    assert [m["description"] for m in messages.values()] == [
+        "Could not open order: market is closed"]
+    time.sleep(0.01 * (gap - 1) + 0.02)
+    ea.step()
+    assert ea.broker.market_open and ea.broker.server_time >= bars.ts[friday + 1]
+    ea.on_deinit()

@@ -145,9 +145,9 @@ class SimulatedEa:
     def step(self) -> None:
         """One timer event: bars that are due close, then the EA's tick unless it is down."""
         now = time.monotonic()
-        while now >= self.next_bar_at and self.cursor < len(self.bars) - 1:
-            self._close_bar()
-            self.next_bar_at += self.settings.bar_seconds
+        while now >= self.next_bar_at and (
+                not self.broker.market_open or self.cursor < len(self.bars) - 1):
+            self.next_bar_at += self._next_market_event()
         if self.down_until is not None:
             if now < self.down_until:
                 self.save_state()
@@ -161,13 +161,23 @@ class SimulatedEa:
     def _server_time(self, index: int) -> int:
         return int(self.bars.ts[index]) + self.offset_s
 
-    def _close_bar(self) -> None:
+    def _next_market_event(self) -> float:
+        """The forming bar closes (or, after a closure, the next one opens); the wall
+        seconds until the following event."""
+        bars, pace = self.bars, self.settings.bar_seconds
+        if not self.broker.market_open:
+            self.broker.reopen(self._server_time(self.cursor))
+            return pace
         i = self.cursor
         self.cursor += 1
-        self.broker.bar_closed(float(self.bars.high[i]), float(self.bars.low[i]),
-                               float(self.bars.close[i]), self._server_time(self.cursor))
-        if self.cursor == len(self.bars) - 1:
+        gap = (int(bars.ts[i + 1]) - int(bars.ts[i])) // bars.seconds
+        closure = self.settings.pace == "clock" and gap > 1
+        self.broker.bar_closed(float(bars.high[i]), float(bars.low[i]), float(bars.close[i]),
+                               self._server_time(i) + bars.seconds if closure
+                               else self._server_time(self.cursor), market_open=not closure)
+        if self.cursor == len(bars) - 1:
             log.info("the replayed bars end: the market stands still from now on")
+        return pace * (gap - 1) if closure else pace
 
     def closed_rate(self, index: int) -> RateLine:
         """Bar ``index`` (closed) as ``MqlRates``."""
@@ -183,7 +193,7 @@ class SimulatedEa:
         lo = int(np.searchsorted(times, start, side="left"))
         hi = int(np.searchsorted(times, end, side="right"))
         out = [self.closed_rate(j) for j in range(lo, min(hi, self.cursor))]
-        if hi > self.cursor:
+        if hi > self.cursor and self.broker.market_open:
             bid = self.broker.bid
             out.append(RateLine(self._server_time(self.cursor), bid, bid, bid, bid, 1))
         return out
@@ -368,6 +378,7 @@ class SimulatedEa:
                 "bars": len(self.bars), "server_time": self.broker.server_time,
                 "last_closed_time": self._server_time(self.cursor - 1),
                 "server_utc_offset_s": self.offset_s, "ea_running": self.down_until is None,
+                "market_open": self.broker.market_open,
                 "restarts": self.restarts, "commands_read": self.commands_read,
                 "market_symbols": list(self.market_symbols),
                 "bar_instruments": [list(i) for i in self.bar_instruments],

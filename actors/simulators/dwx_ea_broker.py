@@ -18,6 +18,8 @@ What a MetaTrader 4 broker does with ``OrderSend``/``OrderClose``/``OrderDelete`
   (a comment too long for the tag within 31 characters loses its tail: keep comments to 27);
 - profit is (close - open) x lots x contract size in the quote currency, rounded to cents when
   booked; margin is lots x contract size x open price / leverage; no swap;
+- while the market is closed (a weekend replayed at the clock's pace) every trade operation
+  is "market is closed" (132);
 - commission (``commission_per_lot``, account currency per lot, the round turn) is charged as
   MT4 brokers do at the open: the order shows it (negative) at once, equity includes it, and
   the balance pays it when the order closes (a partial close takes its share of it).
@@ -104,6 +106,8 @@ class Broker:
         self.server_time = server_time
         self.bid = bid
         self.next_ticket = first_ticket + 1
+        self.market_open = True
+        """False during a closure (weekend): every trade operation is error 132."""
         self.orders: dict[int, SimOrder] = {}
         """Open and pending orders by ticket, in the order they were opened."""
         self.history: dict[int, SimOrder] = {first_ticket: SimOrder(
@@ -154,6 +158,7 @@ class Broker:
     def open(self, symbol: str, type_: str, lots: float, price: float, sl: float, tp: float,
              magic: int, comment: str, expiration: int) -> SimOrder:
         """``OrderSend``: the new order, or ``MtError``."""
+        self._check_open()
         if symbol != self.spec.symbol:
             raise MtError(4106)
         self._check_volume(lots)
@@ -176,6 +181,7 @@ class Broker:
 
     def close(self, ticket: int, lots: float) -> None:
         """``OrderClose`` of a market order (``lots`` already defaulted to all by the EA)."""
+        self._check_open()
         order = self.orders.get(ticket)
         if order is None or order.type not in MARKET:
             raise MtError(4108)
@@ -197,6 +203,7 @@ class Broker:
 
     def delete(self, ticket: int) -> None:
         """``OrderDelete`` of a pending order."""
+        self._check_open()
         order = self.orders.get(ticket)
         if order is None or order.type not in PENDING:
             raise MtError(4108)
@@ -206,6 +213,7 @@ class Broker:
 
     def modify(self, ticket: int, price: float, sl: float, tp: float, expiration: int) -> None:
         """``OrderModify``: new stops (and price/expiration of a pending order)."""
+        self._check_open()
         order = self.orders.get(ticket)
         if order is None:
             raise MtError(4108)
@@ -225,12 +233,14 @@ class Broker:
                                                   expiration=expiration)
 
     # -- time ---------------------------------------------------------------------------
-    def bar_closed(self, high: float, low: float, close: float, server_time: int) -> None:
-        """A bar with this (bid) range closed; ``server_time`` is the next bar's open.
-        Pending orders fill, stops trigger, expired pending orders go, then the price moves
-        to ``close``."""
+    def bar_closed(self, high: float, low: float, close: float, server_time: int, *,
+                   market_open: bool = True) -> None:
+        """A bar with this (bid) range closed; ``server_time`` is the next bar's open (or,
+        when a closure follows, ``market_open=False``, the bar's close). Pending orders fill,
+        stops trigger, expired pending orders go, then the price moves to ``close``."""
         spread = self.spec.spread_points * self.spec.point
         self.server_time = server_time
+        self.market_open = True
         for order in list(self.orders.values()):
             if order.type in PENDING:
                 if order.expiration and server_time >= order.expiration:
@@ -246,6 +256,12 @@ class Broker:
                 price, tag = hit
                 self._book(order, price, order.comment[:COMMENT_MAX - len(tag)] + tag)
         self.bid = round(close, self.spec.digits)
+        self.market_open = market_open
+
+    def reopen(self, server_time: int) -> None:
+        """A closure ends: the bar opening at ``server_time`` starts forming."""
+        self.server_time = server_time
+        self.market_open = True
 
     # -- helpers ------------------------------------------------------------------------
     def _ticket(self) -> int:
@@ -265,6 +281,10 @@ class Broker:
         self.history[order.ticket] = dataclasses.replace(
             order, close_price=price, close_time=self.server_time, profit=profit,
             comment=comment)
+
+    def _check_open(self) -> None:
+        if not self.market_open:
+            raise MtError(132)
 
     def _check_volume(self, lots: float) -> None:
         steps = lots / self.spec.lot_step
@@ -314,6 +334,7 @@ class Broker:
                 "equity": round(self.equity(), 2), "margin": round(self.margin(), 2),
                 "free_margin": round(self.free_margin(), 2), "bid": self.bid,
                 "ask": self.ask, "server_time": self.server_time,
+                "market_open": self.market_open,
                 "next_ticket": self.next_ticket,
                 "orders": [dataclasses.asdict(o) for o in self.orders.values()],
                 "history": [dataclasses.asdict(o) for o in self.history.values()]}

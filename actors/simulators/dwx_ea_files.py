@@ -57,6 +57,10 @@ class EaSettings:
     """How the EA's files are encoded (MQL text files: ANSI with FILE_ANSI, else UTF-16LE)."""
     balance: float = 10_000.0
     """The first deposit of a fresh account."""
+    pace: Literal["bars", "clock"] = "bars"
+    """``bars``: every bar takes ``bar_seconds`` and closures pass at once (a weekend is
+    just the step to Sunday's first bar); ``clock``: wall time follows server time, so a
+    closure lasts ``bar_seconds`` per missing bar while the market is closed."""
 
     @property
     def dwx_dir(self) -> Path:

@@ -34,6 +34,7 @@ class EaOptions:
     timeframe: str = "H1"
     bar_seconds: float = 1.0
     start_bar: int | None = None
+    pace: str = "bars"
     account: str = "demo"
     trade_mode_field: bool = False
     balance: float = 10_000.0
