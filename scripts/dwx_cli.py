@@ -73,7 +73,7 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                           "dwx_dir": str(settings.dwx_dir),
                           "state_file": str(settings.state_path), "symbol": symbol,
                           "timeframe": args.timeframe, "server_time": ea.broker.server_time,
-                          "resumed": ea.restarts > 0}), flush=True)
+                          "resumed": ea.resumed}), flush=True)
 
     ea.run(lambda: bool(stopping), on_ready=_ready)
     return 0

@@ -87,7 +87,10 @@ class SimulatedEa:
         self.settings, self.spec, self.bars, self.faults = settings, spec, bars, faults
         self.offset_s = round(settings.server_utc_offset_h * 3600)
         self.restarts = 0
+        self.stopped = False
         previous = load_state(settings.state_path, spec.symbol, len(bars))
+        self.resumed = previous is not None
+        """True when a previous process's state was taken over (a terminal after a crash)."""
         if previous is not None:
             self.cursor = int(previous["cursor"])
             self.broker = Broker.from_json(previous["broker"], spec)
@@ -140,6 +143,7 @@ class SimulatedEa:
             time.sleep(self.settings.timer_ms / 1000)
             self.step()
         self.on_deinit()
+        self.stopped = True
         self.save_state()
 
     def step(self) -> None:
@@ -377,7 +381,8 @@ class SimulatedEa:
                 "account_kind": self.spec.account_kind, "cursor": self.cursor,
                 "bars": len(self.bars), "server_time": self.broker.server_time,
                 "last_closed_time": self._server_time(self.cursor - 1),
-                "server_utc_offset_s": self.offset_s, "ea_running": self.down_until is None,
+                "server_utc_offset_s": self.offset_s,
+                "ea_running": self.down_until is None and not self.stopped,
                 "market_open": self.broker.market_open,
                 "restarts": self.restarts, "commands_read": self.commands_read,
                 "market_symbols": list(self.market_symbols),
