@@ -21,7 +21,7 @@ from raytrade.actors.simulators.dwx_ea import SimulatedEa
 from raytrade.actors.simulators.dwx_ea_bars import load_ea_bars
 from raytrade.actors.simulators.dwx_ea_broker import Broker, BrokerSpec, MtError
 from raytrade.actors.simulators.dwx_ea_faults import EaFault, parse_faults
-from raytrade.actors.simulators.dwx_ea_files import EaSettings
+from raytrade.actors.simulators.dwx_ea_files import EaSettings, decode_command
 from raytrade.actors.simulators.dwx_ea_format import server_epoch
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.envs.errors import ConfigError, DataValidationError
@@ -309,3 +309,18 @@ def test_dwx_ea_clock_pace_closes_the_market_over_a_weekend(tmp_path: Path) -> N
     ea.step()
     assert ea.broker.market_open and ea.broker.server_time >= bars.ts[friday + 1]
     ea.on_deinit()
+
+
+def test_dwx_ea_server_clock_offset_and_utf16_files(tmp_path: Path) -> None:
+    bars = load_ea_bars(EURUSD, "H1")
+    ea = SimulatedEa(EaSettings(tmp_path, start_bar=10, server_utc_offset_h=2.0,
+                                encoding="utf-16"), BrokerSpec(), bars)
+    ea.on_init()
+    ea.tick()
+    assert ea.broker.server_time == bars.ts[10] + 7200  # a UTC+2 broker's clock
+    assert ea.closed_rate(9).time == bars.ts[9] + 7200
+    raw = (ea.settings.dwx_dir / "DWX_Market_Data.txt").read_bytes()
+    assert raw == b"\xff\xfe" + "{}\r\n".encode("utf-16-le")
+    assert decode_command(b"\xff\xfe" + "<:1|X|\r\n:>".encode("utf-16-le")) == "<:1|X|:>"
+    ea.on_deinit()
+    assert not (ea.settings.dwx_dir / "DWX_Orders.txt").exists()
