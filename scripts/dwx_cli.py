@@ -19,10 +19,11 @@ from types import FrameType
 
 
 def _cmd_dwx_sim(args: argparse.Namespace) -> int:
-    from raytrade.actors.simulators.dwx_ea import EaSettings, SimulatedEa
+    from raytrade.actors.simulators.dwx_ea import SimulatedEa
     from raytrade.actors.simulators.dwx_ea_bars import load_ea_bars
     from raytrade.actors.simulators.dwx_ea_broker import BrokerSpec
     from raytrade.actors.simulators.dwx_ea_faults import load_ea_faults
+    from raytrade.actors.simulators.dwx_ea_files import EaSettings
     from raytrade.envs.errors import ConfigError
 
     symbol = args.symbol.upper()
@@ -32,8 +33,11 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                  "maximum_lot_size"):
         if not getattr(args, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be above 0")
-    if args.leverage < 1 or args.maximum_orders < 1 or args.spread_points < 0:
-        raise ConfigError("--leverage and --maximum-orders must be >= 1, --spread-points >= 0")
+    if args.leverage < 1 or args.maximum_orders < 1 or args.timer_ms < 1:
+        raise ConfigError("--leverage, --maximum-orders and --timer-ms must be >= 1")
+    if args.spread_points < 0 or args.commission_per_lot < 0 or not 0 <= args.digits <= 8:
+        raise ConfigError("--spread-points and --commission-per-lot must be >= 0, --digits "
+                          "in 0..8")
     if args.min_lot > args.max_lot:
         raise ConfigError(f"--min-lot {args.min_lot} is above --max-lot {args.max_lot}")
     bars = load_ea_bars(args.bars, args.timeframe)
@@ -41,6 +45,7 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                       min_lot=args.min_lot, max_lot=args.max_lot, lot_step=args.lot_step,
                       leverage=args.leverage, spread_points=args.spread_points,
                       slippage_points=args.slippage_points,
+                      commission_per_lot=args.commission_per_lot,
                       currency=(args.currency or symbol[3:6]).upper(),
                       account_number=args.account_number, account_name=args.account_name,
                       account_kind=args.account)
@@ -51,7 +56,7 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                           maximum_lot_size=args.maximum_lot_size,
                           server_utc_offset_h=args.server_utc_offset_hours,
                           trade_mode_field=args.trade_mode_field, encoding=args.encoding,
-                          balance=args.balance)
+                          balance=args.balance, pace=args.pace)
     faults = load_ea_faults(args.faults) if args.faults else ()
     ea = SimulatedEa(settings, spec, bars, faults)
     stopping: list[bool] = []
@@ -68,7 +73,7 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                           "dwx_dir": str(settings.dwx_dir),
                           "state_file": str(settings.state_path), "symbol": symbol,
                           "timeframe": args.timeframe, "server_time": ea.broker.server_time,
-                          "resumed": ea.restarts > 0}), flush=True)
+                          "resumed": ea.resumed}), flush=True)
 
     ea.run(lambda: bool(stopping), on_ready=_ready)
     return 0
@@ -93,6 +98,10 @@ def add_dwx_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                      help="wall-clock seconds per replayed bar (default 1)")
     sim.add_argument("--start-bar", type=int, help="index of the first forming bar; earlier "
                      "bars are history (default: 200, or the last bar of a shorter file)")
+    sim.add_argument("--pace", choices=("bars", "clock"), default="bars",
+                     help="bars: each bar takes --bar-seconds and closures (weekends) pass at "
+                          "once; clock: wall time follows server time, so the market is "
+                          "closed for --bar-seconds per missing bar (default bars)")
     sim.add_argument("--faults", metavar="FILE", help="JSON {\"faults\": [{\"kind\": "
                      "leave_unread|half_written|reject|restart, \"at_command\": N, ...}]}")
     acct = sim.add_argument_group("account")
@@ -112,6 +121,8 @@ def add_dwx_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                      help="units of the base currency per lot (default 100000)")
     sym.add_argument("--digits", type=int, default=5, help="price digits (default 5)")
     sym.add_argument("--spread-points", type=int, default=10, help="ask minus bid (default 10)")
+    sym.add_argument("--commission-per-lot", type=float, default=0.0,
+                     help="account currency per lot, charged at the open (default 0)")
     sym.add_argument("--min-lot", type=float, default=0.01)
     sym.add_argument("--max-lot", type=float, default=100.0)
     sym.add_argument("--lot-step", type=float, default=0.01)

@@ -28,7 +28,7 @@ the simulator's truth (it is not part of the protocol).
 
 Not modelled: several symbols (others are unknown to this terminal), timeframes other than
 the replayed one (subscriptions to them never publish, historic requests answer an error),
-commission and swap (always 0.00), MT5's differences (listed in the README section).
+swap (always 0.00), MT5's differences (listed in the README section).
 """
 
 from __future__ import annotations
@@ -39,16 +39,26 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from raytrade.actors.simulators.dwx_ea_bars import EaBars
 from raytrade.actors.simulators.dwx_ea_broker import Broker, BrokerSpec, MtError
 from raytrade.actors.simulators.dwx_ea_commands import HANDLERS, atoi, order_line
 from raytrade.actors.simulators.dwx_ea_faults import EaFault
+from raytrade.actors.simulators.dwx_ea_files import (
+    FILE_NAMES,
+    MAX_COMMAND_FILES,
+    EaSettings,
+    decode_command,
+    encode_ea_text,
+    load_state,
+    reset_folder,
+    save_state,
+    tick_count,
+    write_ea_file,
+)
 from raytrade.actors.simulators.dwx_ea_format import (
     AccountLine,
     RateLine,
@@ -65,65 +75,6 @@ from raytrade.envs.errors import ConfigError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FOLDER = "DWX"
-FILE_NAMES: dict[str, str] = {
-    "orders": "DWX_Orders.txt", "messages": "DWX_Messages.txt",
-    "market_data": "DWX_Market_Data.txt", "bar_data": "DWX_Bar_Data.txt",
-    "historic_data": "DWX_Historic_Data.txt", "historic_trades": "DWX_Historic_Trades.txt"}
-"""The files the EA writes, by short name."""
-RESET_ON_INIT = ("market_data", "bar_data", "historic_data", "orders", "messages")
-"""What ResetFolder deletes besides the command files (MT4 keeps the historic trades)."""
-MAX_COMMAND_FILES = 50
-STATE_FILE = "sim_state.json"
-
-
-@dataclass(frozen=True)
-class EaSettings:
-    """The EA's inputs and the simulation's pace."""
-
-    files_dir: Path
-    """The terminal's ``MQL4/Files`` folder; the EA works in its ``DWX`` subfolder."""
-    bar_seconds: float = 1.0
-    """Wall-clock seconds per replayed bar."""
-    start_bar: int = 1
-    """Index of the first forming bar (bars before it are history)."""
-    timer_ms: int = 25
-    maximum_orders: int = 1
-    """EA input MaximumOrders (its default: 1)."""
-    maximum_lot_size: float = 0.01
-    """EA input MaximumLotSize (its default: 0.01)."""
-    lot_size_digits: int = 2
-    num_last_messages: int = 50
-    server_utc_offset_h: float = 0.0
-    trade_mode_field: bool = False
-    """Append ``"trade_mode": "demo"|"real"`` to account_info (NOT in the real EA: a
-    one-line patch a user may apply so a client can check the account kind)."""
-    encoding: Literal["ansi", "utf-16"] = "ansi"
-    """How the EA's files are encoded (MQL text files: ANSI with FILE_ANSI, else UTF-16LE)."""
-    balance: float = 10_000.0
-    """The first deposit of a fresh account."""
-
-    @property
-    def dwx_dir(self) -> Path:
-        """The folder the EA reads and writes."""
-        return self.files_dir / FOLDER
-
-    @property
-    def state_path(self) -> Path:
-        """The simulator's truth file."""
-        return self.dwx_dir / STATE_FILE
-
-
-def tick_count() -> int:
-    """MQL ``GetTickCount``: milliseconds since the machine started, as a uint32."""
-    return int(time.monotonic() * 1000) & 0xFFFFFFFF
-
-
-def read_sim_state(files_dir: str | Path) -> dict[str, Any]:
-    """The simulator's truth file of the folder ``files_dir`` (the ``MQL4/Files`` one)."""
-    data: dict[str, Any] = json.loads((Path(files_dir) / FOLDER / STATE_FILE).read_text())
-    return data
-
 
 class SimulatedEa:
     """The EA's loop and its files (module docstring); commands: ``dwx_ea_commands``."""
@@ -134,9 +85,12 @@ class SimulatedEa:
             raise ConfigError(f"start bar {settings.start_bar} must be in 1..{len(bars) - 1} "
                               f"({bars.source} has {len(bars)} bars)")
         self.settings, self.spec, self.bars, self.faults = settings, spec, bars, faults
-        self.offset_s = int(round(settings.server_utc_offset_h * 3600))
+        self.offset_s = round(settings.server_utc_offset_h * 3600)
         self.restarts = 0
-        previous = self._load_state()
+        self.stopped = False
+        previous = load_state(settings.state_path, spec.symbol, len(bars))
+        self.resumed = previous is not None
+        """True when a previous process's state was taken over (a terminal after a crash)."""
         if previous is not None:
             self.cursor = int(previous["cursor"])
             self.broker = Broker.from_json(previous["broker"], spec)
@@ -170,19 +124,12 @@ class SimulatedEa:
 
     def on_init(self) -> None:
         """OnInit: ResetFolder, forget command ids, messages and subscriptions."""
-        self._reset_folder()
+        reset_folder(self.settings.dwx_dir)
         self._reset_memory()
 
     def on_deinit(self) -> None:
         """OnDeinit: ResetFolder."""
-        self._reset_folder()
-
-    def _reset_folder(self) -> None:
-        self.settings.dwx_dir.mkdir(parents=True, exist_ok=True)
-        names = [FILE_NAMES[k] for k in RESET_ON_INIT] + [
-            f"DWX_Commands_{i}.txt" for i in range(MAX_COMMAND_FILES)]
-        for name in names:
-            (self.settings.dwx_dir / name).unlink(missing_ok=True)
+        reset_folder(self.settings.dwx_dir)
 
     def run(self, stop: Callable[[], bool], on_ready: Callable[[], None] | None = None) -> None:
         """Serve until ``stop()`` is true: OnInit, ticks every ``timer_ms``, OnDeinit."""
@@ -196,14 +143,15 @@ class SimulatedEa:
             time.sleep(self.settings.timer_ms / 1000)
             self.step()
         self.on_deinit()
+        self.stopped = True
         self.save_state()
 
     def step(self) -> None:
         """One timer event: bars that are due close, then the EA's tick unless it is down."""
         now = time.monotonic()
-        while now >= self.next_bar_at and self.cursor < len(self.bars) - 1:
-            self._close_bar()
-            self.next_bar_at += self.settings.bar_seconds
+        while now >= self.next_bar_at and (
+                not self.broker.market_open or self.cursor < len(self.bars) - 1):
+            self.next_bar_at += self._next_market_event()
         if self.down_until is not None:
             if now < self.down_until:
                 self.save_state()
@@ -217,13 +165,23 @@ class SimulatedEa:
     def _server_time(self, index: int) -> int:
         return int(self.bars.ts[index]) + self.offset_s
 
-    def _close_bar(self) -> None:
+    def _next_market_event(self) -> float:
+        """The forming bar closes (or, after a closure, the next one opens); the wall
+        seconds until the following event."""
+        bars, pace = self.bars, self.settings.bar_seconds
+        if not self.broker.market_open:
+            self.broker.reopen(self._server_time(self.cursor))
+            return pace
         i = self.cursor
         self.cursor += 1
-        self.broker.bar_closed(float(self.bars.high[i]), float(self.bars.low[i]),
-                               float(self.bars.close[i]), self._server_time(self.cursor))
-        if self.cursor == len(self.bars) - 1:
+        gap = (int(bars.ts[i + 1]) - int(bars.ts[i])) // bars.seconds
+        closure = self.settings.pace == "clock" and gap > 1
+        self.broker.bar_closed(float(bars.high[i]), float(bars.low[i]), float(bars.close[i]),
+                               self._server_time(i) + bars.seconds if closure
+                               else self._server_time(self.cursor), market_open=not closure)
+        if self.cursor == len(bars) - 1:
             log.info("the replayed bars end: the market stands still from now on")
+        return pace * (gap - 1) if closure else pace
 
     def closed_rate(self, index: int) -> RateLine:
         """Bar ``index`` (closed) as ``MqlRates``."""
@@ -239,7 +197,7 @@ class SimulatedEa:
         lo = int(np.searchsorted(times, start, side="left"))
         hi = int(np.searchsorted(times, end, side="right"))
         out = [self.closed_rate(j) for j in range(lo, min(hi, self.cursor))]
-        if hi > self.cursor:
+        if hi > self.cursor and self.broker.market_open:
             bid = self.broker.bid
             out.append(RateLine(self._server_time(self.cursor), bid, bid, bid, bid, 1))
         return out
@@ -277,7 +235,10 @@ class SimulatedEa:
                     continue
             self.current_command = self.commands_read
             self.commands_read += 1
-            go_on = self._execute(_decode_command(raw))
+            cut = self._fault_due("half_written", self.current_command)
+            if cut is not None:
+                self.cut = cut
+            go_on = self._execute(decode_command(raw))
             self._after_command(self.current_command)
             if not go_on or self.down_until is not None:
                 return
@@ -380,26 +341,13 @@ class SimulatedEa:
             self.last_texts["messages"] = text
 
     def write_file(self, kind: str, text: str) -> bool:
-        """WriteToFile: truncate, write ``text`` and ``\\r\\n``, close (a pending
-        ``half_written`` fault pauses halfway). False if the file cannot be opened."""
-        body = text + "\r\n"
-        data = (b"\xff\xfe" + body.encode("utf-16-le") if self.settings.encoding == "utf-16"
-                else body.encode("cp1252", errors="replace"))
+        """WriteToFile (``dwx_ea_files``); a pending ``half_written`` fault cuts it."""
         cut = self.cut if self.cut is not None and self.cut.file in (None, kind) else None
-        try:
-            with open(self.settings.dwx_dir / FILE_NAMES[kind], "wb") as fh:
-                if cut is None:
-                    fh.write(data)
-                    return True
-                self.cut = None
-                half = len(data) // 2
-                fh.write(data[:half])
-                fh.flush()
-                time.sleep(cut.seconds)
-                fh.write(data[half:])
-                return True
-        except OSError:
-            return False
+        if cut is not None:
+            self.cut = None
+        return write_ea_file(self.settings.dwx_dir / FILE_NAMES[kind],
+                             encode_ea_text(text, self.settings.encoding),
+                             None if cut is None else cut.seconds)
 
     # -- faults -------------------------------------------------------------------------
     def _fault_due(self, kind: str, index: int) -> EaFault | None:
@@ -412,9 +360,6 @@ class SimulatedEa:
         return None
 
     def _after_command(self, index: int) -> None:
-        cut = self._fault_due("half_written", index)
-        if cut is not None:
-            self.cut = cut
         restart = self._fault_due("restart", index)
         if restart is not None:
             log.info("fault: the EA restarts (down for %.1f s)", restart.seconds)
@@ -436,45 +381,17 @@ class SimulatedEa:
                 "account_kind": self.spec.account_kind, "cursor": self.cursor,
                 "bars": len(self.bars), "server_time": self.broker.server_time,
                 "last_closed_time": self._server_time(self.cursor - 1),
-                "server_utc_offset_s": self.offset_s, "ea_running": self.down_until is None,
+                "server_utc_offset_s": self.offset_s,
+                "ea_running": self.down_until is None and not self.stopped,
+                "market_open": self.broker.market_open,
                 "restarts": self.restarts, "commands_read": self.commands_read,
                 "market_symbols": list(self.market_symbols),
                 "bar_instruments": [list(i) for i in self.bar_instruments],
                 "broker": self.broker.to_json()}
 
     def save_state(self) -> None:
-        """Write the truth file atomically when it changed."""
+        """Write the truth file (atomically) when it changed."""
         text = json.dumps(self.state(), indent=1)
-        if text == self._last_state:
-            return
-        self.settings.dwx_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.settings.state_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.settings.state_path)
-        self._last_state = text
-
-    def _load_state(self) -> dict[str, Any] | None:
-        path = self.settings.state_path
-        if not path.exists():
-            return None
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot resume from the simulator's state: {exc}") from exc
-        if data.get("symbol") != self.spec.symbol or data.get("bars") != len(self.bars):
-            raise ConfigError(f"{path}: saved for {data.get('symbol')} with {data.get('bars')} "
-                              f"bars, not {self.spec.symbol} with {len(self.bars)}; use a new "
-                              f"folder")
-        return data
-
-
-def _decode_command(raw: bytes) -> str:
-    """The command file's text as ``FileReadString`` pieces it together (line ends dropped)."""
-    if raw[:2] == b"\xff\xfe":
-        text = raw[2:].decode("utf-16-le", errors="replace")
-    else:
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-    return text.replace("\r", "").replace("\n", "")
+        if text != self._last_state:
+            save_state(self.settings.state_path, text)
+            self._last_state = text

@@ -18,6 +18,7 @@ import csv
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -115,7 +116,7 @@ def _read_unnamed_time_csv(p: Path, source: str
                                       f"time {row[0]!r} is not an ISO date-time") from exc
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        ts.append(int(round(when.timestamp() * 1000)))
+        ts.append(round(when.timestamp() * 1000))
         cells: list[float] = []
         for name, col in zip(names, cols, strict=True):
             try:
@@ -132,8 +133,8 @@ def _read_unnamed_time_csv(p: Path, source: str
 
 def _check(source: str, timeframe: str, seconds: int, ts: npt.NDArray[np.int64],
            v: npt.NDArray[np.float64], lines: list[int]) -> None:
-    def fail(rule: str, mask: npt.NDArray[np.bool_], detail: str) -> None:
-        rows = [lines[i] for i in np.flatnonzero(mask)]
+    def fail(rule: str, mask: Any, detail: str) -> None:
+        rows = [lines[i] for i in np.flatnonzero(np.asarray(mask, dtype=bool))]
         if rows:
             raise DataValidationError(source, rule, rows, detail)
 

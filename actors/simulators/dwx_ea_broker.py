@@ -14,9 +14,15 @@ What a MetaTrader 4 broker does with ``OrderSend``/``OrderClose``/``OrderDelete`
   with the same open price, time and magic number;
 - stop loss, take profit and pending orders trigger on each closed bar's range (the bars are
   bid prices; buys close at the bid, sells at the ask = bid + spread), the stop loss first when
-  one bar reaches both; the history comment gains ``[sl]``/``[tp]`` as MT4 brokers write it;
+  one bar reaches both; the history comment gains ``[sl]``/``[tp]`` as MT4 brokers write it
+  (a comment too long for the tag within 31 characters loses its tail: keep comments to 27);
 - profit is (close - open) x lots x contract size in the quote currency, rounded to cents when
-  booked; margin is lots x contract size x open price / leverage; no commission or swap.
+  booked; margin is lots x contract size x open price / leverage; no swap;
+- while the market is closed (a weekend replayed at the clock's pace) every trade operation
+  is "market is closed" (132);
+- commission (``commission_per_lot``, account currency per lot, the round turn) is charged as
+  MT4 brokers do at the open: the order shows it (negative) at once, equity includes it, and
+  the balance pays it when the order closes (a partial close takes its share of it).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class BrokerSpec:
     leverage: int = 100
     spread_points: int = 10
     slippage_points: int = 3
+    commission_per_lot: float = 0.0
+    """Account currency per lot, charged once per order (the round turn) at its open."""
     currency: str = "USD"
     account_number: int = 7_000_001
     account_name: str = "raytrade simulator"
@@ -84,6 +92,8 @@ class SimOrder:
     close_time: int = 0
     profit: float = 0.0
     """Booked profit of a closed order (account currency); the amount of a deposit."""
+    commission: float = 0.0
+    """Commission charged (negative, account currency)."""
 
 
 class Broker:
@@ -96,6 +106,8 @@ class Broker:
         self.server_time = server_time
         self.bid = bid
         self.next_ticket = first_ticket + 1
+        self.market_open = True
+        """False during a closure (weekend): every trade operation is error 132."""
         self.orders: dict[int, SimOrder] = {}
         """Open and pending orders by ticket, in the order they were opened."""
         self.history: dict[int, SimOrder] = {first_ticket: SimOrder(
@@ -123,7 +135,8 @@ class Broker:
 
     def equity(self) -> float:
         """Balance plus the floating profit of every open market order."""
-        return self.balance + sum(self.floating(o) for o in self.orders.values())
+        return self.balance + sum(self.floating(o) + o.commission
+                                  for o in self.orders.values())
 
     def margin(self) -> float:
         """Margin held by the open market orders."""
@@ -145,6 +158,7 @@ class Broker:
     def open(self, symbol: str, type_: str, lots: float, price: float, sl: float, tp: float,
              magic: int, comment: str, expiration: int) -> SimOrder:
         """``OrderSend``: the new order, or ``MtError``."""
+        self._check_open()
         if symbol != self.spec.symbol:
             raise MtError(4106)
         self._check_volume(lots)
@@ -160,12 +174,14 @@ class Broker:
             self._check_pending_price(type_, price)
             self._check_stops(type_, price, sl, tp)
         order = SimOrder(self._ticket(), symbol, type_, lots, price, self.server_time, sl, tp,
-                         magic, comment[:COMMENT_MAX], expiration)
+                         magic, comment[:COMMENT_MAX], expiration,
+                         commission=self._commission(lots) if type_ in MARKET else 0.0)
         self.orders[order.ticket] = order
         return order
 
     def close(self, ticket: int, lots: float) -> None:
         """``OrderClose`` of a market order (``lots`` already defaulted to all by the EA)."""
+        self._check_open()
         order = self.orders.get(ticket)
         if order is None or order.type not in MARKET:
             raise MtError(4108)
@@ -177,14 +193,17 @@ class Broker:
         if rest <= 1e-9:
             self._book(order, price, order.comment)
             return
+        share = round(order.commission * lots / order.lots, 2)
         new = dataclasses.replace(order, ticket=self._ticket(), lots=round(rest, 2),
-                                  comment=f"from #{ticket}")
-        closed = dataclasses.replace(order, lots=lots)
+                                  comment=f"from #{ticket}",
+                                  commission=round(order.commission - share, 2))
+        closed = dataclasses.replace(order, lots=lots, commission=share)
         self._book(closed, price, f"to #{new.ticket}")
         self.orders[new.ticket] = new
 
     def delete(self, ticket: int) -> None:
         """``OrderDelete`` of a pending order."""
+        self._check_open()
         order = self.orders.get(ticket)
         if order is None or order.type not in PENDING:
             raise MtError(4108)
@@ -194,6 +213,7 @@ class Broker:
 
     def modify(self, ticket: int, price: float, sl: float, tp: float, expiration: int) -> None:
         """``OrderModify``: new stops (and price/expiration of a pending order)."""
+        self._check_open()
         order = self.orders.get(ticket)
         if order is None:
             raise MtError(4108)
@@ -213,12 +233,14 @@ class Broker:
                                                   expiration=expiration)
 
     # -- time ---------------------------------------------------------------------------
-    def bar_closed(self, high: float, low: float, close: float, server_time: int) -> None:
-        """A bar with this (bid) range closed; ``server_time`` is the next bar's open.
-        Pending orders fill, stops trigger, expired pending orders go, then the price moves
-        to ``close``."""
+    def bar_closed(self, high: float, low: float, close: float, server_time: int, *,
+                   market_open: bool = True) -> None:
+        """A bar with this (bid) range closed; ``server_time`` is the next bar's open (or,
+        when a closure follows, ``market_open=False``, the bar's close). Pending orders fill,
+        stops trigger, expired pending orders go, then the price moves to ``close``."""
         spread = self.spec.spread_points * self.spec.point
         self.server_time = server_time
+        self.market_open = True
         for order in list(self.orders.values()):
             if order.type in PENDING:
                 if order.expiration and server_time >= order.expiration:
@@ -226,13 +248,20 @@ class Broker:
                 elif self._pending_hit(order, high, low, spread):
                     self.orders[order.ticket] = dataclasses.replace(
                         order, type=order.type[:-5] if order.type.endswith("limit")
-                        else order.type[:-4], open_time=server_time)
+                        else order.type[:-4], open_time=server_time,
+                        commission=self._commission(order.lots))
                 continue
             hit = self._stop_hit(order, high, low, spread)
             if hit is not None:
                 price, tag = hit
-                self._book(order, price, (order.comment + tag)[:COMMENT_MAX])
+                self._book(order, price, order.comment[:COMMENT_MAX - len(tag)] + tag)
         self.bid = round(close, self.spec.digits)
+        self.market_open = market_open
+
+    def reopen(self, server_time: int) -> None:
+        """A closure ends: the bar opening at ``server_time`` starts forming."""
+        self.server_time = server_time
+        self.market_open = True
 
     # -- helpers ------------------------------------------------------------------------
     def _ticket(self) -> int:
@@ -240,15 +269,22 @@ class Broker:
         self.next_ticket += 1
         return ticket
 
+    def _commission(self, lots: float) -> float:
+        return -round(self.spec.commission_per_lot * lots, 2)
+
     def _book(self, order: SimOrder, price: float, comment: str) -> None:
         size = order.lots * self.spec.contract_size
         profit = round((price - order.open_price) * size if order.type == "buy"
                        else (order.open_price - price) * size, 2)
-        self.balance = round(self.balance + profit, 2)
+        self.balance = round(self.balance + profit + order.commission, 2)
         self.orders.pop(order.ticket, None)
         self.history[order.ticket] = dataclasses.replace(
             order, close_price=price, close_time=self.server_time, profit=profit,
             comment=comment)
+
+    def _check_open(self) -> None:
+        if not self.market_open:
+            raise MtError(132)
 
     def _check_volume(self, lots: float) -> None:
         steps = lots / self.spec.lot_step
@@ -298,6 +334,7 @@ class Broker:
                 "equity": round(self.equity(), 2), "margin": round(self.margin(), 2),
                 "free_margin": round(self.free_margin(), 2), "bid": self.bid,
                 "ask": self.ask, "server_time": self.server_time,
+                "market_open": self.market_open,
                 "next_ticket": self.next_ticket,
                 "orders": [dataclasses.asdict(o) for o in self.orders.values()],
                 "history": [dataclasses.asdict(o) for o in self.history.values()]}

@@ -60,7 +60,8 @@ def mt_type(order: SimOrder) -> str:
 def order_line(o: SimOrder, pnl: float) -> OrderLine:
     """An order as the EA prints it."""
     return OrderLine(o.ticket, o.magic, o.symbol, o.lots, mt_type(o), o.open_price,
-                     o.open_time, o.sl, o.tp, pnl, o.comment, o.close_price, o.close_time)
+                     o.open_time, o.sl, o.tp, pnl, o.comment, o.close_price, o.close_time,
+                     o.commission)
 
 
 def _resized(items: list[Any], size: int, fill: Any) -> list[Any]:
@@ -117,7 +118,8 @@ def close_order(ea: SimulatedEa, content: str) -> None:
     """``CLOSE_ORDER|ticket,lots`` (lots 0: all)."""
     data = split(content)
     if len(data) != 2:
-        ea.send_error("CLOSE_ORDER_WRONG_FORMAT", f"Wrong format for CLOSE_ORDER command: {content}")
+        ea.send_error("CLOSE_ORDER_WRONG_FORMAT",
+                      f"Wrong format for CLOSE_ORDER command: {content}")
         return
     ticket, lots = atoi(data[0]), round(atof(data[1]), ea.settings.lot_size_digits)
     order = ea.broker.select(ticket)
@@ -296,7 +298,7 @@ def get_historic_data(ea: SimulatedEa, content: str) -> None:
                       f"{error_description(4073)}")
         return
     days = abs(rates[0].time - start) / 86400
-    if TIMEFRAME_SECONDS[timeframe] < TIMEFRAME_SECONDS["W1"] and days > 3 or (
+    if (TIMEFRAME_SECONDS[timeframe] < TIMEFRAME_SECONDS["W1"] and days > 3) or (
             timeframe == "W1" and days > 10) or (timeframe == "MN1" and days > 33):
         ea.send_info(f"The difference between requested start date and returned start date is "
                      f"relatively large ({days:.1f} days). Maybe the data is not available on "

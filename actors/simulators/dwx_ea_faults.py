@@ -8,10 +8,10 @@ Kinds:
 - ``leave_unread``: when command ``at_command`` is next to be read, the EA reads no command
   file for ``delay_s`` (default 5): the file stays in the folder, as when the terminal is
   busy or frozen, so a client waiting for the answer times out;
-- ``half_written``: after command ``at_command``, the next write of ``file`` (``orders``,
-  ``messages``, ``market_data``, ``bar_data``, ``historic_data`` or ``historic_trades``;
-  default: whichever the EA writes next) stops halfway for ``delay_s`` (default 0.5), so a
-  reader sees an empty file or truncated JSON, as the real EA's non-atomic writes allow;
+- ``half_written``: from command ``at_command`` on (its own answer included), the next write
+  of ``file`` (``orders``, ``messages``, ``market_data``, ``bar_data``, ``historic_data`` or
+  ``historic_trades``; default: whichever the EA writes next) stops halfway for ``delay_s``
+  (default 0.5), so a reader sees truncated JSON, as the real EA's non-atomic writes allow;
 - ``reject``: the first trade command (OPEN_ORDER, CLOSE_ORDER, MODIFY_ORDER and the CLOSE_*
   commands) at index ``at_command`` or later is refused by the trade server with MT4 error
   ``error_code`` (default 136, "off quotes"): an ERROR message, no ticket, nothing changed;

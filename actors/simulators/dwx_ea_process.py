@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from raytrade.actors.simulators.dwx_ea import FOLDER, read_sim_state
 from raytrade.actors.simulators.dwx_ea_faults import EaFault, faults_json
+from raytrade.actors.simulators.dwx_ea_files import FOLDER, read_sim_state
 from raytrade.scripts.child_process import ChildProcess
 
 
@@ -34,6 +34,7 @@ class EaOptions:
     timeframe: str = "H1"
     bar_seconds: float = 1.0
     start_bar: int | None = None
+    pace: str = "bars"
     account: str = "demo"
     trade_mode_field: bool = False
     balance: float = 10_000.0
@@ -41,6 +42,7 @@ class EaOptions:
     contract_size: float = 100_000.0
     digits: int = 5
     spread_points: int = 10
+    commission_per_lot: float = 0.0
     min_lot: float = 0.01
     max_lot: float = 100.0
     lot_step: float = 0.01
