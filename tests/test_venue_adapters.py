@@ -221,7 +221,9 @@ def test_sibling_venues_share_only_neutral_modules_and_never_import_simulators()
 
 
 def _venue_switches(path: Path) -> list[int]:
-    """Lines comparing with a venue name, or listing venue names in a tuple/list/set."""
+    """Lines comparing with a venue name, or listing venue names in a tuple/list/set (a
+    collection whose strings are all venue names: a command line such as
+    ``[..., "dwx", "sim"]`` names a subcommand, not venues)."""
     names = set(venue_names())
 
     def named(node: ast.AST) -> bool:
@@ -230,12 +232,14 @@ def _venue_switches(path: Path) -> list[int]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Compare):
-            operands = [node.left, *node.comparators]
+            flagged = any(map(named, [node.left, *node.comparators]))
         elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-            operands = list(node.elts)
+            strings = [e for e in node.elts if isinstance(e, ast.Constant)
+                       and isinstance(e.value, str)]
+            flagged = bool(strings) and all(map(named, strings))
         else:
             continue
-        if any(map(named, operands)):
+        if flagged:
             out.append(node.lineno)
     return out
 
@@ -249,5 +253,6 @@ def test_no_module_outside_the_wing_switches_on_a_venue_name(tmp_path: Path) -> 
     # the check finds the switches this project used to have
     old = tmp_path / "switch.py"
     old.write_text('VENUES = ("binance", "coinbase", "replay")\n'
-                   'rest = 1 if config.venue == "coinbase" else 2\n')
+                   'rest = 1 if config.venue == "coinbase" else 2\n'
+                   'cmd = ["raytrade", "replay", "--speed", "60"]\n')
     assert _venue_switches(old) == [1, 2]
