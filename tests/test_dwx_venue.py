@@ -34,12 +34,15 @@ from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.simulators.dwx_ea_faults import EaFault
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.actors.venues import dwx_files as f
-from raytrade.actors.venues.dwx_book import order_comment
+from raytrade.actors.venues.dwx import DwxVenue, build_execution, timeframe
+from raytrade.actors.venues.dwx_book import check_account_kind, order_comment
 from raytrade.actors.venues.dwx_client import ClientConfig, CommandNotReadError, DwxClient
 from raytrade.actors.venues.dwx_orders import DwxExecution
+from raytrade.actors.venues.dwx_records import AccountInfo
 from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_config
 from raytrade.actors.venues.execution import OrderFateUnknownError, OrderRequest
-from raytrade.actors.venues.execution_registry import execution_venue
+from raytrade.actors.venues.execution_registry import ExecutionSetup, execution_venue
+from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
 from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.live_commands import issue_command
@@ -160,6 +163,36 @@ def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None
     cid = "rt-" + "x" * 40
     assert order_comment("rt-1a2b3c4d-lz3k0-7-0") == "rt-1a2b3c4d-lz3k0-7-0"
     assert len(order_comment(cid)) == 31 and order_comment(cid) == order_comment(cid)
+
+
+def test_account_kind_and_venue_rules_refuse_what_cannot_be_proven(tmp_path: Path) -> None:
+    def account(mode: str | None) -> AccountInfo:
+        return AccountInfo("x", 7, "USD", 100, 1e4, 1e4, 1e4, mode)
+
+    folder = tmp_path / "DWX"
+    assert "cannot be verified" in check_account_kind(account(None), "testnet", folder)
+    assert check_account_kind(account(None), "mainnet", folder) == ""  # spelled out
+    assert check_account_kind(account("demo"), "testnet", folder) == ""
+    with pytest.raises(ConfigError, match="account 7 is a real account, but network testnet"):
+        check_account_kind(account("real"), "testnet", folder)
+    with pytest.raises(ConfigError, match="is a demo account, but network mainnet"):
+        check_account_kind(account("demo"), "mainnet", folder)
+    with pytest.raises(ConfigError, match="holds no simulator"):
+        check_account_kind(account("demo"), "loopback", folder)
+    assert timeframe("1h", 7200) == "H1"
+    with pytest.raises(ConfigError, match="4h bars open at server midnight, 2 h off UTC"):
+        timeframe("4h", 7200)
+    with pytest.raises(ConfigError, match="dwx serves 1m, 5m"):
+        timeframe("2h", 0)
+    with pytest.raises(ConfigError, match="--files-dir"):
+        DwxVenue(VenueEndpoints())
+    venue = DwxVenue(VenueEndpoints(files_dir=str(tmp_path)))
+    assert venue.execution is None  # no venue config in the folder
+    with pytest.raises(ConfigError, match="no websocket stream"):
+        venue.stream(Subscription(("EURUSD",), "1h"))
+    setup = ExecutionSetup("testnet", None, None, str(tmp_path), None, None, 5.0, 5000, None)
+    with pytest.raises(ConfigError, match=r"raytrade-dwx\.toml\): lots and magic numbers"):
+        build_execution(setup)
 
 
 # ---- the client against the simulated EA's failure modes
@@ -330,7 +363,8 @@ def test_live_trader_through_the_ea_opens_reduces_reverses_and_the_kill_switch_f
     store, _ = eurusd_store(tmp_path / "store", channel="live", seed=LIVE_SEED,
                             positions=(-1.0, 0.5, 1.0))
     files = tmp_path / "MQL4" / "Files"
-    options = dataclasses.replace(EA, bar_seconds=LIVE_BAR_S, start_bar=400)
+    options = dataclasses.replace(EA, bar_seconds=LIVE_BAR_S, start_bar=400,
+                                  commission_per_lot=7.0)
     with start_ea(files, csv, options=options) as ea:
         paper = PaperConfig(actor="live-eurusd", symbol="EURUSD", venue="dwx", interval="1h",
                             files_dir=str(files), journal_dir=str(tmp_path / "journal"),
@@ -389,5 +423,10 @@ def test_live_trader_through_the_ea_opens_reduces_reverses_and_the_kill_switch_f
                    for f in ledger.fills()) == pytest.approx(0.0, abs=1e-6)
         assert not [o for o in state["orders"] if o["magic"] == 4242]
         assert len(ledger.fills()) >= 4
+        # the commission the broker charged (MT4: on opening, 7 USD a lot) is journaled
+        charged = -sum(o["commission"] for o in state["orders"] + state["history"]
+                       if o["magic"] == 4242)
+        assert charged > 0 and sum(f["commission"] for f in ledger.fills()) == \
+            pytest.approx(charged, abs=0.011)
     finally:
         ledger.close()
