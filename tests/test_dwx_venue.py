@@ -428,5 +428,11 @@ def test_live_trader_through_the_ea_opens_reduces_reverses_and_the_kill_switch_f
                        if o["magic"] == 4242)
         assert charged > 0 and sum(f["commission"] for f in ledger.fills()) == \
             pytest.approx(charged, abs=0.011)
+        # and the money: flat again, the allocation's cash moved by the broker's realized
+        # PnL and commission (each rounded to the cent by the broker), so every open and
+        # close was journaled at the broker's price
+        closed = [o for o in state["history"] if o["magic"] == 4242]
+        realized = sum(o["profit"] + o["commission"] for o in closed)
+        assert book.cash - 5000.0 == pytest.approx(realized, abs=0.01 * len(closed) + 1e-6)
     finally:
         ledger.close()

@@ -37,13 +37,14 @@ def _trade_id(cid: str, step: str) -> int:
 @dataclass(frozen=True)
 class Step:
     """One command of an order: ``open`` (``known``: the tickets before it) or ``close``
-    of ``lots`` of ``ticket`` (``before``: its lots before)."""
+    of ``lots`` of ``ticket`` (``before``: its lots before; ``open_ms``: when it opened)."""
 
     kind: str
     lots: float
     ticket: int = 0
     before: float = 0.0
     known: frozenset[int] = frozenset()
+    open_ms: int = 0
 
     @property
     def key(self) -> str:

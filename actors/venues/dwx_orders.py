@@ -19,9 +19,7 @@ tickets with the symbol's magic number (``dwx_symbols.py``), buys positive, in b
   close when the history does not list it); its commission is the ticket's (MT4 charges
   it at the open), converted to the quote currency.
 
-Client order ids ride in the new ticket's comment (``dwx_book.order_comment``: the id
-itself, or a hash of it when longer than MetaTrader's 31 characters); ``query`` finds an
-order by computing its comment again.
+Client order ids ride in the new ticket's comment (``dwx_book.order_comment``).
 
 Refusals (an EA or broker ERROR: lots out of range, not enough money, a requote, the
 market closed) are ``rejected`` with ``"<error_type> <description>"``. A command the EA
@@ -31,11 +29,8 @@ orders file (a ticket with the comment appeared; the closed ticket shrank or van
 A retry of the same client id continues the order where it stopped, re-using each
 step's command id, so the EA skips a step it already ran.
 
-Limits: the record of an order lives in this process; after a restart ``query`` still
-finds opened orders by comment (open or in the history), but a close whose answer was
-lost with the process is not found (the reconciliation then halts on the position).
-Swap is not journaled. The EA's own inputs ``MaximumOrders`` (default 1) and
-``MaximumLotSize`` (default 0.01) must allow the orders sent.
+Limits (README, "MetaTrader 4/5"): an order's record lives in this process; after a
+restart ``query`` finds opened orders by comment, not a close whose answer was lost.
 """
 
 from __future__ import annotations
@@ -69,6 +64,8 @@ from raytrade.actors.venues.execution import (
 from raytrade.envs.errors import ConfigError, TemporaryError
 
 log = logging.getLogger(__name__)
+
+
 class DwxExecution:
     """Orders, account and fills of one MetaTrader account through its EA's folder
     (module docstring). ``network``: ``testnet`` (a demo account), ``mainnet`` (real
@@ -223,7 +220,7 @@ class DwxExecution:
         return record.command_ids.setdefault(step.key, self.client.new_id())
 
     async def _close(self, record: OrderRecord, ticket: rec.Ticket, lots: float) -> None:
-        step = Step("close", lots, ticket.ticket, ticket.lots)
+        step = Step("close", lots, ticket.ticket, ticket.lots, open_ms=ticket.open_ms)
         record.unknown = step
         await req.close_order(self.client, ticket.ticket,
                               0.0 if lots >= ticket.lots - 1e-9 else lots,
@@ -300,7 +297,9 @@ class DwxExecution:
             return {}
 
     async def _close_price(self, record: OrderRecord, step: Step) -> float:
-        history = await self._history(2)
+        # the EA lists trades by their open time: reach back to the ticket's
+        history = await self._history(2 + int((time.time() * 1000 - step.open_ms)
+                                               // 86_400_000))
         closed = history.get(step.ticket)
         if closed is not None:
             return closed.close_price
