@@ -34,9 +34,15 @@ from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.simulators.dwx_ea_faults import EaFault
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.actors.venues import dwx_files as f
+from raytrade.actors.venues import dwx_requests as req
 from raytrade.actors.venues.dwx import DwxVenue, build_execution, timeframe
 from raytrade.actors.venues.dwx_book import check_account_kind, order_comment
-from raytrade.actors.venues.dwx_client import ClientConfig, CommandNotReadError, DwxClient
+from raytrade.actors.venues.dwx_client import (
+    ClientConfig,
+    CommandNotReadError,
+    DwxClient,
+    EaError,
+)
 from raytrade.actors.venues.dwx_orders import DwxExecution
 from raytrade.actors.venues.dwx_records import AccountInfo
 from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_config
@@ -257,7 +263,24 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             tickets = ea_tickets(ea)
             assert [t["comment"] for t in tickets.values()] == ["rt-t-6"]
             found = await execution.query("EURUSD", "rt-t-6")
-            assert found is not None and found.venue_order_id == str(next(iter(tickets)))
+            ticket = next(iter(tickets))
+            assert found is not None and found.venue_order_id == str(ticket)
+            # the rest of the command set: stops on the ticket, then close by magic number
+            price = tickets[ticket]["open_price"]
+            reply = await req.modify_order(client, ticket, 0.01, stop_loss=price + 0.01,
+                                           take_profit=price - 0.01)
+            assert reply.text.startswith(f"Successfully modified order {ticket}:")
+            assert ea_tickets(ea)[ticket]["sl"] == pytest.approx(price + 0.01)
+            with pytest.raises(EaError, match="MODIFY_ORDER: Error in modifying order"):
+                await req.modify_order(client, ticket, 0.01, stop_loss=price - 0.01)
+            reply = await req.close_orders_by(client, magic=4242)
+            assert reply.text == "Successfully closed 1 orders with magic 4242."
+            reply = await req.close_orders_by(client, symbol="EURUSD")
+            assert reply.text == "No orders to close with symbol EURUSD."
+            assert await ea_settles_at(ea, 0.0)
+            bars = await req.historic_bars(client, "EURUSD", "H1", 1_492_592_400_000,
+                                           1_492_592_400_000 + 5 * 3_600_000)
+            assert [b.ts for b in bars] == [1_492_592_400_000 + i * 3_600_000 for i in range(6)]
             await client.stop()
 
         asyncio.run(scenario())

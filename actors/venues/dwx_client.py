@@ -14,7 +14,9 @@ of everything asked for, sent whole every time.
   counted in ``faults`` and logged, naming it.
 - ``send`` writes a command with the next id (ids cycle below 100000; ``RESET_COMMAND_IDS``
   is sent first, as the EA expects of a client that starts) and confirms delivery: the EA
-  deletes a command file once it has read it. A command still unread after
+  deletes a command file once it has read it. One command is in the slots at a time (the
+  EA's scan stops at the first free slot, which could strand a second one). A command
+  still unread after
   ``command_timeout_s`` is withdrawn (renamed away, so it can never run late) and
   reported: ``CommandNotReadError``, never dropped in silence.
 - ``request`` sends and waits for the EA's reply: the first message written after the
@@ -233,23 +235,25 @@ class DwxClient:
         if self._send_lock is None or self._loop is not asyncio.get_running_loop():
             await self.start()
         assert self._send_lock is not None
-        async with self._send_lock:  # one writer: ids and slots in order
+        # one command in the slots at a time: the EA stops its scan at the first missing
+        # slot, so a second command could be stranded behind a consumed first one
+        async with self._send_lock:
             cid = self.new_id() if command_id is None else command_id
             text = f.command_text(cid, command, content)
             seq = self.state.seq
             slot = await asyncio.to_thread(self.slots.write, text)
-        deadline = self.clock() + self.config.command_timeout_s
-        while self.slots.read(slot) == text:
-            if self.clock() >= deadline:
-                if await asyncio.to_thread(self.slots.withdraw, slot, text):
-                    detail = (f"the EA did not read command {cid} {command} within "
-                              f"{self.config.command_timeout_s:g} s ({self.paths.command(slot)}"
-                              "); withdrawn, it will not run: is the EA attached and "
-                              "AutoTrading on?")
-                    self.report_fault("command_not_read", detail)
-                    raise CommandNotReadError(detail)
-                break  # read just now
-            await asyncio.sleep(self.config.poll_s)
+            deadline = self.clock() + self.config.command_timeout_s
+            while self.slots.read(slot) == text:
+                if self.clock() >= deadline:
+                    if await asyncio.to_thread(self.slots.withdraw, slot, text):
+                        detail = (f"the EA did not read command {cid} {command} within "
+                                  f"{self.config.command_timeout_s:g} s "
+                                  f"({self.paths.command(slot)}); withdrawn, it will not "
+                                  "run: is the EA attached and AutoTrading on?")
+                        self.report_fault("command_not_read", detail)
+                        raise CommandNotReadError(detail)
+                    break  # read just now
+                await asyncio.sleep(self.config.poll_s)
         return Sent(cid, command, content, seq)
 
     async def request(self, command: str, content: str,
