@@ -4,7 +4,7 @@ and close orders by ticket, close by symbol or magic number, historic bars and t
 Command contents and the EA's INFO/ERROR texts are those of ``mql/DWX_Server_MT4.mq4``
 (``github.com/darwinex/dwxconnect``); the MT5 EA's success texts differ slightly (its
 ``OPEN_ORDER`` reply names no ticket), so a new order's ticket is always learnt from the
-orders file (``OpenReply.wait_ticket`` in ``dwx_orders.py``), never from the text alone.
+orders file (``DwxExecution`` in ``dwx_orders.py``), never from the text alone.
 Each call returns the EA's INFO reply or raises ``EaError`` with its ERROR (the broker's
 or the EA's refusal), ``CommandNotReadError`` (the EA did not read it; it will not run)
 or ``ReplyTimeoutError`` (read, unanswered: its effect is unknown).
