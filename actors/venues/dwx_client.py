@@ -339,9 +339,10 @@ _CLIENTS: dict[Path, DwxClient] = {}
 
 
 def shared_client(files_dir: str | Path, config: ClientConfig | None = None) -> DwxClient:
-    """The process's one client for ``files_dir`` (module docstring); a second caller
-    asking for another server time offset is refused (``ConfigError``): both would read
-    the same files."""
+    """The process's one client for ``files_dir`` (module docstring). The first caller's
+    ``config`` makes it (the live trader builds its order side, with the order timeout,
+    before its market-data venue); a later caller asking for another server time offset
+    is refused (``ConfigError``): both would read the same files."""
     key = Path(files_dir).resolve()
     client = _CLIENTS.get(key)
     if client is None:
