@@ -42,6 +42,7 @@ from raytrade.actors.venues.dwx_client import (
     CommandNotReadError,
     DwxClient,
     EaError,
+    ReplyTimeoutError,
 )
 from raytrade.actors.venues.dwx_orders import DwxExecution
 from raytrade.actors.venues.dwx_records import AccountInfo
@@ -284,6 +285,40 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             await client.stop()
 
         asyncio.run(scenario())
+
+
+def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
+        tmp_path: Path) -> None:
+    files = tmp_path / "MQL4" / "Files"
+    first = start_ea(files, EURUSD, options=EA)
+
+    async def scenario() -> None:
+        client = DwxClient(files, ClientConfig(command_timeout_s=20.0, reply_timeout_s=1.5))
+        await client.start()
+        first.kill()  # the terminal dies; its files stay
+        pending = asyncio.create_task(client.subscribe_ticks(("EURUSD",)))
+        await asyncio.sleep(0.3)
+        assert client.slots.read(0) is not None  # waiting in slot 0, unread
+        # the EA starts again: OnInit deletes every command file, ours unread, unanswered
+        second = await asyncio.to_thread(start_ea, files, EURUSD, options=EA)
+        try:
+            with pytest.raises(ReplyTimeoutError, match="SUBSCRIBE_SYMBOLS"):
+                await pending
+            assert client.tick_symbols == set()  # not taken as subscribed
+            await client.subscribe_ticks(("EURUSD",))  # the next call sends it again
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while "EURUSD" not in client.state.ticks:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            assert second.state()["market_symbols"] == ["EURUSD"]
+        finally:
+            second.stop()
+            await client.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        first.stop()
 
 
 def test_dwx_client_without_an_ea_reports_the_command_and_refuses_a_second_client(
