@@ -28,8 +28,8 @@ from raytrade.scripts.tune_cli import add_tune_command
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from raytrade.envs.intervals import interval_to_ms
     from raytrade.envs.calendar import ALWAYS
+    from raytrade.envs.intervals import interval_to_ms
     from raytrade.envs.io import describe, load_bars, load_bars_repaired, write_bars
     from raytrade.envs.market import resolve_sources
 
