@@ -46,8 +46,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
@@ -59,7 +58,13 @@ from raytrade.actors.simulators.delta_auth import (
     check_rest,
     coded,
 )
-from raytrade.actors.simulators.delta_book import DeltaBook, DeltaProduct, Event, default_products
+from raytrade.actors.simulators.delta_book import DeltaBook, DeltaProduct, default_products
+from raytrade.actors.simulators.delta_endpoints import (
+    Ctx,
+    DeltaEndpoints,
+    Handler,
+    error_response,
+)
 from raytrade.actors.simulators.delta_market import DeltaReplay
 from raytrade.actors.simulators.delta_sockets import DeltaSockets
 from raytrade.actors.simulators.exchange_accounts import AccountConfig
@@ -68,7 +73,7 @@ from raytrade.actors.simulators.exchange_prices import PriceSource
 from raytrade.envs.errors import ConfigError, OperationalError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 T = TypeVar("T")
@@ -79,30 +84,7 @@ WEIGHTS = {"products": 3, "tickers": 3, "candles": 3, "open_orders": 3, "positio
 """Delta's endpoint weights (others cost 1)."""
 
 
-@dataclass(frozen=True)
-class _Ctx:
-    request: Request
-    account: str
-    body: dict[str, Any]
-    now_us: int
-    faults: tuple[Fault, ...]
-    request_ts: int
-
-
-Handler = Callable[[_Ctx], Awaitable[Response]]
-
-
-def _ok(result: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse({"success": True, "result": result}, status_code=status)
-
-
-def _error(exc: DeltaError) -> Response:
-    if exc.html is not None:
-        return HTMLResponse(exc.html, status_code=exc.status)
-    return JSONResponse(dict(exc.body), status_code=exc.status)
-
-
-class DeltaExchangeSim:
+class DeltaExchangeSim(DeltaEndpoints):
     """The loopback Delta exchange (module docstring).
 
     Args:
@@ -156,14 +138,6 @@ class DeltaExchangeSim:
         self.app = self._build_app()
 
     # ---- clocks and URLs
-    def now_s(self) -> float:
-        """Server clock (Unix seconds): wall clock plus ``skew_ms``."""
-        return time.time() + self.skew_ms / 1000.0
-
-    def market_now_ms(self) -> int:
-        """The market's clock: the replay's virtual time, else the server clock."""
-        return self.replay.now_ms() if self.replay is not None else int(self.now_s() * 1000)
-
     @property
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.port}"
@@ -242,11 +216,6 @@ class DeltaExchangeSim:
             for task in list(self._tasks):
                 task.cancel()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _match_loop(self) -> None:
         while True:
             await asyncio.sleep(0.1)
@@ -270,9 +239,6 @@ class DeltaExchangeSim:
     def _public_subscribed(self) -> None:
         if self.replay is not None:
             self.replay.start_clock()
-
-    def _now_us(self) -> int:
-        return int(self.now_s() * 1_000_000)
 
     # ---- Python API (thread-safe: runs on the server's loop)
     def _call(self, fn: Callable[[], T]) -> T:
@@ -357,7 +323,7 @@ class DeltaExchangeSim:
         try:
             response = await self._checked(request, name, signed, handler, now_us)
         except DeltaError as exc:
-            response = _error(exc)
+            response = error_response(exc)
         response.headers["Request-In-Time"] = str(now_us)
         return response
 
@@ -397,7 +363,7 @@ class DeltaExchangeSim:
             if not isinstance(parsed, dict):
                 raise bad_schema("body", "the body must be a JSON object")
             body = parsed
-        return await handler(_Ctx(request, account, body, now_us, tuple(faults), ts))
+        return await handler(Ctx(request, account, body, now_us, tuple(faults), ts))
 
     def _too_many(self, reset_ms: int) -> Response:
         return JSONResponse({"success": False, "error": {"code": "rate_limit_exceeded"}},
@@ -408,205 +374,21 @@ class DeltaExchangeSim:
         """The answer of a fault that refuses the order before placing it, if any."""
         for f in faults:
             if f.kind == "error_5xx_before":
-                return _error(coded(503, "unavailable"))
+                return error_response(coded(503, "unavailable"))
             if f.kind == "rate_limit":
                 return self._too_many(int(f.retry_after_s * 1000))
             if f.kind == "ban":
                 self.banned_until_ms = now_ms + int(f.retry_after_s * 1000)
                 return self._too_many(int(f.retry_after_s * 1000))
             if f.kind == "timestamp":
-                return _error(coded(401, "expired_signature", {
+                return error_response(coded(401, "expired_signature", {
                     "request_time": request_ts, "server_time": now_ms // 1000 + 60}))
             if f.kind == "insufficient_balance":
-                return _error(coded(400, "insufficient_margin",
+                return error_response(coded(400, "insufficient_margin",
                                     {"additional_margin_required": "1000"}))
             if f.kind == "filter_lot_size":
-                return _error(bad_schema("size", "size is not a valid number of contracts"))
+                return error_response(bad_schema("size", "size is not a valid number of contracts"))
         return None
-
-    # ---- public endpoints
-    async def _settings(self, ctx: _Ctx) -> Response:
-        return _ok({"server_time": self.market_now_ms() * 1000})
-
-    async def _products(self, ctx: _Ctx) -> Response:
-        rows = [wire.product(p) for p in self.book.products.values()]
-        return JSONResponse({"success": True, "result": rows,
-                             "meta": {"after": None, "before": None}})
-
-    async def _product(self, ctx: _Ctx) -> Response:
-        sym = str(ctx.request.path_params["symbol"]).upper()
-        if sym not in self.book.products:
-            raise coded(404, "not_found")
-        return _ok(wire.product(self.book.products[sym]))
-
-    def _market(self) -> DeltaReplay:
-        if self.replay is None:
-            raise coded(503, "unavailable")
-        return self.replay
-
-    async def _ticker(self, ctx: _Ctx) -> Response:
-        p = self.book.product(str(ctx.request.path_params["symbol"]))
-        t = self._market().ticker(p.symbol, p.id)
-        return _ok({"symbol": p.symbol, "product_id": p.id, "contract_type":
-                    "perpetual_futures", "open": t["open"], "high": t["high"], "low": t["low"],
-                    "close": t["close"], "mark_price": repr(t["close"]),
-                    "spot_price": repr(t["close"]), "volume": t["volume"],
-                    "quotes": {"best_bid": repr(t["best_bid"]), "best_ask": repr(t["best_ask"]),
-                               "bid_size": "1000", "ask_size": "1000"},
-                    "timestamp": t["timestamp"], "turnover_usd": t["volume"] * t["close"]})
-
-    async def _candles(self, ctx: _Ctx) -> Response:
-        q = ctx.request.query_params
-        for name in ("resolution", "symbol", "start", "end"):
-            if not q.get(name):
-                raise bad_schema(name, f"{name} is required")
-        try:
-            start, end = int(q["start"]), int(q["end"])
-        except ValueError:
-            raise bad_schema("start", "start and end are Unix seconds") from None
-        return _ok(self._market().candles(q["symbol"], q["resolution"], start, end))
-
-    # ---- orders
-    async def _place(self, ctx: _Ctx) -> Response:
-        kinds = {f.kind: f for f in ctx.faults}
-        if "place_late" in kinds:
-            self._spawn(self._place_late(ctx, kinds["place_late"].delay))
-            return _error(coded(503, "unavailable"))
-        partial = kinds.get("partial_fill")
-        events = self.book.place(ctx.account, ctx.body, ctx.now_us,
-                                 partial.fraction if partial else None)
-        self._publish(events[:1])
-        if "drop_user_stream" in kinds:
-            await self.sockets.drop_private()
-        if "expire_listen_key" in kinds:
-            self.sockets.close_private(1001)
-        self._publish(events[1:])
-        order = self.book.orders[events[0].order.id]
-        if partial is not None and order.state == "open" and \
-                order.order_type == "market_order":
-            self._spawn(self._fill_rest(order.id, partial.delay))
-        response = _ok(wire.order(self.book, order))
-        if "accept_then_timeout" in kinds:
-            await asyncio.sleep(kinds["accept_then_timeout"].delay)
-        if "error_5xx_after" in kinds:
-            return _error(coded(503, "unavailable"))
-        return response
-
-    async def _place_late(self, ctx: _Ctx, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        if self.now_s() - ctx.request_ts > 5:
-            return
-        with contextlib.suppress(DeltaError):
-            self._publish(self.book.place(ctx.account, ctx.body, self._now_us()))
-
-    async def _fill_rest(self, order_id: int, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        self._publish(self.book.fill_rest(order_id, self._now_us()))
-
-    def _publish(self, events: Sequence[Event]) -> None:
-        """The private socket's messages for ``events``: the order update, then (after a
-        fill) the user trade and the position."""
-        now = self._now_us()
-        for e in events:
-            acc, p = e.order.account, e.order.product
-            self._order_seq[(acc, p.symbol)] += 1
-            self.sockets.publish_private(acc, "orders", p.symbol, wire.order_message(
-                e, self._order_seq[(acc, p.symbol)], now))
-            if e.fill is None:
-                continue
-            self._trade_seq[(acc, p.symbol)] += 1
-            self.sockets.publish_private(acc, "v2/user_trades", p.symbol,
-                                         wire.user_trade_message(
-                                             self.book, e, self._trade_seq[(acc, p.symbol)]))
-            signed = e.fill.size if e.order.side == "buy" else -e.fill.size
-            before = e.fill.position_after - signed
-            action = "create" if before == 0 else "delete" if e.fill.position_after == 0 \
-                else "update"
-            self.sockets.publish_private(acc, "positions", p.symbol,
-                                         wire.position_message(self.book, acc, p, action))
-
-    def _snapshot(self, account: str, channel: str, symbol: str) -> dict[str, Any] | None:
-        if symbol.upper() not in self.book.products:
-            return None
-        p = self.book.products[symbol.upper()]
-        if channel == "orders":
-            return {"meta": {"seq_no": self._order_seq[(account, p.symbol)],
-                             "timestamp": self._now_us()},
-                    "result": [wire.order(self.book, o)
-                               for o in self.book.open_orders(account, p)],
-                    "success": True, "symbol": p.symbol, "type": "orders",
-                    "action": "snapshot"}
-        if channel == "positions":
-            pos = self.book.accounts[account].positions.get(p.id)
-            rows = [wire.position_row(self.book, account, p)] if pos and pos.size else []
-            return {"result": rows, "success": True, "type": "positions",
-                    "action": "snapshot"}
-        return None
-
-    async def _open_orders(self, ctx: _Ctx) -> Response:
-        ids = ctx.request.query_params.get("product_ids", "")
-        wanted = {self.book.product(x.strip()).id for x in ids.split(",") if x.strip()}
-        rows = [wire.order(self.book, o) for o in self.book.open_orders(ctx.account)
-                if not wanted or o.product.id in wanted]
-        return JSONResponse({"success": True, "result": rows,
-                             "meta": {"after": None, "before": None}})
-
-    async def _cancel(self, ctx: _Ctx) -> Response:
-        oid = ctx.body.get("id")
-        cid = ctx.body.get("client_order_id")
-        if oid is None and cid is None:
-            raise bad_schema("id", "id or client_order_id is required")
-        if oid is not None and (isinstance(oid, bool) or not isinstance(oid, int)):
-            raise bad_schema("id", "id must be an integer")
-        events = self.book.cancel(ctx.account, oid, cid if isinstance(cid, str) else None)
-        self._publish(events)
-        return _ok(wire.order(self.book, events[-1].order))
-
-    async def _cancel_all(self, ctx: _Ctx) -> Response:
-        ref = ctx.body.get("product_id")
-        product = None if ref is None else self.book.product(ref)
-        for o in self.book.open_orders(ctx.account, product):
-            self._publish(self.book.cancel(ctx.account, o.id, None))
-        return JSONResponse({"success": True})
-
-    async def _order_by_id(self, ctx: _Ctx) -> Response:
-        raw = str(ctx.request.path_params["order_id"])
-        order = self.book.find(ctx.account, int(raw)) if raw.isdigit() else None
-        if order is None:
-            raise coded(404, "not_found")
-        return _ok(wire.order(self.book, order))
-
-    async def _order_by_client_id(self, ctx: _Ctx) -> Response:
-        order = self.book.find(ctx.account, None,
-                               str(ctx.request.path_params["client_oid"]))
-        if order is None:
-            raise coded(404, "not_found")
-        return _ok(wire.order(self.book, order))
-
-    async def _position(self, ctx: _Ctx) -> Response:
-        ref = ctx.request.query_params.get("product_id")
-        if not ref:
-            raise bad_schema("product_id", "product_id is required")
-        row = wire.position_row(self.book, ctx.account, self.book.product(ref))
-        return _ok({"size": row["size"], "entry_price": row["entry_price"]})
-
-    async def _positions(self, ctx: _Ctx) -> Response:
-        rows = [wire.position_row(self.book, ctx.account, p)
-                for p in self.book.products.values()]
-        return _ok([r for r in rows if r["size"] != 0])
-
-    async def _wallet(self, ctx: _Ctx) -> Response:
-        return JSONResponse(wire.wallet(self.book, ctx.account))
-
-    async def _set_leverage(self, ctx: _Ctx) -> Response:
-        p = self.book.product(str(ctx.request.path_params["product_id"]))
-        lev = self.book.set_leverage(ctx.account, p, ctx.body.get("leverage"))
-        return _ok({"leverage": lev, "order_margin": "0", "product_id": p.id})
-
-    async def _get_leverage(self, ctx: _Ctx) -> Response:
-        p = self.book.product(str(ctx.request.path_params["product_id"]))
-        return _ok({"leverage": self.book.leverage(ctx.account, p), "order_margin": "0",
-                    "product_id": p.id})
 
     # ---- loopback extras
     async def _sim_state(self, request: Request) -> Response:

@@ -203,14 +203,20 @@ class DeltaReplay:
         return out
 
 
+def price_text(x: float) -> str:
+    """A price as a decimal string (8 places at most)."""
+    return repr(round(x, 8))
+
+
 def ticker_message(t: dict[str, Any], ts_us: int) -> dict[str, Any]:
     """The public socket's compact ``ticker`` message from ``DeltaReplay.ticker``."""
     close = t["close"]
     return {"d": [{"g": [None, None, None, None, None], "i": t["product_id"],
-                   "m": repr(close), "m24hc": f"{(close / t['open'] - 1) * 100:.4f}",
+                   "m": price_text(close), "m24hc": f"{(close / t['open'] - 1) * 100:.4f}",
                    "ohlc": [t["open"], t["high"], t["low"], close], "oi": ["0", "0"],
-                   "pb": [repr(close * 0.975), repr(close * 1.025)],
-                   "q": [repr(t["best_ask"]), "1000", repr(t["best_bid"]), "1000", None],
+                   "pb": [price_text(close * 0.975), price_text(close * 1.025)],
+                   "q": [price_text(t["best_ask"]), "1000", price_text(t["best_bid"]), "1000",
+                         None],
                    "qiv": [None, None, None], "s": t["symbol"],
                    "to": [t["volume"] * close, t["volume"] * close]}],
-            "sp": repr(close), "sy": t["symbol"], "ts": ts_us, "type": "ticker"}
+            "sp": price_text(close), "sy": t["symbol"], "ts": ts_us, "type": "ticker"}
