@@ -217,8 +217,10 @@ def test_delta_sim_order_rules_refused_with_delta_codes(sim: DeltaExchangeSim) -
 
 def test_delta_sim_candles_and_public_stream_agree_with_the_bars(btc: BarTable) -> None:
     replay = DeltaReplay([btc], speed=6000.0, start=300, start_on_connect=True)
-    sim_ = DeltaExchangeSim([AccountConfig(KEY, SECRET, {}, Decimal(1000))], replay=replay)
+    sim_ = DeltaExchangeSim([AccountConfig(KEY, SECRET, {}, Decimal(1000))], replay=replay,
+                            heartbeat_s=0.05)
     with sim_ as sim, connect(sim.public_ws_url, open_timeout=5) as ws:
+        ws.send(json.dumps({"type": "enable_heartbeat"}))
         ws.send(json.dumps({"type": "subscribe", "payload": {"channels": [
             {"name": "candlestick_5m", "symbols": ["BTCUSD"]},
             {"name": "ticker", "symbols": ["BTCUSD"]}]}}))
@@ -229,7 +231,7 @@ def test_delta_sim_candles_and_public_stream_agree_with_the_bars(btc: BarTable) 
         seen: list[dict[str, Any]] = []
         while sum(1 for m in seen if m.get("type") == "ticker") < 3:
             seen.append(json.loads(ws.recv(timeout=3)))
-        assert {"type": "pong"} in seen
+        assert {"type": "pong"} in seen and {"type": "heartbeat"} in seen
         res_us = 300_000_000
         candles = [m for m in seen if m.get("type") == "candlestick_5m"]
         finals = [m for m, nxt in itertools.pairwise(candles)
