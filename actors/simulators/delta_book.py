@@ -115,6 +115,7 @@ class Order:
 
     @property
     def average_fill_price(self) -> Decimal | None:
+        """Size-weighted fill price (USD), None before the first fill."""
         filled = self.size - self.unfilled_size
         if filled == 0:
             return None
@@ -183,6 +184,7 @@ class DeltaBook:
 
     # ---- lookups
     def secret(self, key: str) -> str | None:
+        """The API key's secret, or None for an unknown key."""
         acc = self.accounts.get(key)
         return None if acc is None else acc.secret
 
@@ -208,13 +210,17 @@ class DeltaBook:
         return bid, max(ask, bid)
 
     def mark(self, product: DeltaProduct) -> Decimal | None:
+        """Mid of the quote on the tick grid (USD), or None without a price."""
         q = self.quote(product)
         return None if q is None else ((q[0] + q[1]) / 2).quantize(product.tick_size)
 
     def leverage(self, key: str, product: DeltaProduct) -> int:
+        """The account's leverage on ``product`` (its default until set)."""
         return self.accounts[key].leverage.get(product.id, product.default_leverage)
 
     def set_leverage(self, key: str, product: DeltaProduct, raw: object) -> int:
+        """Set leverage from the request's ``leverage`` (number or string, 1..max);
+        400 ``bad_schema`` otherwise."""
         try:
             lev = int(Decimal(str(raw)))
         except ArithmeticError:
@@ -225,6 +231,7 @@ class DeltaBook:
         return lev
 
     def position_margin(self, key: str, product: DeltaProduct) -> Decimal:
+        """Margin the position blocks: entry notional / leverage (USD)."""
         pos = self.accounts[key].positions.get(product.id)
         if pos is None or pos.size == 0 or pos.entry_price is None:
             return Decimal(0)
@@ -232,12 +239,15 @@ class DeltaBook:
                 self.leverage(key, product)).quantize(Decimal("0.0001"))
 
     def blocked_margin(self, key: str) -> Decimal:
+        """Margin all the account's positions block (USD)."""
         return sum((self.position_margin(key, p) for p in self.products.values()), Decimal(0))
 
     def available(self, key: str) -> Decimal:
+        """Wallet balance minus blocked margin (USD)."""
         return self.accounts[key].balance - self.blocked_margin(key)
 
     def open_orders(self, key: str, product: DeltaProduct | None = None) -> list[Order]:
+        """The account's open orders (on ``product`` only, if given)."""
         return [o for o in self.orders.values() if o.account == key and o.state == "open"
                 and (product is None or o.product == product)]
 

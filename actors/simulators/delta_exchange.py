@@ -140,14 +140,17 @@ class DeltaExchangeSim(DeltaEndpoints):
     # ---- clocks and URLs
     @property
     def rest_url(self) -> str:
+        """``http://host:port`` (REST under ``/v2``)."""
         return f"http://{self.host}:{self.port}"
 
     @property
     def public_ws_url(self) -> str:
+        """The public socket (``candlestick_<res>``, ``ticker``)."""
         return f"ws://{self.host}:{self.port}/public"
 
     @property
     def private_ws_url(self) -> str:
+        """The private socket (``key-auth``, ``orders``, ``v2/user_trades``, ``positions``)."""
         return f"ws://{self.host}:{self.port}/private"
 
     # ---- lifecycle

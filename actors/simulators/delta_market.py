@@ -102,6 +102,7 @@ class DeltaReplay:
 
     @property
     def started(self) -> bool:
+        """Whether the virtual clock runs."""
         return self._t0 is not None
 
     def now_ms(self) -> int:
@@ -135,6 +136,7 @@ class DeltaReplay:
 
     # ---- REST
     def table(self, symbol: str) -> BarTable:
+        """The bars of Delta symbol ``symbol``; 400 ``invalid_contract`` if not served."""
         table = self.by_delta.get(symbol.upper())
         if table is None:
             raise coded(400, "invalid_contract")

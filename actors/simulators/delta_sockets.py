@@ -59,13 +59,16 @@ class SocketConn:
         self.sending = False
 
     def follows(self, channel: str, symbol: str) -> bool:
+        """Whether the connection subscribed ``channel`` for ``symbol`` (or ``all``)."""
         symbols = self.subs.get(channel)
         return symbols is not None and (symbol in symbols or "all" in symbols)
 
     def send(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` (JSON) for sending."""
         self.queue.put_nowait(json.dumps(message))
 
     def flushed(self) -> bool:
+        """Every queued frame went out (and the socket's write buffer is empty)."""
         if not self.queue.empty() or self.sending:
             return False
         ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
@@ -108,6 +111,7 @@ class DeltaSockets:
 
     # ---- publishing
     def publish_public(self, channel: str, symbol: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every public connection following ``channel``/``symbol``."""
         frame = json.dumps(message)
         for c in self.conns:
             if c.kind == "public" and c.follows(channel, symbol):
@@ -115,12 +119,15 @@ class DeltaSockets:
 
     def publish_private(self, account: str, channel: str, symbol: str,
                         message: dict[str, Any]) -> None:
+        """Send ``message`` to the account's private connections following
+        ``channel``/``symbol``."""
         frame = json.dumps(message)
         for c in self.conns:
             if c.kind == "private" and c.account == account and c.follows(channel, symbol):
                 c.queue.put_nowait(frame)
 
     def private_count(self) -> int:
+        """Private connections open now."""
         return sum(1 for c in self.conns if c.kind == "private")
 
     async def drop_private(self, flush_timeout_s: float = 1.0) -> None:
@@ -145,9 +152,11 @@ class DeltaSockets:
 
     # ---- serving
     async def serve_public(self, ws: WebSocket) -> None:
+        """Serve one public-socket client until it leaves."""
         await self._serve(ws, "public")
 
     async def serve_private(self, ws: WebSocket) -> None:
+        """Serve one private-socket client until it leaves (or a fault cuts it)."""
         await self._serve(ws, "private")
 
     async def _serve(self, ws: WebSocket, kind: Kind) -> None:
