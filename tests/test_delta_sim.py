@@ -197,6 +197,7 @@ def test_delta_sim_order_rules_refused_with_delta_codes(sim: DeltaExchangeSim) -
 
     assert code(size=0) == (400, "bad_schema")
     assert code(size=1.5) == (400, "bad_schema")
+    assert code(size=1, limit_price="0") == (400, "bad_schema")
     assert code(size=1, client_order_id="x" * 33) == (400, "bad_schema")
     assert code(size=100_000) == (400, "insufficient_margin")  # 4000 USD notional x 25
     assert code(size=1, product_id=999) == (400, "invalid_contract")

@@ -323,7 +323,7 @@ class DeltaBook:
     @staticmethod
     def _limit_price(body: Mapping[str, object], typ: object) -> Decimal | None:
         raw = body.get("limit_price")
-        if typ == "market_order":
+        if typ == "market_order" and raw is None:
             return None
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
             raise bad_schema("limit_price", "limit_price is required for limit orders")
@@ -332,8 +332,8 @@ class DeltaBook:
         except ArithmeticError:
             raise bad_schema("limit_price", "limit_price must be a decimal string") from None
         if not limit.is_finite() or limit <= 0:
-            raise bad_schema("limit_price", "limit_price must be > 0")
-        return limit
+            raise bad_schema("limit_price", "limit_price must be > 0")  # changelog 15.04.26
+        return None if typ == "market_order" else limit
 
     def _check_margin(self, key: str, product: DeltaProduct, have: int, signed: int,
                       price: Decimal) -> None:
