@@ -336,6 +336,28 @@ def test_delta_sim_private_stream_faults_cut_sockets_and_lose_fills(
         sim.stop()
 
 
+def test_delta_sim_loopback_controls_change_state_behind_the_traders_back(
+        sim: DeltaExchangeSim) -> None:
+    with private(sim, ("positions",)) as ws:
+        assert sim.adjust_position("BTCUSD", 3) == 3
+        assert (frames(ws, 1)[0]["action"], rest(sim, "GET", "/v2/positions",
+                                                 query="product_id=27")[2]["result"]) == (
+            "create", {"size": 3, "entry_price": "40000"})
+    assert sim.adjust_balance("-100") == Decimal(9_900)
+    req = urllib.request.Request(f"{sim.rest_url}/sim/adjust", method="POST",
+                                 data=json.dumps({"symbol": "BTCUSD"}).encode())
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 400 and "position_delta" in json.loads(err.value.read())["error"]
+    with connect(sim.public_ws_url, open_timeout=5) as ws:
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=3)) == {"type": "pong"}
+        assert sim.drop_sockets("public", 1000) == 1
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=3)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
 def test_delta_sim_rate_quota_exceeded_answers_429_with_reset_header(
         sim: DeltaExchangeSim) -> None:
     sim.rate_quota = 7

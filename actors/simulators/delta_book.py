@@ -24,12 +24,13 @@ private websocket and kept for ``/sim/state``. Used from the exchange's event lo
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from raytrade.actors.simulators.delta_auth import bad_schema, coded
+from raytrade.actors.simulators.delta_products import DeltaProduct
 from raytrade.actors.simulators.exchange_accounts import AccountConfig
 from raytrade.actors.simulators.exchange_prices import PriceSource
 from raytrade.envs.errors import ConfigError
@@ -39,56 +40,6 @@ OrderType = Literal["market_order", "limit_order"]
 OrderState = Literal["open", "pending", "closed", "cancelled"]
 CLIENT_ORDER_ID_MAX = 32
 """``client_order_id`` is at most 32 characters (Delta changelog 08.10.25)."""
-
-
-@dataclass(frozen=True)
-class DeltaProduct:
-    """One perpetual future as ``GET /v2/products`` describes it."""
-
-    id: int
-    symbol: str
-    """Delta's symbol (``BTCUSD``)."""
-    feed_symbol: str
-    """The ``PriceSource`` symbol its prices come from (``BTCUSDT`` in a Binance file)."""
-    contract_value: Decimal
-    """Underlying units per contract."""
-    tick_size: Decimal
-    underlying: str
-    default_leverage: int = 10
-    max_leverage: int = 100
-    taker_rate: Decimal = Decimal("0.0005")
-    maker_rate: Decimal = Decimal("0.0002")
-    position_size_limit: int = 125_000
-    """Most contracts in one order."""
-
-    def __post_init__(self) -> None:
-        if not (self.contract_value > 0 and self.tick_size > 0):
-            raise ConfigError(f"{self.symbol}: contract_value and tick_size must be > 0")
-
-
-_KNOWN: dict[str, tuple[int, str, str]] = {
-    "BTCUSD": (27, "0.001", "0.5"), "ETHUSD": (3136, "0.01", "0.05"),
-    "SOLUSD": (14823, "1", "0.0001"), "XRPUSD": (14969, "1", "0.0001")}
-"""Production ids, contract values and ticks of Delta India's main perpetuals (Oct 2026)."""
-
-
-def delta_symbol(feed_symbol: str) -> str:
-    """Delta's perpetual for a feed symbol: ``BTCUSDT`` -> ``BTCUSD``; else unchanged."""
-    s = feed_symbol.upper()
-    return s[:-1] if s.endswith("USDT") else s
-
-
-def default_products(feed_symbols: Iterable[str]) -> tuple[DeltaProduct, ...]:
-    """One product per feed symbol: Delta's own id, contract value and tick where known,
-    else id 1000+, one unit per contract and a 0.0001 tick."""
-    out = []
-    for i, feed in enumerate(sorted({s.upper() for s in feed_symbols})):
-        sym = delta_symbol(feed)
-        pid, cv, tick = _KNOWN.get(sym, (1000 + i, "1", "0.0001"))
-        out.append(DeltaProduct(id=pid, symbol=sym, feed_symbol=feed,
-                                contract_value=Decimal(cv), tick_size=Decimal(tick),
-                                underlying=sym[:-3] if sym.endswith("USD") else sym))
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -351,12 +302,28 @@ class DeltaBook:
         order = self.orders[order_id]
         acc = self.accounts[order.account]
         product = order.product
-        pos = acc.positions[product.id]
-        signed = size if order.side == "buy" else -size
-        if pos.size == 0:
-            pos.realized_pnl = Decimal(0)
         commission = (size * product.contract_value * price * product.taker_rate).quantize(
             Decimal("0.00000001"))
+        new = self._move(acc, product, size if order.side == "buy" else -size, price)
+        acc.balance -= commission
+        acc.fees_paid += commission
+        unfilled = order.unfilled_size - size
+        order = replace(order, unfilled_size=unfilled, state="closed" if unfilled == 0 else
+                        "open", paid_commission=order.paid_commission + commission,
+                        filled_value=order.filled_value + size * price)
+        self.orders[order_id] = order
+        fill = Fill(f"sim-{self._next_fill:08d}", size, price, commission, new, now_us)
+        self._next_fill += 1
+        return Event("update", order, fill)
+
+    @staticmethod
+    def _move(acc: Account, product: DeltaProduct, signed: int, price: Decimal) -> int:
+        """Trade ``signed`` contracts at ``price`` into the account's position: realise the
+        P&L of what it closes (into the balance), average the entry of what it adds; the
+        new size."""
+        pos = acc.positions[product.id]
+        if pos.size == 0:
+            pos.realized_pnl = Decimal(0)
         if pos.size != 0 and (pos.size > 0) != (signed > 0):
             closed = min(abs(signed), abs(pos.size))
             assert pos.entry_price is not None
@@ -374,16 +341,7 @@ class DeltaBook:
             pos.entry_price = ((pos.entry_price * abs(pos.size) + price * abs(signed)) /
                                abs(new)).quantize(product.tick_size / 1000)
         pos.size = new
-        acc.balance -= commission
-        acc.fees_paid += commission
-        unfilled = order.unfilled_size - size
-        order = replace(order, unfilled_size=unfilled, state="closed" if unfilled == 0 else
-                        "open", paid_commission=order.paid_commission + commission,
-                        filled_value=order.filled_value + size * price)
-        self.orders[order_id] = order
-        fill = Fill(f"sim-{self._next_fill:08d}", size, price, commission, new, now_us)
-        self._next_fill += 1
-        return Event("update", order, fill)
+        return new
 
     def _cancel(self, order_id: int, reason: str | None) -> Event:
         order = replace(self.orders[order_id], state="cancelled", cancellation_reason=reason)
@@ -425,3 +383,18 @@ class DeltaBook:
                 events.append(self._fill(order.id, order.unfilled_size, order.limit_price,
                                          now_us))
         return events
+
+    # ---- behind the trader's back (loopback extras)
+    def adjust_position(self, key: str, product: DeltaProduct, contracts: int) -> int:
+        """Move the position by ``contracts`` at the mark, with no order and no fee (a
+        trade made elsewhere); the new size. 400 ``order_size_exceed_available`` without a
+        price."""
+        mark = self.mark(product)
+        if mark is None:
+            raise coded(400, "order_size_exceed_available")
+        return self._move(self.accounts[key], product, contracts, mark)
+
+    def adjust_balance(self, key: str, delta: Decimal) -> Decimal:
+        """Change the wallet balance by ``delta`` USD (a transfer); the new balance."""
+        self.accounts[key].balance += delta
+        return self.accounts[key].balance

@@ -34,7 +34,7 @@ from typing import Any
 
 from raytrade.actors.simulators.bar_script import bar_in_progress
 from raytrade.actors.simulators.delta_auth import bad_schema, coded
-from raytrade.actors.simulators.delta_book import delta_symbol
+from raytrade.actors.simulators.delta_products import delta_symbol
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import ms_to_interval

@@ -15,9 +15,9 @@ makes the server send ``{"type": "heartbeat"}`` every 30 s; ``{"type": "ping"}``
 answered ``{"type": "pong"}``; a connection silent for 60 s after connecting is closed.
 ``key-auth`` is checked by ``delta_auth.check_key_auth``; ``unauth`` drops it.
 
-Faults: ``drop_private`` cuts every private connection without a close frame (the
-``drop_user_stream`` fault: clients see 1006), ``close_private`` closes them with 1001
-(``expire_listen_key``: a server-side disconnect with a proper close). Events published
+Faults: ``cut`` ends every connection of a socket without a close frame (the
+``drop_user_stream`` fault on the private one: clients see 1006), ``close_all`` closes
+them with a close frame (``expire_listen_key``: 1001, a server-side disconnect). Events published
 while a connection is gone are lost, as on Delta. Used from the exchange's event loop only.
 """
 
@@ -130,9 +130,10 @@ class DeltaSockets:
         """Private connections open now."""
         return sum(1 for c in self.conns if c.kind == "private")
 
-    async def drop_private(self, flush_timeout_s: float = 1.0) -> None:
-        """Cut every private connection once its queued frames went out."""
-        conns = [c for c in self.conns if c.kind == "private"]
+    async def cut(self, kind: Kind, flush_timeout_s: float = 1.0) -> int:
+        """Cut every ``kind`` connection without a close frame, once its queued frames
+        went out; how many."""
+        conns = [c for c in self.conns if c.kind == kind]
         for c in conns:
             self.conns.discard(c)
         deadline = time.monotonic() + flush_timeout_s
@@ -141,14 +142,18 @@ class DeltaSockets:
         for c in conns:
             c.abort()
             self.dropped += 1
+        return len(conns)
 
-    def close_private(self, code: int = 1001) -> None:
-        """Close every private connection (queued frames go out first)."""
-        for c in [c for c in self.conns if c.kind == "private"]:
+    def close_all(self, kind: Kind, code: int = 1001) -> int:
+        """Close every ``kind`` connection with ``code`` (queued frames go out first);
+        how many."""
+        conns = [c for c in self.conns if c.kind == kind]
+        for c in conns:
             self.conns.discard(c)
             c.close_code = code
             c.queue.put_nowait(None)
             self.closed += 1
+        return len(conns)
 
     # ---- serving
     async def serve_public(self, ws: WebSocket) -> None:
