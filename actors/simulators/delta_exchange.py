@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 import uvicorn
 from raytrade.actors.simulators.binance_exchange import AbortableWebSocketProtocol
 from raytrade.actors.simulators.delta_auth import (
+    CDN_FORBIDDEN_HTML,
     DeltaError,
     bad_schema,
     check_rest,
@@ -342,11 +343,15 @@ class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
         now_ms = now_us // 1000
         if now_ms < self.banned_until_ms:
             return self._too_many(self.banned_until_ms - now_ms)
+        if not request.headers.get("user-agent"):
+            raise DeltaError(403, html=CDN_FORBIDDEN_HTML)  # the CDN, before any API check
         raw = await request.body()
         body_text = raw.decode("utf-8", errors="replace")
         who = request.headers.get("api-key") or (request.client.host if request.client
                                                  else "?")
         window = now_ms // WINDOW_MS
+        if any(w != window for _, w in self._used):
+            self._used = {k: v for k, v in self._used.items() if k[1] == window}
         used = self._used.get((who, window), 0) + WEIGHTS.get(name, 1)
         self._used[(who, window)] = used
         if used > self.rate_quota:
