@@ -40,13 +40,9 @@ import functools
 import http.client
 import json
 import logging
-import select
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from raytrade.actors.venues.binance_auth import ApiKeys
@@ -57,7 +53,8 @@ from raytrade.actors.venues.execution import (
     VenueAuthError,
     VenueBannedError,
 )
-from raytrade.actors.venues.http import RestUnavailableError
+from raytrade.actors.venues.http import KeepAlivePool, RestUnavailableError
+from raytrade.actors.venues.http import decimal_text as decimal_text
 from raytrade.envs.errors import ConfigError, DataError, OperationalError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -96,64 +93,6 @@ class _Resync(Exception):  # noqa: N818 - internal control flow, never escapes
     pass
 
 
-class _Pool:
-    """Idle keep-alive connections to one host, most recently used first."""
-
-    def __init__(self, scheme: str, host: str, port: int | None, timeout_s: float,
-                 size: int, max_idle_s: float) -> None:
-        self.scheme, self.host, self.port = scheme, host, port
-        self.timeout_s, self.size, self.max_idle_s = timeout_s, size, max_idle_s
-        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
-        self._lock = threading.Lock()
-        self.opened = 0
-        """Connections opened (the keep-alive test counts them)."""
-
-    def get(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was used before; a new one is connected here, so
-        a failure to connect raises ``OSError`` before anything is sent."""
-        now = time.monotonic()
-        while True:
-            with self._lock:
-                if not self._idle:
-                    break
-                conn, since = self._idle.pop()
-            if now - since <= self.max_idle_s and not _dropped(conn):
-                return conn, True
-            conn.close()
-        cls = (http.client.HTTPSConnection if self.scheme == "https"
-               else http.client.HTTPConnection)
-        conn = cls(self.host, self.port, timeout=self.timeout_s)
-        conn.connect()
-        self.opened += 1
-        return conn, False
-
-    def put(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self.size:
-                self._idle.append((conn, time.monotonic()))
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn, _ in idle:
-            conn.close()
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive socket that reads as ready was closed (or broken) by the
-    server."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
 class SignedTransport:
     """Requests to one Binance REST base URL (module docstring).
 
@@ -176,7 +115,7 @@ class SignedTransport:
         self._keys = keys
         self.recv_window_ms = recv_window_ms
         self.timeout_s = timeout_s
-        self._pool = _Pool(url.scheme, url.hostname, url.port, timeout_s, pool_size,
+        self._pool = KeepAlivePool(url.scheme, url.hostname, url.port, timeout_s, pool_size,
                            max_idle_s)
         self._executor = ThreadPoolExecutor(max_workers=pool_size,
                                             thread_name_prefix="binance-rest")
@@ -353,12 +292,3 @@ def _encode(params: Params) -> str:
             text = str(value)
         parts.append(f"{key}={urllib.parse.quote(text, safe='')}")
     return "&".join(parts)
-
-
-def decimal_text(x: float) -> str:
-    """``x`` as Binance reads decimals: the shortest plain decimal that round-trips
-    (``1e-05`` -> ``0.00001``, ``100.0`` -> ``100``)."""
-    text = format(Decimal(repr(float(x))), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
