@@ -55,7 +55,8 @@ from raytrade.actors.venues.execution import (
 )
 from raytrade.actors.venues.http import KeepAlivePool, RestUnavailableError
 from raytrade.actors.venues.http import decimal_text as decimal_text
-from raytrade.envs.errors import ConfigError, DataError, OperationalError, TemporaryError
+from raytrade.actors.venues.replies import MalformedReplyError as MalformedReplyError
+from raytrade.envs.errors import ConfigError, OperationalError, TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,6 @@ class BinanceApiError(OperationalError):
 
 class ClockSkewError(TemporaryError):
     """-1021 again right after a clock resync: nothing was sent through."""
-
-
-class MalformedReplyError(DataError):
-    """A reply that is not what the endpoint documents (names the endpoint and field)."""
 
 
 class _Resync(Exception):  # noqa: N818 - internal control flow, never escapes
