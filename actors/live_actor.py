@@ -27,18 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def build_execution(config: LiveConfig) -> OrderExecution:
-    """The order side for ``config`` (``execution_registry``) at the network's endpoints,
-    with the keys from the environment or the key file. A dry run needs keys too
-    (read-only keys suffice): it reads the real account to say what it would send.
-    Installs the keys' log redaction before anything can log."""
-    from raytrade.actors.venues.binance_auth import install_redaction, load_keys
+    """The order side for ``config`` (``execution_registry``) at the network's endpoints;
+    the venue loads its keys from the environment or the key file and installs their log
+    redaction before anything can log. A dry run needs keys too (read-only keys
+    suffice): it reads the real account to say what it would send."""
     from raytrade.actors.venues.execution_registry import execution_venue
 
-    keys = load_keys(prefix=config.key_env_prefix, path=config.key_file)
-    install_redaction(keys)
-    rest_url, ws_url = config.endpoints()
-    return execution_venue(config.venue).build(rest_url, ws_url, keys,
-                                               config.order_timeout_s, config.recv_window_ms)
+    return execution_venue(config.venue).build(config.setup())
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)

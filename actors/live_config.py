@@ -3,11 +3,11 @@ how much it may trade, and how it reaches real money only when told to.
 
 A live actor is a paper actor (``PaperConfig``: the feed, the journal of decisions, the
 channel it follows, by default ``live``) plus an order side: the execution venue
-(``binance-spot``: long/flat; ``binance-futures``: USD-M perpetuals, long/short), the
-network (``testnet`` by default; ``mainnet`` only when spelled out; ``loopback`` for the
-project's simulator on 127.0.0.1), the risk limits and the order style. Keys are *not*
-part of the config (it is written to the journal): they come from the environment or an
-owner-only file when the actor starts (``actors/venues/binance_auth.py``).
+(``binance-spot``: long/flat; ``binance-futures``: USD-M perpetuals, long/short; the
+registry lists them all), the network (``testnet`` by default; ``mainnet`` only when
+spelled out; ``loopback`` for the project's simulators), the risk limits and the order
+style. Keys are *not* part of the config (it is written to the journal): the venue loads
+them from the environment or an owner-only file when the actor starts.
 
 Market data and orders are separate on purpose: features come from the venue the policy
 was trained on (public mainnet klines by default, read-only), while orders go to the
@@ -23,10 +23,15 @@ from typing import Literal
 
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.venues.execution import MarketKind
-from raytrade.actors.venues.execution_registry import DEFAULT_EXECUTION_VENUE, execution_venue
+from raytrade.actors.venues.execution_registry import (
+    DEFAULT_EXECUTION_VENUE,
+    ExecutionSetup,
+    Network,
+    execution_venue,
+)
 from raytrade.envs.errors import ConfigError
 
-Network = Literal["testnet", "mainnet", "loopback"]
+__all__ = ["LiveConfig", "LiveLimits", "Network"]
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,10 @@ class LiveConfig:
     """Market data, journal of decisions, the channel followed (``live``)."""
     venue: str = DEFAULT_EXECUTION_VENUE
     """Where orders go: a name in ``actors/venues/execution_registry.py``
-    (``binance-spot``, ``binance-futures``)."""
+    (``binance-spot``, ``binance-futures``, ...)."""
     network: Network = "testnet"
-    """``testnet`` (default), ``mainnet`` (real money) or ``loopback`` (the simulator)."""
+    """``testnet`` (default; a terminal's demo account on a file bridge), ``mainnet``
+    (real money) or ``loopback`` (the project's simulator)."""
     rest_url: str | None = None
     """Order REST base URL; None: the network's (required for ``loopback``)."""
     ws_url: str | None = None
@@ -100,15 +106,26 @@ class LiveConfig:
     """How often operator commands are read from the store."""
     key_file: str | None = None
     """An owner-only JSON file with the API key and secret; None: environment variables."""
-    key_env_prefix: str = "RAYTRADE_BINANCE"
-    """Environment variables ``<prefix>_API_KEY`` and ``<prefix>_API_SECRET``."""
+    key_env_prefix: str | None = None
+    """Environment variables ``<prefix>_API_KEY`` and ``<prefix>_API_SECRET``; None: the
+    venue's own prefix (``RAYTRADE_BINANCE`` for Binance)."""
+    venue_config: str | None = None
+    """The execution venue's own settings file, for venues that need one (a file bridge's
+    lot sizes per symbol)."""
     limits: LiveLimits = field(default_factory=LiveLimits)
 
     def __post_init__(self) -> None:
-        execution_venue(self.venue)
+        entry = execution_venue(self.venue)
         if self.network not in ("testnet", "mainnet", "loopback"):
             raise ConfigError(f"network {self.network!r}: testnet, mainnet or loopback")
-        if self.network == "loopback":
+        if entry.transport == "files":
+            if self.rest_url or self.ws_url:
+                raise ConfigError(f"venue {self.venue!r} talks to a terminal through files: "
+                                  "it takes no order URLs (set paper.files_dir)")
+            if not self.paper.files_dir:
+                raise ConfigError(f"venue {self.venue!r} needs paper.files_dir (the "
+                                  "terminal's files folder, or the simulator's)")
+        elif self.network == "loopback":
             for name in ("rest_url", "ws_url"):
                 url = getattr(self, name)
                 host = urllib.parse.urlparse(url or "").hostname
@@ -117,7 +134,7 @@ class LiveConfig:
                                       f"{url!r}")
         elif self.rest_url or self.ws_url:
             raise ConfigError("custom order URLs are for the loopback network only: "
-                              "testnet and mainnet use Binance's endpoints")
+                              f"testnet and mainnet use {self.venue}'s endpoints")
         if self.paper.channel != "live" and self.network == "mainnet":
             raise ConfigError("real-money orders follow the live channel only (the channel "
                               "the promotion gate guards), not "
@@ -153,12 +170,25 @@ class LiveConfig:
         """The symbols the total cap sums over."""
         return self.symbols or (self.symbol,)
 
-    def endpoints(self) -> tuple[str, str]:
-        """(REST base URL, websocket base URL) of the order side."""
+    def endpoints(self) -> tuple[str | None, str | None]:
+        """(REST base URL, websocket base URL) of the order side; (None, None) for a
+        file bridge."""
+        entry = execution_venue(self.venue)
+        if entry.transport == "files":
+            return None, None
         if self.network == "loopback":
-            assert self.rest_url is not None and self.ws_url is not None
             return self.rest_url, self.ws_url
-        return execution_venue(self.venue).endpoints[self.network]
+        return entry.endpoints[self.network]
+
+    def setup(self) -> ExecutionSetup:
+        """What the execution venue's builder needs (``execution_registry``)."""
+        rest_url, ws_url = self.endpoints()
+        return ExecutionSetup(network=self.network, rest_url=rest_url, ws_url=ws_url,
+                              files_dir=self.paper.files_dir,
+                              key_env_prefix=self.key_env_prefix, key_file=self.key_file,
+                              timeout_s=self.order_timeout_s,
+                              recv_window_ms=self.recv_window_ms,
+                              venue_config=self.venue_config)
 
     @property
     def orders_journal_path(self) -> str:

@@ -32,6 +32,9 @@ class PaperConfig:
     """Websocket base URL override (testnets, Binance.US, the replay server)."""
     rest_url: str | None = None
     """REST base URL override for kline backfill."""
+    files_dir: str | None = None
+    """A file-bridge venue's folder (DWX Connect: the terminal's ``MQL4/Files`` or
+    ``MQL5/Files``)."""
     journal_dir: str = "paper-journals"
     """Folder of the SQLite journals (one file per actor)."""
     channel: str = "paper"

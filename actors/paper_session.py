@@ -34,13 +34,13 @@ from raytrade.actors.alerts import AlertDispatcher, Notifier
 from raytrade.actors.bar_sequencer import CATCHUP, LIVE, BarSequencer, SequencedBar
 from raytrade.actors.events import KlineEvent, MarketEvent, QuoteEvent, TradeEvent
 from raytrade.actors.executor import ExecutorEvent, PolicyExecutor
-from raytrade.actors.feed_client import FeedClient
 from raytrade.actors.journal import Journal, JournalError
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.paper_export import paper_objects, restore_journal, upload_paper
 from raytrade.actors.records import Rejection, StepOutcome
 from raytrade.actors.session_factory import SessionFactory, TradingParts, Transitions
 from raytrade.actors.symbol_trader import SymbolTrader
+from raytrade.actors.venues.protocol import MarketFeed
 from raytrade.actors.watchdog import Clock, Watchdog
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
@@ -99,7 +99,7 @@ class PaperSession:
         return self.parts.trader if self.parts is not None else None
 
     @property
-    def feed(self) -> FeedClient | None:
+    def feed(self) -> MarketFeed | None:
         """The venue feed."""
         return self.parts.feed if self.parts is not None else None
 

@@ -4,7 +4,7 @@ the joiner, all sharing the session's injected clock.
 
 The venue comes from the registry (``actors/venues/registry.py``) by
 ``PaperConfig.venue``, or is injected (tests, other deployments): the factory asks it for
-its stream adapter, REST history, symbol spelling and capabilities, and never looks at
+its market-data feed, REST history, symbol spelling and capabilities, and never looks at
 its name. Bars are taken from REST only once closed (``watchdog.MarketClock``).
 """
 
@@ -20,12 +20,11 @@ import numpy.typing as npt
 from raytrade.actors.bar_joiner import BarJoiner
 from raytrade.actors.bar_sequencer import BarSequencer
 from raytrade.actors.events import MarketEvent
-from raytrade.actors.feed_client import FeedClient
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_broker import BrokerConfig, PaperBroker
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.symbol_trader import SymbolTrader
-from raytrade.actors.venues.protocol import Subscription, Venue, VenueEndpoints
+from raytrade.actors.venues.protocol import MarketFeed, Subscription, Venue, VenueEndpoints
 from raytrade.actors.venues.registry import build_venue
 from raytrade.actors.watchdog import Clock, MarketClock
 from raytrade.algos.manifest import BundleManifest
@@ -75,8 +74,8 @@ class TradingParts:
     """The step on each closed bar; owns the broker and writes the journal."""
     joiner: BarJoiner
     """Pairs the traded symbol's bars with the reference's."""
-    feed: FeedClient
-    """The venue's websocket feed for ``joiner.symbols``."""
+    feed: MarketFeed
+    """The venue's market-data feed for ``joiner.symbols``."""
     sequencers: Mapping[str, BarSequencer]
     """Per symbol: closed bars in order, gaps backfilled over REST."""
     trade_bars: Mapping[str, TradeBarBuilder]
@@ -98,8 +97,8 @@ class SessionFactory:
                  push_transitions: Transitions | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.venue = venue or build_venue(config.venue, VenueEndpoints(config.feed_url,
-                                                                        config.rest_url))
+        self.venue = venue or build_venue(config.venue, VenueEndpoints(
+            config.feed_url, config.rest_url, config.files_dir))
         self.push_transitions = push_transitions
         self.interval_ms = interval_to_ms(config.interval)
 
@@ -139,8 +138,7 @@ class SessionFactory:
         subscription = Subscription(joiner.symbols, cfg.interval, trades=from_trades,
                                     quotes=cfg.use_quote_spread and
                                     venue.capabilities.quotes)
-        feed = FeedClient(venue.stream(subscription), on_event, config=cfg.feed,
-                          clock=self.clock)
+        feed = venue.feed(subscription, on_event, config=cfg.feed, clock=self.clock)
         market = MarketClock(self.clock, self.interval_ms, cfg.speed)
         history = venue.history()
 

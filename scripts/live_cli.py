@@ -2,7 +2,8 @@
 (``live halt|flatten|resume``, ``live reconcile --adopt``, ``live status``). Argument
 parsing only; the logic is in ``raytrade.actors`` and ``algos/storage/live_commands.py``.
 
-Real money needs ``--mainnet`` spelled out; the default is Binance's testnet, and
+Real money needs ``--mainnet`` spelled out; the default is the venue's testnet (a
+terminal's demo account), and
 ``--dry-run`` journals the orders it would send and sends none. Keys never come from
 flags (the process list and shell history would show them): environment variables or an
 owner-only key file.
@@ -32,11 +33,11 @@ def _configs(args: argparse.Namespace) -> list[object]:
     symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
     if not symbols:
         raise ConfigError("--symbols needs at least one symbol")
-    if args.order_rest_url and (args.mainnet or args.testnet):
-        raise ConfigError("--order-rest-url is the loopback exchange: it does not go with "
-                          "--testnet or --mainnet")
+    if (args.order_rest_url or args.loopback) and (args.mainnet or args.testnet):
+        raise ConfigError("--order-rest-url and --loopback are the project's simulators: "
+                          "they do not go with --testnet or --mainnet")
     network: Network = ("mainnet" if args.mainnet else
-                        "loopback" if args.order_rest_url else "testnet")
+                        "loopback" if args.order_rest_url or args.loopback else "testnet")
     limits = LiveLimits(max_symbol_notional=args.max_symbol_notional,
                         max_total_notional=args.max_total_notional,
                         daily_loss_limit=args.daily_loss_limit,
@@ -45,14 +46,15 @@ def _configs(args: argparse.Namespace) -> list[object]:
     return [LiveConfig(
         paper=PaperConfig(actor=f"{args.name_prefix}{s.lower()}", symbol=s, venue=args.feed,
                           interval=args.interval, feed_url=args.feed_url,
-                          rest_url=args.rest_url, journal_dir=args.journal,
-                          channel=args.channel, speed=args.speed,
+                          rest_url=args.rest_url, files_dir=args.files_dir,
+                          journal_dir=args.journal, channel=args.channel, speed=args.speed,
                           warmup_bars=args.warmup_bars, export_every_s=args.export_every_s),
         venue=args.venue, network=network, rest_url=args.order_rest_url,
         ws_url=args.order_ws_url, dry_run=args.dry_run, symbols=symbols,
         capital=args.capital, order_type=args.order_type,
         price_band_bps=args.price_band_bps, key_file=args.key_file,
-        key_env_prefix=args.key_env_prefix, limits=limits) for s in symbols]
+        key_env_prefix=args.key_env_prefix, venue_config=args.venue_config,
+        limits=limits) for s in symbols]
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -138,13 +140,21 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     lv.add_argument("--channel", default="live", help="channel to follow (default live)")
     lv.add_argument("--venue", default=DEFAULT_EXECUTION_VENUE,
                     choices=execution_venue_names(),
-                    help="where orders go: binance-spot (long/flat) or binance-futures "
-                         "(USD-M perpetuals, long/short)")
+                    help="where orders go (actors/venues/execution_registry.py), e.g. "
+                         "binance-spot (long/flat) or binance-futures (USD-M perpetuals, "
+                         "long/short)")
     net = lv.add_mutually_exclusive_group()
     net.add_argument("--testnet", action="store_true",
-                     help="orders to Binance's testnet (the default)")
+                     help="orders to the venue's testnet or demo account (the default)")
     net.add_argument("--mainnet", action="store_true",
-                     help="orders to Binance with REAL MONEY (only when spelled out)")
+                     help="orders with REAL MONEY (only when spelled out)")
+    lv.add_argument("--loopback", action="store_true",
+                    help="orders to the project's simulator (a file-bridge venue's "
+                         "--files-dir, or the --order-rest-url exchange)")
+    lv.add_argument("--files-dir", help="a file-bridge venue's folder (the terminal's "
+                    "MQL4/Files or MQL5/Files, or the simulator's)")
+    lv.add_argument("--venue-config", help="the execution venue's own settings file "
+                    "(a file bridge's lot sizes per symbol)")
     lv.add_argument("--dry-run", action="store_true",
                     help="journal the orders it would send and send none")
     lv.add_argument("--order-rest-url", help="the loopback exchange's REST URL "
@@ -170,8 +180,9 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     help="limit: marketable limit IOC with a price band (default)")
     lv.add_argument("--price-band-bps", type=float, default=50.0)
     lv.add_argument("--key-file", help="owner-only JSON file with api_key and api_secret")
-    lv.add_argument("--key-env-prefix", default="RAYTRADE_BINANCE",
-                    help="keys from <PREFIX>_API_KEY and <PREFIX>_API_SECRET")
+    lv.add_argument("--key-env-prefix", default=None,
+                    help="keys from <PREFIX>_API_KEY and <PREFIX>_API_SECRET (default: the "
+                         "venue's, e.g. RAYTRADE_BINANCE)")
     lv.add_argument("--speed", type=float, default=1.0,
                     help="bar clock speed-up (a replay feed's --speed)")
     lv.add_argument("--warmup-bars", type=int, default=None)

@@ -54,7 +54,8 @@ def _cmd_paper(args: argparse.Namespace) -> int:
         raise ConfigError("--symbols needs at least one symbol")
     configs = [PaperConfig(actor=f"{args.name_prefix}{s.lower()}", symbol=s, venue=args.feed,
                            interval=args.interval, feed_url=args.feed_url,
-                           rest_url=args.rest_url, journal_dir=args.journal,
+                           rest_url=args.rest_url, files_dir=args.files_dir,
+                           journal_dir=args.journal,
                            channel=args.channel, initial_equity=args.initial_equity,
                            speed=args.speed, online_learning=args.online_learning,
                            warmup_bars=args.warmup_bars,
@@ -113,6 +114,8 @@ def add_paper_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pa.add_argument("--interval", default="5m", help="bar interval (the policy's)")
     pa.add_argument("--feed-url", help="websocket base URL (testnet, Binance.US, replay)")
     pa.add_argument("--rest-url", help="REST base URL for kline backfill")
+    pa.add_argument("--files-dir", help="a file-bridge venue's folder (DWX Connect: the "
+                    "terminal's MQL4/Files or MQL5/Files)")
     pa.add_argument("--journal", default="paper-journals", help="journal folder")
     pa.add_argument("--address", help="Ray address (auto: the cluster); default a private "
                     "local Ray")

@@ -9,12 +9,21 @@ replayed files hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+from raytrade.actors.events import MarketEvent
+from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.venues.binance import BinanceSpot
 from raytrade.actors.venues.binance_rest import RestKlines
 from raytrade.actors.venues.execution import OrderExecution
-from raytrade.actors.venues.protocol import Capabilities, Subscription, VenueEndpoints
+from raytrade.actors.venues.protocol import (
+    Capabilities,
+    MarketFeed,
+    Subscription,
+    VenueEndpoints,
+)
+from raytrade.actors.venues.websocket_feed import websocket_feed
 from raytrade.envs.errors import ConfigError
 
 
@@ -36,6 +45,12 @@ class ReplayVenue:
     def execution(self) -> OrderExecution | None:
         """A replay has no order side."""
         return None
+
+    def feed(self, subscription: Subscription, on_event: Callable[[MarketEvent], None], *,
+             config: FeedConfig, clock: Callable[[], float]) -> MarketFeed:
+        """The websocket feed of ``stream(subscription)``."""
+        return websocket_feed(self.stream(subscription), on_event, config=config,
+                              clock=clock)
 
     def stream(self, subscription: Subscription) -> BinanceSpot:
         """Binance's combined-stream adapter, at the replay server."""

@@ -11,13 +11,14 @@ Binance's public API documentation (spot websocket streams and REST klines).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from raytrade.actors.events import (
     FeedEvent,
     Ignored,
     KlineEvent,
+    MarketEvent,
     MessageRejectedError,
     QuoteEvent,
     ServerShutdown,
@@ -25,10 +26,17 @@ from raytrade.actors.events import (
     SubscribeFailed,
     TradeEvent,
 )
+from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.venues.binance_rest import RestKlines
 from raytrade.actors.venues.execution import OrderExecution
-from raytrade.actors.venues.protocol import Capabilities, Subscription, VenueEndpoints
+from raytrade.actors.venues.protocol import (
+    Capabilities,
+    MarketFeed,
+    Subscription,
+    VenueEndpoints,
+)
 from raytrade.actors.venues.schema import field, integer, number, ohlcv, parse_json, text
+from raytrade.actors.venues.websocket_feed import websocket_feed
 from raytrade.envs.bars import Bar
 from raytrade.envs.intervals import interval_to_ms
 
@@ -170,6 +178,12 @@ class BinanceVenue:
     def execution(self) -> OrderExecution | None:
         """No order side yet."""
         return None
+
+    def feed(self, subscription: Subscription, on_event: Callable[[MarketEvent], None], *,
+             config: FeedConfig, clock: Callable[[], float]) -> MarketFeed:
+        """The websocket feed of ``stream(subscription)``."""
+        return websocket_feed(self.stream(subscription), on_event, config=config,
+                              clock=clock)
 
     def stream(self, subscription: Subscription) -> BinanceSpot:
         """The combined-stream adapter."""

@@ -12,22 +12,31 @@ answered by a ``subscriptions`` message (no request id).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
 from raytrade.actors.events import (
     FeedEvent,
     Ignored,
+    MarketEvent,
     MessageRejectedError,
     QuoteEvent,
     SubscribeAck,
     SubscribeFailed,
     TradeEvent,
 )
+from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.venues.coinbase_rest import GRANULARITIES, CoinbaseCandles
 from raytrade.actors.venues.execution import OrderExecution
-from raytrade.actors.venues.protocol import Capabilities, Subscription, VenueEndpoints
+from raytrade.actors.venues.protocol import (
+    Capabilities,
+    MarketFeed,
+    Subscription,
+    VenueEndpoints,
+)
 from raytrade.actors.venues.schema import integer, number, parse_json, text
+from raytrade.actors.venues.websocket_feed import websocket_feed
 from raytrade.envs.errors import ConfigError
 
 DEFAULT_WS = "wss://ws-feed.exchange.coinbase.com"
@@ -104,6 +113,12 @@ class CoinbaseVenue:
     def execution(self) -> OrderExecution | None:
         """No order side yet."""
         return None
+
+    def feed(self, subscription: Subscription, on_event: Callable[[MarketEvent], None], *,
+             config: FeedConfig, clock: Callable[[], float]) -> MarketFeed:
+        """The websocket feed of ``stream(subscription)``."""
+        return websocket_feed(self.stream(subscription), on_event, config=config,
+                              clock=clock)
 
     def stream(self, subscription: Subscription) -> CoinbaseExchange:
         """The websocket feed adapter (trades are always subscribed: bars come from them)."""

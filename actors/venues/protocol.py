@@ -4,10 +4,14 @@ capabilities, behind one typed protocol.
 A *venue* (``Venue``) is built by its registry entry (``VenueFactory``, ``registry.py``)
 for one set of endpoints and hands out the pieces a paper session needs:
 
-- ``stream(subscription)``: a ``StreamAdapter``, which knows the websocket URL, the
-  subscription frames and how raw frames become validated events (``actors/events.py``).
-  It holds no connection and no state beyond its configuration, so one adapter serves
-  every reconnect of ``actors/feed_client.py``.
+- ``feed(subscription, on_event, config=, clock=)``: the running market-data connection
+  (``MarketFeed``). Websocket venues build it from ``stream(subscription)``, a
+  ``StreamAdapter`` that knows the websocket URL, the subscription frames and how raw
+  frames become validated events (``actors/events.py``); it holds no connection and no
+  state beyond its configuration, so one adapter serves every reconnect of
+  ``actors/feed_client.py`` (``websocket_feed.py``). A venue with another transport (a
+  file bridge to a trading terminal) returns its own ``MarketFeed`` emitting the same
+  events, and its ``stream`` raises ``ConfigError``.
 - ``history()``: a ``BarHistory`` (REST bars) for warm-up and gap backfill. A venue's REST
   reply may include the bar still in progress (Binance klines do): the caller keeps only
   bars whose close time has passed (``actors/watchdog.py``, ``MarketClock``).
@@ -15,20 +19,26 @@ for one set of endpoints and hands out the pieces a paper session needs:
   write it (``BTCUSDT``): identity on Binance, ``BTC-USD`` on Coinbase.
 - ``capabilities``: what the venue streams (closed klines, or trades to build bars from;
   quotes), the bar intervals its REST history serves, and whether it can execute orders.
-- ``execution``: the order side (``execution.py``): ``None`` on every venue today; live
-  order placement will fill this slot without changing the market-data side.
+- ``execution``: the order side (``execution.py``), or ``None``. The live trader builds
+  its order side from ``execution_registry.py``; this slot says whether the market-data
+  venue has one.
 
 Symbols in subscriptions and events are always the venue's own spelling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from raytrade.actors.events import FeedEvent
+from raytrade.actors.events import FeedEvent, MarketEvent
+from raytrade.actors.health import FeedHealth
 from raytrade.actors.venues.execution import OrderExecution
 from raytrade.envs.bars import Bar
+
+if TYPE_CHECKING:  # feed_client imports this module (StreamAdapter)
+    from raytrade.actors.feed_client import FeedConfig
 
 BarSource = Literal["klines", "trades"]
 """Where closed bars come from: the venue's kline stream, or bars built from its public
@@ -78,6 +88,8 @@ class VenueEndpoints:
     """Websocket base URL."""
     rest_url: str | None = None
     """REST base URL."""
+    files_dir: str | None = None
+    """A file-bridge venue's folder: DWX Connect's ``MQL4/Files`` or ``MQL5/Files``."""
 
 
 class StreamAdapter(Protocol):
@@ -99,6 +111,27 @@ class StreamAdapter(Protocol):
 
     def parse(self, raw: str | bytes) -> list[FeedEvent]:
         """Events in one frame; ``MessageRejectedError`` if it is malformed."""
+        ...
+
+
+class MarketFeed(Protocol):
+    """A running market-data connection (a websocket ``FeedClient``, or a file bridge):
+    it delivers ``MarketEvent``s to the callback it was built with and keeps its
+    ``FeedHealth`` honest (``live`` while fresh data arrives, ``degraded`` while the
+    venue does not answer)."""
+
+    @property
+    def health(self) -> FeedHealth:
+        """Connection state and anomaly counters."""
+        ...
+
+    async def run(self) -> None:
+        """Deliver events until ``stop()`` or cancellation; reconnects and retries by
+        itself and never raises on a venue fault (it counts it in ``health``)."""
+        ...
+
+    def stop(self) -> None:
+        """Ask ``run`` to return (connections are closed cleanly)."""
         ...
 
 
@@ -129,11 +162,18 @@ class Venue(Protocol):
 
     @property
     def execution(self) -> OrderExecution | None:
-        """The order side, or None (market data only; every venue today)."""
+        """The order side, or None (market data only)."""
+        ...
+
+    def feed(self, subscription: Subscription, on_event: Callable[[MarketEvent], None], *,
+             config: FeedConfig, clock: Callable[[], float]) -> MarketFeed:
+        """The market-data connection for ``subscription``: events to ``on_event``
+        (which must not block), health stamped by ``clock`` (seconds)."""
         ...
 
     def stream(self, subscription: Subscription) -> StreamAdapter:
-        """The websocket adapter for ``subscription``."""
+        """The websocket adapter for ``subscription`` (``ConfigError`` on a venue with
+        another transport)."""
         ...
 
     def history(self) -> BarHistory:
