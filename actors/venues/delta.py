@@ -17,12 +17,21 @@ not the same one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+from raytrade.actors.events import MarketEvent
+from raytrade.actors.feed_client import FeedConfig
 from raytrade.actors.venues.delta_rest import RESOLUTIONS, DeltaCandles
 from raytrade.actors.venues.delta_stream import DeltaPublicStream
 from raytrade.actors.venues.execution import OrderExecution
-from raytrade.actors.venues.protocol import Capabilities, Subscription, VenueEndpoints
+from raytrade.actors.venues.protocol import (
+    Capabilities,
+    MarketFeed,
+    Subscription,
+    VenueEndpoints,
+)
+from raytrade.actors.venues.websocket_feed import websocket_feed
 from raytrade.envs.errors import ConfigError
 
 QUOTES = ("USDT", "USDC", "USD")
@@ -44,6 +53,13 @@ class DeltaVenue:
         """Orders go through the ``delta-futures`` execution venue (the live trader builds
         it with the account's keys), not through the market-data venue."""
         return None
+
+    def feed(self, subscription: Subscription, on_event: Callable[[MarketEvent], None], *,
+             config: FeedConfig, clock: Callable[[], float]) -> MarketFeed:
+        """The websocket feed of ``stream(subscription)`` (``feed_client.FeedClient``:
+        reconnects, resubscribes, drops duplicates)."""
+        return websocket_feed(self.stream(subscription), on_event, config=config,
+                              clock=clock)
 
     def stream(self, subscription: Subscription) -> DeltaPublicStream:
         """The public websocket adapter."""

@@ -108,6 +108,11 @@ class SignedTransport:
         self.requests = 0
         self.counts = {"429": 0, "expired_signature": 0}
 
+    @property
+    def keys(self) -> ApiKeys:
+        """The account's keys (the private websocket signs with them too)."""
+        return self._keys
+
     def now_s(self) -> int:
         """The server's time now by the last offset: the signature timestamp."""
         return int(time.time() + self.offset_s)
