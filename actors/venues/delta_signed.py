@@ -11,9 +11,10 @@ header).
 Server time: Delta signs with whole seconds and refuses a signature more than 5 s from its
 clock. Every reply's ``Request-In-Time`` header (the server's receive time, µs) updates the
 offset ``server - midpoint(local send, local receive)``; requests are stamped with local
-time plus the offset. An ``expired_signature`` refusal (HTTP 401) carries the server's time
-in its context: the offset is taken from it and the request retried once (nothing was
-placed); a second one is a ``ClockSkewError``.
+time plus the offset. An ``expired_signature`` refusal (HTTP 401) is retried once with a
+fresh timestamp (nothing was placed), the offset taken from that reply's header, or from
+the ``server_time`` (whole seconds) its context carries when the header is missing; a
+second one is a ``ClockSkewError``.
 
 Errors (HTTP status and Delta's ``error.code``; documentation "Errors" and "Place order
 errors", https://docs.delta.exchange):
@@ -151,7 +152,8 @@ class SignedTransport:
             code, context = error_code(raw) if status >= 400 else ("", None)
             if status == 401 and code == EXPIRED and attempt == 0:
                 self.counts["expired_signature"] += 1
-                self._adopt_server_time(context)
+                if "request-in-time" not in reply_headers:  # else already adopted, in µs
+                    self._adopt_server_time(context)
                 log.warning("%s: signature expired (server time %s); retrying once with the "
                             "server's clock", what, _server_time(context))
                 continue
