@@ -153,7 +153,7 @@ FAULTS = ["error_5xx_before", "error_5xx_after", "place_late", "rate_limit", "ti
 def test_delta_live_trader_every_injected_fault_ends_reconciled_nothing_lost_or_doubled(
         tmp_path: Path, delta_sim: Any) -> None:
     live_bars, bar_s = 80, 0.15
-    faults: list[dict[str, Any]] = [{"kind": k, "at_order": 2 * i + 1}
+    faults: list[dict[str, Any]] = [{"kind": k, "at_order": i + 1}
                                     for i, k in enumerate(FAULTS)]
     faults[FAULTS.index("accept_then_timeout")]["delay_s"] = 2.5  # beyond the 1 s timeout
     faults[FAULTS.index("place_late")]["delay_s"] = 0.8  # after the 503, in the window
