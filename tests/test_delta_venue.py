@@ -33,7 +33,7 @@ from raytrade.actors.venues.delta_auth import load_keys, signature_payload
 from raytrade.actors.venues.delta_orders import DeltaExecution, delta_client_id
 from raytrade.actors.venues.delta_rest import DeltaCandles, parse_candles
 from raytrade.actors.venues.delta_setup import load_settings
-from raytrade.actors.venues.execution import SymbolFilters
+from raytrade.actors.venues.execution import RateLimitedError, SymbolFilters, VenueAuthError
 from raytrade.actors.venues.execution_registry import execution_venue
 from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
 from raytrade.envs.errors import ConfigError
@@ -347,3 +347,51 @@ def test_delta_candles_malformed_row_and_unknown_product_are_refused_by_name() -
         filters = asyncio.run(rules())
     assert (filters.base_asset, filters.quote_asset, filters.step_size, filters.min_qty) == \
         ("ETH", "USD", 0.01, 0.01)
+
+
+def test_delta_transport_learns_skew_and_maps_429_and_wrong_keys_to_the_contract() -> None:
+    eth, btc = bars(START + 2)
+    sim = DeltaExchangeSim(parse_accounts([{"key": KEY, "secret": SECRET,
+                                            "futures_wallet": "100"}], "accounts"),
+                           replay=DeltaReplay([eth, btc], start=START), skew_ms=20_000)
+
+    async def scenario() -> None:
+        good = DeltaExecution(sim.rest_url, sim.private_ws_url, ApiKeys(KEY, SECRET),
+                              timeout_s=5)
+        bad = DeltaExecution(sim.rest_url, sim.private_ws_url, ApiKeys(KEY, SECRET[::-1]),
+                             timeout_s=5)
+        try:
+            # the server runs 20 s ahead: its first reply (an unsigned product) sets the
+            # clock, so no signature expires
+            snapshot = await good.account(("ETHUSD",))
+            assert snapshot.balances == {"USD": 100.0} and snapshot.positions == {
+                "ETHUSD": 0.0}
+            assert abs(good.transport.offset_s - 20.0) < 1.0
+            assert good.transport.counts["expired_signature"] == 0
+            # a clock lost again: the signed request is refused as expired, the reply's
+            # server time adopted, and the retry passes
+            good.transport.offset_s = 0.0
+            await good.transport.call("GET", "/v2/wallet/balances", signed=True)
+            assert good.transport.counts["expired_signature"] == 1
+            assert abs(good.transport.offset_s - 20.0) < 1.0
+            # a wrong secret: an auth error on REST and on the order stream, never a retry
+            with pytest.raises(VenueAuthError, match="Signature Mismatch"):
+                await bad.account(("ETHUSD",))
+            with pytest.raises(VenueAuthError, match="invalid_signature"):
+                await asyncio.wait_for(bad.user_stream().run(lambda r: None,
+                                                             lambda up, why: None), 10)
+            # over the quota: 429 with the window's reset as the hint, then held locally
+            sim.rate_quota = 0
+            with pytest.raises(RateLimitedError) as err:
+                await good.transport.call("GET", "/v2/tickers/ETHUSD")
+            assert 0 < err.value.retry_after_s <= 300
+            sent = good.transport.requests
+            with pytest.raises(RateLimitedError, match="not sent"):
+                await good.transport.call("GET", "/v2/tickers/ETHUSD")
+            assert good.transport.requests == sent
+        finally:
+            await good.close()
+            await bad.close()
+
+    with sim:
+        asyncio.run(scenario())

@@ -17,8 +17,8 @@ and ``signature``, the hex HMAC-SHA256 with the secret of
 where ``method`` is upper case, ``path`` the request path as sent (``/v2/orders``),
 ``query`` the query string with its leading ``?`` (empty without one) and ``body`` the JSON
 body exactly as sent (empty for GET). Delta refuses a signature that reaches it more than
-5 s after its timestamp (``expired_signature``). The private websocket authenticates with
-the same signature over ``GET`` + timestamp + ``/live``.
+5 s after its timestamp (``expired_signature``). The private websocket authenticates
+(``key-auth``) with the same signature over ``GET`` + timestamp + ``/live``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def signed_headers(keys: ApiKeys, method: str, timestamp: str, path: str, query:
             "signature": keys.sign(signature_payload(method, timestamp, path, query, body))}
 
 
-def ws_auth_payload(keys: ApiKeys, timestamp: str) -> dict[str, str]:
-    """The ``payload`` of the websocket ``auth`` message."""
+def ws_auth_payload(keys: ApiKeys, timestamp: int) -> dict[str, str | int]:
+    """The ``payload`` of the websocket ``key-auth`` message (the timestamp a JSON number,
+    as the documentation's field list has it; signed as its decimal text)."""
     return {"api-key": keys.api_key, "timestamp": timestamp,
-            "signature": keys.sign(signature_payload("GET", timestamp, WS_AUTH_PATH))}
+            "signature": keys.sign(signature_payload("GET", str(timestamp), WS_AUTH_PATH))}

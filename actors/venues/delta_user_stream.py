@@ -108,9 +108,8 @@ class DeltaUserStream:
         """One connection: authenticate, subscribe, read until it ends."""
         async with connect(self.ws_url, open_timeout=self.open_timeout_s, max_size=2**22,
                            proxy=None) as ws:
-            stamp = str(self.transport.now_s())
-            await ws.send(json.dumps({"type": "key-auth",
-                                      "payload": ws_auth_payload(self.transport.keys, stamp)}))
+            await ws.send(json.dumps({"type": "key-auth", "payload": ws_auth_payload(
+                self.transport.keys, self.transport.now_s())}))
             await self._authenticated(ws)
             channels = [{"name": "orders", "symbols": list(self.symbols) or ["all"]}]
             await ws.send(json.dumps({"type": "enable_heartbeat"}))
