@@ -21,9 +21,9 @@ from raytrade.envs.errors import ConfigError
 
 def run_delta_sim(args: argparse.Namespace) -> int:
     """Serve the loopback Delta exchange as ``args`` say (``exchange sim`` options)."""
-    from raytrade.actors.simulators.delta_book import default_products, delta_symbol
     from raytrade.actors.simulators.delta_exchange import DeltaExchangeSim
     from raytrade.actors.simulators.delta_market import DeltaReplay
+    from raytrade.actors.simulators.delta_products import default_products, delta_symbol
     from raytrade.actors.simulators.exchange_accounts import load_accounts
     from raytrade.actors.simulators.exchange_faults import load_faults
     from raytrade.actors.simulators.replay_server import replay_tables

@@ -24,12 +24,13 @@ private websocket and kept for ``/sim/state``. Used from the exchange's event lo
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from raytrade.actors.simulators.delta_auth import bad_schema, coded
+from raytrade.actors.simulators.delta_products import DeltaProduct
 from raytrade.actors.simulators.exchange_accounts import AccountConfig
 from raytrade.actors.simulators.exchange_prices import PriceSource
 from raytrade.envs.errors import ConfigError
@@ -39,56 +40,6 @@ OrderType = Literal["market_order", "limit_order"]
 OrderState = Literal["open", "pending", "closed", "cancelled"]
 CLIENT_ORDER_ID_MAX = 32
 """``client_order_id`` is at most 32 characters (Delta changelog 08.10.25)."""
-
-
-@dataclass(frozen=True)
-class DeltaProduct:
-    """One perpetual future as ``GET /v2/products`` describes it."""
-
-    id: int
-    symbol: str
-    """Delta's symbol (``BTCUSD``)."""
-    feed_symbol: str
-    """The ``PriceSource`` symbol its prices come from (``BTCUSDT`` in a Binance file)."""
-    contract_value: Decimal
-    """Underlying units per contract."""
-    tick_size: Decimal
-    underlying: str
-    default_leverage: int = 10
-    max_leverage: int = 100
-    taker_rate: Decimal = Decimal("0.0005")
-    maker_rate: Decimal = Decimal("0.0002")
-    position_size_limit: int = 125_000
-    """Most contracts in one order."""
-
-    def __post_init__(self) -> None:
-        if not (self.contract_value > 0 and self.tick_size > 0):
-            raise ConfigError(f"{self.symbol}: contract_value and tick_size must be > 0")
-
-
-_KNOWN: dict[str, tuple[int, str, str]] = {
-    "BTCUSD": (27, "0.001", "0.5"), "ETHUSD": (3136, "0.01", "0.05"),
-    "SOLUSD": (14823, "1", "0.0001"), "XRPUSD": (14969, "1", "0.0001")}
-"""Production ids, contract values and ticks of Delta India's main perpetuals (Oct 2026)."""
-
-
-def delta_symbol(feed_symbol: str) -> str:
-    """Delta's perpetual for a feed symbol: ``BTCUSDT`` -> ``BTCUSD``; else unchanged."""
-    s = feed_symbol.upper()
-    return s[:-1] if s.endswith("USDT") else s
-
-
-def default_products(feed_symbols: Iterable[str]) -> tuple[DeltaProduct, ...]:
-    """One product per feed symbol: Delta's own id, contract value and tick where known,
-    else id 1000+, one unit per contract and a 0.0001 tick."""
-    out = []
-    for i, feed in enumerate(sorted({s.upper() for s in feed_symbols})):
-        sym = delta_symbol(feed)
-        pid, cv, tick = _KNOWN.get(sym, (1000 + i, "1", "0.0001"))
-        out.append(DeltaProduct(id=pid, symbol=sym, feed_symbol=feed,
-                                contract_value=Decimal(cv), tick_size=Decimal(tick),
-                                underlying=sym[:-3] if sym.endswith("USD") else sym))
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -115,6 +66,7 @@ class Order:
 
     @property
     def average_fill_price(self) -> Decimal | None:
+        """Size-weighted fill price (USD), None before the first fill."""
         filled = self.size - self.unfilled_size
         if filled == 0:
             return None
@@ -183,6 +135,7 @@ class DeltaBook:
 
     # ---- lookups
     def secret(self, key: str) -> str | None:
+        """The API key's secret, or None for an unknown key."""
         acc = self.accounts.get(key)
         return None if acc is None else acc.secret
 
@@ -208,13 +161,17 @@ class DeltaBook:
         return bid, max(ask, bid)
 
     def mark(self, product: DeltaProduct) -> Decimal | None:
+        """Mid of the quote on the tick grid (USD), or None without a price."""
         q = self.quote(product)
         return None if q is None else ((q[0] + q[1]) / 2).quantize(product.tick_size)
 
     def leverage(self, key: str, product: DeltaProduct) -> int:
+        """The account's leverage on ``product`` (its default until set)."""
         return self.accounts[key].leverage.get(product.id, product.default_leverage)
 
     def set_leverage(self, key: str, product: DeltaProduct, raw: object) -> int:
+        """Set leverage from the request's ``leverage`` (number or string, 1..max);
+        400 ``bad_schema`` otherwise."""
         try:
             lev = int(Decimal(str(raw)))
         except ArithmeticError:
@@ -225,6 +182,7 @@ class DeltaBook:
         return lev
 
     def position_margin(self, key: str, product: DeltaProduct) -> Decimal:
+        """Margin the position blocks: entry notional / leverage (USD)."""
         pos = self.accounts[key].positions.get(product.id)
         if pos is None or pos.size == 0 or pos.entry_price is None:
             return Decimal(0)
@@ -232,12 +190,15 @@ class DeltaBook:
                 self.leverage(key, product)).quantize(Decimal("0.0001"))
 
     def blocked_margin(self, key: str) -> Decimal:
+        """Margin all the account's positions block (USD)."""
         return sum((self.position_margin(key, p) for p in self.products.values()), Decimal(0))
 
     def available(self, key: str) -> Decimal:
+        """Wallet balance minus blocked margin (USD)."""
         return self.accounts[key].balance - self.blocked_margin(key)
 
     def open_orders(self, key: str, product: DeltaProduct | None = None) -> list[Order]:
+        """The account's open orders (on ``product`` only, if given)."""
         return [o for o in self.orders.values() if o.account == key and o.state == "open"
                 and (product is None or o.product == product)]
 
@@ -313,7 +274,7 @@ class DeltaBook:
     @staticmethod
     def _limit_price(body: Mapping[str, object], typ: object) -> Decimal | None:
         raw = body.get("limit_price")
-        if typ == "market_order":
+        if typ == "market_order" and raw is None:
             return None
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
             raise bad_schema("limit_price", "limit_price is required for limit orders")
@@ -322,8 +283,8 @@ class DeltaBook:
         except ArithmeticError:
             raise bad_schema("limit_price", "limit_price must be a decimal string") from None
         if not limit.is_finite() or limit <= 0:
-            raise bad_schema("limit_price", "limit_price must be > 0")
-        return limit
+            raise bad_schema("limit_price", "limit_price must be > 0")  # changelog 15.04.26
+        return None if typ == "market_order" else limit
 
     def _check_margin(self, key: str, product: DeltaProduct, have: int, signed: int,
                       price: Decimal) -> None:
@@ -341,12 +302,28 @@ class DeltaBook:
         order = self.orders[order_id]
         acc = self.accounts[order.account]
         product = order.product
-        pos = acc.positions[product.id]
-        signed = size if order.side == "buy" else -size
-        if pos.size == 0:
-            pos.realized_pnl = Decimal(0)
         commission = (size * product.contract_value * price * product.taker_rate).quantize(
             Decimal("0.00000001"))
+        new = self._move(acc, product, size if order.side == "buy" else -size, price)
+        acc.balance -= commission
+        acc.fees_paid += commission
+        unfilled = order.unfilled_size - size
+        order = replace(order, unfilled_size=unfilled, state="closed" if unfilled == 0 else
+                        "open", paid_commission=order.paid_commission + commission,
+                        filled_value=order.filled_value + size * price)
+        self.orders[order_id] = order
+        fill = Fill(f"sim-{self._next_fill:08d}", size, price, commission, new, now_us)
+        self._next_fill += 1
+        return Event("update", order, fill)
+
+    @staticmethod
+    def _move(acc: Account, product: DeltaProduct, signed: int, price: Decimal) -> int:
+        """Trade ``signed`` contracts at ``price`` into the account's position: realise the
+        P&L of what it closes (into the balance), average the entry of what it adds; the
+        new size."""
+        pos = acc.positions[product.id]
+        if pos.size == 0:
+            pos.realized_pnl = Decimal(0)
         if pos.size != 0 and (pos.size > 0) != (signed > 0):
             closed = min(abs(signed), abs(pos.size))
             assert pos.entry_price is not None
@@ -364,16 +341,7 @@ class DeltaBook:
             pos.entry_price = ((pos.entry_price * abs(pos.size) + price * abs(signed)) /
                                abs(new)).quantize(product.tick_size / 1000)
         pos.size = new
-        acc.balance -= commission
-        acc.fees_paid += commission
-        unfilled = order.unfilled_size - size
-        order = replace(order, unfilled_size=unfilled, state="closed" if unfilled == 0 else
-                        "open", paid_commission=order.paid_commission + commission,
-                        filled_value=order.filled_value + size * price)
-        self.orders[order_id] = order
-        fill = Fill(f"sim-{self._next_fill:08d}", size, price, commission, new, now_us)
-        self._next_fill += 1
-        return Event("update", order, fill)
+        return new
 
     def _cancel(self, order_id: int, reason: str | None) -> Event:
         order = replace(self.orders[order_id], state="cancelled", cancellation_reason=reason)
@@ -415,3 +383,18 @@ class DeltaBook:
                 events.append(self._fill(order.id, order.unfilled_size, order.limit_price,
                                          now_us))
         return events
+
+    # ---- behind the trader's back (loopback extras)
+    def adjust_position(self, key: str, product: DeltaProduct, contracts: int) -> int:
+        """Move the position by ``contracts`` at the mark, with no order and no fee (a
+        trade made elsewhere); the new size. 400 ``order_size_exceed_available`` without a
+        price."""
+        mark = self.mark(product)
+        if mark is None:
+            raise coded(400, "order_size_exceed_available")
+        return self._move(self.accounts[key], product, contracts, mark)
+
+    def adjust_balance(self, key: str, delta: Decimal) -> Decimal:
+        """Change the wallet balance by ``delta`` USD (a transfer); the new balance."""
+        self.accounts[key].balance += delta
+        return self.accounts[key].balance

@@ -144,9 +144,9 @@ class DeltaEndpoints:
                                  partial.fraction if partial else None)
         self._publish(events[:1])
         if "drop_user_stream" in kinds:
-            await self.sockets.drop_private()
+            await self.sockets.cut("private")
         if "expire_listen_key" in kinds:
-            self.sockets.close_private(1001)
+            self.sockets.close_all("private", 1001)
         self._publish(events[1:])
         order = self.book.orders[events[0].order.id]
         if partial is not None and order.state == "open" and \

@@ -33,8 +33,8 @@ on ``size``; ``partial_fill`` fills ``fraction`` of the contracts (a market orde
 socket (1001) after the order's ``create`` event; ``drop_user_stream`` cuts them without a
 close frame. Either way the fills are lost to the socket and must be read over REST.
 
-Loopback extras (no signature): ``GET /sim/state``, ``POST /sim/faults``. Secrets are
-never logged or shown.
+Loopback extras (no signature, ``delta_loopback``): ``GET /sim/state``, ``POST /sim/faults``,
+``POST /sim/adjust``, ``POST /sim/drop``. Secrets are never logged or shown.
 """
 
 from __future__ import annotations
@@ -47,28 +47,31 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import uvicorn
-from raytrade.actors.simulators import delta_wire as wire
 from raytrade.actors.simulators.binance_exchange import AbortableWebSocketProtocol
 from raytrade.actors.simulators.delta_auth import (
+    CDN_FORBIDDEN_HTML,
     DeltaError,
     bad_schema,
     check_rest,
     coded,
 )
-from raytrade.actors.simulators.delta_book import DeltaBook, DeltaProduct, default_products
+from raytrade.actors.simulators.delta_book import DeltaBook
 from raytrade.actors.simulators.delta_endpoints import (
     Ctx,
     DeltaEndpoints,
     Handler,
     error_response,
 )
+from raytrade.actors.simulators.delta_loopback import DeltaLoopback
 from raytrade.actors.simulators.delta_market import DeltaReplay
-from raytrade.actors.simulators.delta_sockets import DeltaSockets
+from raytrade.actors.simulators.delta_products import DeltaProduct, default_products
+from raytrade.actors.simulators.delta_sockets import DeltaSockets, Kind
 from raytrade.actors.simulators.exchange_accounts import AccountConfig
-from raytrade.actors.simulators.exchange_faults import Fault, FaultSchedule, parse_faults
+from raytrade.actors.simulators.exchange_faults import Fault, FaultSchedule
 from raytrade.actors.simulators.exchange_prices import PriceSource
 from raytrade.envs.errors import ConfigError, OperationalError
 from starlette.applications import Starlette
@@ -84,7 +87,7 @@ WEIGHTS = {"products": 3, "tickers": 3, "candles": 3, "open_orders": 3, "positio
 """Delta's endpoint weights (others cost 1)."""
 
 
-class DeltaExchangeSim(DeltaEndpoints):
+class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
     """The loopback Delta exchange (module docstring).
 
     Args:
@@ -140,14 +143,17 @@ class DeltaExchangeSim(DeltaEndpoints):
     # ---- clocks and URLs
     @property
     def rest_url(self) -> str:
+        """``http://host:port`` (REST under ``/v2``)."""
         return f"http://{self.host}:{self.port}"
 
     @property
     def public_ws_url(self) -> str:
+        """The public socket (``candlestick_<res>``, ``ticker``)."""
         return f"ws://{self.host}:{self.port}/public"
 
     @property
     def private_ws_url(self) -> str:
+        """The private socket (``key-auth``, ``orders``, ``v2/user_trades``, ``positions``)."""
         return f"ws://{self.host}:{self.port}/private"
 
     # ---- lifecycle
@@ -260,24 +266,28 @@ class DeltaExchangeSim(DeltaEndpoints):
         items = tuple(faults)
         self._call(lambda: self.faults.add(items))
 
-    def _state(self) -> dict[str, Any]:
-        accounts = {}
-        for key in self.book.accounts:
-            wallet = wire.wallet(self.book, key)
-            accounts[key] = {
-                "balance": wallet["result"][0]["balance"],
-                "available_balance": wallet["result"][0]["available_balance"],
-                "positions": {p.symbol: wire.position_row(self.book, key, p)
-                              for p in self.book.products.values()},
-                "orders": [wire.order(self.book, o) for o in self.book.orders.values()
-                           if o.account == key]}
-        return {"server_time": self._now_us(), "market_time": self.market_now_ms() * 1000,
-                "accounts": accounts, "sockets": self.sockets.describe(),
-                "requests": dict(sorted(self.requests.items())),
-                "order_requests": self.order_requests,
-                "faults_fired": dict(self.faults.fired),
-                "faults_pending": [f.to_json() for f in self.faults.pending],
-                "banned_until_ms": self.banned_until_ms}
+    def adjust_position(self, symbol: str, contracts: int, key: str | None = None) -> int:
+        """Move a position behind the trader's back (``/sim/adjust``); its new size."""
+        out = self._call(lambda: self._adjust({"symbol": symbol, "position_delta": contracts,
+                                               **({"key": key} if key else {})}))
+        return int(out["size"])
+
+    def adjust_balance(self, delta: Decimal | str | float, key: str | None = None) -> Decimal:
+        """Change a wallet balance (USD) behind the trader's back; the new balance."""
+        out = self._call(lambda: self._adjust({"balance_delta": str(delta),
+                                               **({"key": key} if key else {})}))
+        return Decimal(out["balance"])
+
+    def drop_sockets(self, socket_kind: Kind, close_code: int | None = None) -> int:
+        """End every connection of the public or private socket (``/sim/drop``): with
+        ``close_code``, or without a close frame; how many."""
+        loop = self._loop
+        if loop is None or self._thread is None:
+            return 0
+        out = asyncio.run_coroutine_threadsafe(
+            self._drop({"socket": socket_kind, "close_code": close_code}), loop
+        ).result(timeout=10)
+        return int(out.get("cut", out.get("closed", 0)))
 
     # ---- the app
     def _build_app(self) -> Starlette:
@@ -303,7 +313,8 @@ class DeltaExchangeSim(DeltaEndpoints):
             r("/v2/products/{product_id}/orders/leverage", "GET", "leverage", True,
               self._get_leverage),
             Route("/sim/state", self._sim_state, methods=["GET"]),
-            Route("/sim/faults", self._sim_faults, methods=["POST"]),
+            *(Route(f"/sim/{name}", self._sim_post, methods=["POST"])
+              for name in ("faults", "adjust", "drop")),
             WebSocketRoute("/public", self.sockets.serve_public),
             WebSocketRoute("/private", self.sockets.serve_private),
         ]
@@ -332,11 +343,15 @@ class DeltaExchangeSim(DeltaEndpoints):
         now_ms = now_us // 1000
         if now_ms < self.banned_until_ms:
             return self._too_many(self.banned_until_ms - now_ms)
+        if not request.headers.get("user-agent"):
+            raise DeltaError(403, html=CDN_FORBIDDEN_HTML)  # the CDN, before any API check
         raw = await request.body()
         body_text = raw.decode("utf-8", errors="replace")
         who = request.headers.get("api-key") or (request.client.host if request.client
                                                  else "?")
         window = now_ms // WINDOW_MS
+        if any(w != window for _, w in self._used):
+            self._used = {k: v for k, v in self._used.items() if k[1] == window}
         used = self._used.get((who, window), 0) + WEIGHTS.get(name, 1)
         self._used[(who, window)] = used
         if used > self.rate_quota:
@@ -385,25 +400,7 @@ class DeltaExchangeSim(DeltaEndpoints):
                     "request_time": request_ts, "server_time": now_ms // 1000 + 60}))
             if f.kind == "insufficient_balance":
                 return error_response(coded(400, "insufficient_margin",
-                                    {"additional_margin_required": "1000"}))
+                                            {"additional_margin_required": "1000"}))
             if f.kind == "filter_lot_size":
                 return error_response(bad_schema("size", "size is not a valid number of contracts"))
         return None
-
-    # ---- loopback extras
-    async def _sim_state(self, request: Request) -> Response:
-        self.requests["GET /sim/state"] += 1
-        return JSONResponse(self._state())
-
-    async def _sim_faults(self, request: Request) -> Response:
-        self.requests["POST /sim/faults"] += 1
-        try:
-            faults = parse_faults(json.loads(await request.body()), "POST /sim/faults")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return JSONResponse({"error": f"POST /sim/faults: not JSON: {exc}"},
-                                status_code=400)
-        except ConfigError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        self.faults.add(faults)
-        return JSONResponse({"scheduled": len(faults),
-                             "pending": [f.to_json() for f in self.faults.pending]})

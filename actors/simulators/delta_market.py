@@ -34,7 +34,7 @@ from typing import Any
 
 from raytrade.actors.simulators.bar_script import bar_in_progress
 from raytrade.actors.simulators.delta_auth import bad_schema, coded
-from raytrade.actors.simulators.delta_book import delta_symbol
+from raytrade.actors.simulators.delta_products import delta_symbol
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.intervals import ms_to_interval
@@ -102,6 +102,7 @@ class DeltaReplay:
 
     @property
     def started(self) -> bool:
+        """Whether the virtual clock runs."""
         return self._t0 is not None
 
     def now_ms(self) -> int:
@@ -135,6 +136,7 @@ class DeltaReplay:
 
     # ---- REST
     def table(self, symbol: str) -> BarTable:
+        """The bars of Delta symbol ``symbol``; 400 ``invalid_contract`` if not served."""
         table = self.by_delta.get(symbol.upper())
         if table is None:
             raise coded(400, "invalid_contract")

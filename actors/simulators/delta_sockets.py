@@ -15,9 +15,9 @@ makes the server send ``{"type": "heartbeat"}`` every 30 s; ``{"type": "ping"}``
 answered ``{"type": "pong"}``; a connection silent for 60 s after connecting is closed.
 ``key-auth`` is checked by ``delta_auth.check_key_auth``; ``unauth`` drops it.
 
-Faults: ``drop_private`` cuts every private connection without a close frame (the
-``drop_user_stream`` fault: clients see 1006), ``close_private`` closes them with 1001
-(``expire_listen_key``: a server-side disconnect with a proper close). Events published
+Faults: ``cut`` ends every connection of a socket without a close frame (the
+``drop_user_stream`` fault on the private one: clients see 1006), ``close_all`` closes
+them with a close frame (``expire_listen_key``: 1001, a server-side disconnect). Events published
 while a connection is gone are lost, as on Delta. Used from the exchange's event loop only.
 """
 
@@ -59,13 +59,16 @@ class SocketConn:
         self.sending = False
 
     def follows(self, channel: str, symbol: str) -> bool:
+        """Whether the connection subscribed ``channel`` for ``symbol`` (or ``all``)."""
         symbols = self.subs.get(channel)
         return symbols is not None and (symbol in symbols or "all" in symbols)
 
     def send(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` (JSON) for sending."""
         self.queue.put_nowait(json.dumps(message))
 
     def flushed(self) -> bool:
+        """Every queued frame went out (and the socket's write buffer is empty)."""
         if not self.queue.empty() or self.sending:
             return False
         ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
@@ -108,6 +111,7 @@ class DeltaSockets:
 
     # ---- publishing
     def publish_public(self, channel: str, symbol: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every public connection following ``channel``/``symbol``."""
         frame = json.dumps(message)
         for c in self.conns:
             if c.kind == "public" and c.follows(channel, symbol):
@@ -115,17 +119,21 @@ class DeltaSockets:
 
     def publish_private(self, account: str, channel: str, symbol: str,
                         message: dict[str, Any]) -> None:
+        """Send ``message`` to the account's private connections following
+        ``channel``/``symbol``."""
         frame = json.dumps(message)
         for c in self.conns:
             if c.kind == "private" and c.account == account and c.follows(channel, symbol):
                 c.queue.put_nowait(frame)
 
     def private_count(self) -> int:
+        """Private connections open now."""
         return sum(1 for c in self.conns if c.kind == "private")
 
-    async def drop_private(self, flush_timeout_s: float = 1.0) -> None:
-        """Cut every private connection once its queued frames went out."""
-        conns = [c for c in self.conns if c.kind == "private"]
+    async def cut(self, kind: Kind, flush_timeout_s: float = 1.0) -> int:
+        """Cut every ``kind`` connection without a close frame, once its queued frames
+        went out; how many."""
+        conns = [c for c in self.conns if c.kind == kind]
         for c in conns:
             self.conns.discard(c)
         deadline = time.monotonic() + flush_timeout_s
@@ -134,20 +142,26 @@ class DeltaSockets:
         for c in conns:
             c.abort()
             self.dropped += 1
+        return len(conns)
 
-    def close_private(self, code: int = 1001) -> None:
-        """Close every private connection (queued frames go out first)."""
-        for c in [c for c in self.conns if c.kind == "private"]:
+    def close_all(self, kind: Kind, code: int = 1001) -> int:
+        """Close every ``kind`` connection with ``code`` (queued frames go out first);
+        how many."""
+        conns = [c for c in self.conns if c.kind == kind]
+        for c in conns:
             self.conns.discard(c)
             c.close_code = code
             c.queue.put_nowait(None)
             self.closed += 1
+        return len(conns)
 
     # ---- serving
     async def serve_public(self, ws: WebSocket) -> None:
+        """Serve one public-socket client until it leaves."""
         await self._serve(ws, "public")
 
     async def serve_private(self, ws: WebSocket) -> None:
+        """Serve one private-socket client until it leaves (or a fault cuts it)."""
         await self._serve(ws, "private")
 
     async def _serve(self, ws: WebSocket, kind: Kind) -> None:

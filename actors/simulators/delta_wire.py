@@ -13,7 +13,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from raytrade.actors.simulators.delta_book import DeltaBook, DeltaProduct, Event, Order
+from raytrade.actors.simulators.delta_book import DeltaBook, Event, Order
+from raytrade.actors.simulators.delta_products import DeltaProduct
 
 
 def dstr(d: Decimal | None) -> str | None:
