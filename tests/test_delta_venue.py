@@ -263,6 +263,8 @@ def test_delta_symbols_client_ids_settings_and_windows_follow_delta_rules(
     mapped = delta_client_id(long_)
     assert len(mapped) == 32 and mapped == delta_client_id(long_) and mapped != \
         delta_client_id(long_[:-1] + "1")
+    slashed = delta_client_id("a/b:c.d")  # it travels in a URL path when queried
+    assert slashed.startswith("a-b-c-d-") and len(slashed) == 19
     with pytest.raises(ConfigError, match="shorter than Delta's 5 s signature window"):
         DeltaExecution("http://127.0.0.1:9", "ws://127.0.0.1:9", ApiKeys(KEY, SECRET),
                        recv_window_ms=1500)

@@ -17,11 +17,14 @@ Delta's production and testnet (demo) endpoints and to the loopback simulator: o
 - ``place`` sends ``market_order``, or ``limit_order`` with ``time_in_force: ioc`` (a
   marketable limit: a market order with a price band), ``size`` in whole contracts
   (base quantity / contract_value), ``reduce_only``, and the caller's client order id.
-  Delta's ``client_order_id`` holds at most 32 characters: an id that fits is sent as is;
-  a longer one (raytrade's are up to 36) is sent as its first 20 characters, ``-`` and the
-  first 11 hex digits of its SHA-256 (``delta_client_id``). The mapping is deterministic,
-  so a query after a restart finds the order from the journal's id alone; replies are
-  mapped back through the ids this object has sent or queried. Any 4xx refusal of an order
+  Delta's ``client_order_id`` holds at most 32 characters, and it travels in a URL path
+  when queried: an id of at most 32 letters, digits, ``_`` and ``-`` (raytrade's own,
+  ``rt-<actor hash>-<bar>-<version>-<leg>``) is sent as is; any other (up to 36 characters,
+  or with ``.``, ``:`` or ``/``) as its first 20 characters with those three replaced by
+  ``-``, then ``-`` and the first 11 hex digits of its SHA-256 (``delta_client_id``).
+  The mapping is deterministic, so a query after a restart finds the order from the
+  journal's id alone; replies are mapped back through the ids this object has sent or
+  queried. Any 4xx refusal of an order
   (``insufficient_margin``, ``bad_schema``, ``order_size_exceed_available``,
   ``risk_limits_breached``, ``invalid_contract``, ...) comes back as a ``rejected``
   ``OrderState`` with Delta's code and context as its reason: nothing was placed.
@@ -42,6 +45,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -74,6 +78,8 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENT_ID = 32
 """Delta's limit on ``client_order_id`` (changelog 08.10.25)."""
+_PLAIN_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CLIENT_ID}}}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 SIGNATURE_WINDOW_MS = 5000
 """Delta accepts a signed request up to 5 s after its timestamp."""
 UNKNOWN_CONTRACT = "invalid_contract"
@@ -82,9 +88,10 @@ NOT_OPEN = "open_order_not_found"
 
 def delta_client_id(cid: str) -> str:
     """Delta's spelling of a client order id (module docstring)."""
-    if len(cid) <= MAX_CLIENT_ID:
+    if _PLAIN_ID.fullmatch(cid):
         return cid
-    return f"{cid[:20]}-{hashlib.sha256(cid.encode()).hexdigest()[:11]}"
+    prefix = _UNSAFE.sub("-", cid[:20])
+    return f"{prefix}-{hashlib.sha256(cid.encode()).hexdigest()[:11]}"
 
 
 class UnknownOrderError(DeltaApiError):
@@ -146,6 +153,13 @@ class DeltaExecution:
         mapped = delta_client_id(cid)
         self._cids[mapped] = cid
         return mapped
+
+    async def warm(self) -> None:
+        """``GET /v2/settings`` (public, weight 1): its reply re-measures the server clock
+        offset and leaves a fresh keep-alive connection in the pool, so an order after
+        minutes of silence pays for no TCP and TLS handshake (the live session calls this
+        every 20 s between bars)."""
+        await self.transport.call("GET", "/v2/settings")
 
     # ---- products and filters
 
