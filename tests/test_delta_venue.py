@@ -370,6 +370,11 @@ def test_delta_transport_learns_skew_and_maps_429_and_wrong_keys_to_the_contract
                 "ETHUSD": 0.0}
             assert abs(good.transport.offset_s - 20.0) < 1.0
             assert good.transport.counts["expired_signature"] == 0
+            # loading the product set its leverage (the simulator's default is 10)
+            product = await good.product("ETHUSD")
+            env = await good.transport.call("GET", f"/v2/products/{product.id}/orders/"
+                                            "leverage", signed=True)
+            assert float(env["result"]["leverage"]) == 1.0
             # a clock lost again: the signed request is refused as expired, the reply's
             # server time adopted, and the retry passes
             good.transport.offset_s = 0.0
