@@ -141,6 +141,13 @@ def _micros(d: Mapping[str, Any], key: str, where: str) -> int:
     return integer(d, key, where) // 1000
 
 
+def _client_id(d: Mapping[str, Any], order_id: int, cid_of: Callable[[str], str]) -> str:
+    """The caller's id of an order; one placed without a client id (by hand, by another
+    bot) is named by Delta's order id, so reconciliation can say which it is."""
+    cid = d.get("client_order_id")
+    return cid_of(cid) if isinstance(cid, str) and cid else f"delta-order-{order_id}"
+
+
 def parse_order(data: Any, product: Product, cid_of: Callable[[str], str],
                 where: str) -> OrderState:
     """An Order object (place, query, cancel, open orders). ``cid_of`` turns Delta's
@@ -150,11 +157,11 @@ def parse_order(data: Any, product: Product, cid_of: Callable[[str], str],
         raise MalformedReplyError(f"{where}: field 'product_id' is {d.get('product_id')!r}, "
                                   f"asked about {product.symbol} ({product.id})")
     size, unfilled = _sizes(d, where)
-    cid = d.get("client_order_id")
+    order_id = integer(d, "id", where)
     cv = product.contract_value
     return OrderState(
-        client_order_id=cid_of(cid) if isinstance(cid, str) and cid else "",
-        venue_order_id=str(integer(d, "id", where)), symbol=product.symbol,
+        client_order_id=_client_id(d, order_id, cid_of),
+        venue_order_id=str(order_id), symbol=product.symbol,
         side=_side(d, where), status=_status(text(d, "state", where), size, unfilled, where),
         qty=size * cv, filled_qty=(size - unfilled) * cv,
         avg_price=_avg_price(d, size - unfilled, where),
@@ -226,12 +233,11 @@ def order_report(d: Mapping[str, Any], product: Product, cid_of: Callable[[str],
     if isinstance(order_id, bool) or not isinstance(order_id, int):
         raise MalformedReplyError(f"{where}: field 'order_id' is {order_id!r}, not an "
                                   "integer")
-    cid = d.get("client_order_id")
     cv = product.contract_value
     filled = size - unfilled
     avg = _avg_price(d, filled, where)
     return ExecutionReport(
-        client_order_id=cid_of(cid) if isinstance(cid, str) and cid else "",
+        client_order_id=_client_id(d, order_id, cid_of),
         venue_order_id=str(order_id), symbol=product.symbol, side=_side(d, where),
         status=_status(text(d, "state", where), size, unfilled, where), qty=size * cv,
         last_qty=0.0, last_price=0.0, cum_qty=filled * cv,

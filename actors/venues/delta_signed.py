@@ -137,7 +137,8 @@ class SignedTransport:
         if wait > 0:
             raise RateLimitedError(f"{what}: not sent, Delta's rate limit resets in "
                                    f"{wait:.2f} s", wait)
-        qs = urllib.parse.urlencode(query or {}, quote_via=urllib.parse.quote)
+        # commas stay literal: the text signed is then the text sent, encoded or decoded
+        qs = urllib.parse.urlencode(query or {}, safe=",", quote_via=urllib.parse.quote)
         payload = json.dumps(body, separators=(",", ":")) if body is not None else ""
         target = self._prefix + path
         for attempt in (0, 1):
