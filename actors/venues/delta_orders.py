@@ -7,7 +7,7 @@ Delta's production and testnet (demo) endpoints and to the loopback simulator: o
 (https://docs.delta.exchange: "Orders", "Positions", "Wallet", "Products").
 
 - ``filters`` come from ``GET /v2/products/{symbol}`` (cached for ``products_refresh_s``):
-  only a live, vanilla (USD-settled) ``perpetual_futures`` product is traded; a product in
+  only a live, vanilla (linear) ``perpetual_futures`` product is traded; a product in
   a disrupted trading status is a temporary error (the session waits). The quantity step
   and minimum are one contract (``contract_value`` base units). Product ids differ between
   testnet and mainnet: they are always looked up, never configured. The first time a
@@ -24,10 +24,10 @@ Delta's production and testnet (demo) endpoints and to the loopback simulator: o
   ``-``, then ``-`` and the first 11 hex digits of its SHA-256 (``delta_client_id``).
   The mapping is deterministic, so a query after a restart finds the order from the
   journal's id alone; replies are mapped back through the ids this object has sent or
-  queried. Any 4xx refusal of an order
-  (``insufficient_margin``, ``bad_schema``, ``order_size_exceed_available``,
-  ``risk_limits_breached``, ``invalid_contract``, ...) comes back as a ``rejected``
-  ``OrderState`` with Delta's code and context as its reason: nothing was placed.
+  queried. Any 4xx refusal of an order (``insufficient_margin``, ``bad_schema``,
+  ``order_size_exceed_available``, ``risk_limits_breached``, ``invalid_contract``, ...)
+  comes back as a ``rejected`` ``OrderState`` with Delta's code and context as its reason:
+  nothing was placed.
 - ``query`` finds an order by client id (None when Delta answers 404); ``cancel`` of an
   order no longer open (``open_order_not_found``) returns its final state.
 - ``account`` combines the wallet (``/v2/wallet/balances``; equity is its
@@ -204,7 +204,7 @@ class DeltaExecution:
             ("state", product.state, "live"))
             if value != want]
         if problems:
-            raise ConfigError(f"{symbol}: not a live USD-settled Delta perpetual: "
+            raise ConfigError(f"{symbol}: not a live linear (vanilla) Delta perpetual: "
                               f"{'; '.join(problems)}")
         return product
 
