@@ -201,7 +201,7 @@ class DeltaExecution:
             ("symbol", product.symbol, symbol),
             ("contract_type", product.contract_type, "perpetual_futures"),
             ("notional_type", product.notional_type, "vanilla"),
-            ("state", product.state, "live"))
+            ("state", product.state, "live"), ("is_quanto", product.quanto, False))
             if value != want]
         if problems:
             raise ConfigError(f"{symbol}: not a live linear (vanilla) Delta perpetual: "

@@ -50,6 +50,8 @@ class Product:
     settling: str
     position_size_limit: int
     """Largest position in contracts (0: not stated)."""
+    quanto: bool = False
+    """``is_quanto``: PnL in another asset than the quote (not traded here)."""
 
     def filters(self) -> SymbolFilters:
         """The trading rules in base units: the quantity step and the minimum are one
@@ -87,7 +89,8 @@ def parse_product(data: Any, where: str) -> Product:
         underlying=_asset(d, "underlying_asset", where),
         settling=_asset(d, "settling_asset", where),
         position_size_limit=integer(d, "position_size_limit", where)
-        if d.get("position_size_limit") is not None else 0)
+        if d.get("position_size_limit") is not None else 0,
+        quanto=d.get("is_quanto") is True)
     for name in ("contract_value", "tick_size"):
         if not getattr(product, name) > 0:
             raise MalformedReplyError(f"{where}: field {name!r} is {getattr(product, name)}, "
