@@ -31,11 +31,13 @@ from raytrade.actors.venues.api_keys import ApiKeys, install_redaction
 from raytrade.actors.venues.delta import DeltaVenue
 from raytrade.actors.venues.delta_auth import load_keys, signature_payload
 from raytrade.actors.venues.delta_orders import DeltaExecution, delta_client_id
+from raytrade.actors.venues.delta_replies import Product, order_report, parse_order
 from raytrade.actors.venues.delta_rest import DeltaCandles, parse_candles
 from raytrade.actors.venues.delta_setup import load_settings
 from raytrade.actors.venues.execution import RateLimitedError, SymbolFilters, VenueAuthError
 from raytrade.actors.venues.execution_registry import execution_venue
 from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
+from raytrade.actors.venues.replies import MalformedReplyError
 from raytrade.envs.errors import ConfigError
 
 from tests.exchange_setup import KEY, SECRET, Alerts, run_sessions, sim_state
@@ -402,3 +404,32 @@ def test_delta_transport_learns_skew_and_maps_429_and_wrong_keys_to_the_contract
 
     with sim:
         asyncio.run(scenario())
+
+
+def test_delta_order_replies_become_base_units_states_and_named_errors() -> None:
+    eth = Product(id=3136, symbol="ETHUSD", contract_type="perpetual_futures",
+                  notional_type="vanilla", contract_value=0.01, tick_size=0.05, state="live",
+                  trading_status="operational", underlying="ETH", settling="USD",
+                  position_size_limit=0)
+    order = {"id": 7, "product_id": 3136, "size": 30, "unfilled_size": 10, "side": "sell",
+             "state": "cancelled", "average_fill_price": "1811.5",
+             "client_order_id": "rt-x", "created_at": "2021-04-29T07:25:59Z"}
+    state = parse_order(order, eth, lambda c: f"mine:{c}", "GET /v2/orders/7")
+    assert (state.client_order_id, state.status, state.qty, state.filled_qty,
+            state.avg_price, state.update_ms) == ("mine:rt-x", "canceled", 0.3,
+                                                  pytest.approx(0.2), 1811.5, 1619681159000)
+    report = order_report({**order, "order_id": 7, "state": "open", "client_order_id": None,
+                           "timestamp": 1_596_015_289_339_699}, eth, str, "orders update")
+    assert (report.client_order_id, report.status, report.cum_qty, report.event_ms) == \
+        ("delta-order-7", "partially_filled", pytest.approx(0.2), 1_596_015_289_339)
+    assert report.cum_quote == pytest.approx(0.2 * 1811.5) and report.trade_id == -1
+    with pytest.raises(MalformedReplyError, match=r"GET /v2/orders/7: field 'state' is "
+                                                  r"'weird'"):
+        parse_order({**order, "state": "weird"}, eth, str, "GET /v2/orders/7")
+    with pytest.raises(MalformedReplyError, match="unfilled_size 31 break"):
+        parse_order({**order, "unfilled_size": 31}, eth, str, "GET /v2/orders/7")
+    with pytest.raises(MalformedReplyError, match=r"asked about ETHUSD \(3136\)"):
+        parse_order({**order, "product_id": 27}, eth, str, "GET /v2/orders/7")
+    with pytest.raises(ValueError, match="not a whole number of ETHUSD contracts"):
+        eth.contracts(0.015)
+    assert eth.contracts(0.3) == 30 and eth.filters().step_size == 0.01

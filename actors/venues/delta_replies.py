@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from raytrade.actors.venues.execution import (
@@ -135,12 +136,23 @@ def _avg_price(d: Mapping[str, Any], filled: int, where: str) -> float | None:
 
 
 def _micros(d: Mapping[str, Any], key: str, where: str) -> int:
-    """A time in µs (an integer or a decimal string) as ms; 0 when absent."""
+    """A time as ms from µs (an integer or a decimal string: the order channel, the
+    simulator) or ISO 8601 (``"2021-04-29T07:25:59Z"``, as Delta's REST replies show
+    times); 0 when absent."""
     value = d.get(key)
     if value is None:
         return 0
     if isinstance(value, str) and value.isdigit():
         return int(value) // 1000
+    if isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value)
+        except ValueError:
+            raise MalformedReplyError(f"{where}: field {key!r} is {value!r}, not a time in "
+                                      "µs or ISO 8601") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return int(stamp.timestamp() * 1000)
     return integer(d, key, where) // 1000
 
 
