@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http.client
 import json
 import logging
 import urllib.parse
@@ -119,8 +118,11 @@ class SignedTransport:
         self.tracker = RateLimitTracker()
         self.clock = ServerClock(self._server_time, resync_s=time_resync_s)
         self._time_path = time_path
-        self.requests = 0
+
+    @property
+    def requests(self) -> int:
         """Requests sent (retries included)."""
+        return self._pool.sent
 
     @property
     def connections_opened(self) -> int:
@@ -188,37 +190,8 @@ class SignedTransport:
 
     def _exchange(self, method: str, target: str, headers: dict[str, str], what: str,
                   unsafe: bool) -> tuple[int, list[tuple[str, str]], bytes]:
-        """One HTTP exchange on a pooled connection: status, headers, body."""
-        for attempt in (0, 1):
-            try:
-                conn, reused = self._pool.get()
-            except OSError as exc:
-                raise RestUnavailableError(f"{what}: cannot connect to {self.rest_url} "
-                                           f"({exc.__class__.__name__}: {exc}); nothing "
-                                           "was sent") from None
-            self.requests += 1
-            try:
-                conn.request(method, target, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                stale = reused and isinstance(exc, (http.client.RemoteDisconnected,
-                                                    ConnectionResetError, BrokenPipeError))
-                if stale and attempt == 0 and not unsafe:
-                    continue  # an idle connection the server closed: once more on a new one
-                why = f"{exc.__class__.__name__}: {exc}" if str(exc) else \
-                    exc.__class__.__name__
-                if unsafe:
-                    raise OrderFateUnknownError(f"{what}: no reply ({why}); the order may "
-                                                "have reached the exchange") from None
-                raise RestUnavailableError(f"{what}: no reply ({why})") from None
-            if resp.will_close:
-                conn.close()
-            else:
-                self._pool.put(conn)
-            return resp.status, resp.getheaders(), body
-        raise AssertionError("unreachable")
+        """One HTTP exchange on a pooled connection (``http.KeepAlivePool.exchange``)."""
+        return self._pool.exchange(method, target, headers, None, what, unsafe)
 
     def _interpret(self, what: str, status: int, headers: list[tuple[str, str]],
                    body: bytes, unsafe: bool) -> Any:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http.client
 import json
 import logging
 import threading
@@ -106,8 +105,12 @@ class SignedTransport:
         """Server minus local time (s), from the last reply that told it."""
         self.backoff_until = 0.0
         """Monotonic time until which requests are refused after a 429."""
-        self.requests = 0
         self.counts = {"429": 0, "expired_signature": 0}
+
+    @property
+    def requests(self) -> int:
+        """Requests sent (retries included)."""
+        return self._pool.sent
 
     @property
     def keys(self) -> ApiKeys:
@@ -172,41 +175,14 @@ class SignedTransport:
 
     def _exchange(self, method: str, target: str, headers: dict[str, str], payload: str,
                   what: str, unsafe: bool) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP exchange on a pooled connection: status, headers (lower case), body."""
-        for attempt in (0, 1):
-            try:
-                conn, reused = self._pool.get()
-            except OSError as exc:
-                raise RestUnavailableError(f"{what}: cannot connect to {self.rest_url} "
-                                           f"({exc.__class__.__name__}: {exc}); nothing "
-                                           "was sent") from None
-            self.requests += 1
-            sent = time.time()
-            try:
-                conn.request(method, target, body=payload.encode() or None, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                stale = reused and isinstance(exc, (http.client.RemoteDisconnected,
-                                                    ConnectionResetError, BrokenPipeError))
-                if stale and attempt == 0 and not unsafe:
-                    continue  # an idle connection the server closed: once more on a new one
-                why = f"{exc.__class__.__name__}: {exc}" if str(exc) else \
-                    exc.__class__.__name__
-                if unsafe:
-                    raise OrderFateUnknownError(f"{what}: no reply ({why}); the order may "
-                                                "have reached the exchange") from None
-                raise RestUnavailableError(f"{what}: no reply ({why})") from None
-            received = time.time()
-            if resp.will_close:
-                conn.close()
-            else:
-                self._pool.put(conn)
-            reply_headers = {k.lower(): v for k, v in resp.getheaders()}
-            self._observe_time(reply_headers.get("request-in-time"), sent, received)
-            return resp.status, reply_headers, raw
-        raise AssertionError("unreachable")
+        """One HTTP exchange on a pooled connection (``http.KeepAlivePool.exchange``):
+        status, headers (lower case), body; the reply's server time is observed."""
+        sent = time.time()
+        status, headers_list, raw = self._pool.exchange(method, target, headers,
+                                                        payload.encode() or None, what, unsafe)
+        reply_headers = {k.lower(): v for k, v in headers_list}
+        self._observe_time(reply_headers.get("request-in-time"), sent, time.time())
+        return status, reply_headers, raw
 
     def _observe_time(self, server_us: str | None, sent: float, received: float) -> None:
         try:

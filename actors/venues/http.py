@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 
+from raytrade.actors.venues.execution import OrderFateUnknownError
 from raytrade.envs.errors import TemporaryError
 
 
@@ -61,6 +62,8 @@ class KeepAlivePool:
         self._lock = threading.Lock()
         self.opened = 0
         """Connections opened (the keep-alive test counts them)."""
+        self.sent = 0
+        """Requests sent (a stale connection's retry included)."""
 
     def get(self) -> tuple[http.client.HTTPConnection, bool]:
         """A connection and whether it was used before; a new one is connected here, so
@@ -93,6 +96,47 @@ class KeepAlivePool:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             conn.close()
+
+    def exchange(self, method: str, target: str, headers: dict[str, str],
+                 body: bytes | None, what: str, unsafe: bool
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One HTTP exchange on a pooled connection: status, headers, body (blocking).
+
+        A connection that cannot be opened sent nothing: ``RestUnavailableError``. A
+        reused connection the server closed while idle is retried once on a new one,
+        unless the request is ``unsafe`` (placing an order: it may have been read).
+        Otherwise a failure after sending is ``OrderFateUnknownError`` for an ``unsafe``
+        request and ``RestUnavailableError`` for any other."""
+        for attempt in (0, 1):
+            try:
+                conn, reused = self.get()
+            except OSError as exc:
+                raise RestUnavailableError(f"{what}: cannot connect to {self.host} "
+                                           f"({exc.__class__.__name__}: {exc}); nothing "
+                                           "was sent") from None
+            self.sent += 1
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                stale = reused and isinstance(exc, (http.client.RemoteDisconnected,
+                                                    ConnectionResetError, BrokenPipeError))
+                if stale and attempt == 0 and not unsafe:
+                    continue  # an idle connection the server closed: once more on a new one
+                why = f"{exc.__class__.__name__}: {exc}" if str(exc) else \
+                    exc.__class__.__name__
+                if unsafe:
+                    raise OrderFateUnknownError(f"{what}: no reply ({why}); the order may "
+                                                "have reached the exchange") from None
+                raise RestUnavailableError(f"{what}: no reply ({why})") from None
+            if resp.will_close:
+                conn.close()
+            else:
+                self.put(conn)
+            return resp.status, resp.getheaders(), raw
+        raise AssertionError("unreachable")
 
 
 def dropped(conn: http.client.HTTPConnection) -> bool:
