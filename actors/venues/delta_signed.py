@@ -10,11 +10,11 @@ header).
 
 Server time: Delta signs with whole seconds and refuses a signature more than 5 s from its
 clock. Every reply's ``Request-In-Time`` header (the server's receive time, µs) updates the
-offset ``server - midpoint(local send, local receive)``; requests are stamped with local
-time plus the offset. An ``expired_signature`` refusal (HTTP 401) is retried once with a
-fresh timestamp (nothing was placed), the offset taken from that reply's header, or from
-the ``server_time`` (whole seconds) its context carries when the header is missing; a
-second one is a ``ClockSkewError``.
+offset ``server - midpoint(local send, local receive)`` unless its round trip took over a
+second; requests are stamped with local time plus the offset. An ``expired_signature``
+refusal (HTTP 401) is retried once with a fresh timestamp (nothing was placed), the offset
+taken from that reply's header, or from the ``server_time`` (whole seconds) its context
+carries when the header is missing; a second one is a ``ClockSkewError``.
 
 Errors (HTTP status and Delta's ``error.code``; documentation "Errors" and "Place order
 errors", https://docs.delta.exchange):
@@ -63,6 +63,9 @@ AUTH_CODES = frozenset({"invalid_api_key", "unauthorized", "Signature Mismatch",
                         "ip_not_whitelisted_for_api_key", "UnauthorizedApiAccess",
                         "InvalidApiKey"})
 EXPIRED = "expired_signature"
+MAX_CLOCK_RTT_S = 1.0
+"""A reply slower than this (a held order reply) says too little about the server's clock:
+its receive time could be anywhere in the round trip."""
 Query = Mapping[str, str | int]
 
 
@@ -185,11 +188,13 @@ class SignedTransport:
         return status, reply_headers, raw
 
     def _observe_time(self, server_us: str | None, sent: float, received: float) -> None:
+        """Adopt the offset a reply's ``Request-In-Time`` tells, unless its round trip was
+        too slow to place the server's receive time within ``MAX_CLOCK_RTT_S``."""
         try:
             server = int(server_us) / 1e6 if server_us else None
         except ValueError:
             server = None
-        if server is not None and server > 0:
+        if server is not None and server > 0 and received - sent <= MAX_CLOCK_RTT_S:
             with self._lock:
                 self.offset_s = server - (sent + received) / 2.0
 
