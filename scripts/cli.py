@@ -20,6 +20,7 @@ from raytrade.scripts.backtest_cli import add_backtest_command, add_walkforward_
 from raytrade.scripts.config_reference import add_config_reference_command
 from raytrade.scripts.dashboard_cli import add_dashboard_command
 from raytrade.scripts.demo_cli import add_demo_command
+from raytrade.scripts.dwx_cli import add_dwx_commands
 from raytrade.scripts.exchange_cli import add_exchange_commands
 from raytrade.scripts.live_cli import add_live_commands
 from raytrade.scripts.paper_cli import add_paper_commands
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_paper_commands(sub)
     add_live_commands(sub)
     add_exchange_commands(sub)
+    add_dwx_commands(sub)
     add_dashboard_command(sub)
     add_backtest_command(sub)
     add_walkforward_command(sub)
