@@ -60,6 +60,7 @@ from raytrade.actors.venues.execution import (
 from raytrade.actors.watchdog import Clock
 from raytrade.algos.storage.live_commands import LiveCommand, read_commands
 from raytrade.algos.storage.policy_store import PolicyStore
+from raytrade.envs.calendar import ALWAYS
 from raytrade.envs.errors import ConfigError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -413,6 +414,10 @@ class LiveSession(PaperSession):
         self._last_price = price
         if isinstance(outcome.result, Fill):  # the paper twin's fill: the slippage reference
             decided_at = outcome.result.bar_ts - self.interval_ms * self._latency_bars()
+            calendar = self.trader.calendar if self.trader is not None else ALWAYS
+            if not calendar.always:  # the decision bar may lie before a weekend
+                decided_at = calendar.start_for_bars(outcome.result.bar_ts,
+                                                     self._latency_bars(), self.interval_ms)
             ledger.set_paper_price(cfg.symbol, decided_at, outcome.result.price)
         decision = outcome.decision
         book = ledger.book(cfg.symbol)

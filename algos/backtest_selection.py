@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from raytrade.algos.policy import Policy
 from raytrade.envs.decision import decision_bars
-from raytrade.envs.episodes import first_decision_bar
+from raytrade.envs.episodes import bar_interval_ms, first_decision_bar
 from raytrade.envs.errors import ConfigError, RaytradeError
 from raytrade.envs.intervals import duration_text
 from raytrade.envs.io import load_bars
@@ -94,7 +94,9 @@ def resolve_reference(policy: Policy, sources: Sequence[str], reference: str | N
     symbol = policy.feature_spec.reference_symbol
     if reference is not None or not symbol:
         return reference
-    if any(load_bars(path).symbol == symbol for path in resolve_sources(tuple(sources))
+    calendar = policy.manifest.env.calendar
+    if any(load_bars(path, calendar=calendar).symbol == symbol
+           for path in resolve_sources(tuple(sources))
            if not path.startswith("synthetic:")):
         return None
     data = policy.manifest.data
@@ -104,7 +106,8 @@ def resolve_reference(policy: Policy, sources: Sequence[str], reference: str | N
         tried.append(candidate)
         try:
             path = resolve_sources((candidate,))[0]
-            if not path.startswith("synthetic:") and load_bars(path).symbol == symbol:
+            if not path.startswith("synthetic:") and \
+                    load_bars(path, calendar=calendar).symbol == symbol:
                 return path
         except RaytradeError:
             continue
@@ -133,7 +136,7 @@ def select(markets: Sequence[MarketData], selection: Selection) -> list[MarketDa
         return list(markets)
     out = []
     for m in markets:
-        lo, hi = int(m.ts[0]), int(m.ts[-1]) + int(m.ts[1] - m.ts[0])
+        lo, hi = int(m.ts[0]), int(m.ts[-1]) + bar_interval_ms(m)
         span = f"{m.name} holds {utc(lo)} .. {utc(hi)}"
         start = lo if selection.start_ms is None else selection.start_ms
         end = hi if selection.end_ms is None else selection.end_ms
@@ -160,7 +163,7 @@ def decision_range(market: MarketData, window: int, selection: Selection,
     ``window - 1`` earlier rows the observation holds. Indices are bars of the prepared
     series (after any resampling to the policy's interval).
     """
-    interval = int(market.ts[1] - market.ts[0])
+    interval = bar_interval_ms(market)  # the median step: a weekend does not change it
     warm = market.first_valid + window - 1
     first = first_decision_bar(market, market.first, every_bars)
     hits = np.flatnonzero(decision_bars(market.ts[first:market.last + 1], interval,

@@ -32,34 +32,34 @@ def episode_infos(episode: Any, prev_chunks: list[Any] | None) -> list[dict[str,
     return infos
 
 
-def episode_metrics(infos: list[dict[str, Any]],
-                    calendar: TradingCalendar = ALWAYS) -> dict[str, float] | None:
-    """Shared metrics of one episode from its infos (None if it is too short)."""
+def episode_metrics(infos: list[dict[str, Any]], calendar: TradingCalendar = ALWAYS,
+                    every_bars: int = 1) -> dict[str, float] | None:
+    """Shared metrics of one episode from its infos (None if it is too short); one step
+    is one decision, ``every_bars`` bars (the env's decision interval)."""
     if len(infos) < 3 or "equity" not in infos[0]:
         return None
     equity = np.array([i["equity"] for i in infos], dtype=np.float64)
     position = np.array([i["position"] for i in infos], dtype=np.float64)
     interval = interval_of([i["ts"] for i in infos])
     trades = int(infos[-1]["trades"]) - int(infos[0]["trades"])
-    perf = performance(equity, position, interval, fills=trades, calendar=calendar)
+    perf = performance(equity, position, interval, fills=trades, calendar=calendar,
+                       every_bars=every_bars)
     return {"episode_sharpe": perf.sharpe, "episode_max_drawdown": perf.max_drawdown,
             "episode_total_return": perf.total_return,
             "episode_turnover": trades / (len(infos) - 1), "episode_trades": float(trades)}
 
 
-def runner_calendar(env_runner: Any) -> TradingCalendar:
-    """The trading calendar of the env spec an env runner builds its envs from
-    (``env_config["env_spec"]["env"]["calendar"]``); the 24/7 default when there is none
-    (a runner without an env spec, as in unit tests)."""
+def runner_rules(env_runner: Any) -> tuple[TradingCalendar, int]:
+    """The trading calendar and decision interval (bars) of the env spec an env runner
+    builds its envs from (``env_config["env_spec"]["env"]``); the 24/7 calendar and every
+    bar when there is none (a runner without an env spec, as in unit tests)."""
     config = getattr(getattr(env_runner, "config", None), "env_config", None)
     try:
-        data = config["env_spec"]["env"]["calendar"]  # type: ignore[index]
-    except (KeyError, TypeError):
-        return ALWAYS
-    try:
-        return decode(TradingCalendar, data, "env_spec.env.calendar")
-    except ConfigError:
-        return ALWAYS
+        env = config["env_spec"]["env"]  # type: ignore[index]
+        every = int(env["decision"]["every_bars"])
+        return decode(TradingCalendar, env["calendar"], "env_spec.env.calendar"), every
+    except (KeyError, TypeError, ValueError, ConfigError):
+        return ALWAYS, 1
 
 
 class TradingMetricsCallback(RLlibCallback):
@@ -69,8 +69,9 @@ class TradingMetricsCallback(RLlibCallback):
                        metrics_logger: Any = None, **kwargs: Any) -> None:
         if metrics_logger is None:
             return
-        values = episode_metrics(episode_infos(episode, prev_episode_chunks),
-                                 runner_calendar(kwargs.get("env_runner")))
+        calendar, every_bars = runner_rules(kwargs.get("env_runner"))
+        values = episode_metrics(episode_infos(episode, prev_episode_chunks), calendar,
+                                 every_bars)
         if values is None:
             return
         for key, value in values.items():

@@ -30,6 +30,7 @@ from raytrade.envs.decision import choose as rule_choice
 from raytrade.envs.decision import held_actions, switch_thresholds
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
+from raytrade.envs.episodes import bar_interval_ms
 from raytrade.envs.market import MarketData, synthetic_source
 from raytrade.envs.multi_dataset_env import MultiDatasetTradingEnv
 
@@ -145,7 +146,7 @@ def flat_action(env: EnvConfig) -> int:
 def decision_step_ms(markets: list[MarketData], config: EnvConfig) -> int:
     """The metrics' period: one equity point per decision, so ``every_bars`` bars (the
     episode's last step may be shorter)."""
-    return int(markets[0].ts[1] - markets[0].ts[0]) * config.decision.every_bars
+    return bar_interval_ms(markets[0]) * config.decision.every_bars  # median: weekends too
 
 
 def rule_policy(q_values: QFunction, config: EnvConfig) -> Policy:

@@ -66,20 +66,34 @@ def run_performance(run: dict[str, Any], interval_ms: int,
     borrow = float(run["borrow"])
     traded = float(run["traded_notional"])
     halted_bar = run.get("halted_bar")
+    bars = np.asarray(run.get("bar", ()), dtype=np.int64)
+    steps = np.diff(bars)
+    every = decision_every(steps, calendar)
     perf = performance(run["equity"], run["position"], interval_ms, traded_notional=traded,
                        fills=int(run["trades"]), fees=fees, slippage=slippage, borrow=borrow,
                        halted_bar=None if halted_bar is None else int(halted_bar),
-                       calendar=calendar).to_dict()
-    bars = np.asarray(run.get("bar", ()), dtype=np.int64)
-    steps = np.diff(bars)
+                       calendar=calendar, every_bars=every).to_dict()
     if len(steps) and int(steps.max()) > 1:  # a decision interval: one point per decision
         perf.update(bar_counts(np.asarray(run["equity"], dtype=np.float64),
                                np.asarray(run["position"], dtype=np.float64), steps))
         # ``interval_ms`` is the decision period; a full step is ``every_bars`` bars
         perf["trades_per_day"] = trades_per_day(int(run["trades"]), int(steps.sum()),
-                                                interval_ms // int(steps.max()), calendar)
+                                                interval_ms // every, calendar)
     return {**perf, "final_equity": float(run["equity"][-1]), "fees": fees,
             "slippage": slippage, "borrow": borrow, "traded_notional": traded}
+
+
+def decision_every(steps: npt.NDArray[np.int64], calendar: TradingCalendar) -> int:
+    """The decision interval in bars of a run whose points are ``steps`` bars apart: the
+    longest step (the last one may be cut short by the end of the data); with a calendar
+    that closes, the most common one (the longest of those), since a broker's bar inside a
+    closure can lengthen one step."""
+    if not len(steps):
+        return 1
+    if calendar.always:
+        return max(int(steps.max()), 1)
+    counts = np.bincount(steps)
+    return max(int(np.flatnonzero(counts == counts.max())[-1]), 1)
 
 
 def bar_counts(equity: npt.NDArray[np.float64], position: npt.NDArray[np.float64],

@@ -211,15 +211,15 @@ def run_walkforward(exp: ExperimentConfig, work_dir: str | Path, store: PolicySt
     # one equity point per decision: ``every_bars`` bars with a decision interval
     result.aggregate = aggregate(result.folds,
                                  exp.features.interval_ms * exp.env.decision.every_bars,
-                                 exp.env.calendar)
+                                 exp.env.calendar, exp.env.decision.every_bars)
     return result
 
 
 def aggregate(folds: list[dict[str, Any]], interval_ms: int,
-              calendar: TradingCalendar = ALWAYS) -> dict[str, Any]:
-    """Per dataset and policy: the chained out-of-sample curve's shared metrics (annualized
-    with ``calendar``'s bars per year), and the mean in-sample minus out-of-sample gap of
-    Sharpe and total return."""
+              calendar: TradingCalendar = ALWAYS, every_bars: int = 1) -> dict[str, Any]:
+    """Per dataset and policy: the chained out-of-sample curve's shared metrics (one point
+    per ``every_bars`` bars, annualized with ``calendar``'s bars per year), and the mean
+    in-sample minus out-of-sample gap of Sharpe and total return."""
     out: dict[str, Any] = {}
     for dataset in folds[0]["out_of_sample"]:
         per_policy: dict[str, Any] = {}
@@ -236,7 +236,7 @@ def aggregate(folds: list[dict[str, Any]], interval_ms: int,
                     equity.extend((eq[1:] / eq[0] * equity[-1]).tolist())
                     position.extend(c["position"][1:])
             perf = performance(np.asarray(equity), np.asarray(position), interval_ms,
-                               calendar=calendar)
+                               calendar=calendar, every_bars=every_bars)
             gaps_sharpe = [_gap(f, dataset, name, "sharpe") for f in folds]
             gaps_ret = [_gap(f, dataset, name, "total_return") for f in folds]
             drags = [f["out_of_sample"][dataset][name].get("cost_drag") for f in folds]

@@ -116,6 +116,8 @@ class TradingCalendar:
                                                                self.weekly_close):
             raise ConfigError("TradingCalendar: weekly_open and weekly_close are the same "
                               "time (use kind 'always' for a market that never closes)")
+        if isinstance(self.holidays, list):
+            object.__setattr__(self, "holidays", tuple(self.holidays))
         if not isinstance(self.holidays, tuple):
             raise ConfigError("TradingCalendar.holidays must be a list of dates")
         for h in self.holidays:

@@ -9,6 +9,9 @@ later bars, and every one of them gets the same checks:
   ``"1h"`` spec) are resampled causally first (``resample.resample``: epoch-aligned
   buckets, incomplete ones dropped), the traded series and the reference alike; a file
   coarser than the spec, or one whose interval does not divide it, is refused.
+- **Trading calendar.** The bars carry their market's calendar (``BarTable.calendar``,
+  set when they were validated): resampling, alignment with the reference and the
+  features skip its closures (weekends, holidays) instead of seeing gaps.
 - **Feature warm-up.** The features are NaN until their longest window (or enough swings,
   for the swing-structure features) has passed. A file on which they never complete is
   refused with a ``DataError`` naming the file, the bars it has, the warm-up the spec needs

@@ -56,12 +56,16 @@ MS_PER_YEAR = 365 * 24 * 3600 * 1000
 MS_PER_DAY = 24 * 3600 * 1000
 
 
-def bars_per_year(interval_ms: int, calendar: TradingCalendar = ALWAYS) -> float:
-    """Bars in a 365-day year: of round-the-clock trading by default, else the ones
-    ``calendar`` expects (``TradingCalendar.bars_per_year``)."""
+def bars_per_year(interval_ms: int, calendar: TradingCalendar = ALWAYS,
+                  every_bars: int = 1) -> float:
+    """Periods of ``interval_ms`` in a 365-day year: of round-the-clock trading by default,
+    else the bars ``calendar`` expects (``TradingCalendar.bars_per_year``). A period of
+    ``every_bars`` bars (a decision interval: ``interval_ms`` is then ``every_bars`` bar
+    intervals) counts the calendar's bars of ``interval_ms / every_bars`` in groups of
+    ``every_bars`` (a 4-hour decision on 1h forex bars: expected 1h bars / 4)."""
     if calendar.always:
         return MS_PER_YEAR / interval_ms
-    return calendar.bars_per_year(interval_ms)
+    return calendar.bars_per_year(interval_ms // every_bars) / every_bars
 
 
 def interval_of(ts_ms: npt.ArrayLike) -> int:
@@ -201,13 +205,14 @@ def average_holding_bars(position: npt.ArrayLike) -> float:
 
 
 def trades_per_day(fills: int, bars: int, interval_ms: int,
-                   calendar: TradingCalendar = ALWAYS) -> float:
-    """Fills per day of trading over ``bars`` bar intervals (a day: the calendar's bars per
-    year / 365; 24 h around the clock); NaN without bars or interval."""
+                   calendar: TradingCalendar = ALWAYS, every_bars: int = 1) -> float:
+    """Fills per day of trading over ``bars`` periods of ``interval_ms`` (a day: the
+    calendar's periods per year / 365, see :func:`bars_per_year`; 24 h around the clock);
+    NaN without bars or interval."""
     if calendar.always or interval_ms <= 0:
         days = bars * interval_ms / MS_PER_DAY
     else:
-        days = bars / (calendar.bars_per_year(interval_ms) / 365)
+        days = bars / (bars_per_year(interval_ms, calendar, every_bars) / 365)
     return fills / days if days > 0 else math.nan
 
 
@@ -276,20 +281,22 @@ class Performance:
 def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int, *,
                 traded_notional: float = 0.0, fills: int = 0, fees: float = 0.0,
                 slippage: float = 0.0, borrow: float = 0.0,
-                halted_bar: int | None = None,
-                calendar: TradingCalendar = ALWAYS) -> Performance:
+                halted_bar: int | None = None, calendar: TradingCalendar = ALWAYS,
+                every_bars: int = 1) -> Performance:
     """All metrics of an equity curve and the positions held along it.
 
     ``traded_notional``, ``fees``, ``slippage`` and ``borrow`` are the run's totals in
     quote currency, ``fills`` its fill count; ``halted_bar`` the bar at which the drawdown
     halt or ruin stopped the run (None: it ran to the end); ``calendar`` the market's
-    trading calendar, which sets the bars per year. Definitions in the module docstring.
+    trading calendar, which sets the bars per year, and ``every_bars`` the bars in one
+    point's period (a decision interval; :func:`bars_per_year`). Definitions in the module
+    docstring.
     """
     e = np.asarray(equity, dtype=np.float64)
     pos = np.asarray(position, dtype=np.float64)
     keep = np.isfinite(e)
     e, pos = e[keep], pos[keep]
-    periods = bars_per_year(interval_ms, calendar)
+    periods = bars_per_year(interval_ms, calendar, every_bars)
     r = returns_from_equity(e)
     pnls = trade_pnls(e, pos)
     years = max(len(r), 1) / periods
@@ -312,6 +319,6 @@ def performance(equity: npt.ArrayLike, position: npt.ArrayLike, interval_ms: int
         gross_return=total + drag, cost_drag=drag, fees_fraction=of_start(fees),
         slippage_fraction=of_start(slippage), borrow_fraction=of_start(borrow),
         turnover=traded_notional / mean_equity if mean_equity else math.nan,
-        trades_per_day=trades_per_day(int(fills), len(r), interval_ms, calendar),
+        trades_per_day=trades_per_day(int(fills), len(r), interval_ms, calendar, every_bars),
         avg_holding_bars=average_holding_bars(pos),
         halted=halted_bar is not None, halted_bar=halted_bar, t_stat=t_stat(r))

@@ -29,15 +29,22 @@ from raytrade.scripts.tune_cli import add_tune_command
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from raytrade.envs.calendar import ALWAYS
     from raytrade.envs.intervals import interval_to_ms
     from raytrade.envs.io import describe, load_bars, load_bars_repaired, write_bars
+    from raytrade.envs.market import resolve_sources
 
     iv = interval_to_ms(args.interval) if args.interval else None
+    calendar = ALWAYS
+    if args.calendar_from:  # the market's calendar, as an experiment names it
+        from raytrade.algos.experiment import ExperimentConfig
+        calendar = ExperimentConfig.load(args.calendar_from).env.calendar
+    files = resolve_sources(tuple(args.files))
     if args.repair:
-        if len(args.files) != 1:
+        if len(files) != 1:
             print("error: --repair takes exactly one FILE", file=sys.stderr)
             return 2
-        table, report = load_bars_repaired(args.files[0], interval_ms=iv)
+        table, report = load_bars_repaired(files[0], interval_ms=iv, calendar=calendar)
         for change in report.changes:
             print(f"repaired: {change}")
         out = write_bars(table, args.repair)
@@ -45,8 +52,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
               f"({report.dropped} duplicates dropped, {report.filled} bars filled)")
         print(json.dumps(describe(table)))
         return 0
-    for path in args.files:
-        print(json.dumps(describe(load_bars(path, interval_ms=iv))))
+    for path in files:
+        print(json.dumps(describe(load_bars(path, interval_ms=iv, calendar=calendar))))
     return 0
 
 
@@ -137,11 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="validate, repair, resample and fetch OHLCV files")
     dsub = data.add_subparsers(dest="data_command", required=True)
     val = dsub.add_parser("validate", help="check files; print a summary line per file")
-    val.add_argument("files", nargs="+", metavar="FILE")
+    val.add_argument("files", nargs="+", metavar="FILE",
+                     help="files, globs, sample:SYMBOL or backtesting:NAME")
     val.add_argument("--repair", metavar="OUT", help="repair mode: drop exact duplicates, "
                      "fill gaps, report each change and write OUT")
     val.add_argument("--interval", help="expected bar interval (default: from the file name "
                      "or the most common step)")
+    val.add_argument("--calendar-from", metavar="EXPERIMENT",
+                     help="validate under the trading calendar of this experiment TOML's "
+                     "[env.calendar] (closures accepted, never filled; default 24/7)")
     val.set_defaults(func=_cmd_validate)
     res = dsub.add_parser("resample", help="resample to a higher timeframe (complete bars only)")
     res.add_argument("file", metavar="FILE")

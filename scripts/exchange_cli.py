@@ -1,5 +1,6 @@
 """``raytrade exchange sim``: the loopback Binance exchange
-(``actors/simulators/binance_exchange.py``), argument parsing only.
+(``actors/simulators/binance_exchange.py``) or, with ``--venue delta``, the loopback Delta
+Exchange (``scripts/delta_cli.py``), argument parsing only.
 
 Prices come from a replay feed: either one this command starts from bar files
 (``--replay FILES``; its URLs are printed, so the paper and the live trader can follow the
@@ -19,6 +20,10 @@ from raytrade.envs.errors import ConfigError
 
 
 def _cmd_exchange_sim(args: argparse.Namespace) -> int:
+    if args.venue == "delta":
+        from raytrade.scripts.delta_cli import run_delta_sim
+
+        return run_delta_sim(args)
     from raytrade.actors.simulators.binance_exchange import BinanceExchangeSim
     from raytrade.actors.simulators.exchange_accounts import load_accounts
     from raytrade.actors.simulators.exchange_book import default_specs
@@ -93,6 +98,9 @@ def add_exchange_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     sim = esub.add_parser("sim", allow_abbrev=False,
                           help="serve Binance spot and USD-M futures order endpoints and user "
                                "streams on loopback, filling at a replay feed's prices")
+    sim.add_argument("--venue", choices=("binance", "delta"), default="binance",
+                     help="which exchange to simulate (default binance; delta: Delta "
+                          "Exchange India's /v2 API and sockets, prices from --replay)")
     sim.add_argument("--accounts", required=True, metavar="FILE",
                      help="JSON list of {key, secret, spot: {asset: amount}, "
                           "futures_wallet}; must be readable by its owner only (chmod 600)")
@@ -112,6 +120,9 @@ def add_exchange_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                           "for replays much faster than real time")
     sim.add_argument("--futures-weight-limit", type=int, default=2400,
                      help="futures request weight per minute (Binance: 2400)")
+    sim.add_argument("--rate-quota", type=int, default=10_000,
+                     help="delta: request weight per fixed 5-minute window (Delta India: "
+                          "10000); raise it for fast replays")
     sim.add_argument("--half-spread-bps", type=float, default=1.0,
                      help="bid and ask around the bar close, bps (default 1)")
     src = sim.add_argument_group("prices")

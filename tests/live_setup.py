@@ -133,10 +133,12 @@ class BacktestPath:
     marked_at: list[int]
 
 
-def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int) -> BacktestPath:
+def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int, *,
+             quick: bool = False) -> BacktestPath:
     """The policy through the backtest env from bar ``start`` (moved to its first decision
-    bar), deciding as ``Policy.decide`` does with the held position: its rule applies."""
-    exp = experiment()
+    bar), deciding as ``Policy.decide`` does with the held position: its rule applies
+    (``quick``: features of ``quick_experiment``, as ``paper_store(quick=True)`` serves)."""
+    exp = quick_experiment() if quick else experiment()
     cfg = dataclasses.replace(policy.manifest.env, random_start=False, max_episode_steps=None)
     markets, _ = load_markets([str(eth_csv)], spec=exp.features, split="all",
                               reference=str(btc_csv), window=cfg.window, costs=cfg.costs,

@@ -9,6 +9,7 @@ import tomllib
 
 import numpy as np
 import pytest
+from raytrade.algos.run_metrics import record_performance
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
@@ -135,3 +136,18 @@ def test_performance_annualizes_with_the_calendars_bars_per_year() -> None:
     crypto = performance(equity, position, H, fills=10)
     assert crypto.sharpe == pytest.approx(fx.sharpe * (8760 / hand) ** 0.5)
     assert crypto == performance(equity, position, H, fills=10, calendar=ALWAYS)
+
+
+def test_paper_record_metrics_annualize_with_the_calendar_across_weekends() -> None:
+    # a paper record's rows, one per hourly bar, with a weekend between two weeks
+    ts = [ms("2017-10-13 00:00") + H * i for i in range(21)] + \
+        [ms("2017-10-15 21:00") + H * i for i in range(100)]  # Friday, then from Sunday
+    assert FX.closure_steps(np.array(ts), H).sum() == 1
+    rng = np.random.default_rng(1)
+    equity = 1000.0 * np.cumprod(1.0 + rng.normal(1e-4, 1e-3, len(ts)))
+    rows = [{"ts": t, "equity": e, "position": 1.0} for t, e in zip(ts, equity, strict=True)]
+    fx = record_performance(rows, FX)
+    assert fx["sharpe"] == pytest.approx(
+        performance(equity, np.ones(len(ts)), H, calendar=FX).sharpe)
+    assert record_performance(rows)["sharpe"] == pytest.approx(
+        fx["sharpe"] * (8760 / FX.bars_per_year(H)) ** 0.5)

@@ -6,6 +6,7 @@ features skip closures: the bar sequence is what matters, not the hours between 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,17 @@ def test_forex_markets_load_for_an_env_and_synthetic_markets_keep_session_bars()
 def test_backtesting_source_names_the_package_and_its_files() -> None:
     with pytest.raises(ConfigError, match=r"backtesting.*no NOPE\.csv.*EURUSD"):
         resolve_sources(("backtesting:NOPE",))
+
+
+def test_cli_validates_under_an_experiments_calendar(capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    from raytrade.algos.experiments import experiment_path
+    from raytrade.scripts.cli import main
+
+    assert main(["data", "validate", "backtesting:EURUSD", "--calendar-from",
+                 str(experiment_path("eurusd_1h"))]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["symbol"] == "EURUSD" and summary["closures"] == 42
+    assert summary["calendar"].startswith("forex (Sun 17:00 to Fri 17:00 America/New_York")
+    assert main(["data", "validate", "backtesting:EURUSD"]) == 1
+    assert "regular_interval" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_apex_ladder_matches_the_paper_formula() -> None:
 
 
 @pytest.mark.parametrize("name", ["eth_btc_5m", "eth_btc_5m_cluster", "synthetic_regime",
-                                  "synthetic_regime_costly"])
+                                  "synthetic_regime_costly", "eurusd_1h"])
 def test_shipped_experiments_load_and_build(name: str) -> None:
     exp = ExperimentConfig.load(experiment_path(name))
     config = build_dqn_config(exp)

@@ -20,6 +20,7 @@ from raytrade.algos.manifest import (
     MANIFEST,
     BundleManifest,
     PolicyRejectedError,
+    manifest_calendar,
     read_bundle,
     verify_bundle,
 )
@@ -224,3 +225,21 @@ def test_manifest_module_imports_neither_torch_nor_ray() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_manifest_calendar_is_read_for_the_gate_and_dashboard_without_the_bundle() -> None:
+    # what the live gate and the dashboard annualize a paper record with
+    assert manifest_calendar(json.loads(V3_MANIFEST.read_bytes())) == ALWAYS  # before v4
+    doc = json.loads(V4_MANIFEST.read_bytes())
+    assert manifest_calendar(doc) == ALWAYS
+    doc["env"]["calendar"] = {"kind": "forex", "timezone": "America/New_York",
+                              "weekly_open": "Sun 17:00", "weekly_close": "Fri 17:00",
+                              "holidays": ["12-25"]}
+    assert manifest_calendar(doc).holidays == ("12-25",)
+    assert BundleManifest.from_dict(doc).env.calendar == manifest_calendar(doc)
+    doc["env"]["calendar"]["weekly_open"] = "Sunday"
+    with pytest.raises(ConfigError, match=r"env\.calendar.*weekly_open"):
+        manifest_calendar(doc)
+    del doc["env"]["calendar"]
+    with pytest.raises(ConfigError, match=r"env\.calendar: missing"):
+        manifest_calendar(doc)

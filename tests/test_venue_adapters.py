@@ -154,7 +154,8 @@ def test_coinbase_candles_are_validated_ordered_and_empty_intervals_filled() -> 
 # ---- the registry and the wing's boundaries
 
 def test_registry_lists_every_venue_and_builds_each_without_an_order_side() -> None:
-    assert venue_names() == ("binance", "binance-futures", "coinbase", "dwx", "replay")
+    assert venue_names() == ("binance", "binance-futures", "coinbase", "delta", "dwx",
+                             "replay")
     for name in venue_names():
         if venue_factory(name).capabilities.execution:
             continue  # a venue with an order side is tested on its own (test_dwx_venue.py)
@@ -169,7 +170,7 @@ def test_registry_lists_every_venue_and_builds_each_without_an_order_side() -> N
 
 def test_paper_config_unknown_venue_or_interval_is_refused_naming_the_rule() -> None:
     with pytest.raises(ConfigError, match=r"unknown venue 'kraken'.*binance, "
-                                          r"binance-futures, coinbase, .*replay"):
+                                          r"binance-futures, coinbase, delta, dwx, replay"):
         PaperConfig(actor="a", symbol="BTCUSDT", venue="kraken")
     with pytest.raises(ConfigError, match=r"venue 'coinbase' serves .* not 3m"):
         PaperConfig(actor="a", symbol="BTC-USD", venue="coinbase", interval="3m")
@@ -221,27 +222,29 @@ def test_sibling_venues_share_only_neutral_modules_and_never_import_simulators()
 
 
 def _venue_switches(path: Path) -> list[int]:
-    """Lines comparing with a venue name, or listing venue names in a tuple/list/set (a
-    collection whose strings are all venue names: a command line such as
-    ``[..., "dwx", "sim"]`` names a subcommand, not venues)."""
+    """Lines comparing with a venue name, or listing venue names in a tuple/list/set: a
+    collection of two venue names or more, or of venue names only. A word that is also a
+    venue's name among other words (the loopback exchange's ``{"asset", "delta"}`` request
+    fields) lists no venues."""
     names = set(venue_names())
 
     def named(node: ast.AST) -> bool:
         return isinstance(node, ast.Constant) and node.value in names
 
+    def venue_list(node: ast.AST) -> bool:
+        if not isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return False
+        found = sum(map(named, node.elts))
+        return found >= 2 or 0 < found == len(node.elts)
+
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Compare):
-            flagged = any(map(named, [node.left, *node.comparators]))
-        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-            strings = [e for e in node.elts if isinstance(e, ast.Constant)
-                       and isinstance(e.value, str)]
-            flagged = bool(strings) and all(map(named, strings))
-        else:
-            continue
-        if flagged:
+            if any(named(op) or venue_list(op) for op in [node.left, *node.comparators]):
+                out.append(node.lineno)
+        elif venue_list(node):
             out.append(node.lineno)
-    return out
+    return sorted(set(out))
 
 
 def test_no_module_outside_the_wing_switches_on_a_venue_name(tmp_path: Path) -> None:
@@ -254,5 +257,6 @@ def test_no_module_outside_the_wing_switches_on_a_venue_name(tmp_path: Path) -> 
     old = tmp_path / "switch.py"
     old.write_text('VENUES = ("binance", "coinbase", "replay")\n'
                    'rest = 1 if config.venue == "coinbase" else 2\n'
-                   'cmd = ["raytrade", "replay", "--speed", "60"]\n')
-    assert _venue_switches(old) == [1, 2]
+                   'fields = {"asset", "delta"}\n'
+                   'ok = venue in ("binance",)\n')
+    assert _venue_switches(old) == [1, 2, 4]

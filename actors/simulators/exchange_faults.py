@@ -25,6 +25,10 @@ Kinds (nothing placed unless said):
 - ``drop_user_stream``: after the order's NEW event, every user-stream socket is cut
   (no close frame); the order's TRADE events are lost for them.
 
+The loopback Delta exchange (``delta_exchange``) takes the same kinds and JSON, keyed by
+its authenticated ``POST /v2/orders`` requests, and answers each with Delta's own errors
+(its module docstring lists them); the Binance codes above are the Binance exchange's.
+
 The JSON form (``POST /sim/faults`` and ``--faults FILE``) is
 ``{"faults": [{"kind": "partial_fill", "at_order": 3, "fraction": 0.25}, ...]}``.
 """

@@ -37,16 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http.client
 import json
 import logging
-import select
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from raytrade.actors.venues.binance_auth import ApiKeys
@@ -57,8 +52,10 @@ from raytrade.actors.venues.execution import (
     VenueAuthError,
     VenueBannedError,
 )
-from raytrade.actors.venues.http import RestUnavailableError
-from raytrade.envs.errors import ConfigError, DataError, OperationalError, TemporaryError
+from raytrade.actors.venues.http import KeepAlivePool, RestUnavailableError
+from raytrade.actors.venues.http import decimal_text as decimal_text
+from raytrade.actors.venues.replies import MalformedReplyError as MalformedReplyError
+from raytrade.envs.errors import ConfigError, OperationalError, TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -88,70 +85,8 @@ class ClockSkewError(TemporaryError):
     """-1021 again right after a clock resync: nothing was sent through."""
 
 
-class MalformedReplyError(DataError):
-    """A reply that is not what the endpoint documents (names the endpoint and field)."""
-
-
 class _Resync(Exception):  # noqa: N818 - internal control flow, never escapes
     pass
-
-
-class _Pool:
-    """Idle keep-alive connections to one host, most recently used first."""
-
-    def __init__(self, scheme: str, host: str, port: int | None, timeout_s: float,
-                 size: int, max_idle_s: float) -> None:
-        self.scheme, self.host, self.port = scheme, host, port
-        self.timeout_s, self.size, self.max_idle_s = timeout_s, size, max_idle_s
-        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
-        self._lock = threading.Lock()
-        self.opened = 0
-        """Connections opened (the keep-alive test counts them)."""
-
-    def get(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was used before; a new one is connected here, so
-        a failure to connect raises ``OSError`` before anything is sent."""
-        now = time.monotonic()
-        while True:
-            with self._lock:
-                if not self._idle:
-                    break
-                conn, since = self._idle.pop()
-            if now - since <= self.max_idle_s and not _dropped(conn):
-                return conn, True
-            conn.close()
-        cls = (http.client.HTTPSConnection if self.scheme == "https"
-               else http.client.HTTPConnection)
-        conn = cls(self.host, self.port, timeout=self.timeout_s)
-        conn.connect()
-        self.opened += 1
-        return conn, False
-
-    def put(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self.size:
-                self._idle.append((conn, time.monotonic()))
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn, _ in idle:
-            conn.close()
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive socket that reads as ready was closed (or broken) by the
-    server."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 class SignedTransport:
@@ -176,15 +111,18 @@ class SignedTransport:
         self._keys = keys
         self.recv_window_ms = recv_window_ms
         self.timeout_s = timeout_s
-        self._pool = _Pool(url.scheme, url.hostname, url.port, timeout_s, pool_size,
+        self._pool = KeepAlivePool(url.scheme, url.hostname, url.port, timeout_s, pool_size,
                            max_idle_s)
         self._executor = ThreadPoolExecutor(max_workers=pool_size,
                                             thread_name_prefix="binance-rest")
         self.tracker = RateLimitTracker()
         self.clock = ServerClock(self._server_time, resync_s=time_resync_s)
         self._time_path = time_path
-        self.requests = 0
+
+    @property
+    def requests(self) -> int:
         """Requests sent (retries included)."""
+        return self._pool.sent
 
     @property
     def connections_opened(self) -> int:
@@ -252,37 +190,8 @@ class SignedTransport:
 
     def _exchange(self, method: str, target: str, headers: dict[str, str], what: str,
                   unsafe: bool) -> tuple[int, list[tuple[str, str]], bytes]:
-        """One HTTP exchange on a pooled connection: status, headers, body."""
-        for attempt in (0, 1):
-            try:
-                conn, reused = self._pool.get()
-            except OSError as exc:
-                raise RestUnavailableError(f"{what}: cannot connect to {self.rest_url} "
-                                           f"({exc.__class__.__name__}: {exc}); nothing "
-                                           "was sent") from None
-            self.requests += 1
-            try:
-                conn.request(method, target, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                stale = reused and isinstance(exc, (http.client.RemoteDisconnected,
-                                                    ConnectionResetError, BrokenPipeError))
-                if stale and attempt == 0 and not unsafe:
-                    continue  # an idle connection the server closed: once more on a new one
-                why = f"{exc.__class__.__name__}: {exc}" if str(exc) else \
-                    exc.__class__.__name__
-                if unsafe:
-                    raise OrderFateUnknownError(f"{what}: no reply ({why}); the order may "
-                                                "have reached the exchange") from None
-                raise RestUnavailableError(f"{what}: no reply ({why})") from None
-            if resp.will_close:
-                conn.close()
-            else:
-                self._pool.put(conn)
-            return resp.status, resp.getheaders(), body
-        raise AssertionError("unreachable")
+        """One HTTP exchange on a pooled connection (``http.KeepAlivePool.exchange``)."""
+        return self._pool.exchange(method, target, headers, None, what, unsafe)
 
     def _interpret(self, what: str, status: int, headers: list[tuple[str, str]],
                    body: bytes, unsafe: bool) -> Any:
@@ -353,12 +262,3 @@ def _encode(params: Params) -> str:
             text = str(value)
         parts.append(f"{key}={urllib.parse.quote(text, safe='')}")
     return "&".join(parts)
-
-
-def decimal_text(x: float) -> str:
-    """``x`` as Binance reads decimals: the shortest plain decimal that round-trips
-    (``1e-05`` -> ``0.00001``, ``100.0`` -> ``100``)."""
-    text = format(Decimal(repr(float(x))), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"

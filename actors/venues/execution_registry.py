@@ -21,6 +21,8 @@ from typing import Literal
 
 from raytrade.actors.venues.binance_auth import install_redaction, load_keys
 from raytrade.actors.venues.binance_orders import BinanceExecution
+from raytrade.actors.venues.delta_setup import ENDPOINTS as DELTA_ENDPOINTS
+from raytrade.actors.venues.delta_setup import build_delta_execution
 from raytrade.actors.venues.dwx import build_execution as build_dwx
 from raytrade.actors.venues.execution import MarketKind, OrderExecution
 from raytrade.envs.errors import ConfigError
@@ -100,6 +102,8 @@ _ENTRIES = (
         "mainnet": ("https://fapi.binance.com", "wss://fstream.binance.com"),
         "testnet": ("https://testnet.binancefuture.com", "wss://fstream.binancefuture.com"),
     }, _binance("futures"), default_key_prefix="RAYTRADE_BINANCE"),
+    ExecutionVenue("delta-futures", "futures", DELTA_ENDPOINTS, build_delta_execution,
+                   default_key_prefix="RAYTRADE_DELTA"),
     ExecutionVenue("dwx", "futures", {}, build_dwx, transport="files"),
 )
 EXECUTION_VENUES: Mapping[str, ExecutionVenue] = {e.name: e for e in _ENTRIES}

@@ -20,6 +20,7 @@ from raytrade.actors.simulators.replay_venue import ReplayVenue
 from raytrade.actors.venues.binance import BinanceVenue
 from raytrade.actors.venues.binance_futures import BinanceFuturesVenue
 from raytrade.actors.venues.coinbase import CoinbaseVenue
+from raytrade.actors.venues.delta import DeltaVenue
 from raytrade.actors.venues.dwx import DwxVenue
 from raytrade.actors.venues.protocol import Venue, VenueEndpoints, VenueFactory
 from raytrade.envs.errors import ConfigError
@@ -28,6 +29,7 @@ _ENTRIES: tuple[VenueFactory, ...] = (
     BinanceVenue,
     BinanceFuturesVenue,
     CoinbaseVenue,
+    DeltaVenue,
     DwxVenue,
     ReplayVenue,
 )
