@@ -188,7 +188,7 @@ class LiveConfig:
                               key_env_prefix=self.key_env_prefix, key_file=self.key_file,
                               timeout_s=self.order_timeout_s,
                               recv_window_ms=self.recv_window_ms,
-                              venue_config=self.venue_config)
+                              venue_config=self.venue_config, dry_run=self.dry_run)
 
     @property
     def orders_journal_path(self) -> str:

@@ -142,13 +142,19 @@ class Watchdog:
         return not self.calendar.always and not self.calendar.is_open(self.market_ms())
 
     async def check(self) -> None:
-        """Feed state, staleness (with the REST fallback) and gap retries, now; while the
-        market is closed, only the stale and feed-down clocks move (to the open)."""
+        """Feed state, staleness (with the REST fallback) and gap retries, now. While the
+        market is closed no new alert is raised (the stale and feed-down clocks move to
+        the open), but bars missing from before the close are still fetched: a symbol
+        that went stale, or a gap left open, before Friday's close is not left so all
+        weekend."""
         now = self.clock()
         if self.market_closed():
             self.feed_down_since = None
             if self.last_bar_at is not None:
                 self.last_bar_at = now  # staleness counts session time: from the open
+            if self.stale:
+                await self.rest_fallback()
+            await self._retry_gaps()
             return
         if self.health.state != "live":
             self.feed_down_since = self.feed_down_since or now
@@ -162,6 +168,9 @@ class Watchdog:
                 self.health.count("stale_holds")
                 self.on_stale()
             await self.rest_fallback()
+        await self._retry_gaps()
+
+    async def _retry_gaps(self) -> None:
         for seq in self.sequencers.values():
             if seq.stale:
                 await self.release(await seq.retry())

@@ -11,9 +11,14 @@ day before to that time on the day itself (``"12-25"`` closes Sunday 24th 17:00 
 UTC). ``"MM-DD"`` repeats every year, ``"YYYY-MM-DD"`` is one date.
 
 Bars follow a grid of open times: ``t = k * interval`` ms since the epoch (UTC). A bar
-``[t, t + interval)`` is *expected* when it overlaps a session, even partly; a bar lying
-wholly inside a closure is not (a broker may still send one, e.g. a quote just after the
-Friday close: readers accept it and count it, they never refuse it). Every question is
+``[t, t + interval)`` is *expected* when the market is open at its middle,
+``t + interval // 2``. Sessions open and close on whole hours, so a bar of an hour or less
+is expected exactly when it overlaps a session; a longer bar counts where most of it
+trades: a daily UTC bar of a Sunday (open from 21:00 or 22:00) is not expected, Monday's
+to Friday's are (five a week, as forex daily data has them), and a 4h bar is expected
+when its middle hour trades. A bar that is not expected may still come (a quote just
+after the Friday close, a broker's Sunday daily bar): readers accept it and count it,
+they never refuse it. Every question is
 answered from the closures as sorted, merged UTC intervals ``[start, end)`` (built per year
 with :mod:`zoneinfo` and cached), so validation of long files stays vectorized.
 
@@ -100,6 +105,8 @@ class TradingCalendar:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"TradingCalendar.kind must be one of {KINDS}, got {self.kind!r}")
+        if isinstance(self.holidays, list):
+            object.__setattr__(self, "holidays", tuple(self.holidays))
         if self.kind == "always":
             if (self.timezone, self.weekly_open, self.weekly_close, self.holidays) != \
                     ("America/New_York", "Sun 17:00", "Fri 17:00", ()):
@@ -116,8 +123,6 @@ class TradingCalendar:
                                                                self.weekly_close):
             raise ConfigError("TradingCalendar: weekly_open and weekly_close are the same "
                               "time (use kind 'always' for a market that never closes)")
-        if isinstance(self.holidays, list):
-            object.__setattr__(self, "holidays", tuple(self.holidays))
         if not isinstance(self.holidays, tuple):
             raise ConfigError("TradingCalendar.holidays must be a list of dates")
         for h in self.holidays:
@@ -181,20 +186,16 @@ class TradingCalendar:
         return out
 
     def bar_expected(self, open_ms: int, interval_ms: int) -> bool:
-        """True when the bar ``[open_ms, open_ms + interval_ms)`` overlaps a session."""
+        """True when the market is open at the middle of the bar
+        ``[open_ms, open_ms + interval_ms)`` (module docstring)."""
         return bool(self.expected_mask(np.array([open_ms], np.int64), interval_ms)[0])
 
     def expected_mask(self, opens_ms: npt.ArrayLike, interval_ms: int) -> BoolArray:
-        """Vectorized :meth:`bar_expected` over bar open times (False: the bar lies wholly
-        inside a closure, e.g. a broker's quote just after the Friday close)."""
+        """Vectorized :meth:`bar_expected` over bar open times (False: the bar's middle
+        lies inside a closure, e.g. a broker's quote just after the Friday close, or a
+        daily bar of a Sunday)."""
         ts = np.asarray(opens_ms, dtype=np.int64)
-        if self.always or len(ts) == 0:
-            return np.ones(len(ts), dtype=bool)
-        starts, ends = self.closures(int(ts.min()), int(ts.max()) + interval_ms)
-        idx = np.searchsorted(starts, ts, side="right") - 1
-        end = ends[np.maximum(idx, 0)]
-        out: BoolArray = ~((idx >= 0) & (ts < end) & (ts + interval_ms <= end))
-        return out
+        return self.open_mask(ts + int(interval_ms) // 2)
 
     def expected_between(self, a_open_ms: int, b_open_ms: int, interval_ms: int) -> int:
         """Expected bars of the grid strictly between two bar opens (0: the step is a
@@ -206,24 +207,28 @@ class TradingCalendar:
     def expected_between_many(self, a_ms: npt.ArrayLike, b_ms: npt.ArrayLike,
                               interval_ms: int) -> Int64Array:
         """Vectorized :meth:`expected_between` over steps ``a[i] -> b[i]``: the grid opens
-        ``a + k * interval`` (``k >= 1``) before ``b``, less those wholly inside closures."""
+        ``a + k * interval`` (``k >= 1``) before ``b``, less those whose middle lies in a
+        closure."""
         a = np.asarray(a_ms, dtype=np.int64)
         b = np.asarray(b_ms, dtype=np.int64)
         iv = int(interval_ms)
         between: Int64Array = np.maximum((b - a + iv - 1) // iv - 1, 0).astype(np.int64)
         if self.always or len(a) == 0:
             return between
+        half = iv // 2
         starts, ends = self.closures(int(a.min()), int(b.max()) + iv)
         out = between.copy()
         for i in np.flatnonzero(between > 0).tolist():
             ai, m = int(a[i]), int(between[i])
-            j0 = int(np.searchsorted(ends, ai + iv, side="right"))
-            j1 = int(np.searchsorted(starts, int(b[i]), side="left"))
+            j0 = int(np.searchsorted(ends, ai + iv + half, side="right"))
+            j1 = int(np.searchsorted(starts, int(b[i]) + half, side="left"))
             if j1 <= j0:
                 continue
             s, e = starts[j0:j1], ends[j0:j1]
-            k_lo = np.maximum(1, -((ai - s) // iv))        # ceil((s - a) / iv), at least 1
-            k_hi = np.minimum(m, (e - iv - ai) // iv)       # bar ends by the closure's end
+            # bars whose middle a + k * iv + half lies in [s, e): ceil((s - a - half) / iv)
+            # to ceil((e - a - half) / iv) - 1, within 1..m
+            k_lo = np.maximum(1, -((ai + half - s) // iv))
+            k_hi = np.minimum(m, -((ai + half - e) // iv) - 1)
             out[i] = m - int(np.maximum(k_hi - k_lo + 1, 0).sum())
         return out
 
@@ -367,10 +372,10 @@ def _bars_per_year(cal: TradingCalendar, iv: int) -> float:
     starts, ends = _closures(cal, CYCLE[0] - 1, CYCLE[1], yearly_only=True)
     grid0 = -(-t0 // iv) * iv                      # first grid open at or after t0
     total = (t1 - grid0 + iv - 1) // iv             # grid opens in [t0, t1)
-    s = np.clip(starts, t0, t1)
-    e = np.clip(ends, t0, t1)
-    k_lo = -((grid0 - s) // iv)                     # first grid index at or after s
-    k_hi = (e - iv - grid0) // iv                   # last whose bar ends by e
+    half = iv // 2
+    # grid bars whose middle grid0 + k * iv + half lies in a closure [s, e), k in [0, total)
+    k_lo = np.maximum(0, -((grid0 + half - starts) // iv))
+    k_hi = np.minimum(total - 1, -((grid0 + half - ends) // iv) - 1)
     closed = int(np.maximum(k_hi - k_lo + 1, 0).sum())
     days = (t1 - t0) / MS_PER_DAY
     return (total - closed) / days * YEAR_DAYS

@@ -124,7 +124,8 @@ def backtesting_path(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"source 'backtesting:{name}' reads the bars shipped in the "
                           f"'{BACKTESTING_PACKAGE}' package, which is not installed "
-                          f"(pip install {BACKTESTING_PACKAGE})")
+                          "(pip install 'raytrade[forex]', or pip install "
+                          f"{BACKTESTING_PACKAGE})")
     folder = Path(next(iter(spec.submodule_search_locations))) / "test"
     path = folder / f"{name}.csv"
     if not name or not path.is_file():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import backtesting
 from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
@@ -53,6 +54,20 @@ def eurusd_store(root: Path, *, channel: str, seed: int = 3,
     return store, Policy(files, version)
 
 
+def bundled_eurusd_store(root: Path, *, channel: str, seed: int = 3,
+                         rule: DecisionRule | None = None) -> tuple[PolicyStore, Policy]:
+    """A local store whose ``channel`` serves a policy of the shipped forex experiment
+    ``algos/experiments/eurusd_1h.toml`` (its features with 4h bars, costs, calendar and
+    decision rule, or ``rule``; weights initialized with ``seed``)."""
+    exp = ExperimentConfig.load(experiment_path("eurusd_1h"))
+    if rule is not None:
+        exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, decision=rule))
+    files = random_bundle(exp, seed=seed, spec=exp.fit_env_spec())
+    store = PolicyStore(root.as_uri())
+    version = store.publish(files, channel=channel, reason="test policy")
+    return store, Policy(files, version)
+
+
 def eurusd_csv(folder: Path, n: int) -> Path:
     """The first ``n`` EURUSD bars as a CSV in the ``backtesting`` layout (the pandas
     index column holds the times), for the simulator and the backtest alike."""
@@ -65,9 +80,8 @@ def eurusd_csv(folder: Path, n: int) -> Path:
 def eurusd_backtest(policy: Policy, csv: Path, start: int) -> BacktestPath:
     """The policy through the backtest env on ``csv`` from bar ``start`` (moved to its
     first decision bar), deciding as ``Policy.decide`` does with the held position."""
-    exp = eurusd_experiment(tuple(policy.manifest.env.positions))
     cfg = dataclasses.replace(policy.manifest.env, random_start=False, max_episode_steps=None)
-    markets, _ = load_markets([str(csv)], spec=exp.features, split="all",
+    markets, _ = load_markets([str(csv)], spec=policy.feature_spec, split="all",
                               window=cfg.window, costs=cfg.costs,
                               normalizer=policy.normalizer, calendar=cfg.calendar)
     env = TradingEnv(markets, config=cfg)

@@ -15,6 +15,7 @@ from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.metrics import performance
 from raytrade.envs.typed_json import decode, encode
+from raytrade.envs.validation import first_broken_rule
 
 H = 3_600_000
 FX = TradingCalendar(kind="forex", holidays=("12-25", "01-01"))
@@ -42,7 +43,7 @@ def test_forex_session_follows_new_york_time_through_daylight_saving() -> None:
     assert ALWAYS.is_open(ms("2017-12-25 03:00"))
 
 
-def test_forex_bar_expected_when_it_overlaps_a_session() -> None:
+def test_forex_bar_expected_when_its_middle_trades() -> None:
     assert FX.bar_expected(ms("2017-10-06 20:00"), H)
     assert not FX.bar_expected(ms("2017-10-06 21:00"), H)   # a quote after the close
     assert FX.bar_expected(ms("2017-10-08 20:00"), 4 * H)    # opens inside, ends in session
@@ -84,11 +85,35 @@ def test_forex_bars_per_year_matches_a_hand_count() -> None:
     assert TradingCalendar(kind="forex").bars_per_year(H) == pytest.approx(
         1461 * 120 / 10227 * 365, rel=1e-12)
     assert ALWAYS.bars_per_year(H) == 365 * 24
-    # 4h bars on the UTC grid: a bar overlapping the session counts, so a week has the
-    # Sunday 20:00 bar, Monday to Thursday's 24 and Friday's 6 (the last opens 20:00):
-    # 31 in summer (21:00 UTC open and close) and in winter (22:00) alike
+    # 4h bars on the UTC grid count when their middle trades: a week has the Sunday 20:00
+    # bar (middle 22:00), Monday to Thursday's 24 and Friday's 5 (20:00 has its middle
+    # after the close): 30 in summer (21:00 UTC open and close) and winter (22:00) alike;
+    # a holiday closes the Sunday 20:00 bar and five of the Monday's
     assert TradingCalendar(kind="forex").bars_per_year(4 * H) == pytest.approx(
-        1461 * 31 / 10227 * 365, rel=1e-12)
+        1461 * 30 / 10227 * 365, rel=1e-12)
+    assert FX.bars_per_year(4 * H) == pytest.approx(hand / 4, rel=1e-12)
+    # daily UTC bars: Monday to Friday (a Sunday's middle, 12:00, is closed), less a
+    # holiday falling Monday to Friday: five a week, about 259 a year, not 365 or 312
+    assert FX.bars_per_year(24 * H) == pytest.approx(
+        (1461 * 5 - 2 * 20) / 10227 * 365, rel=1e-12)
+
+
+def test_forex_daily_bars_monday_to_friday_pass_validation_and_repair_adds_no_sunday(
+        ) -> None:
+    days = ["2017-04-17", "2017-04-18", "2017-04-19", "2017-04-20", "2017-04-21",
+            "2017-04-24", "2017-04-25", "2017-12-22", "2017-12-26"]
+    ts = np.array([ms(d + " 00:00") for d in days], dtype=np.int64)
+    ohlcv = np.tile([1.1, 1.2, 1.0, 1.15, 100.0], (len(ts), 1))
+    assert first_broken_rule(ts, ohlcv, 24 * H, FX) is not None  # Apr 25 -> Dec 22
+    week = slice(0, 7)
+    assert first_broken_rule(ts[week], ohlcv[week], 24 * H, FX) is None
+    assert FX.expected_between(int(ts[-2]), int(ts[-1]), 24 * H) == 0  # Christmas Monday
+    assert not FX.bar_expected(ms("2017-04-23 00:00"), 24 * H)  # a Sunday
+    assert FX.bar_expected(ms("2017-04-21 00:00"), 24 * H)  # a Friday
+
+
+def test_always_calendar_takes_an_empty_holiday_list() -> None:
+    assert TradingCalendar(kind="always", holidays=[]) == ALWAYS  # type: ignore[arg-type]
 
 
 def test_env_calendar_toml_round_trips_through_the_env_config_and_json() -> None:

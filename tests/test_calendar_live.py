@@ -123,3 +123,44 @@ def test_watchdog_is_quiet_while_the_market_is_closed_and_resumes_at_the_open() 
         assert stale == [1] and fallback and wd.stale
 
     asyncio.run(main())
+
+
+def test_watchdog_stale_before_the_close_keeps_fetching_over_the_weekend_without_alerts(
+        ) -> None:
+    table = _eurusd()
+    monday = _weekend(table)
+    friday_last = int(table.ts[monday - 1])
+    clock = FakeClock(friday_last / 1000 - 2 * 3600.0)  # three session hours before close
+    health = FeedHealth(state="live")
+    stale: list[int] = []
+    fallback: list[float] = []
+
+    async def backfill(symbol: str, start: int, end: int) -> list[Bar]:
+        fallback.append(clock.t)
+        return []
+
+    async def offer(symbol: str, bar: Bar) -> None:
+        return None
+
+    async def release(bars: list[SequencedBar]) -> None:
+        return None
+
+    seq = BarSequencer("EURUSD", H, backfill, health, last_ts=friday_last - 3 * H,
+                       calendar=FX)
+    wd = Watchdog(clock=clock, interval_s=3600.0, stale_after_bars=2.0,
+                  feed_down_alert_s=300.0, health=health, sequencers={"EURUSD": seq},
+                  offer=offer, release=release, on_stale=lambda: stale.append(1),
+                  on_fresh=lambda sym, ts: None,
+                  on_feed_down=lambda down_s, why: None, calendar=FX)
+
+    async def main() -> None:
+        wd.live_bar("EURUSD", friday_last - 3 * H)
+        clock.t += 2 * 3600.0 + 1.0                      # no bar for two session hours
+        await wd.check()
+        assert stale == [1] and len(fallback) == 1       # went stale before the close
+        clock.t = (friday_last + H) / 1000 + 3600.0      # Friday 18:00 New York: closed
+        await wd.check()
+        assert wd.market_closed() and len(fallback) == 2  # the missing bars still fetched
+        assert stale == [1]                               # and no new alert
+
+    asyncio.run(main())

@@ -177,4 +177,4 @@ def build_execution(setup: ExecutionSetup) -> DwxExecution:
         config = found
     client = shared_client(setup.files_dir, ClientConfig(
         server_utc_offset_s=config.server_utc_offset_s, command_timeout_s=setup.timeout_s))
-    return DwxExecution(client, config, network=setup.network)
+    return DwxExecution(client, config, network=setup.network, dry_run=setup.dry_run)

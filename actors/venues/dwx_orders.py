@@ -69,12 +69,16 @@ log = logging.getLogger(__name__)
 class DwxExecution:
     """Orders, account and fills of one MetaTrader account through its EA's folder
     (module docstring). ``network``: ``testnet`` (a demo account), ``mainnet`` (real
-    money) or ``loopback`` (the EA simulator); checked by ``ready``."""
+    money) or ``loopback`` (the EA simulator); checked by ``ready``. ``dry_run``: the
+    live trader sends no orders, so an account kind the EA does not report is only logged
+    (otherwise ``ready`` refuses to start)."""
 
-    def __init__(self, client: DwxClient, config: VenueConfig, *, network: str) -> None:
+    def __init__(self, client: DwxClient, config: VenueConfig, *, network: str,
+                 dry_run: bool = False) -> None:
         self.client = client
         self.config = config
         self.network = network
+        self.dry_run = dry_run
         self.records: dict[str, OrderRecord] = {}
         self.listeners: list[Callable[[OrderRecord], None]] = []
         """Called when a record gains a fill or ends (the user stream)."""
@@ -105,14 +109,17 @@ class DwxExecution:
 
     async def ready(self) -> None:
         """Once: the account kind against the network, and every configured symbol's
-        tick value against its pip value (``ConfigError`` on a mismatch)."""
+        tick value against its pip value (``ConfigError`` on a mismatch, and for an
+        account kind that cannot be verified unless this is a dry run)."""
         if self._checked:
             return
         orders = await self.orders_now()
         self.unverified = check_account_kind(orders.account, self.network,
                                              self.client.paths.folder)
         if self.unverified:
-            log.error("DWX: %s", self.unverified)
+            if not self.dry_run:
+                raise ConfigError(f"DWX: {self.unverified}: refused")
+            log.error("DWX (dry run): %s", self.unverified)
         symbols = tuple(sorted(self.config.symbols))
         for symbol in symbols:
             tick = await self._tick(symbol)

@@ -59,6 +59,9 @@ class ExecutionSetup:
     such a window)."""
     venue_config: str | None
     """The venue's own settings file (a file bridge's lot sizes per symbol), if any."""
+    dry_run: bool = False
+    """The live trader sends no orders (a venue that cannot verify its account kind may
+    still serve a dry run, and must refuse to start otherwise)."""
 
 
 Builder = Callable[[ExecutionSetup], OrderExecution]
