@@ -146,13 +146,9 @@ class DeltaSockets:
         await ws.accept()
         conn = SocketConn(ws, kind)
         self.conns.add(conn)
-        sender = asyncio.create_task(conn.pump())
-        receiver = asyncio.create_task(self._receive(conn))
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await conn.serve(self._receive(conn))
         finally:
-            sender.cancel()
-            receiver.cancel()
             if conn.heartbeat is not None:
                 conn.heartbeat.cancel()
             self.conns.discard(conn)

@@ -146,13 +146,9 @@ class UserStreams:
         await ws.accept()
         conn = _Connection(ws)
         self._conns.setdefault(key, set()).add(conn)
-        sender = asyncio.create_task(conn.pump())
-        receiver = asyncio.create_task(self._receive(ws))
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await conn.serve(self._receive(ws))
         finally:
-            sender.cancel()
-            receiver.cancel()
             self._conns.get(key, set()).discard(conn)
 
     @staticmethod

@@ -86,6 +86,17 @@ class QueuedSocket:
             self.close_code = 1011
             self.queue.put_nowait(None)
 
+    async def serve(self, receive: Coroutine[Any, Any, None]) -> None:
+        """Send queued frames (``pump``) while ``receive`` reads the client; once either
+        ends (a close queued, the client gone), cancel both."""
+        sender = asyncio.create_task(self.pump())
+        receiver = asyncio.create_task(receive)
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sender.cancel()
+            receiver.cancel()
+
     async def pump(self) -> None:
         """Send queued frames until a None (then close) or until the client is gone."""
         try:
