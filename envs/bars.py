@@ -126,6 +126,16 @@ class BarTable:
         hi = len(self) if end_ms is None else int(np.searchsorted(self.ts, end_ms, side="left"))
         return self.slice(lo, hi)
 
+    def in_sessions(self, calendar: TradingCalendar) -> BarTable:
+        """Around-the-clock bars (a generated market) as a market under ``calendar``
+        trades: only the bars it expects, tagged with it; ``self`` when it never closes."""
+        if calendar.always:
+            return self
+        keep = calendar.expected_mask(self.ts, self.interval_ms)
+        return BarTable.from_arrays(self.ts[keep], self.ohlcv()[keep],
+                                    interval_ms=self.interval_ms, symbol=self.symbol,
+                                    source=self.source, calendar=calendar)
+
     def bar(self, i: int) -> Bar:
         """Row ``i`` as a :class:`Bar`."""
         return Bar(int(self.ts[i]), float(self.open[i]), float(self.high[i]),

@@ -99,13 +99,7 @@ def load_source(src: str, calendar: TradingCalendar = ALWAYS) -> BarTable:
     left out, so it trades like that market)."""
     if not src.startswith("synthetic:"):
         return load_bars(src, calendar=calendar)
-    bars = synthetic_source(src).bars
-    if calendar.always:
-        return bars
-    keep = calendar.expected_mask(bars.ts, bars.interval_ms)
-    return BarTable.from_arrays(bars.ts[keep], bars.ohlcv()[keep],
-                                interval_ms=bars.interval_ms, symbol=bars.symbol,
-                                source=bars.source, calendar=calendar)
+    return synthetic_source(src).bars.in_sessions(calendar)
 
 
 BACKTESTING_PACKAGE = "backtesting"

@@ -17,9 +17,8 @@ from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.decision import DecisionRule
 from raytrade.envs.market import load_markets
-from raytrade.envs.trading_env import TradingEnv
 
-from tests.live_setup import BacktestPath
+from tests.live_setup import BacktestPath, run_backtest
 
 EURUSD = Path(backtesting.__file__).parent / "test" / "EURUSD.csv"
 """5000 real EURUSD hourly bars (2017-04-19 .. 2018-02-07, UTC), weekends and the
@@ -84,16 +83,4 @@ def eurusd_backtest(policy: Policy, csv: Path, start: int) -> BacktestPath:
     markets, _ = load_markets([str(csv)], spec=policy.feature_spec, split="all",
                               window=cfg.window, costs=cfg.costs,
                               normalizer=policy.normalizer, calendar=cfg.calendar)
-    env = TradingEnv(markets, config=cfg)
-    obs, info = env.reset(options={"start": start})
-    path = BacktestPath([], [], [], [], [])
-    while True:
-        a = policy.decide(obs, float(info["position"])).action
-        path.bars.append(int(info["bar"]))
-        obs, _, term, trunc, info = env.step(a)
-        path.actions.append(a)
-        path.targets.append(float(info["position"]))
-        path.equity.append(float(info["equity"]))
-        path.marked_at.append(int(info["bar"]))
-        if term or trunc:
-            return path
+    return run_backtest(policy, markets, cfg, start)

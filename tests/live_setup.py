@@ -10,20 +10,27 @@ import functools
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from raytrade.actors.paper_config import PaperConfig
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
+from raytrade.algos.storage import keys
+from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import BarTable
 from raytrade.envs.decision import DecisionRule
+from raytrade.envs.env_config import EnvConfig
 from raytrade.envs.env_spec import EnvSpec
 from raytrade.envs.io import load_bars
-from raytrade.envs.market import load_markets
+from raytrade.envs.market import MarketData, load_markets
 from raytrade.envs.sample import sample_path
 from raytrade.envs.trading_env import TradingEnv
 from raytrade.scripts.s3_local import free_port
@@ -56,6 +63,30 @@ def quick_experiment() -> ExperimentConfig:
     spec = dataclasses.replace(exp.features, higher_timeframes=(), pivot_levels=2,
                                smc_level=1, regime_vol_long=96)
     return dataclasses.replace(exp, features=spec)
+
+
+BAR_MS = 300_000
+
+
+def speed_for(bar_s: float) -> float:
+    """Replay speed with one 5m bar every ``bar_s`` seconds."""
+    return BAR_MS / (bar_s * 1000)
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str,
+             poll_s: float = 0.05) -> Any:
+    """Poll ``check()`` every ``poll_s`` seconds until it is truthy; its value.
+
+    Raises:
+        AssertionError: still falsy after ``timeout_s`` seconds (names ``what``).
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def bundle(seed: int = 3, rule: DecisionRule | None = None) -> dict[str, bytes]:
@@ -143,6 +174,14 @@ def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int, *,
     markets, _ = load_markets([str(eth_csv)], spec=exp.features, split="all",
                               reference=str(btc_csv), window=cfg.window, costs=cfg.costs,
                               normalizer=policy.normalizer)
+    return run_backtest(policy, markets, cfg, start)
+
+
+def run_backtest(policy: Policy, markets: Sequence[MarketData], cfg: EnvConfig,
+                 start: int) -> BacktestPath:
+    """``policy`` through a ``TradingEnv`` on ``markets`` with ``cfg`` from bar ``start``
+    (moved to its first decision bar), deciding as ``Policy.decide`` does with the held
+    position; the path it took (``BacktestPath``)."""
     env = TradingEnv(markets, config=cfg)
     obs, info = env.reset(options={"start": start})
     path = BacktestPath([], [], [], [], [])
@@ -156,6 +195,35 @@ def backtest(policy: Policy, eth_csv: Path, btc_csv: Path, start: int, *,
         path.marked_at.append(int(info["bar"]))
         if term or trunc:
             return path
+
+
+def paper_until_exported(configs: Sequence[PaperConfig], store: PolicyStore, actor: str,
+                         reached: Callable[[list[bytes]], bool],
+                         duration_s: float) -> list[dict[str, Any]]:
+    """``run_paper(configs)`` on ``store`` until ``reached`` holds for the lines of
+    ``paper/<actor>/equity.jsonl`` (checked every 0.5 s) or ``duration_s`` seconds pass;
+    the actors' final states."""
+    from raytrade.actors.paper_actor import run_paper  # imports ray: only where it runs
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            try:
+                data = store.blobs.get(keys.paper_key(actor, keys.EQUITY)).data
+            except NotFoundError:
+                continue
+            if reached(data.splitlines()):
+                done.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return run_paper(configs, store.uri, duration_s=duration_s, check_every_s=1,
+                         stop_event=done)
+    finally:
+        done.set()
+        watcher.join()
 
 
 def as_array(x: list[float]) -> np.ndarray:

@@ -42,21 +42,17 @@ from raytrade.envs.errors import ConfigError
 
 from tests.exchange_setup import KEY, SECRET, Alerts, run_sessions, sim_state
 from tests.live_setup import (
+    BAR_MS,
     backtest,
     banner_process,
     bars,
     live_store,
     paper_store,
+    speed_for,
     write_csv,
 )
 
 START = 300  # the quick FeatureSpec needs about 140 bars of warm-up
-BAR_MS = 300_000
-
-
-def speed_for(bar_s: float) -> float:
-    """Replay speed with one 5m bar every ``bar_s`` seconds."""
-    return BAR_MS / (bar_s * 1000)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from raytrade.actors.simulators.dwx_ea_format import server_epoch
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.envs.errors import ConfigError, DataValidationError
 
+from tests.live_setup import wait_for
+
 EURUSD = Path(backtesting.__file__).parent / "test" / "EURUSD.csv"
 ACCOUNT_KEYS = ["name", "number", "currency", "leverage", "free_margin", "balance", "equity"]
 ORDER_KEYS = ["magic", "symbol", "lots", "type", "open_price", "open_time", "SL", "TP", "pnl",
@@ -59,13 +61,8 @@ def _read_json(path: Path) -> Any | None:
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout_s: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """``live_setup.wait_for``, polling the EA's files every 20 ms."""
+    return wait_for(probe, timeout_s, what, poll_s=0.02)
 
 
 class Messages:

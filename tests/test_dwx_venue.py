@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import threading
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from raytrade.actors.journal import Journal
 from raytrade.actors.live_config import LiveConfig, LiveLimits
 from raytrade.actors.live_ledger import LiveLedger
 from raytrade.actors.live_session import LiveSession
-from raytrade.actors.paper_actor import run_paper
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.actors.simulators.dwx_ea_faults import EaFault
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
@@ -50,10 +48,7 @@ from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_co
 from raytrade.actors.venues.execution import OrderFateUnknownError, OrderRequest
 from raytrade.actors.venues.execution_registry import ExecutionSetup, execution_venue
 from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
-from raytrade.algos.storage import keys
-from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.live_commands import issue_command
-from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.decision import DecisionRule
 from raytrade.envs.errors import ConfigError
 from raytrade.envs.io import load_bars
@@ -66,6 +61,7 @@ from tests.dwx_setup import (
     eurusd_store,
 )
 from tests.exchange_setup import run_sessions
+from tests.live_setup import paper_until_exported
 
 EURUSD = Path(backtesting.__file__).parent / "test" / "EURUSD.csv"
 VENUE_TOML = """\
@@ -358,19 +354,6 @@ PARITY_WARMUP = 300
 below 1e-12 after 300, so equity can be held to 1e-9 like the websocket venues'."""
 
 
-def _stop_when_exported(store: PolicyStore, actor: str, last_ts: int,
-                        done: threading.Event) -> None:
-    """Set ``done`` once ``paper/<actor>/equity.jsonl`` reaches the bar ``last_ts``."""
-    while not done.wait(0.5):
-        try:
-            data = store.blobs.get(keys.paper_key(actor, keys.EQUITY)).data
-        except NotFoundError:
-            continue
-        lines = data.splitlines()
-        if lines and int(json.loads(lines[-1])["ts"]) >= last_ts:
-            done.set()
-
-
 def test_paper_actor_on_the_ea_replaying_eurusd_matches_backtest(
         tmp_path: Path, local_ray: None) -> None:
     csv = eurusd_csv(tmp_path, PARITY_BARS)
@@ -388,15 +371,10 @@ def test_paper_actor_on_the_ea_replaying_eurusd_matches_backtest(
                              warmup_bars=PARITY_WARMUP, speed=3600 / PARITY_BAR_S,
                              stale_after_bars=200,
                              export_every_s=1, use_quote_spread=False)
-        done = threading.Event()
-        watcher = threading.Thread(target=_stop_when_exported,
-                                   args=(store, "eurusd", int(table.ts[-2]), done),
-                                   daemon=True)
-        watcher.start()
-        finals = run_paper([config], store.uri, duration_s=40, check_every_s=1,
-                           stop_event=done)
-        done.set()
-        watcher.join()
+        last_ts = int(table.ts[-2])
+        finals = paper_until_exported(
+            [config], store, "eurusd",
+            lambda lines: bool(lines) and int(json.loads(lines[-1])["ts"]) >= last_ts, 40)
     assert finals[0]["error"] is None
     journal = Journal(tmp_path / "journal" / "eurusd.sqlite")
     live = journal.db.execute("SELECT d.ts, d.action, d.decided FROM decisions d JOIN bars b "

@@ -38,16 +38,10 @@ from tests.exchange_setup import (
     sim_post,
     sim_state,
 )
-from tests.live_setup import bars, live_store, write_csv
+from tests.live_setup import BAR_MS, bars, live_store, speed_for, wait_for, write_csv
 from tests.test_dashboard_live import live_page, texts
 
 START = 300  # the quick FeatureSpec needs about 140 bars of warm-up
-BAR_MS = 300_000
-
-
-def speed_for(bar_s: float) -> float:
-    """Replay speed with one 5m bar every ``bar_s`` seconds."""
-    return BAR_MS / (bar_s * 1000)
 
 
 def market(tmp_path: Path, live_bars: int) -> tuple[int, list[Path]]:
@@ -431,15 +425,6 @@ def start_worker(tmp_path: Path, info: dict[str, Any], store_uri: str, speed: fl
                             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def wait_for(check: Any, timeout_s: float, what: str) -> Any:
-    """Poll ``check()`` until it is truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_9_between_send_and_ack_resolves_the_order_by_client_id_never_twice(

@@ -20,38 +20,29 @@ differs).
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
 from raytrade.actors.journal import Journal
-from raytrade.actors.paper_actor import run_paper
 from raytrade.actors.paper_config import PaperConfig
 from raytrade.algos.storage import keys
-from raytrade.algos.storage.blobstore import NotFoundError
-from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.decision import DecisionRule
 from raytrade.envs.features.warmup import feature_warmup_bars
 
-from tests.live_setup import backtest, bars, paper_store, replay_process, write_csv
+from tests.live_setup import (
+    backtest,
+    bars,
+    paper_store,
+    paper_until_exported,
+    replay_process,
+    write_csv,
+)
 
 N_BARS = 14_300
 START = 14_000  # live from here; the actor warms up over REST on the bars before it
 BAR_S = 0.03  # one replayed 5m bar every 30 ms
-
-
-def _stop_when_exported(store: PolicyStore, actor: str, rows: int,
-                        done: threading.Event) -> None:
-    """Set ``done`` once ``paper/<actor>/equity.jsonl`` holds ``rows`` records."""
-    while not done.wait(0.5):
-        try:
-            data = store.blobs.get(keys.paper_key(actor, keys.EQUITY)).data
-        except NotFoundError:
-            continue
-        if len(data.splitlines()) >= rows:
-            done.set()
 
 
 RULE = DecisionRule(margin=0.0, cost_multiple=0.25, every_bars=3)
@@ -80,14 +71,8 @@ def test_paper_actor_on_replayed_real_bars_matches_backtest(
                              speed=speed / 1000, stale_after_bars=100, export_every_s=1)
         # the replay lasts (N_BARS - START) * BAR_S = 9 s; warm-up adds a few seconds.
         # Stop once the export holds every live bar (30 s at most).
-        done = threading.Event()
-        watcher = threading.Thread(target=_stop_when_exported,
-                                   args=(store, actor, N_BARS - START, done), daemon=True)
-        watcher.start()
-        finals = run_paper([config], store.uri, duration_s=30, check_every_s=1,
-                           stop_event=done)
-        done.set()
-        watcher.join()
+        finals = paper_until_exported([config], store, actor,
+                                      lambda lines: len(lines) >= N_BARS - START, 30)
     assert finals[0]["error"] is None
     path = backtest(policy, mine_csv, btc_csv, START)
 

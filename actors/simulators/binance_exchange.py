@@ -7,10 +7,11 @@ Layers: ``exchange_book`` holds the accounts, symbols and orders and matches the
 ``exchange_wire`` renders Binance's JSON; ``exchange_streams`` owns listen keys and the
 user-stream websockets; ``exchange_gate`` checks each request (ban, weights, order counts,
 key, signature, timestamp); ``exchange_faults`` is the fault schedule. This module is the
-HTTP side: a Starlette app served by uvicorn in a background thread with its own event
-loop (every state change happens on that loop; the Python API below hands its calls to
-it). The server time is the wall clock plus ``skew_ms``. Faults scheduled on the Nth
-authenticated order request fire between the signature check and the timestamp check.
+HTTP side: a Starlette app served by ``loopback_server.LoopbackServer`` (uvicorn in a
+background thread with its own event loop; every state change happens on that loop, and
+the Python API below hands its calls to it). The server time is the wall clock plus
+``skew_ms``. Faults scheduled on the Nth authenticated order request fire between the
+signature check and the timestamp check.
 
 Loopback-only extras (no signature): ``GET /sim/state``, ``POST /sim/faults``,
 ``POST /sim/adjust``. Secrets are never logged or shown.
@@ -19,20 +20,16 @@ Loopback-only extras (no signature): ``GET /sim/state``, ``POST /sim/faults``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
-import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import uvicorn
 from raytrade.actors.simulators import exchange_wire as wire
 from raytrade.actors.simulators.exchange_accounts import AccountConfig, parse_decimal
 from raytrade.actors.simulators.exchange_book import (
@@ -57,34 +54,17 @@ from raytrade.actors.simulators.exchange_gate import (
     with_headers,
 )
 from raytrade.actors.simulators.exchange_prices import PriceSource
-from raytrade.actors.simulators.exchange_streams import ABORT_EXTENSION, UserStreams
-from raytrade.envs.errors import ConfigError, OperationalError
+from raytrade.actors.simulators.exchange_streams import UserStreams
+from raytrade.actors.simulators.loopback_server import LoopbackServer
+from raytrade.envs.errors import ConfigError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.http11 import Request as WsRequest
 
 log = logging.getLogger(__name__)
 
 Security = Literal["NONE", "USER_STREAM", "SIGNED"]
-T = TypeVar("T")
-
-
-class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websocket protocol, plus a scope extension that cuts the TCP connection
-    without a close frame: the ``drop_user_stream`` fault needs a real abrupt drop, which
-    ASGI alone cannot express."""
-
-    def handle_connect(self, event: WsRequest) -> None:
-        """Accept as uvicorn does, then offer ``transport.abort`` to the app."""
-        super().handle_connect(event)
-        scope = getattr(self, "scope", None)
-        if scope is not None:
-            scope["extensions"][ABORT_EXTENSION] = {
-                "abort": self.transport.abort,
-                "write_buffer_size": self.transport.get_write_buffer_size}
 
 
 @dataclass(frozen=True)
@@ -114,7 +94,7 @@ def _decimal_param(params: dict[str, str], name: str) -> Decimal | None:
     return d
 
 
-class BinanceExchangeSim:
+class BinanceExchangeSim(LoopbackServer):
     """The loopback exchange (module docstring).
 
     Args:
@@ -130,6 +110,9 @@ class BinanceExchangeSim:
         fees, default_leverage, limits: commissions, futures leverage, rate limits.
     """
 
+    server_name = "the exchange"
+    thread_prefix = "exchange-sim"
+
     def __init__(self, accounts: Sequence[AccountConfig], prices: PriceSource, *,
                  specs: Sequence[SymbolSpec] | None = None,
                  symbols: Sequence[str] = (), faults: Iterable[Fault] = (),
@@ -144,7 +127,7 @@ class BinanceExchangeSim:
                                  default_leverage=default_leverage)
         self.faults = FaultSchedule(faults)
         self.streams = UserStreams(listen_key_ttl_s)
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.skew_ms = skew_ms
         self.gate = RequestGate(limits or Limits(), host)
         """Weights, order counts, the ban (``exchange_gate``)."""
@@ -153,11 +136,6 @@ class BinanceExchangeSim:
         self.order_requests = 0
         """Authenticated order requests so far (the faults' ``at_order`` counter)."""
         self._event_no = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self.app = self._build_app()
 
     # ---- lifecycle
@@ -175,75 +153,8 @@ class BinanceExchangeSim:
         """Server time: wall clock plus ``skew_ms`` (ms)."""
         return int(time.time() * 1000) + self.skew_ms
 
-    def start(self, timeout_s: float = 10.0) -> BinanceExchangeSim:
-        """Listen and serve in a background thread; returns once accepting."""
-        if self._thread is not None:
-            raise OperationalError("the exchange is already running")
-        # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections whose socket says
-        # so, and without it every keep-alive reply waits ~40 ms for a delayed ACK
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise OperationalError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(self.app, log_config=None, log_level="warning",
-                                access_log=False, ws=AbortableWebSocketProtocol, lifespan="on",
-                                timeout_graceful_shutdown=1, ws_ping_interval=20.0)
-        server = uvicorn.Server(config)
-        self._server = server
-
-        def run() -> None:
-            try:
-                asyncio.run(server.serve(sockets=[sock]))
-            except BaseException as exc:  # reported by start() or stop()
-                self._error = exc
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"exchange-sim:{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise OperationalError(f"the exchange did not start: {self._error!r}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (open websockets are closed, held replies cut after 1 s)."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-        self._thread = None
-        self._server = None
-
-    def __enter__(self) -> BinanceExchangeSim:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
-        self._spawn(self._expire_loop())
-        try:
-            yield
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._expire_loop()]
 
     async def _expire_loop(self) -> None:
         period = min(0.25, self.streams.ttl_s / 4)
@@ -252,16 +163,6 @@ class BinanceExchangeSim:
             self.streams.expire_due(self.now_ms())
 
     # ---- Python API (thread-safe: runs on the server's loop)
-    def _call(self, fn: Callable[[], T]) -> T:
-        loop = self._loop
-        if loop is None or self._thread is None:
-            return fn()  # not running: nothing else touches the state
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)
-
     def state(self) -> dict[str, Any]:
         """What ``GET /sim/state`` answers (accounts, orders, listen keys, counts)."""
         return self._call(self._state)

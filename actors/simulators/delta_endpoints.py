@@ -69,7 +69,8 @@ class DeltaEndpoints:
     replay: DeltaReplay | None
     sockets: DeltaSockets
     skew_ms: int
-    _tasks: set[asyncio.Task[None]]
+    _spawn: Callable[[Coroutine[Any, Any, None]], None]
+    """``loopback_server.LoopbackServer._spawn``."""
     _order_seq: Counter[tuple[str, str]]
     _trade_seq: Counter[tuple[str, str]]
 
@@ -84,11 +85,6 @@ class DeltaEndpoints:
 
     def _now_us(self) -> int:
         return int(self.now_s() * 1_000_000)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ---- public endpoints
     async def _settings(self, ctx: Ctx) -> Response:

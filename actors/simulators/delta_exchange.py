@@ -40,18 +40,12 @@ Loopback extras (no signature, ``delta_loopback``): ``GET /sim/state``, ``POST /
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-import uvicorn
-from raytrade.actors.simulators.binance_exchange import AbortableWebSocketProtocol
 from raytrade.actors.simulators.delta_auth import (
     CDN_FORBIDDEN_HTML,
     DeltaError,
@@ -73,13 +67,13 @@ from raytrade.actors.simulators.delta_sockets import DeltaSockets, Kind
 from raytrade.actors.simulators.exchange_accounts import AccountConfig
 from raytrade.actors.simulators.exchange_faults import Fault, FaultSchedule
 from raytrade.actors.simulators.exchange_prices import PriceSource
-from raytrade.envs.errors import ConfigError, OperationalError
+from raytrade.actors.simulators.loopback_server import LoopbackServer
+from raytrade.envs.errors import ConfigError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-T = TypeVar("T")
 WINDOW_MS = 300_000
 """Delta's rate-limit window: a fixed 5 minutes."""
 WEIGHTS = {"products": 3, "tickers": 3, "candles": 3, "open_orders": 3, "positions": 3,
@@ -87,7 +81,7 @@ WEIGHTS = {"products": 3, "tickers": 3, "candles": 3, "open_orders": 3, "positio
 """Delta's endpoint weights (others cost 1)."""
 
 
-class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
+class DeltaExchangeSim(LoopbackServer, DeltaEndpoints, DeltaLoopback):
     """The loopback Delta exchange (module docstring).
 
     Args:
@@ -102,6 +96,9 @@ class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
         rate_quota: weight per 5-minute window (Delta India: 10000); changeable live.
         heartbeat_s, idle_timeout_s: the sockets' heartbeat period and idle cut (30, 60).
     """
+
+    server_name = "the Delta exchange"
+    thread_prefix = "delta-sim"
 
     def __init__(self, accounts: Sequence[AccountConfig], prices: PriceSource | None = None,
                  *, replay: DeltaReplay | None = None,
@@ -120,7 +117,7 @@ class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
         self.book = DeltaBook(accounts, products, source)
         self.replay = replay
         self.faults = FaultSchedule(faults)
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.skew_ms = skew_ms
         self.rate_quota = rate_quota
         self.sockets = DeltaSockets(self.book.secret, self.now_s, self._snapshot,
@@ -133,11 +130,6 @@ class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
         self._used: dict[tuple[str, int], int] = {}
         self._order_seq: Counter[tuple[str, str]] = Counter()
         self._trade_seq: Counter[tuple[str, str]] = Counter()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self.app = self._build_app()
 
     # ---- clocks and URLs
@@ -157,70 +149,11 @@ class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
         return f"ws://{self.host}:{self.port}/private"
 
     # ---- lifecycle
-    def start(self, timeout_s: float = 10.0) -> DeltaExchangeSim:
-        """Listen and serve in a background thread; returns once accepting."""
-        if self._thread is not None:
-            raise OperationalError("the Delta exchange is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise OperationalError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-        self.port = int(sock.getsockname()[1])
-        server = uvicorn.Server(uvicorn.Config(
-            self.app, log_config=None, log_level="warning", access_log=False,
-            ws=AbortableWebSocketProtocol, lifespan="on", timeout_graceful_shutdown=1,
-            ws_ping_interval=20.0))
-        self._server = server
-
-        def run() -> None:
-            try:
-                asyncio.run(server.serve(sockets=[sock]))
-            except BaseException as exc:  # reported by start()
-                self._error = exc
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"delta-sim:{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise OperationalError(f"the Delta exchange did not start: {self._error!r}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (sockets closed, held replies cut after 1 s)."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-        self._thread = None
-        self._server = None
-
-    def __enter__(self) -> DeltaExchangeSim:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
-        self._spawn(self._match_loop())
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        tasks = [self._match_loop()]
         if self.replay is not None:
-            self._spawn(self._market_loop(self.replay))
-        try:
-            yield
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
+            tasks.append(self._market_loop(self.replay))
+        return tasks
 
     async def _match_loop(self) -> None:
         while True:
@@ -247,16 +180,6 @@ class DeltaExchangeSim(DeltaEndpoints, DeltaLoopback):
             self.replay.start_clock()
 
     # ---- Python API (thread-safe: runs on the server's loop)
-    def _call(self, fn: Callable[[], T]) -> T:
-        loop = self._loop
-        if loop is None or self._thread is None:
-            return fn()
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)
-
     def state(self) -> dict[str, Any]:
         """What ``GET /sim/state`` answers."""
         return self._call(self._state)

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 from raytrade.actors.simulators.delta_auth import check_key_auth
-from raytrade.actors.simulators.exchange_streams import ABORT_EXTENSION
+from raytrade.actors.simulators.loopback_server import QueuedSocket
 from starlette.websockets import WebSocket, WebSocketDisconnect
-
-log = logging.getLogger(__name__)
 
 Kind = Literal["public", "private"]
 RESOLUTIONS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w")
@@ -44,19 +41,16 @@ Snapshot = Callable[[str, str, str], dict[str, Any] | None]
 """(account, channel, symbol) -> the snapshot message, or None (the channel has none)."""
 
 
-class SocketConn:
+class SocketConn(QueuedSocket):
     """One client connection: its frames to send (None: close with ``close_code``), its
     subscriptions (channel -> symbols) and, on the private socket, its account."""
 
     def __init__(self, ws: WebSocket, kind: Kind) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self.kind = kind
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.subs: dict[str, set[str]] = {}
         self.account: str | None = None
         self.heartbeat: asyncio.Task[None] | None = None
-        self.close_code = 1000
-        self.sending = False
 
     def follows(self, channel: str, symbol: str) -> bool:
         """Whether the connection subscribed ``channel`` for ``symbol`` (or ``all``)."""
@@ -66,22 +60,6 @@ class SocketConn:
     def send(self, message: dict[str, Any]) -> None:
         """Queue ``message`` (JSON) for sending."""
         self.queue.put_nowait(json.dumps(message))
-
-    def flushed(self) -> bool:
-        """Every queued frame went out (and the socket's write buffer is empty)."""
-        if not self.queue.empty() or self.sending:
-            return False
-        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
-        return ext is None or ext["write_buffer_size"]() == 0
-
-    def abort(self) -> None:
-        """Cut the TCP stream without a close frame."""
-        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
-        if ext is not None:
-            ext["abort"]()
-        else:
-            self.close_code = 1011
-            self.queue.put_nowait(None)
 
 
 class DeltaSockets:
@@ -168,32 +146,12 @@ class DeltaSockets:
         await ws.accept()
         conn = SocketConn(ws, kind)
         self.conns.add(conn)
-        sender = asyncio.create_task(self._send(conn))
-        receiver = asyncio.create_task(self._receive(conn))
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await conn.serve(self._receive(conn))
         finally:
-            sender.cancel()
-            receiver.cancel()
             if conn.heartbeat is not None:
                 conn.heartbeat.cancel()
             self.conns.discard(conn)
-
-    @staticmethod
-    async def _send(conn: SocketConn) -> None:
-        try:
-            while True:
-                frame = await conn.queue.get()
-                if frame is None:
-                    await conn.ws.close(conn.close_code)
-                    return
-                conn.sending = True
-                try:
-                    await conn.ws.send_text(frame)
-                finally:
-                    conn.sending = False
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            log.debug("delta socket send ended: %s", type(exc).__name__)
 
     async def _receive(self, conn: SocketConn) -> None:
         first = True

@@ -168,29 +168,30 @@ def close_all_orders(ea: SimulatedEa, content: str) -> None:
         ea.send_info(f"Successfully closed {closed} orders.")
 
 
+def _close_selected(ea: SimulatedEa, keep: Callable[[SimOrder], bool], error_code: str,
+                    which: str) -> None:
+    """Close the orders ``keep`` selects and report as the EA's by-symbol and by-magic
+    handlers do: one message, naming the selection ``which`` ("with symbol EURUSD")."""
+    closed, errors = _close_where(ea, keep)
+    if closed == 0 and errors == 0:
+        ea.send_info(f"No orders to close {which}.")
+    elif errors > 0:
+        ea.send_error(error_code, f"Error during closing of {errors} orders {which}.")
+    else:
+        ea.send_info(f"Successfully closed {closed} orders {which}.")
+
+
 def close_orders_by_symbol(ea: SimulatedEa, symbol: str) -> None:
     """``CLOSE_ORDERS_BY_SYMBOL|symbol``."""
-    closed, errors = _close_where(ea, lambda o: o.symbol == symbol)
-    if closed == 0 and errors == 0:
-        ea.send_info(f"No orders to close with symbol {symbol}.")
-    elif errors > 0:
-        ea.send_error("CLOSE_ORDER_SYMBOL",
-                      f"Error during closing of {errors} orders with symbol {symbol}.")
-    else:
-        ea.send_info(f"Successfully closed {closed} orders with symbol {symbol}.")
+    _close_selected(ea, lambda o: o.symbol == symbol, "CLOSE_ORDER_SYMBOL",
+                    f"with symbol {symbol}")
 
 
 def close_orders_by_magic(ea: SimulatedEa, content: str) -> None:
     """``CLOSE_ORDERS_BY_MAGIC|magic``."""
     magic = atoi(content)
-    closed, errors = _close_where(ea, lambda o: o.magic == magic)
-    if closed == 0 and errors == 0:
-        ea.send_info(f"No orders to close with magic {magic}.")
-    elif errors > 0:
-        ea.send_error("CLOSE_ORDER_MAGIC",
-                      f"Error during closing of {errors} orders with magic {magic}.")
-    else:
-        ea.send_info(f"Successfully closed {closed} orders with magic {magic}.")
+    _close_selected(ea, lambda o: o.magic == magic, "CLOSE_ORDER_MAGIC",
+                    f"with magic {magic}")
 
 
 def modify_order(ea: SimulatedEa, content: str) -> None:

@@ -17,22 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 import string
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from raytrade.actors.simulators.exchange_book import Market
+from raytrade.actors.simulators.loopback_server import QueuedSocket
 from starlette.websockets import WebSocket, WebSocketDisconnect
-
-log = logging.getLogger(__name__)
-
-ABORT_EXTENSION = "raytrade.abort"
-"""ASGI scope extension through which the server lets the app cut a connection's TCP
-stream (``binance_exchange.AbortableWebSocketProtocol``)."""
 
 
 @dataclass(frozen=True)
@@ -45,33 +38,8 @@ class ListenKey:
     expires_at: float
 
 
-class _Connection:
-    """One websocket following a listen key: a queue of frames to send (None: close)."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.sending = False
-
-    def flushed(self) -> bool:
-        """Every queued frame has been handed to the socket (and, where the server tells,
-        the socket's write buffer is empty)."""
-        if not self.queue.empty() or self.sending:
-            return False
-        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
-        if ext is None:
-            return True
-        buffered: Callable[[], int] = ext["write_buffer_size"]
-        return buffered() == 0
-
-    def abort(self) -> None:
-        """Cut the TCP stream without a close frame (client sees 1006)."""
-        ext = self.ws.scope.get("extensions", {}).get(ABORT_EXTENSION)
-        if ext is not None:
-            abort: Callable[[], None] = ext["abort"]
-            abort()
-        else:  # a server without the extension: the closest is an error close
-            self.queue.put_nowait(None)
+class _Connection(QueuedSocket):
+    """One websocket following a listen key (``QueuedSocket``: its frames to send)."""
 
 
 class UserStreams:
@@ -178,30 +146,10 @@ class UserStreams:
         await ws.accept()
         conn = _Connection(ws)
         self._conns.setdefault(key, set()).add(conn)
-        sender = asyncio.create_task(self._send(conn))
-        receiver = asyncio.create_task(self._receive(ws))
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await conn.serve(self._receive(ws))
         finally:
-            sender.cancel()
-            receiver.cancel()
             self._conns.get(key, set()).discard(conn)
-
-    @staticmethod
-    async def _send(conn: _Connection) -> None:
-        try:
-            while True:
-                frame = await conn.queue.get()
-                if frame is None:
-                    await conn.ws.close(1000)
-                    return
-                conn.sending = True
-                try:
-                    await conn.ws.send_text(frame)
-                finally:
-                    conn.sending = False
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            log.debug("user stream send ended: %s", type(exc).__name__)
 
     @staticmethod
     async def _receive(ws: WebSocket) -> None:

@@ -284,15 +284,10 @@ class BinanceExecution:
         params: dict[str, str | int | float | bool] = {
             "symbol": order.symbol, "side": order.side.upper(), "type": order.kind.upper(),
             "quantity": _plain(order.qty)}
-        if order.kind == "limit":
-            price = order.limit_price
-            if price is None or not (math.isfinite(price) and price > 0):
-                raise ConfigError(f"order {cid}: a limit order needs a limit price > 0, got "
-                                  f"{price}")
+        price = order.checked_limit_price()
+        if price is not None:
             params["timeInForce"] = "IOC"
             params["price"] = _plain(price)
-        elif order.limit_price is not None:
-            raise ConfigError(f"order {cid}: a market order takes no limit price")
         if order.reduce_only:
             params["reduceOnly"] = True
         params["newClientOrderId"] = cid

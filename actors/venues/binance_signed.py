@@ -35,25 +35,22 @@ Errors (HTTP status and Binance ``code``):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from raytrade.actors.venues.binance_auth import ApiKeys
 from raytrade.actors.venues.binance_clock import RateLimitTracker, ServerClock
 from raytrade.actors.venues.execution import (
-    OrderFateUnknownError,
     RateLimitedError,
     VenueAuthError,
     VenueBannedError,
 )
-from raytrade.actors.venues.http import KeepAlivePool, RestUnavailableError
 from raytrade.actors.venues.http import decimal_text as decimal_text
+from raytrade.actors.venues.pooled_rest import PooledRestTransport
 from raytrade.actors.venues.replies import MalformedReplyError as MalformedReplyError
 from raytrade.envs.errors import ConfigError, OperationalError, TemporaryError
 
@@ -89,7 +86,7 @@ class _Resync(Exception):  # noqa: N818 - internal control flow, never escapes
     pass
 
 
-class SignedTransport:
+class SignedTransport(PooledRestTransport):
     """Requests to one Binance REST base URL (module docstring).
 
     ``time_path``: the unsigned server-time endpoint (``/api/v3/time`` on spot,
@@ -99,30 +96,14 @@ class SignedTransport:
                  timeout_s: float = 5.0, recv_window_ms: int = 5000,
                  time_resync_s: float = 600.0, pool_size: int = 4,
                  max_idle_s: float = 50.0) -> None:
-        url = urllib.parse.urlsplit(rest_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"Binance REST URL {rest_url!r} must be http(s)://host[:port]")
+        super().__init__("Binance", rest_url, keys, timeout_s=timeout_s,
+                         pool_size=pool_size, max_idle_s=max_idle_s)
         if not 0 < recv_window_ms <= 60_000:
             raise ConfigError(f"recv_window_ms must be in (0, 60000], got {recv_window_ms}")
-        if timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
-        self.rest_url = rest_url.rstrip("/")
-        self._prefix = url.path.rstrip("/")
-        self._keys = keys
         self.recv_window_ms = recv_window_ms
-        self.timeout_s = timeout_s
-        self._pool = KeepAlivePool(url.scheme, url.hostname, url.port, timeout_s, pool_size,
-                           max_idle_s)
-        self._executor = ThreadPoolExecutor(max_workers=pool_size,
-                                            thread_name_prefix="binance-rest")
         self.tracker = RateLimitTracker()
         self.clock = ServerClock(self._server_time, resync_s=time_resync_s)
         self._time_path = time_path
-
-    @property
-    def requests(self) -> int:
-        """Requests sent (retries included)."""
-        return self._pool.sent
 
     @property
     def connections_opened(self) -> int:
@@ -135,14 +116,9 @@ class SignedTransport:
         transport's threads. ``signed`` adds timestamp, recvWindow and signature;
         ``api_key`` sends the key header without signing (listen keys); ``unsafe`` marks a
         request whose repetition could act twice (placing an order)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(
+        return await self.run(functools.partial(
             self.call_sync, method, path, params, signed=signed, api_key=api_key,
             unsafe=unsafe))
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on the transport's threads (blocking work that uses its connections)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def call_sync(self, method: str, path: str, params: Params | None = None, *,
                   signed: bool = False, api_key: bool = False, unsafe: bool = False) -> Any:
@@ -198,11 +174,7 @@ class SignedTransport:
         """The JSON of a 2xx reply, or the error it stands for (module docstring)."""
         self.tracker.observe(headers)
         if 200 <= status < 300:
-            try:
-                return json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise MalformedReplyError(f"{what}: HTTP {status} reply is not JSON: "
-                                          f"{self._scrub(body)!r}") from None
+            return self._json_reply(what, status, body)
         code, msg = self._error_body(body)
         detail = f"HTTP {status}" + (f", Binance code {code}: {msg}" if code is not None
                                       else f": {msg}" if msg else "")
@@ -219,11 +191,8 @@ class SignedTransport:
         if code == TIMESTAMP_CODE:
             raise _Resync()
         if status >= 500 or status == 408 or code in UNKNOWN_FATE_CODES:
-            if unsafe:
-                raise OrderFateUnknownError(f"{what}: {detail}; the order may have reached "
-                                            "the exchange")
             retry = header.get("retry-after")
-            raise RestUnavailableError(f"{what}: {detail}",
+            raise self._server_failure(what, detail, unsafe,
                                        float(retry) if retry and retry.isdigit() else 0.0)
         raise BinanceApiError(what, status, code, msg)
 
@@ -235,18 +204,6 @@ class SignedTransport:
         if isinstance(data, dict) and isinstance(data.get("code"), int):
             return int(data["code"]), self._scrub(str(data.get("msg", "")))
         return None, self._scrub(body)
-
-    def _scrub(self, text: str | bytes, limit: int = 300) -> str:
-        """Error text as it may be shown: the keys replaced, cut to ``limit``."""
-        s = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        for secret in (self._keys.api_secret, self._keys.api_key):
-            s = s.replace(secret, "<redacted>")
-        return s[:limit]
-
-    def close(self) -> None:
-        """Close the pooled connections and stop the worker threads."""
-        self._pool.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _encode(params: Params) -> str:

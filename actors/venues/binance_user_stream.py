@@ -39,6 +39,7 @@ from raytrade.actors.venues.binance_signed import (
     SignedTransport,
 )
 from raytrade.actors.venues.execution import ExecutionReport, MarketKind, VenueAuthError
+from raytrade.actors.venues.reconnect import Reconnector
 from raytrade.envs.errors import DataError, OperationalError, TemporaryError
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -69,8 +70,7 @@ class BinanceUserStream:
         self.path = listen_key_path
         self.ws_url = ws_url.rstrip("/")
         self.keepalive_s = keepalive_s
-        self.initial_backoff_s = initial_backoff_s
-        self.max_backoff_s = max_backoff_s
+        self._link = Reconnector("user stream", initial_backoff_s, max_backoff_s)
         self.open_timeout_s = open_timeout_s
         self.ping_interval_s = ping_interval_s
         self.close_key = close_key
@@ -79,12 +79,11 @@ class BinanceUserStream:
         after its last keepalive) so that one stopping does not cut the others off."""
         self.counts = {"connects": 0, "listen_key_posts": 0, "keepalives": 0, "reports": 0,
                        "malformed": 0, "ignored": 0, "expired": 0, "drops": 0}
-        self._up: bool | None = None
 
     async def run(self, on_report: Callable[[ExecutionReport], None],
                   on_state: Callable[[bool, str], None]) -> None:
         """Keep the stream up until cancelled; ``VenueAuthError`` (bad keys) ends it."""
-        backoff = self.initial_backoff_s
+        self._link.reset()
         key: str | None = None
         last_gone = -math.inf
         try:
@@ -95,35 +94,26 @@ class BinanceUserStream:
                     await self._session(key, on_report, on_state)
                     why = "the server closed the stream"
                 except _KeyGone as exc:
-                    self._set(on_state, False, str(exc))
+                    self._link.tell(on_state, False, str(exc))
                     # at once, unless keys keep vanishing: then back off as for a drop
                     now = time.monotonic()
                     quiet, last_gone = now - last_gone > KEY_GONE_QUIET_S, now
                     if quiet:
-                        backoff = self.initial_backoff_s
+                        self._link.reset()
                         continue
                     why = str(exc)
                 except VenueAuthError:
-                    self._set(on_state, False, "the exchange refused the API key")
+                    self._link.tell(on_state, False, "the exchange refused the API key")
                     raise
                 except (OSError, TimeoutError, websockets.WebSocketException,
                         TemporaryError, OperationalError, DataError) as exc:
                     why = f"{exc.__class__.__name__}: {exc}"
                 self.counts["drops"] += 1
-                if self.counts["connects"] > connects:  # it was up: a fresh drop
-                    backoff = self.initial_backoff_s
-                self._set(on_state, False, why)
-                log.warning("user stream down (%s); reconnecting in %.2f s", why, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                await self._link.wait_after_drop(on_state, why,
+                                                 was_up=self.counts["connects"] > connects)
         finally:
             if key is not None and self.close_key:
                 await self._close_key(key)
-
-    def _set(self, on_state: Callable[[bool, str], None], up: bool, why: str) -> None:
-        if self._up is not up:
-            self._up = up
-            on_state(up, why)
 
     async def _create_key(self) -> str:
         data = await self.transport.call("POST", self.path, api_key=True)
@@ -167,7 +157,7 @@ class BinanceUserStream:
         ws = await connect(f"{self.ws_url}/ws/{key}", open_timeout=self.open_timeout_s,
                            ping_interval=self.ping_interval_s, max_size=2**20, proxy=None)
         self.counts["connects"] += 1
-        self._set(on_state, True, "connected")
+        self._link.tell(on_state, True, "connected")
         keepalive = asyncio.create_task(self._keepalive(key))
         reader = asyncio.create_task(self._read(ws, on_report))
         try:

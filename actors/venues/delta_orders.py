@@ -256,15 +256,10 @@ class DeltaExecution:
             raise ConfigError(f"order {cid}: {exc}") from None
         body: dict[str, Any] = {"product_id": product.id, "size": size, "side": order.side,
                                 "order_type": f"{order.kind}_order"}
-        if order.kind == "limit":
-            price = order.limit_price
-            if price is None or not (math.isfinite(price) and price > 0):
-                raise ConfigError(f"order {cid}: a limit order needs a limit price > 0, got "
-                                  f"{price}")
+        price = order.checked_limit_price()
+        if price is not None:
             body["limit_price"] = decimal_text(float(f"{price:.12g}"))
             body["time_in_force"] = "ioc"
-        elif order.limit_price is not None:
-            raise ConfigError(f"order {cid}: a market order takes no limit price")
         body["reduce_only"] = order.reduce_only
         body["client_order_id"] = self._delta_cid(cid)
         return body

@@ -34,7 +34,6 @@ errors", https://docs.delta.exchange):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -42,20 +41,18 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raytrade.actors.venues.api_keys import ApiKeys
 from raytrade.actors.venues.delta_auth import signed_headers
 from raytrade.actors.venues.delta_rest import USER_AGENT, error_code, retry_after_s
 from raytrade.actors.venues.execution import (
-    OrderFateUnknownError,
     RateLimitedError,
     VenueAuthError,
 )
-from raytrade.actors.venues.http import KeepAlivePool, RestUnavailableError
+from raytrade.actors.venues.pooled_rest import PooledRestTransport
 from raytrade.actors.venues.replies import MalformedReplyError
-from raytrade.envs.errors import ConfigError, OperationalError, TemporaryError
+from raytrade.envs.errors import OperationalError, TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -85,35 +82,19 @@ class ClockSkewError(TemporaryError):
     """``expired_signature`` again right after adopting the server's time."""
 
 
-class SignedTransport:
+class SignedTransport(PooledRestTransport):
     """Requests to one Delta REST base URL (module docstring)."""
 
     def __init__(self, rest_url: str, keys: ApiKeys, *, timeout_s: float = 5.0,
                  pool_size: int = 4, max_idle_s: float = 50.0) -> None:
-        url = urllib.parse.urlsplit(rest_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"Delta REST URL {rest_url!r} must be http(s)://host[:port]")
-        if timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
-        self.rest_url = rest_url.rstrip("/")
-        self._prefix = url.path.rstrip("/")
-        self._keys = keys
-        self.timeout_s = timeout_s
-        self._pool = KeepAlivePool(url.scheme, url.hostname, url.port, timeout_s, pool_size,
-                                   max_idle_s)
-        self._executor = ThreadPoolExecutor(max_workers=pool_size,
-                                            thread_name_prefix="delta-rest")
+        super().__init__("Delta", rest_url, keys, timeout_s=timeout_s, pool_size=pool_size,
+                         max_idle_s=max_idle_s)
         self._lock = threading.Lock()
         self.offset_s = 0.0
         """Server minus local time (s), from the last reply that told it."""
         self.backoff_until = 0.0
         """Monotonic time until which requests are refused after a 429."""
         self.counts = {"429": 0, "expired_signature": 0}
-
-    @property
-    def requests(self) -> int:
-        """Requests sent (retries included)."""
-        return self._pool.sent
 
     @property
     def keys(self) -> ApiKeys:
@@ -130,8 +111,7 @@ class SignedTransport:
         """The reply envelope of ``method path`` (errors: module docstring), run on the
         transport's threads; ``unsafe`` marks a request whose repetition could act twice
         (placing an order)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(
+        return await self.run(functools.partial(
             self.call_sync, method, path, query, body, signed=signed, unsafe=unsafe))
 
     def call_sync(self, method: str, path: str, query: Query | None = None,
@@ -202,11 +182,7 @@ class SignedTransport:
                    code: str, context: Any, unsafe: bool) -> dict[str, Any]:
         """The envelope of a 2xx reply, or the error it stands for (module docstring)."""
         if 200 <= status < 300:
-            try:
-                data = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise MalformedReplyError(f"{what}: HTTP {status} reply is not JSON: "
-                                          f"{self._scrub(raw)!r}") from None
+            data = self._json_reply(what, status, raw)
             if not isinstance(data, dict) or data.get("success") is not True:
                 raise MalformedReplyError(f"{what}: HTTP {status} reply is not a success "
                                           f"envelope: {self._scrub(raw)!r}")
@@ -225,23 +201,8 @@ class SignedTransport:
                                  "key belongs to this environment: testnet keys work on "
                                  "testnet only)")
         if status >= 500 or status == 408:
-            if unsafe:
-                raise OrderFateUnknownError(f"{what}: {detail}; the order may have reached "
-                                            "the exchange")
-            raise RestUnavailableError(f"{what}: {detail}")
+            raise self._server_failure(what, detail, unsafe)
         raise DeltaApiError(what, status, code, context)
-
-    def _scrub(self, text: bytes, limit: int = 300) -> str:
-        """Reply text as it may be shown: the keys replaced, cut to ``limit``."""
-        s = text.decode("utf-8", "replace")
-        for secret in (self._keys.api_secret, self._keys.api_key):
-            s = s.replace(secret, "<redacted>")
-        return s[:limit]
-
-    def close(self) -> None:
-        """Close the pooled connections and stop the worker threads."""
-        self._pool.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _server_time(context: Any) -> float | None:

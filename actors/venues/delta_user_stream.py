@@ -39,6 +39,7 @@ from raytrade.actors.venues.delta_auth import ws_auth_payload
 from raytrade.actors.venues.delta_replies import Product, order_report
 from raytrade.actors.venues.delta_signed import SignedTransport
 from raytrade.actors.venues.execution import ExecutionReport, VenueAuthError
+from raytrade.actors.venues.reconnect import Reconnector
 from raytrade.actors.venues.replies import MalformedReplyError
 from raytrade.envs.errors import OperationalError, TemporaryError
 from websockets.asyncio.client import ClientConnection, connect
@@ -66,42 +67,31 @@ class DeltaUserStream:
         self.product_of = product_of
         self.symbols = symbols
         self.cid_of = cid_of
-        self.initial_backoff_s = initial_backoff_s
-        self.max_backoff_s = max_backoff_s
+        self._link = Reconnector("Delta order stream", initial_backoff_s, max_backoff_s)
         self.open_timeout_s = open_timeout_s
         self.reply_timeout_s = reply_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.counts = {"connects": 0, "reports": 0, "malformed": 0, "ignored": 0,
                        "drops": 0}
-        self._up: bool | None = None
 
     async def run(self, on_report: Callable[[ExecutionReport], None],
                   on_state: Callable[[bool, str], None]) -> None:
         """Keep the stream up until cancelled; ``VenueAuthError`` (bad keys) ends it."""
-        backoff = self.initial_backoff_s
+        self._link.reset()
         while True:
             connects = self.counts["connects"]
             try:
                 await self._session(on_report, on_state)
                 why = "the server closed the stream"
             except VenueAuthError:
-                self._set(on_state, False, "Delta refused the API key")
+                self._link.tell(on_state, False, "Delta refused the API key")
                 raise
             except (_Down, OSError, TimeoutError, websockets.WebSocketException,
                     TemporaryError, OperationalError) as exc:
                 why = f"{exc.__class__.__name__}: {exc}"
             self.counts["drops"] += 1
-            if self.counts["connects"] > connects:  # it was up: a fresh drop
-                backoff = self.initial_backoff_s
-            self._set(on_state, False, why)
-            log.warning("Delta order stream down (%s); reconnecting in %.2f s", why, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.max_backoff_s)
-
-    def _set(self, on_state: Callable[[bool, str], None], up: bool, why: str) -> None:
-        if self._up is not up:
-            self._up = up
-            on_state(up, why)
+            await self._link.wait_after_drop(on_state, why,
+                                             was_up=self.counts["connects"] > connects)
 
     async def _session(self, on_report: Callable[[ExecutionReport], None],
                        on_state: Callable[[bool, str], None]) -> None:
@@ -116,7 +106,7 @@ class DeltaUserStream:
             await ws.send(json.dumps({"type": "subscribe", "payload": {"channels": channels}}))
             await self._subscribed(ws, on_report)
             self.counts["connects"] += 1
-            self._set(on_state, True, "connected")
+            self._link.tell(on_state, True, "connected")
             while True:
                 try:
                     raw = await asyncio.wait_for(ws.recv(), self.idle_timeout_s)

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from raytrade.envs.errors import OperationalError, TemporaryError
+from raytrade.envs.errors import ConfigError, OperationalError, TemporaryError
 
 MarketKind = Literal["spot", "futures"]
 OrderSide = Literal["buy", "sell"]
@@ -128,6 +128,23 @@ class OrderRequest:
     immediate-or-cancel: a marketable limit is a market order with a price band."""
     reduce_only: bool = False
     """Futures: the order may only shrink the position."""
+
+    def checked_limit_price(self) -> float | None:
+        """The limit price to send: a limit order's (finite, > 0; quote currency), None
+        for a market order.
+
+        Raises:
+            ConfigError: a limit order without a valid price, or a market order with one.
+        """
+        cid, price = self.client_order_id, self.limit_price
+        if self.kind == "limit":
+            if price is None or not (math.isfinite(price) and price > 0):
+                raise ConfigError(f"order {cid}: a limit order needs a limit price > 0, got "
+                                  f"{price}")
+            return price
+        if price is not None:
+            raise ConfigError(f"order {cid}: a market order takes no limit price")
+        return None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from raytrade.envs.bars import BarTable
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import FeatureError
 from raytrade.envs.features.pipeline import FeatureMatrix, FeaturePipeline
@@ -57,16 +56,6 @@ def feature_warmup_bars(spec: FeatureSpec, window: int = 1, margin: float = 0.25
     return int(np.ceil((first + max(window, 1) - 1) * (1.0 + margin)))
 
 
-def _session_bars(bars: BarTable, calendar: TradingCalendar) -> BarTable:
-    """A generated 24/7 market with only the bars ``calendar`` expects."""
-    if calendar.always:
-        return bars
-    keep = calendar.expected_mask(bars.ts, bars.interval_ms)
-    return BarTable.from_arrays(bars.ts[keep], bars.ohlcv()[keep],
-                                interval_ms=bars.interval_ms, symbol=bars.symbol,
-                                source=bars.source, calendar=calendar)
-
-
 @lru_cache(maxsize=32)
 def _latest_first_valid(spec_json: str, calendar: TradingCalendar = ALWAYS) -> int:
     spec = FeatureSpec.from_json(spec_json)
@@ -78,11 +67,12 @@ def _latest_first_valid(spec_json: str, calendar: TradingCalendar = ALWAYS) -> i
             if n > _MAX_BARS:
                 raise FeatureError(f"FeatureSpec {spec.hash[:12]}: no row of features is "
                                    f"finite within {_MAX_BARS} generated bars")
-            bars = _session_bars(planted_market(n, seed=seed, symbol="WARMUP", drift=drift,
-                                                interval=spec.base_interval).bars, calendar)
-            ref = _session_bars(planted_market(
+            bars = planted_market(n, seed=seed, symbol="WARMUP", drift=drift,
+                                  interval=spec.base_interval).bars.in_sessions(calendar)
+            ref = planted_market(
                 n, seed=seed + 100, symbol=spec.reference_symbol or "REF", drift=drift,
-                interval=spec.base_interval).bars, calendar) if spec.reference_symbol else None
+                interval=spec.base_interval
+            ).bars.in_sessions(calendar) if spec.reference_symbol else None
             first = pipeline.compute(bars, ref).first_valid
             if first < len(bars):
                 latest = max(latest, first)
