@@ -45,6 +45,7 @@ from raytrade.actors.venues.dwx_client import (
     ReplyTimeoutError,
 )
 from raytrade.actors.venues.dwx_orders import DwxExecution
+from raytrade.actors.venues.dwx_reader import EaReader
 from raytrade.actors.venues.dwx_records import AccountInfo
 from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_config
 from raytrade.actors.venues.execution import OrderFateUnknownError, OrderRequest
@@ -55,7 +56,7 @@ from raytrade.algos.storage.blobstore import NotFoundError
 from raytrade.algos.storage.live_commands import issue_command
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.decision import DecisionRule
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, TemporaryError
 from raytrade.envs.io import load_bars
 
 from tests.dwx_setup import (
@@ -156,6 +157,52 @@ def test_json_file_half_written_is_held_and_a_lasting_invalid_file_is_reported_b
     assert change is not None and change.data == {"b": 2}
 
 
+def _orders_text(equity: float, comment: str = "rt-1", kind: str = "buy") -> str:
+    """A ``DWX_Orders.txt`` as the stock EA writes it (comments unescaped)."""
+    return ('{"account_info": {"name": "x", "number": 7, "currency": "USD", "leverage": 100, '
+            f'"free_margin": 1000.0, "balance": 1000.0, "equity": {equity:f}}}, '
+            '"orders": {"11": {"magic": 4242, "symbol": "EURUSD", "lots": 0.01, '
+            f'"type": "{kind}", "open_price": 1.1, "open_time": "2024.01.02 10:00:00", '
+            '"SL": 0.0, "TP": 0.0, "pnl": 0.0, "commission": 0.0, "swap": 0.0, '
+            f'"comment": "{comment}"}}}}}}')
+
+
+def test_ea_reader_orders_file_broken_or_rejected_is_never_current_and_reported(
+        tmp_path: Path) -> None:
+    now = [0.0]
+    paths = f.DwxPaths(tmp_path)
+    paths.check()
+    orders = paths.file(f.ORDERS)
+    reader = EaReader(paths, clock=lambda: now[0], invalid_after_s=2.0, stale_after_s=5.0,
+                      offset_s=0, on_restart=lambda: None)
+    orders.write_text(_orders_text(1000.0))
+    reader.poll()
+    assert reader.alive and reader.orders_error == "" and reader.state.orders is not None
+    # a manual order's comment with a quote: the EA rewrites the broken file every second
+    # with a new equity; it is reported once, timed from the last valid read
+    for i in range(1, 8):
+        now[0] = i * 0.5
+        orders.write_text(_orders_text(1000.0 + i, comment='my "best" trade'))
+        reader.poll()
+        assert "DWX_Orders.txt: not valid JSON" in reader.orders_error
+    assert reader.faults["invalid_file"] == 1
+    now[0] = 5.5  # never valid since 0.0: the EA counts as not running
+    reader.poll()
+    assert not reader.alive
+    orders.write_text(_orders_text(1001.0))
+    reader.poll()
+    assert reader.alive and reader.orders_error == ""
+    # valid JSON failing the record checks (an MT5 stop-limit ticket): the same
+    base = now[0]
+    for i in range(1, 6):
+        now[0] = base + i * 0.5
+        orders.write_text(_orders_text(1000.0 + i, kind="buystoplimit"))
+        reader.poll()
+        assert "type 'buystoplimit' is not one of" in reader.orders_error
+    assert reader.faults["rejected_record"] == 1 and reader.state.orders is not None
+    assert reader.state.orders.account.equity == 1001  # the last good one, never used
+
+
 def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
     config = load_venue_config(venue_config(tmp_path))
     spec = config.spec("EURUSD")
@@ -221,7 +268,8 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
     config = parse_venue_config(tomllib.loads(VENUE_TOML), "venue.toml")
     with start_ea(files, EURUSD, faults=faults, options=EA) as ea:
         async def scenario() -> None:
-            client = DwxClient(files, ClientConfig(command_timeout_s=1.0, reply_timeout_s=1.5))
+            client = DwxClient(files, ClientConfig(command_timeout_s=1.0, reply_timeout_s=1.5,
+                                                   invalid_after_s=1.0))
             # a demo (testnet) run on an EA that does not say the account kind: refused at
             # start, before any command, unless it is a dry run
             with pytest.raises(ConfigError, match="cannot be verified"):
@@ -293,6 +341,18 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             bars = await req.historic_bars(client, "EURUSD", "H1", 1_492_592_400_000,
                                            1_492_592_400_000 + 5 * 3_600_000)
             assert [b.ts for b in bars] == [1_492_592_400_000 + i * 3_600_000 for i in range(6)]
+            # a manual order whose comment holds a quote: the EA writes it unescaped, the
+            # orders file stays broken while the ticket is open: orders are refused naming
+            # the file, the fault is reported, and trading resumes once it is closed
+            manual = await client.request(
+                "OPEN_ORDER", 'EURUSD,buy,0.01,0,0,0,7,my "best",0',
+                lambda m: m.text.startswith("Successfully sent order"), family="OPEN_ORDER")
+            with pytest.raises(TemporaryError, match=r"DWX_Orders\.txt: not valid JSON"):
+                await execution.place(OrderRequest("rt-t-7", "EURUSD", "buy", 1000.0))
+            assert client.faults["invalid_file"] == 1 and await ea_settles_at(ea, 0.0)
+            await req.close_order(client, int(manual.text.split()[3].rstrip(":")), 0.0)
+            snapshot = await execution.account(("EURUSD",))
+            assert snapshot.positions["EURUSD"] == 0.0
             await client.stop()
 
         asyncio.run(scenario())

@@ -93,19 +93,28 @@ class DwxExecution:
 
     # ---- start-up checks
     async def orders_now(self) -> rec.OrdersFile:
-        """The orders file as of a poll after now; ``TemporaryError`` when the EA is not
-        running (the file not rewritten for ``stale_after_s``)."""
+        """The orders file as of a poll after now. ``TemporaryError`` when the EA is not
+        running (the file not validly rewritten for ``stale_after_s``) or when the file is
+        invalid or fails the record checks for ``invalid_after_s`` (naming the file and the
+        reason): the last good state is never taken as the current one."""
         await self.client.start()
         await self.client.wait_poll()
-        deadline = self.client.clock() + self.client.config.stale_after_s
-        while not self.client.alive or self.client.state.orders is None:
-            if self.client.clock() >= deadline:
+        cfg = self.client.config
+        start = self.client.clock()
+        while True:
+            error = self.client.reader.orders_error
+            orders = self.client.state.orders
+            if not error and self.client.alive and orders is not None:
+                return orders
+            now = self.client.clock()
+            if error and now - start >= cfg.invalid_after_s:
+                raise TemporaryError(f"DWX: the EA's orders file is unusable ({error}): "
+                                     "nothing is traded on an older state")
+            if now - start >= cfg.stale_after_s:
                 raise TemporaryError(f"the DWX EA in {self.client.paths.folder} is not "
                                      f"running: {ORDERS} not rewritten for "
-                                     f"{self.client.config.stale_after_s:g} s")
+                                     f"{cfg.stale_after_s:g} s")
             await self.client.wait_poll()
-        assert self.client.state.orders is not None
-        return self.client.state.orders
 
     async def ready(self) -> None:
         """Once: the account kind against the network, and every configured symbol's

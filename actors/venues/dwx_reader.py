@@ -11,7 +11,13 @@ Messages are keyed by the EA's millisecond counter and text: the EA rewrites its
 the client starts are marked seen (they answer nobody's command).
 
 The EA rewrites ``DWX_Orders.txt`` at least once a second: ``alive`` is False when it has
-not for ``stale_after_s``. The file vanishing and coming back is the EA restarting (it
+not rewritten it *validly* for ``stale_after_s`` (``EaState.orders_valid_at``). The stock EA
+does not escape comments, so a manual order with ``"`` in its comment breaks the file for as
+long as the order is open, and an MT5 pending type this client does not know fails the
+record checks: while the file is invalid or rejected ``orders_error`` says why (the last
+good state is never used as current) and once it has stayed so for ``invalid_after_s``
+(timed from the last valid read, however often the broken content changes) it is reported
+once as a fault. The file vanishing and coming back is the EA restarting (it
 deletes its files at start and stop): what its other files said is dropped, the change
 counted (``faults["ea_restart"]``) and ``on_restart`` called.
 """
@@ -36,7 +42,9 @@ class EaState:
     """What the reader has read (mutable, owned by the reader)."""
 
     orders: r.OrdersFile | None = None
-    orders_seen: float = -1e18
+    """The last valid orders file (current only while ``EaReader.orders_error`` is empty)."""
+    orders_valid_at: float = -1e18
+    """When ``DWX_Orders.txt`` was last read valid (rewritten or not changed)."""
     ticks: dict[str, r.Tick] = field(default_factory=dict)
     bars: dict[tuple[str, str], Bar] = field(default_factory=dict)
     messages: deque[tuple[int, r.Message]] = field(default_factory=lambda: deque(maxlen=500))
@@ -61,12 +69,25 @@ class EaReader:
         self.state = EaState()
         self.faults: Counter[str] = Counter()
         self.last_fault = ""
+        self.invalid_after_s = invalid_after_s
         self._orders_gone = False
+        self._rejected: tuple[str, float, bool] | None = None  # reason, since, reported
 
     @property
     def alive(self) -> bool:
-        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``."""
-        return self.clock() - self.state.orders_seen < self.stale_after_s
+        """The EA rewrote ``DWX_Orders.txt`` validly within ``stale_after_s``."""
+        return self.clock() - self.state.orders_valid_at < self.stale_after_s
+
+    @property
+    def orders_error(self) -> str:
+        """Why ``DWX_Orders.txt`` is not usable now (invalid JSON or a rejected record),
+        naming the file; empty when its last read was valid."""
+        orders_file = self.files[f.ORDERS]
+        if orders_file.exists and orders_file.invalid_since is not None:
+            return f"{orders_file.path}: {orders_file.error}"
+        if self._rejected is not None:
+            return self._rejected[0]
+        return ""
 
     # ---- reading
     def _read(self, name: str) -> f.FileChange | None:
@@ -86,19 +107,7 @@ class EaReader:
         """Read what changed; True if anything did. ``initial``: the first poll of a
         client (its messages are marked seen)."""
         changed = False
-        orders_file = self.files[f.ORDERS]
-        before = orders_file.rewrites
-        change = self._read(f.ORDERS)
-        if orders_file.rewrites != before:
-            self.state.orders_seen = self.clock()  # rewritten, even if unchanged
-        if not orders_file.exists and self.state.orders is not None:
-            self._orders_gone = True
-        if change is not None:
-            changed |= self._apply(change, lambda d: self._set_orders(
-                r.parse_orders(d, self.offset_s, str(orders_file.path))))
-            if self._orders_gone:
-                self._orders_gone = False
-                self._restarted()
+        changed |= self._poll_orders()
         change = self._read(f.MESSAGES)
         if change is not None:
             changed |= self._apply(change, lambda d: self._add_messages(
@@ -113,6 +122,43 @@ class EaReader:
                 r.parse_bar_data(d, self.offset_s, str(self.paths.file(f.BAR_DATA)))))
         return changed
 
+    def _poll_orders(self) -> bool:
+        orders_file = self.files[f.ORDERS]
+        before = orders_file.rewrites
+        change = self._read(f.ORDERS)
+        now = self.clock()
+        if not orders_file.exists and self.state.orders is not None:
+            self._orders_gone = True
+        if change is None:
+            if orders_file.rewrites != before and orders_file.invalid_since is None \
+                    and self._rejected is None:
+                self.state.orders_valid_at = now  # rewritten unchanged: still valid
+            elif self._rejected is not None:
+                self._still_rejected(now)
+            return False
+        try:
+            orders = r.parse_orders(change.data, self.offset_s, str(orders_file.path))
+        except MessageRejectedError as exc:
+            # timed from the first rejected read after a valid one, whatever changes since
+            since, reported = (now, False) if self._rejected is None else self._rejected[1:]
+            self._rejected = (exc.reason, since, reported)
+            self._still_rejected(now)
+            return False
+        self._rejected = None
+        self.state.orders = orders
+        self.state.orders_valid_at = now
+        if self._orders_gone:
+            self._orders_gone = False
+            self._restarted()
+        return True
+
+    def _still_rejected(self, now: float) -> None:
+        assert self._rejected is not None
+        reason, since, reported = self._rejected
+        if not reported and now - since >= self.invalid_after_s:
+            self._rejected = (reason, since, True)
+            self.report_fault("rejected_record", f"{reason} (for {now - since:.1f} s)")
+
     def _apply(self, change: f.FileChange, use: Callable[[object], object]) -> bool:
         try:
             use(change.data)
@@ -120,9 +166,6 @@ class EaReader:
             self.report_fault("rejected_record", exc.reason)
             return False
         return True
-
-    def _set_orders(self, orders: r.OrdersFile) -> None:
-        self.state.orders = orders
 
     def _add_messages(self, messages: list[r.Message], initial: bool) -> None:
         st = self.state
