@@ -221,6 +221,10 @@ def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"symbols.EURUSD.min_lot: 0.015 is not a multiple"):
         parse_venue_config(tomllib.loads(
             VENUE_TOML.replace("min_lot = 0.01", "min_lot = 0.015")), "c.toml")
+    with pytest.raises(ConfigError, match=r"c.toml: symbols.EURUSD.lot_step: 0.001 is not a "
+                       r"multiple of 0.01: the DWX EA rounds"):
+        parse_venue_config(tomllib.loads(
+            VENUE_TOML.replace("lot_step = 0.01", "lot_step = 0.001")), "c.toml")
     cid = "rt-" + "x" * 40
     assert order_comment("rt-1a2b3c4d-lz3k0-7-0") == "rt-1a2b3c4d-lz3k0-7-0"
     assert len(order_comment(cid)) == 31 and order_comment(cid) == order_comment(cid)
@@ -341,6 +345,14 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             bars = await req.historic_bars(client, "EURUSD", "H1", 1_492_592_400_000,
                                            1_492_592_400_000 + 5 * 3_600_000)
             assert [b.ts for b in bars] == [1_492_592_400_000 + i * 3_600_000 for i in range(6)]
+            # a lot step finer than the EA's 0.01 (refused in a config file, forced here):
+            # the EA opens 0.01 lots for 0.006; the fill is the ticket's, and reported
+            fine = dataclasses.replace(config.spec("EURUSD"), lot_step=0.001, min_lot=0.001)
+            finer = DwxExecution(client, dataclasses.replace(config, symbols={"EURUSD": fine}),
+                                 network="loopback")
+            odd = await finer.place(OrderRequest("rt-t-8", "EURUSD", "buy", 600.0))
+            assert (odd.status, odd.filled_qty) == ("filled", 1000.0)
+            assert client.faults["lots_mismatch"] == 1 and await ea_settles_at(ea, 1000.0)
             # a manual order whose comment holds a quote: the EA writes it unescaped, the
             # orders file stays broken while the ticket is open: orders are refused naming
             # the file, the fault is reported, and trading resumes once it is closed
@@ -349,10 +361,10 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
                 lambda m: m.text.startswith("Successfully sent order"), family="OPEN_ORDER")
             with pytest.raises(TemporaryError, match=r"DWX_Orders\.txt: not valid JSON"):
                 await execution.place(OrderRequest("rt-t-7", "EURUSD", "buy", 1000.0))
-            assert client.faults["invalid_file"] == 1 and await ea_settles_at(ea, 0.0)
+            assert client.faults["invalid_file"] == 1 and await ea_settles_at(ea, 1000.0)
             await req.close_order(client, int(manual.text.split()[3].rstrip(":")), 0.0)
             snapshot = await execution.account(("EURUSD",))
-            assert snapshot.positions["EURUSD"] == 0.0
+            assert snapshot.positions["EURUSD"] == 1000.0
             await client.stop()
 
         asyncio.run(scenario())

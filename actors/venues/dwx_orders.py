@@ -264,22 +264,27 @@ class DwxExecution:
         trades: it may have been closed since, by a stop) shows it."""
         comment = order_comment(record.order.client_order_id)
         orders = self.client.state.orders
-        found: tuple[int, float, float] | None = None
+        found: tuple[int, float, float, float] | None = None
         for t in (orders.tickets.values() if orders else ()):
             if t.ticket not in step.known and t.comment.startswith(comment) \
                     and t.magic == record.spec.magic:
-                found = (t.ticket, t.open_price, t.commission)
+                found = (t.ticket, t.lots, t.open_price, t.commission)
         if found is None and history:
             days = 1 + int((time.time() * 1000 - record.update_ms) // 86_400_000)
             for c in (await self._history(days)).values():
                 if c.comment.startswith(comment) and c.ticket not in step.known:
-                    found = (c.ticket, c.open_price, c.commission)
+                    found = (c.ticket, c.lots, c.open_price, c.commission)
         if found is None:
             return False
-        ticket, price, commission = found
+        ticket, lots, price, commission = found
         record.tickets.append(ticket)
         record.unknown = None
-        record.fill(step, step.lots, price, self._commission(record.spec, commission))
+        # the ticket's own lots are what was traded (the EA rounds lots to 2 decimals)
+        record.fill(step, lots, price, self._commission(record.spec, commission))
+        if abs(lots - step.lots) > 1e-9:
+            self.client.report_fault("lots_mismatch", f"order {record.order.client_order_id}: "
+                                     f"ticket {ticket} opened {lots:g} lots, {step.lots:g} "
+                                     "were sent")
         return True
 
     async def _settle_close(self, record: OrderRecord, step: Step, *, wait: bool) -> bool:
