@@ -21,8 +21,9 @@ configured, per symbol::
 
 A field that is missing, of the wrong type or out of range is a ``ConfigError`` naming the
 file, the field and the rule; ``min_lot`` and ``lot_step`` must be multiples of 0.01 (the EA
-rounds every lot size to 2 decimals: a 0.006-lot order would open 0.01 lots). ``SymbolSpec.filters`` gives the order side's
-``SymbolFilters`` in base units (step = ``lot_step * contract_size`` ...).
+rounds every lot size to 2 decimals: a 0.006-lot order would open 0.01 lots).
+``SymbolSpec.filters`` gives the order side's ``SymbolFilters`` in base units (step =
+``lot_step * contract_size`` ...).
 ``check_tick_value`` cross-checks a symbol against what the EA reports: its
 ``tick_value`` (account currency per point per lot) must equal
 ``pip_value * tick_size / pip_size`` within ``TICK_VALUE_TOLERANCE`` (exactly, up to the
