@@ -373,10 +373,12 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
 def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
         tmp_path: Path) -> None:
     files = tmp_path / "MQL4" / "Files"
+    config = parse_venue_config(tomllib.loads(VENUE_TOML), "venue.toml")
     first = start_ea(files, EURUSD, options=EA)
 
     async def scenario() -> None:
-        client = DwxClient(files, ClientConfig(command_timeout_s=20.0, reply_timeout_s=1.5))
+        client = DwxClient(files, ClientConfig(command_timeout_s=20.0, reply_timeout_s=1.5,
+                                               tick_stale_s=0.4))
         await client.start()
         first.kill()  # the terminal dies; its files stay
         pending = asyncio.create_task(client.subscribe_ticks(("EURUSD",)))
@@ -394,6 +396,29 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
                 assert asyncio.get_running_loop().time() < deadline
                 await client.wait_poll()
             assert second.state()["market_symbols"] == ["EURUSD"]
+            # the EA forgets the subscription without the orders file showing it (a restart
+            # the poll missed): the market-data file drops EURUSD, the client subscribes
+            # again, and the stale EURUSD tick is not kept
+            await client.send("SUBSCRIBE_SYMBOLS", "")
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while client.faults["subscriptions_lost"] == 0:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            assert "EURUSD" not in client.state.ticks
+            while "EURUSD" not in client.state.ticks:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            assert second.state()["market_symbols"] == ["EURUSD"]
+            # the bid/ask then stays unchanged (the simulator moves it once a bar) beyond
+            # tick_stale_s: a limit order is refused, not checked against it
+            execution = DwxExecution(client, config, network="loopback")
+            await execution.ready()
+            while (client.reader.tick_age("EURUSD") or 0.0) <= 0.45:
+                await asyncio.sleep(0.05)
+            with pytest.raises(TemporaryError, match="bid/ask has not changed for more than"):
+                await execution.place(OrderRequest("rt-s-1", "EURUSD", "buy", 1000.0,
+                                                   kind="limit", limit_price=0.5))
+            assert not ea_tickets(second)
         finally:
             second.stop()
             await client.stop()

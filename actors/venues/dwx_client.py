@@ -24,8 +24,9 @@ of everything asked for, sent whole every time.
   no command id; commands that expect a reply are serialized, so a reply is the next
   message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``.
 - The EA restarting (it deletes its files, command slots included, and forgets its
-  subscriptions and command ids; ``EaReader`` notices) makes the client send the
-  subscriptions again until the EA confirms them.
+  subscriptions and command ids; ``EaReader`` notices, from the orders file vanishing or
+  from the market-data file no longer listing a subscribed symbol when the poll missed the
+  gap) makes the client send the subscriptions again until the EA confirms them.
 """
 
 from __future__ import annotations
@@ -78,12 +79,14 @@ class ClientConfig:
     """An EA file invalid (half written) for this long is reported."""
     stale_after_s: float = 5.0
     """``DWX_Orders.txt`` not rewritten for this long: the EA is not running."""
+    tick_stale_s: float = 60.0
+    """A bid/ask unchanged for this long is not used to check a limit order's price."""
     server_utc_offset_s: int = 0
     """The broker's server time minus UTC (``dwx_records.server_time_ms``)."""
 
     def __post_init__(self) -> None:
         for name in ("poll_s", "command_timeout_s", "reply_timeout_s", "invalid_after_s",
-                     "stale_after_s"):
+                     "stale_after_s", "tick_stale_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"DWX ClientConfig.{name} must be > 0")
         if abs(self.server_utc_offset_s) > 14 * 3600:
@@ -116,12 +119,13 @@ class DwxClient:
                                invalid_after_s=self.config.invalid_after_s,
                                stale_after_s=self.config.stale_after_s,
                                offset_s=self.config.server_utc_offset_s,
-                               on_restart=self._on_restart)
+                               on_restart=self._on_restart,
+                               on_ticks_lost=self._on_ticks_lost)
         self.files = self.reader.files
         self.state = self.reader.state
         self.faults = self.reader.faults
         """``invalid_file``, ``command_not_read``, ``reply_timeout``, ``ea_restart``,
-        ``rejected_record``."""
+        ``rejected_record``, ``subscriptions_lost``, ``lots_mismatch``."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every poll that changed something."""
         self.tick_symbols: set[str] = set()
@@ -204,6 +208,14 @@ class DwxClient:
             if self._resubscribing is not None:
                 self._resubscribing.cancel()
             self._resubscribing = self._loop.create_task(self._resubscribe())
+
+    def _on_ticks_lost(self, symbols: set[str]) -> None:
+        lost = symbols & self.tick_symbols
+        if not lost or (self._resubscribing is not None and not self._resubscribing.done()):
+            return
+        self.report_fault("subscriptions_lost", f"the EA in {self.paths.folder} stopped "
+                          f"sending {', '.join(sorted(lost))}: subscribing again")
+        self._on_restart()
 
     async def _resubscribe(self) -> None:
         """Send the subscriptions again until the EA has read them (back-off doubling to

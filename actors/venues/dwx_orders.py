@@ -195,6 +195,12 @@ class DwxExecution:
         order, spec = record.order, record.spec
         if order.kind == "limit" and record.filled_lots == 0:
             tick = await self._tick(order.symbol)
+            age = self.client.reader.tick_age(order.symbol)
+            bound = self.client.config.tick_stale_s
+            if age is None or age > bound:
+                raise TemporaryError(f"order {order.client_order_id}: the EA's {order.symbol} "
+                                     f"bid/ask has not changed for more than {bound:g} s: "
+                                     "too old to check the limit price against")
             price = tick.ask if order.side == "buy" else tick.bid
             limit = order.limit_price or 0.0
             if (order.side == "buy" and price > limit) or (order.side == "sell" and

@@ -19,7 +19,11 @@ good state is never used as current) and once it has stayed so for ``invalid_aft
 (timed from the last valid read, however often the broken content changes) it is reported
 once as a fault. The file vanishing and coming back is the EA restarting (it
 deletes its files at start and stop): what its other files said is dropped, the change
-counted (``faults["ea_restart"]``) and ``on_restart`` called.
+counted (``faults["ea_restart"]``) and ``on_restart`` called. The ticks are what
+``DWX_Market_Data.txt`` holds now: a symbol it stops listing calls ``on_ticks_lost`` (an EA
+restart the orders file did not show, the poll having missed the gap: the restarted EA
+writes ``{}``, having forgotten its subscriptions), and each tick's age is kept
+(``tick_age``) so that a price check never uses a bid/ask the EA stopped updating.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class EaState:
     orders_valid_at: float = -1e18
     """When ``DWX_Orders.txt`` was last read valid (rewritten or not changed)."""
     ticks: dict[str, r.Tick] = field(default_factory=dict)
+    """What ``DWX_Market_Data.txt`` holds now (replaced on every change, never merged)."""
+    tick_at: dict[str, float] = field(default_factory=dict)
+    """When each symbol's bid/ask last changed (reader ``clock`` seconds)."""
     bars: dict[tuple[str, str], Bar] = field(default_factory=dict)
     messages: deque[tuple[int, r.Message]] = field(default_factory=lambda: deque(maxlen=500))
     seen: set[tuple[int, str]] = field(default_factory=set)
@@ -57,12 +64,15 @@ class EaReader:
 
     def __init__(self, paths: f.DwxPaths, *, clock: Callable[[], float],
                  invalid_after_s: float, stale_after_s: float, offset_s: int,
-                 on_restart: Callable[[], None]) -> None:
+                 on_restart: Callable[[], None],
+                 on_ticks_lost: Callable[[set[str]], None] = lambda symbols: None) -> None:
         self.paths = paths
         self.clock = clock
         self.stale_after_s = stale_after_s
         self.offset_s = offset_s
         self.on_restart = on_restart
+        self.on_ticks_lost = on_ticks_lost
+        """Called with the symbols ``DWX_Market_Data.txt`` stopped listing."""
         self.files = {name: f.JsonFile(paths.file(name), invalid_after_s=invalid_after_s,
                                        clock=clock)
                       for name in (f.ORDERS, f.MESSAGES, f.MARKET_DATA, f.BAR_DATA)}
@@ -114,7 +124,7 @@ class EaReader:
                 r.parse_messages(d, str(self.paths.file(f.MESSAGES))), initial))
         change = self._read(f.MARKET_DATA)
         if change is not None:
-            changed |= self._apply(change, lambda d: self.state.ticks.update(
+            changed |= self._apply(change, lambda d: self._set_ticks(
                 r.parse_market_data(d, str(self.paths.file(f.MARKET_DATA)))))
         change = self._read(f.BAR_DATA)
         if change is not None:
@@ -167,6 +177,24 @@ class EaReader:
             return False
         return True
 
+    def _set_ticks(self, ticks: dict[str, r.Tick]) -> None:
+        st, now = self.state, self.clock()
+        lost = set(st.ticks) - set(ticks)
+        for symbol, tick in ticks.items():
+            if st.ticks.get(symbol) != tick:
+                st.tick_at[symbol] = now
+        st.ticks = ticks
+        st.tick_at = {s: t for s, t in st.tick_at.items() if s in ticks}
+        if lost:
+            # the EA dropped symbols it was sending: an EA restart the orders file did not
+            # show (the poll missed the gap) or another writer's subscription
+            self.on_ticks_lost(lost)
+
+    def tick_age(self, symbol: str) -> float | None:
+        """Seconds since ``symbol``'s bid/ask last changed; None without a tick."""
+        at = self.state.tick_at.get(symbol)
+        return None if at is None else self.clock() - at
+
     def _add_messages(self, messages: list[r.Message], initial: bool) -> None:
         st = self.state
         for m in messages:
@@ -187,7 +215,8 @@ class EaReader:
         self.report_fault("ea_restart", f"the EA in {self.paths.folder} restarted")
         for name in (f.MESSAGES, f.MARKET_DATA, f.BAR_DATA):
             self.files[name].forget()
-        self.state.ticks.clear()  # the EA deleted its files: what they said is gone
+        self.state.ticks = {}  # the EA deleted its files: what they said is gone
+        self.state.tick_at = {}
         self.state.bars.clear()
         self.on_restart()
 
