@@ -35,7 +35,7 @@ from raytrade.actors.simulators.dwx_ea_faults import EaFault
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.actors.venues import dwx_files as f
 from raytrade.actors.venues import dwx_requests as req
-from raytrade.actors.venues.dwx import DwxVenue, build_execution, timeframe
+from raytrade.actors.venues.dwx import DwxHistory, DwxVenue, build_execution, timeframe
 from raytrade.actors.venues.dwx_book import check_account_kind, order_comment
 from raytrade.actors.venues.dwx_client import (
     ClientConfig,
@@ -409,6 +409,17 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
                 assert asyncio.get_running_loop().time() < deadline
                 await client.wait_poll()
             assert second.state()["market_symbols"] == ["EURUSD"]
+            # the EA's history holds the forming bar: dropped once the EA's own last closed
+            # bar is known, whatever the UTC offset says
+            await client.subscribe_bars((("EURUSD", "H1"),))
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while ("EURUSD", "H1") not in client.state.bars:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            closed = client.state.bars[("EURUSD", "H1")].ts
+            fetched = await DwxHistory(client).fetch("EURUSD", "1h", closed - 7_200_000,
+                                                     closed + 7_200_000)
+            assert [b.ts for b in fetched] == [closed - 3_600_000 * i for i in (2, 1, 0)]
             # the bid/ask then stays unchanged (the simulator moves it once a bar) beyond
             # tick_stale_s: a limit order is refused, not checked against it
             execution = DwxExecution(client, config, network="loopback")
