@@ -36,7 +36,7 @@ from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, star
 from raytrade.actors.venues import dwx_files as f
 from raytrade.actors.venues import dwx_requests as req
 from raytrade.actors.venues.dwx import DwxHistory, DwxVenue, build_execution, timeframe
-from raytrade.actors.venues.dwx_book import check_account_kind, order_comment
+from raytrade.actors.venues.dwx_book import check_account_kind, comment_matches, order_comment
 from raytrade.actors.venues.dwx_client import (
     ClientConfig,
     CommandNotReadError,
@@ -227,7 +227,11 @@ def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None
             VENUE_TOML.replace("lot_step = 0.01", "lot_step = 0.001")), "c.toml")
     cid = "rt-" + "x" * 40
     assert order_comment("rt-1a2b3c4d-lz3k0-7-0") == "rt-1a2b3c4d-lz3k0-7-0"
-    assert len(order_comment(cid)) == 31 and order_comment(cid) == order_comment(cid)
+    # 27 characters: the broker's "[sl]" still fits MT's 31
+    assert len(order_comment(cid)) == 27 and order_comment(cid) == order_comment(cid)
+    assert comment_matches("rt-a-1-1[sl]", "rt-a-1-1") and comment_matches("rt-a-1-1[s",
+                                                                           "rt-a-1-1")
+    assert not comment_matches("rt-a-1-12", "rt-a-1-1")
 
 
 def test_account_kind_and_venue_rules_refuse_what_cannot_be_proven(tmp_path: Path) -> None:
@@ -350,9 +354,11 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             fine = dataclasses.replace(config.spec("EURUSD"), lot_step=0.001, min_lot=0.001)
             finer = DwxExecution(client, dataclasses.replace(config, symbols={"EURUSD": fine}),
                                  network="loopback")
-            odd = await finer.place(OrderRequest("rt-t-8", "EURUSD", "buy", 600.0))
+            odd = await finer.place(OrderRequest("rt-t-81", "EURUSD", "buy", 600.0))
             assert (odd.status, odd.filled_qty) == ("filled", 1000.0)
             assert client.faults["lots_mismatch"] == 1 and await ea_settles_at(ea, 1000.0)
+            # order rt-t-8 was never sent: rt-t-81's ticket is not taken for it
+            assert await execution.query("EURUSD", "rt-t-8") is None
             # a manual order whose comment holds a quote: the EA writes it unescaped, the
             # orders file stays broken while the ticket is open: orders are refused naming
             # the file, the fault is reported, and trading resumes once it is closed

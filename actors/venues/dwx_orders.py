@@ -40,9 +40,16 @@ import math
 import time
 from collections.abc import Callable
 
+from raytrade.actors.events import MessageRejectedError
 from raytrade.actors.venues import dwx_records as rec
 from raytrade.actors.venues import dwx_requests as req
-from raytrade.actors.venues.dwx_book import OrderRecord, Step, check_account_kind, order_comment
+from raytrade.actors.venues.dwx_book import (
+    OrderRecord,
+    Step,
+    check_account_kind,
+    comment_matches,
+    order_comment,
+)
 from raytrade.actors.venues.dwx_client import (
     CommandNotReadError,
     DwxClient,
@@ -270,18 +277,23 @@ class DwxExecution:
         trades: it may have been closed since, by a stop) shows it."""
         comment = order_comment(record.order.client_order_id)
         orders = self.client.state.orders
-        found: tuple[int, float, float, float] | None = None
-        for t in (orders.tickets.values() if orders else ()):
-            if t.ticket not in step.known and t.comment.startswith(comment) \
-                    and t.magic == record.spec.magic:
-                found = (t.ticket, t.lots, t.open_price, t.commission)
-        if found is None and history:
+        hits = [(t.ticket, t.lots, t.open_price, t.commission)
+                for t in (orders.tickets.values() if orders else ())
+                if t.ticket not in step.known and comment_matches(t.comment, comment)
+                and t.magic == record.spec.magic]
+        if not hits and history:
             days = 1 + int((time.time() * 1000 - record.update_ms) // 86_400_000)
-            for c in (await self._history(days)).values():
-                if c.comment.startswith(comment) and c.ticket not in step.known:
-                    found = (c.ticket, c.lots, c.open_price, c.commission)
-        if found is None:
+            hits = [(c.ticket, c.lots, c.open_price, c.commission)
+                    for c in (await self._history(days)).values()
+                    if comment_matches(c.comment, comment) and c.ticket not in step.known]
+        if not hits:
             return False
+        if len(hits) > 1:
+            self.client.report_fault("duplicate_comment", f"order "
+                                     f"{record.order.client_order_id}: tickets "
+                                     f"{sorted(h[0] for h in hits)} all carry {comment!r}; "
+                                     f"booked {min(hits)[0]}")
+        found = min(hits)
         ticket, lots, price, commission = found
         record.tickets.append(ticket)
         record.unknown = None
@@ -376,13 +388,17 @@ class DwxExecution:
         orders = await self.orders_now()
         comment = order_comment(client_order_id)
         hits = [(t.ticket, t.lots, t.open_price, t.type) for t in orders.tickets.values()
-                if t.symbol == symbol and t.comment.startswith(comment)]
+                if t.symbol == symbol and comment_matches(t.comment, comment)]
         if not hits:
             hits = [(c.ticket, c.lots, c.open_price, c.type)
                     for c in (await self._history(30)).values()
-                    if c.symbol == symbol and c.comment.startswith(comment)]
+                    if c.symbol == symbol and comment_matches(c.comment, comment)]
         if not hits:
             return None
+        if len(hits) > 1:
+            raise MessageRejectedError(f"DWX order {client_order_id}: tickets "
+                                       f"{sorted(h[0] for h in hits)} all carry its comment "
+                                       f"{comment!r}", comment)
         ticket, lots, price, kind = hits[0]
         qty = spec.qty(lots)
         return OrderState(client_order_id, str(ticket), symbol,
