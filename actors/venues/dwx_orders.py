@@ -29,8 +29,9 @@ orders file (a ticket with the comment appeared; the closed ticket shrank or van
 A retry of the same client id continues the order where it stopped, re-using each
 step's command id, so the EA skips a step it already ran.
 
-Limits (README, "MetaTrader 4/5"): an order's record lives in this process; after a
-restart ``query`` finds opened orders by comment, not a close whose answer was lost.
+Reading an order back, the pending tickets and the account: ``dwx_account.py``. Limits
+(README, "MetaTrader 4/5"): an order's record lives in this process; after a restart
+``query`` finds opened orders by comment, not a close whose answer was lost.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import math
 import time
 from collections.abc import Callable
 
-from raytrade.actors.events import MessageRejectedError
+from raytrade.actors.venues import dwx_account
 from raytrade.actors.venues import dwx_records as rec
 from raytrade.actors.venues import dwx_requests as req
 from raytrade.actors.venues.dwx_book import (
@@ -138,14 +139,14 @@ class DwxExecution:
             log.error("DWX (dry run): %s", self.unverified)
         symbols = tuple(sorted(self.config.symbols))
         for symbol in symbols:
-            tick = await self._tick(symbol)
+            tick = await self.tick(symbol)
             if tick.tick_value is not None:
                 self.config.spec(symbol).check_tick_value(tick.tick_value,
                                                           orders.account.currency,
                                                           self.config.source)
         self._checked = True
 
-    async def _tick(self, symbol: str) -> rec.Tick:
+    async def tick(self, symbol: str) -> rec.Tick:
         try:
             await self.client.subscribe_ticks((symbol,))
         except EaError as exc:
@@ -179,7 +180,7 @@ class DwxExecution:
                 # sent again after ``query`` found nothing: a step the EA's state does not
                 # show did not run; it is sent again with its command id (the EA skips an
                 # id it ran)
-                await self._resolve(record)
+                await self.resolve_step(record)
                 record.unknown = None
             if record.status not in FINAL_STATUSES:
                 await self._execute(record)
@@ -201,7 +202,7 @@ class DwxExecution:
     async def _execute(self, record: OrderRecord) -> None:
         order, spec = record.order, record.spec
         if order.kind == "limit" and record.filled_lots == 0:
-            tick = await self._tick(order.symbol)
+            tick = await self.tick(order.symbol)
             age = self.client.reader.tick_age(order.symbol)
             bound = self.client.config.tick_stale_s
             if age is None or age > bound:
@@ -284,7 +285,7 @@ class DwxExecution:
         if not hits and history:
             days = 1 + int((time.time() * 1000 - record.update_ms) // 86_400_000)
             hits = [(c.ticket, c.lots, c.open_price, c.commission)
-                    for c in (await self._history(days)).values()
+                    for c in (await dwx_account.closed_trades(self.client, days)).values()
                     if comment_matches(c.comment, comment) and c.ticket not in step.known]
         if not hits:
             return False
@@ -328,28 +329,21 @@ class DwxExecution:
         record.fill(step, step.lots, price, 0.0)
         return True
 
-    async def _history(self, days: int) -> dict[int, rec.ClosedTrade]:
-        try:
-            return await req.historic_trades(self.client, max(days, 1))
-        except (EaError, TemporaryError) as exc:
-            log.warning("DWX historic trades unavailable (%s)", exc)
-            return {}
-
     async def _close_price(self, record: OrderRecord, step: Step) -> float:
         # the EA lists trades by their open time: reach back to the ticket's
-        history = await self._history(2 + int((time.time() * 1000 - step.open_ms)
-                                               // 86_400_000))
+        days = 2 + int((time.time() * 1000 - step.open_ms) // 86_400_000)
+        history = await dwx_account.closed_trades(self.client, days)
         closed = history.get(step.ticket)
         if closed is not None:
             return closed.close_price
-        tick = await self._tick(record.order.symbol)  # MT5 deals, or a lagging history
+        tick = await self.tick(record.order.symbol)  # MT5 deals, or a lagging history
         return tick.bid if record.order.side == "sell" else tick.ask
 
     def _commission(self, spec: SymbolSpec, mt_commission: float) -> float:
         tick = self.client.state.ticks.get(spec.symbol)
         return 0.0 - mt_commission * spec.quote_per_account(tick.tick_value if tick else None)
 
-    async def _resolve(self, record: OrderRecord, *, history: bool = True) -> None:
+    async def resolve_step(self, record: OrderRecord, *, history: bool = True) -> None:
         """Decide a step of unknown fate from the EA's state (module docstring)."""
         step = record.unknown
         if step is None:
@@ -374,71 +368,17 @@ class DwxExecution:
         return state
 
     async def query(self, symbol: str, client_order_id: str) -> OrderState | None:
-        """The order's state: this process's record (a step of unknown fate decided from
-        the EA's state first), else a ticket carrying its comment, open or in the history;
-        None when neither knows it."""
-        record = self.records.get(client_order_id)
-        if record is not None:
-            async with self.client.exclusive("orders"):
-                await self._resolve(record)
-            if record.filled_lots == 0 and record.status not in FINAL_STATUSES:
-                return None  # nothing ran (yet): the caller may send it again
-            return record.state()
-        spec = self.config.spec(symbol)
-        orders = await self.orders_now()
-        comment = order_comment(client_order_id)
-        hits = [(t.ticket, t.lots, t.open_price, t.type) for t in orders.tickets.values()
-                if t.symbol == symbol and comment_matches(t.comment, comment)]
-        if not hits:
-            hits = [(c.ticket, c.lots, c.open_price, c.type)
-                    for c in (await self._history(30)).values()
-                    if c.symbol == symbol and comment_matches(c.comment, comment)]
-        if not hits:
-            return None
-        if len(hits) > 1:
-            raise MessageRejectedError(f"DWX order {client_order_id}: tickets "
-                                       f"{sorted(h[0] for h in hits)} all carry its comment "
-                                       f"{comment!r}", comment)
-        ticket, lots, price, kind = hits[0]
-        qty = spec.qty(lots)
-        return OrderState(client_order_id, str(ticket), symbol,
-                          "buy" if kind == "buy" else "sell", "filled", qty, qty, price,
-                          update_ms=int(time.time() * 1000))
+        """The order's state (``dwx_account.query``)."""
+        return await dwx_account.query(self, symbol, client_order_id)
 
     async def open_orders(self, symbol: str) -> list[OrderState]:
-        """Pending tickets with the symbol's magic (raytrade sends none)."""
-        spec = self.config.spec(symbol)
-        orders = await self.orders_now()
-        return [OrderState(t.comment or f"mt-{t.ticket}", str(t.ticket), symbol,
-                           "buy" if t.type.startswith("buy") else "sell", "new",
-                           spec.qty(t.lots), 0.0, None)
-                for t in orders.tickets.values()
-                if t.symbol == symbol and t.magic == spec.magic and t.type in rec.PENDING_TYPES]
+        """Pending tickets with the symbol's magic (``dwx_account.open_orders``)."""
+        return await dwx_account.open_orders(self, symbol)
 
-    async def account(self, symbols: tuple[str, ...], *,
-                      open_orders_for: tuple[str, ...] | None = None) -> AccountSnapshot:
-        """Positions netted per symbol and magic, mid prices, the account's balance and
-        equity converted to the first symbol's quote currency."""
-        await self.ready()
-        orders = await self.orders_now()
-        positions, prices = {}, {}
-        for symbol in symbols:
-            spec = self.config.spec(symbol)
-            lots = sum(t.signed_lots for t in orders.tickets.values()
-                       if t.symbol == symbol and t.magic == spec.magic)
-            positions[symbol] = spec.qty(lots)
-            tick = await self._tick(symbol)
-            prices[symbol] = (tick.bid + tick.ask) / 2
-        pending = [o for s in (symbols if open_orders_for is None else open_orders_for)
-                   for o in await self.open_orders(s)]
-        account = orders.account
-        factor = 1.0
-        if symbols:
-            first = self.config.spec(symbols[0])
-            latest = self.client.state.ticks.get(first.symbol)
-            factor = first.quote_per_account(latest.tick_value if latest else None)
-        return AccountSnapshot(int(time.time() * 1000), {account.currency: account.balance},
-                               positions, prices, account.equity * factor, tuple(pending))
+    async def account(self, symbols: tuple[str, ...], *, open_orders_for: tuple[str, ...]
+                      | None = None) -> AccountSnapshot:
+        """Positions, prices, balance and equity (``dwx_account.account``)."""
+        return await dwx_account.account(self, symbols, open_orders_for=open_orders_for)
 
     def user_stream(self) -> DwxUserStream:
         """Fills as the EA's files show them (``dwx_stream.py``)."""
@@ -453,7 +393,7 @@ class DwxExecution:
         for record in list(self.records.values()):
             if record.unknown is not None:
                 async with lock:
-                    await self._resolve(record, history=False)
+                    await self.resolve_step(record, history=False)
 
     async def close(self) -> None:
         """Nothing to release: the folder's client is shared (``shared_client``)."""
