@@ -446,6 +446,27 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
         first.stop()
 
 
+def test_dwx_client_late_reply_is_not_taken_for_the_next_command_of_its_family(
+        tmp_path: Path) -> None:
+    files = tmp_path / "MQL4" / "Files"
+    # the first order's answer stays invisible (messages file half written) past the
+    # reply timeout; the same order again must get its own answer, not the late one
+    faults = (EaFault("half_written", at_command=1, file="messages", delay_s=0.7),)
+    with start_ea(files, EURUSD, faults=faults, options=EA) as ea:
+        async def scenario() -> None:
+            client = DwxClient(files, ClientConfig(reply_timeout_s=0.4))
+            await client.start()  # command 0
+            with pytest.raises(ReplyTimeoutError, match="OPEN_ORDER"):
+                await req.open_order(client, "EURUSD", "buy", 0.01, magic=1, comment="late-1")
+            second = await req.open_order(client, "EURUSD", "buy", 0.01, magic=1,
+                                          comment="late-2")
+            assert second.ticket is not None
+            assert ea_tickets(ea)[second.ticket]["comment"] == "late-2"
+            await client.stop()
+
+        asyncio.run(scenario())
+
+
 def test_dwx_client_without_an_ea_reports_the_command_and_refuses_a_second_client(
         tmp_path: Path) -> None:
     async def scenario() -> None:

@@ -22,7 +22,9 @@ of everything asked for, sent whole every time.
 - ``request`` sends and waits for the EA's reply: the first message written after the
   command that the caller's matcher accepts (the EA writes its INFO/ERROR messages with
   no command id; commands that expect a reply are serialized, so a reply is the next
-  message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``.
+  message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``;
+  the family's next command then first waits (up to ``reply_timeout_s``) for that late
+  answer, so that it cannot be taken as the next command's reply.
 - The EA restarting (it deletes its files, command slots included, and forgets its
   subscriptions and command ids; ``EaReader`` notices, from the orders file vanishing or
   from the market-data file no longer listing a subscribed symbol when the poll missed the
@@ -140,6 +142,8 @@ class DwxClient:
         self._reply_locks: dict[str, asyncio.Lock] = {}
         self._started = False
         self._resubscribing: asyncio.Task[None] | None = None
+        self._late: dict[str, tuple[Sent, Callable[[r.Message], bool]]] = {}
+        """Per family: the command whose reply timed out (``_await_late``)."""
 
     # ---- lifetime
     async def start(self) -> None:
@@ -276,8 +280,31 @@ class DwxClient:
         ``ReplyTimeoutError`` without one. Requests of one ``family`` (the EA's message
         prefix, e.g. ``OPEN_ORDER``) run one at a time so that replies pair up."""
         async with self.exclusive(family):
+            await self._await_late(family)
             sent = await self.send(command, content, command_id=command_id)
-            return await self.reply(sent, match, timeout_s=timeout_s)
+            try:
+                return await self.reply(sent, match, timeout_s=timeout_s)
+            except ReplyTimeoutError:
+                self._late[family] = (sent, match)
+                raise
+
+    async def _await_late(self, family: str) -> None:
+        """After a ``ReplyTimeoutError`` the EA may still answer: the family's next
+        command waits until that late answer is in (it then comes before the new
+        command's sequence number and cannot be taken as its reply), at most
+        ``reply_timeout_s`` (no answer by then: the EA restarted or lost it)."""
+        late = self._late.pop(family, None)
+        if late is None:
+            return
+        sent, match = late
+        marker = f"{sent.command_id}|{sent.command}"
+        deadline = self.clock() + self.config.reply_timeout_s
+        while self.clock() < deadline:
+            if any(match(m) or marker in m.text for _, m in self.reader.messages_after(sent.seq)):
+                return
+            await self.wait_poll(max(0.0, deadline - self.clock()))
+        log.warning("DWX: no late answer to command %s %s; sending the next %s",
+                    sent.command_id, sent.command, family)
 
     def exclusive(self, name: str) -> asyncio.Lock:
         """A lock by name on this event loop (requests of a family, an answer file)."""
