@@ -186,9 +186,9 @@ def test_ea_reader_orders_file_broken_or_rejected_is_never_current_and_reported(
         reader.poll()
         assert "DWX_Orders.txt: not valid JSON" in reader.orders_error
     assert reader.faults["invalid_file"] == 1
-    now[0] = 5.5  # never valid since 0.0: the EA counts as not running
-    reader.poll()
-    assert not reader.alive
+    now[0] = 5.5  # never valid since 0.0: not alive for orders, though the EA runs (its
+    reader.poll()  # bars and ticks still count)
+    assert not reader.alive and reader.running
     orders.write_text(_orders_text(1001.0))
     reader.poll()
     assert reader.alive and reader.orders_error == ""

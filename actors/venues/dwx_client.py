@@ -195,8 +195,13 @@ class DwxClient:
 
     @property
     def alive(self) -> bool:
-        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``."""
+        """The EA rewrote ``DWX_Orders.txt`` validly within ``stale_after_s``."""
         return self.reader.alive
+
+    @property
+    def running(self) -> bool:
+        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``, valid or not."""
+        return self.reader.running
 
     def report_fault(self, kind: str, detail: str) -> None:
         """Count and log one fault (``faults``)."""

@@ -49,6 +49,8 @@ class EaState:
     """The last valid orders file (current only while ``EaReader.orders_error`` is empty)."""
     orders_valid_at: float = -1e18
     """When ``DWX_Orders.txt`` was last read valid (rewritten or not changed)."""
+    orders_seen: float = -1e18
+    """When ``DWX_Orders.txt`` was last seen rewritten, valid or not."""
     ticks: dict[str, r.Tick] = field(default_factory=dict)
     """What ``DWX_Market_Data.txt`` holds now (replaced on every change, never merged)."""
     tick_at: dict[str, float] = field(default_factory=dict)
@@ -87,6 +89,13 @@ class EaReader:
     def alive(self) -> bool:
         """The EA rewrote ``DWX_Orders.txt`` validly within ``stale_after_s``."""
         return self.clock() - self.state.orders_valid_at < self.stale_after_s
+
+    @property
+    def running(self) -> bool:
+        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``, valid or not (the EA
+        runs: its bars and ticks are good even while an unescaped comment breaks that
+        file)."""
+        return self.clock() - self.state.orders_seen < self.stale_after_s
 
     @property
     def orders_error(self) -> str:
@@ -137,6 +146,8 @@ class EaReader:
         before = orders_file.rewrites
         change = self._read(f.ORDERS)
         now = self.clock()
+        if orders_file.rewrites != before:
+            self.state.orders_seen = now
         if not orders_file.exists and self.state.orders is not None:
             self._orders_gone = True
         if change is None:
