@@ -33,8 +33,8 @@ from raytrade.actors.simulators.dwx_ea_faults import EaFault
 from raytrade.actors.simulators.dwx_ea_process import EaOptions, EaProcess, start_ea
 from raytrade.actors.venues import dwx_files as f
 from raytrade.actors.venues import dwx_requests as req
-from raytrade.actors.venues.dwx import DwxVenue, build_execution, timeframe
-from raytrade.actors.venues.dwx_book import check_account_kind, order_comment
+from raytrade.actors.venues.dwx import DwxHistory, DwxVenue, build_execution, timeframe
+from raytrade.actors.venues.dwx_book import check_account_kind, comment_matches, order_comment
 from raytrade.actors.venues.dwx_client import (
     ClientConfig,
     CommandNotReadError,
@@ -43,6 +43,7 @@ from raytrade.actors.venues.dwx_client import (
     ReplyTimeoutError,
 )
 from raytrade.actors.venues.dwx_orders import DwxExecution
+from raytrade.actors.venues.dwx_reader import EaReader
 from raytrade.actors.venues.dwx_records import AccountInfo
 from raytrade.actors.venues.dwx_symbols import load_venue_config, parse_venue_config
 from raytrade.actors.venues.execution import OrderFateUnknownError, OrderRequest
@@ -50,7 +51,7 @@ from raytrade.actors.venues.execution_registry import ExecutionSetup, execution_
 from raytrade.actors.venues.protocol import Subscription, VenueEndpoints
 from raytrade.algos.storage.live_commands import issue_command
 from raytrade.envs.decision import DecisionRule
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, TemporaryError
 from raytrade.envs.io import load_bars
 
 from tests.dwx_setup import (
@@ -152,6 +153,52 @@ def test_json_file_half_written_is_held_and_a_lasting_invalid_file_is_reported_b
     assert change is not None and change.data == {"b": 2}
 
 
+def _orders_text(equity: float, comment: str = "rt-1", kind: str = "buy") -> str:
+    """A ``DWX_Orders.txt`` as the stock EA writes it (comments unescaped)."""
+    return ('{"account_info": {"name": "x", "number": 7, "currency": "USD", "leverage": 100, '
+            f'"free_margin": 1000.0, "balance": 1000.0, "equity": {equity:f}}}, '
+            '"orders": {"11": {"magic": 4242, "symbol": "EURUSD", "lots": 0.01, '
+            f'"type": "{kind}", "open_price": 1.1, "open_time": "2024.01.02 10:00:00", '
+            '"SL": 0.0, "TP": 0.0, "pnl": 0.0, "commission": 0.0, "swap": 0.0, '
+            f'"comment": "{comment}"}}}}}}')
+
+
+def test_ea_reader_orders_file_broken_or_rejected_is_never_current_and_reported(
+        tmp_path: Path) -> None:
+    now = [0.0]
+    paths = f.DwxPaths(tmp_path)
+    paths.check()
+    orders = paths.file(f.ORDERS)
+    reader = EaReader(paths, clock=lambda: now[0], invalid_after_s=2.0, stale_after_s=5.0,
+                      offset_s=0, on_restart=lambda: None)
+    orders.write_text(_orders_text(1000.0))
+    reader.poll()
+    assert reader.alive and reader.orders_error == "" and reader.state.orders is not None
+    # a manual order's comment with a quote: the EA rewrites the broken file every second
+    # with a new equity; it is reported once, timed from the last valid read
+    for i in range(1, 8):
+        now[0] = i * 0.5
+        orders.write_text(_orders_text(1000.0 + i, comment='my "best" trade'))
+        reader.poll()
+        assert "DWX_Orders.txt: not valid JSON" in reader.orders_error
+    assert reader.faults["invalid_file"] == 1
+    now[0] = 5.5  # never valid since 0.0: not alive for orders, though the EA runs (its
+    reader.poll()  # bars and ticks still count)
+    assert not reader.alive and reader.running
+    orders.write_text(_orders_text(1001.0))
+    reader.poll()
+    assert reader.alive and reader.orders_error == ""
+    # valid JSON failing the record checks (an MT5 stop-limit ticket): the same
+    base = now[0]
+    for i in range(1, 6):
+        now[0] = base + i * 0.5
+        orders.write_text(_orders_text(1000.0 + i, kind="buystoplimit"))
+        reader.poll()
+        assert "type 'buystoplimit' is not one of" in reader.orders_error
+    assert reader.faults["rejected_record"] == 1 and reader.state.orders is not None
+    assert reader.state.orders.account.equity == 1001  # the last good one, never used
+
+
 def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
     config = load_venue_config(venue_config(tmp_path))
     spec = config.spec("EURUSD")
@@ -170,9 +217,17 @@ def test_venue_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"symbols.EURUSD.min_lot: 0.015 is not a multiple"):
         parse_venue_config(tomllib.loads(
             VENUE_TOML.replace("min_lot = 0.01", "min_lot = 0.015")), "c.toml")
+    with pytest.raises(ConfigError, match=r"c.toml: symbols.EURUSD.lot_step: 0.001 is not a "
+                       r"multiple of 0.01: the DWX EA rounds"):
+        parse_venue_config(tomllib.loads(
+            VENUE_TOML.replace("lot_step = 0.01", "lot_step = 0.001")), "c.toml")
     cid = "rt-" + "x" * 40
     assert order_comment("rt-1a2b3c4d-lz3k0-7-0") == "rt-1a2b3c4d-lz3k0-7-0"
-    assert len(order_comment(cid)) == 31 and order_comment(cid) == order_comment(cid)
+    # 27 characters: the broker's "[sl]" still fits MT's 31
+    assert len(order_comment(cid)) == 27 and order_comment(cid) == order_comment(cid)
+    assert comment_matches("rt-a-1-1[sl]", "rt-a-1-1") and comment_matches("rt-a-1-1[s",
+                                                                           "rt-a-1-1")
+    assert not comment_matches("rt-a-1-12", "rt-a-1-1")
 
 
 def test_account_kind_and_venue_rules_refuse_what_cannot_be_proven(tmp_path: Path) -> None:
@@ -217,7 +272,8 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
     config = parse_venue_config(tomllib.loads(VENUE_TOML), "venue.toml")
     with start_ea(files, EURUSD, faults=faults, options=EA) as ea:
         async def scenario() -> None:
-            client = DwxClient(files, ClientConfig(command_timeout_s=1.0, reply_timeout_s=1.5))
+            client = DwxClient(files, ClientConfig(command_timeout_s=1.0, reply_timeout_s=1.5,
+                                                   invalid_after_s=1.0))
             # a demo (testnet) run on an EA that does not say the account kind: refused at
             # start, before any command, unless it is a dry run
             with pytest.raises(ConfigError, match="cannot be verified"):
@@ -289,6 +345,28 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             bars = await req.historic_bars(client, "EURUSD", "H1", 1_492_592_400_000,
                                            1_492_592_400_000 + 5 * 3_600_000)
             assert [b.ts for b in bars] == [1_492_592_400_000 + i * 3_600_000 for i in range(6)]
+            # a lot step finer than the EA's 0.01 (refused in a config file, forced here):
+            # the EA opens 0.01 lots for 0.006; the fill is the ticket's, and reported
+            fine = dataclasses.replace(config.spec("EURUSD"), lot_step=0.001, min_lot=0.001)
+            finer = DwxExecution(client, dataclasses.replace(config, symbols={"EURUSD": fine}),
+                                 network="loopback")
+            odd = await finer.place(OrderRequest("rt-t-81", "EURUSD", "buy", 600.0))
+            assert (odd.status, odd.filled_qty) == ("filled", 1000.0)
+            assert client.faults["lots_mismatch"] == 1 and await ea_settles_at(ea, 1000.0)
+            # order rt-t-8 was never sent: rt-t-81's ticket is not taken for it
+            assert await execution.query("EURUSD", "rt-t-8") is None
+            # a manual order whose comment holds a quote: the EA writes it unescaped, the
+            # orders file stays broken while the ticket is open: orders are refused naming
+            # the file, the fault is reported, and trading resumes once it is closed
+            manual = await client.request(
+                "OPEN_ORDER", 'EURUSD,buy,0.01,0,0,0,7,my "best",0',
+                lambda m: m.text.startswith("Successfully sent order"), family="OPEN_ORDER")
+            with pytest.raises(TemporaryError, match=r"DWX_Orders\.txt: not valid JSON"):
+                await execution.place(OrderRequest("rt-t-7", "EURUSD", "buy", 1000.0))
+            assert client.faults["invalid_file"] == 1 and await ea_settles_at(ea, 1000.0)
+            await req.close_order(client, int(manual.text.split()[3].rstrip(":")), 0.0)
+            snapshot = await execution.account(("EURUSD",))
+            assert snapshot.positions["EURUSD"] == 1000.0
             await client.stop()
 
         asyncio.run(scenario())
@@ -297,10 +375,12 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
 def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
         tmp_path: Path) -> None:
     files = tmp_path / "MQL4" / "Files"
+    config = parse_venue_config(tomllib.loads(VENUE_TOML), "venue.toml")
     first = start_ea(files, EURUSD, options=EA)
 
     async def scenario() -> None:
-        client = DwxClient(files, ClientConfig(command_timeout_s=20.0, reply_timeout_s=1.5))
+        client = DwxClient(files, ClientConfig(command_timeout_s=20.0, reply_timeout_s=1.5,
+                                               tick_stale_s=0.4))
         await client.start()
         first.kill()  # the terminal dies; its files stay
         pending = asyncio.create_task(client.subscribe_ticks(("EURUSD",)))
@@ -318,6 +398,40 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
                 assert asyncio.get_running_loop().time() < deadline
                 await client.wait_poll()
             assert second.state()["market_symbols"] == ["EURUSD"]
+            # the EA forgets the subscription without the orders file showing it (a restart
+            # the poll missed): the market-data file drops EURUSD, the client subscribes
+            # again, and the stale EURUSD tick is not kept
+            await client.send("SUBSCRIBE_SYMBOLS", "")
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while client.faults["subscriptions_lost"] == 0:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            assert "EURUSD" not in client.state.ticks
+            while "EURUSD" not in client.state.ticks:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            assert second.state()["market_symbols"] == ["EURUSD"]
+            # the EA's history holds the forming bar: dropped once the EA's own last closed
+            # bar is known, whatever the UTC offset says
+            await client.subscribe_bars((("EURUSD", "H1"),))
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while ("EURUSD", "H1") not in client.state.bars:
+                assert asyncio.get_running_loop().time() < deadline
+                await client.wait_poll()
+            closed = client.state.bars[("EURUSD", "H1")].ts
+            fetched = await DwxHistory(client).fetch("EURUSD", "1h", closed - 7_200_000,
+                                                     closed + 7_200_000)
+            assert [b.ts for b in fetched] == [closed - 3_600_000 * i for i in (2, 1, 0)]
+            # the bid/ask then stays unchanged (the simulator moves it once a bar) beyond
+            # tick_stale_s: a limit order is refused, not checked against it
+            execution = DwxExecution(client, config, network="loopback")
+            await execution.ready()
+            while (client.reader.tick_age("EURUSD") or 0.0) <= 0.45:
+                await asyncio.sleep(0.05)
+            with pytest.raises(TemporaryError, match="bid/ask has not changed for more than"):
+                await execution.place(OrderRequest("rt-s-1", "EURUSD", "buy", 1000.0,
+                                                   kind="limit", limit_price=0.5))
+            assert not ea_tickets(second)
         finally:
             second.stop()
             await client.stop()
@@ -326,6 +440,27 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
         asyncio.run(scenario())
     finally:
         first.stop()
+
+
+def test_dwx_client_late_reply_is_not_taken_for_the_next_command_of_its_family(
+        tmp_path: Path) -> None:
+    files = tmp_path / "MQL4" / "Files"
+    # the first order's answer stays invisible (messages file half written) past the
+    # reply timeout; the same order again must get its own answer, not the late one
+    faults = (EaFault("half_written", at_command=1, file="messages", delay_s=0.7),)
+    with start_ea(files, EURUSD, faults=faults, options=EA) as ea:
+        async def scenario() -> None:
+            client = DwxClient(files, ClientConfig(reply_timeout_s=0.4))
+            await client.start()  # command 0
+            with pytest.raises(ReplyTimeoutError, match="OPEN_ORDER"):
+                await req.open_order(client, "EURUSD", "buy", 0.01, magic=1, comment="late-1")
+            second = await req.open_order(client, "EURUSD", "buy", 0.01, magic=1,
+                                          comment="late-2")
+            assert second.ticket is not None
+            assert ea_tickets(ea)[second.ticket]["comment"] == "late-2"
+            await client.stop()
+
+        asyncio.run(scenario())
 
 
 def test_dwx_client_without_an_ea_reports_the_command_and_refuses_a_second_client(

@@ -82,9 +82,15 @@ class DwxHistory:
 
     async def fetch(self, symbol: str, interval: str, start_ms: int, end_ms: int
                     ) -> list[Bar]:
-        """Bars opening in [start, end), the one forming included when the range reaches
-        it; none for a range the market was closed (the EA's ``HISTORIC_DATA`` error).
-        ``TemporaryError`` when the EA does not answer."""
+        """Bars opening in [start, end); none for a range the market was closed (the EA's
+        ``HISTORIC_DATA`` error). ``TemporaryError`` when the EA does not answer.
+
+        The EA's history includes the forming bar. When the EA has published its last
+        closed bar of the pair (``DWX_Bar_Data.txt``, a bar subscription), every bar newer
+        than that one is dropped: the forming bar never passes as closed, whatever the
+        configured UTC offset (both times are converted alike; a wrong offset, as across a
+        DST change, would fool a check against this machine's clock). Without that bar the
+        forming one is included when the range reaches it (the caller's clock decides)."""
         tf = timeframe(interval, self.client.config.server_utc_offset_s)
         if end_ms <= start_ms:
             return []
@@ -102,7 +108,9 @@ class DwxHistory:
                 raise MessageRejectedError(f"{self.client.paths.folder} historic {symbol} "
                                            f"{tf}: bar at {bar.ts} ms is off the {interval} "
                                            "grid (is the server UTC offset right?)", "")
-        return [b for b in bars if start_ms <= b.ts < end_ms]
+        last = self.client.state.bars.get((symbol, tf))
+        newest = last.ts if last is not None else end_ms
+        return [b for b in bars if start_ms <= b.ts < end_ms and b.ts <= newest]
 
 
 class DwxVenue:

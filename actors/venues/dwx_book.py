@@ -2,10 +2,13 @@
 a MetaTrader comment, one order's steps and fills as this process knows them, and the
 check that the account behind the EA is the one the network names.
 
-Client order ids travel in the ticket's comment, which MetaTrader keeps to 31 characters:
-``order_comment`` is the id itself when it fits (raytrade's ids are about 25 characters)
-and otherwise ``h`` + the first 30 hex digits of its SHA-256. Finding an order needs no
-table: its comment is computed again from the id and looked up in the EA's files.
+Client order ids travel in the ticket's comment, which MetaTrader keeps to 31 characters
+and to which the broker appends a tag when a stop closes the ticket (``[sl]``, ``[tp]``):
+``order_comment`` is the id itself when it fits in ``COMMENT_LEN`` = 27 characters (31 less
+the 4 of a tag; raytrade's ids are about 25) and otherwise ``h`` + the first 26 hex digits of
+its SHA-256. Finding an order needs no table: its comment is computed again from the id and
+looked up in the EA's files, as the whole comment or the comment followed by a ``[`` tag
+(``comment_matches``: a prefix alone would take ``rt-...-1-12`` for ``rt-...-1-1``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from raytrade.actors.venues.dwx_symbols import SymbolSpec
 from raytrade.actors.venues.execution import OrderRequest, OrderState, OrderStatus, Trade
 from raytrade.envs.errors import ConfigError
 
-COMMENT_LEN = 31
+COMMENT_LEN = 27
 
 
 def order_comment(cid: str) -> str:
@@ -28,6 +31,12 @@ def order_comment(cid: str) -> str:
     if len(cid) <= COMMENT_LEN:
         return cid
     return "h" + hashlib.sha256(cid.encode()).hexdigest()[:COMMENT_LEN - 1]
+
+
+def comment_matches(comment: str, wanted: str) -> bool:
+    """``comment`` (as the EA lists it) is ``wanted``, or ``wanted`` with the broker's tag
+    (``[sl]``, ``[tp]``: cut at 31 characters, so only its ``[`` may be left)."""
+    return comment == wanted or comment.startswith(wanted + "[")
 
 
 def _trade_id(cid: str, step: str) -> int:

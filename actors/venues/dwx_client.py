@@ -22,10 +22,13 @@ of everything asked for, sent whole every time.
 - ``request`` sends and waits for the EA's reply: the first message written after the
   command that the caller's matcher accepts (the EA writes its INFO/ERROR messages with
   no command id; commands that expect a reply are serialized, so a reply is the next
-  message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``.
+  message of its kind). No reply within ``reply_timeout_s`` raises ``ReplyTimeoutError``;
+  the family's next command then first waits (up to ``reply_timeout_s``) for that late
+  answer, so that it cannot be taken as the next command's reply.
 - The EA restarting (it deletes its files, command slots included, and forgets its
-  subscriptions and command ids; ``EaReader`` notices) makes the client send the
-  subscriptions again until the EA confirms them.
+  subscriptions and command ids; ``EaReader`` notices, from the orders file vanishing or
+  from the market-data file no longer listing a subscribed symbol when the poll missed the
+  gap) makes the client send the subscriptions again until the EA confirms them.
 """
 
 from __future__ import annotations
@@ -78,12 +81,14 @@ class ClientConfig:
     """An EA file invalid (half written) for this long is reported."""
     stale_after_s: float = 5.0
     """``DWX_Orders.txt`` not rewritten for this long: the EA is not running."""
+    tick_stale_s: float = 60.0
+    """A bid/ask unchanged for this long is not used to check a limit order's price."""
     server_utc_offset_s: int = 0
     """The broker's server time minus UTC (``dwx_records.server_time_ms``)."""
 
     def __post_init__(self) -> None:
         for name in ("poll_s", "command_timeout_s", "reply_timeout_s", "invalid_after_s",
-                     "stale_after_s"):
+                     "stale_after_s", "tick_stale_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"DWX ClientConfig.{name} must be > 0")
         if abs(self.server_utc_offset_s) > 14 * 3600:
@@ -116,12 +121,13 @@ class DwxClient:
                                invalid_after_s=self.config.invalid_after_s,
                                stale_after_s=self.config.stale_after_s,
                                offset_s=self.config.server_utc_offset_s,
-                               on_restart=self._on_restart)
+                               on_restart=self._on_restart,
+                               on_ticks_lost=self._on_ticks_lost)
         self.files = self.reader.files
         self.state = self.reader.state
         self.faults = self.reader.faults
         """``invalid_file``, ``command_not_read``, ``reply_timeout``, ``ea_restart``,
-        ``rejected_record``."""
+        ``rejected_record``, ``subscriptions_lost``, ``lots_mismatch``."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every poll that changed something."""
         self.tick_symbols: set[str] = set()
@@ -136,6 +142,8 @@ class DwxClient:
         self._reply_locks: dict[str, asyncio.Lock] = {}
         self._started = False
         self._resubscribing: asyncio.Task[None] | None = None
+        self._late: dict[str, tuple[Sent, Callable[[r.Message], bool]]] = {}
+        """Per family: the command whose reply timed out (``_await_late``)."""
 
     # ---- lifetime
     async def start(self) -> None:
@@ -187,8 +195,13 @@ class DwxClient:
 
     @property
     def alive(self) -> bool:
-        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``."""
+        """The EA rewrote ``DWX_Orders.txt`` validly within ``stale_after_s``."""
         return self.reader.alive
+
+    @property
+    def running(self) -> bool:
+        """The EA rewrote ``DWX_Orders.txt`` within ``stale_after_s``, valid or not."""
+        return self.reader.running
 
     def report_fault(self, kind: str, detail: str) -> None:
         """Count and log one fault (``faults``)."""
@@ -204,6 +217,14 @@ class DwxClient:
             if self._resubscribing is not None:
                 self._resubscribing.cancel()
             self._resubscribing = self._loop.create_task(self._resubscribe())
+
+    def _on_ticks_lost(self, symbols: set[str]) -> None:
+        lost = symbols & self.tick_symbols
+        if not lost or (self._resubscribing is not None and not self._resubscribing.done()):
+            return
+        self.report_fault("subscriptions_lost", f"the EA in {self.paths.folder} stopped "
+                          f"sending {', '.join(sorted(lost))}: subscribing again")
+        self._on_restart()
 
     async def _resubscribe(self) -> None:
         """Send the subscriptions again until the EA has read them (back-off doubling to
@@ -264,8 +285,31 @@ class DwxClient:
         ``ReplyTimeoutError`` without one. Requests of one ``family`` (the EA's message
         prefix, e.g. ``OPEN_ORDER``) run one at a time so that replies pair up."""
         async with self.exclusive(family):
+            await self._await_late(family)
             sent = await self.send(command, content, command_id=command_id)
-            return await self.reply(sent, match, timeout_s=timeout_s)
+            try:
+                return await self.reply(sent, match, timeout_s=timeout_s)
+            except ReplyTimeoutError:
+                self._late[family] = (sent, match)
+                raise
+
+    async def _await_late(self, family: str) -> None:
+        """After a ``ReplyTimeoutError`` the EA may still answer: the family's next
+        command waits until that late answer is in (it then comes before the new
+        command's sequence number and cannot be taken as its reply), at most
+        ``reply_timeout_s`` (no answer by then: the EA restarted or lost it)."""
+        late = self._late.pop(family, None)
+        if late is None:
+            return
+        sent, match = late
+        marker = f"{sent.command_id}|{sent.command}"
+        deadline = self.clock() + self.config.reply_timeout_s
+        while self.clock() < deadline:
+            if any(match(m) or marker in m.text for _, m in self.reader.messages_after(sent.seq)):
+                return
+            await self.wait_poll(max(0.0, deadline - self.clock()))
+        log.warning("DWX: no late answer to command %s %s; sending the next %s",
+                    sent.command_id, sent.command, family)
 
     def exclusive(self, name: str) -> asyncio.Lock:
         """A lock by name on this event loop (requests of a family, an answer file)."""

@@ -105,7 +105,7 @@ class DwxFeed:
                         await self._sleep(backoff)
                         backoff = min(backoff * 2, self.config.max_backoff_s)
                         continue
-                alive = client.alive
+                alive = client.running  # bars and ticks flow while the orders file is broken
                 if not alive or client.faults["ea_restart"] != self._restarts:
                     self._unbroken = False
                     self._restarts = client.faults["ea_restart"]

@@ -31,9 +31,10 @@ Here:
   and says whether it was still there.
 - ``JsonFile.poll`` reads one EA file when its (mtime, size) changed, or its content hash
   did: unchanged content is not parsed twice; content that does not parse is *held*: it is
-  retried on the next poll (the EA was mid-write) and never acted on, and once the same
-  invalid content has stayed for ``invalid_after_s`` it is reported (``InvalidFileError``
-  naming the file and the parse error) once.
+  retried on the next poll (the EA was mid-write) and never acted on, and once the file
+  has stayed invalid for ``invalid_after_s`` since its last valid read (whatever the
+  invalid content: the EA rewrites a broken orders file every second with a new equity)
+  it is reported (``InvalidFileError`` naming the file and the parse error) once.
 
 Text: the MT4 EA writes ANSI text, the MT5 EA may write UTF-16 with a byte-order mark;
 both are decoded, trailing line breaks dropped. Commands are written as ASCII.
@@ -272,7 +273,8 @@ class JsonFile:
 
     Args:
         path: the file.
-        invalid_after_s: how long one invalid content may stay before it is reported.
+        invalid_after_s: how long the file may stay invalid (timed from its last valid
+            read, whatever the invalid content) before it is reported.
         clock: monotonic seconds.
     """
 
@@ -289,6 +291,8 @@ class JsonFile:
         """Times the file was seen rewritten (new mtime or size), valid or not."""
         self.invalid = 0
         """Reads that did not parse (a half-written file counts once per read)."""
+        self.error = ""
+        """Why the last invalid read did not parse."""
 
     def forget(self) -> None:
         """Treat the next read as new even if unchanged (after the EA restarted)."""
@@ -338,16 +342,26 @@ class JsonFile:
         return FileChange(data, text, digest)
 
     def _invalid(self, digest: str, reason: str, text: str) -> None:
+        # timed from the last valid parse, not from this content: the EA rewrites its
+        # orders file every second with a new equity, so a broken file (an unescaped quote
+        # in a ticket's comment) changes all the time and never "stays" the same
         self.invalid += 1
+        self.error = reason
         now = self.clock()
-        if self._bad is None or self._bad[0] != digest:
+        if self._bad is None:
             self._bad = (digest, now, False)
             return
-        first, since, reported = self._bad
+        _, since, reported = self._bad
+        self._bad = (digest, since, reported)
         if not reported and now - since >= self.invalid_after_s:
-            self._bad = (first, since, True)
-            raise InvalidFileError(self.path, f"{reason}, unchanged for "
+            self._bad = (digest, since, True)
+            raise InvalidFileError(self.path, f"{reason}, invalid for "
                                    f"{now - since:.1f} s", text)
+
+    @property
+    def invalid_since(self) -> float | None:
+        """``clock`` time since when every read was invalid (None: the last read parsed)."""
+        return None if self._bad is None else self._bad[1]
 
 
 _EMPTY: Any = object()

@@ -29,8 +29,9 @@ orders file (a ticket with the comment appeared; the closed ticket shrank or van
 A retry of the same client id continues the order where it stopped, re-using each
 step's command id, so the EA skips a step it already ran.
 
-Limits (README, "MetaTrader 4/5"): an order's record lives in this process; after a
-restart ``query`` finds opened orders by comment, not a close whose answer was lost.
+Reading an order back, the pending tickets and the account: ``dwx_account.py``. Limits
+(README, "MetaTrader 4/5"): an order's record lives in this process; after a restart
+``query`` finds opened orders by comment, not a close whose answer was lost.
 """
 
 from __future__ import annotations
@@ -40,9 +41,16 @@ import math
 import time
 from collections.abc import Callable
 
+from raytrade.actors.venues import dwx_account
 from raytrade.actors.venues import dwx_records as rec
 from raytrade.actors.venues import dwx_requests as req
-from raytrade.actors.venues.dwx_book import OrderRecord, Step, check_account_kind, order_comment
+from raytrade.actors.venues.dwx_book import (
+    OrderRecord,
+    Step,
+    check_account_kind,
+    comment_matches,
+    order_comment,
+)
 from raytrade.actors.venues.dwx_client import (
     CommandNotReadError,
     DwxClient,
@@ -93,19 +101,28 @@ class DwxExecution:
 
     # ---- start-up checks
     async def orders_now(self) -> rec.OrdersFile:
-        """The orders file as of a poll after now; ``TemporaryError`` when the EA is not
-        running (the file not rewritten for ``stale_after_s``)."""
+        """The orders file as of a poll after now. ``TemporaryError`` when the EA is not
+        running (the file not validly rewritten for ``stale_after_s``) or when the file is
+        invalid or fails the record checks for ``invalid_after_s`` (naming the file and the
+        reason): the last good state is never taken as the current one."""
         await self.client.start()
         await self.client.wait_poll()
-        deadline = self.client.clock() + self.client.config.stale_after_s
-        while not self.client.alive or self.client.state.orders is None:
-            if self.client.clock() >= deadline:
+        cfg = self.client.config
+        start = self.client.clock()
+        while True:
+            error = self.client.reader.orders_error
+            orders = self.client.state.orders
+            if not error and self.client.alive and orders is not None:
+                return orders
+            now = self.client.clock()
+            if error and now - start >= cfg.invalid_after_s:
+                raise TemporaryError(f"DWX: the EA's orders file is unusable ({error}): "
+                                     "nothing is traded on an older state")
+            if now - start >= cfg.stale_after_s:
                 raise TemporaryError(f"the DWX EA in {self.client.paths.folder} is not "
                                      f"running: {ORDERS} not rewritten for "
-                                     f"{self.client.config.stale_after_s:g} s")
+                                     f"{cfg.stale_after_s:g} s")
             await self.client.wait_poll()
-        assert self.client.state.orders is not None
-        return self.client.state.orders
 
     async def ready(self) -> None:
         """Once: the account kind against the network, and every configured symbol's
@@ -122,14 +139,14 @@ class DwxExecution:
             log.error("DWX (dry run): %s", self.unverified)
         symbols = tuple(sorted(self.config.symbols))
         for symbol in symbols:
-            tick = await self._tick(symbol)
+            tick = await self.tick(symbol)
             if tick.tick_value is not None:
                 self.config.spec(symbol).check_tick_value(tick.tick_value,
                                                           orders.account.currency,
                                                           self.config.source)
         self._checked = True
 
-    async def _tick(self, symbol: str) -> rec.Tick:
+    async def tick(self, symbol: str) -> rec.Tick:
         try:
             await self.client.subscribe_ticks((symbol,))
         except EaError as exc:
@@ -163,7 +180,7 @@ class DwxExecution:
                 # sent again after ``query`` found nothing: a step the EA's state does not
                 # show did not run; it is sent again with its command id (the EA skips an
                 # id it ran)
-                await self._resolve(record)
+                await self.resolve_step(record)
                 record.unknown = None
             if record.status not in FINAL_STATUSES:
                 await self._execute(record)
@@ -185,7 +202,13 @@ class DwxExecution:
     async def _execute(self, record: OrderRecord) -> None:
         order, spec = record.order, record.spec
         if order.kind == "limit" and record.filled_lots == 0:
-            tick = await self._tick(order.symbol)
+            tick = await self.tick(order.symbol)
+            age = self.client.reader.tick_age(order.symbol)
+            bound = self.client.config.tick_stale_s
+            if age is None or age > bound:
+                raise TemporaryError(f"order {order.client_order_id}: the EA's {order.symbol} "
+                                     f"bid/ask has not changed for more than {bound:g} s: "
+                                     "too old to check the limit price against")
             price = tick.ask if order.side == "buy" else tick.bid
             limit = order.limit_price or 0.0
             if (order.side == "buy" and price > limit) or (order.side == "sell" and
@@ -255,22 +278,32 @@ class DwxExecution:
         trades: it may have been closed since, by a stop) shows it."""
         comment = order_comment(record.order.client_order_id)
         orders = self.client.state.orders
-        found: tuple[int, float, float] | None = None
-        for t in (orders.tickets.values() if orders else ()):
-            if t.ticket not in step.known and t.comment.startswith(comment) \
-                    and t.magic == record.spec.magic:
-                found = (t.ticket, t.open_price, t.commission)
-        if found is None and history:
+        hits = [(t.ticket, t.lots, t.open_price, t.commission)
+                for t in (orders.tickets.values() if orders else ())
+                if t.ticket not in step.known and comment_matches(t.comment, comment)
+                and t.magic == record.spec.magic]
+        if not hits and history:
             days = 1 + int((time.time() * 1000 - record.update_ms) // 86_400_000)
-            for c in (await self._history(days)).values():
-                if c.comment.startswith(comment) and c.ticket not in step.known:
-                    found = (c.ticket, c.open_price, c.commission)
-        if found is None:
+            hits = [(c.ticket, c.lots, c.open_price, c.commission)
+                    for c in (await dwx_account.closed_trades(self.client, days)).values()
+                    if comment_matches(c.comment, comment) and c.ticket not in step.known]
+        if not hits:
             return False
-        ticket, price, commission = found
+        if len(hits) > 1:
+            self.client.report_fault("duplicate_comment", f"order "
+                                     f"{record.order.client_order_id}: tickets "
+                                     f"{sorted(h[0] for h in hits)} all carry {comment!r}; "
+                                     f"booked {min(hits)[0]}")
+        found = min(hits)
+        ticket, lots, price, commission = found
         record.tickets.append(ticket)
         record.unknown = None
-        record.fill(step, step.lots, price, self._commission(record.spec, commission))
+        # the ticket's own lots are what was traded (the EA rounds lots to 2 decimals)
+        record.fill(step, lots, price, self._commission(record.spec, commission))
+        if abs(lots - step.lots) > 1e-9:
+            self.client.report_fault("lots_mismatch", f"order {record.order.client_order_id}: "
+                                     f"ticket {ticket} opened {lots:g} lots, {step.lots:g} "
+                                     "were sent")
         return True
 
     async def _settle_close(self, record: OrderRecord, step: Step, *, wait: bool) -> bool:
@@ -296,28 +329,21 @@ class DwxExecution:
         record.fill(step, step.lots, price, 0.0)
         return True
 
-    async def _history(self, days: int) -> dict[int, rec.ClosedTrade]:
-        try:
-            return await req.historic_trades(self.client, max(days, 1))
-        except (EaError, TemporaryError) as exc:
-            log.warning("DWX historic trades unavailable (%s)", exc)
-            return {}
-
     async def _close_price(self, record: OrderRecord, step: Step) -> float:
         # the EA lists trades by their open time: reach back to the ticket's
-        history = await self._history(2 + int((time.time() * 1000 - step.open_ms)
-                                               // 86_400_000))
+        days = 2 + int((time.time() * 1000 - step.open_ms) // 86_400_000)
+        history = await dwx_account.closed_trades(self.client, days)
         closed = history.get(step.ticket)
         if closed is not None:
             return closed.close_price
-        tick = await self._tick(record.order.symbol)  # MT5 deals, or a lagging history
+        tick = await self.tick(record.order.symbol)  # MT5 deals, or a lagging history
         return tick.bid if record.order.side == "sell" else tick.ask
 
     def _commission(self, spec: SymbolSpec, mt_commission: float) -> float:
         tick = self.client.state.ticks.get(spec.symbol)
         return 0.0 - mt_commission * spec.quote_per_account(tick.tick_value if tick else None)
 
-    async def _resolve(self, record: OrderRecord, *, history: bool = True) -> None:
+    async def resolve_step(self, record: OrderRecord, *, history: bool = True) -> None:
         """Decide a step of unknown fate from the EA's state (module docstring)."""
         step = record.unknown
         if step is None:
@@ -342,67 +368,17 @@ class DwxExecution:
         return state
 
     async def query(self, symbol: str, client_order_id: str) -> OrderState | None:
-        """The order's state: this process's record (a step of unknown fate decided from
-        the EA's state first), else a ticket carrying its comment, open or in the history;
-        None when neither knows it."""
-        record = self.records.get(client_order_id)
-        if record is not None:
-            async with self.client.exclusive("orders"):
-                await self._resolve(record)
-            if record.filled_lots == 0 and record.status not in FINAL_STATUSES:
-                return None  # nothing ran (yet): the caller may send it again
-            return record.state()
-        spec = self.config.spec(symbol)
-        orders = await self.orders_now()
-        comment = order_comment(client_order_id)
-        hits = [(t.ticket, t.lots, t.open_price, t.type) for t in orders.tickets.values()
-                if t.symbol == symbol and t.comment.startswith(comment)]
-        if not hits:
-            hits = [(c.ticket, c.lots, c.open_price, c.type)
-                    for c in (await self._history(30)).values()
-                    if c.symbol == symbol and c.comment.startswith(comment)]
-        if not hits:
-            return None
-        ticket, lots, price, kind = hits[0]
-        qty = spec.qty(lots)
-        return OrderState(client_order_id, str(ticket), symbol,
-                          "buy" if kind == "buy" else "sell", "filled", qty, qty, price,
-                          update_ms=int(time.time() * 1000))
+        """The order's state (``dwx_account.query``)."""
+        return await dwx_account.query(self, symbol, client_order_id)
 
     async def open_orders(self, symbol: str) -> list[OrderState]:
-        """Pending tickets with the symbol's magic (raytrade sends none)."""
-        spec = self.config.spec(symbol)
-        orders = await self.orders_now()
-        return [OrderState(t.comment or f"mt-{t.ticket}", str(t.ticket), symbol,
-                           "buy" if t.type.startswith("buy") else "sell", "new",
-                           spec.qty(t.lots), 0.0, None)
-                for t in orders.tickets.values()
-                if t.symbol == symbol and t.magic == spec.magic and t.type in rec.PENDING_TYPES]
+        """Pending tickets with the symbol's magic (``dwx_account.open_orders``)."""
+        return await dwx_account.open_orders(self, symbol)
 
-    async def account(self, symbols: tuple[str, ...], *,
-                      open_orders_for: tuple[str, ...] | None = None) -> AccountSnapshot:
-        """Positions netted per symbol and magic, mid prices, the account's balance and
-        equity converted to the first symbol's quote currency."""
-        await self.ready()
-        orders = await self.orders_now()
-        positions, prices = {}, {}
-        for symbol in symbols:
-            spec = self.config.spec(symbol)
-            lots = sum(t.signed_lots for t in orders.tickets.values()
-                       if t.symbol == symbol and t.magic == spec.magic)
-            positions[symbol] = spec.qty(lots)
-            tick = await self._tick(symbol)
-            prices[symbol] = (tick.bid + tick.ask) / 2
-        pending = [o for s in (symbols if open_orders_for is None else open_orders_for)
-                   for o in await self.open_orders(s)]
-        account = orders.account
-        factor = 1.0
-        if symbols:
-            first = self.config.spec(symbols[0])
-            latest = self.client.state.ticks.get(first.symbol)
-            factor = first.quote_per_account(latest.tick_value if latest else None)
-        return AccountSnapshot(int(time.time() * 1000), {account.currency: account.balance},
-                               positions, prices, account.equity * factor, tuple(pending))
+    async def account(self, symbols: tuple[str, ...], *, open_orders_for: tuple[str, ...]
+                      | None = None) -> AccountSnapshot:
+        """Positions, prices, balance and equity (``dwx_account.account``)."""
+        return await dwx_account.account(self, symbols, open_orders_for=open_orders_for)
 
     def user_stream(self) -> DwxUserStream:
         """Fills as the EA's files show them (``dwx_stream.py``)."""
@@ -417,7 +393,7 @@ class DwxExecution:
         for record in list(self.records.values()):
             if record.unknown is not None:
                 async with lock:
-                    await self._resolve(record, history=False)
+                    await self.resolve_step(record, history=False)
 
     async def close(self) -> None:
         """Nothing to release: the folder's client is shared (``shared_client``)."""

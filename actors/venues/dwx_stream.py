@@ -86,7 +86,7 @@ class DwxUserStream:
                 if alive is not up:
                     up = alive
                     on_state(alive, "the EA rewrites its orders file" if alive else
-                             f"the EA has not rewritten its orders file for "
+                             f"the EA has not written a valid orders file for "
                              f"{client.config.stale_after_s:g} s")
                 if alive:
                     try:

@@ -20,8 +20,10 @@ configured, per symbol::
     # base = "EUR"; quote = "USD"   (default: the symbol's two 3-letter halves)
 
 A field that is missing, of the wrong type or out of range is a ``ConfigError`` naming the
-file, the field and the rule. ``SymbolSpec.filters`` gives the order side's
-``SymbolFilters`` in base units (step = ``lot_step * contract_size`` ...).
+file, the field and the rule; ``min_lot`` and ``lot_step`` must be multiples of 0.01 (the EA
+rounds every lot size to 2 decimals: a 0.006-lot order would open 0.01 lots).
+``SymbolSpec.filters`` gives the order side's ``SymbolFilters`` in base units (step =
+``lot_step * contract_size`` ...).
 ``check_tick_value`` cross-checks a symbol against what the EA reports: its
 ``tick_value`` (account currency per point per lot) must equal
 ``pip_value * tick_size / pip_size`` within ``TICK_VALUE_TOLERANCE`` (exactly, up to the
@@ -41,6 +43,9 @@ from typing import Any
 from raytrade.actors.venues.execution import SymbolFilters
 from raytrade.envs.errors import ConfigError
 
+EA_LOT_UNIT = 0.01
+"""The EA rounds the lots of every command to 2 decimals: ``min_lot`` and ``lot_step``
+must be multiples of this."""
 TICK_VALUE_TOLERANCE = 0.05
 """Relative difference allowed between the configured and the reported tick value."""
 _SYMBOL_KEYS = frozenset({"contract_size", "pip_size", "pip_value", "tick_size", "min_lot",
@@ -164,6 +169,13 @@ def parse_symbol(symbol: str, table: Any, source: str) -> SymbolSpec:
         _number(table, "lot_step", where), _number(table, "max_lot", where),
         _magic(table, where), _currency(table, "base", where, halves[0].upper()),
         _currency(table, "quote", where, halves[1].upper()))
+    for name in ("lot_step", "min_lot"):
+        hundredths = getattr(spec, name) / EA_LOT_UNIT
+        if abs(hundredths - round(hundredths)) > 1e-6:
+            raise ConfigError(f"{where}.{name}: {getattr(spec, name):g} is not a multiple of "
+                              f"{EA_LOT_UNIT:g}: the DWX EA rounds every lot size to 2 "
+                              "decimals (NormalizeDouble(lots, 2)), so a finer size would "
+                              "trade a different amount")
     if spec.min_lot > spec.max_lot:
         raise ConfigError(f"{where}.min_lot: {spec.min_lot:g} is above max_lot {spec.max_lot:g}")
     for name in ("min_lot", "max_lot"):
