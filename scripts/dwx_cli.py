@@ -56,7 +56,8 @@ def _cmd_dwx_sim(args: argparse.Namespace) -> int:
                           maximum_lot_size=args.maximum_lot_size,
                           server_utc_offset_h=args.server_utc_offset_hours,
                           trade_mode_field=args.trade_mode_field, encoding=args.encoding,
-                          balance=args.balance, pace=args.pace)
+                          balance=args.balance, pace=args.pace,
+                          start_on_subscribe=args.start_on_subscribe)
     faults = load_ea_faults(args.faults) if args.faults else ()
     ea = SimulatedEa(settings, spec, bars, faults)
     stopping: list[bool] = []
@@ -102,6 +103,9 @@ def add_dwx_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                      help="bars: each bar takes --bar-seconds and closures (weekends) pass at "
                           "once; clock: wall time follows server time, so the market is "
                           "closed for --bar-seconds per missing bar (default bars)")
+    sim.add_argument("--start-on-subscribe", action="store_true",
+                     help="hold the replay on --start-bar until a client first subscribes "
+                          "to bar data (a slow client still sees every bar)")
     sim.add_argument("--faults", metavar="FILE", help="JSON {\"faults\": [{\"kind\": "
                      "leave_unread|half_written|reject|restart, \"at_command\": N, ...}]}")
     acct = sim.add_argument_group("account")

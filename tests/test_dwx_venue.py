@@ -499,7 +499,8 @@ def test_paper_actor_on_the_ea_replaying_eurusd_matches_backtest(
     store, policy = bundled_eurusd_store(tmp_path / "store", channel="paper", seed=6,
                                          rule=DecisionRule(cost_multiple=0.0, every_bars=4))
     files = tmp_path / "MQL4" / "Files"
-    options = dataclasses.replace(EA, bar_seconds=PARITY_BAR_S, start_bar=PARITY_START)
+    options = dataclasses.replace(EA, bar_seconds=PARITY_BAR_S, start_bar=PARITY_START,
+                                  start_on_subscribe=True)
     with start_ea(files, csv, options=options):
         config = PaperConfig(actor="eurusd", symbol="EURUSD", venue="dwx", interval="1h",
                              files_dir=str(files), journal_dir=str(tmp_path / "journal"),
@@ -509,7 +510,7 @@ def test_paper_actor_on_the_ea_replaying_eurusd_matches_backtest(
         last_ts = int(table.ts[-2])
         finals = paper_until_exported(
             [config], store, "eurusd",
-            lambda lines: bool(lines) and int(json.loads(lines[-1])["ts"]) >= last_ts, 40)
+            lambda lines: bool(lines) and int(json.loads(lines[-1])["ts"]) >= last_ts, 120)
     assert finals[0]["error"] is None
     journal = Journal(tmp_path / "journal" / "eurusd.sqlite")
     live = journal.db.execute("SELECT d.ts, d.action, d.decided FROM decisions d JOIN bars b "

@@ -107,6 +107,8 @@ class SimulatedEa:
         self.down_until: float | None = None
         self.cut: EaFault | None = None
         self.next_bar_at = 0.0
+        self.replaying = False
+        """With ``start_on_subscribe``: a client has subscribed to bars, the replay runs."""
         self._reset_memory()
         self._last_state = ""
 
@@ -149,6 +151,10 @@ class SimulatedEa:
     def step(self) -> None:
         """One timer event: bars that are due close, then the EA's tick unless it is down."""
         now = time.monotonic()
+        if self.settings.start_on_subscribe and not self.replaying:
+            if any(inst[0] for inst in self.bar_instruments):
+                self.replaying = True  # the first bar subscription starts the clock
+            self.next_bar_at = now + self.settings.bar_seconds
         while now >= self.next_bar_at and (
                 not self.broker.market_open or self.cursor < len(self.bars) - 1):
             self.next_bar_at += self._next_market_event()

@@ -61,6 +61,10 @@ class EaSettings:
     """``bars``: every bar takes ``bar_seconds`` and closures pass at once (a weekend is
     just the step to Sunday's first bar); ``clock``: wall time follows server time, so a
     closure lasts ``bar_seconds`` per missing bar while the market is closed."""
+    start_on_subscribe: bool = False
+    """Hold the replay on ``start_bar`` until a client first subscribes to bar data, so a
+    client that starts slowly (a Ray actor on a loaded machine) still sees every bar from
+    there; then the pace runs unchanged, whatever the client does."""
 
     @property
     def dwx_dir(self) -> Path:

@@ -35,6 +35,7 @@ class EaOptions:
     bar_seconds: float = 1.0
     start_bar: int | None = None
     pace: str = "bars"
+    start_on_subscribe: bool = False
     account: str = "demo"
     trade_mode_field: bool = False
     balance: float = 10_000.0
