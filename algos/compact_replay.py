@@ -102,12 +102,13 @@ class CompactReplay:
         self._count = np.zeros(n_streams, dtype=np.int64)
         self._tail = np.zeros(n_streams, dtype=np.int64)  # oldest sequence number not evicted
         self._last_obs_bar = np.full(n_streams, -1, dtype=np.int64)
+        self._scratch = np.empty((0, n_features), dtype=np.float32)
         self._max_priority = 1.0
         self.index = PrioritizedIndex(n, alpha=alpha, seed=seed)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of every array the buffer holds."""
+        """Bytes of every array the buffer holds (not the one-batch gather scratch)."""
         arrays = (self._bars, self._obs_bar, self._next_bar, self._state, self._next_state,
                   self._actions, self._rewards, self._dones)
         return sum(a.nbytes for a in arrays) + self.index.nbytes
@@ -208,21 +209,30 @@ class CompactReplay:
         self.index.update(slots, self._max_priority)
         return slots
 
-    def _windows(self, slots: I64, last_bars: I64, states: F32) -> F32:
+    def _windows(self, slots: I64, last_bars: I64, states: F32, out: F32) -> None:
+        """Write the observations whose windows end at ``last_bars`` into ``out``."""
         k = self.window * self.n_features
         streams = slots // self.per_stream
-        rows = (last_bars[:, None] + np.arange(1 - self.window, 1)) % self.bar_cap
-        out = np.empty((len(slots), k + self.n_state), dtype=np.float32)
-        out[:, :k] = self._bars[streams[:, None] * self.bar_cap + rows].reshape(len(slots), k)
+        rows = streams[:, None] * self.bar_cap \
+            + (last_bars[:, None] + np.arange(1 - self.window, 1)) % self.bar_cap
+        n = rows.size
+        if len(self._scratch) < n:  # reused gather target (never handed out)
+            self._scratch = np.empty((n, self.n_features), dtype=np.float32)
+        np.take(self._bars, rows.reshape(-1), axis=0, out=self._scratch[:n])
+        out[:, :k] = self._scratch[:n].reshape(len(slots), k)
         out[:, k:] = states[slots]
-        return out
 
     def gather(self, slots: I64, weights: npt.NDArray[np.float64]) -> ReplayBatch:
-        """The transitions at ``slots`` with the given weights, windows rebuilt."""
-        return ReplayBatch(slots, self._windows(slots, self._obs_bar[slots], self._state),
-                           self._actions[slots], self._rewards[slots],
-                           self._windows(slots, self._next_bar[slots], self._next_state),
-                           self._dones[slots], weights)
+        """The transitions at ``slots`` with the given weights, windows rebuilt.
+
+        Observations and next observations share one allocation (two separate multi-MB
+        arrays per batch cost ~2.5 ms more in page faults with glibc's allocator)."""
+        pair = np.empty((2, len(slots), self.window * self.n_features + self.n_state),
+                        dtype=np.float32)
+        self._windows(slots, self._obs_bar[slots], self._state, pair[0])
+        self._windows(slots, self._next_bar[slots], self._next_state, pair[1])
+        return ReplayBatch(slots, pair[0], self._actions[slots], self._rewards[slots],
+                           pair[1], self._dones[slots], weights)
 
     def sample(self, batch: int, beta: float = 0.4) -> ReplayBatch:
         """A prioritized batch (with replacement) and its importance weights."""

@@ -64,10 +64,13 @@ class PlainReplay:
         return slots
 
     def gather(self, slots: I64, weights: npt.NDArray[np.float64]) -> ReplayBatch:
-        """The transitions at ``slots`` with the given weights."""
-        return ReplayBatch(slots, self._obs[slots], self._actions[slots],
-                           self._rewards[slots], self._next_obs[slots], self._dones[slots],
-                           weights)
+        """The transitions at ``slots`` with the given weights (observations and next
+        observations in one allocation, as ``CompactReplay.gather``)."""
+        pair = np.empty((2, len(slots), self.obs_size), dtype=np.float32)
+        np.take(self._obs, slots, axis=0, out=pair[0])
+        np.take(self._next_obs, slots, axis=0, out=pair[1])
+        return ReplayBatch(slots, pair[0], self._actions[slots], self._rewards[slots],
+                           pair[1], self._dones[slots], weights)
 
     def sample(self, batch: int, beta: float = 0.4) -> ReplayBatch:
         """A prioritized batch (with replacement) and its importance weights."""

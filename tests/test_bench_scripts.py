@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.envs.errors import ConfigError
-from raytrade.scripts import bench_learning, bench_walkforward
+from raytrade.scripts import bench_learning, bench_replay, bench_walkforward
 from raytrade.scripts.bench_walkforward import cost_fields, fold_rows, targets
 from raytrade.scripts.learning_scenarios import (
     SCENARIOS,
@@ -217,3 +218,22 @@ def test_walkforward_targets_over_folds_and_datasets() -> None:
         row["deployed"], row["deployed_policy"] = row["flat"], False
     d = targets(rows, "deployed")
     assert d["vacuous"] and d["cost_drag_met"] and d["median_fold_sharpe_deployed"] == 0.0
+
+
+def test_bench_replay_quick_prints_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    affinity = os.sched_getaffinity(0)
+    try:
+        bench_replay.main(["--quick", "--batches", "3", "--repeats", "2"])
+    finally:
+        os.sched_setaffinity(0, affinity)  # the script pins itself to one core
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["features"] == 73 and out["config"]["window"] == 16
+    assert out["identical_samples"] is True and len(out["config"]["cpus"]) == 1
+    for name in ("compact", "plain"):
+        row = out[name]
+        assert row["bytes_per_transition"] > 0 and row["max_capacity_8gib"] > 0
+        for key in ("sample_ms_p50", "sample_ms_p99"):
+            assert row[key]["n"] == 2 and row[key]["median"] > 0, (name, key)
+    assert out["memory_ratio"] == pytest.approx(
+        out["plain"]["bytes_per_transition"] / out["compact"]["bytes_per_transition"])
+    assert set(out["targets"]) == {"memory_ratio_at_least_10", "compact_p50_under_2ms"}

@@ -1,0 +1,152 @@
+"""Replay memory and prioritized sampling time: the compact replay against the plain one.
+
+Both buffers get the same transitions (random float32 feature rows, ``--features`` wide,
+``--window``-bar observations plus 4 position-state values, episodes of
+``--episode-steps`` steps) and the same priorities. Prints JSON with, for each buffer:
+bytes per stored transition (every array it holds, divided by its capacity), the largest
+capacity that fits in 8 GiB (from the exact array sizes, without allocating them), and
+the time to draw a prioritized batch of ``--batch`` transitions and rebuild its
+observations (p50 and p99 per batch over ``--batches`` batches; median, min and max over
+``--repeats`` runs). The process is pinned to one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+from raytrade.algos.compact_replay import CompactReplay
+from raytrade.algos.plain_replay import PlainReplay
+from raytrade.scripts.bench_stats import spread
+
+GIB8 = 8 * 2**30
+N_STATE = 4
+
+
+def _tree_bytes(capacity: int) -> int:
+    size = 1 << max(0, (capacity - 1).bit_length())
+    return 2 * (2 * size * 8) + capacity  # sums, minima (float64), liveness flags
+
+
+def compact_bytes(capacity: int, window: int, features: int) -> int:
+    """``CompactReplay(capacity, window, features).nbytes`` (one stream), computed."""
+    bars = capacity + capacity // 8 + window
+    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1  # bar ids, states, action, reward, done
+    return bars * features * 4 + capacity * per + _tree_bytes(capacity)
+
+
+def plain_bytes(capacity: int, window: int, features: int) -> int:
+    """``PlainReplay(capacity, window * features + 4).nbytes``, computed."""
+    per = 2 * 4 * (window * features + N_STATE) + 8 + 4 + 1
+    return capacity * per + _tree_bytes(capacity)
+
+
+def largest_capacity(nbytes: Any, window: int, features: int, limit: int = GIB8) -> int:
+    """The largest capacity whose buffer's arrays fit in ``limit`` bytes (bisection)."""
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if nbytes(mid, window, features) <= limit else (lo, mid - 1)
+    return lo
+
+
+def fill(capacity: int, window: int, features: int, episode_steps: int,
+         seed: int) -> tuple[CompactReplay, PlainReplay]:
+    """Both buffers filled to capacity with the same transitions and priorities."""
+    rng = np.random.default_rng(seed)
+    compact = CompactReplay(capacity, window, features, seed=seed)
+    plain = PlainReplay(capacity, window * features + N_STATE, seed=seed)
+    k = window * features
+    n = 0
+    while n < capacity:
+        rows = rng.standard_normal((window + episode_steps, features)).astype(np.float32)
+        states = rng.random((episode_steps + 1, N_STATE)).astype(np.float32)
+        bar = compact.start_episode(0, rows[:window])
+        for t in range(min(episode_steps, capacity - n)):
+            (nxt,) = compact.push_bars([0], rows[window + t][None])
+            obs = np.concatenate([rows[t:t + window].reshape(k), states[t]])
+            nobs = np.concatenate([rows[t + 1:t + 1 + window].reshape(k), states[t + 1]])
+            done = t == episode_steps - 1
+            compact.add([0], [bar], states[t][None], [t % 3], [0.0], [nxt],
+                        states[t + 1][None], [done])
+            plain.add([0], obs[None], [t % 3], [0.0], nobs[None], [done])
+            bar, n = nxt, n + 1
+    prio = rng.random(capacity) + 0.01
+    compact.update_priorities(np.arange(capacity), prio)
+    plain.update_priorities(np.arange(capacity), prio)
+    return compact, plain
+
+
+def time_sampling(buf: CompactReplay | PlainReplay, batch: int,
+                  batches: int) -> dict[str, float]:
+    """p50 and p99 (ms) of drawing one prioritized batch with its observations."""
+    for _ in range(5):
+        buf.sample(batch)
+    times = np.empty(batches)
+    for i in range(batches):
+        t0 = time.perf_counter()
+        buf.sample(batch)
+        times[i] = time.perf_counter() - t0
+    return {"p50": float(np.percentile(times, 50) * 1e3),
+            "p99": float(np.percentile(times, 99) * 1e3)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark record (see the module docstring)."""
+    w, f = args.window, args.features
+    compact, plain = fill(args.capacity, w, f, args.episode_steps, args.seed)
+    assert compact.nbytes == compact_bytes(args.capacity, w, f)
+    assert plain.nbytes == plain_bytes(args.capacity, w, f)
+    same = compact.sample(64)
+    ref = plain.sample(64)
+    identical = bool(np.array_equal(same.obs, ref.obs)
+                     and np.array_equal(same.next_obs, ref.next_obs))
+    runs: dict[str, list[dict[str, float]]] = {"compact": [], "plain": []}
+    for _ in range(args.repeats):
+        runs["compact"].append(time_sampling(compact, args.batch, args.batches))
+        runs["plain"].append(time_sampling(plain, args.batch, args.batches))
+    out: dict[str, Any] = {
+        "config": {"features": f, "window": w, "capacity": args.capacity,
+                   "batch": args.batch, "batches": args.batches, "repeats": args.repeats,
+                   "episode_steps": args.episode_steps, "cpus": sorted(os.sched_getaffinity(0))},
+        "identical_samples": identical}
+    for name, nbytes in (("compact", compact_bytes), ("plain", plain_bytes)):
+        out[name] = {
+            "bytes_per_transition": nbytes(args.capacity, w, f) / args.capacity,
+            "max_capacity_8gib": largest_capacity(nbytes, w, f),
+            "sample_ms_p50": spread([r["p50"] for r in runs[name]]),
+            "sample_ms_p99": spread([r["p99"] for r in runs[name]])}
+    ratio = out["plain"]["bytes_per_transition"] / out["compact"]["bytes_per_transition"]
+    out["memory_ratio"] = ratio
+    out["targets"] = {"memory_ratio_at_least_10": ratio >= 10,
+                      "compact_p50_under_2ms": out["compact"]["sample_ms_p50"]["median"] < 2.0}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--features", type=int, default=73)
+    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--capacity", type=int, default=32_768, help="transitions per buffer")
+    ap.add_argument("--episode-steps", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--batches", type=int, default=300, help="timed batches per run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true",
+                    help="CI size: 2,048 transitions, 20 batches per run")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.capacity, args.batches, args.episode_steps = 2048, 20, 200
+    if args.capacity < 1 or args.batches < 1 or args.repeats < 1:
+        ap.error("capacity, batches and repeats must be >= 1")
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    print(json.dumps(run(args)))
+
+
+if __name__ == "__main__":
+    main()
