@@ -185,8 +185,13 @@ class CompactReplay:
         s = self._check_stream(np.asarray(streams))
         ob = np.asarray(obs_bars, dtype=np.int64).reshape(-1)
         nb = np.asarray(next_bars, dtype=np.int64).reshape(-1)
-        st = np.asarray(states, dtype=np.float32).reshape(len(s), self.n_state)
-        nst = np.asarray(next_states, dtype=np.float32).reshape(len(s), self.n_state)
+        st = np.asarray(states, dtype=np.float32)
+        nst = np.asarray(next_states, dtype=np.float32)
+        if st.shape != (len(s), self.n_state) or nst.shape != st.shape or \
+                not len(ob) == len(nb) == len(s):
+            raise ValueError(f"add: {len(s)} transitions need bar ids of length {len(s)} and "
+                             f"states of shape ({len(s)}, {self.n_state}); got {len(ob)}, "
+                             f"{len(nb)}, {st.shape}, {nst.shape}")
         start = self._episode_start[s]
         lo = np.maximum(start, self._bar_count[s] - self.bar_cap)
         if np.any(start < 0) or np.any(ob - self.window + 1 < lo) or np.any(nb <= ob) \
@@ -240,7 +245,9 @@ class CompactReplay:
         return self.gather(slots, weights)
 
     def update_priorities(self, slots: I64, priorities: npt.ArrayLike) -> None:
-        """New priorities (e.g. |TD error| + eps) for sampled slots still live."""
+        """New priorities (e.g. |TD error| + eps) for sampled slots still live. A slot
+        evicted since it was sampled stays empty; one overwritten since then takes the
+        priority meant for its predecessor (as in RLlib's buffer)."""
         p = np.asarray(priorities, dtype=np.float64)
         if np.any(p <= 0):
             raise ValueError("update_priorities: priorities must be > 0")

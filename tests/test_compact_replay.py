@@ -161,3 +161,6 @@ def test_compact_replay_bad_input_clear_errors() -> None:
         buf.push_bars([1], np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="every priority is 0"):
         buf.sample(4)
+    (bar,) = buf.push_bars([0], np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"states of shape \(1, 4\)"):
+        buf.add([0], [bar - 1], np.zeros((1, 3)), [0], [0.0], [bar], np.zeros((1, 3)), [0])
