@@ -12,15 +12,34 @@ building its module it replaces the module's schedule with the runner's ladder r
 syncs from the learner load only the network's state dict, so the schedule survives them
 (and a restarted runner rebuilds it from its index). The runner reports its epsilon as the
 metric ``apex_epsilon_runner_<i>``.
+
+:meth:`ApeXEnvRunner.apex_compact_sample` is the fast path of the compact pipeline: the
+runner's vector env stepped by :class:`~raytrade.algos.compact_sampler.CompactSampler`
+(batched greedy Q-values, epsilon-greedy in numpy, experience as a ``CompactFragment``)
+instead of RLlib's per-sub-env episode objects and connectors. A runner samples with one
+path or the other, never both: they share the env.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import ray
+import torch
+from ray.rllib.algorithms.dqn.dqn_learner import QF_PREDS
+from ray.rllib.core import COMPONENT_RL_MODULE
+from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 from ray.rllib.utils.schedules.scheduler import Scheduler
+from raytrade.algos.callbacks import WINDOW, runner_rules
+from raytrade.algos.compact_fragment import F32, I64, CompactFragment
+from raytrade.algos.compact_sampler import CompactSampler
 from raytrade.envs.errors import ConfigError
+
+WEIGHTS_VERSION = "apex_weights_version"
+"""Runner metric: the learner weights version the runner samples with (-1: initial)."""
 
 
 def apex_epsilon(index: int, num_runners: int, epsilon: float = 0.4,
@@ -61,6 +80,12 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
 
     def make_module(self) -> None:
         super().make_module()
+        self._compact: CompactSampler | None = None
+        self._apex_version = -1
+        if (self.worker_index or 0) > 0:
+            # a remote runner is one process on one CPU: batched inference on 64 envs is
+            # faster single-threaded than with threads competing for the same core
+            torch.set_num_threads(1)
         if self.module is None:
             return
         cfg = self.config
@@ -91,6 +116,70 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         episodes = self.sample()
         return episodes, self.get_metrics()
 
+    def apex_compact_sample(self, weights: list[Any] | None, version: int,
+                            env_steps_sampled: int, num_steps: int
+                            ) -> tuple[CompactFragment, Any]:
+        """One request of the compact pipeline: newer weights, ``num_steps`` vector steps.
+
+        ``weights`` is a one-element list holding the ObjectRef of ``{"rl_module": state,
+        "weights_seq_no": version}`` (a list, so Ray passes the reference and this runner
+        fetches the state only when ``version`` is newer than the one it holds);
+        ``env_steps_sampled`` is the run's global env step count, which drives epsilon
+        decay. Returns the fragment and the runner's metrics (``get_metrics``).
+        """
+        self._take_weights(weights, version)
+        self.num_env_steps_sampled_lifetime = max(self.num_env_steps_sampled_lifetime,
+                                                  int(env_steps_sampled))
+        epsilon = 0.0
+        if self.module is not None and hasattr(self.module, "epsilon_schedule"):
+            epsilon = float(self.module.epsilon_schedule.update(int(env_steps_sampled)))
+        sampler = self._compact_sampler()
+        fragment = sampler.sample(num_steps, epsilon, self._apex_version)
+        self._log_fragment(fragment, sampler.episode_seconds)
+        return fragment, self.get_metrics()
+
+    def _take_weights(self, weights: list[Any] | None, version: int) -> None:
+        """Load the learner's weights of ``version`` when newer than this runner's."""
+        if not weights or version <= self._apex_version:
+            return
+        ref = weights[0]
+        state = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+        self.set_state({COMPONENT_RL_MODULE: state[COMPONENT_RL_MODULE],
+                        WEIGHTS_SEQ_NO: 0})  # 0: load unconditionally (we checked)
+        self._weights_seq_no = int(state.get(WEIGHTS_SEQ_NO, version))
+        self._apex_version = int(version)
+
+    def _compact_sampler(self) -> CompactSampler:
+        """The runner's sampler over its vector env (built on first use)."""
+        if self._compact is not None:
+            return self._compact
+        if self.env is None or self.module is None:
+            raise ConfigError("apex_compact_sample needs a runner with an env and a module")
+        env = self.env.unwrapped
+        window = int(getattr(getattr(env, "config", None), "window", 0))
+        if window < 1:
+            raise ConfigError(f"apex_compact_sample needs the trading vector env "
+                              f"(an env with config.window), got {type(env).__name__}")
+        calendar, every_bars = runner_rules(self)
+        seed = self.config.seed
+        self._compact = CompactSampler(
+            env, greedy_of(self.module), window=window,
+            seed=None if seed is None else int(seed) + 10_000 * (self.worker_index or 0),
+            calendar=calendar, every_bars=every_bars)
+        return self._compact
+
+    def _log_fragment(self, fragment: CompactFragment, seconds: tuple[float, ...]) -> None:
+        """Log what ``sample()`` logs for the same steps and finished episodes."""
+        stats = fragment.episodes
+        self._increase_sampled_metrics(fragment.env_steps, len(stats.returns))
+        for length, ret, sec in zip(stats.lengths, stats.returns, seconds, strict=True):
+            self._log_episode_metrics(length, ret, sec)
+        for values in stats.trading:
+            for key, value in values.items():
+                if np.isfinite(value):
+                    self.metrics.log_value(key, float(value), reduce="mean", window=WINDOW)
+        self.metrics.log_value(WEIGHTS_VERSION, self._apex_version, window=1)
+
     def get_metrics(self) -> Any:
         """The runner's metrics, always with its current Ape-X epsilon.
 
@@ -104,3 +193,22 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
             self.metrics.log_value(f"apex_epsilon_runner_{self._apex_index}", eps,
                                    reduce="mean", window=1)
         return super().get_metrics()
+
+
+def greedy_of(module: Any) -> Any:
+    """Greedy actions of RLlib's DQN module for a batch of observations: its Q-values
+    (``compute_q_values``: encoder, then the Q head or the dueling streams, as its
+    ``forward_inference`` computes them) and their argmax, without the exploration
+    distribution and output checks around them."""
+    device = next(module.parameters()).device
+
+    def greedy(obs: F32) -> I64:
+        with torch.no_grad():
+            x = torch.from_numpy(obs)
+            if device.type != "cpu":
+                x = x.to(device)
+            q = module.compute_q_values({Columns.OBS: x})[QF_PREDS]
+            out: I64 = torch.argmax(q, dim=-1).cpu().numpy().astype(np.int64, copy=False)
+            return out
+
+    return greedy

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import ConfigError
@@ -38,15 +39,27 @@ def episode_metrics(infos: list[dict[str, Any]], calendar: TradingCalendar = ALW
     is one decision, ``every_bars`` bars (the env's decision interval)."""
     if len(infos) < 3 or "equity" not in infos[0]:
         return None
-    equity = np.array([i["equity"] for i in infos], dtype=np.float64)
-    position = np.array([i["position"] for i in infos], dtype=np.float64)
-    interval = interval_of([i["ts"] for i in infos])
-    trades = int(infos[-1]["trades"]) - int(infos[0]["trades"])
-    perf = performance(equity, position, interval, fills=trades, calendar=calendar,
+    return trading_metrics(np.array([i["equity"] for i in infos], dtype=np.float64),
+                           np.array([i["position"] for i in infos], dtype=np.float64),
+                           np.array([i["ts"] for i in infos], dtype=np.int64),
+                           int(infos[-1]["trades"]) - int(infos[0]["trades"]),
+                           calendar, every_bars)
+
+
+def trading_metrics(equity: npt.NDArray[np.float64], position: npt.NDArray[np.float64],
+                    ts: npt.NDArray[np.int64], trades: int,
+                    calendar: TradingCalendar = ALWAYS,
+                    every_bars: int = 1) -> dict[str, float] | None:
+    """``episode_metrics`` from the episode's per-step arrays (marked equity, held
+    position, bar open time in ms; one entry per info, the reset's first) and its fills
+    (``trades``), for samplers that keep infos as arrays."""
+    if len(equity) < 3:
+        return None
+    perf = performance(equity, position, interval_of(ts), fills=trades, calendar=calendar,
                        every_bars=every_bars)
     return {"episode_sharpe": perf.sharpe, "episode_max_drawdown": perf.max_drawdown,
             "episode_total_return": perf.total_return,
-            "episode_turnover": trades / (len(infos) - 1), "episode_trades": float(trades)}
+            "episode_turnover": trades / (len(equity) - 1), "episode_trades": float(trades)}
 
 
 def runner_rules(env_runner: Any) -> tuple[TradingCalendar, int]:
