@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
 from raytrade.algos.callbacks import trading_metrics
-from raytrade.algos.compact_fragment import B, F32, I64, CompactFragment, EpisodeStats
+from raytrade.algos.compact_fragment import F32, I64, B, CompactFragment, EpisodeStats
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.observation import N_POSITION_STATE
 
@@ -225,7 +225,7 @@ class CompactSampler:
         """Rows each continuing sub-env's new observation adds (0 where it reset): the bar
         difference clipped to ``1..window``, or ``window`` where the shared rows differ."""
         w, f, n = self.window, self.n_features, self.n_envs
-        k = np.clip(bar - self._bar, 1, w)
+        k: I64 = np.clip(bar - self._bar, 1, w)
         k[~ok] = w
         prev = obs[:, :w * f].view(np.uint32).reshape(n, w, f)
         new = new_obs[:, :w * f].view(np.uint32).reshape(n, w, f)
