@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numba
 import numpy as np
 import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
@@ -181,7 +182,7 @@ class CompactSampler:
             push_counts[t] = k
             if ok.all():
                 if (k == k[0]).all():  # the common case: one block copy
-                    push_rows.append(new_obs[:, (w - int(k[0])) * f:wf].reshape(-1, f))
+                    push_rows.append(new_obs[:, (w - int(k[0])) * f:wf].reshape(-1, f).copy())
                 else:
                     mask = rows[None, :] >= (w - k)[:, None]
                     push_rows.append(new_obs[:, :wf].reshape(n, w, f)[mask])
@@ -224,23 +225,11 @@ class CompactSampler:
     def _verified_push(self, obs: F32, new_obs: F32, bar: I64, ok: B) -> I64:
         """Rows each continuing sub-env's new observation adds (0 where it reset): the bar
         difference clipped to ``1..window``, or ``window`` where the shared rows differ."""
-        w, f, n = self.window, self.n_features, self.n_envs
-        k: I64 = np.clip(bar - self._bar, 1, w)
-        k[~ok] = w
-        prev = obs[:, :w * f].view(np.uint32).reshape(n, w, f)
-        new = new_obs[:, :w * f].view(np.uint32).reshape(n, w, f)
-        for kk in np.unique(k):
-            kk = int(kk)
-            if kk >= w:
-                continue
-            sel = np.flatnonzero(k == kk)
-            if len(sel) == n:
-                same = (new[:, :w - kk] == prev[:, kk:]).all(axis=(1, 2))
-            else:
-                same = (new[sel, :w - kk] == prev[sel, kk:]).all(axis=(1, 2))
-            if not same.all():
-                k[sel[~same]] = w
+        w, f = self.window, self.n_features
+        k: I64 = np.minimum(np.maximum(bar - self._bar, 1), w)
         k[~ok] = 0
+        # bit patterns, so -0.0 and 0.0 or two NaNs are never taken for each other
+        check_shared_rows(obs.view(np.uint32), new_obs.view(np.uint32), k, w, f)
         return k
 
     def _finish(self, e: int, row: int, eq: F64, pos: F64, ts: I64, trades: I64,
@@ -274,6 +263,26 @@ class CompactSampler:
                                    ts[first:t_steps, e].copy(),
                                    trades[first:t_steps, e].copy()))
         self._first_row = np.maximum(self._first_row - t_steps, 0)
+
+
+@numba.njit(cache=True)
+def check_shared_rows(prev: npt.NDArray[np.uint32], new: npt.NDArray[np.uint32], k: I64,
+                      window: int, n_features: int) -> None:  # pragma: no cover - compiled
+    """Set ``k[e]`` to ``window`` where sub-env ``e``'s new observation does not continue
+    its previous one by ``k[e]`` rows (``k[e] = 0``: no transition, left alone).
+
+    Rows are compared as bit patterns: ``new`` rows ``0 .. window - k - 1`` must equal
+    ``prev`` rows ``k .. window - 1``; each sub-env stops at its first difference."""
+    f = n_features
+    for e in range(k.shape[0]):
+        ke = k[e]
+        if ke <= 0 or ke >= window:
+            continue
+        shift = ke * f
+        for j in range((window - ke) * f):
+            if new[e, j] != prev[e, j + shift]:
+                k[e] = window
+                break
 
 
 def _cat(parts: list[Any], dtype: type, empty_shape: tuple[int, ...]) -> Any:

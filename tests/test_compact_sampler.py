@@ -311,3 +311,18 @@ def test_apex_compact_sample_takes_only_newer_weights_on_remote_and_local_runner
     finally:
         local.stop()
         ray.kill(remote)
+
+
+def test_bench_sampler_quick_prints_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from raytrade.scripts import bench_sampler
+
+    bench_sampler.main(["--quick", "--repeats", "1", "--steps", "4"])
+    out = json.loads(capsys.readouterr().out)
+    for key in ("env_steps_per_s", "env_steps_per_s_min", "env_steps_per_s_max",
+                "env_steps_per_cpu_s", "vector_step_us", "env_step_us", "greedy_us",
+                "sampler_rest_us", "fragment_bytes", "bytes_per_transition"):
+        assert np.isfinite(out[key]), key
+        assert out[key] > 0 or key == "sampler_rest_us", key  # a difference of timings
+    assert out["n_envs"] == 64 and out["window"] == 16
