@@ -326,3 +326,34 @@ def test_bench_sampler_quick_prints_every_field(capsys: pytest.CaptureFixture[st
         assert np.isfinite(out[key]), key
         assert out[key] > 0 or key == "sampler_rest_us", key  # a difference of timings
     assert out["n_envs"] == 64 and out["window"] == 16
+
+
+@pytest.mark.parametrize(("encoder", "dueling"), [("mlp", True), ("mlp", False),
+                                                  ("conv1d", True)])
+def test_greedy_of_module_equals_rllib_forward_inference(encoder: str, dueling: bool) -> None:
+    import torch
+    from ray.rllib.core.columns import Columns
+    from raytrade.algos.apex_epsilon import greedy_of
+    from raytrade.algos.dqn_config import build_dqn_config
+
+    exp, spec = _spec()
+    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, encoder=encoder),
+                              dqn=dataclasses.replace(exp.dqn, dueling=dueling))
+    env = VectorTradingEnv(64, _markets(), config=spec.env)
+    spaces = {"default_policy": (env.single_observation_space, env.single_action_space)}
+    # what ApeXEnvRunner.make_module builds
+    module = build_dqn_config(exp, spec).get_rl_module_spec(spaces=spaces,
+                                                            inference_only=True).build()
+    assert module.uses_dueling == dueling
+    torch.manual_seed(0)
+    with torch.no_grad():  # spread the initial weights, so the actions vary
+        for p in module.parameters():
+            p.normal_(0.0, 0.3)
+    obs = np.random.default_rng(0).normal(size=(64, env.single_observation_space.shape[0]))
+    obs = obs.astype(np.float32)
+    with torch.no_grad():
+        want = module.forward_inference({Columns.OBS: torch.from_numpy(obs)})[Columns.ACTIONS]
+    got = greedy_of(module)(obs)
+    assert got.dtype == np.int64 and got.shape == (64,)
+    np.testing.assert_array_equal(got, want.numpy())
+    assert len(set(got.tolist())) > 1  # a real comparison, not one constant action
