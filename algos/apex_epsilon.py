@@ -83,9 +83,9 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         self._compact: CompactSampler | None = None
         self._apex_version = -1
         if (self.worker_index or 0) > 0:
-            # a remote runner is one process on one CPU: batched inference on 64 envs is
-            # faster single-threaded than with threads competing for the same core
-            torch.set_num_threads(1)
+            # a remote runner is one process on the CPUs Ray reserved for it (1 by
+            # default): more torch threads than that only compete for the same cores
+            torch.set_num_threads(max(1, int(self.config.num_cpus_per_env_runner)))
         if self.module is None:
             return
         cfg = self.config

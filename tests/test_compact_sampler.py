@@ -291,6 +291,8 @@ def test_apex_compact_sample_takes_only_newer_weights_on_remote_and_local_runner
         for key in ("episode_sharpe", "episode_max_drawdown", "episode_total_return",
                     "episode_turnover", "episode_trades"):
             assert np.isfinite(m[key]), key
+        # one torch thread on the runner's one reserved CPU
+        assert ray.get(remote.apply.remote(lambda _: __import__("torch").get_num_threads())) == 1
         state = ray.get(remote.get_state.remote(components="rl_module"))["rl_module"]
         state = state.get("default_policy", state)
         two = ray.put({"rl_module": _one_action_state(state, 2), "weights_seq_no": 3})
