@@ -35,8 +35,9 @@ def _tree_bytes(capacity: int) -> int:
 def compact_bytes(capacity: int, window: int, features: int) -> int:
     """``CompactReplay(capacity, window, features).nbytes`` (one stream), computed."""
     bars = capacity + capacity // 8 + window
-    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1  # bar ids, states, action, reward, done
-    return bars * features * 4 + capacity * per + _tree_bytes(capacity)
+    # bar ids, states, action, reward, terminated, truncated, episode id
+    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1 + 1 + 8
+    return bars * (features * 4 + 8) + capacity * per + _tree_bytes(capacity)  # row, episode
 
 
 def plain_bytes(capacity: int, window: int, features: int) -> int:

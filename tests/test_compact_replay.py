@@ -76,7 +76,7 @@ def test_compact_replay_window_before_episode_start_refused() -> None:
     buf.add([0], [first], np.zeros((1, 4)), [0], [0.0], [b1], np.zeros((1, 4)), [True])
     second = buf.start_episode(0, np.full((4, 2), 2.0, np.float32))
     (b2,) = buf.push_bars([0], np.full((1, 2), 3.0, np.float32))
-    with pytest.raises(ValueError, match="current episode"):  # window reaches episode one
+    with pytest.raises(ValueError, match="within one episode"):  # window reaches episode one
         buf.add([0], [second - 1], np.zeros((1, 4)), [0], [0.0], [b2], np.zeros((1, 4)), [0])
     buf.add([0], [second], np.zeros((1, 4)), [1], [0.0], [b2], np.zeros((1, 4)), [False])
     batch = buf.gather(np.array([1]), np.ones(1))
