@@ -161,12 +161,12 @@ def _tiny(source: str, first: bool, valid0: bool = True) -> CompactFragment:
 def test_fragment_ingest_unknown_continuation_refused_nothing_written() -> None:
     replay = CompactReplay(64, 2, 1, n_streams=2, bars_per_stream=16)
     ingest = FragmentIngestor(replay, 1, n_slots=1)
-    with pytest.raises(ValueError, match="fragment runner-x .*env 0 continues at step 0"):
+    with pytest.raises(ValueError, match=r"fragment runner-x .*env 0 continues at step 0"):
         ingest.ingest(0, _tiny("runner-x", first=False))
     assert len(replay) == 0 and replay.bar_count(0) == 0
     assert ingest.ingest(0, _tiny("runner-x", first=True)) == 1
     assert ingest.ingest(0, _tiny("runner-x", first=False)) == 1  # continues its stream
-    with pytest.raises(ValueError, match="fragment runner-y .*env 0 continues"):
+    with pytest.raises(ValueError, match=r"fragment runner-y .*env 0 continues"):
         ingest.ingest(0, _tiny("runner-y", first=False))  # a new source forgets
     with pytest.raises(ValueError, match="slot 1 out of range"):
         ingest.ingest(1, _tiny("runner-x", first=True))
