@@ -101,10 +101,16 @@ def test_fragment_ingest_vector_env_fragments_rebuild_every_observation() -> Non
     replay = CompactReplay(2 * 64 * E + 64, W, f, n_streams=2 * E + 1,
                            bars_per_transition=3.0, seed=2)
     ingest = FragmentIngestor(replay, E, n_slots=2)
+    # a replay too small for a whole fragment: 4 transitions and 3 windows of bars per
+    # stream, so each fragment is applied in step ranges and the rings wrap and evict
+    small = CompactReplay(4 * (E + 1), W, f, n_streams=E + 1, bars_per_stream=3 * W)
+    small_ingest = FragmentIngestor(small, E, n_slots=1)
     rng = np.random.default_rng(4)
-    added = sum(ingest.ingest(0, rec.fragment(7, rng)) for _ in range(3))
+    fragments = [rec.fragment(7, rng) for _ in range(3)]
     rec.source, rec.fresh = "runner-a-restarted", True  # the runner restarts mid-episode
-    added += sum(ingest.ingest(0, rec.fragment(7, rng)) for _ in range(2))
+    fragments += [rec.fragment(7, rng) for _ in range(2)]
+    added = sum(ingest.ingest(0, fragment) for fragment in fragments)
+    assert sum(small_ingest.ingest(0, fragment) for fragment in fragments) == added
     assert added == sum(len(x) for x in rec.log) == len(replay) > 100
     assert ingest.stats == IngestStats(transitions=added, fragments=5, sources_seen=2,
                                        sources_restarted=1)
@@ -127,6 +133,16 @@ def test_fragment_ingest_vector_env_fragments_rebuild_every_observation() -> Non
             assert nstep.dones[row] == done and nstep.n_steps[row] == steps, row
             row += 1
     assert set(nstep.n_steps.tolist()) == {1, 2, 3}
+    live = np.flatnonzero(small.index.priority(np.arange(small.capacity)) > 0)
+    assert 0 < len(live) <= 4 * E
+    kept = small.gather(live, np.ones(len(live)), n_step=3, gamma=0.9)
+    for row, slot in enumerate(live.tolist()):
+        log = rec.log[slot // 4]
+        seq = len(log) - 1 - (len(log) - 1 - slot % 4) % 4  # the ring keeps the newest
+        total, nxt, done, steps = _reference_nstep(log, seq, 3, 0.9)
+        assert np.array_equal(kept.obs[row], log[seq]["obs"])
+        assert kept.rewards[row] == total and np.array_equal(kept.next_obs[row], nxt)
+        assert kept.dones[row] == done and kept.n_steps[row] == steps
     # the decision interval: most steps pushed 3 rows (a 3-bar move), each row once
     counts = np.array([replay.bar_count(e) for e in range(E)])
     assert counts.sum() < 0.5 * W * (added + E)
