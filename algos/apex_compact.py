@@ -21,8 +21,9 @@
   every ``apex_weights_every`` updates.
 
 Metrics (per iteration): ``replay_ratio``, ``learner_idle_fraction`` (from
-``learner_busy_s`` and ``learner_idle_s``), ``learner_updates``, ``apex_weights_version``, ``replay_buffer/num_env_steps_stored``,
-and mean seconds per event under ``timers``: ``apex_wait_s`` (main thread waiting for
+``learner_busy_s`` and ``learner_idle_s``), ``learner_updates``,
+``apex_weights_version``, ``replay_buffer/num_env_steps_stored``, and mean seconds per
+event under ``timers``: ``apex_wait_s`` (main thread waiting for
 fragments), ``apex_ingest_s`` (adding a fragment), ``apex_replay_sample_s``,
 ``apex_learner_update_s``, ``apex_weights_sync_s`` (learner thread).
 """
@@ -79,7 +80,8 @@ def train_batch(batch: ReplayBatch) -> MultiAgentBatch:
         "n_step": batch.n_steps.astype(np.float32),
         "weights": batch.weights.astype(np.float32),
     }
-    return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(columns)}, env_steps=len(batch.slots))
+    sample_batch = SampleBatch(columns)  # type: ignore[no-untyped-call]
+    return MultiAgentBatch({DEFAULT_MODULE_ID: sample_batch}, env_steps=len(batch.slots))
 
 
 class _Timer:

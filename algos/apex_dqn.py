@@ -243,7 +243,7 @@ class ApeXDQN(DQN):
 
     def restore_from_path(self, *args: Any, **kwargs: Any) -> Any:
         with self._paused():
-            return super().restore_from_path(*args, **kwargs)
+            return super().restore_from_path(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def get_state(self, *args: Any, **kwargs: Any) -> Any:
         with self._paused():

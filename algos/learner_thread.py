@@ -95,7 +95,7 @@ class LearnerThread:
                         self._updates += 1
                         self._active = False
                         self._cond.notify_all()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:
             self.error = exc
 
     def raise_if_failed(self) -> None:
