@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,6 +64,13 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.replay_buffers.utils import update_priorities_in_episode_replay_buffer
+from raytrade.algos.apex_compact import (
+    BUSY_S,
+    IDLE_FRACTION,
+    IDLE_S,
+    RUNNER_STEPS,
+    CompactPipeline,
+)
 from raytrade.algos.live_experience import (
     DROPPED_LIFETIME,
     INGESTED,
@@ -79,8 +87,6 @@ T = TypeVar("T")
 ADDED = "apex_env_steps_added_lifetime"
 REPLAYED = "apex_env_steps_replayed_lifetime"
 REPLAY_RATIO = "replay_ratio"
-RUNNER_STEPS = "apex_env_steps_from_runner_"
-"""Prefix of the per-runner lifetime count of env steps delivered (async mode; runner id)."""
 BETA = "per_beta"
 SAMPLE_TAG = "apex_sample"
 POLL_S = 0.002
@@ -127,6 +133,9 @@ class ApeXDQN(DQN):
 
     def setup(self, config: Any) -> None:
         super().setup(config)
+        self._compact: CompactPipeline | None = None
+        if getattr(self._cfg, "apex_replay_layout", "episodes") == "compact":
+            self._compact = CompactPipeline(self)
         self._live_queue: Any = None
         self._live_capacity = int(getattr(self._cfg, "live_capacity", 100_000))
         if getattr(self._cfg, "live_enabled", False):
@@ -181,7 +190,16 @@ class ApeXDQN(DQN):
             and self._runners.num_remote_env_runners() > 0
 
     def training_step(self) -> None:
-        added = self._drain_live()
+        if self._compact is not None:
+            self._compact.ingest_live(self._drain_live())
+            self._compact.sample()
+            self._compact.sync_local_runner()
+            self._compact.log_metrics()
+            return
+        chunks = self._drain_live()
+        if chunks:
+            self._replay.add([episode_from_transitions(c) for c in chunks])
+        added = sum(len(c) for c in chunks)
         added += self._sample_async() if self._async else self._sample_sync()
         self._log.log_value(ADDED, added, reduce="lifetime_sum")
         updates = self._train_from_replay()
@@ -190,20 +208,55 @@ class ApeXDQN(DQN):
 
     # -- experience in -------------------------------------------------------------------
 
-    def _drain_live(self) -> int:
+    def _drain_live(self) -> list[TransitionChunk]:
+        """This run's live transition chunks (logged; the caller adds them to replay)."""
         if self._live_queue is None:
-            return 0
+            return []
         chunks, stats = ray.get([self._live_queue.drain.remote(self._live_capacity),
                                  self._live_queue.stats.remote()])
         count = sum(len(c) for c in chunks)
-        if chunks:
-            self._replay.add([episode_from_transitions(c) for c in chunks])
         self._log.log_value(INGESTED, count, reduce="sum")
         self._log.log_value(INGESTED_LIFETIME, count, reduce="lifetime_sum")
         # the queue counts over its whole life: report its totals as they stand
         self._log.log_value(REFUSED_LIFETIME, int(stats["refused"]), window=1)
         self._log.log_value(DROPPED_LIFETIME, int(stats["dropped"]), window=1)
-        return count
+        return list(chunks)
+
+    # -- the compact pipeline's learner thread around RLlib's own entry points ----------
+
+    def step(self) -> dict[str, Any]:
+        """One iteration; adds ``learner_idle_fraction`` (compact layout) to the result."""
+        result: dict[str, Any] = super().step()
+        if self._compact is not None:
+            busy, idle = result.get(BUSY_S), result.get(IDLE_S)
+            if isinstance(busy, float | int) and isinstance(idle, float | int) and busy + idle > 0:
+                result[IDLE_FRACTION] = float(idle) / float(busy + idle)
+        return result
+
+    def _paused(self) -> Any:
+        return self._compact.thread.paused() if self._compact is not None else nullcontext()
+
+    def save_to_path(self, *args: Any, **kwargs: Any) -> Any:
+        """Checkpoint with the learner thread paused (a consistent learner state)."""
+        with self._paused():
+            return super().save_to_path(*args, **kwargs)
+
+    def restore_from_path(self, *args: Any, **kwargs: Any) -> Any:
+        with self._paused():
+            return super().restore_from_path(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def get_state(self, *args: Any, **kwargs: Any) -> Any:
+        with self._paused():
+            return super().get_state(*args, **kwargs)
+
+    def set_state(self, *args: Any, **kwargs: Any) -> Any:
+        with self._paused():
+            return super().set_state(*args, **kwargs)
+
+    def cleanup(self) -> None:
+        if getattr(self, "_compact", None) is not None:
+            self._compact.stop()  # type: ignore[union-attr]
+        super().cleanup()
 
     def _sample_sync(self) -> int:
         """All runners sample once and the step waits for the slowest (stock behaviour)."""

@@ -36,6 +36,10 @@ class ApeXDQNConfig(DQNConfig):
         self.apex_max_updates_per_step = 16
         self.apex_beta_final = 1.0
         self.apex_beta_anneal_steps = 0
+        self.apex_replay_layout = "episodes"
+        self.apex_window = 0
+        self.apex_bars_per_transition = 1.0
+        self.apex_weights_every = 4
         self.env_runners(env_runner_cls=ApeXEnvRunner)
 
     def get_default_rl_module_spec(self) -> Any:
@@ -55,6 +59,18 @@ class ApeXDQNConfig(DQNConfig):
         live transitions must carry (see ``live_experience.py``)."""
         self.live_run_id = run_id
         self.live_feature_hash = feature_hash
+        return self
+
+    def compact(self, *, window: int, bars_per_transition: float,
+                weights_every: int) -> ApeXDQNConfig:
+        """Use the compact pipeline (``apex_compact.py``) for observations of ``window``
+        bars whose decisions are about ``bars_per_transition`` bars apart."""
+        self.apex_replay_layout = "compact"
+        self.apex_window = window
+        self.apex_bars_per_transition = bars_per_transition
+        self.apex_weights_every = weights_every
+        # its requests carry the global step count; no end-of-iteration state broadcast
+        self._dont_auto_sync_env_runner_states = True
         return self
 
     def apex(self, *, epsilon: float, alpha: float, decay_steps: int) -> ApeXDQNConfig:
@@ -134,10 +150,16 @@ def build_dqn_config(exp: ExperimentConfig, spec: EnvSpec | None = None) -> ApeX
         .callbacks(TradingMetricsCallback)
         .debugging(seed=exp.seed)
     )
-    return config.apex(epsilon=exp.exploration.epsilon, alpha=exp.exploration.alpha,
+    config = config.apex(epsilon=exp.exploration.epsilon, alpha=exp.exploration.alpha,
                        decay_steps=exp.exploration.decay_steps) \
         .apex_learning(async_sampling=res.async_sampling,
                        max_updates_per_step=dqn.max_updates_per_step,
                        beta_final=exp.replay.beta_final,
                        beta_anneal_steps=exp.replay.beta_anneal_steps) \
         .live(enabled=exp.live.enabled, capacity=exp.live.capacity)
+    if exp.replay.layout == "compact":
+        config = config.compact(window=exp.env.window,
+                                bars_per_transition=float(min(exp.env.decision.every_bars,
+                                                              exp.env.window)),
+                                weights_every=dqn.weights_every)
+    return config

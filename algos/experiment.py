@@ -91,7 +91,12 @@ class DQNSettings:
     grad_clip: float = 40.0
     """Global gradient-norm clip."""
     max_updates_per_step: int = 16
-    """Cap on learner updates per training step, so sampling results are collected often."""
+    """Episodes layout: cap on learner updates per training step, so sampling results are
+    collected often. Compact layout: the most due updates the learner thread may lag
+    behind sampling before runners wait for it (back-pressure keeps the ratio exact)."""
+    weights_every: int = 4
+    """Compact layout: learner updates between weight publications to the runners (each
+    runner fetches a publication only when it is newer than its weights)."""
 
     def lr_or_schedule(self) -> float | list[list[float]]:
         """What RLlib's ``lr`` takes: the constant, or the schedule as a list of pairs."""
@@ -100,9 +105,18 @@ class DQNSettings:
         return [[int(t), float(v)] for t, v in self.lr_schedule]
 
 
+REPLAY_LAYOUTS = ("compact", "episodes")
+
+
 @dataclass(frozen=True)
 class ReplayConfig:
-    """Prioritized replay (RLlib's ``PrioritizedEpisodeReplayBuffer``)."""
+    """Prioritized replay: ``compact`` (``algos/compact_replay.py``: each bar's features
+    stored once per stream, runners sending compact fragments, a learner thread;
+    ``algos/apex_compact.py``) or ``episodes`` (RLlib's ``PrioritizedEpisodeReplayBuffer``
+    and episode sampling, the stock path, kept for comparison)."""
+
+    layout: str = "compact"
+    """``compact`` or ``episodes``."""
 
     capacity: int = 200_000
     """Transitions kept."""
@@ -383,8 +397,11 @@ class ExperimentConfig:
             raise ConfigError("dqn.n_step, train_batch_size must be >= 1 and replay_ratio > 0")
         if not 0 < self.dqn.gamma <= 1 or self.dqn.lr <= 0:
             raise ConfigError("dqn.gamma must be in (0, 1] and lr > 0")
-        if self.dqn.max_updates_per_step < 1:
-            raise ConfigError("dqn.max_updates_per_step must be >= 1")
+        if self.dqn.max_updates_per_step < 1 or self.dqn.weights_every < 1:
+            raise ConfigError("dqn.max_updates_per_step and weights_every must be >= 1")
+        if self.replay.layout not in REPLAY_LAYOUTS:
+            raise ConfigError(f"replay.layout must be one of {REPLAY_LAYOUTS}, got "
+                              f"{self.replay.layout!r}")
         schedule = self.dqn.lr_schedule
         if schedule and (any(len(p) != 2 or p[1] <= 0 for p in schedule)
                          or schedule[0][0] != 0

@@ -70,7 +70,7 @@ class PlainReplay:
         np.take(self._obs, slots, axis=0, out=pair[0])
         np.take(self._next_obs, slots, axis=0, out=pair[1])
         return ReplayBatch(slots, pair[0], self._actions[slots], self._rewards[slots],
-                           pair[1], self._dones[slots], weights)
+                           pair[1], self._dones[slots], weights, np.ones(len(slots), np.int64))
 
     def sample(self, batch: int, beta: float = 0.4) -> ReplayBatch:
         """A prioritized batch (with replacement) and its importance weights."""

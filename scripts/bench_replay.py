@@ -8,6 +8,14 @@ capacity that fits in 8 GiB (from the exact array sizes, without allocating them
 the time to draw a prioritized batch of ``--batch`` transitions and rebuild its
 observations (p50 and p99 per batch over ``--batches`` batches; median, min and max over
 ``--repeats`` runs). The process is pinned to one core.
+
+It also times the learner side of the Ape-X pipeline on the compact replay:
+``FragmentIngestor.ingest`` of a ``--fragment-envs`` x ``--fragment-steps`` fragment
+(random rows, decisions ``--every-bars`` bars apart, episodes of ``--episode-steps``
+decisions, so autoresets happen), in ms per fragment, and prioritized sampling of batches
+of 512 and 256 with 3-step targets (``nstep3_sample_ms_p50``) from the replay those
+fragments filled (one stream per env, ``--capacity / 32`` transitions each, so the timed
+fragments also evict), each the median over a run, then median, min and max over runs.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import time
 from typing import Any
 
 import numpy as np
+from raytrade.algos.compact_fragment import CompactFragment
 from raytrade.algos.compact_replay import CompactReplay
+from raytrade.algos.fragment_ingest import FragmentIngestor
 from raytrade.algos.plain_replay import PlainReplay
 from raytrade.scripts.bench_stats import spread
 
@@ -35,8 +45,9 @@ def _tree_bytes(capacity: int) -> int:
 def compact_bytes(capacity: int, window: int, features: int) -> int:
     """``CompactReplay(capacity, window, features).nbytes`` (one stream), computed."""
     bars = capacity + capacity // 8 + window
-    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1  # bar ids, states, action, reward, done
-    return bars * features * 4 + capacity * per + _tree_bytes(capacity)
+    # bar ids, states, action, reward, terminated, truncated, episode id
+    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1 + 1 + 8
+    return bars * (features * 4 + 8) + capacity * per + _tree_bytes(capacity)  # row, episode
 
 
 def plain_bytes(capacity: int, window: int, features: int) -> int:
@@ -95,6 +106,85 @@ def time_sampling(buf: CompactReplay | PlainReplay, batch: int,
             "p99": float(np.percentile(times, 99) * 1e3)}
 
 
+class FragmentSource:
+    """Consecutive synthetic fragments of one runner (random rows; each step pushes
+    ``every`` rows; an episode ends, alternately terminated and truncated, after
+    ``episode_steps`` decisions and the next step is the autoreset start)."""
+
+    def __init__(self, n_envs: int, window: int, features: int, every: int,
+                 episode_steps: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.n_envs, self.window, self.features = n_envs, window, features
+        self.every, self.episode_steps = min(every, window), episode_steps
+        self.age = self.rng.integers(0, episode_steps, n_envs)  # decisions into the episode
+        self.ended = np.zeros(n_envs, np.bool_)
+        self.first = True
+
+    def _rows(self, n: int) -> Any:
+        return self.rng.standard_normal((n, self.features), dtype=np.float32)
+
+    def next(self, n_steps: int) -> CompactFragment:
+        e, w = self.n_envs, self.window
+        start_step, start_env = [], []
+        if self.first:
+            start_step, start_env, self.first = [-1] * e, list(range(e)), False
+        valid = np.ones((n_steps, e), np.bool_)
+        term, trunc = np.zeros((n_steps, e), np.bool_), np.zeros((n_steps, e), np.bool_)
+        for t in range(n_steps):
+            restart = np.flatnonzero(self.ended)
+            valid[t, restart] = False
+            start_step += [t] * len(restart)
+            start_env += restart.tolist()
+            self.age[restart] = 0
+            self.age[valid[t]] += 1
+            done = valid[t] & (self.age >= self.episode_steps)
+            term[t], trunc[t] = done & (t % 2 == 0), done & (t % 2 == 1)
+            self.ended = done
+        counts = np.where(valid, self.every, 0)
+        s = len(start_step)
+        return CompactFragment(
+            source="bench", weights_version=0, window=w, n_features=self.features,
+            start_step=np.array(start_step, np.int64), start_env=np.array(start_env, np.int64),
+            start_windows=self._rows(s * w).reshape(s, w, self.features),
+            start_states=self.rng.random((s, N_STATE), dtype=np.float32),
+            push_counts=counts, push_rows=self._rows(int(counts.sum())),
+            next_states=self.rng.random((n_steps, e, N_STATE), dtype=np.float32),
+            actions=self.rng.integers(0, 3, (n_steps, e)),
+            rewards=self.rng.standard_normal((n_steps, e), dtype=np.float32),
+            terminated=term, truncated=trunc, valid=valid)
+
+
+def time_ingest(args: argparse.Namespace) -> tuple[list[float], dict[int, list[float]]]:
+    """Per run: the median ms to ingest one fragment, and the p50 ms of a prioritized
+    batch of 512 and of 256 with 3-step targets from the replay those fragments filled."""
+    e, w, f = args.fragment_envs, args.window, args.features
+    per_run: list[float] = []
+    nstep: dict[int, list[float]] = {512: [], 256: []}
+    for r in range(args.repeats):
+        source = FragmentSource(e, w, f, args.every_bars, args.episode_steps, args.seed + r)
+        fragments = [source.next(args.fragment_steps) for _ in range(args.fragments)]
+        per_stream = max(4 * args.fragment_steps, args.capacity // 32)  # rings wrap
+        replay = CompactReplay(per_stream * (e + 1), w, f, n_streams=e + 1,
+                               bars_per_transition=float(args.every_bars), seed=args.seed)
+        ingest = FragmentIngestor(replay, e, n_slots=1)
+        times = np.empty(len(fragments))
+        for i, fragment in enumerate(fragments):
+            t0 = time.perf_counter()
+            ingest.ingest(0, fragment)
+            times[i] = time.perf_counter() - t0
+        per_run.append(float(np.median(times) * 1e3))
+        for batch in nstep:
+            for _ in range(3):
+                replay.sample(batch, 0.4, n_step=3, gamma=0.99)
+            sample_times = np.empty(args.batches)
+            for i in range(args.batches):
+                t0 = time.perf_counter()
+                replay.sample(batch, 0.4, n_step=3, gamma=0.99)
+                sample_times[i] = time.perf_counter() - t0
+            nstep[batch].append(float(np.median(sample_times) * 1e3))
+    return per_run, nstep
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark record (see the module docstring)."""
     w, f = args.window, args.features
@@ -120,6 +210,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_capacity_8gib": largest_capacity(nbytes, w, f),
             "sample_ms_p50": spread([r["p50"] for r in runs[name]]),
             "sample_ms_p99": spread([r["p99"] for r in runs[name]])}
+    ingest_ms, nstep_ms = time_ingest(args)
+    out["config"].update(fragment_envs=args.fragment_envs, fragment_steps=args.fragment_steps,
+                         fragments=args.fragments, every_bars=args.every_bars)
+    out["compact"]["ingest_ms_per_fragment"] = spread(ingest_ms)
+    out["compact"]["nstep3_sample_ms_p50"] = {str(b): spread(v) for b, v in nstep_ms.items()}
     ratio = out["plain"]["bytes_per_transition"] / out["compact"]["bytes_per_transition"]
     out["memory_ratio"] = ratio
     out["targets"] = {"memory_ratio_at_least_10": ratio >= 10,
@@ -137,13 +232,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, default=300, help="timed batches per run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fragment-envs", type=int, default=64)
+    ap.add_argument("--fragment-steps", type=int, default=32)
+    ap.add_argument("--fragments", type=int, default=40, help="timed fragments per run")
+    ap.add_argument("--every-bars", type=int, default=1, help="bars between decisions")
     ap.add_argument("--quick", action="store_true",
                     help="CI size: 2,048 transitions, 20 batches per run")
     args = ap.parse_args(argv)
     if args.quick:
         args.capacity, args.batches, args.episode_steps = 2048, 20, 200
-    if args.capacity < 1 or args.batches < 1 or args.repeats < 1:
-        ap.error("capacity, batches and repeats must be >= 1")
+        args.fragments = 4
+    if min(args.capacity, args.batches, args.repeats, args.fragments, args.fragment_envs,
+           args.fragment_steps, args.every_bars) < 1:
+        ap.error("capacity, batches, repeats, fragment sizes and every-bars must be >= 1")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     print(json.dumps(run(args)))
 

@@ -15,7 +15,17 @@ ratio 1 and the Ape-X runner:
   per runner (our VectorTradingEnv, or gymnasium's SyncVectorEnv for CartPole), fragments
   of 32 steps;
 - ``tuned-async``: the same with Ape-X asynchronous sampling (needs remote runners);
+- ``compact``: the compact Ape-X pipeline (``algos/apex_compact.py``, the default since
+  issue 21): 64 envs per runner, fragments of 32 steps with batched numpy epsilon-greedy,
+  compact replay with n-step targets built at sampling time, a learner thread and
+  versioned weight sync (trading env only: its observations are windows of bars);
 with 0, 1 and 2 remote env runners.
+
+Where the time goes: for the episode modes RLlib's timers (mean seconds per training
+step); for ``compact`` the pipeline's own (mean seconds per event: ``apex_wait_s`` per
+training step that found no fragment, ``apex_ingest_s`` per fragment,
+``apex_replay_sample_s``, ``apex_learner_update_s`` per update, ``apex_weights_sync_s``
+per publication) plus the learner thread's idle fraction and updates per second.
 Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]
 [--envs trading,cartpole] [--modes stock,tuned-sync,tuned-async] [--repeats N]``; with
 ``--repeats N`` every configuration is measured N times and ``results[config]["summary"]``
@@ -39,21 +49,29 @@ from raytrade.algos.train import ray_session
 from raytrade.scripts.bench_stats import summarize
 
 TIMERS = ("env_runner_sampling_timer", "replay_buffer_add_data_timer",
-          "replay_buffer_sampling_timer", "learner_update_timer", "synch_weights")
+          "replay_buffer_sampling_timer", "learner_update_timer", "synch_weights",
+          "apex_wait_s", "apex_ingest_s", "apex_replay_sample_s", "apex_learner_update_s",
+          "apex_weights_sync_s")
+MODES = ("stock", "tuned-sync", "tuned-async", "compact")
 
 
 def _config(env: str, runners: int, mode: str) -> Any:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: one of {MODES}")
     tuned = mode != "stock"
+    compact = mode == "compact"
     exp = ExperimentConfig.load(experiment_path("synthetic_regime"))
     exp = dataclasses.replace(
         exp,
         network=dataclasses.replace(exp.network, hidden=(128, 128)),
         dqn=dataclasses.replace(exp.dqn, train_batch_size=256, replay_ratio=1.0, n_step=3,
                                 learning_starts=1000),
+        replay=dataclasses.replace(exp.replay, layout="compact" if compact else "episodes"),
         resources=dataclasses.replace(exp.resources, num_env_runners=runners,
-                                      num_envs_per_env_runner=16 if tuned else 1,
+                                      num_envs_per_env_runner=(64 if compact else 16)
+                                      if tuned else 1,
                                       rollout_fragment_length=32,
-                                      async_sampling=mode == "tuned-async"))
+                                      async_sampling=mode in ("tuned-async", "compact")))
     config = build_dqn_config(exp)
     if not tuned:
         from ray.rllib.algorithms.dqn import DQN
@@ -77,38 +95,53 @@ def measure(env: str, runners: int, mode: str, seconds: float) -> dict[str, Any]
             start = time.perf_counter()
             steps = 0
             timers: dict[str, float] = {k: 0.0 for k in TIMERS}
+            busy_idle = [0.0, 0.0]
+            updates = 0
             while time.perf_counter() - start < seconds:
                 result = algo.train()
                 steps += 1
                 for k in TIMERS:
                     timers[k] += float(result.get("timers", {}).get(k, 0.0))
+                busy_idle[0] += float(result.get("learner_busy_s", 0.0))
+                busy_idle[1] += float(result.get("learner_idle_s", 0.0))
+                updates += int(result.get("learner_updates", 0))
             wall = time.perf_counter() - start
             sampled = result["num_env_steps_sampled_lifetime"] - s0
             trained = (result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"]
                        - t0_trained)
-            return {"sampled_per_s": round(sampled / wall), "trained_per_s": round(trained / wall),
-                    "iterations": steps,
-                    "mean_timer_s": {k: round(v / max(steps, 1), 4) for k, v in timers.items()}}
+            out: dict[str, Any] = {
+                "sampled_per_s": round(sampled / wall), "trained_per_s": round(trained / wall),
+                "iterations": steps,
+                "mean_timer_s": {k: round(v / max(steps, 1), 5) for k, v in timers.items()
+                                 if v > 0}}
+            if mode == "compact":
+                out["learner_idle_fraction"] = round(busy_idle[1] / max(sum(busy_idle), 1e-9),
+                                                     3)
+                out["learner_updates_per_s"] = round(updates / wall, 1)
+                out["replay_ratio"] = result.get("replay_ratio")
+            return out
         finally:
             algo.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runners", default="0,1,2")
     parser.add_argument("--envs", default="trading,cartpole")
-    parser.add_argument("--modes", default="stock,tuned-sync,tuned-async")
+    parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--repeats", type=int, default=1,
                         help="measure every configuration this many times (rounds of all "
                              "configurations, so slow drift of the machine hits all alike)"
                              " and report median, min and max")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     runners = [int(r) for r in args.runners.split(",")]
+    # async needs remote runners; compact needs the trading env's windowed observations
     keys = [(env, mode, n) for env in args.envs.split(",") for mode in args.modes.split(",")
-            for n in runners if not (mode == "tuned-async" and n == 0)]  # async needs remotes
+            for n in runners if not (mode == "tuned-async" and n == 0)
+            and not (mode == "compact" and env != "trading")]
     runs: dict[str, list[dict[str, Any]]] = {f"{e}/{m}/runners={n}": [] for e, m, n in keys}
     for repeat in range(args.repeats):
         for env, mode, n in keys:

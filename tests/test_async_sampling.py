@@ -57,6 +57,9 @@ def run_for(async_sampling: bool, seconds: float) -> dict[str, Any]:
         data=dataclasses.replace(exp.data, sources=("synthetic:regime:seed=1:n=8000",)),
         dqn=dataclasses.replace(exp.dqn, learning_starts=256, train_batch_size=64,
                                 replay_ratio=RATIO),
+        # the episodes layout's two sampling modes (the compact pipeline is always
+        # asynchronous: tests/test_apex_compact.py)
+        replay=dataclasses.replace(exp.replay, layout="episodes"),
         resources=dataclasses.replace(exp.resources, num_env_runners=2,
                                       num_envs_per_env_runner=4, rollout_fragment_length=16,
                                       async_sampling=async_sampling))

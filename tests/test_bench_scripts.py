@@ -237,3 +237,10 @@ def test_bench_replay_quick_prints_every_field(capsys: pytest.CaptureFixture[str
     assert out["memory_ratio"] == pytest.approx(
         out["plain"]["bytes_per_transition"] / out["compact"]["bytes_per_transition"])
     assert set(out["targets"]) == {"memory_ratio_at_least_10", "compact_p50_under_2ms"}
+    compact = out["compact"]
+    assert out["config"]["fragment_envs"] == 64 and out["config"]["fragment_steps"] == 32
+    assert compact["ingest_ms_per_fragment"]["n"] == 2
+    assert compact["ingest_ms_per_fragment"]["median"] > 0
+    assert set(compact["nstep3_sample_ms_p50"]) == {"512", "256"}
+    for row in compact["nstep3_sample_ms_p50"].values():
+        assert row["n"] == 2 and row["median"] > 0

@@ -76,7 +76,7 @@ def test_compact_replay_window_before_episode_start_refused() -> None:
     buf.add([0], [first], np.zeros((1, 4)), [0], [0.0], [b1], np.zeros((1, 4)), [True])
     second = buf.start_episode(0, np.full((4, 2), 2.0, np.float32))
     (b2,) = buf.push_bars([0], np.full((1, 2), 3.0, np.float32))
-    with pytest.raises(ValueError, match="current episode"):  # window reaches episode one
+    with pytest.raises(ValueError, match="within one episode"):  # window reaches episode one
         buf.add([0], [second - 1], np.zeros((1, 4)), [0], [0.0], [b2], np.zeros((1, 4)), [0])
     buf.add([0], [second], np.zeros((1, 4)), [1], [0.0], [b2], np.zeros((1, 4)), [False])
     batch = buf.gather(np.array([1]), np.ones(1))
@@ -164,3 +164,85 @@ def test_compact_replay_bad_input_clear_errors() -> None:
     (bar,) = buf.push_bars([0], np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match=r"states of shape \(1, 4\)"):
         buf.add([0], [bar - 1], np.zeros((1, 3)), [0], [0.0], [bar], np.zeros((1, 3)), [0])
+
+
+def _brute_nstep(log: list[dict[str, object]], i: int, n: int, gamma: float
+                 ) -> tuple[float, np.ndarray, bool, int]:
+    """The n-step target of log entry ``i`` by walking the stream's later entries."""
+    total, cur, steps = 0.0, i, 1
+    later = [j for j in range(i + 1, len(log)) if log[j]["stream"] == log[i]["stream"]]
+    while True:
+        total += gamma ** (steps - 1) * float(np.float32(log[cur]["reward"]))
+        if log[cur]["term"] or log[cur]["trunc"] or steps == n or not later \
+                or log[later[0]]["episode"] != log[cur]["episode"]:
+            return total, log[cur]["next"], bool(log[cur]["term"]), steps  # type: ignore
+        cur, later, steps = later[0], later[1:], steps + 1
+
+
+def test_compact_replay_nstep_targets_equal_brute_force_reference() -> None:
+    # 2 streams of 8 slots, a 24-row bar ring: the rings wrap and bars evict transitions;
+    # episodes end terminated, truncated or by a new start; decisions 1..3 bars apart
+    w, f, n_state = 3, 2, 4
+    buf = CompactReplay(16, w, f, n_streams=2, bars_per_stream=24, seed=5)
+    rng = np.random.default_rng(8)
+    rows: list[list[np.ndarray]] = [[], []]
+    bar, episode = [-1, -1], [0, 0]
+    state = [np.zeros(n_state, np.float32)] * 2
+    log: list[dict[str, object]] = []
+    slot_of: dict[int, int] = {}
+
+    def whole(s: int, b: int, st: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.ravel(rows[s][b - w + 1:b + 1]), st])
+
+    for _ in range(150):
+        streams, obs_b, next_b, sts, nsts, terms, truncs, rewards = ([] for _ in range(8))
+        for s in (0, 1):
+            if bar[s] < 0 or rng.random() < 0.08:  # a start (also mid-episode: a restart)
+                window = rng.standard_normal((w, f)).astype(np.float32)
+                rows[s].extend(window)
+                bar[s] = buf.start_episode(s, window)
+                state[s] = rng.random(n_state).astype(np.float32)
+                episode[s] += 1
+            k = int(rng.integers(1, w + 1))
+            new = rng.standard_normal((k, f)).astype(np.float32)
+            ids = buf.append_rows(np.full(k, s), new)
+            rows[s].extend(new)
+            nxt = rng.random(n_state).astype(np.float32)
+            end = rng.random()
+            streams.append(s)
+            obs_b.append(bar[s])
+            next_b.append(int(ids[-1]))
+            sts.append(state[s])
+            nsts.append(nxt)
+            terms.append(end < 0.1)
+            truncs.append(0.1 <= end < 0.15)
+            rewards.append(float(rng.standard_normal()))
+            log.append({"stream": s, "episode": episode[s], "reward": rewards[-1],
+                        "obs": whole(s, bar[s], state[s]), "next": whole(s, int(ids[-1]), nxt),
+                        "term": terms[-1], "trunc": truncs[-1]})
+            bar[s], state[s] = int(ids[-1]), nxt
+            if terms[-1] or truncs[-1]:
+                bar[s] = -1
+        slots = buf.add(streams, obs_b, np.array(sts), [0, 1], rewards, next_b,
+                        np.array(nsts), terms, truncs)
+        for j, slot in enumerate(slots.tolist()):
+            slot_of[slot] = len(log) - 2 + j
+    live = np.flatnonzero(buf.index.priority(np.arange(16)) > 0)
+    assert 4 < len(live) < 16  # both transition rings wrapped; the bar ring evicted some
+    assert any(e["trunc"] for e in log) and any(e["term"] for e in log)
+    ones = np.ones(len(live))
+    for n, gamma in ((1, 1.0), (3, 0.9), (5, 0.5)):
+        batch = buf.gather(live, ones, n_step=n, gamma=gamma)
+        for row, slot in enumerate(live.tolist()):
+            i = slot_of[slot]
+            total, nxt_obs, done, steps = _brute_nstep(log, i, n, gamma)
+            assert np.array_equal(batch.obs[row], log[i]["obs"])
+            assert batch.rewards[row] == np.float32(total), (n, slot)
+            assert np.array_equal(batch.next_obs[row], nxt_obs), (n, slot)
+            assert batch.dones[row] == done and batch.n_steps[row] == steps, (n, slot)
+        assert set(batch.n_steps.tolist()) == set(range(1, n + 1))  # every stop happens
+    sampled = buf.sample(64, 0.4, n_step=3, gamma=0.9)
+    again = buf.gather(sampled.slots, sampled.weights, n_step=3, gamma=0.9)
+    assert np.array_equal(sampled.rewards, again.rewards)
+    with pytest.raises(ValueError, match="n_step must be >= 1"):
+        buf.sample(4, n_step=0)
