@@ -14,7 +14,9 @@
   stored compactly (each bar's feature row once per stream) with prioritized sampling on a
   compiled sum tree; n-step targets are built at sampling time.
 - **Learner thread** (``learner_thread.py``): trains while the main thread samples and
-  adds. The replay ratio stays exact: an update is due when ``ratio * (added -
+  adds, during a training iteration (``ApeXDQN.step``); between iterations it is paused
+  with its newest weights published and in the driver's runner, so evaluation, export and
+  checkpoints all see one learner state. The replay ratio stays exact: an update is due when ``ratio * (added -
   learning_starts) - replayed >= batch``. When sampling runs ahead of the learner by more
   than ``max_updates_per_step`` due updates, runners are not re-armed until the learner
   catches up (back-pressure), so ``replayed / added`` never drifts. Weights are published
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -143,7 +147,9 @@ class CompactPipeline:
                                               "apex_weights_sync_s")}
         self._replayed_new = 0.0
         self._added_new = 0.0
-        self.thread = LearnerThread(self._update_once, self._due)
+        # it trains only inside ``ApeXDQN.step`` (``running``): outside an iteration the
+        # learner is frozen, so evaluation, export and checkpoints see one state
+        self.thread = LearnerThread(self._update_once, self._due, start_paused=True)
         self.thread.start()
 
     # -- the replay ratio -----------------------------------------------------------------
@@ -296,6 +302,37 @@ class CompactPipeline:
         fragment, metrics = runner.apex_compact_sample(**self._request_kwargs())
         return self._ingest(0, fragment, metrics)
 
+    def reload_counters(self) -> None:
+        """Take the replay counters and the global step count from the algorithm's
+        logger (after a restore: they are restored there)."""
+        log = self.algo.metrics
+        with self.lock:
+            self.added = float(log.peek("apex_env_steps_added_lifetime", default=0.0))
+            self.replayed = float(log.peek("apex_env_steps_replayed_lifetime", default=0.0))
+            self.sampled = int(log.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME),
+                                        default=0))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """One training iteration: the learner thread trains inside; on leaving it is
+        paused, its newest weights published and the driver's runner holds them."""
+        with self.thread.resumed():
+            yield
+        if self._since_publish > 0 or self.version < 0:
+            self.publish()
+        self.sync_local_runner()
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """Inside: the learner thread paused, its newest weights published and the
+        driver's runner holding them, so ``get_module()``, exports and checkpoints see
+        the learner exactly as it is."""
+        with self.thread.paused():
+            if self._since_publish > 0 or self.version < 0:
+                self.publish()
+            self.sync_local_runner()
+            yield
+
     def sync_local_runner(self) -> None:
         """Bring the driver's runner (``Algorithm.get_module()``: evaluation, export) to
         the newest published weights."""
@@ -304,8 +341,8 @@ class CompactPipeline:
             version, ref = self.version, self.weights_ref
         if runner is None or ref is None or version <= self._local_version:
             return
-        if self.remote:
-            runner.set_state(ray.get(ref))
+        # the runner's own version check (it may also sample, with 0 remote runners)
+        runner._take_weights([ref], version)
         self._local_version = version
 
     def log_metrics(self) -> None:

@@ -226,32 +226,69 @@ class ApeXDQN(DQN):
 
     def step(self) -> dict[str, Any]:
         """One iteration; adds ``learner_idle_fraction`` (compact layout) to the result."""
-        result: dict[str, Any] = super().step()
+        if self._compact is None:
+            return dict(super().step())
+        with self._compact.running():
+            result: dict[str, Any] = super().step()
         if self._compact is not None:
             busy, idle = result.get(BUSY_S), result.get(IDLE_S)
             if isinstance(busy, float | int) and isinstance(idle, float | int) and busy + idle > 0:
                 result[IDLE_FRACTION] = float(idle) / float(busy + idle)
         return result
 
-    def _paused(self) -> Any:
-        return self._compact.thread.paused() if self._compact is not None else nullcontext()
+    @property
+    def replay_size(self) -> int:
+        """Transitions in replay now (either layout)."""
+        if self._compact is not None:
+            with self._compact.lock:
+                return len(self._compact.replay)
+        return int(self._replay.get_num_timesteps())
+
+    @property
+    def compact(self) -> CompactPipeline | None:
+        """The compact pipeline (``[replay] layout = "compact"``), else None."""
+        return self._compact
+
+    def _current(self) -> Any:
+        """Compact layout: the learner thread paused and the driver's runner holding the
+        learner's newest weights (``CompactPipeline.current``)."""
+        compact = getattr(self, "_compact", None)
+        return compact.current() if compact is not None else nullcontext()
+
+    def get_module(self, *args: Any, **kwargs: Any) -> Any:
+        """The driver's module (evaluation, export) with the learner's newest weights."""
+        with self._current():
+            return super().get_module(*args, **kwargs)
 
     def save_to_path(self, *args: Any, **kwargs: Any) -> Any:
-        """Checkpoint with the learner thread paused (a consistent learner state)."""
-        with self._paused():
+        """Checkpoint one consistent state: learner and driver runner alike."""
+        with self._current():
             return super().save_to_path(*args, **kwargs)
 
     def restore_from_path(self, *args: Any, **kwargs: Any) -> Any:
-        with self._paused():
-            return super().restore_from_path(*args, **kwargs)  # type: ignore[no-untyped-call]
+        with self._current():
+            out = super().restore_from_path(*args, **kwargs)  # type: ignore[no-untyped-call]
+            self._after_restore()
+        return out
 
     def get_state(self, *args: Any, **kwargs: Any) -> Any:
-        with self._paused():
+        with self._current():
             return super().get_state(*args, **kwargs)
 
     def set_state(self, *args: Any, **kwargs: Any) -> Any:
-        with self._paused():
-            return super().set_state(*args, **kwargs)
+        with self._current():
+            out = super().set_state(*args, **kwargs)
+            self._after_restore()
+        return out
+
+    def _after_restore(self) -> None:
+        """Compact layout: counters from the restored logger, the restored weights
+        published to every runner as a new version."""
+        compact: CompactPipeline | None = getattr(self, "_compact", None)
+        if compact is not None:
+            compact.reload_counters()
+            compact.publish()
+            compact.sync_local_runner()
 
     def cleanup(self) -> None:
         if getattr(self, "_compact", None) is not None:

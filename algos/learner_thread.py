@@ -48,11 +48,11 @@ class LearnerThread:
     """Runs ``update()`` whenever ``due() > 0`` (see the module docstring)."""
 
     def __init__(self, update: Callable[[], None], due: Callable[[], int],
-                 name: str = "apex-learner") -> None:
+                 name: str = "apex-learner", *, start_paused: bool = False) -> None:
         self._update, self._due = update, due
         self._cond = threading.Condition()
         self._stop = False
-        self._pause = 0
+        self._pause = 1 if start_paused else 0
         self._active = False
         self._updates = 0
         self._busy = self._idle = self._paused = 0.0
@@ -116,6 +116,23 @@ class LearnerThread:
             with self._cond:
                 self._pause -= 1
                 self._cond.notify_all()
+
+    @contextmanager
+    def resumed(self) -> Iterator[None]:
+        """Lift one pause (``start_paused`` counts as one) for this block; on leaving,
+        pause again once the update in progress has finished."""
+        with self._cond:
+            if self._pause < 1:
+                raise RuntimeError("resumed() needs a paused learner thread")
+            self._pause -= 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._pause += 1
+                while self._active:
+                    self._cond.wait()
 
     def take_time(self) -> LearnerTime:
         """Activity since the last call (and reset the counters)."""

@@ -101,3 +101,24 @@ def test_learner_thread_failure_is_raised_in_the_caller() -> None:
     with pytest.raises(RuntimeError, match="learner thread failed") as info:
         thread.raise_if_failed()
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_learner_thread_started_paused_trains_only_inside_resumed() -> None:
+    work = Work(cost_s=0.005)
+    thread = LearnerThread(work.update, work.due, start_paused=True)
+    thread.start()
+    try:
+        work.add(10_000)
+        thread.notify()
+        time.sleep(0.05)
+        assert work.done == 0
+        with thread.resumed():
+            wait_for(lambda: work.done >= 3)
+        frozen = work.done
+        assert not work.running.is_set()  # left only after the update in progress
+        time.sleep(0.05)
+        assert work.done == frozen
+        with pytest.raises(RuntimeError, match="paused"), thread.resumed(), thread.resumed():
+            pass
+    finally:
+        thread.stop()

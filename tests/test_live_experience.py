@@ -133,13 +133,13 @@ def test_matching_experience_is_ingested_and_a_mismatch_is_refused_and_reported(
         refused = ray.get(live.push.remote([chunk(5, obs_dim, 7, "0" * 64),
                                             chunk(4, obs_dim + 1, 8, exp.features.hash)]))
         assert refused.refused == 9 and refused.accepted == 0
-        before = algo.local_replay_buffer.get_num_timesteps()
+        before = algo.replay_size
         result = algo.train()
         assert result[INGESTED] == pushed == 60
         assert result[REFUSED_LIFETIME] == 9
         assert ray.get(live.stats.remote())["drained"] == 60
         sampled = result["env_runners"]["num_env_steps_sampled"]
-        assert algo.local_replay_buffer.get_num_timesteps() - before == pushed + sampled
+        assert algo.replay_size - before == pushed + sampled
         assert result[INGESTED_LIFETIME] == 60
         ray.get(live.push.remote([chunk(7, obs_dim, 9, exp.features.hash)]))
         result = algo.train()
