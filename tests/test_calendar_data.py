@@ -111,6 +111,15 @@ def test_streaming_features_step_over_a_weekend_but_not_over_a_gap() -> None:
         around_the_clock.update(fx.bar(weekend))
 
 
+def test_streaming_bar_by_bar_over_forex_weekends_equals_batch() -> None:
+    fx = load_bars(backtesting_path("EURUSD"), calendar=FX).slice(0, 1500)
+    full = FeaturePipeline(SPEC).compute(fx).values
+    stream = FeaturePipeline(SPEC).stream(FX)
+    rows = np.stack([stream.update(fx.bar(i)) for i in range(len(fx))])
+    np.testing.assert_array_equal(rows, full)
+    assert np.isfinite(full[-1]).all() and (np.diff(fx.ts) > H).sum() >= 5  # weekends crossed
+
+
 def test_forex_markets_load_for_an_env_and_synthetic_markets_keep_session_bars() -> None:
     [m], _ = load_markets(["backtesting:EURUSD"], spec=SPEC, split="train", window=8,
                           calendar=FX)
