@@ -26,7 +26,8 @@ import numpy as np
 from raytrade.envs.bars import Bar, BarTable, FloatArray, IntArray
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import FeatureError
-from raytrade.envs.features.kernel import BoolArray, F32Array, KernelLayout, features_kernel
+from raytrade.envs.features.kernel import BoolArray, KernelLayout, features_kernel
+from raytrade.envs.features.kernel import F32Array as F32Array  # re-exported
 from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.resample import bucket_inputs
 from raytrade.envs.validation import first_broken_rule
