@@ -14,7 +14,7 @@ import pytest
 from raytrade.envs.bars import BarTable
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import ConfigError, DataValidationError, FeatureError
-from raytrade.envs.features import FeaturePipeline, FeatureSpec
+from raytrade.envs.features import FeaturePipeline, FeatureSpec, pipeline
 from raytrade.envs.io import describe, load_bars, load_bars_repaired
 from raytrade.envs.market import backtesting_path, load_markets, resolve_sources
 from raytrade.envs.resample import resample
@@ -111,7 +111,9 @@ def test_streaming_features_step_over_a_weekend_but_not_over_a_gap() -> None:
         around_the_clock.update(fx.bar(weekend))
 
 
-def test_streaming_bar_by_bar_over_forex_weekends_equals_batch() -> None:
+def test_streaming_bar_by_bar_over_forex_weekends_equals_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "SPAN_BARS", 100)  # calendar tables of 5 days: 13 of them
     fx = load_bars(backtesting_path("EURUSD"), calendar=FX).slice(0, 1500)
     full = FeaturePipeline(SPEC).compute(fx).values
     stream = FeaturePipeline(SPEC).stream(FX)

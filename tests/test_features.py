@@ -262,7 +262,9 @@ def test_streaming_rejects_gap_duplicate_and_bad_bar_leaving_state_unchanged(
         (Bar(nxt.ts, nxt.open, nxt.high, nxt.low, float("nan"), nxt.volume), ref, "finite"),
         (Bar(nxt.ts, nxt.open, nxt.open * 0.9, nxt.low, nxt.close, nxt.volume), ref, "high"),
         (Bar(nxt.ts, -1.0, nxt.high, nxt.low, nxt.close, nxt.volume), ref, "positive"),
+        (Bar(nxt.ts, nxt.open, nxt.high, nxt.low, nxt.close, -1.0), ref, "volume"),
         (nxt, Bar(ref.ts + 300_000, 1, 1, 1, 1, 1), "reference"),
+        (nxt, Bar(ref.ts, 1, 1, 1, float("inf"), 1), "reference close"),
     ]
     for bar, reference, message in bad_bars:
         with pytest.raises(FeatureError, match=message):

@@ -32,6 +32,10 @@ from raytrade.envs.features.spec import FeatureSpec
 from raytrade.envs.resample import bucket_inputs
 from raytrade.envs.validation import first_broken_rule
 
+SPAN_BARS = 4096
+"""Base bars (rounded up to whole days) whose calendar bucket inputs one table holds."""
+_DAY_MS = 86_400_000
+
 
 @dataclass(frozen=True)
 class FeatureMatrix:
@@ -91,6 +95,9 @@ class StreamingFeatures:
         self._need1 = np.array([ms // self._base_ms for ms in self._htf_ms],
                                dtype=np.int64).reshape(n_htf, 1)
         self._last1 = np.zeros((n_htf, 1), dtype=bool)
+        # a closing calendar's bucket inputs for a span of whole days, computed once per span
+        self._span = (0, 0)
+        self._span_inputs = (self._use1, self._need1, self._last1)
         self.last_ts: int | None = None
 
     def copy(self) -> StreamingFeatures:
@@ -108,11 +115,12 @@ class StreamingFeatures:
         o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
         last = self.last_ts
         ref_close = math.nan if reference is None else reference.close
-        # The common case, in scalars: the next bar in time, every OHLCV rule of
-        # ``validation.py`` holding, and the reference (when the spec has one) for the same
-        # time, finite and positive. NaN fails every comparison, so it takes the slow path,
-        # whose checks name the broken rule.
-        if ((ts == last + self._base_ms if last is not None else ts % self._base_ms == 0)
+        # The common case, in scalars: the next bar in time (or the next after closures of
+        # the calendar), every OHLCV rule of ``validation.py`` holding, and the reference
+        # (when the spec has one) for the same time, finite and positive. NaN fails every
+        # comparison, so it takes the slow path, whose checks name the broken rule.
+        follows = ts == last + self._base_ms if last is not None else ts % self._base_ms == 0
+        if ((follows or self._steps_over_closure(last, ts))
                 and math.isfinite(o + h + lo + c + v) and v >= 0.0
                 and lo > 0.0 and h >= o and h >= c and lo <= o and lo <= c
                 and (reference is None or reference.ts == ts)
@@ -128,7 +136,7 @@ class StreamingFeatures:
                     self._last1[i, 0] = (ts + self._base_ms) % htf_ms == 0
                 use, need, closes = self._use1, self._need1, self._last1
             else:
-                use, need, closes = self._bucket_inputs(self._ts1)
+                use, need, closes = self._calendar_inputs(ts)
             out = np.empty((1, self.spec.n_features), dtype=np.float32)  # the caller keeps it
             features_kernel(self._ts1, x, self._ref1, use, need, closes, self._state,
                             self._ints, self._floats, out)
@@ -159,6 +167,34 @@ class StreamingFeatures:
         if len(ts):
             self.last_ts = int(ts[-1])
         return out
+
+    def _steps_over_closure(self, last: int | None, ts: int) -> bool:
+        """True when ``ts`` follows ``last`` across closures only (``_check``'s rule)."""
+        return (last is not None and not self.calendar.always and ts > last
+                and ts % self._base_ms == 0
+                and self.calendar.expected_between(last, ts, self._base_ms) == 0)
+
+    def _calendar_inputs(self, ts: int) -> tuple[BoolArray, IntArray, BoolArray]:
+        """``_bucket_inputs`` of one bar under a closing calendar, from a table of whole
+        days (about ``SPAN_BARS`` bars) computed once per span: per bar it would cost more
+        than the features. Every bucket is whole inside the span (higher timeframes divide
+        a day), and ``bucket_inputs`` treats each bar on its own, so the table's entry for
+        a bar equals ``bucket_inputs`` of that bar alone."""
+        if not self._htf_ms or _DAY_MS % self._base_ms:
+            return self._bucket_inputs(self._ts1)
+        start, stop = self._span
+        if not start <= ts < stop:
+            days = max(1, -(-SPAN_BARS * self._base_ms // _DAY_MS))
+            start = ts // _DAY_MS * _DAY_MS
+            stop = start + days * _DAY_MS
+            grid = np.arange(start, stop, self._base_ms, dtype=np.int64)
+            self._span, self._span_inputs = (start, stop), self._bucket_inputs(grid)
+        k = (ts - start) // self._base_ms
+        use, need, closes = self._span_inputs
+        self._use1[:, 0] = use[:, k]
+        self._need1[:, 0] = need[:, k]
+        self._last1[:, 0] = closes[:, k]
+        return self._use1, self._need1, self._last1
 
     def _bucket_inputs(self, ts: IntArray) -> tuple[BoolArray, IntArray, BoolArray]:
         """``resample.bucket_inputs`` of every higher timeframe, stacked ``[n_htf, T]``."""
