@@ -154,10 +154,13 @@ class StreamingFeatures:
     def update_many(self, ts: IntArray, ohlcv: FloatArray,
                     ref_close: FloatArray | None = None) -> F32Array:
         """Features of consecutive closed bars: ``ts[T]``, ``ohlcv[T, 5]`` -> ``[T, F]``."""
-        ts = np.ascontiguousarray(ts, dtype=np.int64)
-        x = np.ascontiguousarray(ohlcv, dtype=np.float64)
+        # Writable copies of the inputs (a BarTable's arrays are read-only): numba compiles
+        # one specialization per read-only combination, so copying (cheap next to the
+        # features) keeps batch and streaming on one compiled kernel.
+        ts = np.array(ts, dtype=np.int64, order="C")
+        x = np.array(ohlcv, dtype=np.float64, order="C")
         self._check(ts, x, ref_close)
-        ref = (np.ascontiguousarray(ref_close, dtype=np.float64)
+        ref = (np.array(ref_close, dtype=np.float64, order="C")
                if self.spec.reference_symbol and ref_close is not None
                else np.zeros(0, dtype=np.float64))
         use, need, closes = self._bucket_inputs(ts)
