@@ -154,13 +154,13 @@ class StreamingFeatures:
     def update_many(self, ts: IntArray, ohlcv: FloatArray,
                     ref_close: FloatArray | None = None) -> F32Array:
         """Features of consecutive closed bars: ``ts[T]``, ``ohlcv[T, 5]`` -> ``[T, F]``."""
-        # Writable copies of the inputs (a BarTable's arrays are read-only): numba compiles
-        # one specialization per read-only combination, so copying (cheap next to the
-        # features) keeps batch and streaming on one compiled kernel.
-        ts = np.array(ts, dtype=np.int64, order="C")
-        x = np.array(ohlcv, dtype=np.float64, order="C")
+        # Writable inputs (a BarTable's arrays are read-only, so those are copied): numba
+        # compiles one specialization per read-only combination, and a copy (cheap next to
+        # the features) keeps batch and streaming on one compiled kernel.
+        ts = np.require(ts, np.int64, ["C", "W"])
+        x = np.require(ohlcv, np.float64, ["C", "W"])
         self._check(ts, x, ref_close)
-        ref = (np.array(ref_close, dtype=np.float64, order="C")
+        ref = (np.require(ref_close, np.float64, ["C", "W"])
                if self.spec.reference_symbol and ref_close is not None
                else np.zeros(0, dtype=np.float64))
         use, need, closes = self._bucket_inputs(ts)
