@@ -14,7 +14,7 @@ from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.envs.errors import ConfigError
-from raytrade.scripts import bench_learning, bench_replay, bench_walkforward
+from raytrade.scripts import bench_features, bench_learning, bench_replay, bench_walkforward
 from raytrade.scripts.bench_walkforward import cost_fields, fold_rows, targets
 from raytrade.scripts.learning_scenarios import (
     SCENARIOS,
@@ -244,3 +244,18 @@ def test_bench_replay_quick_prints_every_field(capsys: pytest.CaptureFixture[str
     assert set(compact["nstep3_sample_ms_p50"]) == {"512", "256"}
     for row in compact["nstep3_sample_ms_p50"].values():
         assert row["n"] == 2 and row["median"] > 0
+
+
+def test_bench_features_quick_prints_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_features.main(["--quick"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["spec"]["features"] == 73 and out["batch"]["bars_per_second"] > 0
+    assert len(out["machine"]["loadavg_1_5_15_before"]) == 3
+    stream = out["streaming_update_us"]
+    assert (stream["bars"], stream["repeats"]) == (200, 3)
+    for key in ("p50", "p90", "p99", "max"):
+        row = stream[key]
+        assert row["n"] == 3 and 0 < row["min"] <= row["median"] <= row["max"], key
+    assert stream["p50"]["median"] <= stream["p99"]["median"] <= stream["max"]["median"]
+    assert set(out["targets"]) == {"streaming_p99_under_50us"}
+    assert out["reference_talib_rsi_atr_bbands_macd"]["seconds"] >= 0

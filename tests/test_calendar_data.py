@@ -14,7 +14,7 @@ import pytest
 from raytrade.envs.bars import BarTable
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import ConfigError, DataValidationError, FeatureError
-from raytrade.envs.features import FeaturePipeline, FeatureSpec
+from raytrade.envs.features import FeaturePipeline, FeatureSpec, pipeline
 from raytrade.envs.io import describe, load_bars, load_bars_repaired
 from raytrade.envs.market import backtesting_path, load_markets, resolve_sources
 from raytrade.envs.resample import resample
@@ -109,6 +109,17 @@ def test_streaming_features_step_over_a_weekend_but_not_over_a_gap() -> None:
     around_the_clock.update_many(fx.ts[:weekend], fx.ohlcv()[:weekend])
     with pytest.raises(FeatureError, match="backfill the gap"):
         around_the_clock.update(fx.bar(weekend))
+
+
+def test_streaming_bar_by_bar_over_forex_weekends_equals_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "SPAN_BARS", 100)  # calendar tables of 5 days: 13 of them
+    fx = load_bars(backtesting_path("EURUSD"), calendar=FX).slice(0, 1500)
+    full = FeaturePipeline(SPEC).compute(fx).values
+    stream = FeaturePipeline(SPEC).stream(FX)
+    rows = np.stack([stream.update(fx.bar(i)) for i in range(len(fx))])
+    np.testing.assert_array_equal(rows, full)
+    assert np.isfinite(full[-1]).all() and (np.diff(fx.ts) > H).sum() >= 5  # weekends crossed
 
 
 def test_forex_markets_load_for_an_env_and_synthetic_markets_keep_session_bars() -> None:

@@ -80,6 +80,23 @@ def test_streaming_in_random_chunks_equals_batch(pair: tuple[BarTable, BarTable]
     np.testing.assert_array_equal(np.concatenate(parts), full.values)
 
 
+@pytest.mark.parametrize("spec", [
+    FeatureSpec(reference_symbol=None, pivot_levels=0),
+    FeatureSpec(higher_timeframes=(), return_horizons=(2,), pivot_levels=3, smc_level=3),
+    FeatureSpec(higher_timeframes=("15m", "30m", "1h"), pivot_levels=1, smc_level=1),
+], ids=["no_reference_no_pivots", "no_higher_timeframes", "three_higher_timeframes"])
+def test_streaming_bar_by_bar_equals_batch_for_other_specs(pair: tuple[BarTable, BarTable],
+                                                           spec: FeatureSpec) -> None:
+    eth, btc = pair[0].slice(0, 3000), pair[1].slice(0, 3000)
+    ref = btc if spec.reference_symbol else None
+    full = FeaturePipeline(spec).compute(eth, ref).values
+    state = FeaturePipeline(spec).stream()
+    rows = np.stack([state.update(eth.bar(i), None if ref is None else ref.bar(i))
+                     for i in range(len(eth))])
+    np.testing.assert_array_equal(rows, full)
+    assert np.isfinite(full).any(axis=0).all()  # every column compared on real values too
+
+
 def test_warmup_rows_are_nan_then_all_finite(full: FeatureMatrix) -> None:
     first = full.first_valid
     assert 0 < first < 6000
@@ -245,7 +262,9 @@ def test_streaming_rejects_gap_duplicate_and_bad_bar_leaving_state_unchanged(
         (Bar(nxt.ts, nxt.open, nxt.high, nxt.low, float("nan"), nxt.volume), ref, "finite"),
         (Bar(nxt.ts, nxt.open, nxt.open * 0.9, nxt.low, nxt.close, nxt.volume), ref, "high"),
         (Bar(nxt.ts, -1.0, nxt.high, nxt.low, nxt.close, nxt.volume), ref, "positive"),
+        (Bar(nxt.ts, nxt.open, nxt.high, nxt.low, nxt.close, -1.0), ref, "volume"),
         (nxt, Bar(ref.ts + 300_000, 1, 1, 1, 1, 1), "reference"),
+        (nxt, Bar(ref.ts, 1, 1, 1, float("inf"), 1), "reference close"),
     ]
     for bar, reference, message in bad_bars:
         with pytest.raises(FeatureError, match=message):

@@ -19,31 +19,22 @@ wall-clock time enters is the higher timeframes, whose buckets are clock-aligned
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from raytrade.envs.bars import Bar, BarTable, FloatArray, IntArray
 from raytrade.envs.calendar import ALWAYS, TradingCalendar
 from raytrade.envs.errors import FeatureError
-from raytrade.envs.features.reference import reference_kernel, reference_state
-from raytrade.envs.features.regime import N_COLUMNS as N_REGIME
-from raytrade.envs.features.regime import regime_kernel, regime_state
-from raytrade.envs.features.smc import N_COLUMNS as N_SMC
-from raytrade.envs.features.smc import smc_kernel, smc_state
+from raytrade.envs.features.kernel import BoolArray, KernelLayout, features_kernel
+from raytrade.envs.features.kernel import F32Array as F32Array  # re-exported
 from raytrade.envs.features.spec import FeatureSpec
-from raytrade.envs.features.structure import OUT_PER_LEVEL, structure_kernel, structure_state
-from raytrade.envs.features.timeframe import (
-    n_columns,
-    timeframe_kernel,
-    timeframe_params,
-    timeframe_state,
-)
-from raytrade.envs.intervals import interval_to_ms
-from raytrade.envs.resample import aggregate, new_aggregator_state
+from raytrade.envs.resample import bucket_inputs
 from raytrade.envs.validation import first_broken_rule
 
-F32Array = npt.NDArray[np.float32]
+SPAN_BARS = 4096
+"""Base bars (rounded up to whole days) whose calendar bucket inputs one table holds."""
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -77,30 +68,36 @@ class FeatureMatrix:
 
 
 class StreamingFeatures:
-    """Feature state that advances one closed bar (or a chunk of bars) at a time."""
+    """Feature state that advances one closed bar (or a chunk of bars) at a time.
+
+    The whole state is one float64 array advanced by one compiled call
+    (``kernel.features_kernel``), whether the call carries one bar or a million.
+    ``update`` is the live path: it checks the common case (the next bar, valid prices)
+    with scalar comparisons and writes the bar into preallocated buffers; anything else
+    goes through ``update_many``'s full checks, which name the broken rule.
+    """
 
     def __init__(self, spec: FeatureSpec, calendar: TradingCalendar = ALWAYS) -> None:
         self.spec = spec
         self.calendar = calendar
         self._base_ms = spec.interval_ms
-        self._base_h, self._base_p = timeframe_params(
-            spec.return_horizons, spec.vol_window, spec.rsi_period, spec.macd_fast,
-            spec.macd_slow, spec.macd_signal, spec.atr_period, spec.bb_window,
-            spec.volume_window)
-        self._base_state = timeframe_state(self._base_p)
-        self._htf_h, self._htf_p = timeframe_params(
-            spec.htf_return_horizons, spec.vol_window, spec.rsi_period, spec.macd_fast,
-            spec.macd_slow, spec.macd_signal, spec.atr_period, spec.bb_window,
-            spec.volume_window)
-        self._htf_ms = [interval_to_ms(tf) for tf in spec.higher_timeframes]
-        self._htf_agg = [new_aggregator_state() for _ in self._htf_ms]
-        self._htf_state = [timeframe_state(self._htf_p) for _ in self._htf_ms]
-        self._htf_last = [np.full(n_columns(self._htf_h), np.nan) for _ in self._htf_ms]
-        self._structure = structure_state(spec.pivot_levels)
-        self._smc = smc_state(spec.ob_lookback)
-        self._regime = regime_state(spec.regime_window, spec.regime_vol_long)
-        self._ref_h = np.asarray(spec.reference_horizons, dtype=np.int64)
-        self._ref = reference_state(self._ref_h, spec.corr_window)
+        layout = KernelLayout.of(spec)
+        self._ints = layout.ints.copy()  # writable like every copy(): one compiled signature
+        self._floats = layout.floats.copy()
+        self._state = layout.state.copy()
+        self._htf_ms = layout.htf_ms
+        n_htf = len(self._htf_ms)
+        # one-bar buffers of ``update``; around the clock a bucket needs htf / base bars
+        self._ts1 = np.zeros(1, dtype=np.int64)
+        self._x1 = np.zeros((1, 5), dtype=np.float64)
+        self._ref1 = np.zeros(1 if spec.reference_symbol else 0, dtype=np.float64)
+        self._use1 = np.ones((n_htf, 1), dtype=bool)
+        self._need1 = np.array([ms // self._base_ms for ms in self._htf_ms],
+                               dtype=np.int64).reshape(n_htf, 1)
+        self._last1 = np.zeros((n_htf, 1), dtype=bool)
+        # a closing calendar's bucket inputs for a span of whole days, computed once per span
+        self._span = (0, 0)
+        self._span_inputs = (self._use1, self._need1, self._last1)
         self.last_ts: int | None = None
 
     def copy(self) -> StreamingFeatures:
@@ -114,60 +111,103 @@ class StreamingFeatures:
             FeatureError: the bar is not the next one (gap, duplicate, out of order), breaks
                 an OHLCV rule, or the reference bar is missing or for another time.
         """
-        ref_close = None
-        if reference is not None:
-            if reference.ts != bar.ts:
-                raise FeatureError(f"reference bar open time {reference.ts} differs from "
-                                   f"the bar's {bar.ts}")
-            ref_close = np.array([reference.close], dtype=np.float64)
-        x = np.array([[bar.open, bar.high, bar.low, bar.close, bar.volume]], dtype=np.float64)
-        row: F32Array = self.update_many(np.array([bar.ts], dtype=np.int64), x, ref_close)[0]
+        ts = bar.ts
+        o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
+        last = self.last_ts
+        ref_close = math.nan if reference is None else reference.close
+        # The common case, in scalars: the next bar in time (or the next after closures of
+        # the calendar), every OHLCV rule of ``validation.py`` holding, and the reference
+        # (when the spec has one) for the same time, finite and positive. NaN fails every
+        # comparison, so it takes the slow path, whose checks name the broken rule.
+        follows = ts == last + self._base_ms if last is not None else ts % self._base_ms == 0
+        if ((follows or self._steps_over_closure(last, ts))
+                and math.isfinite(o + h + lo + c + v) and v >= 0.0
+                and lo > 0.0 and h >= o and h >= c and lo <= o and lo <= c
+                and (reference is None or reference.ts == ts)
+                and (not self.spec.reference_symbol
+                     or (math.isfinite(ref_close) and ref_close > 0.0))):
+            self._ts1[0] = ts
+            x = self._x1
+            x[0, 0], x[0, 1], x[0, 2], x[0, 3], x[0, 4] = o, h, lo, c, v
+            if self.spec.reference_symbol:
+                self._ref1[0] = ref_close
+            if self.calendar.always:
+                for i, htf_ms in enumerate(self._htf_ms):
+                    self._last1[i, 0] = (ts + self._base_ms) % htf_ms == 0
+                use, need, closes = self._use1, self._need1, self._last1
+            else:
+                use, need, closes = self._calendar_inputs(ts)
+            out = np.empty((1, self.spec.n_features), dtype=np.float32)  # the caller keeps it
+            features_kernel(self._ts1, x, self._ref1, use, need, closes, self._state,
+                            self._ints, self._floats, out)
+            self.last_ts = int(ts)
+            row: F32Array = out[0]
+            return row
+        if reference is not None and reference.ts != ts:
+            raise FeatureError(f"reference bar open time {reference.ts} differs from "
+                               f"the bar's {ts}")
+        ref = None if reference is None else np.array([ref_close], dtype=np.float64)
+        row = self.update_many(np.array([ts], dtype=np.int64),
+                               np.array([[o, h, lo, c, v]], dtype=np.float64), ref)[0]
         return row
 
     def update_many(self, ts: IntArray, ohlcv: FloatArray,
                     ref_close: FloatArray | None = None) -> F32Array:
         """Features of consecutive closed bars: ``ts[T]``, ``ohlcv[T, 5]`` -> ``[T, F]``."""
-        ts = np.ascontiguousarray(ts, dtype=np.int64)
-        x = np.ascontiguousarray(ohlcv, dtype=np.float64)
-        spec = self.spec
+        # Writable inputs (a BarTable's arrays are read-only, so those are copied): numba
+        # compiles one specialization per read-only combination, and a copy (cheap next to
+        # the features) keeps batch and streaming on one compiled kernel.
+        ts = np.require(ts, np.int64, ["C", "W"])
+        x = np.require(ohlcv, np.float64, ["C", "W"])
         self._check(ts, x, ref_close)
-        t_len = len(ts)
-        # Every kernel writes straight into its columns of one float32 matrix (numba rounds
-        # float64 results to float32 on store, as astype would) to spare copies of T x F.
-        out = np.empty((t_len, spec.n_features), dtype=np.float32)
-        col = n_columns(self._base_h)
-        timeframe_kernel(self._base_state, x, self._base_h, self._base_p, out[:, :col])
-        width = n_columns(self._htf_h)
-        for i, htf_ms in enumerate(self._htf_ms):
-            out[:, col:col + width] = self._higher(i, htf_ms, ts, x)
-            col += width
-        if spec.reference_symbol:
-            assert ref_close is not None
-            width = len(self._ref_h) + 2
-            reference_kernel(self._ref, x[:, 3], np.ascontiguousarray(ref_close, np.float64),
-                             self._ref_h, spec.corr_window, out[:, col:col + width])
-            col += width
-        if spec.pivot_levels:
-            width = spec.pivot_levels * OUT_PER_LEVEL
-            raw = np.empty((t_len, width))  # swing prices stay float64: SMC compares closes
-            structure_kernel(self._structure, x, spec.pivot_levels, raw)
-            self._structure_columns(raw, x[:, 3], out[:, col:col + width])
-            col += width
-            level = (spec.smc_level - 1) * OUT_PER_LEVEL
-            smc_kernel(self._smc, x, np.ascontiguousarray(raw[:, level]),
-                       np.ascontiguousarray(raw[:, level + 1]), spec.ob_lookback,
-                       out[:, col:col + N_SMC])
-            col += N_SMC
-        regime_kernel(self._regime, np.ascontiguousarray(x[:, 3]), spec.regime_window,
-                      spec.regime_vol_short, spec.regime_vol_long, spec.er_threshold,
-                      spec.vol_ratio_threshold, out[:, col:col + N_REGIME])
-        col += N_REGIME
-        if col != spec.n_features:  # pragma: no cover - guards spec/kernel drift
-            raise AssertionError(f"pipeline produced {col} columns, spec names "
-                                 f"{spec.n_features}")
-        if t_len:
+        ref = (np.require(ref_close, np.float64, ["C", "W"])
+               if self.spec.reference_symbol and ref_close is not None
+               else np.zeros(0, dtype=np.float64))
+        use, need, closes = self._bucket_inputs(ts)
+        out = np.empty((len(ts), self.spec.n_features), dtype=np.float32)
+        features_kernel(ts, x, ref, use, need, closes, self._state, self._ints, self._floats,
+                        out)
+        if len(ts):
             self.last_ts = int(ts[-1])
         return out
+
+    def _steps_over_closure(self, last: int | None, ts: int) -> bool:
+        """True when ``ts`` follows ``last`` across closures only (``_check``'s rule)."""
+        return (last is not None and not self.calendar.always and ts > last
+                and ts % self._base_ms == 0
+                and self.calendar.expected_between(last, ts, self._base_ms) == 0)
+
+    def _calendar_inputs(self, ts: int) -> tuple[BoolArray, IntArray, BoolArray]:
+        """``_bucket_inputs`` of one bar under a closing calendar, from a table of whole
+        days (about ``SPAN_BARS`` bars) computed once per span: per bar it would cost more
+        than the features. Every bucket is whole inside the span (higher timeframes divide
+        a day), and ``bucket_inputs`` treats each bar on its own, so the table's entry for
+        a bar equals ``bucket_inputs`` of that bar alone."""
+        if not self._htf_ms or _DAY_MS % self._base_ms:
+            return self._bucket_inputs(self._ts1)
+        start, stop = self._span
+        if not start <= ts < stop:
+            days = max(1, -(-SPAN_BARS * self._base_ms // _DAY_MS))
+            start = ts // _DAY_MS * _DAY_MS
+            stop = start + days * _DAY_MS
+            grid = np.arange(start, stop, self._base_ms, dtype=np.int64)
+            self._span, self._span_inputs = (start, stop), self._bucket_inputs(grid)
+        k = (ts - start) // self._base_ms
+        use, need, closes = self._span_inputs
+        self._use1[:, 0] = use[:, k]
+        self._need1[:, 0] = need[:, k]
+        self._last1[:, 0] = closes[:, k]
+        return self._use1, self._need1, self._last1
+
+    def _bucket_inputs(self, ts: IntArray) -> tuple[BoolArray, IntArray, BoolArray]:
+        """``resample.bucket_inputs`` of every higher timeframe, stacked ``[n_htf, T]``."""
+        n_htf = len(self._htf_ms)
+        use = np.empty((n_htf, len(ts)), dtype=bool)
+        need = np.empty((n_htf, len(ts)), dtype=np.int64)
+        closes = np.empty((n_htf, len(ts)), dtype=bool)
+        for i, htf_ms in enumerate(self._htf_ms):
+            use[i], need[i], closes[i] = bucket_inputs(ts, self._base_ms, htf_ms, self.calendar)
+        return use, need, closes
 
     def _check(self, ts: IntArray, x: FloatArray, ref_close: FloatArray | None) -> None:
         if x.ndim != 2 or x.shape[1] != 5 or len(x) != len(ts):
@@ -197,28 +237,6 @@ class StreamingFeatures:
             if len(bad):
                 raise FeatureError(f"reference close at open time {int(ts[bad[0]])} is "
                                    f"{ref_close[bad[0]]!r}: must be finite and positive")
-
-    def _higher(self, i: int, htf_ms: int, ts: IntArray, x: FloatArray) -> FloatArray:
-        """Higher-timeframe block, forward-filled so row t only sees HTF bars closed by t."""
-        _, hx, at = aggregate(self._htf_agg[i], ts, x, self._base_ms, htf_ms, self.calendar)
-        rows = np.empty((len(hx), n_columns(self._htf_h)))
-        timeframe_kernel(self._htf_state[i], hx, self._htf_h, self._htf_p, rows)
-        marks = np.full(len(ts), -1, dtype=np.int64)
-        marks[at] = np.arange(len(at))
-        idx = np.maximum.accumulate(marks) if len(marks) else marks
-        filled = np.where((idx >= 0)[:, None], rows[np.maximum(idx, 0)] if len(rows) else
-                          np.nan, self._htf_last[i][None, :])
-        if len(rows):
-            self._htf_last[i] = rows[-1].copy()
-        return filled
-
-    def _structure_columns(self, raw: FloatArray, close: FloatArray, out: F32Array) -> None:
-        """Swing prices to log distances of the close; trend and strength pass through."""
-        out[:] = raw
-        for level in range(self.spec.pivot_levels):
-            col = level * OUT_PER_LEVEL
-            out[:, col] = np.log(close / raw[:, col])
-            out[:, col + 1] = np.log(close / raw[:, col + 1])
 
 
 class FeaturePipeline:
