@@ -120,6 +120,9 @@ def build_dqn_config(exp: ExperimentConfig, spec: EnvSpec | None = None) -> ApeX
     if spec.env != exp.env or spec.features != exp.features:
         raise ConfigError("the env spec was not made from this experiment's [env] and "
                           "[features]")
+    if exp.replay.layout == "compact" and not exp.resources.async_sampling:
+        raise ConfigError("resources.async_sampling = false needs replay.layout = "
+                          "\"episodes\": the compact pipeline always samples asynchronously")
     register_env(ENV_NAME, make_env)
     res, dqn, ft = exp.resources, exp.dqn, exp.fault_tolerance
     config = (

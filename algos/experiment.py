@@ -151,7 +151,8 @@ class ResourcesConfig:
     """Remote env runners (0 samples in the driver)."""
     async_sampling: bool = True
     """Ape-X sampling: runners sample continuously and the learner never waits for the
-    slowest one (``apex_dqn.py``); false = RLlib's synchronous sampling. Needs remote runners."""
+    slowest one (``apex_dqn.py``); false = RLlib's synchronous sampling (only with
+    ``replay.layout = "episodes"``). Needs remote runners."""
     num_envs_per_env_runner: int = 16
     """Sub-envs stepped by each runner's VectorTradingEnv."""
     rollout_fragment_length: int = 32
@@ -402,6 +403,10 @@ class ExperimentConfig:
         if self.replay.layout not in REPLAY_LAYOUTS:
             raise ConfigError(f"replay.layout must be one of {REPLAY_LAYOUTS}, got "
                               f"{self.replay.layout!r}")
+        if self.replay.layout == "compact" and not self.resources.async_sampling:
+            raise ConfigError("resources.async_sampling = false needs replay.layout = "
+                              "\"episodes\": the compact pipeline always samples "
+                              "asynchronously")
         schedule = self.dqn.lr_schedule
         if schedule and (any(len(p) != 2 or p[1] <= 0 for p in schedule)
                          or schedule[0][0] != 0

@@ -97,7 +97,10 @@ def trial_experiment(base: ExperimentConfig, overrides: Mapping[str, Any]) -> Ex
         runners = settings.num_env_runners
         exp = dataclasses.replace(exp, resources=dataclasses.replace(
             exp.resources, num_env_runners=runners,
-            async_sampling=exp.resources.async_sampling and runners > 0))
+            # the episodes layout samples asynchronously only from remote runners; the
+            # compact pipeline always does (from the driver's runner when there are none)
+            async_sampling=exp.resources.async_sampling
+            and (runners > 0 or exp.replay.layout == "compact")))
     exp.check()
     return exp
 

@@ -73,12 +73,20 @@ def test_schedules_and_sampling_mode_reach_the_rllib_config(tmp_path: Path) -> N
     path = tmp_path / "sched.toml"
     path.write_text("[dqn]\nlr_schedule = [[0, 1e-3], [50000, 1e-4]]\n"
                     "[replay]\nbeta = 0.5\nbeta_final = 0.9\nbeta_anneal_steps = 1000\n"
-                    "[resources]\nasync_sampling = false\n")
+                    "layout = \"episodes\"\n[resources]\nasync_sampling = false\n")
     exp = ExperimentConfig.load(path)
     config = build_dqn_config(exp)
     assert config.lr == [[0, 1e-3], [50000, 1e-4]]
     assert config.replay_buffer_config["beta"] == 0.5
     assert (config.apex_beta_final, config.apex_beta_anneal_steps) == (0.9, 1000)
     assert config.apex_async is False and config._dont_auto_sync_env_runner_states is False
+    assert config.apex_replay_layout == "episodes"
     default = build_dqn_config(ExperimentConfig())
     assert default.apex_async is True and default._dont_auto_sync_env_runner_states is True
+    assert default.apex_replay_layout == "compact" and default.apex_window == 16
+    # the compact pipeline is always asynchronous: asking for synchronous sampling with it
+    # is a contradiction, not something to ignore
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[resources]\nasync_sampling = false\n")
+    with pytest.raises(ConfigError, match="layout"):
+        ExperimentConfig.load(bad)

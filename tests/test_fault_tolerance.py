@@ -48,13 +48,11 @@ def _reported(results: list[dict[str, Any]], key: str) -> list[float]:
     return [float(v) for v in values if math.isfinite(float(v))]
 
 
-def learner_seq_no(algo: Any) -> int:
-    """How many updates the learner's weights have had (RLlib's weights sequence number)."""
-    from ray.rllib.core import COMPONENT_LEARNER
-    from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
-
-    return int(algo.learner_group.get_state(components=COMPONENT_LEARNER)
-               [COMPONENT_LEARNER][WEIGHTS_SEQ_NO])
+def weights_version(algo: Any) -> int:
+    """The newest weights version the compact pipeline has published (runners hold a
+    version once they have loaded it)."""
+    assert algo.compact is not None
+    return int(algo.compact.version)
 
 
 def register_failing_env(flag: Path, always: bool) -> str:
@@ -94,7 +92,7 @@ def test_env_failure_restarts_the_runner_and_training_continues(local_ray: None,
     try:
         results = train_until(algo, lambda: group.num_remote_worker_restarts() >= 1)
         results.append(algo.train())
-        seq_before_last = learner_seq_no(algo)
+        seq_before_last = weights_version(algo)
         results.append(algo.train())
         assert (tmp_path / "failed").exists()  # the failure really happened
         # training went on: samples and updates kept growing after the failure
@@ -114,7 +112,7 @@ def test_env_failure_restarts_the_runner_and_training_continues(local_ray: None,
         assert _reported(results[after:], keys[0])[-1] == pytest.approx(apex_epsilon(0, 2))
         assert _reported(results[after:], keys[1])[-1] == pytest.approx(apex_epsilon(1, 2))
         runner_seq = algo.env_runner_group.foreach_env_runner(
-            lambda r: r._weights_seq_no, local_env_runner=False)
+            lambda r: r._apex_version, local_env_runner=False)
         assert len(runner_seq) == 2 and min(runner_seq) >= seq_before_last > 0
 
         # a runner killed like a crashed process (Ray may restart it) is restarted

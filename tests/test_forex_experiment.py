@@ -34,8 +34,7 @@ def _brief(exp: ExperimentConfig) -> ExperimentConfig:
         dqn=dataclasses.replace(exp.dqn, learning_starts=128, train_batch_size=32,
                                 replay_ratio=0.25),
         resources=dataclasses.replace(exp.resources, num_env_runners=1,
-                                      num_envs_per_env_runner=4, rollout_fragment_length=64,
-                                      async_sampling=False),
+                                      num_envs_per_env_runner=4, rollout_fragment_length=64),
         selection=dataclasses.replace(exp.selection, require_beat_flat=False,
                                       min_evidence_t=0.0, calibrate_cost_multiples=()))
 

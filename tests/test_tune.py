@@ -115,7 +115,9 @@ def test_trial_experiment_applies_tune_env_runners_and_rechecks() -> None:
     exp = ExperimentConfig.from_dict(_document({"dqn.lr": {"choice": [1e-3, 2e-3]}},
                                                num_env_runners=0))
     trial = trial_experiment(exp, {"dqn.lr": 2e-3})
-    assert trial.resources.num_env_runners == 0 and not trial.resources.async_sampling
+    assert trial.resources.num_env_runners == 0 and trial.resources.async_sampling
+    episodes = trial_experiment(exp, {"replay.layout": "episodes"})
+    assert not episodes.resources.async_sampling  # the episodes layout needs remotes
     assert trial.dqn.lr == 2e-3 and not trial.tune.space
     with pytest.raises(ConfigError, match=re.escape("replay.capacity")):
         trial_experiment(exp, {"replay.capacity": 1})
@@ -160,8 +162,7 @@ def _search_experiment() -> ExperimentConfig:
                          # every trial's evaluations choose their cost multiple on
                          # validation: the winner's bundle must carry the one chosen
                          "calibrate_cost_multiples": [1.0, 4.0]}
-    data["resources"].update(num_envs_per_env_runner=4, rollout_fragment_length=16,
-                             async_sampling=False)
+    data["resources"].update(num_envs_per_env_runner=4, rollout_fragment_length=16)
     return ExperimentConfig.from_dict(data)
 
 
