@@ -17,10 +17,10 @@
   adds, during a training iteration (``ApeXDQN.step``); between iterations it is paused
   with its newest weights published and in the driver's runner, so evaluation, export and
   checkpoints all see one learner state. The replay ratio stays exact: an update is due
-  when ``ratio * (added - learning_starts) - replayed >= batch``. When sampling runs ahead of the learner by more
-  than ``max_updates_per_step`` due updates, runners are not re-armed until the learner
-  catches up (back-pressure), so ``replayed / added`` never drifts. Weights are published
-  every ``apex_weights_every`` updates.
+  when ``ratio * (added - learning_starts) - replayed >= batch``. When sampling runs
+  ahead of the learner by more than ``max_updates_per_step`` due updates, runners are not
+  re-armed until the learner catches up (back-pressure), so ``replayed / added`` never
+  drifts. Weights are published every ``apex_weights_every`` updates.
 
 Metrics (per iteration): ``replay_ratio``, ``learner_idle_fraction`` (from
 ``learner_busy_s`` and ``learner_idle_s``), ``learner_updates``,
