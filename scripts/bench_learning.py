@@ -66,6 +66,19 @@ def curve_point(evaluation: dict[str, Any], steps: dict[int, tuple[float, float]
     return row
 
 
+def wall_to_share(curve: list[dict[str, Any]], share: float) -> float | None:
+    """Training wall seconds at the first validation evaluation whose greedy log growth
+    reaches ``share`` of the Bayes filter's on every dataset (None: never in the run)."""
+    for row in curve:
+        if row["split"] != "validation":
+            continue
+        fractions = [v.get("filter_fraction") for k, v in row.items()
+                     if isinstance(v, dict) and "filter_fraction" in v]
+        if fractions and all(f is not None and f >= share for f in fractions):
+            return float(row["wall_s"])
+    return None
+
+
 def final_shares(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     """The last evaluation of each split: per dataset, the greedy policy's share of the
     oracle's and of the Bayes filter's log growth, and its Sharpe."""
@@ -138,6 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first run (default: the experiment's); runs "
                              "started in parallel processes each take their own")
+    parser.add_argument("--layout", default=None, choices=("compact", "episodes"),
+                        help="replay layout (default: the experiment's): compare the "
+                             "compact pipeline with the episodes path in wall time")
+    parser.add_argument("--share", type=float, default=0.7,
+                        help="report the wall seconds until the greedy policy's validation "
+                             "log growth first reaches this share of the Bayes filter's "
+                             "(default 0.7)")
     parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                         help="train nothing: merge the runs of these outputs of this "
                              "script (same scenario, e.g. one per seed run in parallel) "
@@ -157,13 +177,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.num_env_runners is not None:
         exp = dataclasses.replace(exp, resources=dataclasses.replace(
             exp.resources, num_env_runners=args.num_env_runners))
+    if args.layout is not None:
+        exp = dataclasses.replace(exp, replay=dataclasses.replace(exp.replay,
+                                                                  layout=args.layout))
     first = exp.seed if args.seed is None else args.seed
     runs = [learn_once(dataclasses.replace(exp, seed=first + i), args.budget_s,
                        args.eval_every) for i in range(args.repeats)]
+    for run in runs:
+        run["wall_s_to_filter_share"] = wall_to_share(run["curve"], args.share)
     summary, targets = summary_and_targets(chosen, runs)
     print(json.dumps({
         "benchmark": "learning", "scenario": chosen.name, "about": chosen.about,
         "experiment": exp.name, "sources": list(exp.data.sources),
+        "layout": exp.replay.layout, "filter_share_threshold": args.share,
         "budget_s": args.budget_s, "seconds": args.budget_s, "repeats": args.repeats,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "targets": targets, "published_runs": sum(bool(r["published"]) for r in runs),
@@ -175,7 +201,10 @@ def summary_and_targets(chosen: Scenario, runs: list[dict[str, Any]]
     """Median, min and max over ``runs`` of every number, and the scenario's targets
     checked on the test split's summary."""
     summary = summarize([{"final": r["final"], "scenario": r["scenario"],
-                          "env_steps_sampled": r["env_steps_sampled"]} for r in runs])
+                          "env_steps_sampled": r["env_steps_sampled"],
+                          **({"wall_s_to_filter_share": r["wall_s_to_filter_share"]}
+                             if r.get("wall_s_to_filter_share") is not None else {})}
+                         for r in runs])
     targets = [t.check(summary, f"scenario/test/{dataset}/")
                for t in chosen.targets for dataset in runs[0]["scenario"].get("test", {})]
     return summary, targets
