@@ -87,7 +87,11 @@ class PaperSession:
         self.halted = False
         self.in_drawdown = False
         self.latencies_s: deque[float] = deque(maxlen=100_000)
+        self.bar_times: deque[tuple[int, float, float]] = deque(maxlen=100_000)
+        """Per live bar of the traded symbol: its open time (ms), when its closed kline
+        arrived and when its step was journaled (the commit returned), on ``clock``."""
         self.processed = 0
+        self._journaled_at = 0.0
         self._arrivals: dict[tuple[str, int], float] = {}
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"trader-{config.actor}")
         self._stop = asyncio.Event()
@@ -294,7 +298,7 @@ class PaperSession:
         while (joined := self.parts.joiner.pop_next(trader.last_ts)) is not None:
             kind = CATCHUP if self.stale and joined.kind == LIVE else joined.kind
             done = asyncio.get_running_loop().run_in_executor(
-                self._worker, trader.process, joined.bar, kind, joined.ref_close)
+                self._worker, self._step, trader, joined.bar, kind, joined.ref_close)
             try:
                 outcome = await asyncio.shield(done)
             except asyncio.CancelledError:
@@ -312,13 +316,22 @@ class PaperSession:
                 await after  # a stop never cuts a bar's orders in half
                 raise
 
+    def _step(self, trader: SymbolTrader, bar: Bar, kind: str, ref_close: float | None
+              ) -> StepOutcome:
+        """``trader.process`` on the worker thread, stamping when its commit returned
+        (the event loop may take the result later)."""
+        outcome = trader.process(bar, kind, ref_close)
+        self._journaled_at = self.clock()
+        return outcome
+
     def _after(self, out: StepOutcome) -> None:
         assert self.watchdog is not None
         self.processed += 1
         self.watchdog.processed()
         arrived = self._arrivals.pop((self.config.symbol, out.bar.ts), None)
         if arrived is not None and out.kind == LIVE:
-            self.latencies_s.append(self.clock() - arrived)
+            self.latencies_s.append(self._journaled_at - arrived)
+            self.bar_times.append((out.bar.ts, arrived, self._journaled_at))
         if out.halted and not self.halted:
             self.halted = True
             self._alert("halt", f"drawdown halt fired at {out.bar.ts}; flat for good")
