@@ -145,13 +145,16 @@ class PaperTrader(SessionHost):
     async def bar_times(self) -> dict[str, Any]:
         """The session's per-bar timings (``PaperSession.bar_times``: bar open time in ms,
         closed kline's arrival and step journaled, in seconds of the session's clock), with
-        this actor's process id and torch's intra-op threads: what a benchmark of the
-        deployment pools over actors (``scripts/bench_paper_actors.py``)."""
+        this actor's process id, its CPU time so far (seconds, every thread), the bars its
+        session processed and torch's intra-op threads: what a benchmark of the deployment
+        pools over actors (``scripts/bench_paper_actors.py``)."""
         import torch
 
-        times = list(self.session.bar_times) if self.session is not None else []
+        session = self.session
         return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
-                "bar_times": times}
+                "cpu_s": time.process_time(),
+                "processed": session.processed if session is not None else 0,
+                "bar_times": list(session.bar_times) if session is not None else []}
 
 
 def actor_name(config: PaperConfig) -> str:

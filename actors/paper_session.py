@@ -51,6 +51,11 @@ from raytrade.envs.intervals import interval_to_ms
 
 log = logging.getLogger(__name__)
 
+EXPORT_GUARD_S = 2.0
+"""Exports keep at least this far (or a quarter bar, whichever is less) from a bar close
+(``PaperSession._supervise``): 2 s covers a venue's closed kline arriving late and the
+steps of every actor on the machine."""
+
 
 class PaperSession:
     """Runs one paper actor until ``stop()`` (module docstring).
@@ -348,14 +353,28 @@ class PaperSession:
 
     # ---- watchdog, exports, alerts
     async def _supervise(self) -> None:
-        """The watchdog's checks and the exports, every quarter bar (at most 1 s)."""
+        """The watchdog's checks and the exports, every quarter bar (at most 1 s).
+
+        An export is due ``export_every_s`` after the last one and waits until the market
+        clock is clear of a bar close (``_clear_of_close``): every actor's bar closes at the
+        same moment, and on a machine running one actor process per symbol an export (it
+        reads the whole journal, serializes and fsyncs the record) running then takes CPU
+        from the other actors' steps, and blocks this actor's worker thread if its own
+        bar arrives meanwhile."""
         assert self.watchdog is not None
         while True:
             await asyncio.sleep(min(1.0, self.interval_s / 4))
             await self.watchdog.check()
-            if self.clock() - self._last_export >= self.config.export_every_s:
+            if self.clock() - self._last_export >= self.config.export_every_s and \
+                    self._clear_of_close():
                 self._last_export = self.clock()
                 await self._export_now()
+
+    def _clear_of_close(self) -> bool:
+        """Whether the market clock is clear of a bar close (``clear_of_close``)."""
+        if self.parts is None:
+            return True
+        return clear_of_close(self.parts.market.now_ms(), self.interval_ms, self.config.speed)
 
     async def _export_now(self) -> None:
         """Write the record to the store (``paper/<actor>/``)."""
@@ -424,6 +443,16 @@ class PaperSession:
         if self.journal is None:
             return False
         return upload_paper(self.store.blobs, self.config.actor, self._export_objects())
+
+
+def clear_of_close(market_ms: int, interval_ms: int, speed: float) -> bool:
+    """Whether market time ``market_ms`` is more than a quarter bar, and more than
+    ``EXPORT_GUARD_S`` clock seconds (``speed`` market ms per clock ms), from the nearest
+    close of an epoch-aligned ``interval_ms`` bar: a bar's step and the burst of every
+    symbol's steps run right after a close."""
+    guard = min(interval_ms / 4, EXPORT_GUARD_S * 1000.0 * speed)
+    phase = market_ms % interval_ms
+    return guard <= phase <= interval_ms - guard
 
 
 def _pct(x: npt.NDArray[np.float64], q: float) -> float | None:

@@ -33,13 +33,14 @@ statistic over its runs with the min-max spread.
 
 Usage: ``python scripts/bench_paper_actors.py [--symbols 20] [--bars-per-s 4]
 [--live-bars 120] [--repeats 3] [--spec light|full] [--synchronous FULL|NORMAL]
-[--no-baselines]``
+[--baselines single_actor,in_process]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -81,6 +82,7 @@ class Replay:
     """Open time of the last bar the server streams."""
     store: PolicyStore
     folder: Path
+    server_pid: int
     warmup: int
     symbols: tuple[str, ...]
 
@@ -99,13 +101,13 @@ class Replay:
         assert best is not None
         return best[1]
 
-    def config(self, symbol: str, tag: str, synchronous: str) -> PaperConfig:
+    def config(self, symbol: str, tag: str, args: argparse.Namespace) -> PaperConfig:
         """A paper actor's config on this replay (journal under the run's folder)."""
         return PaperConfig(actor=f"{tag}-{symbol.lower()}", symbol=symbol, venue="replay",
                            feed_url=self.ws_url, rest_url=self.rest_url,
                            journal_dir=str(self.folder / "journals"), speed=self.speed,
                            warmup_bars=self.warmup, stale_after_bars=50,
-                           synchronous=synchronous)
+                           synchronous=args.synchronous, export_every_s=args.export_every_s)
 
 
 @contextmanager
@@ -131,16 +133,36 @@ def replay(args: argparse.Namespace, n_symbols: int) -> Iterator[Replay]:
         server = subprocess.Popen(
             [sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data", *files,
              "--speed", str(speed), "--start", str(start), "--port", str(free_port()),
-             "--start-on-connect"], stdout=subprocess.PIPE, text=True)
+             "--start-on-connect"], stdout=subprocess.PIPE, text=True,
+            stderr=(folder / "replay.log").open("w"))
         try:
             assert server.stdout is not None
             info = json.loads(server.stdout.readline())
             yield Replay(info["ws_url"], info["rest_url"], speed, int(btc.ts[start]),
-                         int(btc.interval_ms), int(btc.ts[-1]), store, folder, warmup,
+                         int(btc.interval_ms), int(btc.ts[-1]), store, folder, server.pid,
+                         warmup,
                          tuple(t.symbol for t in tables))
         finally:
             server.terminate()
             server.wait(10)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_fields(rp: Replay, before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]],
+               server: tuple[float, float], closes: int) -> dict[str, float | None]:
+    """CPU per bar between two ``bar_times`` snapshots of every actor: the actors' (all
+    threads) per bar each processed, and the replay server's per bar close (its frames for
+    every connection)."""
+    bars = sum(a["processed"] - b["processed"] for a, b in zip(after, before, strict=True))
+    cpu = sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(after, before, strict=True))
+    return {"actor_cpu_ms_per_bar": round(cpu * 1000.0 / bars, 3) if bars > 0 else None,
+            "server_cpu_ms_per_close": round((server[1] - server[0]) * 1000.0 / closes, 3)
+            if closes > 0 else None}
 
 
 def percentiles(x: Sequence[float]) -> dict[str, float | None]:
@@ -180,40 +202,47 @@ def run_actors(args: argparse.Namespace, n: int, tag: str) -> dict[str, Any]:
 
     t_start = time.monotonic()
     with replay(args, n) as rp:
-        configs = [rp.config(s, tag, args.synchronous) for s in rp.symbols]
+        configs = [rp.config(s, tag, args) for s in rp.symbols]
         actors = [PaperTrader.options(name=f"bench-{c.actor}").remote(  # type: ignore[attr-defined]
             c, rp.store.uri) for c in configs]
         ray.get([a.status.remote() for a in actors], timeout=300)  # every process is up
         ray.get([a.start.remote() for a in actors], timeout=60)
         started = time.monotonic()
         origin: float | None = None
+        hi: int | None = None  # the last measured bar, once every actor traded a live bar
         deadline = started + 300 + 3 * (args.settle_bars + args.live_bars) / args.bars_per_s
         try:
             while time.monotonic() < deadline:
-                time.sleep(0.5)
+                time.sleep(0.2)
                 statuses = ray.get([a.status.remote() for a in actors], timeout=60)
-                if origin is None and all(s.get("feed", {}).get("state") == "live"
-                                          for s in statuses):
-                    origin = rp.clock_origin()
                 errors = [s["error"] for s in statuses if s.get("error")]
                 if errors:
                     raise RuntimeError(f"actor failed: {errors[0]}")
-                done = [(s.get("trader") or {}).get("last_ts") or 0 for s in statuses]
-                timings = None
-                if min(done) > 0 and origin is not None:
-                    timings = ray.get([a.bar_times.remote() for a in actors], timeout=60)
-                    m = measure(rp, [t["bar_times"] for t in timings], origin,
-                                args.settle_bars, args.live_bars)
-                    if m["bars"] and min(done) >= m["last_measured_ts"]:
-                        break
+                if origin is None:
+                    if all(s.get("feed", {}).get("state") == "live" for s in statuses):
+                        origin = rp.clock_origin()
+                    continue
+                if hi is None:
+                    if all(s["latency_ms"]["p50"] is not None for s in statuses):
+                        cpu0 = ray.get([a.bar_times.remote() for a in actors], timeout=60)
+                        server0, since = process_cpu_s(rp.server_pid), time.monotonic()
+                        hi = measure(rp, [t["bar_times"] for t in cpu0], origin,
+                                     args.settle_bars, args.live_bars)["last_measured_ts"]
+                    continue
+                if min((s.get("trader") or {}).get("last_ts") or 0 for s in statuses) >= hi:
+                    break
             timings = ray.get([a.bar_times.remote() for a in actors], timeout=60)
+            server1, until = process_cpu_s(rp.server_pid), time.monotonic()
             finals = ray.get([a.stop.remote() for a in actors], timeout=120)
         finally:
             for a in actors:
                 ray.kill(a, no_restart=True)
-        assert origin is not None, "the feeds never went live"
+        if origin is None or hi is None:
+            raise RuntimeError("the actors never traded a live bar")
         result = measure(rp, [t["bar_times"] for t in timings], origin, args.settle_bars,
                          args.live_bars)
+        result.update(cpu_fields(rp, cpu0, timings, (server0, server1),
+                                 int((until - since) * args.bars_per_s)))
     result["completed"] = result["bars"] == n * args.live_bars
     result["processes"] = len({t["pid"] for t in timings})
     result["torch_threads"] = sorted({int(t["torch_threads"]) for t in timings})
@@ -228,8 +257,16 @@ def run_in_process(args: argparse.Namespace, n: int) -> dict[str, Any]:
     """One run of ``n`` PaperSessions on one event loop in this process."""
     t_start = time.monotonic()
     with replay(args, n) as rp:
-        sessions = [PaperSession(rp.config(s, "inproc", args.synchronous), rp.store)
+        sessions = [PaperSession(rp.config(s, "inproc", args), rp.store)
                     for s in rp.symbols]
+
+        cpu: dict[str, float] = {}
+
+        def snapshot(name: str) -> None:
+            cpu[f"{name}_cpu"] = time.process_time()
+            cpu[f"{name}_bars"] = sum(s.processed for s in sessions)
+            cpu[f"{name}_server"] = process_cpu_s(rp.server_pid)
+            cpu[f"{name}_at"] = time.monotonic()
 
         async def go() -> float:
             tasks = [asyncio.create_task(s.run()) for s in sessions]
@@ -237,19 +274,24 @@ def run_in_process(args: argparse.Namespace, n: int) -> dict[str, Any]:
             deadline = time.monotonic() + 300 + 3 * (args.settle_bars + args.live_bars) / \
                 args.bars_per_s
             try:
+                hi: int | None = None
                 while time.monotonic() < deadline and not any(t.done() for t in tasks):
-                    await asyncio.sleep(0.5)
-                    if origin is None and all(s.feed is not None and
-                                              s.feed.health.state == "live"
-                                              for s in sessions):
-                        origin = await asyncio.to_thread(rp.clock_origin)
-                    done = [(s.trader.last_ts or 0) if s.trader else 0 for s in sessions]
-                    if min(done) > 0 and origin is not None:
-                        m = measure(rp, [list(s.bar_times) for s in sessions], origin,
-                                    args.settle_bars, args.live_bars)
-                        if m["bars"] and min(done) >= m["last_measured_ts"]:
-                            break
+                    await asyncio.sleep(0.2)
+                    if origin is None:
+                        if all(s.feed is not None and s.feed.health.state == "live"
+                               for s in sessions):
+                            origin = await asyncio.to_thread(rp.clock_origin)
+                        continue
+                    if hi is None:
+                        if all(s.bar_times for s in sessions):
+                            snapshot("start")
+                            hi = measure(rp, [list(s.bar_times) for s in sessions], origin,
+                                         args.settle_bars, args.live_bars)["last_measured_ts"]
+                        continue
+                    if min((s.trader.last_ts or 0) if s.trader else 0 for s in sessions) >= hi:
+                        break
             finally:
+                snapshot("end")
                 for s in sessions:
                     s.stop()
                 for t in tasks:
@@ -260,6 +302,13 @@ def run_in_process(args: argparse.Namespace, n: int) -> dict[str, Any]:
         origin = asyncio.run(go())
         result = measure(rp, [list(s.bar_times) for s in sessions], origin,
                          args.settle_bars, args.live_bars)
+        bars = cpu["end_bars"] - cpu.get("start_bars", cpu["end_bars"])
+        closes = int((cpu["end_at"] - cpu.get("start_at", cpu["end_at"])) * args.bars_per_s)
+        result["actor_cpu_ms_per_bar"] = round((cpu["end_cpu"] - cpu["start_cpu"]) * 1000.0 /
+                                               bars, 3) if bars > 0 else None
+        result["server_cpu_ms_per_close"] = round(
+            (cpu["end_server"] - cpu["start_server"]) * 1000.0 / closes, 3) \
+            if closes > 0 else None
     result["completed"] = result["bars"] == n * args.live_bars
     result["processes"] = 1
     result["wall_s"] = round(time.monotonic() - t_start, 1)
@@ -292,23 +341,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--spec", choices=("light", "full"), default="light")
     ap.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
-    ap.add_argument("--no-baselines", action="store_true",
-                    help="skip the single-actor and in-process runs")
+    ap.add_argument("--export-every-s", type=float, default=10.0,
+                    help="store export period per actor (the PaperConfig default)")
+    ap.add_argument("--baselines", default="single_actor,in_process",
+                    help="comma-separated baselines to run beside the actors: single_actor "
+                    "(once per repeat), in_process (once); empty for none")
     args = ap.parse_args(argv)
+    baselines = {b for b in args.baselines.split(",") if b}
+    if baselines - {"single_actor", "in_process"}:
+        ap.error(f"unknown baselines {sorted(baselines - {'single_actor', 'in_process'})}")
 
     from raytrade.algos.train import ray_session
 
     load_before = os.getloadavg()
     t0 = time.monotonic()
-    runs: dict[str, list[dict[str, Any]]] = {"actors": [], "single_actor": [],
-                                              "in_process": []}
-    with ray_session(None):
+    runs: dict[str, list[dict[str, Any]]] = {"actors": [], **{b: [] for b in sorted(baselines)}}
+    # Ray's own warnings (worker start-up) print to stdout: keep stdout the JSON alone
+    with contextlib.redirect_stdout(sys.stderr), ray_session(None):
         for k in range(args.repeats):
             runs["actors"].append(run_actors(args, args.symbols, f"a{k}"))
-            if not args.no_baselines:
+            if "single_actor" in baselines:
                 runs["single_actor"].append(run_actors(args, 1, f"s{k}"))
-    if not args.no_baselines:
-        runs["in_process"].append(run_in_process(args, args.symbols))
+    if "in_process" in baselines:
+        with contextlib.redirect_stdout(sys.stderr):
+            runs["in_process"].append(run_in_process(args, args.symbols))
     p99 = summary(runs["actors"])["close_to_journal_ms"]["p99"]
     result = {
         "bench": "paper_trading_actors",
@@ -318,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "config": {"symbols": args.symbols, "bars_per_s": args.bars_per_s,
                    "live_bars": args.live_bars, "settle_bars": args.settle_bars,
                    "repeats": args.repeats, "spec": args.spec,
-                   "synchronous": args.synchronous, "replay_speed": 300.0 * args.bars_per_s},
+                   "synchronous": args.synchronous, "export_every_s": args.export_every_s,
+                   "replay_speed": 300.0 * args.bars_per_s},
         "latency": "close_to_journal_ms: replay clock at the bar's close -> step committed; "
                    "arrival_to_journal_ms: closed kline's arrival at the actor -> committed",
         "summary": {kind: summary(r) for kind, r in runs.items() if r},
