@@ -231,6 +231,10 @@ def run_actors(args: argparse.Namespace, n: int, tag: str) -> dict[str, Any]:
                     continue
                 if min((s.get("trader") or {}).get("last_ts") or 0 for s in statuses) >= hi:
                     break
+                # no calls into the actors while they trade the measured bars: sleep until
+                # the last one closes on the replay clock (each call costs an actor CPU)
+                time.sleep(max(0.0, origin + (hi + rp.interval_ms - rp.base_ms) / rp.speed /
+                               1000.0 - time.time()))
             timings = ray.get([a.bar_times.remote() for a in actors], timeout=60)
             server1, until = process_cpu_s(rp.server_pid), time.monotonic()
             finals = ray.get([a.stop.remote() for a in actors], timeout=120)
