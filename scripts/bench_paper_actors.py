@@ -3,7 +3,9 @@ per symbol on a private local Ray, one replay feed server; prints JSON.
 
 Each run starts ``raytrade feed replay`` (its own process: the real loopback Binance
 websocket and REST klines the demo uses) over ``--symbols`` symbols plus the BTCUSDT
-reference, publishes one random policy to a local ``file://`` store, and trades it with
+reference (``bench_markets.markets``: the bundled ETH, BNB, SOL and XRP 5m bars, then
+renamed copies of them such as ``ETH04USDT``: real bars, identical prices per copy),
+publishes one random policy to a local ``file://`` store, and trades it with
 ``N`` actors, exactly as ``raytrade paper`` does (``paper_actor.PaperTrader``, one Ray
 worker process each, ``num_cpus=0``). Three kinds of run, side by side on the same cores:
 
@@ -27,13 +29,17 @@ arrival at its feed client (the old bench's measure). Both clocks are this machi
 ``--settle-bars`` live bars count (steady state: starting 20 processes on 2 cores takes
 seconds), up to ``--live-bars`` bars per symbol.
 
-Per run: p50 / p90 / p99 / max over all actors' bars, with bars counted, catch-up bars,
-distinct actor processes and torch's threads in them. Per kind: the median of each
-statistic over its runs with the min-max spread.
+Per run: p50 / p90 / p99 / max over all actors' bars, with bars counted, stale holds, gaps
+and queue drops, distinct actor processes and torch's threads in them, and CPU: each
+actor process's (every thread, Ray's included) per bar it processed, and the replay
+server's per bar close, over the measured part. No call goes into the actors while they
+trade the measured bars. Per kind: the median of each statistic over its runs with the
+min-max spread. ``target`` says whether the actors' median p99 from the close is under
+50 ms.
 
 Usage: ``python scripts/bench_paper_actors.py [--symbols 20] [--bars-per-s 4]
-[--live-bars 120] [--repeats 3] [--spec light|full] [--synchronous FULL|NORMAL]
-[--baselines single_actor,in_process]``
+[--live-bars 120] [--settle-bars 8] [--repeats 3] [--spec light|full]
+[--synchronous FULL|NORMAL] [--export-every-s 10] [--baselines single_actor,in_process]``
 """
 
 from __future__ import annotations
