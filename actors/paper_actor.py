@@ -13,6 +13,7 @@ not import RLlib: the conversion to RLlib episodes happens on the learner.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -140,6 +141,20 @@ class PaperTrader(SessionHost):
         """Stop cleanly: flush the journal, close sockets, log open positions."""
         await self.stop_session(timeout_s)
         return await self.status()
+
+    async def bar_times(self) -> dict[str, Any]:
+        """The session's per-bar timings (``PaperSession.bar_times``: bar open time in ms,
+        closed kline's arrival and step journaled, in seconds of the session's clock), with
+        this actor's process id, its CPU time so far (seconds, every thread), the bars its
+        session processed and torch's intra-op threads: what a benchmark of the deployment
+        pools over actors (``scripts/bench_paper_actors.py``)."""
+        import torch
+
+        session = self.session
+        return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+                "cpu_s": time.process_time(),
+                "processed": session.processed if session is not None else 0,
+                "bar_times": list(session.bar_times) if session is not None else []}
 
 
 def actor_name(config: PaperConfig) -> str:

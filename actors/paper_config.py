@@ -56,7 +56,9 @@ class PaperConfig:
     poll_interval_s: float = 5.0
     """How often the executor checks the channel."""
     export_every_s: float = 10.0
-    """How often equity, trades and health go to the store."""
+    """How often equity, trades and health go to the store. A due export waits until the
+    market clock is clear of a bar close (a quarter bar or 2 s, ``paper_session``), so it
+    never runs while this machine's actors step the bar that just closed."""
     speed: float = 1.0
     """Bar intervals pass this many times faster than real time (replays)."""
     stale_after_bars: float = 2.0

@@ -51,6 +51,11 @@ from raytrade.envs.intervals import interval_to_ms
 
 log = logging.getLogger(__name__)
 
+EXPORT_GUARD_S = 2.0
+"""Exports keep at least this far (or a quarter bar, whichever is less) from a bar close
+(``PaperSession._supervise``): 2 s covers a venue's closed kline arriving late and the
+steps of every actor on the machine."""
+
 
 class PaperSession:
     """Runs one paper actor until ``stop()`` (module docstring).
@@ -87,7 +92,11 @@ class PaperSession:
         self.halted = False
         self.in_drawdown = False
         self.latencies_s: deque[float] = deque(maxlen=100_000)
+        self.bar_times: deque[tuple[int, float, float]] = deque(maxlen=100_000)
+        """Per live bar of the traded symbol: its open time (ms), when its closed kline
+        arrived and when its step was journaled (the commit returned), on ``clock``."""
         self.processed = 0
+        self._journaled_at = 0.0
         self._arrivals: dict[tuple[str, int], float] = {}
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"trader-{config.actor}")
         self._stop = asyncio.Event()
@@ -294,7 +303,7 @@ class PaperSession:
         while (joined := self.parts.joiner.pop_next(trader.last_ts)) is not None:
             kind = CATCHUP if self.stale and joined.kind == LIVE else joined.kind
             done = asyncio.get_running_loop().run_in_executor(
-                self._worker, trader.process, joined.bar, kind, joined.ref_close)
+                self._worker, self._step, trader, joined.bar, kind, joined.ref_close)
             try:
                 outcome = await asyncio.shield(done)
             except asyncio.CancelledError:
@@ -312,13 +321,22 @@ class PaperSession:
                 await after  # a stop never cuts a bar's orders in half
                 raise
 
+    def _step(self, trader: SymbolTrader, bar: Bar, kind: str, ref_close: float | None
+              ) -> StepOutcome:
+        """``trader.process`` on the worker thread, stamping when its commit returned
+        (the event loop may take the result later)."""
+        outcome = trader.process(bar, kind, ref_close)
+        self._journaled_at = self.clock()
+        return outcome
+
     def _after(self, out: StepOutcome) -> None:
         assert self.watchdog is not None
         self.processed += 1
         self.watchdog.processed()
         arrived = self._arrivals.pop((self.config.symbol, out.bar.ts), None)
         if arrived is not None and out.kind == LIVE:
-            self.latencies_s.append(self.clock() - arrived)
+            self.latencies_s.append(self._journaled_at - arrived)
+            self.bar_times.append((out.bar.ts, arrived, self._journaled_at))
         if out.halted and not self.halted:
             self.halted = True
             self._alert("halt", f"drawdown halt fired at {out.bar.ts}; flat for good")
@@ -335,14 +353,28 @@ class PaperSession:
 
     # ---- watchdog, exports, alerts
     async def _supervise(self) -> None:
-        """The watchdog's checks and the exports, every quarter bar (at most 1 s)."""
+        """The watchdog's checks and the exports, every quarter bar (at most 1 s).
+
+        An export is due ``export_every_s`` after the last one and waits until the market
+        clock is clear of a bar close (``_clear_of_close``): every actor's bar closes at the
+        same moment, and on a machine running one actor process per symbol an export (it
+        reads the whole journal, serializes and fsyncs the record) running then takes CPU
+        from the other actors' steps, and blocks this actor's worker thread if its own
+        bar arrives meanwhile."""
         assert self.watchdog is not None
         while True:
             await asyncio.sleep(min(1.0, self.interval_s / 4))
             await self.watchdog.check()
-            if self.clock() - self._last_export >= self.config.export_every_s:
+            if self.clock() - self._last_export >= self.config.export_every_s and \
+                    self._clear_of_close():
                 self._last_export = self.clock()
                 await self._export_now()
+
+    def _clear_of_close(self) -> bool:
+        """Whether the market clock is clear of a bar close (``clear_of_close``)."""
+        if self.parts is None:
+            return True
+        return clear_of_close(self.parts.market.now_ms(), self.interval_ms, self.config.speed)
 
     async def _export_now(self) -> None:
         """Write the record to the store (``paper/<actor>/``)."""
@@ -411,6 +443,16 @@ class PaperSession:
         if self.journal is None:
             return False
         return upload_paper(self.store.blobs, self.config.actor, self._export_objects())
+
+
+def clear_of_close(market_ms: int, interval_ms: int, speed: float) -> bool:
+    """Whether market time ``market_ms`` is more than a quarter bar, and more than
+    ``EXPORT_GUARD_S`` clock seconds (``speed`` market ms per clock ms), from the nearest
+    close of an epoch-aligned ``interval_ms`` bar: a bar's step and the burst of every
+    symbol's steps run right after a close."""
+    guard = min(interval_ms / 4, EXPORT_GUARD_S * 1000.0 * speed)
+    phase = market_ms % interval_ms
+    return guard <= phase <= interval_ms - guard
 
 
 def _pct(x: npt.NDArray[np.float64], q: float) -> float | None:

@@ -1,10 +1,13 @@
 """Real bars for many symbols, for the live-side benchmarks (``bench_paper.py``,
-``bench_live.py``): the bundled markets, then copies of them under new names."""
+``bench_paper_actors.py``, ``bench_live.py``): the bundled markets, then copies of them
+under new names; and the paper benchmarks' experiment."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from raytrade.algos.experiment import ExperimentConfig
+from raytrade.algos.experiments import experiment_path
 from raytrade.envs.bars import BarTable
 from raytrade.envs.io import load_bars
 from raytrade.envs.resample import align
@@ -25,3 +28,14 @@ def markets(n_symbols: int, n_bars: int) -> tuple[list[BarTable], BarTable]:
         name = base.symbol if k < len(real) else f"{base.symbol[:3]}{k:02d}USDT"
         out.append(dataclasses.replace(base, symbol=name).slice(0, n_bars))
     return out, btc.slice(0, n_bars)
+
+
+def experiment(spec: str) -> ExperimentConfig:
+    """The bundled ETH/BTC experiment; ``light``: no higher timeframes and two pivot levels
+    (a warm-up of about 140 bars instead of about 9,400)."""
+    exp = ExperimentConfig.load(experiment_path("eth_btc_5m"))
+    if spec == "full":
+        return exp
+    features = dataclasses.replace(exp.features, higher_timeframes=(), pivot_levels=2,
+                                   smc_level=1, regime_vol_long=96)
+    return dataclasses.replace(exp, features=features)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import platform
@@ -52,25 +51,13 @@ from raytrade.actors.paper_session import PaperSession
 from raytrade.actors.session_factory import broker_config
 from raytrade.actors.symbol_trader import SymbolTrader
 from raytrade.algos.experiment import ExperimentConfig
-from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.features.warmup import feature_warmup_bars
-from raytrade.scripts.bench_markets import markets
+from raytrade.scripts.bench_markets import experiment, markets
 from raytrade.scripts.s3_local import free_port
-
-
-def experiment(spec: str) -> ExperimentConfig:
-    """The bundled ETH/BTC experiment; ``light``: no higher timeframes and two pivot levels
-    (a warm-up of about 140 bars instead of about 9,400)."""
-    exp = ExperimentConfig.load(experiment_path("eth_btc_5m"))
-    if spec == "full":
-        return exp
-    features = dataclasses.replace(exp.features, higher_timeframes=(), pivot_levels=2,
-                                   smc_level=1, regime_vol_long=96)
-    return dataclasses.replace(exp, features=features)
 
 
 def offline_peer(exp: ExperimentConfig, policy: Policy, table: BarTable, ref: BarTable,

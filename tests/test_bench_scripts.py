@@ -14,7 +14,13 @@ from raytrade.algos.evaluation import evaluate
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
 from raytrade.envs.errors import ConfigError
-from raytrade.scripts import bench_features, bench_learning, bench_replay, bench_walkforward
+from raytrade.scripts import (
+    bench_features,
+    bench_learning,
+    bench_paper_actors,
+    bench_replay,
+    bench_walkforward,
+)
 from raytrade.scripts.bench_walkforward import cost_fields, fold_rows, targets
 from raytrade.scripts.learning_scenarios import (
     SCENARIOS,
@@ -259,3 +265,30 @@ def test_bench_features_quick_prints_every_field(capsys: pytest.CaptureFixture[s
     assert stream["p50"]["median"] <= stream["p99"]["median"] <= stream["max"]["median"]
     assert set(out["targets"]) == {"streaming_p99_under_50us"}
     assert out["reference_talib_rsi_atr_bbands_macd"]["seconds"] >= 0
+
+
+def test_bench_paper_actors_reduced_run_prints_every_field(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the baselines (the same run with one actor; the sessions in this process, measured
+    # by the same code) are left out for time: each costs seconds of process start-up
+    bench_paper_actors.main(["--symbols", "2", "--bars-per-s", "20", "--live-bars", "3",
+                             "--settle-bars", "1", "--repeats", "1", "--baselines", ""])
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["symbols"] == 2 and out["config"]["synchronous"] == "FULL"
+    assert set(out["target"]) == {"p99_close_to_journal_ms_below", "met"}
+    expected = {"actors": 2}
+    assert set(out["runs"]) == set(out["summary"]) == set(expected)
+    for kind, symbols in expected.items():
+        (run,) = out["runs"][kind]
+        assert run["completed"] and run["bars"] == 3 * symbols, kind
+        assert run["processes"] == (1 if kind == "in_process" else symbols), kind
+        assert run["actor_cpu_ms_per_bar"] > 0, kind
+        for measure in ("close_to_journal_ms", "arrival_to_journal_ms"):
+            stats = run[measure]
+            assert set(stats) == {"p50", "p90", "p99", "max"}, (kind, measure)
+            assert 0 < stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
+            summary = out["summary"][kind][measure]
+            assert summary["p99"]["median"] == stats["p99"], (kind, measure)
+        # every bar's wait from the close on the replay clock includes its arrival's
+        assert run["close_to_journal_ms"]["p50"] >= run["arrival_to_journal_ms"]["p50"]
+    assert out["runs"]["actors"][0]["torch_threads"] == [1]

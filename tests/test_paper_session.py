@@ -24,7 +24,7 @@ import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.paper_session import PaperSession
+from raytrade.actors.paper_session import PaperSession, clear_of_close
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import LiveExperienceQueue, TransitionSpec, queue_address
 from raytrade.algos.policy import Policy
@@ -415,3 +415,19 @@ def test_coinbase_feed_builds_bars_from_trades_and_warms_up_over_candles(
     reasons = {r[0] for r in journal_rows(
         config.journal_path, f"SELECT reason FROM decisions WHERE ts > {int(eth.ts[START])}")}
     assert reasons == {"policy"}
+
+
+def test_clear_of_close_keeps_exports_off_every_bar_close() -> None:
+    five_min = 300_000
+    close = 1_743_768_000_000  # a 5m bar close (epoch-aligned)
+    # real time (speed 1): within 2 s of a close is not clear, on either side
+    assert not clear_of_close(close, five_min, 1.0)
+    assert not clear_of_close(close + 1_999, five_min, 1.0)
+    assert not clear_of_close(close - 1_999, five_min, 1.0)
+    assert clear_of_close(close + 2_000, five_min, 1.0)
+    assert clear_of_close(close + 150_000, five_min, 1.0)
+    assert clear_of_close(close - 2_000, five_min, 1.0)
+    # a fast replay (a 5m bar every 250 ms): a quarter bar on either side of the close
+    assert not clear_of_close(close + 74_999, five_min, 1200.0)
+    assert clear_of_close(close + 75_000, five_min, 1200.0)
+    assert not clear_of_close(close - 74_999, five_min, 1200.0)
