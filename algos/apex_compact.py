@@ -24,10 +24,11 @@
 
 Metrics (per iteration): ``replay_ratio``, ``learner_idle_fraction`` (from
 ``learner_busy_s`` and ``learner_idle_s``), ``learner_updates``,
-``apex_weights_version``, ``replay_buffer/num_env_steps_stored``, and mean seconds per
-event under ``timers``: ``apex_wait_s`` (main thread waiting for
-fragments), ``apex_ingest_s`` (adding a fragment), ``apex_replay_sample_s``,
-``apex_learner_update_s``, ``apex_weights_sync_s`` (learner thread).
+``apex_weights_version``, ``replay_buffer/num_env_steps_stored``,
+``apex_fragments_dropped_lifetime``, and mean seconds per event under ``timers``:
+``apex_wait_s`` (main thread waiting for fragments), ``apex_ingest_s`` (adding a
+fragment), ``apex_replay_sample_s``, ``apex_learner_update_s``, ``apex_weights_sync_s``
+(learner thread).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.numpy import convert_to_numpy
 from raytrade.algos.compact_replay import CompactReplay, ReplayBatch
-from raytrade.algos.fragment_ingest import FragmentIngestor
+from raytrade.algos.fragment_ingest import FragmentGapError, FragmentIngestor
 from raytrade.algos.learner_thread import LearnerThread
 from raytrade.envs.observation import N_POSITION_STATE
 
@@ -73,6 +74,9 @@ BUSY_S = "learner_busy_s"
 IDLE_S = "learner_idle_s"
 UPDATES = "learner_updates"
 WEIGHTS_VERSION = "apex_weights_version"
+DROPPED = "apex_fragments_dropped_lifetime"
+"""Fragments refused because an earlier one of their source was lost (their runner then
+restarts its sampler)."""
 
 
 def train_batch(batch: ReplayBatch) -> MultiAgentBatch:
@@ -147,6 +151,8 @@ class CompactPipeline:
                                               "apex_weights_sync_s")}
         self._replayed_new = 0.0
         self._added_new = 0.0
+        self._restart_slots: set[int] = set()
+        self._dropped_new = 0
         # it trains only inside ``ApeXDQN.step`` (``running``): outside an iteration the
         # learner is frozen, so evaluation, export and checkpoints see one state
         self.thread = LearnerThread(self._update_once, self._due, start_paused=True)
@@ -198,7 +204,7 @@ class CompactPipeline:
         with self.lock:
             if td:
                 err = np.abs(np.concatenate(td).reshape(-1))[:batch_size]
-                self.replay.update_priorities(batch.slots, err + PRIORITY_EPS)
+                self.replay.update_priorities(batch.slots, err + PRIORITY_EPS, batch.stamps)
             self.replayed += batch_size
             self._replayed_new += batch_size
             self._learner_results.extend(results)
@@ -241,7 +247,15 @@ class CompactPipeline:
     def _ingest(self, slot: int, fragment: Any, metrics: Any) -> int:
         t0 = time.perf_counter()
         with self.lock:
-            n = self.ingest.ingest(slot, fragment)
+            try:
+                n = self.ingest.ingest(slot, fragment)
+            except FragmentGapError:
+                # a fragment of this runner was lost (its request failed): its streams
+                # continue bars replay never got; drop it and restart the runner's sampler
+                self.ingest.forget(slot)
+                self._restart_slots.add(slot)
+                self._dropped_new += 1
+                return 0
             self.added += n
             self._added_new += n
             self.sampled += n
@@ -277,18 +291,32 @@ class CompactPipeline:
         t0 = time.perf_counter()
         while True:
             results = group.fetch_ready_async_reqs(tags=COMPACT_TAG, timeout_seconds=0.0)
+            if results:  # the main thread's wait: until a fragment is in (or the deadline)
+                self._timers["apex_wait_s"].add(time.perf_counter() - t0)
             for runner_id, (fragment, metrics) in results:
                 added += self._ingest(int(runner_id) - 1, fragment, metrics)
             if not self._backlogged():
-                group.foreach_env_runner_async(COMPACT_TAG, tag=COMPACT_TAG,
-                                               kwargs=self._request_kwargs())
-            if results or time.monotonic() >= deadline:
+                self._arm(group)
+            if results:
+                break
+            if time.monotonic() >= deadline:
+                self._timers["apex_wait_s"].add(time.perf_counter() - t0)
                 break
             time.sleep(POLL_S)
             self.thread.raise_if_failed()
-        if not results:
-            self._timers["apex_wait_s"].add(time.perf_counter() - t0)
         return added
+
+    def _arm(self, group: Any) -> None:
+        """Send every idle healthy runner its next request (RLlib keeps one in flight per
+        runner); a runner whose fragment was lost gets ``restart=True`` once."""
+        kwargs = self._request_kwargs()
+        for slot in sorted(self._restart_slots):
+            sent = group.foreach_env_runner_async(
+                COMPACT_TAG, tag=COMPACT_TAG, kwargs={**kwargs, "restart": True},
+                remote_worker_ids=[slot + 1])
+            if sent:
+                self._restart_slots.discard(slot)
+        group.foreach_env_runner_async(COMPACT_TAG, tag=COMPACT_TAG, kwargs=kwargs)
 
     def _sample_local(self) -> int:
         """No remote runners: the driver's own runner samples here while the learner
@@ -299,7 +327,10 @@ class CompactPipeline:
             self._timers["apex_wait_s"].add(time.perf_counter() - t0)
             return 0
         runner = self.algo.env_runner
-        fragment, metrics = runner.apex_compact_sample(**self._request_kwargs())
+        restart = 0 in self._restart_slots
+        self._restart_slots.discard(0)
+        fragment, metrics = runner.apex_compact_sample(**self._request_kwargs(),
+                                                       restart=restart)
         return self._ingest(0, fragment, metrics)
 
     def reload_counters(self) -> None:
@@ -311,6 +342,13 @@ class CompactPipeline:
             self.replayed = float(log.peek("apex_env_steps_replayed_lifetime", default=0.0))
             self.sampled = int(log.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME),
                                         default=0))
+            # nothing pending from before the restore may reach the restored logger
+            self._added_new = self._replayed_new = 0.0
+            self._dropped_new = 0
+            self._learner_results = []
+            for timer in self._timers.values():
+                timer.take()
+        self.thread.take_time()
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -321,6 +359,9 @@ class CompactPipeline:
         if self._since_publish > 0 or self.version < 0:
             self.publish()
         self.sync_local_runner()
+        # the updates after the iteration's last training step: into the logger now, so
+        # a checkpoint between iterations holds exact lifetime counts
+        self.log_metrics()
 
     @contextmanager
     def current(self) -> Iterator[None]:
@@ -354,6 +395,7 @@ class CompactPipeline:
             results, self._learner_results = self._learner_results, []
             added, replayed = self._added_new, self._replayed_new
             self._added_new = self._replayed_new = 0.0
+            dropped, self._dropped_new = self._dropped_new, 0
             timers = {k: t.take() for k, t in self._timers.items()}
             stored = len(self.replay)
             base = self.added - self.algo.config.num_steps_sampled_before_learning_starts
@@ -367,6 +409,7 @@ class CompactPipeline:
         if ratio is not None:
             log.log_value("replay_ratio", ratio, window=1)
         log.log_value("per_beta", beta, window=1)
+        log.log_value(DROPPED, dropped, reduce="lifetime_sum")
         log.log_value(UPDATES, spent.updates, reduce="sum")
         log.log_value(BUSY_S, spent.busy_s, reduce="sum")
         log.log_value(IDLE_S, spent.idle_s, reduce="sum")

@@ -193,7 +193,6 @@ class ApeXDQN(DQN):
         if self._compact is not None:
             self._compact.ingest_live(self._drain_live())
             self._compact.sample()
-            self._compact.sync_local_runner()
             self._compact.log_metrics()
             return
         chunks = self._drain_live()
@@ -254,6 +253,11 @@ class ApeXDQN(DQN):
         learner's newest weights (``CompactPipeline.current``)."""
         compact = getattr(self, "_compact", None)
         return compact.current() if compact is not None else nullcontext()
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        """RLlib's own evaluation (not used by ``train.py``) on one learner state."""
+        with self._current():
+            return super().evaluate(*args, **kwargs)
 
     def get_module(self, *args: Any, **kwargs: Any) -> Any:
         """The driver's module (evaluation, export) with the learner's newest weights."""

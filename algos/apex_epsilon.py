@@ -117,7 +117,7 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         return episodes, self.get_metrics()
 
     def apex_compact_sample(self, weights: list[Any] | None, version: int,
-                            env_steps_sampled: int, num_steps: int
+                            env_steps_sampled: int, num_steps: int, restart: bool = False
                             ) -> tuple[CompactFragment, Any]:
         """One request of the compact pipeline: newer weights, ``num_steps`` vector steps.
 
@@ -125,8 +125,23 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         "weights_seq_no": version}`` (a list, so Ray passes the reference and this runner
         fetches the state only when ``version`` is newer than the one it holds);
         ``env_steps_sampled`` is the run's global env step count, which drives epsilon
-        decay. Returns the fragment and the runner's metrics (``get_metrics``).
+        decay; ``restart`` makes the sampler a new source first (the learner lost one of
+        its fragments). Returns the fragment and the runner's metrics (``get_metrics``).
+
+        If sampling raises, the runner forgets its weights version too: RLlib may restore
+        an unhealthy runner's state from the driver (older weights), and the next request
+        must bring the newest ones regardless.
         """
+        try:
+            return self._compact_request(weights, version, env_steps_sampled, num_steps,
+                                         restart)
+        except BaseException:
+            self._apex_version = -1
+            raise
+
+    def _compact_request(self, weights: list[Any] | None, version: int,
+                         env_steps_sampled: int, num_steps: int, restart: bool
+                         ) -> tuple[CompactFragment, Any]:
         self._take_weights(weights, version)
         self.num_env_steps_sampled_lifetime = max(self.num_env_steps_sampled_lifetime,
                                                   int(env_steps_sampled))
@@ -134,6 +149,8 @@ class ApeXEnvRunner(SingleAgentEnvRunner):
         if self.module is not None and hasattr(self.module, "epsilon_schedule"):
             epsilon = float(self.module.epsilon_schedule.update(int(env_steps_sampled)))
         sampler = self._compact_sampler()
+        if restart:
+            sampler.restart()
         fragment = sampler.sample(num_steps, epsilon, self._apex_version)
         self._log_fragment(fragment, sampler.episode_seconds)
         return fragment, self.get_metrics()

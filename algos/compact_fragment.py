@@ -88,6 +88,10 @@ class CompactFragment:
     valid: B
     """(T, E) a transition exists (False on the autoreset step)."""
     episodes: EpisodeStats = field(default_factory=EpisodeStats)
+    sequence: int = 0
+    """Position of this fragment among its source's fragments (0, 1, 2, ...): the learner
+    refuses a fragment that does not follow the last one it applied from that source (a
+    lost fragment would leave its streams continuing bars the learner never saw)."""
 
     @property
     def n_steps(self) -> int:

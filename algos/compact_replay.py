@@ -66,6 +66,10 @@ class ReplayBatch:
     dones: B
     weights: npt.NDArray[np.float64]
     n_steps: I64
+    stamps: I64 | None = None
+    """Write number of each slot's transition when sampled: ``update_priorities`` skips a
+    slot rewritten since (the learner thread updates priorities after the driver may have
+    added transitions over the oldest slots)."""
 
 
 def stream_ranks(streams: I64) -> I64:
@@ -131,6 +135,8 @@ class CompactReplay:
         self._rewards = np.zeros(n, dtype=np.float32)
         self._dones = np.zeros(n, dtype=np.bool_)
         self._truncated = np.zeros(n, dtype=np.bool_)
+        self._stamp = np.zeros(n, dtype=np.int64)
+        self._writes = 0
         self._episode = np.full(n, -1, dtype=np.int64)
         self._count = np.zeros(n_streams, dtype=np.int64)
         self._tail = np.zeros(n_streams, dtype=np.int64)  # oldest sequence number not evicted
@@ -144,7 +150,7 @@ class CompactReplay:
         """Bytes of every array the buffer holds (not the one-batch gather scratch)."""
         arrays = (self._bars, self._bar_episode, self._obs_bar, self._next_bar, self._state,
                   self._next_state, self._actions, self._rewards, self._dones,
-                  self._truncated, self._episode)
+                  self._truncated, self._episode, self._stamp)
         return sum(a.nbytes for a in arrays) + self.index.nbytes
 
     def __len__(self) -> int:
@@ -311,6 +317,8 @@ class CompactReplay:
         self._truncated[slots] = False if truncated is None else \
             np.asarray(truncated, dtype=np.bool_).reshape(-1)
         self._episode[slots] = episode
+        self._stamp[slots] = self._writes + np.arange(len(slots))
+        self._writes += len(slots)
         self.index.update(slots, self._max_priority)
         return slots
 
@@ -366,7 +374,7 @@ class CompactReplay:
         self._windows(slots, self._obs_bar[slots], self._state[slots], pair[0])
         self._windows(slots, self._next_bar[last], self._next_state[last], pair[1])
         return ReplayBatch(slots, pair[0], self._actions[slots], rewards, pair[1],
-                           self._dones[last], weights, steps)
+                           self._dones[last], weights, steps, self._stamp[slots])
 
     def sample(self, batch: int, beta: float = 0.4, *, n_step: int = 1,
                gamma: float = 1.0) -> ReplayBatch:
@@ -375,13 +383,18 @@ class CompactReplay:
         slots, weights = self.index.sample(batch, beta)
         return self.gather(slots, weights, n_step=n_step, gamma=gamma)
 
-    def update_priorities(self, slots: I64, priorities: npt.ArrayLike) -> None:
+    def update_priorities(self, slots: I64, priorities: npt.ArrayLike,
+                          stamps: I64 | None = None) -> None:
         """New priorities (e.g. |TD error| + eps) for sampled slots still live. A slot
-        evicted since it was sampled stays empty; one overwritten since then takes the
-        priority meant for its predecessor (as in RLlib's buffer)."""
+        evicted since it was sampled stays empty. With ``stamps`` (the batch's), a slot
+        rewritten since it was sampled keeps its own priority (a new transition's is the
+        largest so far, so it is sampled at least once); without, it takes the priority
+        meant for its predecessor (as in RLlib's buffer)."""
         p = np.asarray(priorities, dtype=np.float64)
         if np.any(p <= 0):
             raise ValueError("update_priorities: priorities must be > 0")
         live = self.index.priority(slots) > 0  # an evicted slot stays evicted
+        if stamps is not None:
+            live &= self._stamp[np.asarray(slots)] == np.asarray(stamps)
         self.index.update(np.asarray(slots)[live], np.broadcast_to(p, live.shape)[live])
         self._max_priority = max(self._max_priority, float(p.max(initial=0.0)))

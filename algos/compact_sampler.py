@@ -80,6 +80,12 @@ class CompactSampler:
         self.every_bars = every_bars
         self._seed = seed
         self._rng = np.random.default_rng(seed)
+        self._sequence = 0
+        self._broken = False
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget the env's place: the next ``sample`` resets every sub-env."""
         self._obs: F32 | None = None
         self._bar = np.zeros(self.n_envs, dtype=np.int64)
         self._done = np.zeros(self.n_envs, dtype=bool)
@@ -111,9 +117,34 @@ class CompactSampler:
                 np.asarray(infos["trades"], dtype=np.int64),
                 np.asarray(infos["bar"], dtype=np.int64))
 
+    def restart(self) -> None:
+        """Become a new source: a fresh id, sequence 0, and every sub-env reset by the next
+        ``sample`` (after a failed step, or when the learner lost a fragment)."""
+        self.source = uuid.uuid4().hex[:12]
+        self._sequence = 0
+        self._broken = False
+        self._seed = None  # a restart must not replay the first episodes
+        self._clear()
+
     def sample(self, num_steps: int, epsilon: float, weights_version: int = -1
                ) -> CompactFragment:
-        """Step every sub-env ``num_steps`` times; return the fragment of those steps."""
+        """Step every sub-env ``num_steps`` times; return the fragment of those steps.
+
+        If a previous call raised (e.g. the env failed mid-step), this sampler's place is
+        unknown: it restarts first (a new source), so no transition ever joins
+        observations across the failure."""
+        if self._broken:
+            self.restart()
+        try:
+            fragment = self._sample(num_steps, epsilon, weights_version)
+        except BaseException:
+            self._broken = True
+            raise
+        self._sequence += 1
+        return fragment
+
+    def _sample(self, num_steps: int, epsilon: float, weights_version: int
+                ) -> CompactFragment:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         n, w, f = self.n_envs, self.window, self.n_features
@@ -220,7 +251,8 @@ class CompactSampler:
             push_counts=push_counts, push_rows=_cat(push_rows, np.float32, (0, f)),
             next_states=next_states, actions=actions, rewards=rewards,
             terminated=terminated, truncated=truncated, valid=valid,
-            episodes=EpisodeStats(tuple(ep_returns), tuple(ep_lengths), tuple(ep_trading)))
+            episodes=EpisodeStats(tuple(ep_returns), tuple(ep_lengths), tuple(ep_trading)),
+            sequence=self._sequence)
 
     def _verified_push(self, obs: F32, new_obs: F32, bar: I64, ok: B) -> I64:
         """Rows each continuing sub-env's new observation adds (0 where it reset): the bar

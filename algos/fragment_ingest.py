@@ -62,6 +62,13 @@ class IngestStats:
     sources_restarted: int = 0
 
 
+class FragmentGapError(ValueError):
+    """A fragment does not follow the last one applied from its source (or a new source
+    does not begin at sequence 0): a fragment was lost in between, so its streams continue
+    bars the replay never received. Nothing of it is stored; the runner must restart its
+    sampler (a new source)."""
+
+
 def _exclusive_cumsum(a: I64) -> I64:
     out = np.zeros(len(a), np.int64)
     np.cumsum(a[:-1], out=out[1:])
@@ -90,6 +97,7 @@ class FragmentIngestor:
         self._cur_bar = np.full(replay.n_streams, -1, np.int64)
         self._cur_state = np.zeros((replay.n_streams, replay.n_state), np.float32)
         self._sources: list[str | None] = [None] * n_slots
+        self._next_seq = np.zeros(n_slots, np.int64)
         self._seen: set[str] = set()
         self._stats = IngestStats()
 
@@ -118,6 +126,12 @@ class FragmentIngestor:
                              f"{slot} has {e_count}")
         base = slot * e_count
         same = self._sources[slot] == fragment.source
+        expected = int(self._next_seq[slot]) if same else 0
+        if fragment.sequence != expected:
+            raise FragmentGapError(f"fragment {fragment.source} (slot {slot}): sequence "
+                              f"{fragment.sequence}, expected {expected}: a fragment of this "
+                              f"source was lost; nothing stored, the runner must restart "
+                              f"its sampler")
         known = self._cur_bar[base:base + e_count] >= 0 if same else \
             np.zeros(e_count, np.bool_)
         initial = fragment.start_env[fragment.start_step == -1]
@@ -141,8 +155,15 @@ class FragmentIngestor:
                                 sources_restarted=int(previous is not None))
             self._seen.add(fragment.source)
         added = self._apply(base, fragment)
+        self._next_seq[slot] = fragment.sequence + 1
         self._stats = _bump(self._stats, transitions=added, fragments=1)
         return added
+
+    def forget(self, slot: int) -> None:
+        """Drop slot ``slot``'s continuation: only a new source (a restarted sampler) is
+        accepted there next."""
+        self._sources[slot] = None
+        self._cur_bar[slot * self.envs_per_slot:(slot + 1) * self.envs_per_slot] = -1
 
     def ingest_live(self, chunk: TransitionChunk) -> int:
         """Store a live chunk as a new episode on the next live stream; returns its

@@ -77,9 +77,10 @@ class LearnerThread:
                 with self._cond:
                     while not self._stop and (self._pause or self._due() <= 0):
                         t0 = time.perf_counter()
-                        self._cond.wait(WAIT_S)
+                        paused = bool(self._pause)  # pause and resume notify: a wait
+                        self._cond.wait(WAIT_S)      # ends at every change of state
                         waited = time.perf_counter() - t0
-                        if self._pause:
+                        if paused:
                             self._paused += waited
                         else:
                             self._idle += waited
@@ -108,6 +109,7 @@ class LearnerThread:
         """No update runs inside this block (waits for the current one to finish)."""
         with self._cond:
             self._pause += 1
+            self._cond.notify_all()
             while self._active:
                 self._cond.wait()
         try:
@@ -131,6 +133,7 @@ class LearnerThread:
         finally:
             with self._cond:
                 self._pause += 1
+                self._cond.notify_all()
                 while self._active:
                     self._cond.wait()
 

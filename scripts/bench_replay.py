@@ -16,6 +16,14 @@ decisions, so autoresets happen), in ms per fragment, and prioritized sampling o
 of 512 and 256 with 3-step targets (``nstep3_sample_ms_p50``) from the replay those
 fragments filled (one stream per env, ``--capacity / 32`` transitions each, so the timed
 fragments also evict), each the median over a run, then median, min and max over runs.
+
+``rllib`` is the buffer the episodes layout trains from (RLlib 2.60's
+``PrioritizedEpisodeReplayBuffer``), the "before" of the compact pipeline: it is filled
+with ``--rllib-transitions`` transitions in episodes of ``--episode-steps`` steps (whole
+observations, as the episodes layout adds them); its bytes per transition are the Python
+heap it grew by (``tracemalloc``: numpy arrays included), and its time the 3-step
+prioritized sample of a batch of ``--batch`` (p50 of ``--rllib-batches``), the call the
+episodes layout makes per update.
 """
 
 from __future__ import annotations
@@ -45,8 +53,8 @@ def _tree_bytes(capacity: int) -> int:
 def compact_bytes(capacity: int, window: int, features: int) -> int:
     """``CompactReplay(capacity, window, features).nbytes`` (one stream), computed."""
     bars = capacity + capacity // 8 + window
-    # bar ids, states, action, reward, terminated, truncated, episode id
-    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1 + 1 + 8
+    # bar ids, states, action, reward, terminated, truncated, episode id, write stamp
+    per = 8 + 8 + 2 * 4 * N_STATE + 8 + 4 + 1 + 1 + 8 + 8
     return bars * (features * 4 + 8) + capacity * per + _tree_bytes(capacity)  # row, episode
 
 
@@ -119,6 +127,7 @@ class FragmentSource:
         self.age = self.rng.integers(0, episode_steps, n_envs)  # decisions into the episode
         self.ended = np.zeros(n_envs, np.bool_)
         self.first = True
+        self.sequence = 0
 
     def _rows(self, n: int) -> Any:
         return self.rng.standard_normal((n, self.features), dtype=np.float32)
@@ -142,8 +151,10 @@ class FragmentSource:
             self.ended = done
         counts = np.where(valid, self.every, 0)
         s = len(start_step)
+        self.sequence += 1
         return CompactFragment(
-            source="bench", weights_version=0, window=w, n_features=self.features,
+            source="bench", sequence=self.sequence - 1, weights_version=0, window=w,
+            n_features=self.features,
             start_step=np.array(start_step, np.int64), start_env=np.array(start_env, np.int64),
             start_windows=self._rows(s * w).reshape(s, w, self.features),
             start_states=self.rng.random((s, N_STATE), dtype=np.float32),
@@ -185,6 +196,46 @@ def time_ingest(args: argparse.Namespace) -> tuple[list[float], dict[int, list[f
     return per_run, nstep
 
 
+def rllib_buffer(args: argparse.Namespace) -> dict[str, Any]:
+    """Bytes per transition and 3-step sampling time of RLlib's prioritized episode
+    buffer holding the same kind of observations (see the module docstring)."""
+    import tracemalloc
+
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+    from ray.rllib.utils.replay_buffers.prioritized_episode_buffer import (
+        PrioritizedEpisodeReplayBuffer,
+    )
+
+    rng = np.random.default_rng(args.seed)
+    dim = args.window * args.features + N_STATE
+    n, steps = args.rllib_transitions, args.episode_steps
+    buf = PrioritizedEpisodeReplayBuffer(capacity=n, alpha=0.6)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    added = 0
+    while added < n:
+        t = min(steps, n - added)
+        obs = rng.standard_normal((t + 1, dim), dtype=np.float32)
+        episode = SingleAgentEpisode(
+            observations=list(obs), actions=list(rng.integers(0, 3, t)),
+            rewards=list(rng.standard_normal(t).astype(np.float32)), terminated=True,
+            len_lookback_buffer=0)
+        buf.add([episode.to_numpy()])
+        added += t
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    times = []
+    for _ in range(args.rllib_batches):
+        t0 = time.perf_counter()
+        buf.sample(num_items=args.batch, n_step=3, gamma=0.99, beta=0.4, batch_length_T=0,
+                   lookback=0, min_batch_length_T=0, sample_episodes=True)
+        times.append((time.perf_counter() - t0) * 1e3)
+    per = grown / n
+    return {"transitions": n, "bytes_per_transition": per,
+            "max_capacity_8gib": int(GIB8 // per),
+            "nstep3_sample_ms_p50": float(np.percentile(times, 50))}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark record (see the module docstring)."""
     w, f = args.window, args.features
@@ -215,6 +266,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          fragments=args.fragments, every_bars=args.every_bars)
     out["compact"]["ingest_ms_per_fragment"] = spread(ingest_ms)
     out["compact"]["nstep3_sample_ms_p50"] = {str(b): spread(v) for b, v in nstep_ms.items()}
+    out["rllib"] = rllib_buffer(args)
+    out["memory_ratio_vs_rllib"] = (out["rllib"]["bytes_per_transition"]
+                                    / out["compact"]["bytes_per_transition"])
     ratio = out["plain"]["bytes_per_transition"] / out["compact"]["bytes_per_transition"]
     out["memory_ratio"] = ratio
     out["targets"] = {"memory_ratio_at_least_10": ratio >= 10,
@@ -236,12 +290,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fragment-steps", type=int, default=32)
     ap.add_argument("--fragments", type=int, default=40, help="timed fragments per run")
     ap.add_argument("--every-bars", type=int, default=1, help="bars between decisions")
+    ap.add_argument("--rllib-transitions", type=int, default=16_384,
+                    help="transitions in RLlib's episode buffer (the before column)")
+    ap.add_argument("--rllib-batches", type=int, default=30)
     ap.add_argument("--quick", action="store_true",
                     help="CI size: 2,048 transitions, 20 batches per run")
     args = ap.parse_args(argv)
     if args.quick:
         args.capacity, args.batches, args.episode_steps = 2048, 20, 200
         args.fragments = 4
+        args.rllib_transitions, args.rllib_batches = 1024, 3
     if min(args.capacity, args.batches, args.repeats, args.fragments, args.fragment_envs,
            args.fragment_steps, args.every_bars) < 1:
         ap.error("capacity, batches, repeats, fragment sizes and every-bars must be >= 1")

@@ -1,7 +1,7 @@
 """The compact Ape-X pipeline end to end on a real local Ray: runners send compact
 fragments, the learner thread trains beside sampling at the exact replay ratio, weights
-travel by version, a slow runner stalls nobody, and a checkpoint taken while the learner
-thread runs restores."""
+travel by version, a slow runner stalls nobody, and between iterations the learner is one
+frozen state (driver module = learner, exact counters) that checkpoints and restores."""
 
 from __future__ import annotations
 
@@ -107,10 +107,19 @@ def test_compact_pipeline_keeps_the_ratio_beside_a_slow_runner_and_checkpoints(
         assert version > 5
         assert 0 <= last["env_runners"]["apex_weights_version"] <= version
         assert last["replay_buffer"]["num_env_steps_stored"] == algo.replay_size > 0
-        # a checkpoint taken while the learner thread runs is one consistent state
-        with algo.compact.thread.paused():
-            saved = algo.save_to_path(str(tmp_path / "ckpt"))
-            weights = learner_weights(algo)
+        # between iterations the learner thread is paused: what the driver serves
+        # (evaluation, export) is exactly the learner, and the logger's lifetime counts are
+        # the learner's own (nothing pending), so a checkpoint is one consistent state
+        weights = learner_weights(algo)
+        time.sleep(0.3)
+        assert learner_weights(algo).keys() == weights.keys()
+        for key, value in learner_weights(algo).items():
+            np.testing.assert_array_equal(value, weights[key], err_msg=key)  # frozen
+        served = algo.get_module().get_state(inference_only=True)
+        for key, value in served.items():
+            np.testing.assert_array_equal(value, weights[key], err_msg=key)
+        assert algo.metrics.peek("apex_env_steps_replayed_lifetime") == algo.compact.replayed
+        saved = algo.save_to_path(str(tmp_path / "ckpt"))
     finally:
         algo.stop()
     assert algo.compact is not None and not algo.compact.thread.alive

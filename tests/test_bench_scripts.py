@@ -243,6 +243,10 @@ def test_bench_replay_quick_prints_every_field(capsys: pytest.CaptureFixture[str
     assert out["memory_ratio"] == pytest.approx(
         out["plain"]["bytes_per_transition"] / out["compact"]["bytes_per_transition"])
     assert set(out["targets"]) == {"memory_ratio_at_least_10", "compact_p50_under_2ms"}
+    rllib = out["rllib"]
+    assert rllib["transitions"] == 1024 and rllib["bytes_per_transition"] > 4 * 73 * 16
+    assert rllib["max_capacity_8gib"] > 0 and rllib["nstep3_sample_ms_p50"] > 0
+    assert out["memory_ratio_vs_rllib"] > 1
     compact = out["compact"]
     assert out["config"]["fragment_envs"] == 64 and out["config"]["fragment_steps"] == 32
     assert compact["ingest_ms_per_fragment"]["n"] == 2

@@ -246,3 +246,25 @@ def test_compact_replay_nstep_targets_equal_brute_force_reference() -> None:
     assert np.array_equal(sampled.rewards, again.rewards)
     with pytest.raises(ValueError, match="n_step must be >= 1"):
         buf.sample(4, n_step=0)
+
+
+def test_compact_replay_priority_update_skips_slots_rewritten_since_sampling() -> None:
+    replay = CompactReplay(4, 2, 1, n_streams=1, bars_per_stream=16)
+    first = replay.start_episode(0, np.zeros((2, 1), np.float32))
+    bars = replay.push_bars([0], np.ones((1, 1), np.float32))
+    state = np.zeros((1, 4), np.float32)
+    replay.add([0], [first], state, [0], [0.0], bars, state, [False])
+    batch = replay.sample(8)
+    assert batch.stamps is not None and set(batch.slots.tolist()) == {0}
+    # four more transitions wrap the 4-slot ring: slot 0 now holds a new transition
+    last = int(bars[0])
+    for _ in range(4):
+        nxt = replay.push_bars([0], np.ones((1, 1), np.float32))
+        replay.add([0], [last], state, [1], [0.0], nxt, state, [False])
+        last = int(nxt[0])
+    before = replay.index.priority(np.array([0]))[0]
+    replay.update_priorities(batch.slots, np.full(len(batch.slots), 0.01), batch.stamps)
+    assert replay.index.priority(np.array([0]))[0] == before  # the new one keeps its own
+    fresh = replay.sample(4)
+    replay.update_priorities(fresh.slots, np.full(len(fresh.slots), 0.01), fresh.stamps)
+    assert replay.index.priority(fresh.slots).max() < before  # current stamps: applied

@@ -359,3 +359,41 @@ def test_greedy_of_module_equals_rllib_forward_inference(encoder: str, dueling: 
     assert got.dtype == np.int64 and got.shape == (64,)
     np.testing.assert_array_equal(got, want.numpy())
     assert len(set(got.tolist())) > 1  # a real comparison, not one constant action
+
+
+class FailOnce(gym.vector.VectorWrapper):  # type: ignore[type-arg]
+    """Raises on the ``at``-th call of ``step`` (an env failing mid-fragment)."""
+
+    def __init__(self, env: VectorTradingEnv, at: int) -> None:
+        super().__init__(env)
+        self.calls, self.at = 0, at
+
+    def step(self, actions: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("injected env failure")
+        return self.env.step(actions)
+
+
+def test_compact_sampler_after_a_failed_step_restarts_as_a_new_source() -> None:
+    _, spec = _spec()
+    n = 3
+    env = FailOnce(VectorTradingEnv(n, _markets(), config=spec.env), at=12)
+    dim = int(env.single_observation_space.shape[0])
+    sampler = CompactSampler(env, greedy_of_dim(dim), window=spec.env.window, seed=3)
+    first, second = sampler.sample(5, 0.3), sampler.sample(5, 0.3)
+    assert (first.sequence, second.sequence) == (0, 1) and first.source == second.source
+    with pytest.raises(RuntimeError, match="injected env failure"):
+        sampler.sample(5, 0.3)  # fails at its second step: the sampler's place is lost
+    # the next fragment never continues across the failure: a new source, every env reset
+    after = sampler.sample(5, 0.3)
+    after.check()
+    assert after.source != first.source and after.sequence == 0
+    assert sorted(after.start_env[after.start_step == -1].tolist()) == list(range(n))
+    assert sampler.sample(5, 0.3).sequence == 1
+    # the learner lost a fragment: restart() likewise
+    source = sampler.source
+    sampler.restart()
+    again = sampler.sample(5, 0.3)
+    assert again.source not in (source, after.source) and again.sequence == 0
+    assert (again.start_step == -1).sum() == n

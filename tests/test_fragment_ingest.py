@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from raytrade.algos.compact_fragment import CompactFragment
 from raytrade.algos.compact_replay import CompactReplay
-from raytrade.algos.fragment_ingest import FragmentIngestor, IngestStats
+from raytrade.algos.fragment_ingest import FragmentGapError, FragmentIngestor, IngestStats
 from raytrade.algos.live_experience import TransitionChunk
 from raytrade.envs.market import load_markets
 from raytrade.envs.vector_env import VectorTradingEnv
@@ -30,6 +30,7 @@ class Recorder:
     obs: Any = None
     ended: Any = None
     fresh: bool = True
+    sequence: int = 0
     episode: list[int] = field(default_factory=lambda: [0] * E)
     log: list[list[dict[str, Any]]] = field(default_factory=lambda: [[] for _ in range(E)])
 
@@ -38,6 +39,7 @@ class Recorder:
         starts: list[tuple[int, int, np.ndarray]] = []
         if self.fresh:  # a new source begins every env with its current observation
             starts += [(-1, e, self.obs[e]) for e in range(E)]
+            self.sequence = 0
             self.episode = [n + 1 for n in self.episode]
             self.fresh = False
         counts = np.zeros((steps, E), np.int64)
@@ -76,7 +78,11 @@ class Recorder:
             start_windows=windows, start_states=np.array([s[2][k_all:] for s in starts]),
             push_counts=counts, push_rows=np.concatenate(pushed).astype(np.float32),
             next_states=next_states, actions=actions, rewards=rewards, terminated=term,
-            truncated=trunc, valid=valid)
+            truncated=trunc, valid=valid, sequence=self._next_sequence())
+
+    def _next_sequence(self) -> int:
+        self.sequence += 1
+        return self.sequence - 1
 
 
 def _reference_nstep(log: list[dict[str, Any]], i: int, n: int, gamma: float
@@ -160,7 +166,7 @@ def test_fragment_ingest_vector_env_fragments_rebuild_every_observation() -> Non
     assert ingest.stats.live_chunks == 1 and ingest.stats.live_transitions == 4
 
 
-def _tiny(source: str, first: bool, valid0: bool = True) -> CompactFragment:
+def _tiny(source: str, first: bool, valid0: bool = True, seq: int = 0) -> CompactFragment:
     """A one-env, one-step fragment of a 2-bar window of 1 feature."""
     return CompactFragment(
         source=source, weights_version=0, window=2, n_features=1,
@@ -171,7 +177,7 @@ def _tiny(source: str, first: bool, valid0: bool = True) -> CompactFragment:
         push_counts=np.ones((1, 1), np.int64), push_rows=np.ones((1, 1), np.float32),
         next_states=np.zeros((1, 1, 4), np.float32), actions=np.zeros((1, 1), np.int64),
         rewards=np.zeros((1, 1), np.float32), terminated=np.zeros((1, 1), np.bool_),
-        truncated=np.zeros((1, 1), np.bool_), valid=np.ones((1, 1), np.bool_))
+        truncated=np.zeros((1, 1), np.bool_), valid=np.ones((1, 1), np.bool_), sequence=seq)
 
 
 def test_fragment_ingest_unknown_continuation_refused_nothing_written() -> None:
@@ -181,7 +187,18 @@ def test_fragment_ingest_unknown_continuation_refused_nothing_written() -> None:
         ingest.ingest(0, _tiny("runner-x", first=False))
     assert len(replay) == 0 and replay.bar_count(0) == 0
     assert ingest.ingest(0, _tiny("runner-x", first=True)) == 1
-    assert ingest.ingest(0, _tiny("runner-x", first=False)) == 1  # continues its stream
+    assert ingest.ingest(0, _tiny("runner-x", first=False, seq=1)) == 1  # continues
+    # a lost fragment (sequence 2 never arrived): refused whole, then only a new source
+    bars, stored = replay.bar_count(0), len(replay)
+    with pytest.raises(FragmentGapError, match="sequence 3, expected 2"):
+        ingest.ingest(0, _tiny("runner-x", first=False, seq=3))
+    with pytest.raises(FragmentGapError, match="sequence 1, expected 0"):
+        ingest.ingest(0, _tiny("runner-z", first=True, seq=1))  # a new source starts at 0
+    assert (replay.bar_count(0), len(replay)) == (bars, stored)
+    ingest.forget(0)
+    with pytest.raises(FragmentGapError, match="sequence 2, expected 0"):
+        ingest.ingest(0, _tiny("runner-x", first=False, seq=2))  # forgotten: a stranger
+    assert ingest.ingest(0, _tiny("runner-w", first=True)) == 1
     with pytest.raises(ValueError, match=r"fragment runner-y .*env 0 continues"):
         ingest.ingest(0, _tiny("runner-y", first=False))  # a new source forgets
     with pytest.raises(ValueError, match="slot 1 out of range"):
