@@ -55,7 +55,15 @@ TIMERS = ("env_runner_sampling_timer", "replay_buffer_add_data_timer",
 MODES = ("stock", "tuned-sync", "tuned-async", "compact")
 
 
-def _config(env: str, runners: int, mode: str) -> Any:
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """Learner settings of a run: batch size and GPUs (``--batch``, ``--gpus``)."""
+
+    batch: int = 256
+    gpus: float = 0.0
+
+
+def _config(env: str, runners: int, mode: str, learner: Learner = Learner()) -> Any:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: one of {MODES}")
     tuned = mode != "stock"
@@ -64,14 +72,16 @@ def _config(env: str, runners: int, mode: str) -> Any:
     exp = dataclasses.replace(
         exp,
         network=dataclasses.replace(exp.network, hidden=(128, 128)),
-        dqn=dataclasses.replace(exp.dqn, train_batch_size=256, replay_ratio=1.0, n_step=3,
-                                learning_starts=1000),
+        dqn=dataclasses.replace(exp.dqn, train_batch_size=learner.batch, replay_ratio=1.0,
+                                n_step=3, learning_starts=max(1000, 2 * learner.batch)),
         replay=dataclasses.replace(exp.replay, layout="compact" if compact else "episodes"),
         resources=dataclasses.replace(exp.resources, num_env_runners=runners,
                                       num_envs_per_env_runner=(64 if compact else 16)
                                       if tuned else 1,
                                       rollout_fragment_length=32,
-                                      async_sampling=mode in ("tuned-async", "compact")))
+                                      async_sampling=mode in ("tuned-async", "compact"),
+                                      num_learners=1 if learner.gpus > 0 else 0,
+                                      num_gpus_per_learner=learner.gpus))
     config = build_dqn_config(exp)
     if not tuned:
         from ray.rllib.algorithms.dqn import DQN
@@ -84,9 +94,10 @@ def _config(env: str, runners: int, mode: str) -> Any:
     return config.reporting(min_time_s_per_iteration=2)
 
 
-def measure(env: str, runners: int, mode: str, seconds: float) -> dict[str, Any]:
+def measure(env: str, runners: int, mode: str, seconds: float,
+            learner: Learner = Learner()) -> dict[str, Any]:
     with ray_session(None):
-        algo = _config(env, runners, mode).build_algo()
+        algo = _config(env, runners, mode, learner).build_algo()
         try:
             for _ in range(2):  # warm up: compile, fill the replay buffer past learning start
                 result = algo.train()
@@ -134,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="measure every configuration this many times (rounds of all "
                              "configurations, so slow drift of the machine hits all alike)"
                              " and report median, min and max")
+    parser.add_argument("--batch", type=int, default=256, help="learner batch size")
+    parser.add_argument("--gpus", type=float, default=0.0,
+                        help="GPUs for one remote learner (0: train in the driver on CPU); "
+                             "e.g. on a GPU machine: --gpus 1 --batch 512 (or 2048) "
+                             "--runners 8,16 --modes compact")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -146,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     for repeat in range(args.repeats):
         for env, mode, n in keys:
             key = f"{env}/{mode}/runners={n}"
-            runs[key].append(measure(env, n, mode, args.seconds))
+            runs[key].append(measure(env, n, mode, args.seconds,
+                                     Learner(args.batch, args.gpus)))
             print(json.dumps({key: runs[key][-1], "repeat": repeat + 1}), flush=True)
     results = {k: {"runs": v, "summary": summarize(v)} for k, v in runs.items()}
     print(json.dumps({"benchmark": "training", "seconds": args.seconds,
+                      "batch": args.batch, "gpus": args.gpus,
                       "repeats": args.repeats,
                       "machine": {"python": platform.python_version(),
                                   "cpus": os.cpu_count()},

@@ -16,6 +16,7 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts import (
     bench_features,
+    bench_training,
     bench_learning,
     bench_paper_actors,
     bench_replay,
@@ -224,6 +225,30 @@ def test_walkforward_targets_over_folds_and_datasets() -> None:
         row["deployed"], row["deployed_policy"] = row["flat"], False
     d = targets(rows, "deployed")
     assert d["vacuous"] and d["cost_drag_met"] and d["median_fold_sharpe_deployed"] == 0.0
+
+
+@pytest.mark.slow
+def test_bench_training_reduced_run_prints_every_field(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The throughput script in CI form: one short run of the stock and compact modes
+    with one runner; it checks every field is reported (not the speed)."""
+    bench_training.main(["--seconds", "2", "--runners", "1", "--envs", "trading",
+                         "--modes", "stock,compact"])
+    text = capsys.readouterr().out  # a line per run, then the whole record
+    out = json.loads(text[text.index('{\n  "benchmark"'):])
+    assert out["benchmark"] == "training" and out["batch"] == 256 and out["gpus"] == 0.0
+    for key in ("trading/stock/runners=1", "trading/compact/runners=1"):
+        run = out["results"][key]["runs"][0]
+        assert run["sampled_per_s"] > 0 and run["trained_per_s"] > 0 and run["iterations"] > 0
+        assert out["results"][key]["summary"]["sampled_per_s"]["n"] == 1
+    stock = out["results"]["trading/stock/runners=1"]["runs"][0]
+    assert {"env_runner_sampling_timer", "learner_update_timer"} <= set(stock["mean_timer_s"])
+    compact = out["results"]["trading/compact/runners=1"]["runs"][0]
+    assert {"apex_ingest_s", "apex_replay_sample_s", "apex_learner_update_s",
+            "apex_weights_sync_s", "apex_wait_s"} <= set(compact["mean_timer_s"])
+    assert 0.0 <= compact["learner_idle_fraction"] <= 1.0
+    assert compact["learner_updates_per_s"] > 0
+    assert compact["replay_ratio"] == pytest.approx(1.0, abs=0.3)
 
 
 def test_bench_replay_quick_prints_every_field(capsys: pytest.CaptureFixture[str]) -> None:
