@@ -16,10 +16,10 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.envs.errors import ConfigError
 from raytrade.scripts import (
     bench_features,
-    bench_training,
     bench_learning,
     bench_paper_actors,
     bench_replay,
+    bench_training,
     bench_walkforward,
 )
 from raytrade.scripts.bench_walkforward import cost_fields, fold_rows, targets
