@@ -201,6 +201,9 @@ class CompactPipeline:
                 if TD_ERROR_KEY in module_results:
                     td.append(convert_to_numpy(module_results.pop(TD_ERROR_KEY).peek()))
         t2 = time.perf_counter()
+        if not td:  # prioritized replay would silently degrade to stale priorities
+            raise RuntimeError("the learner returned no TD errors: cannot update replay "
+                               "priorities")
         with self.lock:
             if td:
                 err = np.abs(np.concatenate(td).reshape(-1))[:batch_size]
