@@ -152,6 +152,9 @@ class CompactPipeline:
         self._replayed_new = 0.0
         self._added_new = 0.0
         self._restart_slots: set[int] = set()
+        # per remote runner, env steps delivered since the last log (every runner is
+        # logged every step, 0 included, so its lifetime count is in every result)
+        self._runner_new = [0] * (slots if self.remote else 0)
         self._dropped_new = 0
         # it trains only inside ``ApeXDQN.step`` (``running``): outside an iteration the
         # learner is frozen, so evaluation, export and checkpoints see one state
@@ -267,7 +270,7 @@ class CompactPipeline:
         if metrics is not None:
             self.algo.metrics.aggregate([metrics], key=ENV_RUNNER_RESULTS)
         if self.remote:
-            self.algo.metrics.log_value(f"{RUNNER_STEPS}{slot + 1}", n, reduce="lifetime_sum")
+            self._runner_new[slot] += n
         return n
 
     def ingest_live(self, chunks: list[Any]) -> int:
@@ -413,6 +416,9 @@ class CompactPipeline:
             log.log_value("replay_ratio", ratio, window=1)
         log.log_value("per_beta", beta, window=1)
         log.log_value(DROPPED, dropped, reduce="lifetime_sum")
+        for slot, steps in enumerate(self._runner_new):
+            log.log_value(f"{RUNNER_STEPS}{slot + 1}", steps, reduce="lifetime_sum")
+            self._runner_new[slot] = 0
         log.log_value(UPDATES, spent.updates, reduce="sum")
         log.log_value(BUSY_S, spent.busy_s, reduce="sum")
         log.log_value(IDLE_S, spent.idle_s, reduce="sum")

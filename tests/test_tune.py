@@ -26,6 +26,7 @@ from raytrade.algos.storage import keys
 from raytrade.algos.storage.blobstore import LocalBlobStore
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.algos.tune import (
+    TRIAL_FILE,
     ClipToSpace,
     choose_winner,
     pull_tree,
@@ -177,6 +178,13 @@ def _interrupt_at_first_checkpoint(folder: Path, timeout_s: float = 300.0) -> No
         time.sleep(0.2)
 
 
+def _checkpoint_iteration(trial: Path) -> int:
+    """The newest iteration a trial folder holds a checkpoint of (-1: none)."""
+    return max((json.loads((c / TRIAL_FILE).read_text())["iteration"]
+                for c in trial.glob("checkpoint_*") if (c / TRIAL_FILE).is_file()),
+               default=-1)
+
+
 def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_test_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
@@ -201,11 +209,14 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
         assert not first.document["complete"] and first.document["unfinished"]
         assert first.version is None and store.channel("candidate") is None
         assert "test" not in {split for _, _, split, _ in tune_probe.read(str(log))}
-        # the unfinished trials that had saved a checkpoint when the search stopped (one
-        # that had not yet reported starts over; on a loaded machine the trial that
-        # reported first may also have finished before the stop took effect)
+        # the unfinished trials that had saved a checkpoint short of their last iteration
+        # when the search stopped (one that had not yet reported starts over; on a loaded
+        # machine the trial that reported first may also have finished before the stop
+        # took effect; one whose checkpoint is already its last iteration is restored but
+        # has nothing left to run, so it reports nothing new)
         checkpointed = {t for t in first.document["unfinished"]
-                        if any((run / keys.TUNE_EXPERIMENT / t).glob("checkpoint_*"))}
+                        if 0 <= _checkpoint_iteration(run / keys.TUNE_EXPERIMENT / t)
+                        < exp.tune.max_iterations}
         outcome = run_tune(exp, run, store=store, resume=True)
     finally:
         ray.shutdown()
