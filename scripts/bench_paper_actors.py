@@ -166,9 +166,36 @@ def cpu_fields(rp: Replay, before: Sequence[dict[str, Any]], after: Sequence[dic
     every connection)."""
     bars = sum(a["processed"] - b["processed"] for a, b in zip(after, before, strict=True))
     cpu = sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(after, before, strict=True))
+    threads: dict[str, float] = {}
+    for a, b in zip(after, before, strict=True):
+        for name, s in a.get("thread_cpu_s", {}).items():
+            kind = thread_kind(name)
+            threads[kind] = threads.get(kind, 0.0) + s - b.get("thread_cpu_s", {}).get(name, 0.0)
     return {"actor_cpu_ms_per_bar": round(cpu * 1000.0 / bars, 3) if bars > 0 else None,
+            "actor_thread_cpu_ms_per_bar": {k: round(v * 1000.0 / bars, 3) for k, v in
+                                            sorted(threads.items())} if bars > 0 else None,
             "server_cpu_ms_per_close": round((server[1] - server[0]) * 1000.0 / closes, 3)
             if closes > 0 else None}
+
+
+def thread_kind(name: str) -> str:
+    """The part of an actor process a thread belongs to, from its name
+    (``paper_actor.thread_cpu_s``): ``event_loop`` (the actor's asyncio loop: feed,
+    sequencing, watchdog), ``trader`` (the worker thread stepping bars and exporting),
+    ``executor`` (the policy executor's polls), ``uploads`` (``asyncio.to_thread``: the
+    exports' uploads), ``ray_main`` (Ray's task loop on the main thread: its signal check
+    every 10 ms), ``ray_other`` (Ray's C++ threads: gRPC, io, task events)."""
+    if name.startswith("trader-"):
+        return "trader"
+    if name.startswith("executor-"):
+        return "executor"
+    if name.startswith("asyncio_"):
+        return "uploads"
+    if name == "main":
+        return "ray_main"
+    if "asyncio" in name.lower() or "event loop" in name.lower():
+        return "event_loop"
+    return "ray_other"
 
 
 def percentiles(x: Sequence[float]) -> dict[str, float | None]:
