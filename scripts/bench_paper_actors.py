@@ -160,7 +160,7 @@ def process_cpu_s(pid: int) -> float:
 
 
 def cpu_fields(rp: Replay, before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]],
-               server: tuple[float, float], closes: int) -> dict[str, float | None]:
+               server: tuple[float, float], closes: int) -> dict[str, Any]:
     """CPU per bar between two ``bar_times`` snapshots of every actor: the actors' (all
     threads) per bar each processed, and the replay server's per bar close (its frames for
     every connection)."""
