@@ -25,7 +25,8 @@ import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.paper_session import PaperSession, clear_of_close, export_phase
+from raytrade.actors.paper_session import (PaperSession, check_every_s, clear_of_close,
+                                           export_phase)
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import LiveExperienceQueue, TransitionSpec, queue_address
 from raytrade.algos.policy import Policy
@@ -436,6 +437,12 @@ def test_clear_of_close_keeps_exports_off_every_bar_close() -> None:
     assert clear_of_close(close + 75_000, five_min, 1200.0, need_ms=150_000)
     assert not clear_of_close(close + 75_001, five_min, 1200.0, need_ms=150_000)
     assert not clear_of_close(close + 150_000, five_min, 1200.0, need_ms=80_000)
+
+
+def test_check_every_s_quarter_bar_within_a_quarter_second_and_a_second() -> None:
+    assert check_every_s(300.0) == 1.0  # a 5m bar in real time
+    assert check_every_s(2.0) == 0.5
+    assert check_every_s(0.25) == 0.25  # 4 bars/s: four checks a second, not sixteen
 
 
 def test_export_phase_spreads_actors_started_together_over_the_period() -> None:
