@@ -25,8 +25,7 @@ import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.paper_session import (PaperSession, check_every_s, clear_of_close,
-                                           export_phase)
+from raytrade.actors.paper_session import PaperSession, check_every_s, clear_of_close, export_phase
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import LiveExperienceQueue, TransitionSpec, queue_address
 from raytrade.algos.policy import Policy
