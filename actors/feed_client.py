@@ -257,7 +257,10 @@ class FeedClient:
         if link.waiting:
             timeout = min(timeout, max(0.0, min(link.waiting.values()) - time.monotonic()))
         try:
-            return await asyncio.wait_for(link.ws.recv(), timeout)
+            # a deadline on this task, not ``wait_for``: no task per frame, and a frame
+            # already buffered returns without a trip through the event loop
+            async with asyncio.timeout(timeout):
+                return await link.ws.recv()
         except TimeoutError:
             if link.waiting and min(link.waiting.values()) <= time.monotonic():
                 raise SubscriptionError(f"no ack for request(s) {sorted(link.waiting)} "

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,16 +146,34 @@ class PaperTrader(SessionHost):
     async def bar_times(self) -> dict[str, Any]:
         """The session's per-bar timings (``PaperSession.bar_times``: bar open time in ms,
         closed kline's arrival and step journaled, in seconds of the session's clock), with
-        this actor's process id, its CPU time so far (seconds, every thread), the bars its
-        session processed and torch's intra-op threads: what a benchmark of the deployment
-        pools over actors (``scripts/bench_paper_actors.py``)."""
+        this actor's process id, its CPU time so far (seconds, every thread; per thread in
+        ``thread_cpu_s``), the bars its session processed and torch's intra-op threads: what
+        a benchmark of the deployment pools over actors (``scripts/bench_paper_actors.py``)."""
         import torch
 
         session = self.session
         return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
-                "cpu_s": time.process_time(),
+                "cpu_s": time.process_time(), "thread_cpu_s": thread_cpu_s(),
                 "processed": session.processed if session is not None else 0,
                 "bar_times": list(session.bar_times) if session is not None else []}
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of each thread of this process, summed by name (Linux
+    ``/proc/self/task/*/schedstat``, ns; empty elsewhere): Python threads by their
+    ``threading`` name (``main`` for the main thread), the others (Ray's C++ threads) by
+    their kernel name. A thread that ended is no longer counted."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    names[threading.main_thread().native_id] = "main"
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            ns = int((task / "schedstat").read_text().split()[0])
+            name = names.get(int(task.name)) or (task / "comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        out[name] = out.get(name, 0.0) + ns / 1e9
+    return out
 
 
 def actor_name(config: PaperConfig) -> str:

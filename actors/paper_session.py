@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,13 @@ EXPORT_GUARD_S = 2.0
 """Exports keep at least this far (or a quarter bar, whichever is less) from a bar close
 (``PaperSession._supervise``): 2 s covers a venue's closed kline arriving late and the
 steps of every actor on the machine."""
+
+
+CHECK_MAX_S = 1.0
+"""Longest wait between two watchdog checks (``check_every_s``)."""
+CHECK_MIN_S = 0.25
+"""Shortest wait between two watchdog checks: only fast replays (bars under a second
+apart) reach it."""
 
 
 class PaperSession:
@@ -353,28 +361,47 @@ class PaperSession:
 
     # ---- watchdog, exports, alerts
     async def _supervise(self) -> None:
-        """The watchdog's checks and the exports, every quarter bar (at most 1 s).
+        """The watchdog's checks and the exports, every ``check_every_s``: a quarter bar
+        within ``CHECK_MIN_S`` and ``CHECK_MAX_S`` (a 5m bar in real time: every second;
+        a fast replay: four times a second, not four times a bar: each wake-up costs the
+        event loop about 0.15 ms, which at 4 bars/s was a third of its CPU per bar).
 
-        An export is due ``export_every_s`` after the last one and waits until the market
-        clock is clear of a bar close (``_clear_of_close``): every actor's bar closes at the
-        same moment, and on a machine running one actor process per symbol an export (it
-        reads the whole journal, serializes and fsyncs the record) running then takes CPU
-        from the other actors' steps, and blocks this actor's worker thread if its own
-        bar arrives meanwhile."""
+        Every actor's bar closes at the same moment, and on a machine running one actor
+        process per symbol an export (it reads the whole journal on the worker thread,
+        serializes and fsyncs the record) running then takes CPU and disk from every
+        actor's step, and blocks this actor's own step if its bar arrives meanwhile. So:
+
+        - the first export is due ``export_phase`` after the session starts trading (a
+          fixed fraction of ``export_every_s`` per actor name), then ``export_every_s``
+          after the previous one: actors started together export at different moments
+          instead of all in the same gap between two closes;
+        - a due export starts only when the market clock is clear of the last close and
+          leaves room before the next one for as long as the previous export took
+          (``clear_of_close`` with ``need_ms``). An export postponed for a whole further
+          ``export_every_s`` (exports longer than the gap between closes: a fast replay
+          on a busy machine) drops the room requirement, keeping only the guard, so the
+          record never stops updating."""
         assert self.watchdog is not None
+        every = self.config.export_every_s
+        due = self.clock() + export_phase(self.config.actor, every)
+        took_s = 0.0
         while True:
-            await asyncio.sleep(min(1.0, self.interval_s / 4))
+            await asyncio.sleep(check_every_s(self.interval_s))
             await self.watchdog.check()
-            if self.clock() - self._last_export >= self.config.export_every_s and \
-                    self._clear_of_close():
-                self._last_export = self.clock()
+            now = self.clock()
+            if now >= due and self._clear_of_close(0.0 if now - due >= every else took_s):
+                self._last_export = now
                 await self._export_now()
+                took_s = self.clock() - now
+                due = now + every
 
-    def _clear_of_close(self) -> bool:
-        """Whether the market clock is clear of a bar close (``clear_of_close``)."""
+    def _clear_of_close(self, need_s: float = 0.0) -> bool:
+        """Whether the market clock is clear of a bar close with ``need_s`` clock seconds
+        of room before the next one (``clear_of_close``)."""
         if self.parts is None:
             return True
-        return clear_of_close(self.parts.market.now_ms(), self.interval_ms, self.config.speed)
+        return clear_of_close(self.parts.market.now_ms(), self.interval_ms, self.config.speed,
+                              need_ms=need_s * 1000.0 * self.config.speed)
 
     async def _export_now(self) -> None:
         """Write the record to the store (``paper/<actor>/``)."""
@@ -445,14 +472,30 @@ class PaperSession:
         return upload_paper(self.store.blobs, self.config.actor, self._export_objects())
 
 
-def clear_of_close(market_ms: int, interval_ms: int, speed: float) -> bool:
+def clear_of_close(market_ms: int, interval_ms: int, speed: float, *,
+                   need_ms: float = 0.0) -> bool:
     """Whether market time ``market_ms`` is more than a quarter bar, and more than
     ``EXPORT_GUARD_S`` clock seconds (``speed`` market ms per clock ms), from the nearest
-    close of an epoch-aligned ``interval_ms`` bar: a bar's step and the burst of every
-    symbol's steps run right after a close."""
+    close of an epoch-aligned ``interval_ms`` bar, with ``need_ms`` more market ms of room
+    before the next close (what the work about to start takes): a bar's step and the burst
+    of every symbol's steps run right after a close."""
     guard = min(interval_ms / 4, EXPORT_GUARD_S * 1000.0 * speed)
     phase = market_ms % interval_ms
-    return guard <= phase <= interval_ms - guard
+    return guard <= phase <= interval_ms - guard - need_ms
+
+
+def check_every_s(interval_s: float) -> float:
+    """Seconds between two watchdog checks for bars ``interval_s`` clock seconds apart: a
+    quarter bar, at least ``CHECK_MIN_S`` and at most ``CHECK_MAX_S``. Staleness and
+    feed-down are decided at most this late."""
+    return min(CHECK_MAX_S, max(CHECK_MIN_S, interval_s / 4))
+
+
+def export_phase(actor: str, every_s: float) -> float:
+    """Seconds from the start of trading to ``actor``'s first export: a fraction of
+    ``every_s`` fixed by the actor's name (CRC-32), so actors started together spread
+    their exports over the period instead of exporting together."""
+    return (zlib.crc32(actor.encode()) % 1000) / 1000.0 * every_s
 
 
 def _pct(x: npt.NDArray[np.float64], q: float) -> float | None:

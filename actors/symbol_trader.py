@@ -67,6 +67,9 @@ class SymbolTrader:
                  chunk: int = 64, calendar: TradingCalendar = ALWAYS) -> None:
         self.symbol = symbol
         self.spec = spec
+        self.spec_hash = spec.hash
+        """``spec.hash``, journaled with every decision: computed once (it serializes and
+        hashes the whole spec, a frozen dataclass)."""
         self.window = window
         self.broker = broker
         self.journal = journal
@@ -167,13 +170,13 @@ class SymbolTrader:
             return DecisionRecord(version, None, hold, decided, event, None, (), None, True,
                                   f"between decision bars (every "
                                   f"{policy.decision_rule.every_bars}): holding",
-                                  self.spec.hash)
+                                  self.spec_hash)
         self._close_reward()
         if reason:
             self._cut_chunk()
             decided, event = broker.decide(hold, bar.close)
             return DecisionRecord(version, None, hold, decided, event, None, (), None, True,
-                                  reason, self.spec.hash)
+                                  reason, self.spec_hash)
         assert policy is not None and window is not None
         obs = self.observation(policy, window, bar.close)
         d = policy.decide(obs, current_position=broker.position,
@@ -185,7 +188,7 @@ class SymbolTrader:
         return DecisionRecord(d.version, d.action, d.position, decided, event, d.greedy_action,
                               d.q_values, d.confidence, d.held,
                               reason or (f"{d.why}: held" if d.held else d.why),
-                              self.spec.hash)
+                              self.spec_hash)
 
     def observation(self, policy: Policy, window: F32, close: float) -> F32:
         """The policy's observation of the current state (``write_observation``)."""

@@ -304,7 +304,7 @@ def test_bench_paper_actors_reduced_run_prints_every_field(
                              "--settle-bars", "1", "--repeats", "1", "--baselines", ""])
     out = json.loads(capsys.readouterr().out)
     assert out["config"]["symbols"] == 2 and out["config"]["synchronous"] == "FULL"
-    assert set(out["target"]) == {"p99_close_to_journal_ms_below", "met"}
+    assert set(out["target"]) == {"p99_close_to_journal_ms_below", "bars_per_s", "met"}
     expected = {"actors": 2}
     assert set(out["runs"]) == set(out["summary"]) == set(expected)
     for kind, symbols in expected.items():
@@ -312,6 +312,11 @@ def test_bench_paper_actors_reduced_run_prints_every_field(
         assert run["completed"] and run["bars"] == 3 * symbols, kind
         assert run["processes"] == (1 if kind == "in_process" else symbols), kind
         assert run["actor_cpu_ms_per_bar"] > 0, kind
+        if kind == "actors":  # the actor's own threads, and Ray's, each counted
+            threads = run["actor_thread_cpu_ms_per_bar"]
+            assert {"event_loop", "trader", "ray_main", "ray_other"} <= set(threads), threads
+            total = run["actor_cpu_ms_per_bar"]
+            assert 0.5 * total <= sum(threads.values()) <= 1.05 * total, (threads, total)
         for measure in ("close_to_journal_ms", "arrival_to_journal_ms"):
             stats = run[measure]
             assert set(stats) == {"p50", "p90", "p99", "max"}, (kind, measure)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.paper_session import PaperSession, clear_of_close
+from raytrade.actors.paper_session import PaperSession, check_every_s, clear_of_close, export_phase
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import LiveExperienceQueue, TransitionSpec, queue_address
 from raytrade.algos.policy import Policy
@@ -431,3 +432,21 @@ def test_clear_of_close_keeps_exports_off_every_bar_close() -> None:
     assert not clear_of_close(close + 74_999, five_min, 1200.0)
     assert clear_of_close(close + 75_000, five_min, 1200.0)
     assert not clear_of_close(close - 74_999, five_min, 1200.0)
+    # and room before the next close for the work about to start (125 ms at 1200x)
+    assert clear_of_close(close + 75_000, five_min, 1200.0, need_ms=150_000)
+    assert not clear_of_close(close + 75_001, five_min, 1200.0, need_ms=150_000)
+    assert not clear_of_close(close + 150_000, five_min, 1200.0, need_ms=80_000)
+
+
+def test_check_every_s_quarter_bar_within_a_quarter_second_and_a_second() -> None:
+    assert check_every_s(300.0) == 1.0  # a 5m bar in real time
+    assert check_every_s(2.0) == 0.5
+    assert check_every_s(0.25) == 0.25  # 4 bars/s: four checks a second, not sixteen
+
+
+def test_export_phase_spreads_actors_started_together_over_the_period() -> None:
+    phases = [export_phase(f"paper-sym{k:02d}usdt", 10.0) for k in range(20)]
+    assert all(0.0 <= p < 10.0 for p in phases)
+    assert export_phase("paper-sym00usdt", 10.0) == phases[0]  # fixed per actor
+    # not together: no second of the period holds more than a fifth of the actors
+    assert max(Counter(int(p) for p in phases).values()) <= 4

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 from raytrade.actors.simulators.bar_script import bar_in_progress, bar_trades
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
-from raytrade.actors.simulators.replay_server import ReplayServer, replay_tables
+from raytrade.actors.simulators.replay_server import (
+    ReplayServer,
+    book_message,
+    kline_message,
+    replay_tables,
+    trade_messages,
+)
 from raytrade.actors.venues.binance_rest import RestKlines
 from raytrade.actors.venues.coinbase_rest import CoinbaseCandles
 from raytrade.actors.venues.http import RestUnavailableError
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.errors import DataError
 from raytrade.envs.resample import align, resample
+from websockets.asyncio.client import connect
 
 MS = 300_000
 
@@ -100,3 +108,54 @@ def test_coinbase_server_refuses_a_bad_candles_request_with_a_reason(
             return str(err.value)
 
     assert "ETH-USD" in asyncio.run(main())
+
+
+def test_replay_server_every_subscriber_gets_binance_frames_byte_for_byte(
+        btc: BarTable, eth: BarTable) -> None:
+    # the frames of a bar close are encoded once and shared by every connection: each
+    # subscriber still gets exactly its streams, in Binance's order and wording
+    start, bars = 40, 2
+    tables = align([btc.slice(0, 60), eth.slice(0, 60)])
+    btc_t, eth_t = tables
+    streams = "btcusdt@kline_5m/btcusdt@bookTicker/ethusdt@trade"
+
+    async def read(url: str, n: int) -> list[str]:
+        async with connect(url) as ws:
+            return [str(await asyncio.wait_for(ws.recv(), 10)) for _ in range(n)]
+
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        # 5m bars at 3000x: a bar every 100 ms
+        async with ReplayServer(tables, speed=3000.0, start=start) as server:
+            per_bar = 3 + 4  # kline in progress, book, closed kline; ETH's four trades
+            a, b, c = await asyncio.gather(
+                read(f"{server.ws_url}/stream?streams={streams}", per_bar * bars),
+                read(f"{server.ws_url}/stream?streams={streams}", per_bar * bars),
+                read(f"{server.ws_url}/ws/btcusdt@kline_5m", 2 * bars))
+            return a, b, c
+
+    def expected(i0: int, combined: bool) -> list[str]:
+        out: list[str] = []
+        for i in range(i0, i0 + bars):
+            close = int(btc_t.ts[i]) + MS
+            middle = close - MS // 2
+            progress = kline_message("BTCUSDT", "5m", MS, bar_in_progress(btc_t, i, middle),
+                                     False, middle, i * 4)
+            final = kline_message("BTCUSDT", "5m", MS, btc_t.bar(i), True, close, i * 4)
+            if not combined:
+                out += [json.dumps(progress), json.dumps(final)]
+                continue
+            out += [json.dumps({"stream": "btcusdt@kline_5m", "data": progress}),
+                    json.dumps({"stream": "btcusdt@bookTicker",
+                                "data": book_message("BTCUSDT", btc_t, i, 1e-4)}),
+                    json.dumps({"stream": "btcusdt@kline_5m", "data": final}),
+                    *(json.dumps({"stream": "ethusdt@trade", "data": m})
+                      for m in trade_messages("ETHUSDT", eth_t, i))]
+        return out
+
+    def first_bar(frames: list[str]) -> int:
+        msg = json.loads(frames[0])
+        t = int(msg.get("data", msg)["k"]["t"])
+        return int(np.searchsorted(btc_t.ts, t))
+
+    for frames, is_combined in zip(asyncio.run(main()), (True, True, False), strict=True):
+        assert frames == expected(first_bar(frames), is_combined)

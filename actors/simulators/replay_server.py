@@ -199,6 +199,7 @@ class ReplayServer:
         self._rest_failed = 0
         self._server: Server | None = None
         self._fired: set[tuple[str, int]] = set()
+        self._frames: dict[tuple[int, int, bool, bool], list[tuple[str, str]]] = {}
         self.stats = {"connections": 0, "frames": 0, "rest_requests": 0}
         self.client_close_codes: Counter[int] = Counter()
         """How many closing handshakes clients started, by close code."""
@@ -385,9 +386,10 @@ class ReplayServer:
         i = max(self.start, self.closed_until())
         while i < self.stop:
             close_ms = int(self.ts[i]) + self.interval_ms
-            while self.now_ms() < close_ms:
-                await asyncio.sleep(min(0.05, max(0.0005, (close_ms - self.now_ms()) /
-                                                  self.speed / 1000.0)))
+            # one timer per bar close, not a poll: 20 connections polling every 50 ms
+            # cost the server more CPU than the frames it sends
+            while (wait_ms := close_ms - self.now_ms()) > 0:
+                await asyncio.sleep(max(0.0005, wait_ms / self.speed / 1000.0))
             if self._once("disconnect", i, f.disconnect_at):
                 conn.transport.abort()
                 return
@@ -421,30 +423,53 @@ class ReplayServer:
 
     async def _send_bar(self, conn: ServerConnection, streams: set[str], combined: bool, i: int,
                         event_ms: int, closed_only: bool = False) -> None:
+        for stream, text in self._bar_frames(i, event_ms, closed_only, combined):
+            if stream in streams:
+                await conn.send(text)
+                self.stats["frames"] += 1
+
+    def _bar_frames(self, i: int, event_ms: int, closed_only: bool, combined: bool
+                    ) -> list[tuple[str, str]]:
+        """Bar ``i``'s frames for every symbol, in the order a subscriber receives them
+        (per symbol: the kline in progress, the trades, the book ticker, the closed
+        kline; ``closed_only``: the closed klines alone), each as ``(stream, JSON text)``.
+        The text depends only on the arguments, so it is encoded once per bar close and
+        the same string goes to every connection subscribed to the stream: encoding per
+        connection made the server's work per close grow with subscribers times
+        symbols."""
+        key = (i, event_ms, closed_only, combined)
+        cached = self._frames.get(key)
+        if cached is not None:
+            return cached
+        frames: list[tuple[str, dict[str, Any]]] = []
         for sym, table in self.tables.items():
             s = sym.lower()
             kname = f"{s}@kline_{self.interval}"
-            if kname in streams and not closed_only:
+            if not closed_only:
                 middle = event_ms - self.interval_ms // 2
-                await self._send(conn, combined, kname, kline_message(
+                frames.append((kname, kline_message(
                     sym, self.interval, self.interval_ms, bar_in_progress(table, i, middle),
-                    False, middle, i * 4))
-            if f"{s}@trade" in streams and not closed_only:
-                for msg in trade_messages(sym, table, i):
-                    await self._send(conn, combined, f"{s}@trade", msg)
-            if f"{s}@bookTicker" in streams and not closed_only:
-                await self._send(conn, combined, f"{s}@bookTicker",
-                                 book_message(sym, table, i, self.half_spread))
-            if kname in streams:
-                await self._send(conn, combined, kname, kline_message(
-                    sym, self.interval, self.interval_ms, table.bar(i), True, event_ms,
-                    i * 4))
+                    False, middle, i * 4)))
+                frames.extend((f"{s}@trade", msg) for msg in trade_messages(sym, table, i))
+                frames.append((f"{s}@bookTicker", book_message(sym, table, i,
+                                                               self.half_spread)))
+            frames.append((kname, kline_message(sym, self.interval, self.interval_ms,
+                                                table.bar(i), True, event_ms, i * 4)))
+        encoded = [(stream, _frame_text(combined, stream, data)) for stream, data in frames]
+        if len(self._frames) >= 16:  # connections stream the same few bars at a time
+            self._frames.clear()
+        self._frames[key] = encoded
+        return encoded
 
     async def _send(self, conn: ServerConnection, combined: bool, stream: str,
                     data: dict[str, Any]) -> None:
-        payload = {"stream": stream, "data": data} if combined and stream else data
-        await conn.send(json.dumps(payload))
+        await conn.send(_frame_text(combined, stream, data))
         self.stats["frames"] += 1
+
+
+def _frame_text(combined: bool, stream: str, data: dict[str, Any]) -> str:
+    """A stream event as sent: wrapped as ``{"stream", "data"}`` on a combined stream."""
+    return json.dumps({"stream": stream, "data": data} if combined and stream else data)
 
 
 def _json_response(conn: ServerConnection, status: HTTPStatus, body: Any) -> Response:
