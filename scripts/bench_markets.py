@@ -5,6 +5,7 @@ under new names; and the paper benchmarks' experiment."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from raytrade.algos.experiment import ExperimentConfig
 from raytrade.algos.experiments import experiment_path
@@ -28,6 +29,16 @@ def markets(n_symbols: int, n_bars: int) -> tuple[list[BarTable], BarTable]:
         name = base.symbol if k < len(real) else f"{base.symbol[:3]}{k:02d}USDT"
         out.append(dataclasses.replace(base, symbol=name).slice(0, n_bars))
     return out, btc.slice(0, n_bars)
+
+
+def write_csvs(tables: list[BarTable], folder: Path) -> list[str]:
+    """Each table as ``<folder>/<SYMBOL>_5m.csv`` (the replay server's input); the paths."""
+    files = []
+    for t in tables:
+        path = folder / f"{t.symbol}_5m.csv"
+        t.to_frame().to_csv(path, index=False)
+        files.append(str(path))
+    return files
 
 
 def experiment(spec: str) -> ExperimentConfig:

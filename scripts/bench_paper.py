@@ -56,7 +56,7 @@ from raytrade.algos.policy import Policy
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.features.warmup import feature_warmup_bars
-from raytrade.scripts.bench_markets import experiment, markets
+from raytrade.scripts.bench_markets import experiment, markets, write_csvs
 from raytrade.scripts.s3_local import free_port
 
 
@@ -146,11 +146,7 @@ def main() -> None:
     proc = psutil.Process()
     with tempfile.TemporaryDirectory(prefix="raytrade-bench-paper-") as tmp:
         folder = Path(tmp)
-        files = []
-        for t in [*tables, btc]:
-            path = folder / f"{t.symbol}_5m.csv"
-            t.to_frame().to_csv(path, index=False)
-            files.append(str(path))
+        files = write_csvs([*tables, btc], folder)
         store = PolicyStore((folder / "store").as_uri())
         bundle = random_bundle(exp, seed=3)
         version = store.publish(bundle, channel="paper", reason="bench")

@@ -72,7 +72,7 @@ from raytrade.actors.paper_session import PaperSession
 from raytrade.algos.export import random_bundle
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.features.warmup import feature_warmup_bars
-from raytrade.scripts.bench_markets import experiment, markets
+from raytrade.scripts.bench_markets import experiment, markets, write_csvs
 from raytrade.scripts.s3_local import free_port
 
 PCTS = (50, 90, 99)
@@ -134,11 +134,7 @@ def replay(args: argparse.Namespace, n_symbols: int) -> Iterator[Replay]:
     speed = 300.0 * args.bars_per_s  # a 5m bar is 300,000 virtual ms
     with tempfile.TemporaryDirectory(prefix="rt-bench-actors-") as tmp:
         folder = Path(tmp)
-        files = []
-        for t in [*tables, btc]:
-            path = folder / f"{t.symbol}_5m.csv"
-            t.to_frame().to_csv(path, index=False)
-            files.append(str(path))
+        files = write_csvs([*tables, btc], folder)
         store = PolicyStore((folder / "store").as_uri())
         store.publish(random_bundle(exp, seed=3), channel="paper", reason="bench")
         server = subprocess.Popen(
