@@ -385,15 +385,24 @@ class PaperSession:
         every = self.config.export_every_s
         due = self.clock() + export_phase(self.config.actor, every)
         took_s = 0.0
+        pause = check_every_s(self.interval_s)
         while True:
-            await asyncio.sleep(check_every_s(self.interval_s))
+            await asyncio.sleep(pause)
             await self.watchdog.check()
             now = self.clock()
-            if now >= due and self._clear_of_close(0.0 if now - due >= every else took_s):
+            pause = check_every_s(self.interval_s)
+            if now < due:
+                continue
+            need = 0.0 if now - due >= every else took_s
+            if self._clear_of_close(need):
                 self._last_export = now
                 await self._export_now()
                 took_s = self.clock() - now
                 due = now + every
+            else:  # due but too near a close: wake when the next clear window opens (a
+                # fixed check period that divides the bar would land on the same phase
+                # every time and could postpone the export indefinitely)
+                pause = min(pause, self._until_clear_s(need))
 
     def _clear_of_close(self, need_s: float = 0.0) -> bool:
         """Whether the market clock is clear of a bar close with ``need_s`` clock seconds
@@ -402,6 +411,16 @@ class PaperSession:
             return True
         return clear_of_close(self.parts.market.now_ms(), self.interval_ms, self.config.speed,
                               need_ms=need_s * 1000.0 * self.config.speed)
+
+    def _until_clear_s(self, need_s: float) -> float:
+        """Clock seconds until the market clock next enters a window clear of bar closes
+        with ``need_s`` of room (``until_clear_ms``); a small positive floor."""
+        if self.parts is None:
+            return 0.0
+        speed = self.config.speed
+        wait_ms = until_clear_ms(self.parts.market.now_ms(), self.interval_ms, speed,
+                                 need_ms=need_s * 1000.0 * speed)
+        return max(0.005, wait_ms / (1000.0 * speed))
 
     async def _export_now(self) -> None:
         """Write the record to the store (``paper/<actor>/``)."""
@@ -482,6 +501,20 @@ def clear_of_close(market_ms: int, interval_ms: int, speed: float, *,
     guard = min(interval_ms / 4, EXPORT_GUARD_S * 1000.0 * speed)
     phase = market_ms % interval_ms
     return guard <= phase <= interval_ms - guard - need_ms
+
+
+def until_clear_ms(market_ms: int, interval_ms: int, speed: float, *,
+                   need_ms: float = 0.0) -> float:
+    """Market ms from ``market_ms`` until ``clear_of_close`` next holds (0 if it holds now):
+    the start of the clear window after the nearest coming close; if ``need_ms`` leaves no
+    window at all, the start of the guard-free part of the next bar."""
+    guard = min(interval_ms / 4, EXPORT_GUARD_S * 1000.0 * speed)
+    phase = market_ms % interval_ms
+    if guard <= phase <= interval_ms - guard - need_ms:
+        return 0.0
+    if phase < guard and guard <= interval_ms - guard - need_ms:
+        return guard - phase
+    return interval_ms - phase + guard
 
 
 def check_every_s(interval_s: float) -> float:

@@ -351,6 +351,7 @@ class CompactPipeline:
             # nothing pending from before the restore may reach the restored logger
             self._added_new = self._replayed_new = 0.0
             self._dropped_new = 0
+            self._runner_new = [0] * len(self._runner_new)
             self._learner_results = []
             for timer in self._timers.values():
                 timer.take()

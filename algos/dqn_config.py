@@ -71,6 +71,9 @@ class ApeXDQNConfig(DQNConfig):
         self.apex_weights_every = weights_every
         # its requests carry the global step count; no end-of-iteration state broadcast
         self._dont_auto_sync_env_runner_states = True
+        # one request in flight per runner: a runner's fragments then arrive in order,
+        # and a restart after a lost fragment is not followed by stale ones
+        self.env_runners(max_requests_in_flight_per_env_runner=1)
         return self
 
     def apex(self, *, epsilon: float, alpha: float, decay_steps: int) -> ApeXDQNConfig:

@@ -25,7 +25,13 @@ import ray
 from raytrade.actors.journal import Journal
 from raytrade.actors.paper_actor import actor_name, run_paper
 from raytrade.actors.paper_config import PaperConfig
-from raytrade.actors.paper_session import PaperSession, check_every_s, clear_of_close, export_phase
+from raytrade.actors.paper_session import (
+    PaperSession,
+    check_every_s,
+    clear_of_close,
+    export_phase,
+    until_clear_ms,
+)
 from raytrade.actors.simulators.coinbase_server import CoinbaseServer
 from raytrade.algos.live_experience import LiveExperienceQueue, TransitionSpec, queue_address
 from raytrade.algos.policy import Policy
@@ -436,6 +442,26 @@ def test_clear_of_close_keeps_exports_off_every_bar_close() -> None:
     assert clear_of_close(close + 75_000, five_min, 1200.0, need_ms=150_000)
     assert not clear_of_close(close + 75_001, five_min, 1200.0, need_ms=150_000)
     assert not clear_of_close(close + 150_000, five_min, 1200.0, need_ms=80_000)
+
+
+def test_until_clear_ms_lands_in_the_next_clear_window() -> None:
+    """A due export waits exactly until the next clear window: with checks every bar at
+    4 bars/s (a check period that divides the bar) a fixed period would land on the same
+    guarded phase every time and postpone the export indefinitely."""
+    five_min, close, fast = 300_000, 1_743_768_000_000, 1200.0
+    for offset in range(-74_999, 300_000, 9_973):  # every phase of the bar
+        for need in (0.0, 80_000.0, 150_000.0):
+            t = close + offset
+            wait = until_clear_ms(t, five_min, fast, need_ms=need)
+            assert wait >= 0
+            if clear_of_close(t, five_min, fast, need_ms=need):
+                assert wait == 0
+            elif need <= 150_000:
+                assert clear_of_close(int(t + wait), five_min, fast, need_ms=need), (offset,
+                                                                                    need)
+                assert wait <= five_min
+    # real 5m bars in real time: 1 s after a close, the window opens 1 s later
+    assert until_clear_ms(close + 1_000, five_min, 1.0) == 1_000
 
 
 def test_check_every_s_quarter_bar_within_a_quarter_second_and_a_second() -> None:
