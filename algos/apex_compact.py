@@ -208,9 +208,8 @@ class CompactPipeline:
             raise RuntimeError("the learner returned no TD errors: cannot update replay "
                                "priorities")
         with self.lock:
-            if td:
-                err = np.abs(np.concatenate(td).reshape(-1))[:batch_size]
-                self.replay.update_priorities(batch.slots, err + PRIORITY_EPS, batch.stamps)
+            err = np.abs(np.concatenate(td).reshape(-1))[:batch_size]
+            self.replay.update_priorities(batch.slots, err + PRIORITY_EPS, batch.stamps)
             self.replayed += batch_size
             self._replayed_new += batch_size
             self._learner_results.extend(results)
