@@ -150,6 +150,7 @@ class CompactPipeline:
                                               "apex_learner_update_s",
                                               "apex_weights_sync_s")}
         self._replayed_new = 0.0
+        self._updates_new = 0  # counted with ``_replayed_new``, under one lock
         self._added_new = 0.0
         self._restart_slots: set[int] = set()
         # per remote runner, env steps delivered since the last log (every runner is
@@ -212,6 +213,7 @@ class CompactPipeline:
             self.replay.update_priorities(batch.slots, err + PRIORITY_EPS, batch.stamps)
             self.replayed += batch_size
             self._replayed_new += batch_size
+            self._updates_new += 1
             self._learner_results.extend(results)
             self._timers["apex_replay_sample_s"].add(t1 - t0)
             self._timers["apex_learner_update_s"].add(t2 - t1)
@@ -349,7 +351,7 @@ class CompactPipeline:
                                         default=0))
             # nothing pending from before the restore may reach the restored logger
             self._added_new = self._replayed_new = 0.0
-            self._dropped_new = 0
+            self._updates_new = self._dropped_new = 0
             self._runner_new = [0] * len(self._runner_new)
             self._learner_results = []
             for timer in self._timers.values():
@@ -401,6 +403,7 @@ class CompactPipeline:
             results, self._learner_results = self._learner_results, []
             added, replayed = self._added_new, self._replayed_new
             self._added_new = self._replayed_new = 0.0
+            updates, self._updates_new = self._updates_new, 0
             dropped, self._dropped_new = self._dropped_new, 0
             timers = {k: t.take() for k, t in self._timers.items()}
             stored = len(self.replay)
@@ -419,7 +422,9 @@ class CompactPipeline:
         for slot, steps in enumerate(self._runner_new):
             log.log_value(f"{RUNNER_STEPS}{slot + 1}", steps, reduce="lifetime_sum")
             self._runner_new[slot] = 0
-        log.log_value(UPDATES, spent.updates, reduce="sum")
+        # the update count from the same critical section as the replayed steps (the
+        # thread's own count lags an update that finishes while this runs)
+        log.log_value(UPDATES, updates, reduce="sum")
         log.log_value(BUSY_S, spent.busy_s, reduce="sum")
         log.log_value(IDLE_S, spent.idle_s, reduce="sum")
         log.log_value(WEIGHTS_VERSION, version, window=1)

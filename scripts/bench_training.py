@@ -25,7 +25,8 @@ Where the time goes: for the episode modes RLlib's timers (mean seconds per trai
 step); for ``compact`` the pipeline's own (mean seconds per event: ``apex_wait_s`` per
 training step that found no fragment, ``apex_ingest_s`` per fragment,
 ``apex_replay_sample_s``, ``apex_learner_update_s`` per update, ``apex_weights_sync_s``
-per publication) plus the learner thread's idle fraction and updates per second.
+per publication; each the mean over the training steps in which that event
+happened) plus the learner thread's idle fraction and updates per second.
 Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]
 [--envs trading,cartpole] [--modes stock,tuned-sync,tuned-async] [--repeats N]``; with
 ``--repeats N`` every configuration is measured N times and ``results[config]["summary"]``
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import time
@@ -105,14 +107,16 @@ def measure(env: str, runners: int, mode: str, seconds: float,
             t0_trained = result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"]
             start = time.perf_counter()
             steps = 0
-            timers: dict[str, float] = {k: 0.0 for k in TIMERS}
+            timers: dict[str, list[float]] = {k: [] for k in TIMERS}
             busy_idle = [0.0, 0.0]
             updates = 0
             while time.perf_counter() - start < seconds:
                 result = algo.train()
                 steps += 1
-                for k in TIMERS:
-                    timers[k] += float(result.get("timers", {}).get(k, 0.0))
+                for k in TIMERS:  # an event absent from an iteration reports NaN there
+                    value = float(result.get("timers", {}).get(k, math.nan))
+                    if math.isfinite(value):
+                        timers[k].append(value)
                 busy_idle[0] += float(result.get("learner_busy_s", 0.0))
                 busy_idle[1] += float(result.get("learner_idle_s", 0.0))
                 updates += int(result.get("learner_updates", 0))
@@ -123,8 +127,8 @@ def measure(env: str, runners: int, mode: str, seconds: float,
             out: dict[str, Any] = {
                 "sampled_per_s": round(sampled / wall), "trained_per_s": round(trained / wall),
                 "iterations": steps,
-                "mean_timer_s": {k: round(v / max(steps, 1), 5) for k, v in timers.items()
-                                 if v > 0}}
+                "mean_timer_s": {k: round(sum(v) / len(v), 5) for k, v in timers.items()
+                                 if v}}
             if mode == "compact":
                 out["learner_idle_fraction"] = round(busy_idle[1] / max(sum(busy_idle), 1e-9),
                                                      3)
