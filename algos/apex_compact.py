@@ -25,8 +25,9 @@
 Metrics (per iteration): ``replay_ratio``, ``learner_idle_fraction`` (from
 ``learner_busy_s`` and ``learner_idle_s``), ``learner_updates``,
 ``apex_weights_version``, ``replay_buffer/num_env_steps_stored``,
-``apex_fragments_dropped_lifetime``, and mean seconds per event under ``timers``:
-``apex_wait_s`` (main thread waiting for fragments), ``apex_ingest_s`` (adding a
+``apex_fragments_dropped_lifetime``, and under ``timers`` the mean seconds per event
+(over the iteration's training steps that had the event; NaN in an iteration without it):
+``apex_wait_s`` (main thread waiting for fragments, per wait), ``apex_ingest_s`` (adding a
 fragment), ``apex_replay_sample_s``, ``apex_learner_update_s``, ``apex_weights_sync_s``
 (learner thread).
 """

@@ -4,7 +4,10 @@ prints JSON.
 For each configuration a private local Ray runs ``Algorithm.train()`` for ``--seconds``
 after a warm-up, and we report env steps sampled and trained per second plus where the
 training step spends its time (RLlib's own timers: env-runner sampling, replay add,
-replay sample, learner update, weight sync), as mean seconds per training step.
+replay sample, learner update, weight sync), as mean seconds; every timer is averaged over
+the iterations that reported it (an iteration without the event reports NaN). The
+warm-up lasts until samples and training both flow (at least 2 iterations): a fresh clone
+first compiles its kernels, which must not be timed.
 
 Configurations, all with the same network (MLP 128x128), batch 256, n-step 3, replay
 ratio 1 and the Ape-X runner:
@@ -23,10 +26,10 @@ with 0, 1 and 2 remote env runners.
 
 Where the time goes: for the episode modes RLlib's timers (mean seconds per training
 step); for ``compact`` the pipeline's own (mean seconds per event: ``apex_wait_s`` per
-training step that found no fragment, ``apex_ingest_s`` per fragment,
-``apex_replay_sample_s``, ``apex_learner_update_s`` per update, ``apex_weights_sync_s``
-per publication; each the mean over the training steps in which that event
-happened) plus the learner thread's idle fraction and updates per second.
+wait of the main thread for fragments or for the learner to catch up, ``apex_ingest_s``
+per fragment, ``apex_replay_sample_s``, ``apex_learner_update_s`` per update,
+``apex_weights_sync_s`` per publication) plus the learner thread's idle fraction and
+updates per second.
 Usage: ``python scripts/bench_training.py [--seconds S] [--runners 0,1,2]
 [--envs trading,cartpole] [--modes stock,tuned-sync,tuned-async] [--repeats N]``; with
 ``--repeats N`` every configuration is measured N times and ``results[config]["summary"]``
@@ -55,6 +58,7 @@ TIMERS = ("env_runner_sampling_timer", "replay_buffer_add_data_timer",
           "apex_wait_s", "apex_ingest_s", "apex_replay_sample_s", "apex_learner_update_s",
           "apex_weights_sync_s")
 MODES = ("stock", "tuned-sync", "tuned-async", "compact")
+WARMUP_LIMIT_S = 600.0  # a run that trains nothing in this long is reported as a failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +105,22 @@ def measure(env: str, runners: int, mode: str, seconds: float,
     with ray_session(None):
         algo = _config(env, runners, mode, learner).build_algo()
         try:
-            for _ in range(2):  # warm up: compile, fill the replay buffer past learning start
+            # warm up: compile, fill the replay buffer past learning start, until both
+            # sampling and training flow (at least 2 iterations)
+            deadline = time.monotonic() + WARMUP_LIMIT_S
+            warm = 0
+            while True:
                 result = algo.train()
+                warm += 1
+                trained_so_far = result.get("learners", {}).get("__all_modules__", {}).get(
+                    "num_env_steps_trained_lifetime", 0)
+                flowing = result.get("num_env_steps_sampled_lifetime", 0) > 0 \
+                    and trained_so_far > 0
+                if warm >= 2 and flowing:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{env}/{mode}/runners={runners}: no training after "
+                                       f"{WARMUP_LIMIT_S:.0f} s of warm-up")
             s0 = result["num_env_steps_sampled_lifetime"]
             t0_trained = result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"]
             start = time.perf_counter()
