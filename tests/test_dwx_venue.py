@@ -18,6 +18,7 @@ import dataclasses
 import itertools
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,15 +94,28 @@ def ea_tickets(ea: EaProcess) -> dict[int, dict[str, Any]]:
     return {int(o["ticket"]): o for o in ea.state()["broker"]["orders"]}
 
 
-async def ea_settles_at(ea: EaProcess, position: float, timeout_s: float = 3.0) -> bool:
-    """True once the simulator's truth shows ``position``: it saves its truth file just
-    after the EA's files, so a reader of both may be a moment ahead of it."""
+async def ea_truth(ea: EaProcess, check: Callable[[dict[str, Any]], bool],
+                   timeout_s: float = 3.0) -> bool:
+    """True once the simulator's truth (``ea.state()``) passes ``check``: it saves its
+    truth file just after the EA's files, so a client that read a reply or a market-data
+    file may be a moment ahead of it."""
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while ea_position(ea) != position:
+    while not check(ea.state()):
         if asyncio.get_running_loop().time() > deadline:
             return False
         await asyncio.sleep(0.02)
     return True
+
+
+async def ea_shows(ea: EaProcess, check: Callable[[dict[int, dict[str, Any]]], bool],
+                   timeout_s: float = 3.0) -> bool:
+    """True once the simulator's open orders (``ea_tickets``) pass ``check``."""
+    return await ea_truth(ea, lambda _: check(ea_tickets(ea)), timeout_s)
+
+
+async def ea_settles_at(ea: EaProcess, position: float, timeout_s: float = 3.0) -> bool:
+    """True once the simulator's truth shows ``position`` (see ``ea_shows``)."""
+    return await ea_shows(ea, lambda _: ea_position(ea) == position, timeout_s)
 
 
 def ea_position(ea: EaProcess, magic: int = 4242) -> float:
@@ -319,7 +333,8 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             while client.faults["ea_restart"] == 0 or "EURUSD" not in client.state.ticks:
                 assert asyncio.get_running_loop().time() < deadline, client.faults
                 await client.wait_poll()
-            assert ea.state()["restarts"] == 1 and ea.state()["market_symbols"] == ["EURUSD"]
+            assert await ea_truth(ea, lambda st: st["restarts"] == 1
+                                  and st["market_symbols"] == ["EURUSD"]), ea.state()
             flat = await execution.place(OrderRequest("rt-t-5", "EURUSD", "sell", 4000.0))
             assert flat.status == "filled" and await ea_settles_at(ea, 0.0)
             short = await execution.place(OrderRequest("rt-t-6", "EURUSD", "sell", 1000.0))
@@ -334,7 +349,8 @@ def test_dwx_client_survives_unread_command_half_written_file_rejection_and_ea_r
             reply = await req.modify_order(client, ticket, 0.01, stop_loss=price + 0.01,
                                            take_profit=price - 0.01)
             assert reply.text.startswith(f"Successfully modified order {ticket}:")
-            assert ea_tickets(ea)[ticket]["sl"] == pytest.approx(price + 0.01)
+            assert await ea_shows(
+                ea, lambda t: t[ticket]["sl"] == pytest.approx(price + 0.01)), ea_tickets(ea)
             with pytest.raises(EaError, match="MODIFY_ORDER: Error in modifying order"):
                 await req.modify_order(client, ticket, 0.01, stop_loss=price - 0.01)
             reply = await req.close_orders_by(client, magic=4242)
@@ -397,7 +413,8 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
             while "EURUSD" not in client.state.ticks:
                 assert asyncio.get_running_loop().time() < deadline
                 await client.wait_poll()
-            assert second.state()["market_symbols"] == ["EURUSD"]
+            assert await ea_truth(second, lambda st: st["market_symbols"] == ["EURUSD"]), \
+                second.state()
             # the EA forgets the subscription without the orders file showing it (a restart
             # the poll missed): the market-data file drops EURUSD, the client subscribes
             # again, and the stale EURUSD tick is not kept
@@ -410,7 +427,8 @@ def test_dwx_client_sends_again_a_subscription_the_starting_ea_deleted_unread(
             while "EURUSD" not in client.state.ticks:
                 assert asyncio.get_running_loop().time() < deadline
                 await client.wait_poll()
-            assert second.state()["market_symbols"] == ["EURUSD"]
+            assert await ea_truth(second, lambda st: st["market_symbols"] == ["EURUSD"]), \
+                second.state()
             # the EA's history holds the forming bar: dropped once the EA's own last closed
             # bar is known, whatever the UTC offset says
             await client.subscribe_bars((("EURUSD", "H1"),))
@@ -457,7 +475,8 @@ def test_dwx_client_late_reply_is_not_taken_for_the_next_command_of_its_family(
             second = await req.open_order(client, "EURUSD", "buy", 0.01, magic=1,
                                           comment="late-2")
             assert second.ticket is not None
-            assert ea_tickets(ea)[second.ticket]["comment"] == "late-2"
+            assert await ea_shows(ea, lambda t: t.get(second.ticket, {}).get(
+                "comment") == "late-2"), ea_tickets(ea)
             await client.stop()
 
         asyncio.run(scenario())
