@@ -167,22 +167,38 @@ def _search_experiment() -> ExperimentConfig:
     return ExperimentConfig.from_dict(data)
 
 
-def _interrupt_at_first_checkpoint(folder: Path, timeout_s: float = 300.0) -> None:
-    """Send this process SIGUSR1 (Tune's graceful stop, as Ctrl-C) once Tune has
-    recorded a trial's first report (``result.json``; its checkpoint is then registered)."""
+def _interrupt_once_held(hold: Path, timeout_s: float = 300.0) -> None:
+    """Send this process SIGUSR1 (Tune's graceful stop, as Ctrl-C) once a trial is held
+    after a report (``tune_probe``: its checkpoint is then registered)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if folder.is_dir() and any(p.stat().st_size > 0 for p in folder.glob("*/result.json")):
+        if tune_probe.held(str(hold)):
             os.kill(os.getpid(), signal.SIGUSR1)
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
-def _checkpoint_iteration(trial: Path) -> int:
-    """The newest iteration a trial folder holds a checkpoint of (-1: none)."""
-    return max((json.loads((c / TRIAL_FILE).read_text())["iteration"]
-                for c in trial.glob("checkpoint_*") if (c / TRIAL_FILE).is_file()),
-               default=-1)
+def _registered_iterations(experiment: Path) -> dict[str, int]:
+    """Per trial, the iteration of the newest checkpoint Tune's saved experiment state
+    registered (-1: none). A checkpoint folder on disk is not enough: the trial writes it
+    when it reports, and the controller registers it only when it processes the save that
+    follows the result, so a stop between the two leaves a folder that a resume ignores
+    (the trial then starts over)."""
+    from ray.tune import ExperimentAnalysis
+
+    out = {}
+    for trial in ExperimentAnalysis(str(experiment)).trials:
+        checkpoint = trial.checkpoint
+        out[trial.trial_id] = -1 if checkpoint is None else json.loads(
+            (Path(checkpoint.path) / TRIAL_FILE).read_text())["iteration"]
+    return out
+
+
+def _reported_iterations(trial: Path) -> list[int]:
+    """The training iterations a trial reported at, in order, over all its sessions (Tune
+    appends each result to the trial's ``result.json``)."""
+    return [json.loads(line)["iteration"]
+            for line in (trial / "result.json").read_text().splitlines() if line.strip()]
 
 
 def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_test_once(
@@ -191,6 +207,10 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
 
     log = tmp_path / "splits.log"
     monkeypatch.setenv(tune_probe.LOG_VAR, str(log))
+    hold = tmp_path / "hold"  # trials wait after a report until the search is stopped
+    hold.mkdir()
+    (hold / tune_probe.HOLD_FILE).touch()
+    monkeypatch.setenv(tune_probe.HOLD_VAR, str(hold))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(REPO), os.environ.get("PYTHONPATH", "")]))  # workers import tests.tune_probe
     tune_probe.install()  # the driver: the winner's rebuild and test evaluation
@@ -200,23 +220,23 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"worker_process_setup_hook": "tests.tune_probe.install"})
     try:
-        interrupter = threading.Thread(target=_interrupt_at_first_checkpoint,
-                                       args=(run / keys.TUNE_EXPERIMENT,), daemon=True)
+        interrupter = threading.Thread(target=_interrupt_once_held, args=(hold,), daemon=True)
         interrupter.start()
         first = run_tune(exp, run, store=store)
         interrupter.join()
+        (hold / tune_probe.HOLD_FILE).unlink()  # the resumed trials run through
         # interrupted: nothing chosen, published or tested; the state says what to resume
         assert not first.document["complete"] and first.document["unfinished"]
         assert first.version is None and store.channel("candidate") is None
         assert "test" not in {split for _, _, split, _ in tune_probe.read(str(log))}
-        # the unfinished trials that had saved a checkpoint short of their last iteration
-        # when the search stopped (one that had not yet reported starts over; on a loaded
-        # machine the trial that reported first may also have finished before the stop
-        # took effect; one whose checkpoint is already its last iteration is restored but
-        # has nothing left to run, so it reports nothing new)
-        checkpointed = {t for t in first.document["unfinished"]
-                        if 0 <= _checkpoint_iteration(run / keys.TUNE_EXPERIMENT / t)
-                        < exp.tune.max_iterations}
+        # the held trials were stopped with a checkpoint short of their last iteration,
+        # registered in Tune's saved state (the others had not reported yet, and start
+        # over, or the scheduler had stopped them at their first report)
+        checkpointed = tune_probe.held(str(hold))
+        registered = _registered_iterations(run / keys.TUNE_EXPERIMENT)
+        assert checkpointed and checkpointed <= set(first.document["unfinished"])
+        assert all(0 <= registered[t] < exp.tune.max_iterations for t in checkpointed), \
+            registered
         outcome = run_tune(exp, run, store=store, resume=True)
     finally:
         ray.shutdown()
@@ -229,6 +249,11 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
     # trials unfinished at the interruption went on from their checkpoints
     restored = {r["trial_id"] for r in rows if r["restored"]}
     assert checkpointed <= restored <= set(first.document["unfinished"]), rows
+    # ... and the trainable took up its checkpoint's state: no iteration trained twice
+    every = exp.tune.eval_every
+    for t in checkpointed:
+        assert _reported_iterations(run / keys.TUNE_EXPERIMENT / t) == list(
+            range(every, exp.tune.max_iterations + 1, every)), t
     best = max(rows, key=lambda r: r["best_score"])
     assert outcome.winner is not None and outcome.winner["published"] is True
     pointer = store.channel("candidate")
