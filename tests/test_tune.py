@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -169,13 +170,32 @@ def _search_experiment() -> ExperimentConfig:
 
 def _interrupt_once_held(hold: Path, timeout_s: float = 300.0) -> None:
     """Send this process SIGUSR1 (Tune's graceful stop, as Ctrl-C) once a trial is held
-    after a report (``tune_probe``: its checkpoint is then registered)."""
+    after a report (``tune_probe``: its checkpoint is then registered). Without a hold
+    by ``timeout_s``, release the trials (the search then completes and the test fails
+    at once instead of after every trial's hold limit)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if tune_probe.held(str(hold)):
             os.kill(os.getpid(), signal.SIGUSR1)
             return
         time.sleep(0.1)
+    (hold / tune_probe.HOLD_FILE).unlink(missing_ok=True)
+
+
+def _wait_gone(pids: Iterable[int], timeout_s: float = 60.0) -> None:
+    """Wait until these processes have exited (Ray kills a stopped trial's actor
+    asynchronously: a held trial released before its process is gone could train on
+    and write into the folder its resumed trial writes)."""
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the held trial's process {pid} outlived the stop")
 
 
 def _registered_iterations(experiment: Path) -> dict[str, int]:
@@ -183,7 +203,7 @@ def _registered_iterations(experiment: Path) -> dict[str, int]:
     registered (-1: none). A checkpoint folder on disk is not enough: the trial writes it
     when it reports, and the controller registers it only when it processes the save that
     follows the result, so a stop between the two leaves a folder that a resume ignores
-    (the trial then starts over)."""
+    (the trial goes on from its previous registered checkpoint, or starts over)."""
     from ray.tune import ExperimentAnalysis
 
     out = {}
@@ -224,15 +244,17 @@ def test_tune_search_interrupted_resumes_picks_the_validation_best_and_reads_tes
         interrupter.start()
         first = run_tune(exp, run, store=store)
         interrupter.join()
-        (hold / tune_probe.HOLD_FILE).unlink()  # the resumed trials run through
+        _wait_gone(tune_probe.held(str(hold)).values())
+        (hold / tune_probe.HOLD_FILE).unlink(missing_ok=True)  # resumed trials run through
         # interrupted: nothing chosen, published or tested; the state says what to resume
         assert not first.document["complete"] and first.document["unfinished"]
         assert first.version is None and store.channel("candidate") is None
         assert "test" not in {split for _, _, split, _ in tune_probe.read(str(log))}
         # the held trials were stopped with a checkpoint short of their last iteration,
-        # registered in Tune's saved state (the others had not reported yet, and start
-        # over, or the scheduler had stopped them at their first report)
-        checkpointed = tune_probe.held(str(hold))
+        # registered in Tune's saved state (of the others, one that had not reported yet
+        # starts over, one whose report Tune was still processing may be restored, and
+        # one the scheduler stopped at its first report is done)
+        checkpointed = set(tune_probe.held(str(hold)))
         registered = _registered_iterations(run / keys.TUNE_EXPERIMENT)
         assert checkpointed and checkpointed <= set(first.document["unfinished"])
         assert all(0 <= registered[t] < exp.tune.max_iterations for t in checkpointed), \

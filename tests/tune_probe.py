@@ -47,9 +47,11 @@ def install() -> None:
 
 def _install_hold() -> None:
     folder = os.environ.get(HOLD_VAR)
+    if not folder:
+        return
     import ray.tune
 
-    if not folder or getattr(ray.tune.report, "probed", False):
+    if getattr(ray.tune.report, "probed", False):
         return
     original = ray.tune.report
 
@@ -58,7 +60,9 @@ def _install_hold() -> None:
         hold = Path(folder) / HOLD_FILE
         if not hold.exists():
             return
-        (Path(folder) / f"held-{ray.tune.get_context().get_trial_id()}").touch()
+        name = f"held-{ray.tune.get_context().get_trial_id()}"
+        (Path(folder) / f".{name}").write_text(str(os.getpid()))
+        os.replace(Path(folder) / f".{name}", Path(folder) / name)  # seen whole or not at all
         deadline = time.monotonic() + HOLD_LIMIT_S
         while hold.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -67,9 +71,10 @@ def _install_hold() -> None:
     ray.tune.report = report  # type: ignore[assignment]
 
 
-def held(folder: str) -> set[str]:
-    """The ids of the trials that have been held."""
-    return {p.name.removeprefix("held-") for p in Path(folder).glob("held-*")}
+def held(folder: str) -> dict[str, int]:
+    """The trials that have been held: trial id -> the process that held it."""
+    return {p.name.removeprefix("held-"): int(p.read_text())
+            for p in Path(folder).glob("held-*")}
 
 
 def read(path: str) -> list[tuple[float, int, str, str]]:
