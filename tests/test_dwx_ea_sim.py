@@ -321,3 +321,29 @@ def test_dwx_ea_server_clock_offset_and_utf16_files(tmp_path: Path) -> None:
     assert decode_command(b"\xff\xfe" + "<:1|X|\r\n:>".encode("utf-16-le")) == "<:1|X|:>"
     ea.on_deinit()
     assert not (ea.settings.dwx_dir / "DWX_Orders.txt").exists()
+
+
+def test_dwx_ea_restart_fault_runs_the_command_and_never_writes_its_answer(
+        tmp_path: Path) -> None:
+    ea = SimulatedEa(EaSettings(tmp_path, start_bar=10), BrokerSpec(), load_ea_bars(EURUSD, "H1"),
+                     faults=(EaFault("restart", 1, delay_s=5.0),))
+    ea.on_init()
+    messages = ea.settings.dwx_dir / "DWX_Messages.txt"
+    seen_at_deinit: list[Any] = []
+    deinit = ea.on_deinit
+
+    def on_deinit() -> None:  # what a client could have read before the files went
+        seen_at_deinit.append(_read_json(messages))
+        deinit()
+
+    ea.on_deinit = on_deinit  # type: ignore[method-assign]
+    _put(ea.settings.dwx_dir, 0, 1, "SUBSCRIBE_SYMBOLS", "EURUSD")
+    _put(ea.settings.dwx_dir, 1, 2, "OPEN_ORDER", "EURUSD,buy,0.01,0,0,0,5,lost_reply,0")
+    ea.tick()
+    # command 0 answered; command 1 ran at the broker, then the terminal went down unanswered
+    assert [m["message"] for m in seen_at_deinit[0].values()] == [
+        "Successfully subscribed to: EURUSD"]
+    assert [o.comment for o in ea.broker.orders.values()] == ["lost_reply"]
+    assert ea.restarts == 1 and not ea.state()["ea_running"] and not messages.exists()
+    assert not ea.going_down
+    ea.on_deinit()

@@ -106,6 +106,8 @@ class SimulatedEa:
         self.unread_until = 0.0
         self.down_until: float | None = None
         self.cut: EaFault | None = None
+        self.going_down = False
+        """A ``restart`` is due at the running command: its answer is never written."""
         self.next_bar_at = 0.0
         self.replaying = False
         """With ``start_on_subscribe``: a client has subscribed to bars, the replay runs."""
@@ -244,7 +246,11 @@ class SimulatedEa:
             cut = self._fault_due("half_written", self.current_command)
             if cut is not None:
                 self.cut = cut
+            # a restart due at this command takes the terminal down before the EA writes
+            # its answer: the command runs at the broker, the client never sees the reply
+            self.going_down = self._fault_pending("restart", self.current_command)
             go_on = self._execute(decode_command(raw))
+            self.going_down = False
             self._after_command(self.current_command)
             if not go_on or self.down_until is not None:
                 return
@@ -347,7 +353,11 @@ class SimulatedEa:
             self.last_texts["messages"] = text
 
     def write_file(self, kind: str, text: str) -> bool:
-        """WriteToFile (``dwx_ea_files``); a pending ``half_written`` fault cuts it."""
+        """WriteToFile (``dwx_ea_files``); a pending ``half_written`` fault cuts it, and
+        nothing is written while the terminal goes down (a ``restart`` due at the command
+        that is running)."""
+        if self.going_down:
+            return False
         cut = self.cut if self.cut is not None and self.cut.file in (None, kind) else None
         if cut is not None:
             self.cut = None
@@ -356,6 +366,11 @@ class SimulatedEa:
                              None if cut is None else cut.seconds)
 
     # -- faults -------------------------------------------------------------------------
+    def _fault_pending(self, kind: str, index: int) -> bool:
+        """A fault of ``kind`` would fire at command ``index`` (``_fault_due``, not fired)."""
+        return any(fault.kind == kind and n not in self.fired and fault.at_command <= index
+                   for n, fault in enumerate(self.faults))
+
     def _fault_due(self, kind: str, index: int) -> EaFault | None:
         for n, fault in enumerate(self.faults):
             if fault.kind == kind and n not in self.fired and fault.at_command <= index:

@@ -15,10 +15,13 @@ Kinds:
 - ``reject``: the first trade command (OPEN_ORDER, CLOSE_ORDER, MODIFY_ORDER and the CLOSE_*
   commands) at index ``at_command`` or later is refused by the trade server with MT4 error
   ``error_code`` (default 136, "off quotes"): an ERROR message, no ticket, nothing changed;
-- ``restart``: after command ``at_command``, the EA stops (OnDeinit), the terminal is down for
-  ``delay_s`` (default 1; bars keep closing and stops keep triggering at the broker) and the EA
-  starts again (OnInit): its files are deleted, command ids, subscriptions and messages are
-  forgotten, and the orders file is rewritten with the broker's open orders.
+- ``restart``: command ``at_command`` runs at the trade server, then the terminal goes down
+  before the EA writes its answer (the answer is never written: a client waiting for it
+  times out, as when a terminal dies between ``OrderSend`` and ``WriteToFile``). The EA stops
+  (OnDeinit), the terminal is down for ``delay_s`` (default 1; bars keep closing and stops
+  keep triggering at the broker) and the EA starts again (OnInit): its files are deleted,
+  command ids, subscriptions and messages are forgotten, and the orders file is rewritten
+  with the broker's open orders.
 
 The JSON form (``--faults FILE``) is
 ``{"faults": [{"kind": "leave_unread", "at_command": 3, "delay_s": 2.0}, ...]}``.
