@@ -249,8 +249,10 @@ class SimulatedEa:
             # a restart due at this command takes the terminal down before the EA writes
             # its answer: the command runs at the broker, the client never sees the reply
             self.going_down = self._fault_pending("restart", self.current_command)
-            go_on = self._execute(decode_command(raw))
-            self.going_down = False
+            try:
+                go_on = self._execute(decode_command(raw))
+            finally:
+                self.going_down = False
             self._after_command(self.current_command)
             if not go_on or self.down_until is not None:
                 return
