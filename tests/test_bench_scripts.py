@@ -318,7 +318,12 @@ def test_bench_paper_actors_reduced_run_prints_every_field(
             threads = run["actor_thread_cpu_ms_per_bar"]
             assert {"event_loop", "trader", "ray_main", "ray_other"} <= set(threads), threads
             total = run["actor_cpu_ms_per_bar"]
-            assert 0.5 * total <= sum(threads.values()) <= 1.05 * total, (threads, total)
+            # threads that ended are not counted (the low bound). The high bound allows
+            # for the clocks: /proc's schedstat of a thread running on another core lags
+            # by up to a scheduler tick (milliseconds), against about 25 ms of an actor's
+            # CPU over this 3-bar run; sums of 0.82x-1.11x the process clock were measured
+            # (1.05 failed once in CI-like runs)
+            assert 0.5 * total <= sum(threads.values()) <= 1.3 * total, (threads, total)
         for measure in ("close_to_journal_ms", "arrival_to_journal_ms"):
             stats = run[measure]
             assert set(stats) == {"p50", "p90", "p99", "max"}, (kind, measure)
