@@ -9,6 +9,7 @@ parent decides the shutdown order instead of every child dying at once.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -64,14 +65,16 @@ class ChildProcess:
 
     def wait_http(self, url: str, expect: bytes, timeout_s: float) -> None:
         """Poll ``url`` until it answers ``expect``; ``OperationalError`` if the process
-        exits or ``timeout_s`` passes first."""
+        exits or ``timeout_s`` passes first. An answer that is not HTTP (another server
+        holds the port: Ray's gRPC servers answer with binary HTTP/2 frames) counts as no
+        answer, like a refused connection."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.read().strip() == expect:
                         return
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             if not self.alive():
                 raise self._died("exited before it answered")

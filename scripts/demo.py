@@ -76,7 +76,7 @@ from raytrade.algos.storage.promotion import (
     promote,
 )
 from raytrade.algos.train import TrainResult, ray_session, train
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, OperationalError
 from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.envs.intervals import interval_to_ms, ms_to_interval
 from raytrade.envs.io import describe, load_bars
@@ -190,6 +190,18 @@ def load_demo_data(options: DemoOptions) -> tuple[DemoData, dict[str, Any]]:
             "replay_start": start, "replay_bars": len(ts) - start}
     return DemoData(exp, served, symbols, ms_to_interval(interval_ms), start,
                     len(ts) - start, int(ts[-1])), info
+
+
+DASHBOARD_BIND_ATTEMPTS = 3
+"""Dashboard starts tried when the chosen port is taken before Streamlit binds it."""
+
+
+def _lost_port(child: ChildProcess, port: int) -> bool:
+    """True when ``child`` (Streamlit) exited because ``port`` was taken when it bound."""
+    if child.alive():
+        return False
+    text = child.log.read_text(errors="replace") if child.log.exists() else ""
+    return f"Port {port} is not available" in text
 
 
 def _port_free(port: int) -> bool:
@@ -329,16 +341,33 @@ class Demo:
         return self.summary
 
     def _start_dashboard(self) -> None:
+        """Start the dashboard on ``--port``, or on a free port when that one is busy.
+
+        A port found free can still be taken before Streamlit binds it (another server
+        started meanwhile; Ray's own servers bind ephemeral ports too): Streamlit then
+        exits with "Port N is not available", and the dashboard is started again on a
+        fresh free port, up to ``DASHBOARD_BIND_ATTEMPTS`` times, each move shown.
+        """
         port = self.o.port if _port_free(self.o.port) else free_port()
-        if port != self.o.port:
-            self.display.warn(f"port {self.o.port} is busy; the dashboard uses {port}")
-        child = ChildProcess("dashboard", [sys.executable, "-m", "raytrade.scripts.cli",
-                                           "dashboard", "--store", self.store.uri,
-                                           "--port", str(port), "--refresh", "5"],
-                             self.logs / "dashboard.log")
-        self.children["dashboard"] = child
-        url = f"http://127.0.0.1:{port}"
-        child.wait_http(f"{url}/_stcore/health", b"ok", timeout_s=120)
+        for attempt in range(1, DASHBOARD_BIND_ATTEMPTS + 1):
+            if port != self.o.port:
+                self.display.warn(f"port {self.o.port} is busy; the dashboard uses {port}")
+            child = ChildProcess("dashboard", [sys.executable, "-m", "raytrade.scripts.cli",
+                                               "dashboard", "--store", self.store.uri,
+                                               "--port", str(port), "--refresh", "5"],
+                                 self.logs / "dashboard.log")
+            self.children["dashboard"] = child
+            url = f"http://127.0.0.1:{port}"
+            try:
+                child.wait_http(f"{url}/_stcore/health", b"ok", timeout_s=120)
+                break
+            except OperationalError:
+                lost = _lost_port(child, port)
+                child.stop()
+                if not lost or attempt == DASHBOARD_BIND_ATTEMPTS:
+                    raise
+                log.warning("dashboard: port %d was taken before it bound; retrying", port)
+                port = free_port()
         self.dashboard_url = url
         self.summary["dashboard"] = url
         self.display.stage("dashboard", "(training, evaluation, paper trading and models, "

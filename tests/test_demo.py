@@ -31,7 +31,7 @@ from raytrade.algos.experiments import experiment_path
 from raytrade.algos.export import random_bundle
 from raytrade.algos.manifest import MANIFEST
 from raytrade.algos.storage.policy_store import PolicyStore, version_name
-from raytrade.envs.errors import ConfigError
+from raytrade.envs.errors import ConfigError, OperationalError
 from raytrade.scripts.child_process import ChildProcess
 from raytrade.scripts.demo import Demo, DemoOptions, check_run_dir, last_record, load_demo_data
 from raytrade.scripts.demo_display import Display
@@ -53,6 +53,39 @@ def _answers(url: str) -> bytes | None:
             return bytes(response.read())
     except OSError:
         return None
+
+
+def _dashboard_url(terminal: list[str]) -> str | None:
+    """The dashboard address the demo printed (``--port``, or the free port it moved to
+    when that one was busy or taken before Streamlit bound it)."""
+    found = re.search(r"dashboard (http://127\.0\.0\.1:\d+)", "".join(terminal))
+    return found[1] if found else None
+
+
+class _ForeignServer:
+    """A loopback server that is not HTTP: it answers every connection with an HTTP/2
+    SETTINGS frame and closes it, as Ray's gRPC servers do to an HTTP/1.1 request."""
+
+    FRAME = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00\x40\x00"
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.sendall(self.FRAME)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
 
 
 def _fed(terminal: list[str]) -> dict[str, int]:
@@ -120,13 +153,17 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     reader = threading.Thread(target=lambda: terminal.extend(proc.stdout or []), daemon=True)
     reader.start()
     store_dir = run / "store"
-    url = f"http://127.0.0.1:{port}"
+    url: str | None = None  # the dashboard's, once the demo has printed it
     seen_page = False
     try:
         deadline = time.monotonic() + 420
         while True:
             assert proc.poll() is None, "demo exited early:\n" + "".join(terminal)
             assert time.monotonic() < deadline, "timed out; terminal:\n" + "".join(terminal)
+            url = url or _dashboard_url(terminal)
+            if url is None:
+                time.sleep(2)
+                continue
             page = _answers(url)
             seen_page = seen_page or (page is not None and b"<html" in page.lower())
             fills = sum(len(_lines(p)) for p in (store_dir / "paper").glob("*/trades.jsonl"))
@@ -155,7 +192,11 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     out = "".join(terminal)
 
     # the terminal shows the demo's own lines, not Ray's or RLlib's
-    assert f"dashboard {url}" in out
+    assert url is not None and f"dashboard {url}" in out
+    dashboard_port = int(url.rsplit(":", 1)[1])
+    # on the port asked for, unless that one was busy and the terminal said so
+    assert dashboard_port == port or \
+        f"port {port} is busy; the dashboard uses {dashboard_port}" in out
     assert "Ctrl-C: stopping cleanly" in out
     assert "Traceback" not in out and "WARNING" not in out
     assert len(terminal) < 120, out
@@ -264,9 +305,54 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     assert secret not in out and secret not in log
 
     # nothing left running
-    assert _port_closed(port), "dashboard stopped"
+    assert _port_closed(dashboard_port), "dashboard stopped"
     replay = summary["replay"]["ws_url"].rsplit(":", 1)[1]
     assert _port_closed(int(replay)), "replay feed stopped"
+
+
+def test_demo_dashboard_moves_to_a_free_port_when_its_port_is_taken_before_it_binds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the end-to-end run met once: ``--port`` was free when the demo looked and
+    another server (a gRPC one, answering with binary frames) held it when Streamlit bound.
+    The demo starts the dashboard again on a free port and says so."""
+    import raytrade.scripts.demo as demo_module
+
+    foreign = _ForeignServer()
+    monkeypatch.setattr(demo_module, "_port_free", lambda port: True)  # looked too early
+    demo, out = _quiet_demo(tmp_path, port=foreign.port)
+    try:
+        demo._start_dashboard()
+        url = demo.dashboard_url
+        assert url is not None and not url.endswith(f":{foreign.port}")
+        assert _answers(f"{url}/_stcore/health") == b"ok"
+        moved_to = int(url.rsplit(":", 1)[1])
+        assert f"port {foreign.port} is busy; the dashboard uses {moved_to}" in out.getvalue()
+        log = (demo.logs / "dashboard.log").read_text()
+        assert f"Port {foreign.port} is not available" in log  # the first start's exit
+    finally:
+        for child in demo.children.values():
+            child.stop()
+        foreign.close()
+    assert _port_closed(moved_to)
+
+
+def test_child_wait_http_takes_a_non_http_answer_as_no_answer(tmp_path: Path) -> None:
+    """A foreign server's binary answer on the port is not an error of its own: waiting
+    goes on until the child answers, exits (named, with its log) or the time runs out."""
+    foreign = _ForeignServer()
+    try:
+        child = ChildProcess("quitter", ["sh", "-c", "sleep 1; echo gave up; exit 3"],
+                             tmp_path / "quitter.log")
+        with pytest.raises(OperationalError, match=r"quitter exited before it answered "
+                                                   r"\(exit code 3\)(.|\n)*gave up"):
+            child.wait_http(f"http://127.0.0.1:{foreign.port}/", b"ok", timeout_s=30)
+        child.stop()
+        sleeper = ChildProcess("sleeper", ["sleep", "60"], tmp_path / "sleeper.log")
+        with pytest.raises(OperationalError, match="sleeper did not answer"):
+            sleeper.wait_http(f"http://127.0.0.1:{foreign.port}/", b"ok", timeout_s=1)
+        sleeper.stop()
+    finally:
+        foreign.close()
 
 
 def test_demo_refuses_a_used_run_folder(tmp_path: Path) -> None:
