@@ -6,12 +6,12 @@ moto is a test dependency (``pip install -e .[test]``); nothing in the product n
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from types import TracebackType
@@ -36,6 +36,9 @@ class MotoServer:
     reads them) and restores the old values on exit.
     """
 
+    BIND_ATTEMPTS = 3
+    """Starts tried when the chosen port is taken before the server binds it."""
+
     def __init__(self, startup_timeout_s: float = 30.0) -> None:
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -44,9 +47,25 @@ class MotoServer:
         self._saved: dict[str, str | None] = {}
 
     def start(self) -> MotoServer:
+        """Start the server and wait until it answers. The port was free when chosen but
+        can be taken before the server binds it; a server that exits before answering is
+        started again on a fresh port (``BIND_ATTEMPTS`` in all)."""
         for k, v in CREDENTIALS.items():
             self._saved[k] = os.environ.get(k)
             os.environ[k] = v
+        for attempt in range(1, self.BIND_ATTEMPTS + 1):
+            if self._start_once():
+                return self
+            if attempt < self.BIND_ATTEMPTS:
+                self.port = free_port()
+                self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.stop()
+        raise RuntimeError(f"moto server did not start (last tried {self.endpoint_url}, "
+                           f"{self.BIND_ATTEMPTS} attempts)")
+
+    def _start_once(self) -> bool:
+        """One start on ``self.port``: True once it answers; False (the process gone) if
+        it exited first; ``RuntimeError`` if it runs but never answers in time."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,12 +73,15 @@ class MotoServer:
         while True:
             try:
                 urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()
-                return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if self._proc.poll() is not None or time.monotonic() > deadline:
+                return True
+            except (OSError, http.client.HTTPException):
+                if self._proc.poll() is not None:
+                    self._proc = None
+                    return False
+                if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"moto server did not start on {self.endpoint_url}"
-                                       ) from None
+                    raise RuntimeError(f"moto server did not answer on {self.endpoint_url} "
+                                       f"within {self.startup_timeout_s:.0f} s") from None
                 time.sleep(0.1)
 
     def client(self) -> Any:
