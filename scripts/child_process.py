@@ -32,6 +32,8 @@ class ChildProcess:
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_fh: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed in stop)
+        self._log_from = self._log_fh.tell()  # where this start's output begins
+        self._stopped = False
         self.proc = subprocess.Popen(
             list(cmd), stdout=subprocess.PIPE if banner else self._log_fh,
             stderr=self._log_fh, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -41,8 +43,15 @@ class ChildProcess:
         """True while the process runs."""
         return self.proc.poll() is None
 
+    def output(self) -> str:
+        """What this start of the process has written to its log so far (the log file is
+        appended to, so earlier starts' output is left out)."""
+        with open(self.log, "rb") as fh:
+            fh.seek(self._log_from)
+            return fh.read().decode(errors="replace")
+
     def _died(self, what: str) -> OperationalError:
-        tail = self.log.read_text(errors="replace").strip().splitlines()[-15:]
+        tail = self.output().strip().splitlines()[-15:]
         return OperationalError(f"{self.name} {what} (exit code {self.proc.poll()}); last "
                                 f"lines of {self.log}:\n" + "\n".join(tail))
 
@@ -63,19 +72,25 @@ class ChildProcess:
             raise OperationalError(f"{self.name}: the banner is not a JSON object")
         return banner
 
-    def wait_http(self, url: str, expect: bytes, timeout_s: float) -> None:
+    def wait_http(self, url: str, expect: bytes, timeout_s: float, *,
+                  log_marker: str | None = None) -> None:
         """Poll ``url`` until it answers ``expect``; ``OperationalError`` if the process
         exits or ``timeout_s`` passes first. An answer that is not HTTP (another server
         holds the port: Ray's gRPC servers answer with binary HTTP/2 frames) counts as no
-        answer, like a refused connection."""
+        answer, like a refused connection. With ``log_marker``, also wait until this
+        start's output contains it: proof that the answer came from this process and not
+        from another server of the same kind on the port."""
         deadline = time.monotonic() + timeout_s
         while True:
+            answered = False
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.read().strip() == expect:
-                        return
+                    answered = response.read().strip() == expect
             except (OSError, http.client.HTTPException):
                 pass
+            if answered and (log_marker is None or log_marker in self.output()) \
+                    and self.alive():
+                return
             if not self.alive():
                 raise self._died("exited before it answered")
             if time.monotonic() > deadline:
@@ -84,7 +99,12 @@ class ChildProcess:
             time.sleep(0.25)
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``timeout_s``; the exit code."""
+        """SIGTERM the process group, SIGKILL it after ``timeout_s``; the exit code.
+        Stopping again does nothing (the group's id may belong to another process by
+        then)."""
+        if self._stopped:
+            return self.proc.returncode
+        self._stopped = True
         if self.alive():
             self._signal(signal.SIGTERM)
             try:

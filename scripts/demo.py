@@ -196,14 +196,6 @@ DASHBOARD_BIND_ATTEMPTS = 3
 """Dashboard starts tried when the chosen port is taken before Streamlit binds it."""
 
 
-def _lost_port(child: ChildProcess, port: int) -> bool:
-    """True when ``child`` (Streamlit) exited because ``port`` was taken when it bound."""
-    if child.alive():
-        return False
-    text = child.log.read_text(errors="replace") if child.log.exists() else ""
-    return f"Port {port} is not available" in text
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -346,12 +338,12 @@ class Demo:
         A port found free can still be taken before Streamlit binds it (another server
         started meanwhile; Ray's own servers bind ephemeral ports too): Streamlit then
         exits with "Port N is not available", and the dashboard is started again on a
-        fresh free port, up to ``DASHBOARD_BIND_ATTEMPTS`` times, each move shown.
+        fresh free port, up to ``DASHBOARD_BIND_ATTEMPTS`` times (each retry in the demo
+        log). It counts as started once the health check answers and Streamlit's own
+        output shows the URL, so another Streamlit on the port is not taken for it.
         """
         port = self.o.port if _port_free(self.o.port) else free_port()
         for attempt in range(1, DASHBOARD_BIND_ATTEMPTS + 1):
-            if port != self.o.port:
-                self.display.warn(f"port {self.o.port} is busy; the dashboard uses {port}")
             child = ChildProcess("dashboard", [sys.executable, "-m", "raytrade.scripts.cli",
                                                "dashboard", "--store", self.store.uri,
                                                "--port", str(port), "--refresh", "5"],
@@ -359,15 +351,20 @@ class Demo:
             self.children["dashboard"] = child
             url = f"http://127.0.0.1:{port}"
             try:
-                child.wait_http(f"{url}/_stcore/health", b"ok", timeout_s=120)
+                child.wait_http(f"{url}/_stcore/health", b"ok", timeout_s=120,
+                                log_marker=f"URL: {url}")
                 break
             except OperationalError:
-                lost = _lost_port(child, port)
                 child.stop()
-                if not lost or attempt == DASHBOARD_BIND_ATTEMPTS:
+                lost = f"Port {port} is not available" in child.output()
+                if not lost or attempt == DASHBOARD_BIND_ATTEMPTS or self.stop.is_set():
                     raise
                 log.warning("dashboard: port %d was taken before it bound; retrying", port)
                 port = free_port()
+        else:  # not reached: the loop breaks or raises
+            raise AssertionError("unreachable")
+        if port != self.o.port:
+            self.display.warn(f"port {self.o.port} is busy; the dashboard uses {port}")
         self.dashboard_url = url
         self.summary["dashboard"] = url
         self.display.stage("dashboard", "(training, evaluation, paper trading and models, "

@@ -11,6 +11,9 @@ and the child-process group stop.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import http.server
 import io
 import json
 import math
@@ -51,7 +54,7 @@ def _answers(url: str) -> bytes | None:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             return bytes(response.read())
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
 
 
@@ -81,11 +84,16 @@ class _ForeignServer:
             except OSError:
                 return  # closed
             with conn:
-                conn.sendall(self.FRAME)
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(65_536)  # the client's request, read as gRPC reads it
+                    conn.sendall(self.FRAME)
 
     def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept: closing alone does not
         self.sock.close()
         self.thread.join(5)
+        assert not self.thread.is_alive()
 
 
 def _fed(terminal: list[str]) -> dict[str, int]:
@@ -310,14 +318,44 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     assert _port_closed(int(replay)), "replay feed stopped"
 
 
+class _HealthyServer:
+    """A loopback HTTP server that answers every GET with ``ok``, as another Streamlit's
+    health check does: an answer that must not be taken for the demo's dashboard."""
+
+    def __init__(self) -> None:
+        class Ok(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+        self.port: int = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("holder", [_ForeignServer, _HealthyServer],
+                         ids=["grpc-like", "another-streamlit"])
 def test_demo_dashboard_moves_to_a_free_port_when_its_port_is_taken_before_it_binds(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        holder: type[_ForeignServer | _HealthyServer]) -> None:
     """The race the end-to-end run met once: ``--port`` was free when the demo looked and
-    another server (a gRPC one, answering with binary frames) held it when Streamlit bound.
-    The demo starts the dashboard again on a free port and says so."""
+    another server held it when Streamlit bound: a gRPC one (binary frames), or one that
+    even answers the health check as Streamlit does. The demo starts the dashboard again
+    on a free port, says so, and serves from its own Streamlit."""
     import raytrade.scripts.demo as demo_module
 
-    foreign = _ForeignServer()
+    foreign = holder()
     monkeypatch.setattr(demo_module, "_port_free", lambda port: True)  # looked too early
     demo, out = _quiet_demo(tmp_path, port=foreign.port)
     try:
@@ -325,10 +363,13 @@ def test_demo_dashboard_moves_to_a_free_port_when_its_port_is_taken_before_it_bi
         url = demo.dashboard_url
         assert url is not None and not url.endswith(f":{foreign.port}")
         assert _answers(f"{url}/_stcore/health") == b"ok"
+        assert demo.children["dashboard"].alive()
         moved_to = int(url.rsplit(":", 1)[1])
         assert f"port {foreign.port} is busy; the dashboard uses {moved_to}" in out.getvalue()
+        assert out.getvalue().count("is busy") == 1
         log = (demo.logs / "dashboard.log").read_text()
         assert f"Port {foreign.port} is not available" in log  # the first start's exit
+        assert f"URL: {url}" in log
     finally:
         for child in demo.children.values():
             child.stop()
@@ -341,6 +382,8 @@ def test_child_wait_http_takes_a_non_http_answer_as_no_answer(tmp_path: Path) ->
     goes on until the child answers, exits (named, with its log) or the time runs out."""
     foreign = _ForeignServer()
     try:
+        with pytest.raises(http.client.HTTPException):  # what urllib makes of its answer
+            urllib.request.urlopen(f"http://127.0.0.1:{foreign.port}/", timeout=5)
         child = ChildProcess("quitter", ["sh", "-c", "sleep 1; echo gave up; exit 3"],
                              tmp_path / "quitter.log")
         with pytest.raises(OperationalError, match=r"quitter exited before it answered "
