@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -48,41 +49,65 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         """Start the server and wait until it answers. The port was free when chosen but
-        can be taken before the server binds it; a server that exits before answering is
-        started again on a fresh port (``BIND_ATTEMPTS`` in all)."""
+        can be taken before the server binds it: moto then exits with "Address already
+        in use" and is started again on a fresh port (``BIND_ATTEMPTS`` in all, each
+        with ``startup_timeout_s``). Any other early exit is a ``RuntimeError`` with
+        moto's own output."""
         for k, v in CREDENTIALS.items():
             self._saved[k] = os.environ.get(k)
             os.environ[k] = v
-        for attempt in range(1, self.BIND_ATTEMPTS + 1):
-            if self._start_once():
-                return self
-            if attempt < self.BIND_ATTEMPTS:
-                self.port = free_port()
-                self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        try:
+            for attempt in range(1, self.BIND_ATTEMPTS + 1):
+                if self._start_once():
+                    return self
+                if attempt < self.BIND_ATTEMPTS:
+                    self.port = free_port()
+                    self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        except BaseException:
+            self.stop()
+            raise
         self.stop()
-        raise RuntimeError(f"moto server did not start (last tried {self.endpoint_url}, "
-                           f"{self.BIND_ATTEMPTS} attempts)")
+        raise RuntimeError(f"moto server did not start: its port was taken "
+                           f"{self.BIND_ATTEMPTS} times (last {self.endpoint_url})")
 
     def _start_once(self) -> bool:
-        """One start on ``self.port``: True once it answers; False (the process gone) if
-        it exited first; ``RuntimeError`` if it runs but never answers in time."""
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()
-                return True
-            except (OSError, http.client.HTTPException):
+        """One start on ``self.port``: True once it answers and its output says it bound
+        this port (another moto on the port could answer too); False if it exited
+        because the port was taken; ``RuntimeError`` for any other failure."""
+        out = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the wait)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                 str(self.port)], stdout=subprocess.DEVNULL, stderr=out)
+
+            def output() -> str:
+                out.seek(0)
+                return out.read().decode(errors="replace")
+
+            bound = f"Running on {self.endpoint_url}"
+            deadline = time.monotonic() + self.startup_timeout_s
+            while True:
+                try:
+                    urllib.request.urlopen(self.endpoint_url + "/moto-api/",
+                                           timeout=1).close()
+                    if bound in output() and self._proc.poll() is None:
+                        return True
+                except (OSError, http.client.HTTPException):
+                    pass
                 if self._proc.poll() is not None:
                     self._proc = None
-                    return False
+                    text = output()
+                    if "Address already in use" in text:
+                        return False
+                    raise RuntimeError(f"moto server exited on {self.endpoint_url}: "
+                                       f"{text.strip()[-1000:]}")
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeError(f"moto server did not answer on {self.endpoint_url} "
-                                       f"within {self.startup_timeout_s:.0f} s") from None
+                                       f"within {self.startup_timeout_s:.0f} s: "
+                                       f"{output().strip()[-1000:]}")
                 time.sleep(0.1)
+        finally:
+            out.close()  # the child keeps its own descriptor
 
     def client(self) -> Any:
         """A boto3 S3 client for this server."""
