@@ -57,7 +57,6 @@ from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.bars import Bar, BarTable
 from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.scripts.bench_markets import experiment, markets, write_csvs
-from raytrade.scripts.s3_local import free_port
 
 
 def offline_peer(exp: ExperimentConfig, policy: Policy, table: BarTable, ref: BarTable,
@@ -155,7 +154,7 @@ def main() -> None:
 
         server = subprocess.Popen(
             [sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data", *files,
-             "--speed", str(speed), "--start", str(start), "--port", str(free_port()),
+             "--speed", str(speed), "--start", str(start), "--port", "0",
              "--start-on-connect"], stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None

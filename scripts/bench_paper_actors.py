@@ -73,7 +73,6 @@ from raytrade.algos.export import random_bundle
 from raytrade.algos.storage.policy_store import PolicyStore
 from raytrade.envs.features.warmup import feature_warmup_bars
 from raytrade.scripts.bench_markets import experiment, markets, write_csvs
-from raytrade.scripts.s3_local import free_port
 
 PCTS = (50, 90, 99)
 
@@ -139,7 +138,7 @@ def replay(args: argparse.Namespace, n_symbols: int) -> Iterator[Replay]:
         store.publish(random_bundle(exp, seed=3), channel="paper", reason="bench")
         server = subprocess.Popen(
             [sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data", *files,
-             "--speed", str(speed), "--start", str(start), "--port", str(free_port()),
+             "--speed", str(speed), "--start", str(start), "--port", "0",
              "--start-on-connect"], stdout=subprocess.PIPE, text=True,
             stderr=(folder / "replay.log").open("w"))
         try:

@@ -33,7 +33,6 @@ from raytrade.envs.io import load_bars
 from raytrade.envs.market import MarketData, load_markets
 from raytrade.envs.sample import sample_path
 from raytrade.envs.trading_env import TradingEnv
-from raytrade.scripts.s3_local import free_port
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,7 +129,7 @@ def replay_process(data: list[Path], *, speed: float, start: int,
     banner (``ws_url``, ``rest_url``, ...)."""
     cmd = [sys.executable, "-m", "raytrade.scripts.cli", "feed", "replay", "--data",
            *map(str, data), "--speed", str(speed), "--start", str(start),
-           "--port", str(free_port()), "--start-on-connect"]
+           "--port", "0", "--start-on-connect"]
     if faults:
         cmd += ["--faults", json.dumps(faults)]
     with banner_process(cmd) as banner:
