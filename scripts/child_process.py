@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -73,12 +74,12 @@ class ChildProcess:
         return banner
 
     def wait_http(self, url: str, expect: bytes, timeout_s: float, *,
-                  log_marker: str | None = None) -> None:
+                  log_marker: re.Pattern[str] | None = None) -> None:
         """Poll ``url`` until it answers ``expect``; ``OperationalError`` if the process
         exits or ``timeout_s`` passes first. An answer that is not HTTP (another server
         holds the port: Ray's gRPC servers answer with binary HTTP/2 frames) counts as no
         answer, like a refused connection. With ``log_marker``, also wait until this
-        start's output contains it: proof that the answer came from this process and not
+        start's output matches it: proof that the answer came from this process and not
         from another server of the same kind on the port."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -88,7 +89,7 @@ class ChildProcess:
                     answered = response.read().strip() == expect
             except (OSError, http.client.HTTPException):
                 pass
-            if answered and (log_marker is None or log_marker in self.output()) \
+            if answered and (log_marker is None or log_marker.search(self.output())) \
                     and self.alive():
                 return
             if not self.alive():
@@ -104,19 +105,21 @@ class ChildProcess:
         then)."""
         if self._stopped:
             return self.proc.returncode
-        self._stopped = True
-        if self.alive():
-            self._signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.proc.wait(5)
-        else:
-            self._signal(signal.SIGKILL)  # anything it left behind in its group
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._log_fh.close()
+        try:
+            if self.alive():
+                self._signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    self._signal(signal.SIGKILL)
+                    self.proc.wait(5)
+            else:
+                self._signal(signal.SIGKILL)  # anything it left behind in its group
+            self._stopped = True
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self._log_fh.close()
         return self.proc.returncode
 
     def _signal(self, sig: int) -> None:

@@ -29,6 +29,9 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.address", args.host, "--server.port", str(args.port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            # the URL line is printed whatever a user's config says: it is how a user
+            # (and the demo, which waits for it) knows which server answers
+            "--logger.hideWelcomeMessage", "false",
             "--client.showErrorDetails", "full" if args.dev else "none",
             "--client.toolbarMode", "developer" if args.dev else "minimal"]
 

@@ -47,6 +47,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -340,7 +341,8 @@ class Demo:
         exits with "Port N is not available", and the dashboard is started again on a
         fresh free port, up to ``DASHBOARD_BIND_ATTEMPTS`` times (each retry in the demo
         log). It counts as started once the health check answers and Streamlit's own
-        output shows the URL, so another Streamlit on the port is not taken for it.
+        output shows its URL on that port (``raytrade dashboard`` always prints it), so
+        another Streamlit on the port is not taken for it.
         """
         port = self.o.port if _port_free(self.o.port) else free_port()
         for attempt in range(1, DASHBOARD_BIND_ATTEMPTS + 1):
@@ -352,7 +354,7 @@ class Demo:
             url = f"http://127.0.0.1:{port}"
             try:
                 child.wait_http(f"{url}/_stcore/health", b"ok", timeout_s=120,
-                                log_marker=f"URL: {url}")
+                                log_marker=re.compile(rf"URL: http\S*:{port}(?!\d)"))
                 break
             except OperationalError:
                 child.stop()

@@ -11,12 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import urllib.request
 import uuid
+from collections import deque
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -28,6 +29,35 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class _Drain:
+    """Reads a child's output pipe to its end on a daemon thread, keeping the last 200
+    lines (moto logs every request: a pipe left unread would fill and block it, a file
+    would grow for the server's life) and noting when a line contains ``marker``."""
+
+    def __init__(self, pipe: IO[bytes] | None, marker: str) -> None:
+        assert pipe is not None
+        self.lines: deque[str] = deque(maxlen=200)
+        self.marked = threading.Event()
+        self._pipe = pipe
+        self._marker = marker
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._pipe:
+            for raw in self._pipe:
+                line = raw.decode(errors="replace")
+                self.lines.append(line)
+                if self._marker in line:
+                    self.marked.set()
+
+    def text(self, wait_s: float = 5.0) -> str:
+        """The kept lines, after waiting up to ``wait_s`` for the pipe's end (the child
+        has exited: its last lines may still be in the pipe)."""
+        self._thread.join(wait_s)
+        return "".join(self.lines)
 
 
 class MotoServer:
@@ -74,40 +104,30 @@ class MotoServer:
         """One start on ``self.port``: True once it answers and its output says it bound
         this port (another moto on the port could answer too); False if it exited
         because the port was taken; ``RuntimeError`` for any other failure."""
-        out = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the wait)
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                 str(self.port)], stdout=subprocess.DEVNULL, stderr=out)
-
-            def output() -> str:
-                out.seek(0)
-                return out.read().decode(errors="replace")
-
-            bound = f"Running on {self.endpoint_url}"
-            deadline = time.monotonic() + self.startup_timeout_s
-            while True:
-                try:
-                    urllib.request.urlopen(self.endpoint_url + "/moto-api/",
-                                           timeout=1).close()
-                    if bound in output() and self._proc.poll() is None:
-                        return True
-                except (OSError, http.client.HTTPException):
-                    pass
-                if self._proc.poll() is not None:
-                    self._proc = None
-                    text = output()
-                    if "Address already in use" in text:
-                        return False
-                    raise RuntimeError(f"moto server exited on {self.endpoint_url}: "
-                                       f"{text.strip()[-1000:]}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not answer on {self.endpoint_url} "
-                                       f"within {self.startup_timeout_s:.0f} s: "
-                                       f"{output().strip()[-1000:]}")
-                time.sleep(0.1)
-        finally:
-            out.close()  # the child keeps its own descriptor
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        output = _Drain(self._proc.stderr, f"Running on {self.endpoint_url}")
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()
+                if output.marked.is_set() and self._proc.poll() is None:
+                    return True
+            except (OSError, http.client.HTTPException):
+                pass
+            if self._proc.poll() is not None:
+                self._proc = None
+                text = output.text()
+                if "Address already in use" in text:
+                    return False
+                raise RuntimeError(f"moto server exited on {self.endpoint_url}: "
+                                   f"{text.strip()[-1000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not answer on {self.endpoint_url} "
+                                   f"within {self.startup_timeout_s:.0f} s: "
+                                   f"{output.text(wait_s=0).strip()[-1000:]}")
+            time.sleep(0.1)
 
     def client(self) -> Any:
         """A boto3 S3 client for this server."""

@@ -90,7 +90,8 @@ class _ForeignServer:
                     conn.sendall(self.FRAME)
 
     def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept: closing alone does not
+        with contextlib.suppress(OSError):  # Linux: wakes the accept, which closing does not
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self.thread.join(5)
         assert not self.thread.is_alive()
@@ -396,6 +397,30 @@ def test_child_wait_http_takes_a_non_http_answer_as_no_answer(tmp_path: Path) ->
         sleeper.stop()
     finally:
         foreign.close()
+
+
+def test_child_output_is_this_starts_own_and_stopping_twice_is_harmless(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restarts append to one log; each start's ``output`` (what its errors quote and
+    what ``wait_http``'s marker is looked for in) leaves the earlier starts' text out."""
+    log = tmp_path / "child.log"
+    first = ChildProcess("first", ["sh", "-c", "echo first start; exit 4"], log)
+    first.proc.wait(10)
+    assert first.output() == "first start\n"
+    assert first.stop() == 4
+    signalled: list[int] = []  # the group id may belong to another process by now
+    monkeypatch.setattr("raytrade.scripts.child_process.os.killpg",
+                        lambda pgid, sig: signalled.append(pgid))
+    assert first.stop() == 4 and signalled == []  # the second stop does nothing
+    monkeypatch.undo()
+    second = ChildProcess("second", ["sh", "-c", "echo second start; exit 5"], log)
+    second.proc.wait(10)
+    assert second.output() == "second start\n"
+    assert log.read_text() == "first start\nsecond start\n"
+    with pytest.raises(OperationalError, match=r"(?s)exit code 5.*second start") as err:
+        second.wait_http("http://127.0.0.1:9/", b"ok", timeout_s=5)
+    assert "first start" not in str(err.value)
+    second.stop()
 
 
 def test_demo_refuses_a_used_run_folder(tmp_path: Path) -> None:

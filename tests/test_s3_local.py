@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import sys
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from raytrade.scripts.s3_local import MotoServer
+from raytrade.scripts.s3_local import CREDENTIALS, MotoServer
 
 
 @contextmanager
@@ -70,12 +71,14 @@ def test_moto_server_that_fails_otherwise_is_not_retried_and_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     starts = tmp_path / "starts"
     fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\necho x >> {starts}\n"
+    fake.write_text(f"#!/bin/sh\necho x >> '{starts}'\n"
                     "echo 'No module named moto.server' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(fake))
     server = MotoServer(startup_timeout_s=10)
+    before = {k: os.environ.get(k) for k in CREDENTIALS}
     with pytest.raises(RuntimeError, match=r"moto server exited on .*No module named moto"):
         server.start()
     assert starts.read_text().count("x") == 1
-    assert server._proc is None and not server._saved  # stopped, credentials restored
+    assert server._proc is None  # stopped
+    assert {k: os.environ.get(k) for k in CREDENTIALS} == before  # credentials restored
