@@ -194,9 +194,13 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         proc.send_signal(signal.SIGINT)
         assert proc.wait(300) == 0, "".join(terminal)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed check: stop it cleanly, its helper servers too
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its helpers (own process groups) may outlive it
+                proc.wait()
     reader.join(10)
     out = "".join(terminal)
 
