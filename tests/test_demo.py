@@ -11,7 +11,6 @@ and the child-process group stop.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import http.server
 import io
@@ -42,6 +41,7 @@ from raytrade.scripts.s3_local import free_port
 from rich.console import Console
 
 from tests.live_setup import experiment
+from tests.port_holders import GrpcLikeServer, HealthyServer, process_gone
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -63,38 +63,6 @@ def _dashboard_url(terminal: list[str]) -> str | None:
     when that one was busy or taken before Streamlit bound it)."""
     found = re.search(r"dashboard (http://127\.0\.0\.1:\d+)", "".join(terminal))
     return found[1] if found else None
-
-
-class _ForeignServer:
-    """A loopback server that is not HTTP: it answers every connection with an HTTP/2
-    SETTINGS frame and closes it, as Ray's gRPC servers do to an HTTP/1.1 request."""
-
-    FRAME = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00\x40\x00"
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return  # closed
-            with conn:
-                conn.settimeout(2)
-                with contextlib.suppress(OSError):
-                    conn.recv(65_536)  # the client's request, read as gRPC reads it
-                    conn.sendall(self.FRAME)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # Linux: wakes the accept, which closing does not
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(5)
-        assert not self.thread.is_alive()
 
 
 def _fed(terminal: list[str]) -> dict[str, int]:
@@ -323,37 +291,11 @@ def test_demo_runs_the_whole_loop_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     assert _port_closed(int(replay)), "replay feed stopped"
 
 
-class _HealthyServer:
-    """A loopback HTTP server that answers every GET with ``ok``, as another Streamlit's
-    health check does: an answer that must not be taken for the demo's dashboard."""
-
-    def __init__(self) -> None:
-        class Ok(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-        self.port: int = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-@pytest.mark.parametrize("holder", [_ForeignServer, _HealthyServer],
+@pytest.mark.parametrize("holder", [GrpcLikeServer, HealthyServer],
                          ids=["grpc-like", "another-streamlit"])
 def test_demo_dashboard_moves_to_a_free_port_when_its_port_is_taken_before_it_binds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        holder: type[_ForeignServer | _HealthyServer]) -> None:
+        holder: type[GrpcLikeServer | HealthyServer]) -> None:
     """The race the end-to-end run met once: ``--port`` was free when the demo looked and
     another server held it when Streamlit bound: a gRPC one (binary frames), or one that
     even answers the health check as Streamlit does. The demo starts the dashboard again
@@ -385,7 +327,7 @@ def test_demo_dashboard_moves_to_a_free_port_when_its_port_is_taken_before_it_bi
 def test_child_wait_http_takes_a_non_http_answer_as_no_answer(tmp_path: Path) -> None:
     """A foreign server's binary answer on the port is not an error of its own: waiting
     goes on until the child answers, exits (named, with its log) or the time runs out."""
-    foreign = _ForeignServer()
+    foreign = GrpcLikeServer()
     try:
         with pytest.raises(http.client.HTTPException):  # what urllib makes of its answer
             urllib.request.urlopen(f"http://127.0.0.1:{foreign.port}/", timeout=5)
@@ -476,18 +418,9 @@ def test_child_process_stop_ends_its_whole_group(tmp_path: Path) -> None:
     grandchild = int(pid_file.read_text())
     assert child.stop(timeout_s=5) is not None
     deadline = time.monotonic() + 5
-    while not _gone(grandchild):
+    while not process_gone(grandchild):
         assert time.monotonic() < deadline, "the group's other process survived"
         time.sleep(0.05)
-
-
-def _gone(pid: int) -> bool:
-    """Not running: no such process, or a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _losing_candidate(store: PolicyStore) -> int:

@@ -2,55 +2,21 @@
 
 from __future__ import annotations
 
-import http.server
 import os
-import socket
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 from raytrade.scripts.s3_local import CREDENTIALS, MotoServer
 
-
-@contextmanager
-def _listening() -> Iterator[int]:
-    """A port held by a listener that never answers."""
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        yield taken.getsockname()[1]
+from tests.port_holders import HealthyServer, SilentListener
 
 
-@contextmanager
-def _answering() -> Iterator[int]:
-    """A port held by an HTTP server that answers 200 to everything, as another moto
-    server's ``/moto-api/`` does: its answer must not be taken for this server's."""
-    class Ok(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.mark.parametrize("holder", [_listening, _answering], ids=["silent", "http-200"])
+@pytest.mark.parametrize("holder", [SilentListener, HealthyServer],
+                         ids=["silent", "http-200"])
 def test_moto_server_moves_to_a_fresh_port_when_its_port_is_taken_before_it_binds(
-        holder: Callable[[], Any]) -> None:
+        holder: type[SilentListener | HealthyServer]) -> None:
     """The port is free when chosen and can be taken before moto binds it (other tests'
     servers and Ray bind ephemeral ports all the time): moto then exits, and the server is
     started again on a fresh port instead of failing the test that needed S3."""

@@ -39,6 +39,7 @@ from raytrade.envs.errors import ConfigError
 from raytrade.scripts.cli import main
 
 from tests import tune_probe
+from tests.port_holders import process_gone
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -189,9 +190,7 @@ def _wait_gone(pids: Iterable[int], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     for pid in pids:
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if process_gone(pid):
                 break
             time.sleep(0.1)
         else:
